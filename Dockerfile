@@ -1,0 +1,26 @@
+# Production image of the command centre. Built by docker-compose.yml; no Docker engine runs on the
+# development machines, so this file is kept correct by reading (see README).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /srv/command-centre
+
+COPY pyproject.toml README.md ./
+COPY core core
+COPY config config
+COPY persistence persistence
+COPY event_bus event_bus
+COPY command_center command_center
+COPY field_units field_units
+COPY query_control query_control
+COPY media media
+COPY maps maps
+RUN pip install . && useradd --system --home /srv/command-centre cc && mkdir -p /var/lib/command-centre \
+    && chown cc /var/lib/command-centre
+
+USER cc
+ENV CC_DATA_DIR=/var/lib/command-centre CC_SERVER__HOST=0.0.0.0 CC_SERVER__PORT=8080
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/api/health', timeout=2)" || exit 1
+CMD ["sh", "-c", "python -m command_center init && exec python -m command_center serve"]

@@ -1,0 +1,1 @@
+"""The composition root and the edge: app factory, HTTP API, authentication and roles, pages, CLI."""

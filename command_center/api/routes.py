@@ -1,0 +1,13 @@
+"""Every endpoint registry of the app, in one list: routing, the OpenAPI document and the authorisation
+test all read it."""
+
+from __future__ import annotations
+
+from command_center.api import directory, sessions, system
+from command_center.api.registry import Endpoint, Registry
+
+REGISTRIES: tuple[Registry, ...] = (system.api, sessions.api, directory.api)
+
+
+def all_endpoints() -> list[Endpoint]:
+    return [endpoint for registry in REGISTRIES for endpoint in registry.endpoints]

@@ -1,0 +1,134 @@
+"""Request and response bodies of the HTTP API (pydantic: validation and the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from persistence.models import Court, CourtLevel, Role, Unit, UnitKind, User
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="ok, or degraded when a dependency is down")
+    store: dict[str, Any]
+    bus: dict[str, Any]
+
+
+class LoginIn(Strict):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    court_id: str
+    disabled: bool
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            role=user.role,
+            court_id=user.court_id,
+            disabled=user.disabled,
+        )
+
+
+class LoginOut(BaseModel):
+    token: str
+    expires_at: datetime
+    user: UserOut
+
+
+class MeOut(BaseModel):
+    kind: str = Field(description="user or device")
+    access: str
+    court_id: str
+    user: UserOut | None = None
+    unit_id: str | None = None
+
+
+class CourtIn(Strict):
+    id: Identifier
+    name: Name
+    level: CourtLevel
+    parent_id: Identifier | None = None
+
+
+class CourtOut(BaseModel):
+    id: str
+    name: str
+    level: CourtLevel
+    parent_id: str | None
+
+    @classmethod
+    def of(cls, court: Court) -> CourtOut:
+        return cls(id=court.id, name=court.name, level=court.level, parent_id=court.parent_id)
+
+
+class CourtList(BaseModel):
+    courts: list[CourtOut]
+
+
+class UserIn(Strict):
+    username: Identifier
+    display_name: Name
+    role: Role
+    court_id: Identifier
+    password: Annotated[str, StringConstraints(min_length=10, max_length=256)]
+
+
+class UserList(BaseModel):
+    users: list[UserOut]
+
+
+class UnitIn(Strict):
+    id: Identifier
+    name: Name
+    kind: UnitKind
+    court_id: Identifier
+
+
+class UnitOut(BaseModel):
+    id: str
+    name: str
+    kind: UnitKind
+    court_id: str
+    revoked: bool
+
+    @classmethod
+    def of(cls, unit: Unit) -> UnitOut:
+        return cls(
+            id=unit.id,
+            name=unit.name,
+            kind=unit.kind,
+            court_id=unit.court_id,
+            revoked=unit.revoked_at is not None,
+        )
+
+
+class UnitCreated(BaseModel):
+    unit: UnitOut
+    secret: str = Field(description="the device secret; shown once, store it on the device")
+
+
+class UnitList(BaseModel):
+    units: list[UnitOut]
+
+
+class Revoked(BaseModel):
+    revoked: int

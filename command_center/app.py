@@ -1,0 +1,62 @@
+"""The app factory: the one place where settings become a running aiohttp application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from command_center.api.registry import Registry, openapi_document
+from command_center.api.routes import all_endpoints
+from command_center.credentials import Passwords
+from command_center.keys import BUS, OPENAPI, PASSWORDS, SETTINGS, STORE
+from command_center.middleware import errors_as_json, security_headers
+from command_center.pages import install_pages
+from config.settings import Settings
+from event_bus.factory import build_bus
+from persistence.factory import build_store
+
+log = logging.getLogger(__name__)
+
+API_TITLE = "执行指挥中心 Enforcement Command Centre API"
+
+
+def create_app(settings: Settings, *, store_schema: str | None = None) -> web.Application:
+    """Build the application; nothing connects until it starts (cleanup contexts own every resource).
+
+    ``store_schema`` places PostgreSQL tables in a schema of their own (used by tests).
+    """
+    app = web.Application(
+        middlewares=[security_headers, errors_as_json], client_max_size=settings.server.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[PASSWORDS] = Passwords(settings.auth)
+    registry = Registry(all_endpoints())
+    registry.install(app)
+    app[OPENAPI] = openapi_document(registry, title=API_TITLE, version="1")
+    install_pages(app)
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = build_store(settings.store, schema=store_schema)
+        await store.open()
+        try:
+            applied = await store.migrate()
+            if applied:
+                log.info("store: applied migrations %s", applied)
+            app[STORE] = store
+            yield
+        finally:
+            await store.close()
+
+    async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+        bus = build_bus(settings.bus)
+        await bus.start()
+        app[BUS] = bus
+        try:
+            yield
+        finally:
+            await bus.close()
+
+    app.cleanup_ctx.extend([store_ctx, bus_ctx])
+    return app

@@ -1,0 +1,186 @@
+"""Command line: serve, migrate, init, and the directory chores an administrator does from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from command_center.app import create_app
+from command_center.bootstrap import ensure_first_admin, import_courts
+from command_center.credentials import MIN_PASSWORD_LENGTH, Passwords, lookup_hash, new_device_secret
+from config.settings import Settings, load_settings
+from core.errors import AppError
+from core.ids import CourtId, UnitId
+from persistence.factory import build_store
+from persistence.models import Role, UnitKind
+from persistence.port import Store
+
+DEFAULT_COURTS = Path(__file__).resolve().parent.parent / "config" / "courts.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m command_center", description="执行指挥中心 command centre"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="TOML settings file (default: $CC_CONFIG, else built-in defaults)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server (applies migrations first)")
+    serve.add_argument("--host", help="listen address (overrides server.host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
+
+    init = commands.add_parser(
+        "init", help="migrate, import courts, create the first admin when there is none"
+    )
+    init.add_argument("--courts", type=Path, default=DEFAULT_COURTS, help="court hierarchy TOML file")
+
+    court = commands.add_parser("court", help="courts").add_subparsers(dest="action", required=True)
+    court_import = court.add_parser("import", help="create or update courts from a TOML file")
+    court_import.add_argument("file", type=Path)
+
+    user = commands.add_parser("user", help="users").add_subparsers(dest="action", required=True)
+    user_add = user.add_parser("add", help="add a user; the password is read from the terminal or stdin")
+    user_add.add_argument("--username", required=True)
+    user_add.add_argument("--display-name", required=True)
+    user_add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    user_add.add_argument("--court", required=True, help="court id, e.g. HLJ0102")
+
+    device = commands.add_parser("device", help="field-unit devices").add_subparsers(
+        dest="action", required=True
+    )
+    device_add = device.add_parser("add", help="register a unit and print its device secret (shown once)")
+    device_add.add_argument("--id", required=True, help="unit id, e.g. HLJ0102-U01")
+    device_add.add_argument("--name", required=True)
+    device_add.add_argument("--kind", required=True, choices=[k.value for k in UnitKind])
+    device_add.add_argument("--court", required=True)
+    device_revoke = device.add_parser("revoke", help="revoke a unit's device secret")
+    device_revoke.add_argument("--id", required=True)
+    return parser
+
+
+async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]]) -> int:
+    store = build_store(settings.store)
+    await store.open()
+    try:
+        await store.migrate()
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise SystemExit("passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(args.config)
+    try:
+        return _run(args, settings)
+    except AppError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        server = settings.server.model_copy(
+            update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        )
+        settings = settings.model_copy(update={"server": server})
+        print(f"执行指挥中心 listening on http://{server.host}:{server.port}/", flush=True)
+        web.run_app(create_app(settings), host=server.host, port=server.port, print=None)
+        return 0
+
+    if args.command == "migrate":
+
+        async def migrate(store: Store) -> int:
+            print(f"applied: {await store.migrate() or 'nothing (up to date)'}")
+            return 0
+
+        return asyncio.run(_with_store(settings, migrate))
+
+    if args.command == "init":
+
+        async def init(store: Store) -> int:
+            count = await import_courts(store, args.courts)
+            print(f"courts: {count} imported from {args.courts}")
+            login = await ensure_first_admin(store, Passwords(settings.auth), settings.data_dir)
+            if login is not None:
+                print(f"first admin login: username '{login[0]}', password '{login[1]}'")
+                print(f"(kept in {settings.data_dir / 'first-admin-password'} until the password is changed)")
+            return 0
+
+        return asyncio.run(_with_store(settings, init))
+
+    if args.command == "court":
+
+        async def court_import(store: Store) -> int:
+            print(f"courts: {await import_courts(store, args.file)} imported")
+            return 0
+
+        return asyncio.run(_with_store(settings, court_import))
+
+    if args.command == "user":
+        password = _read_password()
+        if len(password) < MIN_PASSWORD_LENGTH:
+            print(f"error: password must have at least {MIN_PASSWORD_LENGTH} characters", file=sys.stderr)
+            return 1
+
+        async def user_add(store: Store) -> int:
+            await store.get_court(CourtId(args.court))
+            user = await store.add_user(
+                username=args.username,
+                display_name=args.display_name,
+                password_hash=Passwords(settings.auth).hash(password),
+                role=Role(args.role),
+                court_id=CourtId(args.court),
+            )
+            print(f"user {user.username} ({user.role}) added to {user.court_id} with id {user.id}")
+            return 0
+
+        return asyncio.run(_with_store(settings, user_add))
+
+    if args.command == "device" and args.action == "add":
+
+        async def device_add(store: Store) -> int:
+            await store.get_court(CourtId(args.court))
+            secret = new_device_secret()
+            unit = await store.add_unit(
+                unit_id=UnitId(args.id),
+                name=args.name,
+                kind=UnitKind(args.kind),
+                court_id=CourtId(args.court),
+                secret_hash=lookup_hash(secret),
+            )
+            print(f"unit {unit.id} registered; device secret (shown once): {secret}")
+            return 0
+
+        return asyncio.run(_with_store(settings, device_add))
+
+    if args.command == "device" and args.action == "revoke":
+
+        async def device_revoke(store: Store) -> int:
+            await store.revoke_unit(UnitId(args.id))
+            print(f"unit {args.id}: device secret revoked")
+            return 0
+
+        return asyncio.run(_with_store(settings, device_revoke))
+    raise AssertionError(f"unhandled command {args.command}")

@@ -1,0 +1,117 @@
+"""Settings from a TOML file and environment variables, with defaults that run on a fresh machine.
+
+Precedence, highest first: keyword arguments, environment variables (``CC_`` prefix, ``__`` between
+section and key, e.g. ``CC_STORE__URL``), the TOML file named by ``CC_CONFIG`` (or passed explicitly),
+then the defaults below. ``config/settings.sample.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_TOML_FILE: ContextVar[Path | None] = ContextVar("cc_toml_file", default=None)
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo in the file is caught at start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: Largest request body accepted, in bytes; larger bodies get 413.
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+
+class StoreSettings(Section):
+    #: ``sqlite:///relative/or/absolute/path.db`` (embedded default) or ``postgresql://user@host:port/db``.
+    url: str = "sqlite:///var/command_center.db"
+    #: Connection pool bounds for PostgreSQL.
+    pool_min: int = Field(1, ge=1)
+    pool_max: int = Field(10, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("store.url must start with sqlite://, postgresql:// or postgres://")
+        return value
+
+
+class BusSettings(Section):
+    #: ``memory://`` (in-process, one server process) or ``redis://host:port/db``.
+    url: str = "memory://"
+    #: Events kept per topic for subscribers that resume after a sequence number.
+    history: int = Field(10_000, ge=1)
+    #: Prefix of every Redis key and channel, so several deployments can share one Redis.
+    namespace: str = "cc"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("bus.url must start with memory://, redis:// or rediss://")
+        return value
+
+
+class AuthSettings(Section):
+    #: Lifetime of an interactive session token.
+    session_ttl_seconds: int = Field(12 * 3600, ge=60)
+    #: Argon2id cost; the defaults follow RFC 9106's second recommended option (64 MiB, 3 passes).
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65_536, ge=8)
+    argon2_parallelism: int = Field(4, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything the server reads at start; passed to ``create_app``, never read from globals."""
+
+    model_config = SettingsConfigDict(env_prefix="CC_", env_nested_delimiter="__", extra="forbid")
+
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    bus: BusSettings = BusSettings()
+    auth: AuthSettings = AuthSettings()
+    #: Where the server keeps its files (SQLite database, first admin password, later recordings).
+    data_dir: Path = Path("var")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _TOML_FILE.get() or os.environ.get("CC_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings; ``config_file`` wins over ``CC_CONFIG`` and must exist when given."""
+    if config_file is not None and not Path(config_file).is_file():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+    if config_file is None and (path_env := os.environ.get("CC_CONFIG")) and not Path(path_env).is_file():
+        raise FileNotFoundError(f"CC_CONFIG names a missing file: {path_env}")
+    token = _TOML_FILE.set(Path(config_file) if config_file is not None else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _TOML_FILE.reset(token)

@@ -1,0 +1,90 @@
+"""One exception tree for the whole system.
+
+Each error carries a stable machine-readable ``code`` and the HTTP status it maps to, declared once here;
+the HTTP edge turns any of them into ``{"error": {"code": ..., "message": ...}}``. Sockets use the same codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    """Base of every error the system reports to a client."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class BadRequest(AppError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
+class ValidationFailed(AppError):
+    status = 422
+    code = "validation_failed"
+
+
+class Unauthenticated(AppError):
+    status = 401
+    code = "unauthenticated"
+
+
+class TokenExpired(Unauthenticated):
+    code = "token_expired"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(AppError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "unavailable"

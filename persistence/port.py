@@ -1,0 +1,79 @@
+"""The persistence port: what the rest of the system may ask of storage.
+
+Adapters raise ``core.errors.NotFound`` / ``Conflict`` for missing references and duplicates, so callers
+never see a driver exception. Every method is one unit of work: no connection outlives a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from core.ids import CourtId, UnitId, UserId
+from persistence.models import Court, Role, Session, Unit, UnitKind, User
+
+
+class Store(Protocol):
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect (pool or file)."""
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending numbered migrations in order; return the versions applied now."""
+
+    async def applied_migrations(self) -> list[int]: ...
+
+    async def health(self) -> dict[str, Any]:
+        """Round-trip to the database; raises when it is unreachable."""
+
+    # courts -------------------------------------------------------------------------------------------
+    async def upsert_court(self, court: Court) -> None: ...
+
+    async def get_court(self, court_id: CourtId) -> Court: ...
+
+    async def list_courts(self) -> list[Court]: ...
+
+    async def court_subtree(self, court_id: CourtId) -> list[CourtId]:
+        """The court and every court below it (上下一体), the court itself first."""
+
+    # users and sessions -------------------------------------------------------------------------------
+    async def add_user(
+        self, *, username: str, display_name: str, password_hash: str, role: Role, court_id: CourtId
+    ) -> User: ...
+
+    async def get_user(self, user_id: UserId) -> User: ...
+
+    async def find_user(self, username: str) -> User | None: ...
+
+    async def list_users(self, court_ids: Sequence[CourtId] | None = None) -> list[User]: ...
+
+    async def count_users(self) -> int: ...
+
+    async def set_password(self, user_id: UserId, password_hash: str) -> None: ...
+
+    async def add_session(self, *, token_hash: str, user_id: UserId, expires_at: datetime) -> Session: ...
+
+    async def find_session(self, token_hash: str) -> tuple[Session, User] | None: ...
+
+    async def revoke_session(self, token_hash: str) -> bool:
+        """Mark one session revoked; False when it did not exist or was already revoked."""
+
+    async def revoke_user_sessions(self, user_id: UserId) -> int: ...
+
+    # units (devices) ----------------------------------------------------------------------------------
+    async def add_unit(
+        self, *, unit_id: UnitId, name: str, kind: UnitKind, court_id: CourtId, secret_hash: str
+    ) -> Unit: ...
+
+    async def get_unit(self, unit_id: UnitId) -> Unit: ...
+
+    async def find_unit_by_secret(self, secret_hash: str) -> Unit | None: ...
+
+    async def list_units(self, court_ids: Sequence[CourtId] | None = None) -> list[Unit]: ...
+
+    async def revoke_unit(self, unit_id: UnitId) -> None: ...

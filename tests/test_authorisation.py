@@ -1,0 +1,111 @@
+"""Every route × every kind of caller: the declared roles are the ones the running server enforces.
+
+The table below is the authorisation policy in one readable place; the registry must match it, and
+the live server must answer 401 without a valid token and 403 for a role outside the row.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from command_center.api.routes import all_endpoints
+from command_center.credentials import lookup_hash, new_session_token
+from core.ids import UserId
+from tests.conftest import World
+
+OP, J, S, A, D = "operator", "judge", "supervisor", "admin", "device"
+PEOPLE = {OP, J, S, A}
+PUBLIC: set[str] = set()  # marker: no token needed
+
+POLICY: dict[tuple[str, str], set[str]] = {
+    ("GET", "/api/health"): PUBLIC,
+    ("GET", "/api/openapi.json"): PEOPLE | {D},
+    ("POST", "/api/auth/login"): PUBLIC,
+    ("POST", "/api/auth/logout"): PEOPLE,
+    ("GET", "/api/me"): PEOPLE | {D},
+    ("GET", "/api/courts"): PEOPLE,
+    ("PUT", "/api/courts/{court_id}"): {A},
+    ("GET", "/api/users"): {S, A},
+    ("POST", "/api/users"): {A},
+    ("POST", "/api/users/{user_id}/revoke-sessions"): {A},
+    ("GET", "/api/units"): PEOPLE,
+    ("GET", "/api/units/{unit_id}"): PEOPLE,
+    ("POST", "/api/units"): {A},
+    ("POST", "/api/units/{unit_id}/revoke"): {A},
+}
+PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
+
+#: Path parameters name records that do not exist, so an admitted call changes nothing.
+SAMPLE_PARAMS = {"{court_id}": "NO-SUCH-COURT", "{user_id}": "999999", "{unit_id}": "NO-SUCH-UNIT"}
+
+
+def _path(template: str) -> str:
+    for name, value in SAMPLE_PARAMS.items():
+        template = template.replace(name, value)
+    return template
+
+
+def test_registry_matches_the_policy_table() -> None:
+    declared = {}
+    for endpoint in all_endpoints():
+        declared[(endpoint.method, endpoint.path)] = (
+            set() if endpoint.access is None else {a.value for a in endpoint.access}
+        )
+    assert declared == POLICY
+    assert {k for k in POLICY if not POLICY[k]} == PUBLIC_ROUTES
+
+
+async def _bad_tokens(world: World) -> dict[str, dict[str, str]]:
+    """Headers that must all be refused with 401."""
+    operator = await world.store.find_user("operator")
+    assert operator is not None
+    expired = new_session_token()
+    await world.store.add_session(
+        token_hash=lookup_hash(expired),
+        user_id=UserId(operator.id),
+        expires_at=datetime.now(UTC) - timedelta(seconds=1),
+    )
+    revoked = new_session_token()
+    await world.store.add_session(
+        token_hash=lookup_hash(revoked),
+        user_id=UserId(operator.id),
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    await world.store.revoke_session(lookup_hash(revoked))
+    return {
+        "none": {},
+        "expired": {"Authorization": f"Bearer {expired}"},
+        "revoked": {"Authorization": f"Bearer {revoked}"},
+        "garbage": {"Authorization": "Bearer cc_s_not-a-real-token"},
+        "unknown-device": {"Authorization": "Bearer cc_d_not-a-real-secret"},
+        "wrong-scheme": {"Authorization": "Basic YWRtaW46YWRtaW4="},
+    }
+
+
+async def test_every_route_refuses_missing_or_bad_tokens(world: World) -> None:
+    bad = await _bad_tokens(world)
+    for (method, template), allowed in POLICY.items():
+        if not allowed:
+            continue
+        for label, headers in bad.items():
+            response = await world.client.request(method, _path(template), headers=headers, json={})
+            body = await response.json()
+            assert response.status == 401, f"{method} {template} with {label} token: {response.status}"
+            assert body["error"]["code"] in ("unauthenticated", "token_expired"), body
+            if label == "expired":
+                assert body["error"]["code"] == "token_expired"
+
+
+@pytest.mark.parametrize("role", [OP, J, S, A, D])
+async def test_every_route_admits_exactly_its_roles(world: World, role: str) -> None:
+    # Logging out ends the caller's own session, so it runs last.
+    routes = sorted(POLICY.items(), key=lambda item: item[0][1] == "/api/auth/logout")
+    for (method, template), allowed in routes:
+        response = await world.client.request(method, _path(template), headers=world.auth(role), json={})
+        if not allowed or role in allowed:
+            assert response.status not in (401, 403), f"{role} refused on {method} {template}"
+        else:
+            assert response.status == 403, f"{role} admitted on {method} {template}: {response.status}"
+            assert (await response.json())["error"]["code"] == "forbidden"

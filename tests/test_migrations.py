@@ -1,0 +1,49 @@
+"""Both dialects declare the same migrations and, once applied, the same tables and columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from persistence.migrations import load_migrations
+from persistence.postgres import PostgresStore
+from persistence.sqlite import SqliteStore
+from tests.conftest import POSTGRES_DSN
+
+
+def test_dialects_have_the_same_numbered_migrations() -> None:
+    sqlite = [(m.version, m.name) for m in load_migrations("sqlite")]
+    postgres = [(m.version, m.name) for m in load_migrations("postgres")]
+    assert sqlite == postgres
+    assert sqlite[0] == (1, "courts_users_units")
+
+
+@pytest.mark.postgres
+async def test_migrated_schemas_match_across_dialects(tmp_path: Path, pg_schema: str) -> None:
+    lite = SqliteStore(tmp_path / "s.db")
+    await lite.open()
+    await lite.migrate()
+    rows = await lite._all("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    sqlite_columns = {}
+    for (table,) in rows:
+        sqlite_columns[table] = sorted(r[1] for r in await lite._all(f"PRAGMA table_info({table})"))
+    await lite.close()
+
+    pg = PostgresStore(POSTGRES_DSN, schema=pg_schema)
+    await pg.open()
+    await pg.migrate()
+    await pg.close()
+    conn = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        records = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $1",
+            pg_schema,
+        )
+    finally:
+        await conn.close()
+    pg_columns: dict[str, list[str]] = {}
+    for record in records:
+        pg_columns.setdefault(record["table_name"], []).append(record["column_name"])
+    assert {t: sorted(c) for t, c in pg_columns.items()} == sqlite_columns

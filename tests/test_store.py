@@ -1,0 +1,149 @@
+"""The store contract, run against SQLite and real PostgreSQL alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from command_center.bootstrap import import_courts
+from core.errors import Conflict, NotFound
+from core.ids import CourtId, UnitId, UserId
+from persistence.migrations import load_migrations
+from persistence.models import Court, CourtLevel, Role, UnitKind
+from persistence.port import Store
+
+COURTS = Path(__file__).resolve().parent.parent / "config" / "courts.toml"
+
+
+async def test_migrations_are_recorded_and_not_reapplied(store: Store) -> None:
+    versions = [m.version for m in load_migrations(store.dialect)]
+    assert await store.applied_migrations() == versions
+    assert await store.migrate() == []
+    health = await store.health()
+    assert health["migrations"] == versions
+
+
+async def test_court_hierarchy_subtree(store: Store) -> None:
+    await import_courts(store, COURTS)
+    assert await store.court_subtree(CourtId("HLJ01")) == [
+        "HLJ01",
+        "HLJ0102",
+        "HLJ0103",
+        "HLJ0104",
+        "HLJ0109",
+    ]
+    high = await store.court_subtree(CourtId("HLJ"))
+    assert high[0] == "HLJ" and set(high) == {c.id for c in await store.list_courts()}
+    assert await store.court_subtree(CourtId("HLJ0102")) == ["HLJ0102"]
+    assert await store.court_subtree(CourtId("nowhere")) == []
+
+
+async def test_court_upsert_updates_and_rejects_unknown_parent(store: Store) -> None:
+    await store.upsert_court(Court(CourtId("A"), "甲", CourtLevel.HIGH, None))
+    await store.upsert_court(Court(CourtId("A"), "甲法院", CourtLevel.HIGH, None))
+    assert (await store.get_court(CourtId("A"))).name == "甲法院"
+    with pytest.raises(NotFound):
+        await store.upsert_court(Court(CourtId("B"), "乙", CourtLevel.BASIC, CourtId("missing")))
+    with pytest.raises(NotFound):
+        await store.get_court(CourtId("B"))
+
+
+async def test_users_unique_and_scoped_by_court(store: Store) -> None:
+    await import_courts(store, COURTS)
+    judge = await store.add_user(
+        username="zhang",
+        display_name="张法官",
+        password_hash="h",
+        role=Role.JUDGE,
+        court_id=CourtId("HLJ0102"),
+    )
+    assert judge.role is Role.JUDGE and judge.court_id == "HLJ0102" and not judge.disabled
+    assert (await store.get_user(judge.id)).username == "zhang"
+    assert await store.find_user("zhang") == judge
+    assert await store.find_user("nobody") is None
+    with pytest.raises(Conflict):
+        await store.add_user(
+            username="zhang", display_name="x", password_hash="h", role=Role.ADMIN, court_id=CourtId("HLJ")
+        )
+    with pytest.raises(NotFound):
+        await store.add_user(
+            username="li", display_name="x", password_hash="h", role=Role.ADMIN, court_id=CourtId("nowhere")
+        )
+    await store.add_user(
+        username="wang", display_name="王", password_hash="h", role=Role.OPERATOR, court_id=CourtId("HLJ11")
+    )
+    assert [u.username for u in await store.list_users([CourtId("HLJ0102"), CourtId("HLJ01")])] == ["zhang"]
+    assert [u.username for u in await store.list_users([])] == []
+    assert await store.count_users() == 2
+    await store.set_password(judge.id, "h2")
+    assert (await store.get_user(judge.id)).password_hash == "h2"
+    with pytest.raises(NotFound):
+        await store.set_password(UserId(999_999), "h")
+
+
+async def test_sessions_expire_and_revoke(store: Store) -> None:
+    await import_courts(store, COURTS)
+    user = await store.add_user(
+        username="op", display_name="op", password_hash="h", role=Role.OPERATOR, court_id=CourtId("HLJ")
+    )
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    await store.add_session(token_hash="t1", user_id=user.id, expires_at=expires)
+    await store.add_session(token_hash="t2", user_id=user.id, expires_at=expires)
+    found = await store.find_session("t1")
+    assert found is not None
+    session, owner = found
+    assert owner.id == user.id and session.revoked_at is None
+    assert abs((session.expires_at - expires).total_seconds()) < 0.01
+    assert await store.revoke_session("t1") is True
+    assert await store.revoke_session("t1") is False
+    revoked = await store.find_session("t1")
+    assert revoked is not None and revoked[0].revoked_at is not None
+    assert await store.revoke_user_sessions(user.id) == 1
+    assert await store.find_session("missing") is None
+
+
+async def test_units_secret_lookup_listing_and_revocation(store: Store) -> None:
+    await import_courts(store, COURTS)
+    unit = await store.add_unit(
+        unit_id=UnitId("U1"),
+        name="单兵一",
+        kind=UnitKind.VEHICLE,
+        court_id=CourtId("HLJ0103"),
+        secret_hash="s1",
+    )
+    assert unit.kind is UnitKind.VEHICLE and unit.revoked_at is None
+    assert await store.find_unit_by_secret("s1") == unit
+    assert await store.find_unit_by_secret("s2") is None
+    with pytest.raises(Conflict):
+        await store.add_unit(
+            unit_id=UnitId("U1"),
+            name="x",
+            kind=UnitKind.VEHICLE,
+            court_id=CourtId("HLJ0103"),
+            secret_hash="s9",
+        )
+    with pytest.raises(Conflict):
+        await store.add_unit(
+            unit_id=UnitId("U2"),
+            name="x",
+            kind=UnitKind.HANDHELD,
+            court_id=CourtId("HLJ0103"),
+            secret_hash="s1",
+        )
+    await store.add_unit(
+        unit_id=UnitId("U3"), name="x", kind=UnitKind.HANDHELD, court_id=CourtId("HLJ11"), secret_hash="s3"
+    )
+    subtree = await store.court_subtree(CourtId("HLJ01"))
+    assert [u.id for u in await store.list_units(subtree)] == ["U1"]
+    assert [u.id for u in await store.list_units()] == ["U1", "U3"]
+    await store.revoke_unit(UnitId("U1"))
+    first = (await store.get_unit(UnitId("U1"))).revoked_at
+    assert first is not None
+    await store.revoke_unit(UnitId("U1"))  # revoking twice keeps the first time
+    assert (await store.get_unit(UnitId("U1"))).revoked_at == first
+    with pytest.raises(NotFound):
+        await store.revoke_unit(UnitId("nope"))
+    with pytest.raises(NotFound):
+        await store.get_unit(UnitId("nope"))
