@@ -10,11 +10,14 @@ from aiohttp import web
 from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.credentials import Passwords
-from command_center.keys import BUS, OPENAPI, PASSWORDS, SETTINGS, STORE
+from command_center.keys import BUS, HUB, OPENAPI, PASSWORDS, SETTINGS, STORE, TRACKER, WRITER
 from command_center.middleware import errors_as_json, security_headers
 from command_center.pages import install_pages
+from command_center.screens.hub import ScreenHub
 from config.settings import Settings
 from event_bus.factory import build_bus
+from field_units.tracker import Tracker
+from field_units.writer import PositionWriter
 from persistence.factory import build_store
 
 log = logging.getLogger(__name__)
@@ -58,5 +61,20 @@ def create_app(settings: Settings, *, store_schema: str | None = None) -> web.Ap
         finally:
             await bus.close()
 
-    app.cleanup_ctx.extend([store_ctx, bus_ctx])
+    async def tracking_ctx(app: web.Application) -> AsyncIterator[None]:
+        writer = PositionWriter(app[STORE])
+        tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking)
+        hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
+        await writer.start()
+        await tracker.start()
+        await hub.start()
+        app[WRITER], app[TRACKER], app[HUB] = writer, tracker, hub
+        try:
+            yield
+        finally:
+            await hub.close()
+            await tracker.close()
+            await writer.close()
+
+    app.cleanup_ctx.extend([store_ctx, bus_ctx, tracking_ctx])
     return app

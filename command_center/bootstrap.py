@@ -27,15 +27,11 @@ def read_courts(path: Path) -> list[Court]:
     known: set[str] = set()
     for entry in data.get("court", []):
         try:
-            court = Court(
-                CourtId(entry["id"]), entry["name"], CourtLevel(entry["level"]), entry.get("parent")
-            )
+            court = Court(CourtId(entry["id"]), entry["name"], CourtLevel(entry["level"]), entry.get("parent"))
         except (KeyError, ValueError) as exc:
             raise ValidationFailed(f"{path}: bad court entry {entry!r}: {exc}") from None
         if court.parent_id is not None and court.parent_id not in known:
-            raise ValidationFailed(
-                f"{path}: court {court.id} names parent {court.parent_id} before it is defined"
-            )
+            raise ValidationFailed(f"{path}: court {court.id} names parent {court.parent_id} before it is defined")
         known.add(court.id)
         courts.append(court)
     return courts

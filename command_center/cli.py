@@ -26,12 +26,8 @@ DEFAULT_COURTS = Path(__file__).resolve().parent.parent / "config" / "courts.tom
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m command_center", description="执行指挥中心 command centre"
-    )
-    parser.add_argument(
-        "--config", type=Path, help="TOML settings file (default: $CC_CONFIG, else built-in defaults)"
-    )
+    parser = argparse.ArgumentParser(prog="python -m command_center", description="执行指挥中心 command centre")
+    parser.add_argument("--config", type=Path, help="TOML settings file (default: $CC_CONFIG, else built-in defaults)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the server (applies migrations first)")
@@ -40,9 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending database migrations and exit")
 
-    init = commands.add_parser(
-        "init", help="migrate, import courts, create the first admin when there is none"
-    )
+    init = commands.add_parser("init", help="migrate, import courts, create the first admin when there is none")
     init.add_argument("--courts", type=Path, default=DEFAULT_COURTS, help="court hierarchy TOML file")
 
     court = commands.add_parser("court", help="courts").add_subparsers(dest="action", required=True)
@@ -56,9 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     user_add.add_argument("--role", required=True, choices=[r.value for r in Role])
     user_add.add_argument("--court", required=True, help="court id, e.g. HLJ0102")
 
-    device = commands.add_parser("device", help="field-unit devices").add_subparsers(
-        dest="action", required=True
-    )
+    device = commands.add_parser("device", help="field-unit devices").add_subparsers(dest="action", required=True)
     device_add = device.add_parser("add", help="register a unit and print its device secret (shown once)")
     device_add.add_argument("--id", required=True, help="unit id, e.g. HLJ0102-U01")
     device_add.add_argument("--name", required=True)

@@ -76,6 +76,26 @@ class AuthSettings(Section):
     argon2_parallelism: int = Field(4, ge=1)
 
 
+class MapSettings(Section):
+    #: A court's own tile server, e.g. ``https://tiles.court.example/{z}/{x}/{y}.png``; empty: the offline
+    #: basemap (district outlines shipped with the app) is drawn instead, so a closed network still works.
+    tile_url: str = ""
+    tile_attribution: str = ""
+    #: Where the wall display opens (default: Harbin, 哈尔滨).
+    center_lat: float = Field(45.757, ge=-90, le=90)
+    center_lon: float = Field(126.642, ge=-180, le=180)
+    zoom: int = Field(11, ge=1, le=19)
+
+
+class TrackingSettings(Section):
+    #: A unit silent this long is marked offline (a unit may carry its own value).
+    offline_after_seconds: float = Field(60.0, gt=0)
+    #: Screens receive coalesced frames at this rate.
+    frames_per_second: float = Field(10.0, gt=0, le=50)
+    #: Frames a screen may have queued before it is disconnected as too slow.
+    screen_queue_frames: int = Field(256, ge=8)
+
+
 class Settings(BaseSettings):
     """Everything the server reads at start; passed to ``create_app``, never read from globals."""
 
@@ -85,6 +105,8 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     bus: BusSettings = BusSettings()
     auth: AuthSettings = AuthSettings()
+    maps: MapSettings = MapSettings()
+    tracking: TrackingSettings = TrackingSettings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
 

@@ -94,9 +94,7 @@ class EventBus(Protocol):
     async def publish(self, topic: str, data: Mapping[str, Any]) -> Event:
         """Assign the next sequence number of ``topic``, keep the event in history, deliver it."""
 
-    def subscribe(
-        self, topics: Iterable[str], *, max_queue: int = 1000
-    ) -> AbstractAsyncContextManager[Subscription]:
+    def subscribe(self, topics: Iterable[str], *, max_queue: int = 1000) -> AbstractAsyncContextManager[Subscription]:
         """Receive every event published on ``topics`` after the context is entered."""
 
     async def history(self, topic: str, after: int) -> list[Event] | None:

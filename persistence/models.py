@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from core.ids import CourtId, UnitId, UserId
 
@@ -71,3 +72,71 @@ class Unit:
     court_id: CourtId
     revoked_at: datetime | None
     created_at: datetime
+    #: Silence after which this unit is offline; None: the configured default.
+    offline_after_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One GPS fix of a unit, as validated from its telemetry. Times are epoch milliseconds."""
+
+    unit_id: UnitId
+    seq: int
+    fix_time_ms: int
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    speed_mps: float | None
+    heading_deg: float | None
+    altitude_m: float | None
+    battery_pct: float | None
+    sos: bool
+    received_ms: int
+
+    def view(self) -> dict[str, Any]:
+        """The position as screens see it (docs/protocols.md, UnitView.position)."""
+        return {
+            "seq": self.seq,
+            "fix_time_ms": self.fix_time_ms,
+            "lat": self.lat,
+            "lon": self.lon,
+            "accuracy_m": self.accuracy_m,
+            "speed_mps": self.speed_mps,
+            "heading_deg": self.heading_deg,
+            "altitude_m": self.altitude_m,
+            "battery_pct": self.battery_pct,
+        }
+
+
+class Duty(StrEnum):
+    AVAILABLE = "available"  # 待命
+    EN_ROUTE = "en_route"  # 出警途中
+    ON_SITE = "on_site"  # 到达现场
+
+
+class Status(StrEnum):
+    """What the wall display shows for a unit (see ``field_units.status``)."""
+
+    AVAILABLE = "available"
+    EN_ROUTE = "en_route"
+    ON_SITE = "on_site"
+    SOS = "sos"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """The facts a unit's status is made of; transitions live in ``field_units.status``."""
+
+    duty: Duty = Duty.AVAILABLE
+    sos: bool = False
+    online: bool = False
+    last_seen_ms: int | None = None  # server time of the last message, not the fix time
+
+    @property
+    def status(self) -> Status:
+        if self.sos:
+            return Status.SOS
+        if not self.online:
+            return Status.OFFLINE
+        return Status(self.duty.value)

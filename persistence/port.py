@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from core.ids import CourtId, UnitId, UserId
-from persistence.models import Court, Role, Session, Unit, UnitKind, User
+from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
 
 
 class Store(Protocol):
@@ -77,3 +77,19 @@ class Store(Protocol):
     async def list_units(self, court_ids: Sequence[CourtId] | None = None) -> list[Unit]: ...
 
     async def revoke_unit(self, unit_id: UnitId) -> None: ...
+
+    # telemetry ----------------------------------------------------------------------------------------
+    async def insert_positions(self, positions: Sequence[Position]) -> set[tuple[UnitId, int]]:
+        """Store a batch in one transaction; return the (unit, seq) keys that were new (the rest were
+        duplicates). Each unit's latest position moves forward when the batch holds a newer fix."""
+
+    async def latest_positions(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, Position]: ...
+
+    async def track(self, unit_id: UnitId, *, since_ms: int, until_ms: int, limit: int = 10_000) -> list[Position]:
+        """Positions of one unit with since_ms <= fix time < until_ms, oldest first."""
+
+    async def count_positions(self, unit_id: UnitId) -> int: ...
+
+    async def save_unit_state(self, unit_id: UnitId, state: UnitState) -> None: ...
+
+    async def unit_states(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, UnitState]: ...

@@ -15,7 +15,18 @@ import asyncpg
 from core.errors import Conflict, NotFound, ServiceUnavailable
 from core.ids import CourtId, UnitId, UserId
 from persistence.migrations import load_migrations
-from persistence.models import Court, CourtLevel, Role, Session, Unit, UnitKind, User
+from persistence.models import (
+    Court,
+    CourtLevel,
+    Duty,
+    Position,
+    Role,
+    Session,
+    Unit,
+    UnitKind,
+    UnitState,
+    User,
+)
 
 _MIGRATION_LOCK = 0x43435F4D  # "CC_M": advisory lock key serialising migrations across processes
 
@@ -194,18 +205,14 @@ class PostgresStore:
         if court_ids is None:
             rows = await self._all("SELECT * FROM users ORDER BY id")
         else:
-            rows = await self._all(
-                "SELECT * FROM users WHERE court_id = ANY($1) ORDER BY id", list(court_ids)
-            )
+            rows = await self._all("SELECT * FROM users WHERE court_id = ANY($1) ORDER BY id", list(court_ids))
         return [self._user(r) for r in rows]
 
     async def count_users(self) -> int:
         return int(await self.pool.fetchval("SELECT count(*) FROM users"))
 
     async def set_password(self, user_id: UserId, password_hash: str) -> None:
-        status = await self._execute(
-            "UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, user_id
-        )
+        status = await self._execute("UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, user_id)
         if self._count(status) == 0:
             raise NotFound(f"user {user_id} does not exist")
 
@@ -227,9 +234,7 @@ class PostgresStore:
         )
         if row is None:
             return None
-        session = Session(
-            row["token_hash"], UserId(row["id"]), row["s_created"], row["expires_at"], row["revoked_at"]
-        )
+        session = Session(row["token_hash"], UserId(row["id"]), row["s_created"], row["expires_at"], row["revoked_at"])
         return session, self._user(row)
 
     async def revoke_session(self, token_hash: str) -> bool:
@@ -254,14 +259,14 @@ class PostgresStore:
             court_id=CourtId(row["court_id"]),
             revoked_at=row["revoked_at"],
             created_at=row["created_at"],
+            offline_after_seconds=row["offline_after_seconds"],
         )
 
     async def add_unit(
         self, *, unit_id: UnitId, name: str, kind: UnitKind, court_id: CourtId, secret_hash: str
     ) -> Unit:
         row = await self._one(
-            "INSERT INTO units (id, name, kind, court_id, secret_hash) "
-            "VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            "INSERT INTO units (id, name, kind, court_id, secret_hash) VALUES ($1, $2, $3, $4, $5) RETURNING *",
             unit_id,
             name,
             kind.value,
@@ -285,14 +290,118 @@ class PostgresStore:
         if court_ids is None:
             rows = await self._all("SELECT * FROM units ORDER BY id")
         else:
-            rows = await self._all(
-                "SELECT * FROM units WHERE court_id = ANY($1) ORDER BY id", list(court_ids)
-            )
+            rows = await self._all("SELECT * FROM units WHERE court_id = ANY($1) ORDER BY id", list(court_ids))
         return [self._unit(r) for r in rows]
 
     async def revoke_unit(self, unit_id: UnitId) -> None:
-        status = await self._execute(
-            "UPDATE units SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1", unit_id
-        )
+        status = await self._execute("UPDATE units SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1", unit_id)
         if self._count(status) == 0:
             raise NotFound(f"unit {unit_id} does not exist")
+
+    # telemetry ----------------------------------------------------------------------------------------
+    async def insert_positions(self, positions: Sequence[Position]) -> set[tuple[UnitId, int]]:
+        """COPY the batch into a session-local staging table, then move the new rows across.
+
+        COPY is the fast path for bulk rows but cannot skip duplicates, so the staging table takes the
+        batch and ``INSERT … ON CONFLICT DO NOTHING RETURNING`` tells which (unit, seq) were new.
+        """
+        if not positions:
+            return set()
+        rows = [_position_row(p) for p in positions]
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS positions_in (LIKE positions INCLUDING DEFAULTS) "
+                    "ON COMMIT DELETE ROWS"
+                )
+                await conn.copy_records_to_table("positions_in", records=rows, columns=_COLUMN_NAMES)
+                inserted = await conn.fetch(
+                    f"INSERT INTO positions ({_COLUMNS}) SELECT DISTINCT ON (unit_id, seq) {_COLUMNS} "
+                    "FROM positions_in ORDER BY unit_id, seq ON CONFLICT DO NOTHING RETURNING unit_id, seq"
+                )
+                await conn.execute(_UPSERT_LATEST)
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from exc
+        return {(UnitId(r["unit_id"]), r["seq"]) for r in inserted}
+
+    async def latest_positions(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, Position]:
+        if unit_ids is None:
+            rows = await self._all("SELECT * FROM unit_latest")
+        else:
+            rows = await self._all("SELECT * FROM unit_latest WHERE unit_id = ANY($1)", list(unit_ids))
+        return {UnitId(r["unit_id"]): _position(r) for r in rows}
+
+    async def track(self, unit_id: UnitId, *, since_ms: int, until_ms: int, limit: int = 10_000) -> list[Position]:
+        rows = await self._all(
+            "SELECT * FROM positions WHERE unit_id = $1 AND fix_time_ms >= $2 AND fix_time_ms < $3 "
+            "ORDER BY fix_time_ms, seq LIMIT $4",
+            unit_id,
+            since_ms,
+            until_ms,
+            limit,
+        )
+        return [_position(r) for r in rows]
+
+    async def count_positions(self, unit_id: UnitId) -> int:
+        return int(await self.pool.fetchval("SELECT count(*) FROM positions WHERE unit_id = $1", unit_id))
+
+    async def save_unit_state(self, unit_id: UnitId, state: UnitState) -> None:
+        await self._execute(
+            "INSERT INTO unit_state (unit_id, duty, sos, online, last_seen_ms) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (unit_id) DO UPDATE SET duty = excluded.duty, sos = excluded.sos, "
+            "online = excluded.online, last_seen_ms = excluded.last_seen_ms",
+            unit_id,
+            state.duty.value,
+            state.sos,
+            state.online,
+            state.last_seen_ms,
+        )
+
+    async def unit_states(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, UnitState]:
+        if unit_ids is None:
+            rows = await self._all("SELECT * FROM unit_state")
+        else:
+            rows = await self._all("SELECT * FROM unit_state WHERE unit_id = ANY($1)", list(unit_ids))
+        return {
+            UnitId(r["unit_id"]): UnitState(Duty(r["duty"]), r["sos"], r["online"], r["last_seen_ms"]) for r in rows
+        }
+
+
+_COLUMN_NAMES = [
+    "unit_id", "seq", "fix_time_ms", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m",
+    "battery_pct", "sos", "received_ms",
+]  # fmt: skip
+_COLUMNS = ", ".join(_COLUMN_NAMES)
+_UPSERT_LATEST = f"""
+INSERT INTO unit_latest ({_COLUMNS})
+SELECT DISTINCT ON (unit_id) {_COLUMNS} FROM positions_in ORDER BY unit_id, fix_time_ms DESC, seq DESC
+ON CONFLICT (unit_id) DO UPDATE SET seq = excluded.seq, fix_time_ms = excluded.fix_time_ms, lat = excluded.lat,
+    lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps,
+    heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct,
+    sos = excluded.sos, received_ms = excluded.received_ms
+WHERE (excluded.fix_time_ms, excluded.seq) > (unit_latest.fix_time_ms, unit_latest.seq)
+"""
+
+
+def _position_row(p: Position) -> tuple[Any, ...]:
+    return (
+        p.unit_id, p.seq, p.fix_time_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m,
+        p.battery_pct, p.sos, p.received_ms,
+    )  # fmt: skip
+
+
+def _position(row: asyncpg.Record) -> Position:
+    return Position(
+        unit_id=UnitId(row["unit_id"]),
+        seq=row["seq"],
+        fix_time_ms=row["fix_time_ms"],
+        lat=row["lat"],
+        lon=row["lon"],
+        accuracy_m=row["accuracy_m"],
+        speed_mps=row["speed_mps"],
+        heading_deg=row["heading_deg"],
+        altitude_m=row["altitude_m"],
+        battery_pct=row["battery_pct"],
+        sos=row["sos"],
+        received_ms=row["received_ms"],
+    )

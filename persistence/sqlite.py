@@ -18,7 +18,18 @@ import aiosqlite
 from core.errors import Conflict, NotFound, ServiceUnavailable
 from core.ids import CourtId, UnitId, UserId
 from persistence.migrations import load_migrations
-from persistence.models import Court, CourtLevel, Role, Session, Unit, UnitKind, User
+from persistence.models import (
+    Court,
+    CourtLevel,
+    Duty,
+    Position,
+    Role,
+    Session,
+    Unit,
+    UnitKind,
+    UnitState,
+    User,
+)
 
 _SUBTREE = """
 WITH RECURSIVE tree(id, depth) AS (
@@ -28,6 +39,15 @@ WITH RECURSIVE tree(id, depth) AS (
 )
 SELECT id FROM tree ORDER BY depth, id
 """
+
+
+def _translate(exc: sqlite3.IntegrityError) -> Exception:
+    text = str(exc)
+    if "UNIQUE" in text:
+        return Conflict(f"already exists ({text.split(':', 1)[-1].strip()})")
+    if "FOREIGN KEY" in text:
+        return NotFound("a referenced record does not exist")
+    return Conflict(f"constraint violated: {text}")
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -69,12 +89,7 @@ class SqliteStore:
         try:
             return await self.db.execute(sql, params)
         except sqlite3.IntegrityError as exc:
-            text = str(exc)
-            if "UNIQUE" in text:
-                raise Conflict(f"already exists ({text.split(':', 1)[-1].strip()})") from exc
-            if "FOREIGN KEY" in text:
-                raise NotFound("a referenced record does not exist") from exc
-            raise Conflict(f"constraint violated: {text}") from exc
+            raise _translate(exc) from exc
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         cursor = await self._execute(sql, params)
@@ -172,8 +187,7 @@ class SqliteStore:
         self, *, username: str, display_name: str, password_hash: str, role: Role, court_id: CourtId
     ) -> User:
         cursor = await self._execute(
-            "INSERT INTO users (username, display_name, password_hash, role, court_id) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO users (username, display_name, password_hash, role, court_id) VALUES (?, ?, ?, ?, ?)",
             (username, display_name, password_hash, role.value, court_id),
         )
         user_id = cursor.lastrowid
@@ -205,9 +219,7 @@ class SqliteStore:
         return int(row[0])
 
     async def set_password(self, user_id: UserId, password_hash: str) -> None:
-        cursor = await self._execute(
-            "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
-        )
+        cursor = await self._execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
         if cursor.rowcount == 0:
             raise NotFound(f"user {user_id} does not exist")
 
@@ -258,6 +270,7 @@ class SqliteStore:
             court_id=CourtId(row["court_id"]),
             revoked_at=_ts(row["revoked_at"]),
             created_at=created,
+            offline_after_seconds=row["offline_after_seconds"],
         )
 
     async def add_unit(
@@ -293,3 +306,116 @@ class SqliteStore:
         )
         if cursor.rowcount == 0:
             raise NotFound(f"unit {unit_id} does not exist")
+
+    # telemetry ----------------------------------------------------------------------------------------
+    async def insert_positions(self, positions: Sequence[Position]) -> set[tuple[UnitId, int]]:
+        if not positions:
+            return set()
+        by_unit: dict[UnitId, list[int]] = {}
+        for p in positions:
+            by_unit.setdefault(p.unit_id, []).append(p.seq)
+        existing: set[tuple[UnitId, int]] = set()
+        for unit_id, seqs in by_unit.items():
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = await self._all(
+                    f"SELECT seq FROM positions WHERE unit_id = ? AND seq IN ({marks})", (unit_id, *chunk)
+                )
+                existing.update((unit_id, row[0]) for row in rows)
+        fresh = [p for p in positions if (p.unit_id, p.seq) not in existing]
+        newest: dict[UnitId, Position] = {}
+        for p in positions:
+            best = newest.get(p.unit_id)
+            if best is None or (p.fix_time_ms, p.seq) > (best.fix_time_ms, best.seq):
+                newest[p.unit_id] = p
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.executemany(_INSERT_POSITION, [_position_row(p) for p in fresh])
+            await db.executemany(_UPSERT_LATEST, [_position_row(p) for p in newest.values()])
+            await db.execute("COMMIT")
+        except BaseException as exc:
+            await db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise _translate(exc) from exc
+            raise
+        return {(p.unit_id, p.seq) for p in fresh}
+
+    async def latest_positions(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, Position]:
+        if unit_ids is None:
+            rows = await self._all("SELECT * FROM unit_latest")
+        else:
+            marks = ",".join("?" * len(unit_ids)) or "NULL"
+            rows = await self._all(f"SELECT * FROM unit_latest WHERE unit_id IN ({marks})", unit_ids)
+        return {UnitId(r["unit_id"]): _position(r) for r in rows}
+
+    async def track(self, unit_id: UnitId, *, since_ms: int, until_ms: int, limit: int = 10_000) -> list[Position]:
+        rows = await self._all(
+            "SELECT * FROM positions WHERE unit_id = ? AND fix_time_ms >= ? AND fix_time_ms < ? "
+            "ORDER BY fix_time_ms, seq LIMIT ?",
+            (unit_id, since_ms, until_ms, limit),
+        )
+        return [_position(r) for r in rows]
+
+    async def count_positions(self, unit_id: UnitId) -> int:
+        row = await self._one("SELECT count(*) FROM positions WHERE unit_id = ?", (unit_id,))
+        assert row is not None
+        return int(row[0])
+
+    async def save_unit_state(self, unit_id: UnitId, state: UnitState) -> None:
+        await self._execute(
+            "INSERT INTO unit_state (unit_id, duty, sos, online, last_seen_ms) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (unit_id) DO UPDATE SET duty = excluded.duty, sos = excluded.sos, "
+            "online = excluded.online, last_seen_ms = excluded.last_seen_ms",
+            (unit_id, state.duty.value, int(state.sos), int(state.online), state.last_seen_ms),
+        )
+
+    async def unit_states(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, UnitState]:
+        if unit_ids is None:
+            rows = await self._all("SELECT * FROM unit_state")
+        else:
+            marks = ",".join("?" * len(unit_ids)) or "NULL"
+            rows = await self._all(f"SELECT * FROM unit_state WHERE unit_id IN ({marks})", unit_ids)
+        return {
+            UnitId(r["unit_id"]): UnitState(Duty(r["duty"]), bool(r["sos"]), bool(r["online"]), r["last_seen_ms"])
+            for r in rows
+        }
+
+
+_COLUMNS = (
+    "unit_id, seq, fix_time_ms, lat, lon, accuracy_m, speed_mps, heading_deg, altitude_m, battery_pct, sos, received_ms"
+)
+_INSERT_POSITION = f"INSERT OR IGNORE INTO positions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_LATEST = (
+    f"INSERT INTO unit_latest ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (unit_id) DO UPDATE SET seq = excluded.seq, fix_time_ms = excluded.fix_time_ms, "
+    "lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps, "
+    "heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct, "
+    "sos = excluded.sos, received_ms = excluded.received_ms "
+    "WHERE (excluded.fix_time_ms, excluded.seq) > (unit_latest.fix_time_ms, unit_latest.seq)"
+)
+
+
+def _position_row(p: Position) -> tuple[Any, ...]:
+    return (
+        p.unit_id, p.seq, p.fix_time_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m,
+        p.battery_pct, int(p.sos), p.received_ms,
+    )  # fmt: skip
+
+
+def _position(row: aiosqlite.Row) -> Position:
+    return Position(
+        unit_id=UnitId(row["unit_id"]),
+        seq=row["seq"],
+        fix_time_ms=row["fix_time_ms"],
+        lat=row["lat"],
+        lon=row["lon"],
+        accuracy_m=row["accuracy_m"],
+        speed_mps=row["speed_mps"],
+        heading_deg=row["heading_deg"],
+        altitude_m=row["altitude_m"],
+        battery_pct=row["battery_pct"],
+        sos=bool(row["sos"]),
+        received_ms=row["received_ms"],
+    )

@@ -21,7 +21,7 @@ from command_center.app import create_app
 from command_center.bootstrap import import_courts
 from command_center.credentials import Passwords, lookup_hash, new_device_secret
 from command_center.keys import STORE
-from config.settings import AuthSettings, BusSettings, Settings, StoreSettings
+from config.settings import AuthSettings, BusSettings, Settings, StoreSettings, TrackingSettings
 from core.ids import CourtId, UnitId
 from event_bus.factory import build_bus
 from event_bus.port import EventBus
@@ -129,9 +129,7 @@ class World:
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
-    async def add_user(
-        self, username: str, role: Role, court: str, password: str = "correct horse 1"
-    ) -> None:
+    async def add_user(self, username: str, role: Role, court: str, password: str = "correct horse 1") -> None:
         await self.store.add_user(
             username=username,
             display_name=username,
@@ -159,12 +157,14 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
         store: StoreSettings | None = None,
         bus: BusSettings | None = None,
         schema: str | None = None,
+        tracking: TrackingSettings | None = None,
         **auth: Any,
     ) -> World:
         settings = Settings(
             store=store or StoreSettings(url=f"sqlite:///{tmp_path / 'app.db'}"),
             bus=bus or BusSettings(),
             auth=FAST_AUTH.model_copy(update=auth),
+            tracking=tracking or TrackingSettings(),
             data_dir=tmp_path,
         )
         client = await aiohttp_client(create_app(settings, store_schema=schema))

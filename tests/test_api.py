@@ -20,7 +20,7 @@ async def test_health_reports_store_and_bus(world: World) -> None:
     body = await _json(response)
     assert response.status == 200
     assert body["status"] == "ok"
-    assert body["store"]["ok"] and body["store"]["dialect"] == "sqlite" and body["store"]["migrations"] == [1]
+    assert body["store"]["ok"] and body["store"]["dialect"] == "sqlite" and body["store"]["migrations"] == [1, 2]
     assert body["bus"] == {"ok": True, "adapter": "memory", "topics": 0}
 
 
@@ -28,9 +28,7 @@ async def test_login_logout_and_revocation(world: World) -> None:
     bad = await world.client.post("/api/auth/login", json={"username": "judge", "password": "wrong password"})
     assert bad.status == 401 and (await _json(bad))["error"]["code"] == "unauthenticated"
     assert "WWW-Authenticate" in bad.headers
-    unknown = await world.client.post(
-        "/api/auth/login", json={"username": "ghost", "password": "whatever it is"}
-    )
+    unknown = await world.client.post("/api/auth/login", json={"username": "ghost", "password": "whatever it is"})
     assert unknown.status == 401
     assert (await _json(unknown))["error"]["message"] == (await _json(bad))["error"]["message"]
 
@@ -57,9 +55,7 @@ async def test_expired_session_is_refused(make_world: AppFactory) -> None:
 async def test_admin_revokes_all_sessions_of_a_user(world: World) -> None:
     operator = await world.store.find_user("operator")
     assert operator is not None
-    response = await world.client.post(
-        f"/api/users/{operator.id}/revoke-sessions", headers=world.auth("admin")
-    )
+    response = await world.client.post(f"/api/users/{operator.id}/revoke-sessions", headers=world.auth("admin"))
     assert (await _json(response)) == {"revoked": 1}
     assert (await world.client.get("/api/me", headers=world.auth("operator"))).status == 401
 
@@ -135,9 +131,7 @@ async def test_admin_creates_a_user_who_can_log_in(world: World) -> None:
     assert user["display_name"] == "赵法官" and "password" not in str(user)
     stored = await world.store.find_user("zhao")
     assert stored is not None and stored.password_hash.startswith("$argon2id$")
-    login = await world.client.post(
-        "/api/auth/login", json={"username": "zhao", "password": "a long enough pass"}
-    )
+    login = await world.client.post("/api/auth/login", json={"username": "zhao", "password": "a long enough pass"})
     assert login.status == 200
 
 
@@ -217,9 +211,7 @@ BAD_BODIES = [
         "validation_failed",
         id="bad-identifier",
     ),
-    pytest.param(
-        b"id=U9", "application/x-www-form-urlencoded", 415, "unsupported_media_type", id="form-body"
-    ),
+    pytest.param(b"id=U9", "application/x-www-form-urlencoded", 415, "unsupported_media_type", id="form-body"),
 ]
 
 
@@ -236,9 +228,7 @@ async def test_bad_bodies_get_a_precise_4xx(
 
 
 async def test_validation_errors_name_the_fields(world: World) -> None:
-    response = await world.client.post(
-        "/api/units", json={"id": "U9", "kind": "tank"}, headers=world.auth("admin")
-    )
+    response = await world.client.post("/api/units", json={"id": "U9", "kind": "tank"}, headers=world.auth("admin"))
     body = await _json(response)
     fields = {d["field"] for d in body["error"]["details"]}
     assert {"name", "kind", "court_id"} <= fields
@@ -247,9 +237,7 @@ async def test_validation_errors_name_the_fields(world: World) -> None:
 async def test_oversize_body_is_refused(world: World) -> None:
     limit = world.client.app[SETTINGS].server.max_body_bytes
     payload = b'{"username": "' + b"x" * (limit + 10) + b'", "password": "p"}'
-    response = await world.client.post(
-        "/api/auth/login", data=payload, headers={"Content-Type": "application/json"}
-    )
+    response = await world.client.post("/api/auth/login", data=payload, headers={"Content-Type": "application/json"})
     body = await _json(response)
     assert response.status == 413 and body["error"]["code"] == "payload_too_large"
 
@@ -276,9 +264,7 @@ async def test_pages_are_served_with_security_headers(world: World) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.redis
-async def test_production_adapters_end_to_end(
-    make_world: AppFactory, pg_schema: str, redis_namespace: str
-) -> None:
+async def test_production_adapters_end_to_end(make_world: AppFactory, pg_schema: str, redis_namespace: str) -> None:
     """The same app on real PostgreSQL and Redis: health, login and the directory."""
     from config.settings import BusSettings, StoreSettings
     from tests.conftest import POSTGRES_DSN, REDIS_URL
@@ -289,10 +275,6 @@ async def test_production_adapters_end_to_end(
         schema=pg_schema,
     )
     health = await _json(await world.client.get("/api/health"))
-    assert (
-        health["status"] == "ok"
-        and health["store"]["dialect"] == "postgres"
-        and health["bus"]["adapter"] == "redis"
-    )
+    assert health["status"] == "ok" and health["store"]["dialect"] == "postgres" and health["bus"]["adapter"] == "redis"
     units = await _json(await world.client.get("/api/units", headers=world.auth("supervisor")))
     assert [u["id"] for u in units["units"]] == ["HLJ0102-U01"]

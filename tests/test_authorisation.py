@@ -34,6 +34,13 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/units/{unit_id}"): PEOPLE,
     ("POST", "/api/units"): {A},
     ("POST", "/api/units/{unit_id}/revoke"): {A},
+    ("GET", "/api/map/config"): PEOPLE,
+    ("GET", "/api/telemetry/ws"): {D},
+    ("POST", "/api/telemetry/batch"): {D},
+    ("POST", "/api/units/{unit_id}/duty"): {OP, S, A},
+    ("POST", "/api/units/{unit_id}/clear-sos"): {OP, S, A},
+    ("GET", "/api/units/{unit_id}/track"): PEOPLE,
+    ("GET", "/api/screen/ws"): PEOPLE,
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 

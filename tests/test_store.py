@@ -11,7 +11,7 @@ from command_center.bootstrap import import_courts
 from core.errors import Conflict, NotFound
 from core.ids import CourtId, UnitId, UserId
 from persistence.migrations import load_migrations
-from persistence.models import Court, CourtLevel, Role, UnitKind
+from persistence.models import Court, CourtLevel, Duty, Position, Role, UnitKind, UnitState
 from persistence.port import Store
 
 COURTS = Path(__file__).resolve().parent.parent / "config" / "courts.toml"
@@ -147,3 +147,60 @@ async def test_units_secret_lookup_listing_and_revocation(store: Store) -> None:
         await store.revoke_unit(UnitId("nope"))
     with pytest.raises(NotFound):
         await store.get_unit(UnitId("nope"))
+
+
+def _pos(unit: str, seq: int, t: int, lat: float = 45.75, sos: bool = False) -> Position:
+    return Position(UnitId(unit), seq, t, lat, 126.64, 5.0, 1.2, 90.0, 140.0, 80.0, sos, t + 5)
+
+
+async def _units(store: Store) -> None:
+    await import_courts(store, COURTS)
+    for n, court in (("U1", "HLJ0102"), ("U2", "HLJ0103")):
+        await store.add_unit(
+            unit_id=UnitId(n), name=n, kind=UnitKind.HANDHELD, court_id=CourtId(court), secret_hash=f"s-{n}"
+        )
+
+
+async def test_positions_deduplicate_by_unit_and_sequence(store: Store) -> None:
+    await _units(store)
+    first = await store.insert_positions([_pos("U1", 1, 1000), _pos("U1", 2, 2000), _pos("U2", 1, 1500)])
+    assert first == {("U1", 1), ("U1", 2), ("U2", 1)}
+    replay = await store.insert_positions([_pos("U1", 2, 2000), _pos("U1", 3, 3000), _pos("U1", 3, 3000)])
+    assert replay == {("U1", 3)}
+    assert await store.count_positions(UnitId("U1")) == 3
+    assert await store.insert_positions([]) == set()
+    with pytest.raises(NotFound):
+        await store.insert_positions([_pos("ghost", 1, 1000)])
+
+
+async def test_latest_position_moves_forward_only(store: Store) -> None:
+    await _units(store)
+    await store.insert_positions([_pos("U1", 10, 10_000, lat=45.0), _pos("U1", 11, 11_000, lat=45.1)])
+    latest = await store.latest_positions()
+    assert latest[UnitId("U1")].seq == 11 and latest[UnitId("U1")].lat == 45.1
+    # a backlog of older fixes arriving later does not move the latest position back
+    await store.insert_positions([_pos("U1", 5, 5_000, lat=44.0)])
+    assert (await store.latest_positions([UnitId("U1")]))[UnitId("U1")].seq == 11
+    await store.insert_positions([_pos("U1", 12, 12_000, lat=45.2, sos=True)])
+    newest = await store.latest_positions([UnitId("U1"), UnitId("U2")])
+    assert list(newest) == [UnitId("U1")] and newest[UnitId("U1")].sos is True
+
+
+async def test_track_returns_a_time_window_in_order(store: Store) -> None:
+    await _units(store)
+    await store.insert_positions([_pos("U1", s, 1000 * s) for s in (5, 1, 3, 2, 4)])
+    track = await store.track(UnitId("U1"), since_ms=2000, until_ms=5000)
+    assert [p.seq for p in track] == [2, 3, 4]
+    assert track[0] == _pos("U1", 2, 2000)
+    assert [p.seq for p in await store.track(UnitId("U1"), since_ms=0, until_ms=10_000, limit=2)] == [1, 2]
+
+
+async def test_unit_state_round_trips(store: Store) -> None:
+    await _units(store)
+    state = UnitState(Duty.ON_SITE, sos=True, online=False, last_seen_ms=123)
+    await store.save_unit_state(UnitId("U1"), state)
+    await store.save_unit_state(UnitId("U2"), UnitState())
+    assert (await store.unit_states())[UnitId("U1")] == state
+    assert await store.unit_states([UnitId("U2")]) == {UnitId("U2"): UnitState()}
+    await store.save_unit_state(UnitId("U1"), UnitState(Duty.AVAILABLE, online=True, last_seen_ms=456))
+    assert (await store.unit_states([UnitId("U1")]))[UnitId("U1")].last_seen_ms == 456

@@ -61,9 +61,7 @@ async def put_court(request: web.Request) -> web.StreamResponse:
     data = body(request, CourtIn)
     if data.id != request.match_info["court_id"]:
         raise Conflict("court id in the path and the body differ")
-    court = Court(
-        CourtId(data.id), data.name, data.level, CourtId(data.parent_id) if data.parent_id else None
-    )
+    court = Court(CourtId(data.id), data.name, data.level, CourtId(data.parent_id) if data.parent_id else None)
     store = request.app[STORE]
     if court.parent_id is not None:
         await store.get_court(court.parent_id)

@@ -57,9 +57,7 @@ class Registry:
         errors: tuple[type[AppError], ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self.endpoints.append(
-                Endpoint(method, path, handler, summary, tag, access, body, response, status, errors)
-            )
+            self.endpoints.append(Endpoint(method, path, handler, summary, tag, access, body, response, status, errors))
             return handler
 
         return register
@@ -88,9 +86,7 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     415 for another content type, 400 for bad JSON, 413 past the size limit, 422 for bad fields.
     """
     if request.content_type != "application/json":
-        raise UnsupportedMediaType(
-            f"expected Content-Type application/json, got {request.content_type or 'none'}"
-        )
+        raise UnsupportedMediaType(f"expected Content-Type application/json, got {request.content_type or 'none'}")
     raw = await request.read()  # aiohttp enforces client_max_size here (413)
     try:
         data = json.loads(raw)
@@ -148,9 +144,7 @@ def openapi_document(registry: Registry, *, title: str, version: str) -> dict[st
         if endpoint.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{endpoint.body.__name__}"}}
-                },
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{endpoint.body.__name__}"}}},
             }
         ok: dict[str, Any] = {"description": "OK"}
         if endpoint.response is not None:
@@ -161,9 +155,7 @@ def openapi_document(registry: Registry, *, title: str, version: str) -> dict[st
         error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
         statuses = {e.status: e.__doc__ or e.code for e in endpoint.errors}
         if endpoint.body is not None:
-            statuses.update(
-                {400: "malformed JSON", 413: "body too large", 415: "not JSON", 422: "invalid fields"}
-            )
+            statuses.update({400: "malformed JSON", 413: "body too large", 415: "not JSON", 422: "invalid fields"})
         if endpoint.access is not None:
             operation["security"] = [{"bearer": []}]
             operation["x-roles"] = sorted(endpoint.access)

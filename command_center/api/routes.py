@@ -3,10 +3,17 @@ test all read it."""
 
 from __future__ import annotations
 
-from command_center.api import directory, sessions, system
+from command_center.api import directory, map_config, screens, sessions, system, telemetry
 from command_center.api.registry import Endpoint, Registry
 
-REGISTRIES: tuple[Registry, ...] = (system.api, sessions.api, directory.api)
+REGISTRIES: tuple[Registry, ...] = (
+    system.api,
+    sessions.api,
+    directory.api,
+    map_config.api,
+    telemetry.api,
+    screens.api,
+)
 
 
 def all_endpoints() -> list[Endpoint]:

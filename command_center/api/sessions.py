@@ -32,9 +32,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     store, passwords = request.app[STORE], request.app[PASSWORDS]
     user = await store.find_user(credentials.username)
     # Argon2 takes tens of milliseconds of CPU: keep it off the event loop.
-    valid = await asyncio.to_thread(
-        passwords.verify, user.password_hash if user else None, credentials.password
-    )
+    valid = await asyncio.to_thread(passwords.verify, user.password_hash if user else None, credentials.password)
     if user is None or not valid or user.disabled:
         raise Unauthenticated("wrong username or password")
     token = new_session_token()

@@ -1,0 +1,189 @@
+"""Telemetry transports for field units (docs/protocols.md) and the operator's status commands.
+
+Both transports call the same ``Tracker.ingest``: one validation, one dedupe, one answer shape. The
+WebRTC data channel of the media work will call it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+import orjson
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, Field
+
+from command_center.api.registry import Registry, body, json_response
+from command_center.auth import PEOPLE, Access, current_caller, current_device
+from command_center.keys import STORE, TRACKER
+from command_center.visibility import require_visible
+from core.errors import AppError, BadRequest, Conflict, NotFound, ServiceUnavailable
+from core.ids import UnitId
+from field_units.tracker import MAX_BATCH
+from persistence.models import Duty
+
+log = logging.getLogger(__name__)
+
+api = Registry()
+
+DEVICE = frozenset({Access.DEVICE})
+COMMANDERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
+MAX_WS_MESSAGE = 256 * 1024
+MAX_WS_BATCH = 500
+
+
+class TelemetryBatchIn(BaseModel):
+    positions: Annotated[list[Any], Field(max_length=MAX_BATCH, description="position objects, oldest first")]
+
+
+class RejectedOut(BaseModel):
+    index: int
+    seq: int | None
+    code: str
+    message: str
+
+
+class AckOut(BaseModel):
+    type: str = "ack"
+    stored: list[int]
+    duplicates: list[int]
+    rejected: list[RejectedOut]
+
+
+@api.route(
+    "GET", "/api/telemetry/ws", summary="Live telemetry from a field unit (WebSocket)", tag="telemetry", access=DEVICE
+)
+async def telemetry_socket(request: web.Request) -> web.StreamResponse:
+    unit = current_device(request).unit
+    tracker = request.app[TRACKER]
+    ws = web.WebSocketResponse(heartbeat=30.0, compress=False, max_msg_size=MAX_WS_MESSAGE)
+    await ws.prepare(request)
+    log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
+    async for message in ws:
+        if message.type != WSMsgType.TEXT:
+            if message.type == WSMsgType.BINARY:
+                await _reply(ws, _error("bad_request", "send JSON text messages"))
+            continue
+        try:
+            data = orjson.loads(message.data)
+        except orjson.JSONDecodeError as exc:
+            await _reply(ws, _error("invalid_json", f"not JSON: {exc}"))
+            continue
+        if isinstance(data, list) and len(data) > MAX_WS_BATCH:
+            await _reply(ws, _error("validation_failed", f"{len(data)} positions in one message; limit {MAX_WS_BATCH}"))
+            continue
+        try:
+            ack = await tracker.ingest(unit, data)
+        except ValueError as exc:
+            await _reply(ws, _error("validation_failed", str(exc)))
+            continue
+        except AppError as exc:  # e.g. the database is down and the buffer full: the unit keeps and resends
+            await _reply(ws, _error(exc.code, exc.message))
+            continue
+        await _reply(ws, orjson.dumps(ack.as_dict()))
+    log.info("unit %s: telemetry socket closed (%s)", unit.id, ws.close_code)
+    return ws
+
+
+async def _reply(ws: web.WebSocketResponse, data: bytes) -> None:
+    """Send pre-serialised JSON as a text message."""
+    await ws.send_frame(data, WSMsgType.TEXT)
+
+
+def _error(code: str, message: str) -> bytes:
+    return orjson.dumps({"type": "error", "code": code, "message": message})
+
+
+@api.route(
+    "POST",
+    "/api/telemetry/batch",
+    summary="Upload positions recorded while offline",
+    tag="telemetry",
+    access=DEVICE,
+    body=TelemetryBatchIn,
+    response=AckOut,
+    errors=(ServiceUnavailable,),
+)
+async def telemetry_batch(request: web.Request) -> web.StreamResponse:
+    unit = current_device(request).unit
+    ack = await request.app[TRACKER].ingest(unit, body(request, TelemetryBatchIn).positions)
+    return json_response(ack.as_dict())
+
+
+class DutyIn(BaseModel):
+    duty: Duty
+
+
+class UnitLiveOut(BaseModel):
+    unit_id: str
+    name: str
+    kind: str
+    court_id: str
+    status: str
+    position: dict[str, Any] | None
+    last_seen_ms: int | None
+
+
+@api.route(
+    "POST",
+    "/api/units/{unit_id}/duty",
+    summary="Set a unit's duty (dispatch, arrived, released)",
+    tag="tracking",
+    access=COMMANDERS,
+    body=DutyIn,
+    response=UnitLiveOut,
+    errors=(NotFound, Conflict),
+)
+async def set_duty(request: web.Request) -> web.StreamResponse:
+    unit_id = await _visible_unit(request)
+    await request.app[TRACKER].set_duty(unit_id, body(request, DutyIn).duty)
+    return json_response(request.app[TRACKER].view(unit_id))
+
+
+@api.route(
+    "POST",
+    "/api/units/{unit_id}/clear-sos",
+    summary="Clear a unit's SOS once it is handled",
+    tag="tracking",
+    access=COMMANDERS,
+    response=UnitLiveOut,
+    errors=(NotFound, Conflict),
+)
+async def clear_sos(request: web.Request) -> web.StreamResponse:
+    unit_id = await _visible_unit(request)
+    await request.app[TRACKER].clear_sos(unit_id)
+    return json_response(request.app[TRACKER].view(unit_id))
+
+
+class TrackOut(BaseModel):
+    unit_id: str
+    points: list[dict[str, Any]]
+
+
+@api.route(
+    "GET",
+    "/api/units/{unit_id}/track",
+    summary="A unit's positions in a time window (?since_ms&until_ms)",
+    tag="tracking",
+    access=PEOPLE,
+    response=TrackOut,
+    errors=(NotFound,),
+)
+async def track(request: web.Request) -> web.StreamResponse:
+    unit_id = await _visible_unit(request)
+    now = int(time.time() * 1000)
+    try:
+        until = int(request.query.get("until_ms", now + 1))
+        since = int(request.query.get("since_ms", until - 3_600_000))
+    except ValueError:
+        raise BadRequest("since_ms and until_ms must be integers (epoch milliseconds)") from None
+    positions = await request.app[STORE].track(unit_id, since_ms=since, until_ms=until)
+    return json_response(TrackOut(unit_id=unit_id, points=[p.view() for p in positions]))
+
+
+async def _visible_unit(request: web.Request) -> UnitId:
+    store = request.app[STORE]
+    unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
+    await require_visible(store, current_caller(request), unit.court_id)
+    return unit.id

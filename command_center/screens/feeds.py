@@ -1,0 +1,176 @@
+"""Feeds: one per bus topic a screen can watch, shared by every screen in this process.
+
+A feed subscribes to its bus topic once, keeps the picture the topic describes, serialises each event
+once into the message every screen receives, and keeps the recent messages in a ring so a screen that
+reconnects gets exactly what it missed (or a snapshot when the ring no longer reaches back that far).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from contextlib import AsyncExitStack
+from typing import Any
+
+import orjson
+
+from command_center.screens.connection import ScreenConnection
+from core.ids import CourtId, UnitId
+from event_bus.port import Event, EventBus, SubscriberLagged
+from field_units.views import alarms_topic, unit_view, units_topic
+from persistence.models import UnitState
+from persistence.port import Store
+
+log = logging.getLogger(__name__)
+
+RING = 1024  # messages kept per feed for screens that resume
+
+
+class Feed:
+    """Base: bus subscription, ring of serialised messages, fan-out to attached screens."""
+
+    def __init__(self, topic: str, bus: EventBus, *, name: str | None = None) -> None:
+        self.topic = topic  # the bus topic followed
+        self.name = name or topic  # what screens see as "topic" and use to resume
+        self.seq = 0
+        self._floor = 0  # the ring holds every message after this seq
+        self._bus = bus
+        self._ring: deque[tuple[int, bytes]] = deque(maxlen=RING)
+        self._screens: set[ScreenConnection] = set()
+        self._stack = AsyncExitStack()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        subscription = await self._stack.enter_async_context(self._bus.subscribe([self.topic], max_queue=10_000))
+        await self.reload()
+        self._task = asyncio.create_task(self._follow(subscription), name=f"feed:{self.topic}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._stack.aclose()
+
+    async def reload(self) -> None:
+        """Rebuild the picture from durable state; the ring restarts from here."""
+        self.seq = await self._bus.last_seq(self.topic)
+        self._floor = self.seq
+        self._ring.clear()
+
+    async def _follow(self, subscription: Any) -> None:
+        while True:
+            try:
+                event: Event = await subscription.get()
+            except SubscriberLagged:
+                log.warning("feed %s lagged behind the bus; reloading and resnapshotting its screens", self.topic)
+                await self.reload()
+                for screen in list(self._screens):
+                    self.send_snapshot(screen)
+                continue
+            if event.seq <= self.seq:
+                continue  # already part of the loaded picture
+            if event.seq != self.seq + 1 and self.seq:
+                log.warning("feed %s: gap %d -> %d", self.topic, self.seq, event.seq)
+            self.seq = event.seq
+            message = self.apply(event)
+            if message is None:
+                continue
+            if len(self._ring) == self._ring.maxlen:
+                self._floor = self._ring[0][0]
+            self._ring.append((event.seq, message))
+            for screen in self._screens:
+                screen.send(message, topic=self.name, seq=event.seq)
+
+    def attach(self, screen: ScreenConnection, resume: int | None) -> None:
+        """Bring the screen up to date (missed messages, or a snapshot), then send it everything new."""
+        if resume is not None and self._floor <= resume <= self.seq:
+            for seq, message in self._ring:
+                if seq > resume:
+                    screen.send(message, topic=self.name, seq=seq)
+        else:
+            self.send_snapshot(screen)
+        self._screens.add(screen)
+
+    def detach(self, screen: ScreenConnection) -> None:
+        self._screens.discard(screen)
+
+    def apply(self, event: Event) -> bytes | None:
+        """Fold the event into the picture; return the message for screens (None: nothing for them)."""
+        raise TypeError(f"{type(self).__name__} must define apply")
+
+    def send_snapshot(self, screen: ScreenConnection) -> None:
+        """Send the whole current picture (feeds without one send nothing)."""
+
+
+class UnitsFeed(Feed):
+    """All units of one court: snapshot = every unit's newest view; frames = coalesced changes."""
+
+    def __init__(self, court_id: CourtId, bus: EventBus, store: Store) -> None:
+        super().__init__(units_topic(court_id), bus)
+        self.court_id = court_id
+        self._store = store
+        self.units: dict[str, dict[str, Any]] = {}
+
+    async def reload(self) -> None:
+        await super().reload()
+        units = await self._store.list_units([self.court_id])
+        ids = [u.id for u in units]
+        latest = await self._store.latest_positions(ids)
+        states = await self._store.unit_states(ids)
+        self.units = {
+            u.id: unit_view(u, states.get(u.id, UnitState()), latest.get(u.id)) for u in units if u.revoked_at is None
+        }
+
+    def apply(self, event: Event) -> bytes | None:
+        for view in event.data["units"]:
+            self.units[view["unit_id"]] = view
+        frame = {
+            "type": "frame",
+            "topic": self.name,
+            "seq": event.seq,
+            "ts_ms": int(event.ts * 1000),
+            "units": event.data["units"],
+            "track": event.data["track"],
+        }
+        return orjson.dumps(frame)
+
+    def send_snapshot(self, screen: ScreenConnection) -> None:
+        snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "units": list(self.units.values())}
+        screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
+
+
+class UnitFeed(UnitsFeed):
+    """One unit: its court's topic filtered to it; seqs are the court topic's (sparse here)."""
+
+    def __init__(self, unit_id: UnitId, court_id: CourtId, bus: EventBus, store: Store) -> None:
+        super().__init__(court_id, bus, store)
+        self.unit_id = unit_id
+        self.name = f"unit:{unit_id}"
+
+    async def reload(self) -> None:
+        await super().reload()
+        self.units = {k: v for k, v in self.units.items() if k == self.unit_id}
+
+    def apply(self, event: Event) -> bytes | None:
+        views = [v for v in event.data["units"] if v["unit_id"] == self.unit_id]
+        track = [t for t in event.data["track"] if t["unit_id"] == self.unit_id]
+        if not views and not track:
+            return None
+        if views:
+            self.units[self.unit_id] = views[-1]
+        frame = {"type": "frame", "topic": self.name, "seq": event.seq, "ts_ms": int(event.ts * 1000),
+                 "units": views, "track": track}  # fmt: skip
+        return orjson.dumps(frame)
+
+
+class AlarmsFeed(Feed):
+    """Alarms of one court: no snapshot (current SOS/offline show in unit statuses), missed ones replayed."""
+
+    def __init__(self, court_id: CourtId, bus: EventBus) -> None:
+        super().__init__(alarms_topic(court_id), bus)
+
+    def apply(self, event: Event) -> bytes:
+        return orjson.dumps({"type": "alarm", "topic": self.name, "seq": event.seq, "alarm": event.data})

@@ -1,0 +1,189 @@
+"""The screen hub: authenticates nothing itself (the route did), resolves what a screen may watch,
+attaches it to shared feeds, and runs its socket until it goes away.
+
+Client messages (docs/protocols.md): ``subscribe`` with topics ``units``, ``alarms`` and ``unit:<id>``
+and an optional ``resume`` map, and ``ping``. A bad message gets an ``error`` and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from command_center.auth import Caller
+from command_center.screens.connection import ScreenConnection
+from command_center.screens.feeds import AlarmsFeed, Feed, UnitFeed, UnitsFeed
+from command_center.visibility import visible_courts
+from config.settings import TrackingSettings
+from core.errors import AppError, BadRequest, Forbidden, NotFound
+from core.ids import CourtId, UnitId
+from event_bus.port import EventBus
+from persistence.port import Store
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+MAX_CLIENT_MESSAGE = 64 * 1024
+MAX_TOPICS = 64
+
+
+class ScreenHub:
+    def __init__(self, store: Store, bus: EventBus, settings: TrackingSettings) -> None:
+        self._store = store
+        self._bus = bus
+        self._settings = settings
+        self._feeds: dict[str, asyncio.Task[Feed]] = {}
+        self._screens: set[ScreenConnection] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def screens(self) -> int:
+        return len(self._screens)
+
+    async def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._beat_forever(), name="screen-heartbeat")
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        for task in self._feeds.values():
+            if task.done() and task.exception() is None:
+                await task.result().close()
+            else:
+                task.cancel()
+        self._feeds.clear()
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            beat = orjson.dumps({"type": "heartbeat", "server_time_ms": int(time.time() * 1000)})
+            for screen in list(self._screens):
+                screen.send(beat)
+
+    async def _feed(self, key: str, make: Any) -> Feed:
+        """The shared feed for ``key``, started once even when several screens ask at the same moment."""
+        task = self._feeds.get(key)
+        if task is None or (task.done() and task.exception() is not None):
+
+            async def start() -> Feed:
+                feed: Feed = make()
+                await feed.start()
+                return feed
+
+            task = self._feeds[key] = asyncio.create_task(start(), name=f"start-feed:{key}")
+        return await asyncio.shield(task)
+
+    # one screen ---------------------------------------------------------------------------------------
+    async def serve(self, request: web.Request, caller: Caller) -> web.WebSocketResponse:
+        # timeout: how long a close handshake may take; a dropped screen may not answer it at all.
+        ws = web.WebSocketResponse(heartbeat=20.0, compress=False, max_msg_size=MAX_CLIENT_MESSAGE, timeout=2.0)
+        await ws.prepare(request)
+        transport = request.transport
+        screen = ScreenConnection(
+            ws,
+            max_queue=self._settings.screen_queue_frames,
+            label=f"{caller.access}@{request.remote}",
+            abort=transport.abort if transport is not None else lambda: None,
+        )
+        attached: dict[str, Feed] = {}
+        writer = asyncio.create_task(screen.write_forever(), name=f"screen-writer:{screen.label}")
+        self._screens.add(screen)
+        try:
+            async for message in ws:
+                if message.type != WSMsgType.TEXT:
+                    if message.type == WSMsgType.BINARY:
+                        screen.send_json(_error(BadRequest("send JSON text messages")))
+                    continue
+                try:
+                    await self._handle(screen, caller, message.data, attached)
+                except AppError as exc:
+                    screen.send_json(_error(exc))
+                if writer.done():
+                    break
+        finally:
+            self._screens.discard(screen)
+            for feed in attached.values():
+                feed.detach(screen)
+            if not writer.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await screen.drained()
+                writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+                await writer
+            await ws.close()
+            screen.finished = True
+        return ws
+
+    async def _handle(self, screen: ScreenConnection, caller: Caller, text: str, attached: dict[str, Feed]) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"not JSON: {exc}") from None
+        if not isinstance(message, dict):
+            raise BadRequest("a message must be a JSON object with a 'type'")
+        kind = message.get("type")
+        if kind == "ping":
+            screen.send_json({"type": "pong", "server_time_ms": int(time.time() * 1000)})
+            return
+        if kind != "subscribe":
+            raise BadRequest(f"unknown message type {kind!r}; expected 'subscribe' or 'ping'")
+        topics = message.get("topics")
+        resume = message.get("resume", {})
+        if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
+            raise BadRequest("'topics' must be a non-empty list of strings")
+        if len(topics) > MAX_TOPICS:
+            raise BadRequest(f"at most {MAX_TOPICS} topics per subscribe")
+        if not isinstance(resume, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in resume.items()
+        ):
+            raise BadRequest("'resume' must map topic names to integer sequence numbers")
+        feeds = await self._resolve(caller, topics)
+        for feed in feeds:
+            if feed.name in attached:
+                continue
+            feed.attach(screen, resume.get(feed.name))
+            attached[feed.name] = feed
+        screen.send_json({"type": "subscribed", "topics": sorted(f.name for f in feeds)})
+
+    async def _resolve(self, caller: Caller, topics: list[str]) -> list[Feed]:
+        courts = await visible_courts(self._store, caller)
+        if courts is None:
+            courts = [c.id for c in await self._store.list_courts()]
+        feeds: list[Feed] = []
+        for topic in topics:
+            if topic == "units":
+                for court in courts:
+                    feeds.append(
+                        await self._feed(f"units.{court}", lambda c=court: UnitsFeed(c, self._bus, self._store))
+                    )
+            elif topic == "alarms":
+                for court in courts:
+                    feeds.append(await self._feed(f"alarms.{court}", lambda c=court: AlarmsFeed(c, self._bus)))
+            elif topic.startswith("unit:"):
+                unit_id = UnitId(topic.removeprefix("unit:"))
+                try:
+                    unit = await self._store.get_unit(unit_id)
+                except NotFound:
+                    raise NotFound(f"unit {unit_id} does not exist") from None
+                if unit.court_id not in courts:
+                    raise Forbidden(f"unit {unit_id} is outside your jurisdiction")
+                court_id: CourtId = unit.court_id
+                feeds.append(
+                    await self._feed(topic, lambda u=unit_id, c=court_id: UnitFeed(u, c, self._bus, self._store))
+                )
+            else:
+                raise BadRequest(f"unknown topic {topic!r}; expected 'units', 'alarms' or 'unit:<id>'")
+        return feeds
+
+
+def _error(exc: AppError) -> dict[str, Any]:
+    return {"type": "error", "code": exc.code, "message": exc.message}

@@ -1,0 +1,136 @@
+"""Validation of telemetry from field units: untrusted input in, a Position or a precise reason out.
+
+Pure: no I/O, no clock (the caller passes ``now_ms``), so it is fuzzed without an event loop. The unit id
+comes from the device credential and is never read from the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.ids import UnitId
+from persistence.models import Position
+
+MAX_FUTURE_MS = 300_000  # a fix more than 5 minutes ahead of the server clock is a broken device clock
+MAX_AGE_MS = 30 * 24 * 3600 * 1000  # a backlog older than 30 days is not a live unit's backlog
+MAX_SEQ = 2**53 - 1  # exact in JavaScript, which displays it
+MAX_SPEED_MPS = 90.0  # 324 km/h: faster is a GPS glitch, not an enforcement vehicle
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
+    fix_time_ms: Annotated[int, Field(ge=0)]
+    lat: Annotated[Finite, Field(ge=-90, le=90)]
+    lon: Annotated[Finite, Field(ge=-180, le=180)]
+    accuracy_m: Annotated[Finite, Field(ge=0, le=10_000)] | None = None
+    speed_mps: Annotated[Finite, Field(ge=0, le=MAX_SPEED_MPS)] | None = None
+    heading_deg: Annotated[Finite, Field(ge=0, lt=360)] | None = None
+    altitude_m: Annotated[Finite, Field(ge=-500, le=9_000)] | None = None
+    battery_pct: Annotated[Finite, Field(ge=0, le=100)] | None = None
+    sos: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one message of a batch was refused; ``index`` is its place in the batch."""
+
+    index: int
+    seq: int | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "seq": self.seq, "code": self.code, "message": self.message}
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"]) or "(message)"
+        if err["type"] == "extra_forbidden":
+            problem = "unknown field" + (" (the unit comes from the device credential)" if field == "unit_id" else "")
+        else:
+            problem = err["msg"]
+        parts.append(f"{field}: {problem}")
+    return "; ".join(parts)
+
+
+def parse_position(raw: object, *, unit_id: UnitId, index: int, now_ms: int) -> Position | Rejection:
+    """One message of a batch: a Position, or a Rejection naming the field and the rule it broke."""
+    seq = raw.get("seq") if isinstance(raw, Mapping) else None
+    seq_hint = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    if not isinstance(raw, Mapping):
+        return Rejection(index, None, "validation_failed", f"a position must be a JSON object, not {_kind(raw)}")
+    try:
+        msg = _Message.model_validate(raw)
+    except ValidationError as exc:
+        return _reject(index, seq_hint, _explain(exc))
+    if msg.fix_time_ms > now_ms + MAX_FUTURE_MS:
+        ahead = (msg.fix_time_ms - now_ms) / 1000
+        limit = MAX_FUTURE_MS // 1000
+        return _reject(
+            index,
+            msg.seq,
+            f"fix_time_ms: {ahead:.0f} s in the future (limit {limit} s); check the device clock",
+        )
+    if msg.fix_time_ms < now_ms - MAX_AGE_MS:
+        return _reject(index, msg.seq, "fix_time_ms: older than 30 days")
+    return Position(
+        unit_id=unit_id,
+        seq=msg.seq,
+        fix_time_ms=msg.fix_time_ms,
+        lat=msg.lat,
+        lon=msg.lon,
+        accuracy_m=msg.accuracy_m,
+        speed_mps=msg.speed_mps,
+        heading_deg=msg.heading_deg,
+        altitude_m=msg.altitude_m,
+        battery_pct=msg.battery_pct,
+        sos=msg.sos,
+        received_ms=now_ms,
+    )
+
+
+def parse_batch(raw: object, *, unit_id: UnitId, now_ms: int, limit: int) -> tuple[list[Position], list[Rejection]]:
+    """A message or an array of messages: the good ones kept, each bad one explained.
+
+    Raises ``ValueError`` when the whole batch is unusable (not an object or array, or too long).
+    Repeated seqs inside one batch keep the first occurrence and reject the rest.
+    """
+    items = [raw] if isinstance(raw, Mapping) else raw
+    if not isinstance(items, list):
+        raise ValueError(f"expected a position object or an array of them, not {_kind(raw)}")
+    if len(items) > limit:
+        raise ValueError(f"{len(items)} positions in one batch; the limit is {limit}")
+    good: list[Position] = []
+    bad: list[Rejection] = []
+    seen: set[int] = set()
+    for index, item in enumerate(items):
+        parsed = parse_position(item, unit_id=unit_id, index=index, now_ms=now_ms)
+        if isinstance(parsed, Rejection):
+            bad.append(parsed)
+        elif parsed.seq in seen:
+            bad.append(Rejection(index, parsed.seq, "validation_failed", f"seq {parsed.seq} repeated in this batch"))
+        else:
+            seen.add(parsed.seq)
+            good.append(parsed)
+    return good, bad
+
+
+def _reject(index: int, seq: int | None, message: str) -> Rejection:
+    return Rejection(index, seq, "validation_failed", message)
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )

@@ -1,0 +1,243 @@
+"""The live tracker: telemetry in, unit status and coalesced updates out to the bus.
+
+It validates each batch (``telemetry``), moves the unit's status (``status``), hands positions to the
+durable writer and answers the unit once they are committed. Screens do not get one event per position:
+every tick (about 10 a second) the tracker publishes, per court, one event holding the newest view of each
+unit that changed and the late positions of backlogs (to fill in trails). Alarms (SOS, offline) are
+published at once. A sweeper marks silent units offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.settings import TrackingSettings
+from core.errors import NotFound
+from core.ids import CourtId, UnitId
+from event_bus.port import EventBus
+from field_units import status
+from field_units.telemetry import Rejection, parse_batch
+from field_units.views import alarms_topic, unit_view, units_topic
+from field_units.writer import PositionWriter
+from persistence.models import Duty, Position, Status, Unit, UnitState
+from persistence.port import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 5_000  # positions in one upload (docs/protocols.md)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The answer to one batch, sent only after the stored positions are committed."""
+
+    stored: list[int]
+    duplicates: list[int]
+    rejected: list[Rejection]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": "ack",
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": [r.as_dict() for r in self.rejected],
+        }
+
+
+@dataclass
+class _Pending:
+    """What changed in one court since the last tick."""
+
+    units: set[UnitId] = field(default_factory=set)
+    live: dict[UnitId, Position] = field(default_factory=dict)  # the position each unit shows this tick
+    track: dict[UnitId, list[Position]] = field(default_factory=dict)
+
+
+class Tracker:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        writer: PositionWriter,
+        settings: TrackingSettings,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._writer = writer
+        self._settings = settings
+        self._clock_ms = clock_ms
+        self._units: dict[UnitId, Unit] = {}
+        self._states: dict[UnitId, UnitState] = {}
+        self._latest: dict[UnitId, Position] = {}
+        self._pending: dict[CourtId, _Pending] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.published_events = 0
+
+    # lifecycle ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the directory, statuses and latest positions, then start the publisher and the sweeper."""
+        self._units = {u.id: u for u in await self._store.list_units()}
+        self._states = await self._store.unit_states()
+        self._latest = await self._store.latest_positions()
+        self._tasks = [
+            asyncio.create_task(self._publish_forever(), name="tracker-publisher"),
+            asyncio.create_task(self._sweep_forever(), name="tracker-offline-sweeper"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._publish_pending()
+
+    # reading ------------------------------------------------------------------------------------------
+    def state(self, unit_id: UnitId) -> UnitState:
+        return self._states.get(unit_id, UnitState())
+
+    def view(self, unit_id: UnitId) -> dict[str, Any]:
+        unit = self._units.get(unit_id)
+        if unit is None:
+            raise NotFound(f"unit {unit_id} does not exist")
+        return unit_view(unit, self.state(unit_id), self._latest.get(unit_id))
+
+    # telemetry ----------------------------------------------------------------------------------------
+    async def ingest(self, unit: Unit, raw: object) -> Ack:
+        """Validate, show live, store durably, answer. Raises ValueError for an unusable batch."""
+        now = self._clock_ms()
+        good, bad = parse_batch(raw, unit_id=unit.id, now_ms=now, limit=MAX_BATCH)
+        self._units[unit.id] = unit
+        live: Position | None = None
+        if good:
+            newest = max(good, key=lambda p: (p.fix_time_ms, p.seq))
+            current = self._latest.get(unit.id)
+            if current is None or (newest.fix_time_ms, newest.seq) > (current.fix_time_ms, current.seq):
+                live = newest
+                self._latest[unit.id] = newest
+                pending = self._court(unit)
+                pending.units.add(unit.id)
+                superseded = pending.live.get(unit.id)
+                if superseded is not None:  # coalesced away before a frame showed it: keep it in the trail
+                    pending.track.setdefault(unit.id, []).append(superseded)
+                pending.live[unit.id] = newest
+            await self._apply(unit, status.heard(self.state(unit.id), at_ms=now, sos=any(p.sos for p in good)))
+        inserted = await self._writer.write(good)
+        late = [p for p in good if (p.unit_id, p.seq) in inserted and p is not live]
+        if late:
+            self._court(unit).track.setdefault(unit.id, []).extend(late)
+        stored = [p.seq for p in good if (p.unit_id, p.seq) in inserted]
+        duplicates = [p.seq for p in good if (p.unit_id, p.seq) not in inserted]
+        return Ack(stored, duplicates, bad)
+
+    # commands from the command centre ---------------------------------------------------------------
+    async def set_duty(self, unit_id: UnitId, duty: Duty) -> UnitState:
+        unit = await self._unit(unit_id)
+        await self._apply(unit, status.set_duty(self.state(unit_id), duty))
+        return self.state(unit_id)
+
+    async def clear_sos(self, unit_id: UnitId) -> UnitState:
+        unit = await self._unit(unit_id)
+        await self._apply(unit, status.clear_sos(self.state(unit_id)))
+        return self.state(unit_id)
+
+    async def _unit(self, unit_id: UnitId) -> Unit:
+        unit = self._units.get(unit_id)
+        if unit is None:
+            unit = await self._store.get_unit(unit_id)  # registered after start
+            self._units[unit_id] = unit
+        return unit
+
+    # state changes ------------------------------------------------------------------------------------
+    def _court(self, unit: Unit) -> _Pending:
+        pending = self._pending.get(unit.court_id)
+        if pending is None:
+            pending = self._pending[unit.court_id] = _Pending()
+        return pending
+
+    async def _apply(self, unit: Unit, new: UnitState) -> None:
+        old = self.state(unit.id)
+        if new == old:
+            return
+        self._states[unit.id] = new
+        if new.status == old.status:
+            return
+        self._court(unit).units.add(unit.id)
+        await self._store.save_unit_state(unit.id, new)
+        for kind, raised in _alarm_changes(old, new):
+            alarm = {"kind": kind, "state": "raised" if raised else "cleared", "unit_id": unit.id,
+                     "name": unit.name, "court_id": unit.court_id, "at_ms": self._clock_ms()}  # fmt: skip
+            await self._bus.publish(alarms_topic(unit.court_id), alarm)
+        log.info("unit %s: %s -> %s", unit.id, old.status.value, new.status.value)
+
+    # background loops ---------------------------------------------------------------------------------
+    async def _publish_forever(self) -> None:
+        interval = 1.0 / self._settings.frames_per_second
+        while True:
+            started = time.monotonic()
+            try:
+                await self._publish_pending()
+            except Exception:  # the loop must survive a bus hiccup; the next tick retries
+                log.exception("tracker: publishing failed")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _publish_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for court_id, changes in pending.items():
+            units = [self.view(unit_id) for unit_id in sorted(changes.units)]
+            track = [
+                {"unit_id": unit_id, "points": [[p.fix_time_ms, p.lat, p.lon] for p in sorted(points, key=_fix)]}
+                for unit_id, points in changes.track.items()
+            ]
+            await self._bus.publish(units_topic(court_id), {"units": units, "track": track})
+            self.published_events += 1
+
+    async def _sweep_forever(self) -> None:
+        default_ms = int(self._settings.offline_after_seconds * 1000)
+        period = min(1.0, self._settings.offline_after_seconds / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = self._clock_ms()
+            for unit_id, state in list(self._states.items()):
+                if not state.online:
+                    continue
+                unit = self._units.get(unit_id)
+                if unit is None:
+                    continue
+                limit = default_ms if unit.offline_after_seconds is None else int(unit.offline_after_seconds * 1000)
+                quiet = status.silence(state, now_ms=now, offline_after_ms=limit)
+                if quiet != state:
+                    try:
+                        await self._apply(unit, quiet)
+                    except Exception:
+                        log.exception("tracker: marking %s offline failed", unit_id)
+
+
+def _fix(p: Position) -> tuple[int, int]:
+    return (p.fix_time_ms, p.seq)
+
+
+def _alarm_changes(old: UnitState, new: UnitState) -> list[tuple[str, bool]]:
+    """Alarms raised or cleared by a state change: SOS, and a unit going offline or coming back."""
+    changes = []
+    if old.sos != new.sos:
+        changes.append(("sos", new.sos))
+    if old.online != new.online and old.last_seen_ms is not None:
+        changes.append(("offline", not new.online))
+    return changes
+
+
+__all__ = ["Ack", "Duty", "Status", "Tracker"]

@@ -1,0 +1,159 @@
+"""Batched, durable position writes: many small requests become one COPY, each caller learns its result.
+
+Callers (unit sockets, batch uploads) ``await write(positions)`` and are answered once their positions
+are committed, so a unit deletes from its outbox only what is durable. The writer flushes when a batch
+is full or ``max_delay`` has passed. If the database is down, batches are kept and retried with backoff
+(ingest slows, nothing is lost); past ``max_pending`` positions new writes are refused with 503 instead
+of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from core.errors import AppError, ServiceUnavailable
+from core.ids import UnitId
+from persistence.models import Position
+from persistence.port import Store
+
+log = logging.getLogger(__name__)
+
+Key = tuple[UnitId, int]
+
+
+@dataclass
+class _Request:
+    positions: Sequence[Position]
+    done: asyncio.Future[set[Key]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class PositionWriter:
+    def __init__(self, store: Store, *, max_batch: int = 5_000, max_delay: float = 0.05,
+                 max_pending: int = 200_000) -> None:  # fmt: skip
+        self._store = store
+        self._max_batch = max_batch
+        self._max_delay = max_delay
+        self._max_pending = max_pending
+        self._queue: list[_Request] = []
+        self._pending = 0
+        self._has_work = asyncio.Event()  # set while anything is queued (or on close)
+        self._full = asyncio.Event()  # set when a whole batch is waiting: flush without the delay
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.written = 0  # positions committed (new or duplicate), for health and benchmarks
+        self.failures = 0  # flushes that failed and were retried
+        self._backoff = 0.0  # seconds before the next retry; 0 while the database answers
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def degraded(self) -> bool:
+        """True while the last flush failed (the database is unreachable)."""
+        return self._backoff > 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="position-writer")
+
+    async def close(self) -> None:
+        """Flush what is queued (bounded by a short grace period), then stop."""
+        self._closing = True
+        self._has_work.set()
+        self._full.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        for request in self._queue:
+            if not request.done.done():
+                request.done.set_exception(ServiceUnavailable("server is shutting down; resend later"))
+        self._queue.clear()
+
+    async def write(self, positions: Sequence[Position]) -> set[Key]:
+        """Commit the positions; return the keys that were new (the others were stored before)."""
+        if not positions:
+            return set()
+        if self._closing or self._task is None:
+            raise ServiceUnavailable("position writer is not running")
+        if self._pending + len(positions) > self._max_pending:
+            raise ServiceUnavailable(
+                f"{self._pending} positions are waiting for the database; resend later (nothing was stored)"
+            )
+        request = _Request(positions)
+        self._queue.append(request)
+        self._pending += len(positions)
+        self._has_work.set()
+        if self._pending >= self._max_batch:
+            self._full.set()
+        return await asyncio.shield(request.done)
+
+    async def _run(self) -> None:
+        while True:
+            await self._has_work.wait()
+            if not self._closing and self._pending < self._max_batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._max_delay)
+            batch = self._take_batch()
+            if batch:
+                await self._flush(batch)
+            if not self._queue:
+                if self._closing:
+                    return
+                self._has_work.clear()
+
+    def _take_batch(self) -> list[_Request]:
+        batch: list[_Request] = []
+        count = 0
+        while self._queue and (not batch or count + len(self._queue[0].positions) <= self._max_batch):
+            request = self._queue.pop(0)
+            batch.append(request)
+            count += len(request.positions)
+        if self._pending - count < self._max_batch and not self._closing:
+            self._full.clear()
+        return batch
+
+    async def _flush(self, batch: list[_Request]) -> None:
+        positions = [p for request in batch for p in request.positions]
+        while True:
+            try:
+                inserted = await self._store.insert_positions(positions)
+            except AppError as exc:
+                # A permanent refusal (e.g. a unit that does not exist): answer each request on its own.
+                log.warning("position batch refused (%s); retrying requests one by one", exc.message)
+                await self._flush_one_by_one(batch)
+                return
+            except Exception as exc:  # the database is unreachable: keep the batch and retry
+                self.failures += 1
+                self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
+                log.warning("position write failed (%s); %d pending, retry in %.1fs", exc, self._pending, self._backoff)
+                await asyncio.sleep(self._backoff)
+                continue
+            self._backoff = 0.0
+            self.written += len(positions)
+            self._pending -= len(positions)
+            for request in batch:
+                if not request.done.done():
+                    request.done.set_result({(p.unit_id, p.seq) for p in request.positions} & inserted)
+            return
+
+    async def _flush_one_by_one(self, batch: list[_Request]) -> None:
+        for request in batch:
+            try:
+                inserted = await self._store.insert_positions(request.positions)
+            except Exception as exc:
+                if not request.done.done():
+                    request.done.set_exception(exc)
+            else:
+                self.written += len(request.positions)
+                if not request.done.done():
+                    request.done.set_result(inserted)
+            self._pending -= len(request.positions)

@@ -1,0 +1,45 @@
+-- Telemetry: every position a unit reported (deduplicated by unit and sequence), each unit's latest
+-- position (kept up to date by the writer so screens never scan the positions table), and unit status.
+-- Times are milliseconds since the Unix epoch, as the devices send them.
+
+ALTER TABLE units ADD COLUMN offline_after_seconds DOUBLE PRECISION CHECK (offline_after_seconds > 0);
+
+CREATE TABLE positions (
+    unit_id      TEXT NOT NULL REFERENCES units (id),
+    seq          BIGINT NOT NULL,
+    fix_time_ms  BIGINT NOT NULL,
+    lat          DOUBLE PRECISION NOT NULL,
+    lon          DOUBLE PRECISION NOT NULL,
+    accuracy_m   DOUBLE PRECISION,
+    speed_mps    DOUBLE PRECISION,
+    heading_deg  DOUBLE PRECISION,
+    altitude_m   DOUBLE PRECISION,
+    battery_pct  DOUBLE PRECISION,
+    sos          BOOLEAN NOT NULL,
+    received_ms  BIGINT NOT NULL,
+    PRIMARY KEY (unit_id, seq)
+);
+CREATE INDEX positions_unit_time_idx ON positions (unit_id, fix_time_ms);
+
+CREATE TABLE unit_latest (
+    unit_id      TEXT PRIMARY KEY REFERENCES units (id),
+    seq          BIGINT NOT NULL,
+    fix_time_ms  BIGINT NOT NULL,
+    lat          DOUBLE PRECISION NOT NULL,
+    lon          DOUBLE PRECISION NOT NULL,
+    accuracy_m   DOUBLE PRECISION,
+    speed_mps    DOUBLE PRECISION,
+    heading_deg  DOUBLE PRECISION,
+    altitude_m   DOUBLE PRECISION,
+    battery_pct  DOUBLE PRECISION,
+    sos          BOOLEAN NOT NULL,
+    received_ms  BIGINT NOT NULL
+);
+
+CREATE TABLE unit_state (
+    unit_id       TEXT PRIMARY KEY REFERENCES units (id),
+    duty          TEXT NOT NULL CHECK (duty IN ('available', 'en_route', 'on_site')),
+    sos           BOOLEAN NOT NULL,
+    online        BOOLEAN NOT NULL,
+    last_seen_ms  BIGINT
+);
