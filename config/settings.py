@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -34,6 +34,8 @@ class ServerSettings(Section):
     port: int = Field(8080, ge=0, le=65535)
     #: Largest request body accepted, in bytes; larger bodies get 413.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    #: ``uvloop`` (libuv; about twice the socket throughput of the standard loop) or ``asyncio``.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
 class StoreSettings(Section):
@@ -54,8 +56,9 @@ class StoreSettings(Section):
 class BusSettings(Section):
     #: ``memory://`` (in-process, one server process) or ``redis://host:port/db``.
     url: str = "memory://"
-    #: Events kept per topic for subscribers that resume after a sequence number.
-    history: int = Field(10_000, ge=1)
+    #: Events kept per topic for subscribers that resume after a sequence number (1,000 is 100 s of
+    #: frames at 10 a second; a screen away longer takes a fresh snapshot).
+    history: int = Field(1_000, ge=1)
     #: Prefix of every Redis key and channel, so several deployments can share one Redis.
     namespace: str = "cc"
 

@@ -1,4 +1,8 @@
-"""In-process bus: the embedded default, for a single server process."""
+"""In-process bus: the embedded default, for a single server process.
+
+History is kept serialised (bytes), not as the published dicts: a few thousand frames of unit views as
+live objects would cost memory and, worse, garbage-collector passes over millions of objects.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
+
+import orjson
 
 from event_bus.port import Event, Subscription
 
@@ -17,7 +23,7 @@ class MemoryBus:
     def __init__(self, history: int = 10_000) -> None:
         self._history_size = history
         self._seq: dict[str, int] = {}
-        self._history: dict[str, deque[Event]] = {}
+        self._history: dict[str, deque[tuple[int, float, bytes]]] = {}
         self._subscribers: dict[str, set[Subscription]] = {}
 
     async def start(self) -> None:
@@ -36,7 +42,7 @@ class MemoryBus:
         kept = self._history.get(topic)
         if kept is None:
             kept = self._history[topic] = deque(maxlen=self._history_size)
-        kept.append(event)
+        kept.append((seq, event.ts, orjson.dumps(data)))
         for sub in self._subscribers.get(topic, ()):
             sub.offer(event)
         return event
@@ -64,9 +70,9 @@ class MemoryBus:
         if after == last:
             return []
         kept = self._history.get(topic, deque())
-        if not kept or kept[0].seq > after + 1:
+        if not kept or kept[0][0] > after + 1:
             return None
-        return [event for event in kept if event.seq > after]
+        return [Event(topic, seq, ts, orjson.loads(raw)) for seq, ts, raw in kept if seq > after]
 
     async def last_seq(self, topic: str) -> int:
         return self._seq.get(topic, 0)

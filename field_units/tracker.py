@@ -31,6 +31,7 @@ from persistence.port import Store
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 5_000  # positions in one upload (docs/protocols.md)
+NEVER_HEARD = UnitState()  # the state of a unit the tracker has not heard from (shared: states are frozen)
 
 
 def _now_ms() -> int:
@@ -107,7 +108,7 @@ class Tracker:
 
     # reading ------------------------------------------------------------------------------------------
     def state(self, unit_id: UnitId) -> UnitState:
-        return self._states.get(unit_id, UnitState())
+        return self._states.get(unit_id, NEVER_HEARD)
 
     def view(self, unit_id: UnitId) -> dict[str, Any]:
         unit = self._units.get(unit_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -38,7 +39,7 @@ class PositionWriter:
         self._max_batch = max_batch
         self._max_delay = max_delay
         self._max_pending = max_pending
-        self._queue: list[_Request] = []
+        self._queue: deque[_Request] = deque()
         self._pending = 0
         self._has_work = asyncio.Event()  # set while anything is queued (or on close)
         self._full = asyncio.Event()  # set when a whole batch is waiting: flush without the delay
@@ -94,7 +95,7 @@ class PositionWriter:
         self._has_work.set()
         if self._pending >= self._max_batch:
             self._full.set()
-        return await asyncio.shield(request.done)
+        return await request.done
 
     async def _run(self) -> None:
         while True:
@@ -114,7 +115,7 @@ class PositionWriter:
         batch: list[_Request] = []
         count = 0
         while self._queue and (not batch or count + len(self._queue[0].positions) <= self._max_batch):
-            request = self._queue.pop(0)
+            request = self._queue.popleft()
             batch.append(request)
             count += len(request.positions)
         if self._pending - count < self._max_batch and not self._closing:

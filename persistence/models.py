@@ -139,4 +139,7 @@ class UnitState:
             return Status.SOS
         if not self.online:
             return Status.OFFLINE
-        return Status(self.duty.value)
+        return _DUTY_STATUS[self.duty]
+
+
+_DUTY_STATUS = {Duty.AVAILABLE: Status.AVAILABLE, Duty.EN_ROUTE: Status.EN_ROUTE, Duty.ON_SITE: Status.ON_SITE}

@@ -311,18 +311,16 @@ class SqliteStore:
     async def insert_positions(self, positions: Sequence[Position]) -> set[tuple[UnitId, int]]:
         if not positions:
             return set()
-        by_unit: dict[UnitId, list[int]] = {}
-        for p in positions:
-            by_unit.setdefault(p.unit_id, []).append(p.seq)
+        keys = [(p.unit_id, p.seq) for p in positions]
         existing: set[tuple[UnitId, int]] = set()
-        for unit_id, seqs in by_unit.items():
-            for start in range(0, len(seqs), 500):
-                chunk = seqs[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = await self._all(
-                    f"SELECT seq FROM positions WHERE unit_id = ? AND seq IN ({marks})", (unit_id, *chunk)
-                )
-                existing.update((unit_id, row[0]) for row in rows)
+        for start in range(0, len(keys), 400):  # 800 parameters: under SQLite's oldest limit of 999
+            chunk = keys[start : start + 400]
+            marks = ",".join("(?, ?)" for _ in chunk)
+            rows = await self._all(
+                f"SELECT unit_id, seq FROM positions WHERE (unit_id, seq) IN (VALUES {marks})",
+                [value for key in chunk for value in key],
+            )
+            existing.update((UnitId(row[0]), row[1]) for row in rows)
         fresh = [p for p in positions if (p.unit_id, p.seq) not in existing]
         newest: dict[UnitId, Position] = {}
         for p in positions:

@@ -1,0 +1,127 @@
+"""What every benchmark needs: percentiles, a server process to measure, and its CPU and memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ProcessSample:
+    cpu_seconds: float
+    rss_mib: float
+    at: float
+
+
+def sample(pid: int) -> ProcessSample:
+    """CPU time (user+system) and resident memory of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    rss_kib = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS")
+    )
+    return ProcessSample(cpu, rss_kib / 1024, time.monotonic())
+
+
+def processes_named(name: str) -> list[int]:
+    """Pids whose command name is ``name`` (e.g. every PostgreSQL backend)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """Total CPU time of processes that still exist."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += sample(pid).cpu_seconds
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def cpu_share(before: ProcessSample, after: ProcessSample) -> float:
+    """Share of one core used between two samples."""
+    return (after.cpu_seconds - before.cpu_seconds) / max(1e-9, after.at - before.at)
+
+
+class Server:
+    """The command centre as a real process, pinned to one core when the machine has two or more."""
+
+    def __init__(self, env: dict[str, str], *, port: int, core: int | None = 0) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._env = {**os.environ, **env}
+        self._core = core
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, log: Path) -> None:
+        command = [sys.executable, "-m", "command_center", "serve", "--port", str(self.port)]
+        if self._core is not None and (os.cpu_count() or 1) > 1:
+            command = ["taskset", "-c", str(self._core), *command]
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    async def wait_healthy(self, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        async with aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    async with http.get(f"{self.url}/api/health") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline or (self.process and self.process.poll() is not None):
+                    raise RuntimeError(f"server did not become healthy; see {self._log.name}")
+                await asyncio.sleep(0.2)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(2)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()

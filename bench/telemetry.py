@@ -1,0 +1,210 @@
+"""Telemetry benchmark: N units at 1 Hz into one server process, M screens out; figures and a baseline.
+
+    python -m bench.telemetry --units 5000 --screens 20              # the target
+    python -m bench.telemetry --units 5000,10000,15000 --screens 20  # how far beyond
+
+The server runs as a real process pinned to core 0, the load (units and screens) in another process on
+core 1. For each load it prints positions/s ingested, unit→screen latency p50/p99, ack latency, the
+server's CPU share and memory, and positions lost (sent by units but missing in the store or on a screen).
+The baseline, measured in the same run, is a bare ``websockets.broadcast`` of frames of the same shape
+to the same number of screens (bench/broadcast_baseline.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.harness import ROOT, ProcessSample, Server, cpu_seconds, cpu_share, free_port, processes_named, sample
+from command_center.bootstrap import import_courts
+from command_center.credentials import Passwords, lookup_hash, new_device_secret
+from config.settings import AuthSettings, StoreSettings
+from core.ids import CourtId, UnitId
+from persistence.factory import build_store
+from persistence.models import Role, UnitKind
+
+POSTGRES_ADMIN = os.environ.get("CC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+BENCH_DB = "cc_bench_telemetry"
+COURTS = ["HLJ0102", "HLJ0103", "HLJ0104", "HLJ0109"]
+SCREEN_LOGIN = {"username": "bench-operator", "password": "bench operator password"}
+
+
+async def fresh_store_url(kind: str, workdir: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'bench.db'}"
+    conn = await asyncpg.connect(POSTGRES_ADMIN)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    finally:
+        await conn.close()
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{BENCH_DB}"
+
+
+async def prepare(url: str, units: int) -> dict[str, Any]:
+    """Migrate, import courts, register the units and an operator at the high court (sees them all)."""
+    store = build_store(StoreSettings(url=url))
+    await store.open()
+    try:
+        await store.migrate()
+        await import_courts(store, ROOT / "config" / "courts.toml")
+        passwords = Passwords(AuthSettings())
+        await store.add_user(username=SCREEN_LOGIN["username"], display_name="压测指挥员",
+                             password_hash=passwords.hash(SCREEN_LOGIN["password"]), role=Role.OPERATOR,
+                             court_id=CourtId("HLJ"))  # fmt: skip
+        secrets: dict[str, str] = {}
+        for i in range(units):
+            unit_id, secret = f"BENCH-{i:05d}", new_device_secret()
+            court = CourtId(COURTS[i % len(COURTS)])
+            await store.add_unit(unit_id=UnitId(unit_id), name=f"压测单兵{i}", kind=UnitKind.BODY_CAMERA,
+                                 court_id=court, secret_hash=lookup_hash(secret))  # fmt: skip
+            secrets[unit_id] = secret
+        return {"units": secrets, "screen_login": SCREEN_LOGIN}
+    finally:
+        await store.close()
+
+
+async def stored_counts(url: str) -> dict[str, int]:
+    store = build_store(StoreSettings(url=url))
+    await store.open()
+    try:
+        return {u.id: await store.count_positions(u.id) for u in await store.list_units()}
+    finally:
+        await store.close()
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *command] if (os.cpu_count() or 1) > 1 else command
+
+
+async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict[str, Any]:
+    url = await fresh_store_url(args.store, workdir)
+    plan = await prepare(url, units)
+    plan_file = workdir / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    port = free_port()
+    env = {"CC_STORE__URL": url, "CC_BUS__URL": args.bus, "CC_DATA_DIR": str(workdir), "CC_CONFIG": ""}
+    server = Server(env, port=port, core=0)
+    server.start(workdir / f"server-{units}.log")
+    try:
+        await server.wait_healthy()
+        load = await asyncio.create_subprocess_exec(
+            *pinned(1, [sys.executable, "-m", "bench.telemetry_load", "--url", server.url, "--plan", str(plan_file),
+                        "--units", str(units), "--screens", str(args.screens), "--duration", str(args.duration),
+                        "--ramp", str(max(3.0, units / 1000))]),
+            cwd=ROOT, stdout=subprocess.PIPE, limit=64 * 1024 * 1024,
+        )  # fmt: skip
+        assert load.stdout is not None
+        before: ProcessSample | None = None
+        database: list[int] = []
+        database_before, database_share = (0.0, 0.0), 0.0
+        after = load_before = load_after = before
+        result: dict[str, Any] = {}
+        async for line in load.stdout:
+            message = json.loads(line)
+            if message.get("event") == "measuring":
+                before, load_before = sample(server.pid), sample(load.pid)
+                database = processes_named("postgres")
+                database_before = (cpu_seconds(database), before.at)
+            else:
+                result = message
+            if message.get("event") == "measured":
+                after, load_after = sample(server.pid), sample(load.pid)
+                database_share = (cpu_seconds(database) - database_before[0]) / (after.at - database_before[1])
+        await load.wait()
+    finally:
+        server.stop()
+    counts = await stored_counts(url)
+    last_sent: dict[str, int] = result.pop("last_sent")
+    lost_store = sum(max(0, seq - counts.get(unit, 0)) for unit, seq in last_sent.items())
+    if before is None or after is None or load_before is None or load_after is None:
+        raise RuntimeError("the load generator did not report its measuring window")
+    result["server_cpu_share"] = round(cpu_share(before, after), 3)
+    result["load_cpu_share"] = round(cpu_share(load_before, load_after), 3)
+    result["database_cpu_share"] = round(database_share, 3) if args.store == "postgres" else None
+    result["server_rss_mib"] = round(after.rss_mib, 1)
+    result["lost_in_store"] = lost_store
+    return result
+
+
+async def run_baseline(args: argparse.Namespace, units: int) -> dict[str, Any]:
+    port = free_port()
+    per_frame = max(1, int(units / 10))  # what our frames carry at 1 Hz and 10 frames/s
+    server = await asyncio.create_subprocess_exec(
+        *pinned(0, [sys.executable, "-m", "bench.broadcast_baseline", "serve", "--port", str(port),
+                    "--screens", str(args.screens), "--per-frame", str(per_frame)]),
+        cwd=ROOT,
+    )  # fmt: skip
+    await asyncio.sleep(1.0)
+    clients = await asyncio.create_subprocess_exec(
+        *pinned(1, [sys.executable, "-m", "bench.broadcast_baseline", "clients", "--port", str(port),
+                    "--screens", str(args.screens)]),
+        cwd=ROOT, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await clients.communicate()
+    await server.wait()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int) -> None:
+    delivered = ours["screen_positions_per_s"] * screens / ours["measuring_screens"]
+    offered = ours["positions_per_s"] * screens
+    print(f"\n== {units} units at 1 Hz, {screens} screens ({ours['window_s']} s measured)")
+    print(f"ingest            {ours['positions_per_s']:>10.0f} positions/s   (ack p50 {ours['ack_ms']['p50']:.0f} ms, "
+          f"p99 {ours['ack_ms']['p99']:.0f} ms)")  # fmt: skip
+    print(f"unit -> screen    p50 {ours['screen_ms']['p50']:.0f} ms   p99 {ours['screen_ms']['p99']:.0f} ms   "
+          f"max {ours['screen_ms']['max']:.0f} ms")  # fmt: skip
+    print(f"to screens        {delivered:>10.0f} positions/s   ({delivered / max(1, offered):.2f} of offered; "
+          f"latency decoded on {ours['measuring_screens']} screens, the others read "
+          f"{ours['other_screens_mib_per_s']:.1f} MiB/s)")  # fmt: skip
+    print(
+        f"server            {ours['server_cpu_share'] * 100:.0f}% of one core, {ours['server_rss_mib']:.0f} MiB RSS "
+        f"(load generator {ours['load_cpu_share'] * 100:.0f}%, "
+        f"PostgreSQL {(ours['database_cpu_share'] or 0) * 100:.0f}%)"
+    )
+    print(
+        f"lost              {ours['lost_in_store']} in the store; units behind on screens at the end: "
+        f"{max(ours['units_behind_on_screens'], default=0)}; errors {ours['errors']}, "
+        f"rejected {ours['rejected']}, duplicates {ours['duplicates']}, unit failures {ours['unit_failure_count']}"
+    )
+    ceiling = base["flat_positions_per_s"] or float("nan")
+    print(
+        f"baseline          bare websockets.broadcast, same frames: p50 {base['paced_ms']['p50']:.0f} ms, "
+        f"p99 {base['paced_ms']['p99']:.0f} ms at 10 frames/s; ceiling {ceiling:.0f} positions/s to {screens} screens"
+    )
+    print(
+        f"ratio             ours/baseline delivered at the same load: {delivered / max(1, offered):.2f}; "
+        f"ours/baseline ceiling: {delivered / ceiling:.3f}"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--units", default="5000", help="comma-separated loads, e.g. 5000,10000")
+    parser.add_argument("--screens", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--store", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--bus", default="memory://")
+    args = parser.parse_args()
+    print(f"telemetry benchmark: store={args.store} bus={args.bus} cores={os.cpu_count()} "
+          "(server on core 0, load on core 1)")  # fmt: skip
+    for units in [int(u) for u in args.units.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
+            ours = await run_level(args, units, Path(tmp))
+        base = await run_baseline(args, units)
+        report(units, ours, base, args.screens)
+        print(json.dumps({"units": units, "ours": ours, "baseline": base}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
