@@ -17,7 +17,7 @@ import orjson
 import websockets
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from bench.harness import percentile
+from bench.harness import percentile, tune_gc
 
 
 def view(i: int, stamp: int) -> dict[str, Any]:
@@ -98,6 +98,7 @@ if __name__ == "__main__":
     parser.add_argument("--paced-seconds", type=float, default=8.0)
     parser.add_argument("--flat-seconds", type=float, default=4.0)
     args = parser.parse_args()
+    tune_gc()
     if args.mode == "serve":
         asyncio.run(
             run_server(args.port, args.screens, args.per_frame, args.fps, args.paced_seconds, args.flat_seconds)

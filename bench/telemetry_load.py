@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.harness import percentile
+from bench.harness import percentile, tune_gc
 
 
 def now_ms() -> int:
@@ -185,6 +185,7 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     with open(arguments.plan) as plan_file:
         plan = json.load(plan_file)
+    tune_gc()
     result = asyncio.run(main(arguments, plan))
     print(json.dumps(result), flush=True)
     sys.exit(0)
