@@ -1,8 +1,32 @@
 #!/usr/bin/env bash
-# Set up and run the command centre on the embedded default (SQLite + in-process bus).
-# Usage: ./run.sh [--port N] [--host ADDR]     Settings: config/settings.sample.toml, CC_* variables.
+# Set up and run the command centre on the embedded default (SQLite + in-process bus), with simulated
+# field units around Harbin for a first look.
+# Usage: ./run.sh [--port N] [--host ADDR]      CC_DEMO=0 ./run.sh runs without the simulated units.
+# Settings: config/settings.sample.toml and CC_* environment variables (see README).
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
 .venv/bin/python -m command_center init
-exec .venv/bin/python -m command_center serve "$@"
+
+port=8080
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  [ "${args[$i]}" = "--port" ] && port="${args[$((i + 1))]}"
+done
+
+if [ "${CC_DEMO:-1}" = "0" ]; then
+  exec .venv/bin/python -m command_center serve "$@"
+fi
+
+.venv/bin/python -m command_center serve "$@" &
+server=$!
+trap 'kill $server ${simulator:-} 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+for _ in $(seq 1 60); do
+  curl -sf "http://127.0.0.1:${port}/api/health" >/dev/null 2>&1 && break
+  kill -0 "$server" 2>/dev/null || exit 1
+  sleep 0.5
+done
+echo "demo: 20 simulated field units report around Harbin (python -m field_units.simulate); CC_DEMO=0 turns them off"
+.venv/bin/python -m field_units.simulate --url "http://127.0.0.1:${port}" --units 20 --register --report-every 60 &
+simulator=$!
+wait "$server"

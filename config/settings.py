@@ -87,7 +87,7 @@ class MapSettings(Section):
     #: Where the wall display opens (default: Harbin, 哈尔滨).
     center_lat: float = Field(45.757, ge=-90, le=90)
     center_lon: float = Field(126.642, ge=-180, le=180)
-    zoom: int = Field(11, ge=1, le=19)
+    zoom: int = Field(12, ge=1, le=19)
 
 
 class TrackingSettings(Section):

@@ -62,7 +62,7 @@ class RouteWalker:
         self._centre = centre
         self._radius = radius_m
         self.position = _offset(
-            *centre, self._rng.uniform(-radius_m, radius_m) / 2, self._rng.uniform(-radius_m, radius_m) / 2
+            *centre, self._rng.uniform(-radius_m, radius_m) * 0.8, self._rng.uniform(-radius_m, radius_m) * 0.8
         )
         self._target = self._next_target()
         self._speed = self._rng.uniform(*speed_range(kind))

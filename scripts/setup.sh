@@ -27,3 +27,28 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+
+# Front-end libraries (Leaflet) from the npm registry, served by the app itself: no CDN at run time.
+npm_want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ "$(cat node_modules/.installed 2>/dev/null || true)" != "$npm_want" ]; then
+  command -v npm >/dev/null || { echo "setup: npm (Node.js) is needed for the map pages" >&2; exit 1; }
+  echo "setup: installing front-end packages (npm ci)…"
+  if ! npm ci --no-audit --no-fund >.venv/npm.log 2>&1; then
+    tail -20 .venv/npm.log >&2
+    echo "setup: npm ci failed (full log: .venv/npm.log)" >&2
+    exit 1
+  fi
+  echo "$npm_want" > node_modules/.installed
+fi
+
+# Browser tests drive Debian's Chromium (no browser download at test time).
+if [ -n "$extras" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Chromium for the browser tests (apt-get)…"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; } \
+      >.venv/apt.log 2>&1 || { tail -20 .venv/apt.log >&2; echo "setup: installing chromium failed" >&2; exit 1; }
+  else
+    echo "setup: the browser tests need /usr/bin/chromium (Debian package chromium); install it as root" >&2
+    exit 1
+  fi
+fi
