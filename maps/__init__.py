@@ -1,4 +1,5 @@
-"""Maps: geofences, nearest units, track simplification, folium reports, offline basemap.
+"""Maps: geofences with a spatial index and debounced crossings, nearest units, track simplification.
 
-Not built yet: arrives with the command-and-control issue.
+Pure computations so far (tested and benchmarked); wiring them to live positions, the console and folium
+reports comes with the command-and-control issue.
 """
