@@ -10,10 +10,11 @@ from aiohttp import web
 from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.credentials import Passwords
-from command_center.keys import BUS, HUB, OPENAPI, PASSWORDS, SETTINGS, STORE, TRACKER, WRITER
+from command_center.keys import BUS, HUB, LOGIN_THROTTLE, OPENAPI, PASSWORDS, SETTINGS, STORE, TRACKER, WRITER
 from command_center.middleware import errors_as_json, security_headers
 from command_center.pages import install_pages
 from command_center.screens.hub import ScreenHub
+from command_center.throttle import LoginThrottle
 from config.settings import Settings
 from event_bus.factory import build_bus
 from field_units.tracker import Tracker
@@ -35,6 +36,7 @@ def create_app(settings: Settings, *, store_schema: str | None = None) -> web.Ap
     )
     app[SETTINGS] = settings
     app[PASSWORDS] = Passwords(settings.auth)
+    app[LOGIN_THROTTLE] = LoginThrottle()
     registry = Registry(all_endpoints())
     registry.install(app)
     app[OPENAPI] = openapi_document(registry, title=API_TITLE, version="1")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from command_center.credentials import Passwords
+from command_center.throttle import LoginThrottle
 from config.settings import Settings
 from event_bus.port import EventBus
 from persistence.port import Store
@@ -20,6 +21,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", EventBus)
 PASSWORDS = web.AppKey("passwords", Passwords)
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 TRACKER: web.AppKey[Tracker] = web.AppKey("tracker")
 WRITER: web.AppKey[PositionWriter] = web.AppKey("position_writer")

@@ -278,3 +278,37 @@ async def test_production_adapters_end_to_end(make_world: AppFactory, pg_schema:
     assert health["status"] == "ok" and health["store"]["dialect"] == "postgres" and health["bus"]["adapter"] == "redis"
     units = await _json(await world.client.get("/api/units", headers=world.auth("supervisor")))
     assert [u["id"] for u in units["units"]] == ["HLJ0102-U01"]
+
+
+def test_throttle_locks_after_free_attempts_and_doubles() -> None:
+    from command_center.throttle import Throttle
+
+    throttle = Throttle(free_attempts=3)
+    for _ in range(2):
+        throttle.failed("zhang", 100.0)
+    assert throttle.wait_seconds("zhang", 100.0) == 0
+    throttle.failed("zhang", 100.0)
+    assert throttle.wait_seconds("zhang", 100.0) == 30
+    throttle.failed("zhang", 131.0)
+    assert throttle.wait_seconds("zhang", 131.0) == 60
+    throttle.succeeded("zhang")
+    assert throttle.wait_seconds("zhang", 131.0) == 0
+    throttle.failed("li", 0.0)
+    throttle.failed("li", 5000.0)  # an hour later the count starts afresh
+    assert throttle.wait_seconds("li", 5000.0) == 0
+
+
+async def test_repeated_failed_logins_are_throttled(world: World) -> None:
+    for _ in range(5):
+        bad = await world.client.post("/api/auth/login", json={"username": "judge", "password": "wrong guess!"})
+        assert bad.status == 401
+    locked = await world.client.post(
+        "/api/auth/login", json={"username": "JUDGE", "password": world.passwords["judge"]}
+    )
+    body = await _json(locked)
+    assert locked.status == 429 and body["error"]["code"] == "too_many_requests"
+    assert "try again in" in body["error"]["message"]
+    other = await world.client.post(
+        "/api/auth/login", json={"username": "operator", "password": world.passwords["operator"]}
+    )
+    assert other.status == 200  # the address is not locked by one user's failures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -11,8 +12,8 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import LoginIn, LoginOut, MeOut, UserOut
 from command_center.auth import PEOPLE, Access, UserCaller, current_caller, current_user
 from command_center.credentials import lookup_hash, new_session_token
-from command_center.keys import PASSWORDS, SETTINGS, STORE
-from core.errors import Unauthenticated
+from command_center.keys import LOGIN_THROTTLE, PASSWORDS, SETTINGS, STORE
+from core.errors import TooManyRequests, Unauthenticated
 
 api = Registry()
 
@@ -25,16 +26,22 @@ api = Registry()
     access=None,
     body=LoginIn,
     response=LoginOut,
-    errors=(Unauthenticated,),
+    errors=(Unauthenticated, TooManyRequests),
 )
 async def login(request: web.Request) -> web.StreamResponse:
     credentials = body(request, LoginIn)
-    store, passwords = request.app[STORE], request.app[PASSWORDS]
+    store, passwords, throttle = request.app[STORE], request.app[PASSWORDS], request.app[LOGIN_THROTTLE]
+    address = request.remote or "unknown"
+    wait = throttle.wait_seconds(credentials.username, address, time.monotonic())
+    if wait > 0:
+        raise TooManyRequests(f"too many failed logins; try again in {int(wait) + 1} s")
     user = await store.find_user(credentials.username)
     # Argon2 takes tens of milliseconds of CPU: keep it off the event loop.
     valid = await asyncio.to_thread(passwords.verify, user.password_hash if user else None, credentials.password)
     if user is None or not valid or user.disabled:
+        throttle.failed(credentials.username, address, time.monotonic())
         raise Unauthenticated("wrong username or password")
+    throttle.succeeded(credentials.username)
     token = new_session_token()
     ttl = request.app[SETTINGS].auth.session_ttl_seconds
     session = await store.add_session(
