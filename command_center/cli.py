@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     device_add.add_argument("--name", required=True)
     device_add.add_argument("--kind", required=True, choices=[k.value for k in UnitKind])
     device_add.add_argument("--court", required=True)
+    device_add.add_argument("--offline-after", type=float, help="seconds of silence before offline (default: setting)")
     device_revoke = device.add_parser("revoke", help="revoke a unit's device secret")
     device_revoke.add_argument("--id", required=True)
     return parser
@@ -179,6 +180,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 kind=UnitKind(args.kind),
                 court_id=CourtId(args.court),
                 secret_hash=lookup_hash(secret),
+                offline_after_seconds=args.offline_after,
             )
             print(f"unit {unit.id} registered; device secret (shown once): {secret}")
             return 0

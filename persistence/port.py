@@ -67,7 +67,14 @@ class Store(Protocol):
 
     # units (devices) ----------------------------------------------------------------------------------
     async def add_unit(
-        self, *, unit_id: UnitId, name: str, kind: UnitKind, court_id: CourtId, secret_hash: str
+        self,
+        *,
+        unit_id: UnitId,
+        name: str,
+        kind: UnitKind,
+        court_id: CourtId,
+        secret_hash: str,
+        offline_after_seconds: float | None = None,
     ) -> Unit: ...
 
     async def get_unit(self, unit_id: UnitId) -> Unit: ...

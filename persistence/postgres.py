@@ -263,15 +263,24 @@ class PostgresStore:
         )
 
     async def add_unit(
-        self, *, unit_id: UnitId, name: str, kind: UnitKind, court_id: CourtId, secret_hash: str
+        self,
+        *,
+        unit_id: UnitId,
+        name: str,
+        kind: UnitKind,
+        court_id: CourtId,
+        secret_hash: str,
+        offline_after_seconds: float | None = None,
     ) -> Unit:
         row = await self._one(
-            "INSERT INTO units (id, name, kind, court_id, secret_hash) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            "INSERT INTO units (id, name, kind, court_id, secret_hash, offline_after_seconds) "
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
             unit_id,
             name,
             kind.value,
             court_id,
             secret_hash,
+            offline_after_seconds,
         )
         assert row is not None
         return self._unit(row)

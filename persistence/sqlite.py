@@ -274,11 +274,19 @@ class SqliteStore:
         )
 
     async def add_unit(
-        self, *, unit_id: UnitId, name: str, kind: UnitKind, court_id: CourtId, secret_hash: str
+        self,
+        *,
+        unit_id: UnitId,
+        name: str,
+        kind: UnitKind,
+        court_id: CourtId,
+        secret_hash: str,
+        offline_after_seconds: float | None = None,
     ) -> Unit:
         await self._execute(
-            "INSERT INTO units (id, name, kind, court_id, secret_hash) VALUES (?, ?, ?, ?, ?)",
-            (unit_id, name, kind.value, court_id, secret_hash),
+            "INSERT INTO units (id, name, kind, court_id, secret_hash, offline_after_seconds) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (unit_id, name, kind.value, court_id, secret_hash, offline_after_seconds),
         )
         return await self.get_unit(unit_id)
 

@@ -14,7 +14,7 @@ from aiohttp import ClientWebSocketResponse, WSMsgType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from command_center.keys import HUB
+from command_center.keys import HUB, TRACKER
 from command_center.screens.connection import BYE_GRACE_SECONDS
 from config.settings import BusSettings, StoreSettings, TrackingSettings
 from core.ids import UnitId
@@ -335,3 +335,27 @@ async def test_live_tracking_on_postgres_and_redis(
                                     headers=world.auth("device"))  # fmt: skip
     assert (await reply.json())["rejected"][0]["message"].endswith("repeated in this batch")
     assert await world.store.count_positions(UNIT) == 103
+
+
+async def test_a_unit_can_have_its_own_offline_silence(world: World) -> None:
+    """The default is 60 s; a unit registered with 0.3 s goes offline on its own schedule."""
+    created = await world.client.post(
+        "/api/units", headers=world.auth("admin"),
+        json={"id": "HLJ0102-Q1", "name": "快速离线", "kind": "handheld", "court_id": "HLJ0102",
+              "offline_after_seconds": 0.3},
+    )  # fmt: skip
+    body = await created.json()
+    assert created.status == 201 and body["unit"]["offline_after_seconds"] == 0.3
+    screen = await open_screen(world, "operator", "units")
+    quick = await world.client.ws_connect("/api/telemetry/ws", headers={"Authorization": f"Bearer {body['secret']}"})
+    slow = await open_unit(world)
+    await send(quick, fix(1))
+    await send(slow, fix(1))
+    offline = await screen.unit_update("HLJ0102-Q1", lambda v: v["status"] == "offline", within=5)
+    assert offline["last_seen_ms"] is not None
+    assert world.client.app[TRACKER].view(UNIT)["status"] == "available"
+    bad = await world.client.post(
+        "/api/units", headers=world.auth("admin"),
+        json={"id": "HLJ0102-Q2", "name": "x", "kind": "handheld", "court_id": "HLJ0102", "offline_after_seconds": 0},
+    )  # fmt: skip
+    assert bad.status == 422

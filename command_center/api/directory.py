@@ -181,6 +181,7 @@ async def add_unit(request: web.Request) -> web.StreamResponse:
         kind=data.kind,
         court_id=CourtId(data.court_id),
         secret_hash=lookup_hash(secret),
+        offline_after_seconds=data.offline_after_seconds,
     )
     return json_response(UnitCreated(unit=UnitOut.of(unit), secret=secret), status=201)
 

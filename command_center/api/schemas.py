@@ -101,6 +101,9 @@ class UnitIn(Strict):
     name: Name
     kind: UnitKind
     court_id: Identifier
+    offline_after_seconds: float | None = Field(
+        None, gt=0, le=86_400, description="silence after which the unit is offline; null: the configured default"
+    )
 
 
 class UnitOut(BaseModel):
@@ -109,6 +112,7 @@ class UnitOut(BaseModel):
     kind: UnitKind
     court_id: str
     revoked: bool
+    offline_after_seconds: float | None
 
     @classmethod
     def of(cls, unit: Unit) -> UnitOut:
@@ -118,6 +122,7 @@ class UnitOut(BaseModel):
             kind=unit.kind,
             court_id=unit.court_id,
             revoked=unit.revoked_at is not None,
+            offline_after_seconds=unit.offline_after_seconds,
         )
 
 
