@@ -11,8 +11,10 @@ from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.credentials import Passwords
 from command_center.keys import BUS, HUB, LOGIN_THROTTLE, OPENAPI, PASSWORDS, SETTINGS, STORE, TRACKER, WRITER
+from command_center.media_ctx import media_ctx
 from command_center.middleware import errors_as_json, security_headers
 from command_center.pages import install_pages
+from command_center.queries_ctx import query_control_ctx
 from command_center.screens.hub import ScreenHub
 from command_center.throttle import LoginThrottle
 from config.settings import Settings
@@ -20,16 +22,20 @@ from event_bus.factory import build_bus
 from field_units.tracker import Tracker
 from field_units.writer import PositionWriter
 from persistence.factory import build_store
+from query_control.agencies import AgencyConfig
 
 log = logging.getLogger(__name__)
 
 API_TITLE = "执行指挥中心 Enforcement Command Centre API"
 
 
-def create_app(settings: Settings, *, store_schema: str | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, store_schema: str | None = None, agencies: list[AgencyConfig] | None = None
+) -> web.Application:
     """Build the application; nothing connects until it starts (cleanup contexts own every resource).
 
-    ``store_schema`` places PostgreSQL tables in a schema of their own (used by tests).
+    ``store_schema`` places PostgreSQL tables in a schema of their own (used by tests); ``agencies``
+    replaces the configured partner agencies (tests point them at simulators on ephemeral ports).
     """
     app = web.Application(
         middlewares=[security_headers, errors_as_json], client_max_size=settings.server.max_body_bytes
@@ -78,5 +84,6 @@ def create_app(settings: Settings, *, store_schema: str | None = None) -> web.Ap
             await tracker.close()
             await writer.close()
 
-    app.cleanup_ctx.extend([store_ctx, bus_ctx, tracking_ctx])
+    app.cleanup_ctx.extend([store_ctx, bus_ctx, tracking_ctx, query_control_ctx(settings.queries, agencies)])
+    app.cleanup_ctx.append(media_ctx(settings.media))
     return app

@@ -22,6 +22,7 @@ from core.ids import CourtId, UnitId
 from persistence.factory import build_store
 from persistence.models import Role, UnitKind
 from persistence.port import Store
+from query_control.audit import verify as verify_audit
 
 DEFAULT_COURTS = Path(__file__).resolve().parent.parent / "config" / "courts.toml"
 
@@ -60,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     device_add.add_argument("--offline-after", type=float, help="seconds of silence before offline (default: setting)")
     device_revoke = device.add_parser("revoke", help="revoke a unit's device secret")
     device_revoke.add_argument("--id", required=True)
+
+    audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(dest="action", required=True)
+    audit.add_parser("verify", help="check every entry's hash and link; exit 1 at the first tampered entry")
     return parser
 
 
@@ -195,4 +199,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
 
         return asyncio.run(_with_store(settings, device_revoke))
+    if args.command == "audit" and args.action == "verify":
+
+        async def audit_verify(store: Store) -> int:
+            result = await verify_audit(store)
+            if result.ok:
+                print(f"audit log intact: {result.entries} entries, head {result.head}")
+                return 0
+            print(f"audit log TAMPERED at entry {result.bad_seq}: {result.problem}", file=sys.stderr)
+            return 1
+
+        return asyncio.run(_with_store(settings, audit_verify))
     raise AssertionError(f"unhandled command {args.command}")

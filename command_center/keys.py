@@ -16,6 +16,12 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from command_center.screens.hub import ScreenHub
     from field_units.tracker import Tracker
     from field_units.writer import PositionWriter
+    from media.sessions import MediaHub
+    from query_control.agencies import AgencyConfig
+    from query_control.audit import AuditLog
+    from query_control.broker import Broker
+    from query_control.followups import FollowUps
+    from query_control.gateway import AgencyGateway
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -26,3 +32,9 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 TRACKER: web.AppKey[Tracker] = web.AppKey("tracker")
 WRITER: web.AppKey[PositionWriter] = web.AppKey("position_writer")
 HUB: web.AppKey[ScreenHub] = web.AppKey("screen_hub")
+AGENCIES: web.AppKey[list[AgencyConfig]] = web.AppKey("agencies")
+GATEWAY: web.AppKey[AgencyGateway] = web.AppKey("agency_gateway")
+BROKER: web.AppKey[Broker] = web.AppKey("query_broker")
+FOLLOWUPS: web.AppKey[FollowUps] = web.AppKey("followups")
+AUDIT: web.AppKey[AuditLog] = web.AppKey("audit_log")
+MEDIA: web.AppKey[MediaHub] = web.AppKey("media_hub")

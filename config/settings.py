@@ -99,6 +99,32 @@ class TrackingSettings(Section):
     screen_queue_frames: int = Field(256, ge=8)
 
 
+class QuerySettings(Section):
+    #: A point-to-point asset query is complete after this long; agencies that have not answered are timed out.
+    deadline_seconds: float = Field(30.0, gt=0, le=3600)
+    #: The partner agencies (``config/agencies.toml`` format); empty: the default set shipped with the app.
+    agencies_file: Path | None = None
+    #: Start the agency simulator inside the server, on the ports of the agencies' endpoints (development only).
+    simulator: bool = False
+
+    @field_validator("agencies_file", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class MediaSettings(Section):
+    #: Peer connections one server process holds (units' WHIP sessions plus viewers' WHEP sessions);
+    #: past this, new ones get 503 ``unavailable``.
+    max_sessions: int = Field(64, ge=1, le=10_000)
+    #: A peer connection that has not connected (ICE and DTLS) this long after its answer is closed.
+    ice_timeout_seconds: float = Field(15.0, gt=0, le=300)
+    #: A unit whose media stopped arriving this long ago is closed, with its viewers.
+    silence_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    #: Encoded frames a viewer may have waiting; a viewer further behind skips to the next keyframe.
+    viewer_queue_frames: int = Field(90, ge=4, le=10_000)
+
+
 class Settings(BaseSettings):
     """Everything the server reads at start; passed to ``create_app``, never read from globals."""
 
@@ -110,6 +136,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     maps: MapSettings = MapSettings()
     tracking: TrackingSettings = TrackingSettings()
+    queries: QuerySettings = QuerySettings()
+    media: MediaSettings = MediaSettings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
 

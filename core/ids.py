@@ -5,3 +5,10 @@ from typing import NewType
 CourtId = NewType("CourtId", str)
 UserId = NewType("UserId", int)
 UnitId = NewType("UnitId", str)
+CaseId = NewType("CaseId", int)
+PartyId = NewType("PartyId", int)
+QueryId = NewType("QueryId", str)
+JobId = NewType("JobId", str)  # also the Idempotency-Key the agency sees
+AssetId = NewType("AssetId", int)
+FollowUpId = NewType("FollowUpId", str)  # also the follow-up's Idempotency-Key
+AgencyId = NewType("AgencyId", str)

@@ -1,8 +1,18 @@
 """The device side of telemetry (docs/protocols.md): live over the WebSocket, backlog over HTTP.
 
-Every recorded position goes to the outbox first and leaves it only when the server acknowledges it, so a
-dropped 4G link loses nothing: the unit keeps recording, reconnects with backoff and jitter, uploads what
-piled up in batches (oldest first), then resumes live. One task per client, owned and cancelled on close.
+Every recorded position goes to the outbox first and leaves it only when the server acknowledges it, so
+a dropped 4G link loses nothing. One connection at a time:
+
+1. after an outage (or at start), everything waiting is uploaded with ``POST /api/telemetry/batch``,
+   oldest first, in chunks of at most 5,000 positions and ``max_body_bytes``;
+2. then the unit socket: one message in flight, each answered by one ack before the next is sent. A
+   message holds one position when the unit keeps up, and everything waiting (up to 500) when it is
+   catching up, so a slow ack never builds an unbounded queue and costs one message per round trip;
+3. when the link fails, reconnect after an exponential backoff with jitter (reset once a connection
+   has been acknowledged), so thousands of units that lost one cell do not come back in one instant.
+
+The unit's id comes from its credential: nothing here sends ``unit_id``. A position sent but not acked
+before a drop stays in the outbox and is sent again: the server answers it ``duplicate``, and it leaves.
 """
 
 from __future__ import annotations
@@ -23,6 +33,11 @@ log = logging.getLogger(__name__)
 
 LIVE_BATCH = 500  # the socket's per-message limit
 UPLOAD_BATCH = 5_000  # the batch endpoint's limit
+MAX_BODY_BYTES = 1_048_576  # the server's default request limit (server.max_body_bytes)
+
+
+class LinkRefused(Exception):
+    """The server answered, but not with an ack (401, 503, an ``error`` message): try again later."""
 
 
 class TelemetryClient:
@@ -33,153 +48,246 @@ class TelemetryClient:
         *,
         outbox: Outbox | None = None,
         session: aiohttp.ClientSession | None = None,
-        backoff: tuple[float, float] = (0.5, 10.0),
+        backoff: tuple[float, float] = (0.5, 30.0),
+        ack_timeout: float = 30.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
         seed: int | None = None,
         label: str = "unit",
     ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {device_secret}"}
-        self.outbox = outbox or Outbox()
+        self.outbox = outbox if outbox is not None else Outbox()
         self._session = session
         self._own_session = session is None
         self._backoff = backoff
+        self._ack_timeout = ack_timeout
+        self._max_body = max_body_bytes
         self._rng = random.Random(seed)
         self.label = label
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # a position was recorded
         self._empty = asyncio.Event()
         self._empty.set()
         self._task: asyncio.Task[None] | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._link: asyncio.Task[None] | None = None
         self._offline_until = 0.0
-        self._closing = False
-        self.connected = False
-        self.sent = 0
+        self._closed = False
+        self._acked_here = False  # this connection has had an answer: the backoff starts again
+        self.connected = False  # the unit socket is open
+        self.last_error = ""
+        # counters (positions unless named otherwise)
+        self.recorded = 0
+        self.sent = 0  # including resends after a drop
+        self.uploaded = 0  # of which over the batch endpoint
+        self.messages = 0  # socket messages sent
+        self.stored = 0
         self.duplicates = 0
         self.rejected = 0
-        self.reconnects = 0
-        self.uploaded = 0
-        self.last_error = ""
+        self.reconnects = 0  # times the link was lost or refused and tried again
+        self.drops = 0  # simulated outages
 
     # the device's side ---------------------------------------------------------------------------------
     def record(self, position: dict[str, Any]) -> int | None:
-        """Keep a new position (without ``seq``: the outbox numbers it); None when the outbox is full."""
+        """Keep a new position (without ``seq``: the outbox numbers it); None, counted, when it is full.
+
+        Raises ValueError for a position naming its unit: the server knows the unit by its credential.
+        """
+        if "unit_id" in position:
+            raise ValueError("unit_id is never sent: the server knows the unit by its device credential")
         try:
             seq = self.outbox.add(position)
         except OutboxFull:
+            if self.outbox.refused == 1 or self.outbox.refused % 1000 == 0:
+                log.warning("%s: outbox full (%d waiting); %d new positions refused",
+                            self.label, len(self.outbox), self.outbox.refused)  # fmt: skip
             return None
+        self.recorded += 1
         self._empty.clear()
         self._wake.set()
         return seq
 
     def drop_link(self, seconds: float) -> None:
-        """Simulate losing the network: the socket closes and stays closed for ``seconds``."""
-        self._offline_until = time.monotonic() + seconds
-        self._wake.set()  # the live loop sees it, leaves, and the socket closes
+        """Simulate losing the network: the connection ends now and none is made for ``seconds``.
+
+        Whatever was in flight stays in the outbox (its ack, if any, is lost with the link).
+        """
+        self._offline_until = max(self._offline_until, time.monotonic() + seconds)
+        self.drops += 1
+        if self._link is not None:
+            self._link.cancel()
 
     @property
     def offline(self) -> bool:
         return time.monotonic() < self._offline_until
 
+    @property
+    def acked(self) -> int:
+        return self.outbox.acked
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "recorded": self.recorded,
+            "sent": self.sent,
+            "uploaded": self.uploaded,
+            "messages": self.messages,
+            "acked": self.outbox.acked,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "refused": self.outbox.refused,
+            "backlog": len(self.outbox),
+            "reconnects": self.reconnects,
+            "drops": self.drops,
+        }
+
     # lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
+        if self._task is not None or self._closed:
+            raise RuntimeError(f"{self.label}: already started (or closed: make a new client)")
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._task = asyncio.create_task(self._run(), name=f"telemetry:{self.label}")
 
     async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._ws is not None:
-            await self._ws.close()
+        """Stop and wait for the connection task; idempotent. The outbox keeps what was not acked."""
+        self._closed = True
+        for task in (self._link, self._task):
+            if task is not None:
+                task.cancel()
+        for task in (self._link, self._task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._link = self._task = None
         if self._own_session and self._session is not None:
             await self._session.close()
+            self._session = None
 
     async def drained(self) -> None:
         """Return once the outbox is empty (every position acknowledged)."""
         await self._empty.wait()
 
-    # the loop -------------------------------------------------------------------------------------------
+    # the connection loop --------------------------------------------------------------------------------
     async def _run(self) -> None:
         delay = self._backoff[0]
-        while not self._closing:
+        while not self._closed:
             if self.offline:
-                await self._sleep(self._offline_until - time.monotonic())
+                await asyncio.sleep(max(0.0, self._offline_until - time.monotonic()))
                 continue
+            self._acked_here = False
+            self._link = asyncio.create_task(self._connection(), name=f"telemetry-link:{self.label}")
             try:
-                await self._connected_session()
-                delay = self._backoff[0]
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                await self._link
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if self._closed or (current is not None and current.cancelling()):
+                    raise
+                self.last_error = "link dropped"  # drop_link(): the simulated outage
+            except (aiohttp.ClientError, OSError, TimeoutError, LinkRefused, ValueError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.info("%s: link down (%s); retry in %.1fs", self.label, self.last_error, delay)
-            self.connected = False
-            self._ws = None
-            if self._closing:
-                return
+                log.info("%s: link down (%s)", self.label, self.last_error)
+            except Exception as exc:  # a bug here must not silence the unit: log it, back off, go on
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s: telemetry connection failed", self.label)
+            finally:
+                self._link = None
+                self.connected = False
+            if self._acked_here:
+                delay = self._backoff[0]
             self.reconnects += 1
-            await self._sleep(delay * self._rng.uniform(0.5, 1.5))
-            delay = min(delay * 2, self._backoff[1])
+            if not self.offline:
+                await asyncio.sleep(delay * self._rng.uniform(0.5, 1.5))
+                delay = min(delay * 2, self._backoff[1])
 
-    async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), max(0.0, seconds))
-
-    async def _connected_session(self) -> None:
+    async def _connection(self) -> None:
+        """One connection's life: the backlog over HTTP, then live on the socket until the link fails."""
         assert self._session is not None
+        await self._upload_backlog(self._session)
         async with self._session.ws_connect(
             f"{self._base}/api/telemetry/ws", headers=self._headers, heartbeat=20, compress=0
         ) as ws:
-            self._ws = ws
             self.connected = True
-            await self._upload_backlog()
             await self._live(ws)
+        raise LinkRefused(f"socket closed by the server ({ws.close_code})")
 
-    async def _upload_backlog(self) -> None:
-        """After an outage: what piled up goes over HTTP in large batches, oldest first."""
-        assert self._session is not None
-        while len(self.outbox) > LIVE_BATCH and not self.offline:
-            batch = self.outbox.oldest(UPLOAD_BATCH)
-            async with self._session.post(
-                f"{self._base}/api/telemetry/batch", json={"positions": batch}, headers=self._headers
+    async def _upload_backlog(self, http: aiohttp.ClientSession) -> None:
+        """Everything waiting at (re)connection, oldest first, in chunks the server accepts."""
+        up_to = self.outbox.last_seq
+        count = UPLOAD_BATCH
+        while batch := self.outbox.oldest(count, up_to=up_to):
+            body, batch = self._chunk(batch)
+            async with http.post(
+                f"{self._base}/api/telemetry/batch",
+                data=body,
+                headers={**self._headers, "Content-Type": "application/json"},
             ) as response:
-                body = await response.json(loads=orjson.loads)
-                if response.status != 200:
-                    raise ValueError(f"backlog upload refused ({response.status}): {body}")
+                answer = await response.read()
+            if response.status == 413 and len(batch) > 1:
+                count = max(1, len(batch) // 2)  # the server's limit is lower than ours: smaller chunks
+                continue
+            if response.status != 200:
+                raise LinkRefused(f"backlog upload answered {response.status}: {answer[:300]!r}")
             self.sent += len(batch)
             self.uploaded += len(batch)
-            self._apply(body)
+            self._apply(orjson.loads(answer), batch)
+
+    def _chunk(self, batch: list[dict[str, Any]]) -> tuple[bytes, list[dict[str, Any]]]:
+        """The request body for the longest prefix of ``batch`` within ``max_body_bytes`` (at least one)."""
+        parts: list[bytes] = []
+        size = len(b'{"positions":[]}')
+        for position in batch:
+            encoded = orjson.dumps(position)
+            if parts and size + len(encoded) + 1 > self._max_body:
+                break
+            parts.append(encoded)
+            size += len(encoded) + 1
+        return b'{"positions":[' + b",".join(parts) + b"]}", batch[: len(parts)]
 
     async def _live(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        while not self._closing and not self.offline and not ws.closed:
+        while not ws.closed:
             batch = self.outbox.oldest(LIVE_BATCH)
             if not batch:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await ws.send_str(orjson.dumps(batch[0] if len(batch) == 1 else batch).decode())
+            await ws.send_frame(orjson.dumps(batch[0] if len(batch) == 1 else batch), aiohttp.WSMsgType.TEXT)
             self.sent += len(batch)
-            reply = await ws.receive(timeout=30)
-            if reply.type != aiohttp.WSMsgType.TEXT:
-                return  # closed (or dropped on purpose): the outer loop reconnects
-            answer = orjson.loads(reply.data)
+            self.messages += 1
+            answer = await self._answer(ws)
             if answer.get("type") == "ack":
-                self._apply(answer)
-            elif answer.get("type") == "error":
+                self._apply(answer, batch)
+            else:  # the message was not taken (e.g. the server's buffer is full): keep it, wait, resend
                 self.last_error = f"{answer.get('code')}: {answer.get('message')}"
                 log.warning("%s: server refused a message: %s", self.label, self.last_error)
-                await self._sleep(1.0)  # e.g. the server's buffer is full: keep everything, try again
+                await asyncio.sleep(1.0)
 
-    def _apply(self, ack: dict[str, Any]) -> None:
-        self.outbox.ack(ack["stored"] + ack["duplicates"])
-        self.duplicates += len(ack["duplicates"])
-        rejected = [r["seq"] for r in ack["rejected"] if r.get("seq") is not None]
-        if ack["rejected"]:
-            self.rejected += len(ack["rejected"])
-            log.warning("%s: %d positions rejected, e.g. %s", self.label, len(ack["rejected"]), ack["rejected"][0])
-        self.outbox.drop_rejected(rejected)
+    async def _answer(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+        """The server's answer to the message in flight (an ack or an error), skipping heartbeats."""
+        while True:
+            reply = await ws.receive(timeout=self._ack_timeout)
+            if reply.type != aiohttp.WSMsgType.TEXT:
+                raise LinkRefused(f"socket ended while waiting for an ack ({reply.type.name})")
+            answer = orjson.loads(reply.data)
+            if isinstance(answer, dict) and answer.get("type") in ("ack", "error"):
+                return answer
+
+    def _apply(self, ack: dict[str, Any], batch: list[dict[str, Any]]) -> None:
+        """Drop from the outbox what the server holds, and what it refused (by seq, or by index in the batch)."""
+        self._acked_here = True
+        stored, duplicates = ack.get("stored", []), ack.get("duplicates", [])
+        self.stored += len(stored)
+        self.duplicates += len(duplicates)
+        self.outbox.ack([*stored, *duplicates])
+        rejected = ack.get("rejected", [])
+        if rejected:
+            seqs = [r["seq"] if r.get("seq") is not None else _seq_at(batch, r.get("index")) for r in rejected]
+            self.rejected += len(self.outbox.reject(s for s in seqs if s is not None))
+            log.warning("%s: %d positions rejected, e.g. %s", self.label, len(rejected), rejected[0])
         if not len(self.outbox):
             self._empty.set()
+
+
+def _seq_at(batch: list[dict[str, Any]], index: object) -> int | None:
+    if isinstance(index, int) and 0 <= index < len(batch):
+        seq: int = batch[index]["seq"]
+        return seq
+    return None

@@ -12,9 +12,10 @@ from typing import Any, Protocol
 
 from core.ids import CourtId, UnitId, UserId
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
+from persistence.query_port import QueryStore
 
 
-class Store(Protocol):
+class Store(QueryStore, Protocol):
     dialect: str
 
     async def open(self) -> None:

@@ -30,6 +30,7 @@ from persistence.models import (
     UnitState,
     User,
 )
+from persistence.sqlite_queries import SqliteQueries
 
 _SUBTREE = """
 WITH RECURSIVE tree(id, depth) AS (
@@ -58,7 +59,7 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-class SqliteStore:
+class SqliteStore(SqliteQueries):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:

@@ -20,7 +20,7 @@ async def test_health_reports_store_and_bus(world: World) -> None:
     body = await _json(response)
     assert response.status == 200
     assert body["status"] == "ok"
-    assert body["store"]["ok"] and body["store"]["dialect"] == "sqlite" and body["store"]["migrations"] == [1, 2]
+    assert body["store"]["ok"] and body["store"]["dialect"] == "sqlite" and body["store"]["migrations"] == [1, 2, 3]
     assert body["bus"] == {"ok": True, "adapter": "memory", "topics": 0}
 
 

@@ -41,11 +41,36 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/units/{unit_id}/clear-sos"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
+    ("POST", "/api/cases"): {J, S, A},
+    ("GET", "/api/cases"): {J, S, A},
+    ("GET", "/api/cases/{case_id}"): {J, S, A},
+    ("PUT", "/api/cases/{case_id}/judges"): {S, A},
+    ("POST", "/api/cases/{case_id}/parties"): {J, S, A},
+    ("POST", "/api/queries"): {J},
+    ("GET", "/api/queries"): {J, S},
+    ("GET", "/api/queries/{query_id}"): {J, S},
+    ("POST", "/api/followups"): {J},
+    ("POST", "/api/followups/{followup_id}/approve"): {S},
+    ("POST", "/api/followups/{followup_id}/reject"): {S},
+    ("GET", "/api/followups"): {J, S},
+    ("GET", "/api/agencies"): PEOPLE,
+    ("POST", "/api/whip"): {D},
+    ("DELETE", "/api/whip/{session_id}"): {D},
+    ("POST", "/api/whep/{unit_id}"): {OP, S, A},
+    ("DELETE", "/api/whep/{unit_id}/{session_id}"): {OP, S, A},
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 
 #: Path parameters name records that do not exist, so an admitted call changes nothing.
-SAMPLE_PARAMS = {"{court_id}": "NO-SUCH-COURT", "{user_id}": "999999", "{unit_id}": "NO-SUCH-UNIT"}
+SAMPLE_PARAMS = {
+    "{court_id}": "NO-SUCH-COURT",
+    "{user_id}": "999999",
+    "{unit_id}": "NO-SUCH-UNIT",
+    "{case_id}": "999999",
+    "{query_id}": "no-such-query",
+    "{followup_id}": "no-such-followup",
+    "{session_id}": "no-such-session",
+}
 
 
 def _path(template: str) -> str:

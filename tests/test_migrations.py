@@ -17,7 +17,7 @@ def test_dialects_have_the_same_numbered_migrations() -> None:
     sqlite = [(m.version, m.name) for m in load_migrations("sqlite")]
     postgres = [(m.version, m.name) for m in load_migrations("postgres")]
     assert sqlite == postgres
-    assert sqlite[:2] == [(1, "courts_users_units"), (2, "positions_and_unit_state")]
+    assert sqlite[:3] == [(1, "courts_users_units"), (2, "positions_and_unit_state"), (3, "cases_queries_audit")]
 
 
 @pytest.mark.postgres

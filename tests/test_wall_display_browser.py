@@ -1,89 +1,231 @@
-"""The wall display in a real browser (Debian's Chromium via Playwright): log in, open the wall, and
-watch a unit that reports over the real unit socket appear and move. Nothing may leave the machine."""
+"""The wall display in a real browser (Debian's Chromium via Playwright) against the real server: log in on the
+start page, open the wall, and watch units that report over the real unit socket appear, move, call for help
+and go silent; cut the wall's link and see it resume without a gap. Nothing may leave the machine."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, WebSocket, async_playwright
 
 from tests.conftest import World
-from tests.test_live_tracking import open_unit, send
+from tests.test_live_tracking import open_screen, open_unit, send
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 SCREENSHOT = Path("/tmp/wall.png")
+UNIT = "HLJ0102-U01"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed (scripts/setup.sh --dev)")
+
+@dataclass
+class Watched:
+    """A page and everything it did that a test checks afterwards."""
+
+    page: Page
+    base: str
+    requests: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)  # uncaught in the page
+    console_errors: list[str] = field(default_factory=list)  # CSP refusals, failed loads, ...
+    failed: list[str] = field(default_factory=list)  # responses with an error status
+    sent: list[dict[str, Any]] = field(default_factory=list)  # what the page sent on its screen sockets
+
+    def outside(self) -> list[str]:
+        return [url for url in self.requests if urlparse(url).hostname not in ("127.0.0.1", "localhost")]
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail("the browser tests need /usr/bin/chromium: run scripts/setup.sh --dev as root (apt: chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        launched = await playwright.chromium.launch(executable_path=str(chromium), args=FLAGS)
         try:
             yield launched
         finally:
             await launched.close()
 
 
-async def log_in(page: Page, base: str, world: World) -> None:
-    await page.goto(f"{base}/")
+@pytest.fixture
+async def watched(world: World, browser: Browser) -> AsyncIterator[Watched]:
+    # The server's Content-Security-Policy stays on: a page that breaks it shows up in `errors`.
+    context = await browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    context.set_default_timeout(10_000)
+    page = await context.new_page()
+    seen = Watched(page, str(world.client.make_url("")).rstrip("/"))
+    page.on("request", lambda request: seen.requests.append(request.url))
+    page.on("pageerror", lambda error: seen.exceptions.append(str(error)))
+    page.on("response", lambda r: seen.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: seen.console_errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
+
+    def on_socket(ws: WebSocket) -> None:
+        if "/api/screen/ws" in ws.url:
+            ws.on("framesent", lambda payload: seen.sent.append(json.loads(payload)))
+
+    page.on("websocket", on_socket)
+    try:
+        yield seen
+    finally:
+        await context.close()
+
+
+async def open_wall(seen: Watched, world: World) -> None:
+    """Log in on the start page as the operator, then follow its link to the wall."""
+    page = seen.page
+    await page.goto(f"{seen.base}/")
     await page.fill("input[name=username]", "operator")
     await page.fill("input[name=password]", world.passwords["operator"])
     await page.click("button[type=submit]")
-    await page.wait_for_selector("#wall-link", state="visible")
-
-
-def fix(seq: int, lat: float, lon: float) -> dict[str, object]:
-    return {"seq": seq, "fix_time_ms": int(time.time() * 1000), "lat": lat, "lon": lon, "speed_mps": 1.3,
-            "battery_pct": 64}  # fmt: skip
-
-
-async def test_the_wall_shows_a_unit_move(world: World, browser: Browser) -> None:
-    base = str(world.client.make_url("")).rstrip("/")
-    # bypass_csp lets Playwright evaluate its probes; the page itself still loads only from this server,
-    # which the request log below checks.
-    context = await browser.new_context(viewport={"width": 1600, "height": 900}, bypass_csp=True)
-    page = await context.new_page()
-    requests: list[str] = []
-    page.on("request", lambda request: requests.append(request.url))
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    await log_in(page, base, world)
     await page.click("#wall-link")
-    await page.wait_for_function("window.wallState && window.wallState.connected")
+    await page.wait_for_url(f"{seen.base}/wall")
+    await page.wait_for_function("() => window.wallState && window.wallState.connected")
+
+
+def fix(seq: int, lat: float, lon: float, *, sos: bool = False, fix_time_ms: int | None = None) -> dict[str, Any]:
+    return {"seq": seq, "fix_time_ms": fix_time_ms or int(time.time() * 1000), "lat": lat, "lon": lon,
+            "speed_mps": 1.3, "battery_pct": 64, "sos": sos}  # fmt: skip
+
+
+async def marker(page: Page, unit_id: str) -> dict[str, float] | None:
+    """Where the unit's marker is drawn (map coordinates and pixels), read from Leaflet, not from the data."""
+    found: dict[str, float] | None = await page.evaluate("(id) => window.wallState.markerAt(id)", unit_id)
+    return found
+
+
+async def counters(page: Page) -> dict[str, str]:
+    keys = ("online", "on_site", "sos", "offline")
+    return {key: await page.text_content(f"#count-{key}") or "" for key in keys}
+
+
+async def test_the_wall_shows_a_unit_move_and_call_for_help(world: World, watched: Watched) -> None:
+    page = watched.page
+    await open_wall(watched, world)
+    # The unit is registered but has never reported: counted offline, nothing drawn.
+    await page.wait_for_function("() => document.querySelector('#count-offline').textContent === '1'")
+    assert await counters(page) == {"online": "0", "on_site": "0", "sos": "0", "offline": "1"}
+    assert await marker(page, UNIT) is None
 
     unit = await open_unit(world)
-    await send(unit, fix(1, 45.7570, 126.6200))
-    await page.wait_for_function("window.wallState.units.get('HLJ0102-U01')?.lat === 45.757")
-    first = await page.evaluate(
-        "(() => { const u = window.wallState.units.get('HLJ0102-U01'); return [u.lat, u.lon, u.status]; })()"
-    )
-    assert first == [45.757, 126.62, "available"]
-    for seq in range(2, 7):
-        await send(unit, fix(seq, 45.7570 + seq * 0.002, 126.6200 + seq * 0.003))
-        await asyncio.sleep(0.15)
-    await page.wait_for_function("window.wallState.units.get('HLJ0102-U01')?.trail.length >= 6")
-    moved = await page.evaluate(
-        "(() => { const u = window.wallState.units.get('HLJ0102-U01'); return [u.lat, u.lon]; })()"
-    )
-    assert moved == [pytest.approx(45.769), pytest.approx(126.638)]
-    assert await page.text_content("#count-online") == "1"
+    start = int(time.time() * 1000)
+    await send(unit, fix(1, 45.7570, 126.6200, fix_time_ms=start))
+    await page.wait_for_function(f"() => window.wallState.markerAt('{UNIT}') !== null")
+    first = await marker(page, UNIT)
+    assert first is not None and (first["lat"], first["lon"]) == (45.757, 126.62)
+    await page.wait_for_function("() => document.querySelector('#count-online').textContent === '1'")
+    assert await counters(page) == {"online": "1", "on_site": "0", "sos": "0", "offline": "0"}
 
-    await send(unit, fix(7, 45.770, 126.640) | {"sos": True})
-    await page.wait_for_function("document.querySelector('#count-sos').textContent === '1'")
-    await page.wait_for_selector("#alarms li.sos")
-    assert "紧急求救" in (await page.text_content("#alarms li.sos") or "")
+    for seq in range(2, 7):
+        await send(unit, fix(seq, 45.7570 + seq * 0.002, 126.6200 + seq * 0.003, fix_time_ms=start + seq * 1000))
+    await page.wait_for_function(f"() => window.wallState.units.get('{UNIT}').trail.length === 6")
+    # Painting is paced (a few times a second): wait for the marker to be drawn where the unit now is.
+    await page.wait_for_function(f"() => Math.abs(window.wallState.markerAt('{UNIT}').lat - 45.769) < 1e-9")
+    moved = await marker(page, UNIT)
+    assert moved is not None
+    assert abs(moved["lat"] - 45.769) < 1e-9 and abs(moved["lon"] - 126.638) < 1e-9
+    assert moved["x"] > first["x"] + 20 and moved["y"] < first["y"] - 20  # north-east on the screen
+    state = await page.evaluate(f"(() => {{ const u = window.wallState.units.get('{UNIT}'); "
+                                "return {status: u.status, trail: u.trail.map((p) => p[1])}; })()")  # fmt: skip
+    assert state["status"] == "available"
+    assert state["trail"] == [pytest.approx(45.757 + seq * 0.002) for seq in [0, 2, 3, 4, 5, 6]]
+
+    # A click on the marker tells who it is.
+    box = await page.locator("#map").bounding_box()
+    assert box is not None
+    await page.mouse.click(box["x"] + moved["x"], box["y"] + moved["y"])
+    popup = page.locator(".leaflet-popup-content")
+    await popup.wait_for()
+    text = await popup.text_content() or ""
+    for part in ("道里一号", UNIT, "哈尔滨市道里区人民法院", "待命", "4.7 km/h", "64%", "定位时间"):
+        assert part in text, f"{part!r} not in the popup: {text!r}"
+
+    # SOS: counter, alarm, a pulsing marker, the siren, and the open popup follows.
+    await page.click("#sound")
+    await page.wait_for_function("() => document.querySelector('#sound').textContent === '声音已开启'")
+    await send(unit, fix(7, 45.770, 126.640, sos=True, fix_time_ms=start + 7000))
+    await page.wait_for_function("() => document.querySelector('#count-sos').textContent === '1'")
+    alarm = await page.text_content("#alarms li.sos.raised") or ""
+    assert "道里一号" in alarm and "紧急求救" in alarm
+    assert await page.evaluate("window.wallState.sirens") >= 1
+    await page.wait_for_function(f"() => window.wallState.markerAt('{UNIT}').radius > 10")
+    await page.wait_for_function(f"() => window.wallState.markerAt('{UNIT}').radius < 10")
+    assert "求救" in (await popup.text_content() or "")
     await page.screenshot(path=str(SCREENSHOT))
 
-    outside = [url for url in requests if urlparse(url).hostname not in ("127.0.0.1", "localhost")]
-    assert outside == [], f"the page reached outside the machine: {outside}"
-    assert any("/vendor/leaflet/leaflet.js" in url for url in requests)
-    assert errors == []
+    await page.click("#lang")
+    assert await page.text_content("#counters .sos span") == "SOS"
+    assert "SOS raised" in (await page.text_content("#alarms li.sos.raised") or "")
+
+    assert watched.outside() == [], f"the page reached outside the machine: {watched.outside()}"
+    assert any(url.endswith("/vendor/leaflet/leaflet.js") for url in watched.requests)
+    assert any(url.endswith("/static/basemap/districts.geojson") for url in watched.requests)
+    assert watched.exceptions == [] and watched.console_errors == [], watched.failed
+
+
+async def test_the_wall_resumes_after_a_cut_and_shows_silent_units(world: World, watched: Watched) -> None:
+    page = watched.page
+    created = await world.client.post(
+        "/api/units", headers=world.auth("admin"),
+        json={"id": "HLJ0102-Q1", "name": "快速离线", "kind": "handheld", "court_id": "HLJ0102",
+              "offline_after_seconds": 0.5},
+    )  # fmt: skip
+    assert created.status == 201
+    quick = await world.client.ws_connect(
+        "/api/telemetry/ws", headers={"Authorization": f"Bearer {(await created.json())['secret']}"}
+    )
+    await open_wall(watched, world)
+    assert watched.sent[0] == {"type": "subscribe", "topics": ["units", "alarms"], "resume": {}}
+
+    # A unit that reports once and goes silent: online, then offline with an alarm.
+    await send(quick, fix(1, 45.74, 126.66))
+    await page.wait_for_function("() => window.wallState.units.get('HLJ0102-Q1')?.status === 'available'")
+    await page.wait_for_selector("#alarms li.offline.raised")
+    assert "快速离线" in (await page.text_content("#alarms li.offline.raised") or "")
+    await page.wait_for_function("() => document.querySelector('#count-offline').textContent === '2'")
+
+    # Cut the wall's link while a unit moves; it comes back and fills the gap from where it stopped.
+    unit = await open_unit(world)
+    start = int(time.time() * 1000)
+    await send(unit, fix(1, 45.750, 126.600, fix_time_ms=start))
+    await page.wait_for_function(f"() => window.wallState.units.get('{UNIT}')?.trail.length === 1")
+    witness = await open_screen(world)
+    await page.context.set_offline(True)
+    await page.evaluate("window.wallState.dropLink()")
+    await page.wait_for_function("() => !window.wallState.connected")
+    for seq in (2, 3, 4):
+        await send(unit, fix(seq, 45.750 + seq * 0.001, 126.600, fix_time_ms=start + seq * 1000))
+    await witness.unit_update(UNIT, lambda v: v["position"]["seq"] == 4)
+    await asyncio.sleep(0.7)  # the page tries (and fails) to reconnect while cut off
+    assert not await page.evaluate("window.wallState.connected")
+    await page.context.set_offline(False)
+
+    await page.wait_for_function(f"() => window.wallState.units.get('{UNIT}')?.trail.length === 4", timeout=20_000)
+    trail = await page.evaluate(f"window.wallState.units.get('{UNIT}').trail.map((p) => p[0])")
+    assert trail == [start, start + 2000, start + 3000, start + 4000]  # the frames missed, not just the latest
+    subscribes = [m for m in watched.sent if m.get("type") == "subscribe"]
+    assert len(subscribes) >= 2 and subscribes[-1]["resume"].get("units.HLJ0102", 0) > 0
+    assert await page.evaluate("window.wallState.connected")
+    assert watched.outside() == []
+    assert watched.exceptions == []
+    # While cut off, the browser reports the failed reconnects and session check; nothing else may fail.
+    cut_off = ("ERR_INTERNET_DISCONNECTED", "WebSocket connection to")
+    assert [e for e in watched.console_errors if not any(c in e for c in cut_off)] == []
+
+
+async def test_the_wall_sends_a_visitor_without_a_session_to_log_in(world: World, watched: Watched) -> None:
+    await watched.page.goto(f"{watched.base}/wall")
+    await watched.page.wait_for_url(f"{watched.base}/")
+    await watched.page.wait_for_selector("#login", state="visible")
+    assert watched.exceptions == [] and watched.console_errors == [], watched.failed

@@ -3,7 +3,7 @@ test all read it."""
 
 from __future__ import annotations
 
-from command_center.api import directory, map_config, screens, sessions, system, telemetry
+from command_center.api import directory, map_config, media, queries, screens, sessions, system, telemetry
 from command_center.api.registry import Endpoint, Registry
 
 REGISTRIES: tuple[Registry, ...] = (
@@ -13,6 +13,8 @@ REGISTRIES: tuple[Registry, ...] = (
     map_config.api,
     telemetry.api,
     screens.api,
+    queries.api,
+    media.api,
 )
 
 

@@ -11,17 +11,19 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
 import orjson
 
 from command_center.screens.connection import ScreenConnection
-from core.ids import CourtId, UnitId
+from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import Event, EventBus, SubscriberLagged
 from field_units.views import alarms_topic, unit_view, units_topic
 from persistence.models import UnitState
 from persistence.port import Store
+from query_control.views import load_query_view, query_topic
 
 log = logging.getLogger(__name__)
 
@@ -174,3 +176,37 @@ class AlarmsFeed(Feed):
 
     def apply(self, event: Event) -> bytes:
         return orjson.dumps({"type": "alarm", "topic": self.name, "seq": event.seq, "alarm": event.data})
+
+
+class QueryFeed(Feed):
+    """One asset query for its judge: snapshot = the whole query (every agency's status and assets);
+    then one ``query_update`` per change as each agency answers, fails or times out."""
+
+    def __init__(self, query_id: QueryId, bus: EventBus, store: Store, agency_names: Mapping[str, str]) -> None:
+        super().__init__(query_topic(query_id), bus, name=f"query:{query_id}")
+        self.query_id = query_id
+        self._store = store
+        self._agency_names = agency_names
+        self.view: dict[str, Any] = {}
+
+    async def reload(self) -> None:
+        await super().reload()
+        self.view = await load_query_view(self._store, self.query_id, self._agency_names)
+
+    def apply(self, event: Event) -> bytes:
+        data = dict(event.data)
+        if data.get("event") == "job":
+            jobs = self.view.setdefault("jobs", [])
+            index = next((i for i, j in enumerate(jobs) if j["job_id"] == data["job"]["job_id"]), None)
+            if index is None:
+                jobs.append(data["job"])
+            else:
+                jobs[index] = data["job"]
+        elif data.get("event") == "complete":
+            self.view["completed_ms"], self.view["complete"] = data["completed_ms"], True
+        return orjson.dumps({"type": "query_update", "topic": self.name, "seq": event.seq,
+                             "ts_ms": int(event.ts * 1000), **data})  # fmt: skip
+
+    def send_snapshot(self, screen: ScreenConnection) -> None:
+        snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "query": self.view}
+        screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)

@@ -16,13 +16,13 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from command_center.auth import Caller
+from command_center.auth import Caller, UserCaller
 from command_center.screens.connection import ScreenConnection
-from command_center.screens.feeds import AlarmsFeed, Feed, UnitFeed, UnitsFeed
+from command_center.screens.feeds import AlarmsFeed, Feed, QueryFeed, UnitFeed, UnitsFeed
 from command_center.visibility import visible_courts
 from config.settings import TrackingSettings
 from core.errors import AppError, BadRequest, Forbidden, NotFound
-from core.ids import CourtId, UnitId
+from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import EventBus
 from persistence.port import Store
 
@@ -41,6 +41,7 @@ class ScreenHub:
         self._feeds: dict[str, asyncio.Task[Feed]] = {}
         self._screens: set[ScreenConnection] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self.agency_names: dict[str, str] = {}  # set by the asset-query context; names in query snapshots
 
     @property
     def screens(self) -> int:
@@ -180,8 +181,16 @@ class ScreenHub:
                 feeds.append(
                     await self._feed(topic, lambda u=unit_id, c=court_id: UnitFeed(u, c, self._bus, self._store))
                 )
+            elif topic.startswith("query:"):
+                query_id = QueryId(topic.removeprefix("query:"))
+                query = await self._store.get_query(query_id)  # NotFound for an unknown query
+                if not isinstance(caller, UserCaller) or caller.user.id != query.judge_id:
+                    raise Forbidden(f"query {query_id} belongs to another judge")
+                feeds.append(
+                    await self._feed(topic, lambda q=query_id: QueryFeed(q, self._bus, self._store, self.agency_names))
+                )
             else:
-                raise BadRequest(f"unknown topic {topic!r}; expected 'units', 'alarms' or 'unit:<id>'")
+                raise BadRequest(f"unknown topic {topic!r}; expected 'units', 'alarms', 'unit:<id>' or 'query:<id>'")
         return feeds
 
 

@@ -1,0 +1,99 @@
+"""WHIP ingest (RFC 9725) for field units and WHEP viewing for the command centre (docs/protocols.md).
+
+Bodies are SDP (``application/sdp``), not JSON, so these handlers read them themselves; the registry
+still does authentication and the role check. The WebRTC work is ``media.sessions.MediaHub``'s.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from command_center.api.registry import Registry
+from command_center.auth import Access, current_device, current_user
+from command_center.keys import MEDIA, STORE
+from command_center.visibility import require_visible
+from core.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from core.ids import UnitId
+from media.sessions import SessionId, Viewer
+
+api = Registry()
+
+DEVICE = frozenset({Access.DEVICE})
+VIEWERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
+SDP = "application/sdp"
+MAX_SDP_BYTES = 64 * 1024
+OFFER_ERRORS = (BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, ServiceUnavailable)
+
+
+async def read_offer(request: web.Request) -> str:
+    """The SDP offer of a WHIP/WHEP POST: 415 for another type, 413 past 64 KiB, 400 if not UTF-8."""
+    if request.content_type != SDP:
+        raise UnsupportedMediaType(f"expected Content-Type {SDP}, got {request.content_type or 'none'}")
+    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
+        raise PayloadTooLarge(f"SDP offer larger than {MAX_SDP_BYTES} bytes")
+    raw = await request.read()  # aiohttp's client_max_size bounds a body without Content-Length
+    if len(raw) > MAX_SDP_BYTES:
+        raise PayloadTooLarge(f"SDP offer larger than {MAX_SDP_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("SDP offer is not UTF-8 text") from None
+
+
+def sdp_created(answer: str, location: str) -> web.Response:
+    return web.Response(status=201, text=answer, content_type=SDP, headers={"Location": location})
+
+
+@api.route(
+    "POST", "/api/whip", summary="Publish a unit's audio/video (WHIP, body: SDP offer)", tag="media",
+    access=DEVICE, status=201, errors=OFFER_ERRORS,
+)  # fmt: skip
+async def whip_publish(request: web.Request) -> web.StreamResponse:
+    unit = current_device(request).unit
+    offer = await read_offer(request)
+    session_id, answer = await request.app[MEDIA].publish(unit, offer)
+    return sdp_created(answer, f"/api/whip/{session_id}")
+
+
+@api.route(
+    "DELETE", "/api/whip/{session_id}", summary="End a unit's WHIP session", tag="media", access=DEVICE,
+    errors=(NotFound,),
+)  # fmt: skip
+async def whip_end(request: web.Request) -> web.StreamResponse:
+    unit = current_device(request).unit
+    await request.app[MEDIA].end_publish(unit.id, SessionId(request.match_info["session_id"]))
+    return web.Response(status=200)
+
+
+@api.route(
+    "POST", "/api/whep/{unit_id}", summary="Watch a unit's live audio/video (WHEP, body: SDP offer)", tag="media",
+    access=VIEWERS, status=201, errors=(*OFFER_ERRORS, NotFound, Conflict),
+)  # fmt: skip
+async def whep_view(request: web.Request) -> web.StreamResponse:
+    caller = current_user(request)
+    store = request.app[STORE]
+    unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
+    await require_visible(store, caller, unit.court_id)
+    offer = await read_offer(request)
+    viewer = Viewer(caller.user.id, caller.user.username)
+    session_id, answer = await request.app[MEDIA].view(viewer, unit.id, offer)
+    return sdp_created(answer, f"/api/whep/{unit.id}/{session_id}")
+
+
+@api.route(
+    "DELETE", "/api/whep/{unit_id}/{session_id}", summary="Stop watching (end a WHEP session)", tag="media",
+    access=VIEWERS, errors=(NotFound,),
+)  # fmt: skip
+async def whep_end(request: web.Request) -> web.StreamResponse:
+    caller = current_user(request)
+    unit_id = UnitId(request.match_info["unit_id"])
+    await request.app[MEDIA].end_view(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
+    return web.Response(status=200)

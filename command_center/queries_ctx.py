@@ -1,0 +1,66 @@
+"""The cleanup context of point-to-point asset queries: agencies, gateway, broker, follow-ups, resume.
+
+Kept apart from ``app.py`` so the app factory gains one line. On start it resumes every query and
+follow-up a previous process left pending (the store is the record of what was promised).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, HUB, STORE
+from config.settings import QuerySettings
+from query_control.agencies import AgencyConfig, load_agencies
+from query_control.audit import AuditLog
+from query_control.broker import Broker
+from query_control.followups import FollowUps
+from query_control.gateway import AgencyGateway
+
+log = logging.getLogger(__name__)
+
+
+def query_control_ctx(
+    settings: QuerySettings, agencies: list[AgencyConfig] | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        configured = agencies if agencies is not None else load_agencies(settings.agencies_file)
+        async with AsyncExitStack() as stack:
+            if settings.simulator:
+                from query_control.simulator.server import SimulatorFleet
+
+                ports = {a.id: urlsplit(a.endpoint).port or 80 for a in configured}
+                fleet = SimulatorFleet(configured, ports=ports)
+                await fleet.start()
+                stack.push_async_callback(fleet.close)
+                log.info("agency simulator: %d agencies on their configured ports", len(configured))
+            gateway = AgencyGateway(configured)
+            await gateway.start()
+            stack.push_async_callback(gateway.close)
+            audit = AuditLog(app[STORE])
+            broker = Broker(app[STORE], app[BUS], gateway, deadline_seconds=settings.deadline_seconds)
+            stack.push_async_callback(broker.close)
+            followups = FollowUps(app[STORE], app[BUS], gateway, audit)
+            stack.push_async_callback(followups.close)
+            app[AGENCIES], app[GATEWAY], app[AUDIT], app[BROKER], app[FOLLOWUPS] = (
+                configured,
+                gateway,
+                audit,
+                broker,
+                followups,
+            )
+            hub: Any = app.get(HUB)
+            if hub is not None:
+                hub.agency_names = {a.id: a.name for a in configured}
+            resumed = await broker.resume_pending()
+            reopened = await followups.resume_pending()
+            if resumed or reopened:
+                log.info("asset queries: resumed %d queries and %d follow-ups", resumed, reopened)
+            yield
+
+    return ctx

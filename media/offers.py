@@ -1,0 +1,249 @@
+"""Inspect an SDP offer (RFC 8866, as used by WebRTC: RFC 8829) before any peer connection exists.
+
+Pure: text in, values out. It turns away what cannot work with a precise reason (so no half-made
+``RTCPeerConnection`` is ever left behind for garbage), chooses one codec per media kind for a unit's
+stream, checks that a viewer accepts that codec, and applies the answerer's DTLS role choice
+(``prefer_dtls_server``). It reads only what those decisions need; aiortc parses the whole offer later.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: What the command centre forwards: units' video in VP8 or H.264, audio in Opus (mime type names as in SDP).
+SUPPORTED: Mapping[str, tuple[str, ...]] = {"video": ("VP8", "H264"), "audio": ("opus",)}
+MEDIA_KINDS = ("audio", "video")
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+MAX_SECTIONS = 16
+MAX_LINES = 4_000
+MAX_LINE = 4_096
+
+_LINE = re.compile(r"^[a-z]=")
+_MEDIA = re.compile(r"^m=(\S+) (\d+)(?:/\d+)? (\S+)(?: (.*))?$")
+_RTPMAP = re.compile(r"^a=rtpmap:(\d{1,3}) ([A-Za-z0-9_.-]+)/(\d+)(?:/\d+)?$")
+_FMTP = re.compile(r"^a=fmtp:(\d{1,3}) (.*)$")
+
+
+class OfferError(ValueError):
+    """The offer cannot be used; ``malformed`` tells unreadable text (400) from an unusable offer (422)."""
+
+    def __init__(self, message: str, *, malformed: bool) -> None:
+        super().__init__(message)
+        self.malformed = malformed
+
+
+def _malformed(message: str) -> OfferError:
+    return OfferError(message, malformed=True)
+
+
+def _unusable(message: str) -> OfferError:
+    return OfferError(message, malformed=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    payload_type: int
+    name: str  # as written in a=rtpmap, e.g. "VP8", "H264", "opus"
+    clock_rate: int
+    parameters: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One ``m=`` section."""
+
+    kind: str  # audio, video, application, or anything else the offer named
+    port: int
+    protocol: str
+    mid: str | None
+    direction: str
+    codecs: tuple[Codec, ...]
+
+    @property
+    def sends(self) -> bool:
+        """The offerer sends media in this section."""
+        return self.port != 0 and self.direction in ("sendrecv", "sendonly")
+
+    @property
+    def receives(self) -> bool:
+        """The offerer wants to receive media in this section."""
+        return self.port != 0 and self.direction in ("sendrecv", "recvonly")
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    sections: tuple[Section, ...]
+
+    @property
+    def media(self) -> tuple[Section, ...]:
+        return tuple(s for s in self.sections if s.kind in MEDIA_KINDS)
+
+
+def parse_offer(text: str) -> Offer:
+    """Read the parts of an offer the decisions below need; ``OfferError(malformed=True)`` otherwise."""
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines or lines[0] != "v=0":
+        raise _malformed("not an SDP offer: the first line must be 'v=0'")
+    if len(lines) > MAX_LINES:
+        raise _malformed(f"SDP has {len(lines)} lines; limit {MAX_LINES}")
+    session_direction = "sendrecv"
+    raw: list[dict[str, object]] = []
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE or not _LINE.match(line) or any(ord(c) < 32 and c != "\t" for c in line):
+            raise _malformed(f"SDP line {number} is not '<letter>=<value>'")
+        if line.startswith("m="):
+            match = _MEDIA.match(line)
+            if match is None:
+                raise _malformed(f"SDP line {number}: malformed media line")
+            if len(raw) == MAX_SECTIONS:
+                raise _unusable(f"more than {MAX_SECTIONS} media sections")
+            kind, port, protocol, _formats = match.groups()
+            raw.append({"kind": kind, "port": int(port), "protocol": protocol, "mid": None,
+                        "direction": None, "rtpmap": {}, "fmtp": {}})  # fmt: skip
+            continue
+        if not line.startswith("a="):
+            continue
+        attribute = line[2:]
+        section = raw[-1] if raw else None
+        if attribute in DIRECTIONS:
+            if section is None:
+                session_direction = attribute
+            else:
+                section["direction"] = attribute
+        elif section is None:
+            continue
+        elif attribute.startswith("mid:"):
+            section["mid"] = attribute[4:]
+        elif attribute.startswith("rtpmap:"):
+            rtpmap = _RTPMAP.match(line)
+            if rtpmap is None:
+                raise _malformed(f"SDP line {number}: malformed rtpmap")
+            pt, name, clock = rtpmap.groups()
+            _rtpmap(section)[int(pt)] = (name, int(clock))
+        elif attribute.startswith("fmtp:"):
+            fmtp = _FMTP.match(line)
+            if fmtp is None:
+                raise _malformed(f"SDP line {number}: malformed fmtp")
+            _fmtp(section)[int(fmtp.group(1))] = _parameters(fmtp.group(2))
+    sections = []
+    for section in raw:
+        fmtps = _fmtp(section)
+        codecs = tuple(Codec(pt, name, clock, fmtps.get(pt, {})) for pt, (name, clock) in _rtpmap(section).items())
+        direction = section["direction"] or session_direction
+        sections.append(
+            Section(str(section["kind"]), int(str(section["port"])), str(section["protocol"]),
+                    None if section["mid"] is None else str(section["mid"]), str(direction), codecs)
+        )  # fmt: skip
+    return Offer(tuple(sections))
+
+
+def _rtpmap(section: dict[str, object]) -> dict[int, tuple[str, int]]:
+    value = section["rtpmap"]
+    assert isinstance(value, dict)
+    return value
+
+
+def _fmtp(section: dict[str, object]) -> dict[int, dict[str, str]]:
+    value = section["fmtp"]
+    assert isinstance(value, dict)
+    return value
+
+
+def _parameters(text: str) -> dict[str, str]:
+    parameters = {}
+    for item in text.split(";"):
+        key, sep, value = item.strip().partition("=")
+        if key:
+            parameters[key.lower()] = value.strip() if sep else ""
+    return parameters
+
+
+def forwardable(kind: str, codec: Codec) -> bool:
+    """The command centre can carry this codec without transcoding, and aiortc can packetise it."""
+    name = codec.name.lower()
+    if kind == "video" and name == "vp8":
+        return codec.clock_rate == 90_000
+    if kind == "video" and name == "h264":
+        # aiortc offers packetization-mode 1 with the (constrained) baseline profile, profile_idc 0x42.
+        profile = codec.parameters.get("profile-level-id", "42e01f").lower()
+        return codec.clock_rate == 90_000 and codec.parameters.get("packetization-mode") == "1" and profile[:2] == "42"
+    if kind == "audio" and name == "opus":
+        return codec.clock_rate == 48_000
+    return False
+
+
+def mime_type(kind: str, codec: Codec) -> str:
+    """``video/VP8``, ``video/H264``, ``audio/opus``: the spelling aiortc's capabilities use."""
+    for name in SUPPORTED.get(kind, ()):
+        if name.lower() == codec.name.lower():
+            return f"{kind}/{name}"
+    return f"{kind}/{codec.name}"
+
+
+def plan_publish(offer: Offer) -> dict[str, str]:
+    """A unit's WHIP offer: the codec (mime type) chosen for each kind it sends, the first it lists
+    that can be forwarded.
+
+    Every audio and video section must send, and offer a forwardable codec: a section the answer
+    would have to reject is refused whole, with the reason, rather than half-accepted.
+    """
+    media = offer.media
+    if not media:
+        raise _unusable("the offer has no audio or video section")
+    plan: dict[str, str] = {}
+    for section in media:
+        if section.kind in plan:
+            raise _unusable(f"more than one {section.kind} section; send one camera and one microphone")
+        if not section.sends:
+            raise _unusable(f"the {section.kind} section does not send media (direction {section.direction})")
+        codec = next((c for c in section.codecs if forwardable(section.kind, c)), None)
+        if codec is None:
+            offered = ", ".join(sorted({c.name for c in section.codecs if c.name.lower() != "rtx"})) or "none"
+            wanted = " or ".join(_spelled(section.kind))
+            raise _unusable(f"no supported {section.kind} codec offered ({offered}); send {wanted}")
+        plan[section.kind] = mime_type(section.kind, codec)
+    return plan
+
+
+def plan_view(offer: Offer, available: Mapping[str, str]) -> dict[str, str]:
+    """A viewer's WHEP offer against what the unit sends (kind → mime type): the kinds the viewer gets.
+
+    The viewer must accept the unit's very codec (nothing is transcoded). Sections of a kind the unit
+    does not send are answered inactive by the WebRTC stack.
+    """
+    media = offer.media
+    if not media:
+        raise _unusable("the offer has no audio or video section")
+    plan: dict[str, str] = {}
+    for section in media:
+        if section.kind in plan:
+            raise _unusable(f"more than one {section.kind} section")
+        mime = available.get(section.kind)
+        if mime is None or not section.receives:
+            continue
+        if not any(forwardable(section.kind, c) and mime_type(section.kind, c) == mime for c in section.codecs):
+            raise _unusable(f"the unit sends {mime}, which the {section.kind} section does not accept")
+        plan[section.kind] = mime
+    if not plan:
+        sent = ", ".join(sorted(available.values())) or "nothing"
+        raise _unusable(f"the offer receives none of the unit's media ({sent})")
+    return plan
+
+
+def _spelled(kind: str) -> list[str]:
+    return [{"H264": "H.264", "opus": "Opus"}.get(name, name) for name in SUPPORTED[kind]]
+
+
+def prefer_dtls_server(sdp: str) -> str:
+    """Make the answerer the DTLS server: read the offer's ``a=setup:actpass`` as ``active``.
+
+    RFC 8842 §5.3 lets the answerer of an ``actpass`` offer pick either role; answering ``passive``
+    makes the client (GStreamer with RSA certificates, browsers) choose the cipher suites, which aiortc
+    as DTLS client cannot always match. aiortc picks ``active`` itself, so the offer is read as if
+    the offerer had asked to be the client.
+    """
+    return re.sub(r"(?m)^a=setup:actpass(\r?)$", r"a=setup:active\1", sdp)

@@ -1,0 +1,476 @@
+"""Media sessions of one server process: units publishing over WHIP (RFC 9725), operators viewing over WHEP.
+
+The hub owns every ``RTCPeerConnection``: it counts them against a cap, closes those that never connect
+or whose unit went silent (one supervisor task), and closes all of them on shutdown. A unit's encoded
+frames reach each viewer's bounded feed untouched (``media.passthrough``); its telemetry data channel
+goes through the tracker like the WebSocket (``media.telemetry_channel``). Each view is recorded when
+it starts and when it ends (who, which unit, from when to when); a view that cannot be recorded is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, NewType, Protocol
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdatachannel import RTCDataChannel
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from config.settings import MediaSettings
+from core.errors import AppError, BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from core.ids import UnitId, UserId
+from media import passthrough, telemetry_channel
+from media.frames import Feed, KeyframeRequests, is_keyframe
+from media.offers import OfferError, parse_offer, plan_publish, plan_view, prefer_dtls_server
+from persistence.models import Unit
+
+log = logging.getLogger(__name__)
+
+SessionId = NewType("SessionId", str)
+
+SUPERVISE_EVERY = 0.25  # seconds between checks of connection state, ICE deadline and silence
+KEYFRAME_INTERVAL = 1.0  # at most one PLI a second to a unit (the first one at once)
+TELEMETRY_INBOX = 64  # data-channel messages waiting for the tracker; past this the unit is told to slow down
+
+
+class ViewRecorder(Protocol):
+    """Where views are recorded (the audit log's ``record``)."""
+
+    async def record(
+        self, action: str, actor_id: UserId | None, *, details: dict[str, Any] | None = None
+    ) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    user_id: UserId
+    username: str
+
+
+@dataclass(eq=False)
+class _Peer:
+    id: SessionId
+    pc: RTCPeerConnection
+    created: float
+    connected_at: float | None = None
+    closing: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class Publisher(_Peer):
+    """A unit's WHIP session: what it sends, who watches, and the tasks it owns."""
+
+    unit: Unit | None = None
+    media: dict[str, str] = field(default_factory=dict)  # kind → mime type
+    receivers: dict[str, RTCRtpReceiver] = field(default_factory=dict)
+    fanout: dict[str, list[passthrough.EncodedTrack]] = field(default_factory=dict)
+    viewers: dict[SessionId, ViewerSession] = field(default_factory=dict)
+    last_media: float = 0.0
+    keyframes: KeyframeRequests | None = None
+    keyframe_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    inbox: asyncio.Queue[tuple[RTCDataChannel, str | bytes]] = field(
+        default_factory=lambda: asyncio.Queue(TELEMETRY_INBOX)
+    )
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    decoded_frames: int = 0  # frames aiortc decoded anyway: must stay 0
+
+    def want_keyframe(self) -> None:
+        if self.keyframes is not None:
+            self.keyframes.want()
+            self.keyframe_wanted.set()
+
+
+@dataclass(eq=False)
+class ViewerSession(_Peer):
+    viewer: Viewer | None = None
+    publisher: Publisher | None = None
+    tracks: dict[str, passthrough.EncodedTrack] = field(default_factory=dict)
+    started_ms: int = 0
+
+
+class MediaHub:
+    """Every media peer connection of this process."""
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        ingest: telemetry_channel.Ingest,
+        views: ViewRecorder,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._ingest = ingest
+        self._views = views
+        self._clock = clock
+        self._pcs: set[RTCPeerConnection] = set()
+        self._publishers: dict[SessionId, Publisher] = {}
+        self._by_unit: dict[UnitId, Publisher] = {}
+        self._viewers: dict[SessionId, ViewerSession] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._unavailable: str | None = None
+
+    # Life cycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        problems = await passthrough.check_internals()
+        if problems:
+            self._unavailable = "media passthrough does not work with this aiortc: " + "; ".join(problems)
+            log.error("media: %s", self._unavailable)
+        self._supervisor = asyncio.create_task(self._supervise(), name="media-supervisor")
+
+    async def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        for viewer in list(self._viewers.values()):
+            self._close_later(viewer, "server shutting down")
+        for publisher in list(self._publishers.values()):
+            self._close_later(publisher, "server shutting down")
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    @property
+    def peer_connections(self) -> int:
+        """Peer connections alive (negotiating, live or being closed)."""
+        return len(self._pcs)
+
+    def publisher(self, unit_id: UnitId) -> Publisher | None:
+        found = self._by_unit.get(unit_id)
+        return found if found is not None and found.closing is None else None
+
+    def viewers_of(self, unit_id: UnitId) -> list[ViewerSession]:
+        publisher = self.publisher(unit_id)
+        return [] if publisher is None else list(publisher.viewers.values())
+
+    # WHIP -------------------------------------------------------------------------------------------
+
+    async def publish(self, unit: Unit, offer_sdp: str) -> tuple[SessionId, str]:
+        """Answer a unit's WHIP offer; a unit that publishes again replaces its previous session."""
+        plan = self._plan(offer_sdp, lambda offer: plan_publish(offer))
+        publisher = Publisher(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(), unit=unit,
+                              media=plan, keyframes=KeyframeRequests(KEYFRAME_INTERVAL, self._clock))  # fmt: skip
+        pc = publisher.pc
+        try:
+            for kind, mime in plan.items():
+                transceiver = pc.addTransceiver(kind, direction="recvonly")
+                transceiver.setCodecPreferences(_capabilities(kind, mime))
+                passthrough.tap_receiver(transceiver.receiver, self._frame_sink(publisher, kind))
+                publisher.receivers[kind] = transceiver.receiver
+                publisher.fanout[kind] = []
+            pc.on("track", lambda track: self._own(publisher, self._drain(publisher, track), "drain"))
+            pc.on("datachannel", lambda channel: self._accept_channel(publisher, channel))
+            answer = await self._answer(pc, offer_sdp)
+        except BaseException:
+            await self._discard(publisher)
+            raise
+        self._own(publisher, self._telemetry(publisher), "telemetry")
+        self._own(publisher, self._keyframe_requests(publisher), "keyframes")
+        previous = self._by_unit.get(unit.id)
+        self._publishers[publisher.id] = publisher
+        self._by_unit[unit.id] = publisher
+        log.info("media: unit %s publishing (session %s, %s)", unit.id, publisher.id, plan)
+        if previous is not None:
+            await self._end(previous, "replaced by a new session of the unit")
+        return publisher.id, answer
+
+    async def end_publish(self, unit_id: UnitId, session_id: SessionId) -> None:
+        publisher = self._publishers.get(session_id)
+        if publisher is None or publisher.unit is None or publisher.unit.id != unit_id:
+            raise NotFound(f"no WHIP session {session_id} of unit {unit_id}")
+        await self._end(publisher, "ended by the unit")
+
+    # WHEP -------------------------------------------------------------------------------------------
+
+    async def view(self, viewer: Viewer, unit_id: UnitId, offer_sdp: str) -> tuple[SessionId, str]:
+        """Answer a viewer's WHEP offer with the unit's live media, forwarded as the unit encoded it."""
+        self._check_available()
+        publisher = self.publisher(unit_id)
+        if publisher is None:
+            raise Conflict(f"unit {unit_id} is not streaming")
+        plan = self._plan(offer_sdp, lambda offer: plan_view(offer, publisher.media))
+        session = ViewerSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(),
+                                viewer=viewer, publisher=publisher)  # fmt: skip
+        pc = session.pc
+        try:
+            for kind, mime in plan.items():
+                feed: Feed[passthrough.EncodedPacket] = Feed(self._settings.viewer_queue_frames, gated=kind == "video")
+                track = passthrough.EncodedTrack(kind, feed)
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                transceiver.setCodecPreferences(_capabilities(kind, mime))
+                passthrough.on_keyframe_request(transceiver.sender, publisher.want_keyframe)
+                session.tracks[kind] = track
+            answer = await self._answer(pc, offer_sdp)
+            if publisher.closing is not None:
+                raise Conflict(f"unit {unit_id} stopped streaming")
+            session.started_ms = int(time.time() * 1000)
+            try:
+                await self._views.record("media.view.start", viewer.user_id, details=self._view_details(session))
+            except Exception as exc:
+                log.exception("media: cannot record the start of a view of %s", unit_id)
+                raise ServiceUnavailable("the view cannot be recorded in the audit log; try again") from exc
+        except BaseException:
+            await self._discard(session)
+            raise
+        self._viewers[session.id] = session
+        publisher.viewers[session.id] = session
+        for kind, track in session.tracks.items():
+            publisher.fanout[kind].append(track)
+        publisher.want_keyframe()
+        log.info("media: %s viewing unit %s (session %s)", viewer.username, unit_id, session.id)
+        return session.id, answer
+
+    async def end_view(self, user_id: UserId, unit_id: UnitId, session_id: SessionId) -> None:
+        session = self._viewers.get(session_id)
+        if (
+            session is None
+            or session.viewer is None
+            or session.viewer.user_id != user_id
+            or session.publisher is None
+            or session.publisher.unit is None
+            or session.publisher.unit.id != unit_id
+        ):
+            raise NotFound(f"no WHEP session {session_id} of yours on unit {unit_id}")
+        await self._end(session, "ended by the viewer")
+
+    # Negotiation ------------------------------------------------------------------------------------
+
+    def _check_available(self) -> None:
+        if self._unavailable is not None:
+            raise ServiceUnavailable(self._unavailable)
+
+    def _plan(self, offer_sdp: str, plan: Callable[[Any], dict[str, str]]) -> dict[str, str]:
+        self._check_available()
+        try:
+            return plan(parse_offer(offer_sdp))
+        except OfferError as exc:
+            raise (BadRequest if exc.malformed else ValidationFailed)(str(exc)) from None
+
+    def _new_pc(self) -> RTCPeerConnection:
+        limit = self._settings.max_sessions
+        if len(self._pcs) >= limit:
+            raise ServiceUnavailable(f"media sessions are full ({limit} on this server); try again later")
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._pcs.add(pc)
+        return pc
+
+    async def _answer(self, pc: RTCPeerConnection, offer_sdp: str) -> str:
+        """Non-trickle answer (RFC 9725 §4.2): every local candidate is in it; the server is the DTLS server."""
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=prefer_dtls_server(offer_sdp), type="offer"))
+        except AppError:
+            raise
+        except Exception as exc:
+            raise ValidationFailed(f"the offer was refused: {exc}") from None
+        await pc.setLocalDescription(await pc.createAnswer())
+        return str(pc.localDescription.sdp)
+
+    async def _discard(self, peer: _Peer) -> None:
+        """Free a peer connection whose negotiation failed."""
+        if isinstance(peer, Publisher):
+            await _cancel(peer.tasks)
+        try:
+            await peer.pc.close()
+        finally:
+            self._pcs.discard(peer.pc)
+
+    # Media ------------------------------------------------------------------------------------------
+
+    def _frame_sink(self, publisher: Publisher, kind: str) -> passthrough.FrameSink:
+        def sink(mime: str, data: bytes, timestamp: int, clock_rate: int) -> None:
+            publisher.last_media = self._clock()
+            tracks = publisher.fanout.get(kind)
+            if not tracks:
+                return
+            keyframe = is_keyframe(mime, data)
+            packet = passthrough.make_packet(data, timestamp, clock_rate)
+            need_keyframe = False
+            for track in tracks:
+                need_keyframe |= track.feed.push(packet, keyframe=keyframe)
+                track.wake()
+            if need_keyframe:
+                publisher.want_keyframe()
+
+        return sink
+
+    async def _keyframe_requests(self, publisher: Publisher) -> None:
+        assert publisher.keyframes is not None
+        receiver = publisher.receivers.get("video")
+        while True:
+            delay = publisher.keyframes.due()
+            if delay is None:
+                publisher.keyframe_wanted.clear()
+                await publisher.keyframe_wanted.wait()
+            elif delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                sent = 0 if receiver is None else await passthrough.request_keyframe(receiver)
+                publisher.keyframes.sent()
+                if sent == 0 and receiver is not None:  # nothing heard yet: ask again later
+                    publisher.keyframes.want()
+
+    async def _drain(self, publisher: Publisher, track: MediaStreamTrack) -> None:
+        """Consume a received track; passthrough means it only ever yields its end."""
+        try:
+            while True:
+                await track.recv()
+                publisher.decoded_frames += 1
+                if publisher.decoded_frames == 1:
+                    log.error("media: unit %s: aiortc decoded a frame; passthrough is bypassed", _unit_id(publisher))
+        except MediaStreamError:
+            pass
+
+    # Telemetry --------------------------------------------------------------------------------------
+
+    def _accept_channel(self, publisher: Publisher, channel: RTCDataChannel) -> None:
+        reliable = channel.ordered and channel.maxRetransmits is None and channel.maxPacketLifeTime is None
+        if channel.label != telemetry_channel.LABEL or not reliable:
+            log.warning("media: unit %s: refused data channel %r (want a reliable ordered %r)",
+                        _unit_id(publisher), channel.label, telemetry_channel.LABEL)  # fmt: skip
+            channel.close()
+            return
+
+        def on_message(message: str | bytes) -> None:
+            try:
+                publisher.inbox.put_nowait((channel, message))
+            except asyncio.QueueFull:
+                _send(channel, telemetry_channel.error("too_many_requests", "wait for acks before sending more"))
+
+        channel.on("message", on_message)
+
+    async def _telemetry(self, publisher: Publisher) -> None:
+        assert publisher.unit is not None
+        while True:
+            channel, message = await publisher.inbox.get()
+            reply = await telemetry_channel.answer(self._ingest, publisher.unit, message)
+            _send(channel, reply)
+
+    # Supervision and closing ------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        settings = self._settings
+        while True:
+            await asyncio.sleep(SUPERVISE_EVERY)
+            now = self._clock()
+            peers: list[_Peer] = [*self._publishers.values(), *self._viewers.values()]
+            for peer in peers:
+                state = peer.pc.connectionState
+                if peer.closing is not None:
+                    continue
+                if state in ("failed", "closed"):
+                    self._close_later(peer, f"connection {state}")
+                elif peer.connected_at is None:
+                    if state == "connected":
+                        peer.connected_at = now
+                        if isinstance(peer, Publisher):
+                            peer.last_media = now
+                    elif now - peer.created > settings.ice_timeout_seconds:
+                        self._close_later(peer, f"not connected after {settings.ice_timeout_seconds:g} s")
+                elif isinstance(peer, Publisher) and now - peer.last_media > settings.silence_timeout_seconds:
+                    self._close_later(peer, f"no media for {settings.silence_timeout_seconds:g} s")
+
+    def _close_later(self, peer: _Peer, reason: str) -> asyncio.Task[None]:
+        if peer.closing is None:
+            peer.closing = asyncio.create_task(self._close(peer, reason), name=f"media-close-{peer.id}")
+            self._closing.add(peer.closing)
+            peer.closing.add_done_callback(self._closing.discard)
+        return peer.closing
+
+    async def _end(self, peer: _Peer, reason: str) -> None:
+        await asyncio.shield(self._close_later(peer, reason))
+
+    async def _close(self, peer: _Peer, reason: str) -> None:
+        try:
+            if isinstance(peer, ViewerSession):
+                await self._close_viewer(peer, reason)
+            elif isinstance(peer, Publisher):
+                await self._close_publisher(peer, reason)
+        except Exception:
+            log.exception("media: closing session %s failed", peer.id)
+        finally:
+            self._pcs.discard(peer.pc)
+
+    async def _close_publisher(self, publisher: Publisher, reason: str) -> None:
+        unit_id = _unit_id(publisher)
+        self._publishers.pop(publisher.id, None)
+        if self._by_unit.get(unit_id) is publisher:
+            del self._by_unit[unit_id]
+        for viewer in list(publisher.viewers.values()):
+            self._close_later(viewer, "the unit stopped streaming")
+        await asyncio.gather(*(v.closing for v in publisher.viewers.values() if v.closing is not None))
+        await _cancel(publisher.tasks)
+        await publisher.pc.close()
+        log.info("media: unit %s session %s closed: %s", unit_id, publisher.id, reason)
+
+    async def _close_viewer(self, session: ViewerSession, reason: str) -> None:
+        self._viewers.pop(session.id, None)
+        publisher = session.publisher
+        if publisher is not None:
+            publisher.viewers.pop(session.id, None)
+            for kind, track in session.tracks.items():
+                if track in publisher.fanout.get(kind, []):
+                    publisher.fanout[kind].remove(track)
+        for track in session.tracks.values():
+            track.stop()
+        await session.pc.close()
+        details = self._view_details(session) | {"ended_ms": int(time.time() * 1000), "reason": reason}
+        viewer = session.viewer
+        try:
+            await self._views.record("media.view.end", None if viewer is None else viewer.user_id, details=details)
+        except Exception:
+            log.exception("media: cannot record the end of view %s", session.id)
+        log.info("media: view %s of unit %s closed: %s", session.id, details["unit_id"], reason)
+
+    def _view_details(self, session: ViewerSession) -> dict[str, Any]:
+        publisher = session.publisher
+        unit = None if publisher is None else publisher.unit
+        return {
+            "unit_id": None if unit is None else unit.id,
+            "court_id": None if unit is None else unit.court_id,
+            "session_id": session.id,
+            "username": None if session.viewer is None else session.viewer.username,
+            "media": sorted(session.tracks),
+            "started_ms": session.started_ms,
+        }
+
+    def _own(self, publisher: Publisher, work: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.create_task(work, name=f"media-{what}-{publisher.id}")
+        publisher.tasks.add(task)
+        task.add_done_callback(_log_failure)
+        task.add_done_callback(publisher.tasks.discard)
+
+
+def _capabilities(kind: str, mime: str) -> list[RTCRtpCodecCapability]:
+    """aiortc's codec capabilities of one mime type (every H.264 profile it has), with RTX for video."""
+    capabilities = RTCRtpReceiver.getCapabilities(kind)
+    codecs = [] if capabilities is None else capabilities.codecs
+    chosen = [c for c in codecs if c.mimeType.lower() == mime.lower()]
+    return chosen + [c for c in codecs if c.mimeType.lower() == f"{kind}/rtx"]
+
+
+def _send(channel: RTCDataChannel, reply: bytes) -> None:
+    if channel.readyState == "open":
+        channel.send(reply.decode())
+
+
+def _unit_id(publisher: Publisher) -> UnitId:
+    return UnitId("?") if publisher.unit is None else publisher.unit.id
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("media: task %s failed", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,384 @@
+"""PostgreSQL side of the query store (see ``persistence.query_port``); mixed into ``PostgresStore``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from core.errors import Conflict, NotFound
+from core.hashchain import GENESIS, chain_hash
+from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
+from persistence.query_models import (
+    Asset,
+    AssetDraft,
+    AuditDraft,
+    AuditEntry,
+    Case,
+    FollowUp,
+    FollowUpAction,
+    FollowUpStatus,
+    Job,
+    JobStatus,
+    Party,
+    PartyKind,
+    Query,
+    audit_content,
+)
+
+_AUDIT_LOCK = 0x43435F41  # "CC_A": serialises appends to the audit chain across processes
+
+
+def _translate(exc: asyncpg.PostgresError) -> Exception:
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return Conflict(f"already exists ({exc.constraint_name})")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return NotFound("a referenced record does not exist")
+    if isinstance(exc, asyncpg.CheckViolationError):
+        return Conflict(f"constraint violated ({exc.constraint_name})")
+    return exc
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class PostgresQueries:
+    if TYPE_CHECKING:
+
+        @property
+        def pool(self) -> asyncpg.Pool: ...
+
+    # cases --------------------------------------------------------------------------------------------
+    async def add_case(
+        self,
+        *,
+        case_number: str,
+        court_id: CourtId,
+        title: str,
+        created_by: UserId,
+        created_ms: int,
+        parties: Sequence[tuple[PartyKind, str, str]] = (),
+        judge_ids: Sequence[UserId] = (),
+    ) -> Case:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                case_id = await conn.fetchval(
+                    "INSERT INTO cases (case_number, court_id, title, created_by, created_ms) "
+                    "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    case_number, court_id, title, created_by, created_ms,
+                )  # fmt: skip
+                await conn.executemany(
+                    "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES ($1, $2, $3, $4)",
+                    [(case_id, kind.value, name, ident) for kind, name, ident in parties],
+                )
+                await conn.executemany(
+                    "INSERT INTO case_judges (case_id, user_id) VALUES ($1, $2)",
+                    [(case_id, j) for j in dict.fromkeys(judge_ids)],
+                )
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from exc
+        return await self.get_case(CaseId(case_id))
+
+    async def _cases(self, rows: list[asyncpg.Record]) -> list[Case]:
+        ids = [r["id"] for r in rows]
+        parties = await self.pool.fetch("SELECT * FROM case_parties WHERE case_id = ANY($1) ORDER BY id", ids)
+        judges = await self.pool.fetch(
+            "SELECT case_id, user_id FROM case_judges WHERE case_id = ANY($1) ORDER BY user_id", ids
+        )
+        by_case: dict[int, list[Party]] = {}
+        for p in parties:
+            by_case.setdefault(p["case_id"], []).append(
+                Party(PartyId(p["id"]), CaseId(p["case_id"]), PartyKind(p["kind"]), p["name"], p["identifier"])
+            )
+        judges_of: dict[int, list[UserId]] = {}
+        for j in judges:
+            judges_of.setdefault(j["case_id"], []).append(UserId(j["user_id"]))
+        return [
+            Case(
+                CaseId(r["id"]),
+                r["case_number"],
+                CourtId(r["court_id"]),
+                r["title"],
+                UserId(r["created_by"]),
+                r["created_ms"],
+                tuple(by_case.get(r["id"], ())),
+                tuple(judges_of.get(r["id"], ())),
+            )
+            for r in rows
+        ]
+
+    async def get_case(self, case_id: CaseId) -> Case:
+        rows = await self.pool.fetch("SELECT * FROM cases WHERE id = $1", case_id)
+        if not rows:
+            raise NotFound(f"case {case_id} does not exist")
+        return (await self._cases(list(rows)))[0]
+
+    async def list_cases(
+        self, *, court_ids: Sequence[CourtId] | None = None, judge_id: UserId | None = None
+    ) -> list[Case]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if court_ids is not None:
+            args.append(list(court_ids))
+            clauses.append(f"court_id = ANY(${len(args)})")
+        if judge_id is not None:
+            args.append(judge_id)
+            clauses.append(f"id IN (SELECT case_id FROM case_judges WHERE user_id = ${len(args)})")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.pool.fetch(f"SELECT * FROM cases {where} ORDER BY id DESC", *args)
+        return await self._cases(list(rows))
+
+    async def add_party(self, case_id: CaseId, kind: PartyKind, name: str, identifier: str) -> Party:
+        try:
+            party_id = await self.pool.fetchval(
+                "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES ($1, $2, $3, $4) RETURNING id",
+                case_id, kind.value, name, identifier,
+            )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from exc
+        return Party(PartyId(party_id), case_id, kind, name, identifier)
+
+    async def set_case_judges(self, case_id: CaseId, judge_ids: Sequence[UserId]) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if await conn.fetchval("SELECT 1 FROM cases WHERE id = $1 FOR UPDATE", case_id) is None:
+                    raise NotFound(f"case {case_id} does not exist")
+                await conn.execute("DELETE FROM case_judges WHERE case_id = $1", case_id)
+                await conn.executemany(
+                    "INSERT INTO case_judges (case_id, user_id) VALUES ($1, $2)",
+                    [(case_id, j) for j in dict.fromkeys(judge_ids)],
+                )
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from exc
+
+    # queries ------------------------------------------------------------------------------------------
+    async def add_query(self, query: Query, jobs: Sequence[Job]) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO queries (id, case_id, judge_id, reason, created_ms, deadline_ms, completed_ms) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    query.id, query.case_id, query.judge_id, query.reason, query.created_ms, query.deadline_ms,
+                    query.completed_ms,
+                )  # fmt: skip
+                await conn.executemany(
+                    "INSERT INTO query_jobs (id, query_id, party_id, agency_id, status, attempts, error, created_ms,"
+                    " updated_ms, answered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    [(j.id, j.query_id, j.party_id, j.agency_id, j.status.value, j.attempts, j.error, j.created_ms,
+                      j.updated_ms, j.answered_ms) for j in jobs],
+                )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from exc
+
+    @staticmethod
+    def _query(r: asyncpg.Record) -> Query:
+        return Query(QueryId(r["id"]), CaseId(r["case_id"]), UserId(r["judge_id"]), r["reason"], r["created_ms"],
+                     r["deadline_ms"], r["completed_ms"])  # fmt: skip
+
+    @staticmethod
+    def _job(r: asyncpg.Record) -> Job:
+        return Job(JobId(r["id"]), QueryId(r["query_id"]), PartyId(r["party_id"]), AgencyId(r["agency_id"]),
+                   JobStatus(r["status"]), r["attempts"], r["error"], r["created_ms"], r["updated_ms"],
+                   r["answered_ms"])  # fmt: skip
+
+    async def get_query(self, query_id: QueryId) -> Query:
+        row = await self.pool.fetchrow("SELECT * FROM queries WHERE id = $1", query_id)
+        if row is None:
+            raise NotFound(f"query {query_id} does not exist")
+        return self._query(row)
+
+    async def list_queries(self, *, case_id: CaseId | None = None, judge_id: UserId | None = None) -> list[Query]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM queries WHERE ($1::bigint IS NULL OR case_id = $1) AND ($2::bigint IS NULL OR judge_id = $2)"
+            " ORDER BY created_ms DESC, id",
+            case_id, judge_id,
+        )  # fmt: skip
+        return [self._query(r) for r in rows]
+
+    async def running_queries(self) -> list[Query]:
+        rows = await self.pool.fetch("SELECT * FROM queries WHERE completed_ms IS NULL ORDER BY created_ms")
+        return [self._query(r) for r in rows]
+
+    async def query_jobs(self, query_id: QueryId) -> list[Job]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM query_jobs WHERE query_id = $1 ORDER BY agency_id, party_id", query_id
+        )
+        return [self._job(r) for r in rows]
+
+    async def start_job_attempt(self, job_id: JobId, at_ms: int) -> int | None:
+        value = await self.pool.fetchval(
+            "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = $2 WHERE id = $1 AND status = 'pending' "
+            "RETURNING attempts",
+            job_id, at_ms,
+        )  # fmt: skip
+        return None if value is None else int(value)
+
+    async def finish_job(
+        self,
+        job_id: JobId,
+        status: JobStatus,
+        *,
+        at_ms: int,
+        error: str | None = None,
+        assets: Sequence[AssetDraft] = (),
+    ) -> Job | None:
+        replaceable = ["pending", "timed_out"] if status in (JobStatus.ANSWERED, JobStatus.NO_ASSETS) else ["pending"]
+        answered = at_ms if status in (JobStatus.ANSWERED, JobStatus.NO_ASSETS) else None
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE query_jobs SET status = $2, error = $3, updated_ms = $4, answered_ms = $5 "
+                    "WHERE id = $1 AND status = ANY($6) RETURNING *",
+                    job_id, status.value, error, at_ms, answered, replaceable,
+                )  # fmt: skip
+                if row is None:
+                    return None
+                await conn.executemany(
+                    "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description, value_cents,"
+                    " details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id, ref) DO NOTHING",
+                    [(row["query_id"], job_id, row["agency_id"], row["party_id"], a.kind, a.ref, a.description,
+                      a.value_cents, _dumps(a.details)) for a in assets],
+                )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from exc
+        return self._job(row)
+
+    async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE query_jobs SET status = 'timed_out', updated_ms = $2"
+                " WHERE query_id = $1 AND status = 'pending' RETURNING *",
+                query_id, at_ms,
+            )  # fmt: skip
+            await conn.execute(
+                "UPDATE queries SET completed_ms = $2 WHERE id = $1 AND completed_ms IS NULL", query_id, at_ms
+            )
+        return sorted((self._job(r) for r in rows), key=lambda j: (j.agency_id, j.party_id))
+
+    @staticmethod
+    def _asset(r: asyncpg.Record) -> Asset:
+        return Asset(AssetId(r["id"]), QueryId(r["query_id"]), JobId(r["job_id"]), AgencyId(r["agency_id"]),
+                     PartyId(r["party_id"]), r["kind"], r["ref"], r["description"], r["value_cents"],
+                     json.loads(r["details"]))  # fmt: skip
+
+    async def query_assets(self, query_id: QueryId) -> list[Asset]:
+        rows = await self.pool.fetch("SELECT * FROM assets WHERE query_id = $1 ORDER BY id", query_id)
+        return [self._asset(r) for r in rows]
+
+    async def get_asset(self, asset_id: AssetId) -> Asset:
+        row = await self.pool.fetchrow("SELECT * FROM assets WHERE id = $1", asset_id)
+        if row is None:
+            raise NotFound(f"asset {asset_id} does not exist")
+        return self._asset(row)
+
+    # follow-ups ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _followup(r: asyncpg.Record) -> FollowUp:
+        return FollowUp(
+            id=FollowUpId(r["id"]), asset_id=AssetId(r["asset_id"]), query_id=QueryId(r["query_id"]),
+            case_id=CaseId(r["case_id"]), agency_id=AgencyId(r["agency_id"]), action=FollowUpAction(r["action"]),
+            amount_cents=r["amount_cents"], reason=r["reason"], requested_by=UserId(r["requested_by"]),
+            requested_ms=r["requested_ms"], status=FollowUpStatus(r["status"]), attempts=r["attempts"],
+            approved_by=None if r["approved_by"] is None else UserId(r["approved_by"]), decided_ms=r["decided_ms"],
+            agency_ref=r["agency_ref"], error=r["error"], updated_ms=r["updated_ms"],
+        )  # fmt: skip
+
+    async def add_followup(self, followup: FollowUp) -> FollowUp:
+        f = followup
+        try:
+            row = await self.pool.fetchrow(
+                "INSERT INTO followups (id, asset_id, query_id, case_id, agency_id, action, amount_cents, reason,"
+                " requested_by, requested_ms, status, attempts, approved_by, decided_ms, agency_ref, error, updated_ms)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING *",
+                f.id, f.asset_id, f.query_id, f.case_id, f.agency_id, f.action.value, f.amount_cents, f.reason,
+                f.requested_by, f.requested_ms, f.status.value, f.attempts, f.approved_by, f.decided_ms, f.agency_ref,
+                f.error, f.updated_ms or f.requested_ms,
+            )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from exc
+        assert row is not None
+        return self._followup(row)
+
+    async def get_followup(self, followup_id: FollowUpId) -> FollowUp:
+        row = await self.pool.fetchrow("SELECT * FROM followups WHERE id = $1", followup_id)
+        if row is None:
+            raise NotFound(f"follow-up {followup_id} does not exist")
+        return self._followup(row)
+
+    async def list_followups(
+        self,
+        *,
+        query_id: QueryId | None = None,
+        case_ids: Sequence[CaseId] | None = None,
+        statuses: Sequence[FollowUpStatus] | None = None,
+    ) -> list[FollowUp]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM followups WHERE ($1::text IS NULL OR query_id = $1)"
+            " AND ($2::bigint[] IS NULL OR case_id = ANY($2)) AND ($3::text[] IS NULL OR status = ANY($3))"
+            " ORDER BY requested_ms, id",
+            query_id,
+            None if case_ids is None else list(case_ids),
+            None if statuses is None else [s.value for s in statuses],
+        )
+        return [self._followup(r) for r in rows]
+
+    async def update_followup(
+        self,
+        followup_id: FollowUpId,
+        *,
+        expect: Sequence[FollowUpStatus],
+        status: FollowUpStatus,
+        at_ms: int,
+        approved_by: UserId | None = None,
+        agency_ref: str | None = None,
+        error: str | None = None,
+        count_attempt: bool = False,
+    ) -> FollowUp | None:
+        row = await self.pool.fetchrow(
+            "UPDATE followups SET status = $2, updated_ms = $3,"
+            " approved_by = coalesce($4, approved_by), decided_ms = CASE WHEN $4::bigint IS NULL THEN decided_ms"
+            " ELSE $3 END, agency_ref = coalesce($5, agency_ref), error = $6, attempts = attempts + $7"
+            " WHERE id = $1 AND status = ANY($8) RETURNING *",
+            followup_id, status.value, at_ms, approved_by, agency_ref, error, int(count_attempt),
+            [s.value for s in expect],
+        )  # fmt: skip
+        return None if row is None else self._followup(row)
+
+    # audit --------------------------------------------------------------------------------------------
+    async def append_audit(self, draft: AuditDraft) -> AuditEntry:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
+            last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            seq, prev = (1, GENESIS) if last is None else (last["seq"] + 1, last["hash"])
+            content = audit_content(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id,
+                                    draft.query_id, draft.details)  # fmt: skip
+            digest = chain_hash(prev, content)
+            await conn.execute(
+                "INSERT INTO audit_log (seq, action, actor_id, at_ms, reason, case_id, query_id, details, prev_hash,"
+                " hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
+                _dumps(draft.details), prev, digest,
+            )  # fmt: skip
+        return AuditEntry(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
+                          draft.details, prev, digest)  # fmt: skip
+
+    async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        rows = await self.pool.fetch("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)
+        return [
+            AuditEntry(
+                r["seq"],
+                r["action"],
+                None if r["actor_id"] is None else UserId(r["actor_id"]),
+                r["at_ms"],
+                r["reason"],
+                None if r["case_id"] is None else CaseId(r["case_id"]),
+                None if r["query_id"] is None else QueryId(r["query_id"]),
+                json.loads(r["details"]),
+                r["prev_hash"],
+                r["hash"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,185 @@
+"""Records of cases, asset queries, follow-ups and the audit log: frozen dataclasses, no I/O.
+
+Times are epoch milliseconds. JSON-shaped fields (``details``) are plain dicts, stored as canonical JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
+
+
+class PartyKind(StrEnum):
+    PERSON = "person"  # 自然人: name + resident ID number (GB 11643)
+    ORGANISATION = "organisation"  # 法人或其他组织: name + unified social credit code (GB 32100)
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    id: PartyId
+    case_id: CaseId
+    kind: PartyKind
+    name: str
+    identifier: str  # the ID number or credit code, canonical (upper case)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """An enforcement case (执行案件), its parties and the judges assigned to it."""
+
+    id: CaseId
+    case_number: str  # 执行案号, e.g. (2026)黑0102执123号
+    court_id: CourtId
+    title: str
+    created_by: UserId
+    created_ms: int
+    parties: tuple[Party, ...] = ()
+    judge_ids: tuple[UserId, ...] = ()
+
+
+class JobStatus(StrEnum):
+    """One agency's part of a query, as the judge's screen shows it."""
+
+    PENDING = "pending"
+    ANSWERED = "answered"  # assets found
+    NO_ASSETS = "no_assets"
+    FAILED = "failed"  # with why (error)
+    TIMED_OUT = "timed_out"  # the query's deadline passed first; a late answer may still replace it
+
+
+FINAL_JOB_STATUSES = frozenset({JobStatus.ANSWERED, JobStatus.NO_ASSETS, JobStatus.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    id: QueryId
+    case_id: CaseId
+    judge_id: UserId
+    reason: str
+    created_ms: int
+    deadline_ms: int
+    completed_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request to one agency about one party; ``id`` is the Idempotency-Key the agency sees."""
+
+    id: JobId
+    query_id: QueryId
+    party_id: PartyId
+    agency_id: AgencyId
+    status: JobStatus
+    attempts: int  # requests sent (each counted before it is sent)
+    error: str | None
+    created_ms: int
+    updated_ms: int
+    answered_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AssetDraft:
+    kind: str  # deposit, real_estate, vehicle, equity, securities, …
+    ref: str  # the agency's reference (account number, certificate number, plate…)
+    description: str
+    value_cents: int | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    id: AssetId
+    query_id: QueryId
+    job_id: JobId
+    agency_id: AgencyId
+    party_id: PartyId
+    kind: str
+    ref: str
+    description: str
+    value_cents: int | None
+    details: dict[str, Any]
+
+
+class FollowUpAction(StrEnum):
+    FREEZE = "freeze"  # 冻结
+    RENEW = "renew"  # 续冻
+    UNFREEZE = "unfreeze"  # 解冻
+    DEDUCT = "deduct"  # 扣划
+
+
+class FollowUpStatus(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"  # 待二次审批
+    REJECTED = "rejected"  # the supervisor said no
+    APPROVED = "approved"  # approved, not yet sent
+    SENDING = "sending"  # recorded before each send; a restart sends again with the same key
+    CONFIRMED = "confirmed"  # the agency confirmed (agency_ref)
+    REFUSED = "refused"  # the agency refused (error says why)
+    FAILED = "failed"  # could not be delivered (error says why)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    id: FollowUpId  # also the Idempotency-Key the agency sees
+    asset_id: AssetId
+    query_id: QueryId
+    case_id: CaseId
+    agency_id: AgencyId
+    action: FollowUpAction
+    amount_cents: int | None
+    reason: str
+    requested_by: UserId
+    requested_ms: int
+    status: FollowUpStatus
+    attempts: int = 0
+    approved_by: UserId | None = None
+    decided_ms: int | None = None
+    agency_ref: str | None = None
+    error: str | None = None
+    updated_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditDraft:
+    action: str  # query.submit, query.view, followup.request, followup.approve, …
+    actor_id: UserId | None
+    at_ms: int
+    reason: str = ""
+    case_id: CaseId | None = None
+    query_id: QueryId | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    action: str
+    actor_id: UserId | None
+    at_ms: int
+    reason: str
+    case_id: CaseId | None
+    query_id: QueryId | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def content(self) -> dict[str, Any]:
+        """What the hash covers (everything but the hashes themselves)."""
+        return audit_content(self.seq, self.action, self.actor_id, self.at_ms, self.reason, self.case_id,
+                             self.query_id, self.details)  # fmt: skip
+
+
+def audit_content(
+    seq: int,
+    action: str,
+    actor_id: int | None,
+    at_ms: int,
+    reason: str,
+    case_id: int | None,
+    query_id: str | None,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    return {"seq": seq, "action": action, "actor_id": actor_id, "at_ms": at_ms, "reason": reason,
+            "case_id": case_id, "query_id": query_id, "details": details}  # fmt: skip

@@ -1,0 +1,127 @@
+"""The storage the asset-query work needs (cases, queries, jobs, assets, follow-ups, audit log).
+
+Part of the ``Store`` port; kept in its own protocol so the query work reads as one piece. Jobs and
+follow-ups change state only through compare-and-set methods, so a retried or resumed step can never
+move a record backwards or apply twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from core.ids import AssetId, CaseId, CourtId, FollowUpId, JobId, QueryId, UserId
+from persistence.query_models import (
+    Asset,
+    AssetDraft,
+    AuditDraft,
+    AuditEntry,
+    Case,
+    FollowUp,
+    FollowUpStatus,
+    Job,
+    JobStatus,
+    Party,
+    PartyKind,
+    Query,
+)
+
+
+class QueryStore(Protocol):
+    # cases --------------------------------------------------------------------------------------------
+    async def add_case(
+        self,
+        *,
+        case_number: str,
+        court_id: CourtId,
+        title: str,
+        created_by: UserId,
+        created_ms: int,
+        parties: Sequence[tuple[PartyKind, str, str]] = (),
+        judge_ids: Sequence[UserId] = (),
+    ) -> Case:
+        """Create a case with its parties (kind, name, identifier) and judges in one transaction."""
+
+    async def get_case(self, case_id: CaseId) -> Case: ...
+
+    async def list_cases(
+        self, *, court_ids: Sequence[CourtId] | None = None, judge_id: UserId | None = None
+    ) -> list[Case]:
+        """Cases of these courts (None: all), or only those ``judge_id`` is assigned to; newest first."""
+
+    async def add_party(self, case_id: CaseId, kind: PartyKind, name: str, identifier: str) -> Party: ...
+
+    async def set_case_judges(self, case_id: CaseId, judge_ids: Sequence[UserId]) -> None: ...
+
+    # queries and their jobs ---------------------------------------------------------------------------
+    async def add_query(self, query: Query, jobs: Sequence[Job]) -> None:
+        """Persist the query and all its jobs in one transaction (before anything is sent)."""
+
+    async def get_query(self, query_id: QueryId) -> Query: ...
+
+    async def list_queries(self, *, case_id: CaseId | None = None, judge_id: UserId | None = None) -> list[Query]:
+        """Newest first."""
+
+    async def running_queries(self) -> list[Query]:
+        """Queries not yet complete (a restart resumes them)."""
+
+    async def query_jobs(self, query_id: QueryId) -> list[Job]: ...
+
+    async def start_job_attempt(self, job_id: JobId, at_ms: int) -> int | None:
+        """Count one more request of a pending job before it is sent; the new count, or None when the job
+        is no longer pending (nothing must be sent)."""
+
+    async def finish_job(
+        self,
+        job_id: JobId,
+        status: JobStatus,
+        *,
+        at_ms: int,
+        error: str | None = None,
+        assets: Sequence[AssetDraft] = (),
+    ) -> Job | None:
+        """Record the outcome (and assets) of a job. An answer replaces ``pending`` or ``timed_out`` (a late
+        answer is kept); a failure replaces only ``pending``. None when the job had already ended."""
+
+    async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
+        """Mark the query complete and its pending jobs timed out; return the jobs marked now."""
+
+    async def query_assets(self, query_id: QueryId) -> list[Asset]: ...
+
+    async def get_asset(self, asset_id: AssetId) -> Asset: ...
+
+    # follow-ups ---------------------------------------------------------------------------------------
+    async def add_followup(self, followup: FollowUp) -> FollowUp:
+        """Conflict when a follow-up with this id exists."""
+
+    async def get_followup(self, followup_id: FollowUpId) -> FollowUp: ...
+
+    async def list_followups(
+        self,
+        *,
+        query_id: QueryId | None = None,
+        case_ids: Sequence[CaseId] | None = None,
+        statuses: Sequence[FollowUpStatus] | None = None,
+    ) -> list[FollowUp]:
+        """Oldest first."""
+
+    async def update_followup(
+        self,
+        followup_id: FollowUpId,
+        *,
+        expect: Sequence[FollowUpStatus],
+        status: FollowUpStatus,
+        at_ms: int,
+        approved_by: UserId | None = None,
+        agency_ref: str | None = None,
+        error: str | None = None,
+        count_attempt: bool = False,
+    ) -> FollowUp | None:
+        """Move a follow-up from one of ``expect`` to ``status``; None (and no change) when it was elsewhere."""
+
+    # audit log ----------------------------------------------------------------------------------------
+    async def append_audit(self, draft: AuditDraft) -> AuditEntry:
+        """Append one entry to the hash chain, serialised against every other writer (also across processes)."""
+
+    async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Entries with seq > after_seq, oldest first."""

@@ -1,0 +1,418 @@
+"""SQLite side of the query store (see ``persistence.query_port``); mixed into ``SqliteStore``.
+
+The store has one connection, so a multi-statement transaction is serialised by an asyncio lock (two
+coroutines must not interleave their BEGIN … COMMIT on it) and by ``BEGIN IMMEDIATE`` across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from core.errors import Conflict, NotFound
+from core.hashchain import GENESIS, chain_hash
+from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
+from persistence.query_models import (
+    Asset,
+    AssetDraft,
+    AuditDraft,
+    AuditEntry,
+    Case,
+    FollowUp,
+    FollowUpAction,
+    FollowUpStatus,
+    Job,
+    JobStatus,
+    Party,
+    PartyKind,
+    Query,
+    audit_content,
+)
+
+
+def _translate(exc: sqlite3.IntegrityError) -> Exception:
+    text = str(exc)
+    if "UNIQUE" in text or "PRIMARY KEY" in text:
+        return Conflict(f"already exists ({text.split(':', 1)[-1].strip()})")
+    if "FOREIGN KEY" in text:
+        return NotFound("a referenced record does not exist")
+    return Conflict(f"constraint violated: {text}")
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values)) or "NULL"
+
+
+class SqliteQueries:
+    _query_tx_lock: asyncio.Lock | None = None
+
+    if TYPE_CHECKING:
+
+        @property
+        def db(self) -> aiosqlite.Connection: ...
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._query_tx_lock is None:
+            self._query_tx_lock = asyncio.Lock()
+        async with self._query_tx_lock:
+            db = self.db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException as exc:
+                await db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise _translate(exc) from exc
+                raise
+            else:
+                await db.execute("COMMIT")
+
+    async def _q(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        try:
+            cursor = await self.db.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise _translate(exc) from exc
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return list(rows)
+
+    # cases --------------------------------------------------------------------------------------------
+    async def add_case(
+        self,
+        *,
+        case_number: str,
+        court_id: CourtId,
+        title: str,
+        created_by: UserId,
+        created_ms: int,
+        parties: Sequence[tuple[PartyKind, str, str]] = (),
+        judge_ids: Sequence[UserId] = (),
+    ) -> Case:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO cases (case_number, court_id, title, created_by, created_ms) VALUES (?, ?, ?, ?, ?)",
+                (case_number, court_id, title, created_by, created_ms),
+            )
+            case_id = cursor.lastrowid
+            await cursor.close()
+            await db.executemany(
+                "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES (?, ?, ?, ?)",
+                [(case_id, kind.value, name, ident) for kind, name, ident in parties],
+            )
+            await db.executemany(
+                "INSERT INTO case_judges (case_id, user_id) VALUES (?, ?)",
+                [(case_id, j) for j in dict.fromkeys(judge_ids)],
+            )
+        assert case_id is not None
+        return await self.get_case(CaseId(case_id))
+
+    async def _cases(self, rows: list[aiosqlite.Row]) -> list[Case]:
+        ids = [r["id"] for r in rows]
+        parties = await self._q(f"SELECT * FROM case_parties WHERE case_id IN ({_marks(ids)}) ORDER BY id", ids)
+        judges = await self._q(
+            f"SELECT case_id, user_id FROM case_judges WHERE case_id IN ({_marks(ids)}) ORDER BY user_id", ids
+        )
+        by_case: dict[int, list[Party]] = {}
+        for p in parties:
+            by_case.setdefault(p["case_id"], []).append(
+                Party(PartyId(p["id"]), CaseId(p["case_id"]), PartyKind(p["kind"]), p["name"], p["identifier"])
+            )
+        judges_of: dict[int, list[UserId]] = {}
+        for j in judges:
+            judges_of.setdefault(j["case_id"], []).append(UserId(j["user_id"]))
+        return [
+            Case(
+                CaseId(r["id"]),
+                r["case_number"],
+                CourtId(r["court_id"]),
+                r["title"],
+                UserId(r["created_by"]),
+                r["created_ms"],
+                tuple(by_case.get(r["id"], ())),
+                tuple(judges_of.get(r["id"], ())),
+            )
+            for r in rows
+        ]
+
+    async def get_case(self, case_id: CaseId) -> Case:
+        rows = await self._q("SELECT * FROM cases WHERE id = ?", (case_id,))
+        if not rows:
+            raise NotFound(f"case {case_id} does not exist")
+        return (await self._cases(rows))[0]
+
+    async def list_cases(
+        self, *, court_ids: Sequence[CourtId] | None = None, judge_id: UserId | None = None
+    ) -> list[Case]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if court_ids is not None:
+            clauses.append(f"court_id IN ({_marks(court_ids)})")
+            args.extend(court_ids)
+        if judge_id is not None:
+            clauses.append("id IN (SELECT case_id FROM case_judges WHERE user_id = ?)")
+            args.append(judge_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return await self._cases(await self._q(f"SELECT * FROM cases {where} ORDER BY id DESC", args))
+
+    async def add_party(self, case_id: CaseId, kind: PartyKind, name: str, identifier: str) -> Party:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES (?, ?, ?, ?)",
+                (case_id, kind.value, name, identifier),
+            )
+            party_id = cursor.lastrowid
+            await cursor.close()
+        assert party_id is not None
+        return Party(PartyId(party_id), case_id, kind, name, identifier)
+
+    async def set_case_judges(self, case_id: CaseId, judge_ids: Sequence[UserId]) -> None:
+        async with self._tx() as db:
+            cursor = await db.execute("SELECT 1 FROM cases WHERE id = ?", (case_id,))
+            found = await cursor.fetchone()
+            await cursor.close()
+            if found is None:
+                raise NotFound(f"case {case_id} does not exist")
+            await db.execute("DELETE FROM case_judges WHERE case_id = ?", (case_id,))
+            await db.executemany(
+                "INSERT INTO case_judges (case_id, user_id) VALUES (?, ?)",
+                [(case_id, j) for j in dict.fromkeys(judge_ids)],
+            )
+
+    # queries ------------------------------------------------------------------------------------------
+    async def add_query(self, query: Query, jobs: Sequence[Job]) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO queries (id, case_id, judge_id, reason, created_ms, deadline_ms, completed_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (query.id, query.case_id, query.judge_id, query.reason, query.created_ms, query.deadline_ms,
+                 query.completed_ms),
+            )  # fmt: skip
+            await db.executemany(
+                "INSERT INTO query_jobs (id, query_id, party_id, agency_id, status, attempts, error, created_ms,"
+                " updated_ms, answered_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(j.id, j.query_id, j.party_id, j.agency_id, j.status.value, j.attempts, j.error, j.created_ms,
+                  j.updated_ms, j.answered_ms) for j in jobs],
+            )  # fmt: skip
+
+    @staticmethod
+    def _query(r: aiosqlite.Row) -> Query:
+        return Query(QueryId(r["id"]), CaseId(r["case_id"]), UserId(r["judge_id"]), r["reason"], r["created_ms"],
+                     r["deadline_ms"], r["completed_ms"])  # fmt: skip
+
+    @staticmethod
+    def _job(r: aiosqlite.Row) -> Job:
+        return Job(JobId(r["id"]), QueryId(r["query_id"]), PartyId(r["party_id"]), AgencyId(r["agency_id"]),
+                   JobStatus(r["status"]), r["attempts"], r["error"], r["created_ms"], r["updated_ms"],
+                   r["answered_ms"])  # fmt: skip
+
+    async def get_query(self, query_id: QueryId) -> Query:
+        rows = await self._q("SELECT * FROM queries WHERE id = ?", (query_id,))
+        if not rows:
+            raise NotFound(f"query {query_id} does not exist")
+        return self._query(rows[0])
+
+    async def list_queries(self, *, case_id: CaseId | None = None, judge_id: UserId | None = None) -> list[Query]:
+        rows = await self._q(
+            "SELECT * FROM queries WHERE (? IS NULL OR case_id = ?) AND (? IS NULL OR judge_id = ?)"
+            " ORDER BY created_ms DESC, id",
+            (case_id, case_id, judge_id, judge_id),
+        )
+        return [self._query(r) for r in rows]
+
+    async def running_queries(self) -> list[Query]:
+        rows = await self._q("SELECT * FROM queries WHERE completed_ms IS NULL ORDER BY created_ms")
+        return [self._query(r) for r in rows]
+
+    async def query_jobs(self, query_id: QueryId) -> list[Job]:
+        rows = await self._q("SELECT * FROM query_jobs WHERE query_id = ? ORDER BY agency_id, party_id", (query_id,))
+        return [self._job(r) for r in rows]
+
+    async def start_job_attempt(self, job_id: JobId, at_ms: int) -> int | None:
+        rows = await self._q(
+            "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = ? WHERE id = ? AND status = 'pending' "
+            "RETURNING attempts",
+            (at_ms, job_id),
+        )
+        return None if not rows else int(rows[0][0])
+
+    async def finish_job(
+        self,
+        job_id: JobId,
+        status: JobStatus,
+        *,
+        at_ms: int,
+        error: str | None = None,
+        assets: Sequence[AssetDraft] = (),
+    ) -> Job | None:
+        answer = status in (JobStatus.ANSWERED, JobStatus.NO_ASSETS)
+        replaceable = ["pending", "timed_out"] if answer else ["pending"]
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE query_jobs SET status = ?, error = ?, updated_ms = ?, answered_ms = ? "
+                f"WHERE id = ? AND status IN ({_marks(replaceable)}) RETURNING *",
+                (status.value, error, at_ms, at_ms if answer else None, job_id, *replaceable),
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+            if row is None:
+                return None
+            await db.executemany(
+                "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description, value_cents,"
+                " details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, ref) DO NOTHING",
+                [(row["query_id"], job_id, row["agency_id"], row["party_id"], a.kind, a.ref, a.description,
+                  a.value_cents, _dumps(a.details)) for a in assets],
+            )  # fmt: skip
+        return self._job(row)
+
+    async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE query_jobs SET status = 'timed_out', updated_ms = ? WHERE query_id = ? AND status = 'pending' "
+                "RETURNING *",
+                (at_ms, query_id),
+            )
+            rows = await cursor.fetchall()
+            await cursor.close()
+            await db.execute(
+                "UPDATE queries SET completed_ms = ? WHERE id = ? AND completed_ms IS NULL", (at_ms, query_id)
+            )
+        return sorted((self._job(r) for r in rows), key=lambda j: (j.agency_id, j.party_id))
+
+    @staticmethod
+    def _asset(r: aiosqlite.Row) -> Asset:
+        return Asset(AssetId(r["id"]), QueryId(r["query_id"]), JobId(r["job_id"]), AgencyId(r["agency_id"]),
+                     PartyId(r["party_id"]), r["kind"], r["ref"], r["description"], r["value_cents"],
+                     json.loads(r["details"]))  # fmt: skip
+
+    async def query_assets(self, query_id: QueryId) -> list[Asset]:
+        return [
+            self._asset(r) for r in await self._q("SELECT * FROM assets WHERE query_id = ? ORDER BY id", (query_id,))
+        ]
+
+    async def get_asset(self, asset_id: AssetId) -> Asset:
+        rows = await self._q("SELECT * FROM assets WHERE id = ?", (asset_id,))
+        if not rows:
+            raise NotFound(f"asset {asset_id} does not exist")
+        return self._asset(rows[0])
+
+    # follow-ups ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _followup(r: aiosqlite.Row) -> FollowUp:
+        return FollowUp(
+            id=FollowUpId(r["id"]), asset_id=AssetId(r["asset_id"]), query_id=QueryId(r["query_id"]),
+            case_id=CaseId(r["case_id"]), agency_id=AgencyId(r["agency_id"]), action=FollowUpAction(r["action"]),
+            amount_cents=r["amount_cents"], reason=r["reason"], requested_by=UserId(r["requested_by"]),
+            requested_ms=r["requested_ms"], status=FollowUpStatus(r["status"]), attempts=r["attempts"],
+            approved_by=None if r["approved_by"] is None else UserId(r["approved_by"]), decided_ms=r["decided_ms"],
+            agency_ref=r["agency_ref"], error=r["error"], updated_ms=r["updated_ms"],
+        )  # fmt: skip
+
+    async def add_followup(self, followup: FollowUp) -> FollowUp:
+        f = followup
+        rows = await self._q(
+            "INSERT INTO followups (id, asset_id, query_id, case_id, agency_id, action, amount_cents, reason,"
+            " requested_by, requested_ms, status, attempts, approved_by, decided_ms, agency_ref, error, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            (f.id, f.asset_id, f.query_id, f.case_id, f.agency_id, f.action.value, f.amount_cents, f.reason,
+             f.requested_by, f.requested_ms, f.status.value, f.attempts, f.approved_by, f.decided_ms, f.agency_ref,
+             f.error, f.updated_ms or f.requested_ms),
+        )  # fmt: skip
+        return self._followup(rows[0])
+
+    async def get_followup(self, followup_id: FollowUpId) -> FollowUp:
+        rows = await self._q("SELECT * FROM followups WHERE id = ?", (followup_id,))
+        if not rows:
+            raise NotFound(f"follow-up {followup_id} does not exist")
+        return self._followup(rows[0])
+
+    async def list_followups(
+        self,
+        *,
+        query_id: QueryId | None = None,
+        case_ids: Sequence[CaseId] | None = None,
+        statuses: Sequence[FollowUpStatus] | None = None,
+    ) -> list[FollowUp]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if query_id is not None:
+            clauses.append("query_id = ?")
+            args.append(query_id)
+        if case_ids is not None:
+            clauses.append(f"case_id IN ({_marks(case_ids)})")
+            args.extend(case_ids)
+        if statuses is not None:
+            clauses.append(f"status IN ({_marks(statuses)})")
+            args.extend(s.value for s in statuses)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return [
+            self._followup(r) for r in await self._q(f"SELECT * FROM followups {where} ORDER BY requested_ms, id", args)
+        ]
+
+    async def update_followup(
+        self,
+        followup_id: FollowUpId,
+        *,
+        expect: Sequence[FollowUpStatus],
+        status: FollowUpStatus,
+        at_ms: int,
+        approved_by: UserId | None = None,
+        agency_ref: str | None = None,
+        error: str | None = None,
+        count_attempt: bool = False,
+    ) -> FollowUp | None:
+        rows = await self._q(
+            "UPDATE followups SET status = ?, updated_ms = ?, approved_by = coalesce(?, approved_by),"
+            " decided_ms = CASE WHEN ? IS NULL THEN decided_ms ELSE ? END, agency_ref = coalesce(?, agency_ref),"
+            f" error = ?, attempts = attempts + ? WHERE id = ? AND status IN ({_marks(expect)}) RETURNING *",
+            (status.value, at_ms, approved_by, approved_by, at_ms, agency_ref, error, int(count_attempt), followup_id,
+             *[s.value for s in expect]),
+        )  # fmt: skip
+        return None if not rows else self._followup(rows[0])
+
+    # audit --------------------------------------------------------------------------------------------
+    async def append_audit(self, draft: AuditDraft) -> AuditEntry:
+        async with self._tx() as db:
+            cursor = await db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            last = await cursor.fetchone()
+            await cursor.close()
+            seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
+            content = audit_content(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id,
+                                    draft.query_id, draft.details)  # fmt: skip
+            digest = chain_hash(prev, content)
+            await db.execute(
+                "INSERT INTO audit_log (seq, action, actor_id, at_ms, reason, case_id, query_id, details, prev_hash,"
+                " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
+                 _dumps(draft.details), prev, digest),
+            )  # fmt: skip
+        return AuditEntry(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
+                          draft.details, prev, digest)  # fmt: skip
+
+    async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        rows = await self._q("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+        return [
+            AuditEntry(
+                r["seq"],
+                r["action"],
+                None if r["actor_id"] is None else UserId(r["actor_id"]),
+                r["at_ms"],
+                r["reason"],
+                None if r["case_id"] is None else CaseId(r["case_id"]),
+                None if r["query_id"] is None else QueryId(r["query_id"]),
+                json.loads(r["details"]),
+                r["prev_hash"],
+                r["hash"],
+            )
+            for r in rows
+        ]

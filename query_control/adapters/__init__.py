@@ -1,0 +1,1 @@
+"""Agency adapters: one per agency kind behind ``port.AgencyAdapter``."""

@@ -1,0 +1,279 @@
+"""The query broker: fans a query out to every selected agency at once and gathers the answers by its
+deadline, durably.
+
+Per job (one party at one agency): per-agency concurrency limit (a semaphore), circuit breaker, per-attempt
+timeout, bounded retries with full-jitter backoff for transient errors, and the job id as Idempotency-Key.
+Jobs are persisted before anything is sent and every attempt is counted before it goes out, so a restart
+resumes what was pending (``resume_pending``) and an agency that did answer replays its answer instead of
+acting twice. At the deadline the query completes: jobs still pending are marked timed out; an attempt in
+flight may still answer (within its agency's timeout), and that late answer is stored and streamed.
+Every change of a job is published on the bus topic ``query.<id>`` for the judge's screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from core.errors import ValidationFailed
+from core.ids import AgencyId, JobId, PartyId, QueryId, UserId
+from event_bus.port import EventBus
+from persistence.port import Store
+from persistence.query_models import Case, Job, JobStatus, Party, Query
+from query_control.adapters.port import AgencyThrottled, PermanentAgencyError, Subject, TransientAgencyError
+from query_control.agencies import AgencyConfig
+from query_control.breaker import backoff_delay, may_retry
+from query_control.gateway import AgencyGateway
+from query_control.views import job_view, query_topic
+
+log = logging.getLogger(__name__)
+
+BACKOFF_CAP_SECONDS = 5.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def plan_jobs(
+    case: Case,
+    agencies: Sequence[AgencyConfig],
+    *,
+    party_ids: Sequence[int] | None,
+    agency_ids: Sequence[str] | None,
+    kinds: Sequence[str] | None,
+) -> list[tuple[Party, AgencyConfig]]:
+    """Which (party, agency) pairs a selection means; None selects all. Pure."""
+    by_party = {p.id: p for p in case.parties}
+    if party_ids is None:
+        parties = list(case.parties)
+    else:
+        unknown = [p for p in party_ids if p not in by_party]
+        if unknown:
+            raise ValidationFailed(f"parties {unknown} are not parties of case {case.case_number}")
+        parties = [by_party[PartyId(p)] for p in dict.fromkeys(party_ids)]
+    chosen = list(agencies)
+    if agency_ids is not None:
+        known = {a.id for a in agencies}
+        unknown_agencies = [a for a in agency_ids if a not in known]
+        if unknown_agencies:
+            raise ValidationFailed(f"unknown agencies {unknown_agencies}")
+        chosen = [a for a in chosen if a.id in set(agency_ids)]
+    if kinds is not None:
+        chosen = [a for a in chosen if a.kind.value in set(kinds)]
+    pairs = [(p, a) for p in parties for a in chosen if p.kind in a.party_kinds]
+    if not pairs:
+        raise ValidationFailed("the selection names no party that any selected agency can be asked about")
+    return pairs
+
+
+class Broker:
+    def __init__(self, store: Store, bus: EventBus, gateway: AgencyGateway, *, deadline_seconds: float) -> None:
+        self._store = store
+        self._bus = bus
+        self._gateway = gateway
+        self._deadline = deadline_seconds
+        self._runs: dict[QueryId, asyncio.Task[None]] = {}
+        self._random = random.Random()
+        self._closed = False
+
+    async def close(self) -> None:
+        """Stop every query run; their pending jobs stay pending in the store for the next start."""
+        self._closed = True
+        runs = list(self._runs.values())
+        for task in runs:
+            task.cancel()
+        for task in runs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._runs.clear()
+
+    async def submit(
+        self,
+        case: Case,
+        judge_id: UserId,
+        reason: str,
+        *,
+        party_ids: Sequence[int] | None = None,
+        agency_ids: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        deadline_seconds: float | None = None,
+    ) -> tuple[Query, list[Job]]:
+        """Persist the query and its jobs, then start them; returns at once (answers stream on the bus)."""
+        pairs = plan_jobs(
+            case, list(self._gateway.agencies.values()), party_ids=party_ids, agency_ids=agency_ids, kinds=kinds
+        )
+        created = now_ms()
+        deadline = created + int(1000 * (deadline_seconds or self._deadline))
+        query = Query(QueryId(uuid.uuid4().hex), case.id, judge_id, reason, created, deadline)
+        jobs = [
+            Job(
+                JobId(uuid.uuid4().hex),
+                query.id,
+                party.id,
+                AgencyId(agency.id),
+                JobStatus.PENDING,
+                0,
+                None,
+                created,
+                created,
+            )
+            for party, agency in pairs
+        ]
+        await self._store.add_query(query, jobs)
+        self._spawn(query, case, jobs)
+        return query, jobs
+
+    async def resume_pending(self) -> int:
+        """Restart every query that was running when the process stopped; returns how many."""
+        resumed = 0
+        for query in await self._store.running_queries():
+            if query.id in self._runs:
+                continue
+            case = await self._store.get_case(query.case_id)
+            jobs = await self._store.query_jobs(query.id)
+            log.info("query %s: resuming %d pending jobs", query.id, sum(j.status is JobStatus.PENDING for j in jobs))
+            self._spawn(query, case, jobs)
+            resumed += 1
+        return resumed
+
+    async def wait(self, query_id: QueryId) -> None:
+        """Until the query's run has ended (complete, and late answers in or given up)."""
+        task = self._runs.get(query_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    def running(self) -> list[QueryId]:
+        return list(self._runs)
+
+    def _spawn(self, query: Query, case: Case, jobs: list[Job]) -> None:
+        if self._closed:
+            return
+        task = asyncio.create_task(self._run(query, case, jobs), name=f"query:{query.id}")
+        self._runs[query.id] = task
+        task.add_done_callback(functools.partial(self._ended, query.id))
+
+    def _ended(self, query_id: QueryId, task: asyncio.Task[None]) -> None:
+        if self._runs.get(query_id) is task:
+            del self._runs[query_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("query %s: run failed", query_id, exc_info=task.exception())
+
+    async def _run(self, query: Query, case: Case, jobs: list[Job]) -> None:
+        parties = {p.id: p for p in case.parties}
+        tasks = [
+            asyncio.create_task(self._run_job(query, parties[job.party_id], job), name=f"job:{job.id}")
+            for job in jobs
+            if job.status is JobStatus.PENDING
+        ]
+        try:
+            pending: set[asyncio.Task[None]] = set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=max(0.0, query.deadline_ms / 1000 - time.time()))
+            completed = now_ms()
+            timed_out = await self._store.complete_query(query.id, completed)
+            for job in timed_out:
+                await self._publish_job(query, parties, job)
+            await self._publish(
+                query.id, {"event": "complete", "completed_ms": completed, "timed_out": [j.id for j in timed_out]}
+            )
+            log.info("query %s: complete, %d of %d jobs timed out", query.id, len(timed_out), len(jobs))
+            if pending:
+                await asyncio.wait(pending)  # late answers: in-flight attempts end within their agency timeout
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    if (exc := await _outcome(task)) is not None:
+                        log.error("job %s: failed unexpectedly", task.get_name(), exc_info=exc)
+
+    async def _run_job(self, query: Query, party: Party, job: Job) -> None:
+        agency = self._gateway.agency(job.agency_id)
+        adapter = self._gateway.adapter(agency.kind)
+        breaker = self._gateway.breakers[agency.id]
+        subject = Subject(party.kind, party.name, party.identifier)
+        deadline = query.deadline_ms / 1000
+        tries = 0
+        while True:
+            if time.time() >= deadline:
+                return  # the run marks it timed out
+            async with self._gateway.limits[agency.id]:
+                if not breaker.allow(time.monotonic()):
+                    wait = breaker.retry_in(time.monotonic())
+                    why = f"circuit open: {agency.name} is failing; not asked (next probe in {wait:.0f} s)"
+                    await self._finish(query, party, job, JobStatus.FAILED, why)
+                    return
+                if await self._store.start_job_attempt(job.id, now_ms()) is None:
+                    breaker.release()
+                    return  # no longer pending (timed out while waiting for a slot)
+                tries += 1
+                try:
+                    assets = await adapter.query(agency, subject, job.id)
+                except AgencyThrottled as exc:
+                    breaker.release()  # busy is not broken
+                    error = exc.reason
+                except TransientAgencyError as exc:
+                    breaker.failure(time.monotonic())
+                    error = exc.reason
+                except PermanentAgencyError as exc:
+                    breaker.failure(time.monotonic())
+                    await self._finish(query, party, job, JobStatus.FAILED, exc.reason)
+                    return
+                except BaseException:
+                    breaker.release()
+                    raise
+                else:
+                    breaker.success(time.monotonic())
+                    status = JobStatus.ANSWERED if assets else JobStatus.NO_ASSETS
+                    await self._finish(query, party, job, status, None, assets)
+                    return
+            delay = backoff_delay(tries, agency.backoff_ms / 1000, BACKOFF_CAP_SECONDS, self._random.random())
+            if not may_retry(
+                attempts_made=tries, retries=agency.retries, now=time.time(), delay=delay, deadline=deadline
+            ):
+                budget = "retries exhausted" if tries > agency.retries else "no time left before the deadline"
+                await self._finish(query, party, job, JobStatus.FAILED, f"{error} ({budget} after {tries} attempts)")
+                return
+            log.info("job %s at %s: %s; retry %d in %.2f s", job.id, agency.id, error, tries, delay)
+            await asyncio.sleep(delay)
+
+    async def _finish(
+        self, query: Query, party: Party, job: Job, status: JobStatus, error: str | None, assets: Sequence[Any] = ()
+    ) -> None:
+        done = await self._store.finish_job(job.id, status, at_ms=now_ms(), error=error, assets=assets)
+        if done is None:
+            return  # already ended (e.g. failed after the deadline marked it timed out): keep that
+        log.info(
+            "query %s: %s at %s → %s%s", query.id, party.id, job.agency_id, status.value, f" ({error})" if error else ""
+        )
+        await self._publish_job(query, {party.id: party}, done)
+
+    async def _publish_job(self, query: Query, parties: dict[PartyId, Party], job: Job) -> None:
+        assets = await self._store.query_assets(query.id) if job.status is JobStatus.ANSWERED else []
+        agency = self._gateway.agencies.get(job.agency_id)
+        view = job_view(job, query, agency.name if agency else job.agency_id, parties.get(job.party_id), assets)
+        await self._publish(query.id, {"event": "job", "job": view})
+
+    async def _publish(self, query_id: QueryId, data: dict[str, Any]) -> None:
+        try:
+            await self._bus.publish(query_topic(query_id), data)
+        except Exception:  # the store has it; a screen that missed it reloads the query
+            log.warning("query %s: could not publish an update", query_id, exc_info=True)
+
+
+async def _outcome(task: asyncio.Task[None]) -> BaseException | None:
+    try:
+        await task
+    except asyncio.CancelledError:
+        return None
+    except Exception as exc:
+        return exc
+    return None

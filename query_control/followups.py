@@ -1,0 +1,283 @@
+"""Follow-ups on an asset a query found: freeze (冻结), renew (续冻), unfreeze (解冻), deduct (扣划).
+
+A judge on the case asks; a supervisor of the case's court or a court above approves (二次审批) — only then
+is anything sent. The follow-up id is the agency's Idempotency-Key, and each send is recorded
+(``sending``, attempt counted) before it goes out, so a retry or a restart after a crash re-sends the
+same key and the agency replays its confirmation: a freeze is never applied twice. Status is tracked to
+the agency's confirmation (``confirmed`` with its reference) or refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import uuid
+from typing import Any
+
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.ids import AgencyId, AssetId, FollowUpId
+from event_bus.port import EventBus
+from persistence.models import User
+from persistence.port import Store
+from persistence.query_models import FollowUp, FollowUpAction, FollowUpStatus
+from query_control.adapters.port import FollowUpOrder, PermanentAgencyError, Subject, TransientAgencyError
+from query_control.audit import AuditLog
+from query_control.breaker import backoff_delay
+from query_control.broker import now_ms
+from query_control.gateway import AgencyGateway
+from query_control.views import query_topic
+
+log = logging.getLogger(__name__)
+
+MAX_SEND_ATTEMPTS = 8
+SEND_BACKOFF_CAP_SECONDS = 30.0
+OPEN_STATUSES = (FollowUpStatus.APPROVED, FollowUpStatus.SENDING)
+
+
+def followup_view(f: FollowUp) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "asset_id": f.asset_id,
+        "query_id": f.query_id,
+        "case_id": f.case_id,
+        "agency_id": f.agency_id,
+        "action": f.action.value,
+        "amount_cents": f.amount_cents,
+        "reason": f.reason,
+        "requested_by": f.requested_by,
+        "requested_ms": f.requested_ms,
+        "status": f.status.value,
+        "attempts": f.attempts,
+        "approved_by": f.approved_by,
+        "decided_ms": f.decided_ms,
+        "agency_ref": f.agency_ref,
+        "error": f.error,
+        "updated_ms": f.updated_ms,
+    }
+
+
+class FollowUps:
+    def __init__(self, store: Store, bus: EventBus, gateway: AgencyGateway, audit: AuditLog) -> None:
+        self._store = store
+        self._bus = bus
+        self._gateway = gateway
+        self._audit = audit
+        self._sends: dict[FollowUpId, asyncio.Task[None]] = {}
+        self._random = random.Random()
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        sends = list(self._sends.values())
+        for task in sends:
+            task.cancel()
+        for task in sends:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._sends.clear()
+
+    async def wait(self, followup_id: FollowUpId) -> None:
+        task = self._sends.get(followup_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def request(
+        self,
+        judge: User,
+        *,
+        asset_id: AssetId,
+        action: FollowUpAction,
+        amount_cents: int | None,
+        reason: str,
+        key: str | None = None,
+    ) -> tuple[FollowUp, bool]:
+        """Record the request (awaiting approval); with a key already used, the earlier one (and False)."""
+        if key is not None:
+            try:
+                existing = await self._store.get_followup(FollowUpId(key))
+            except NotFound:
+                pass
+            else:
+                if existing.asset_id != asset_id or existing.action is not action or existing.requested_by != judge.id:
+                    raise Conflict("this Idempotency-Key was used for another follow-up")
+                return existing, False
+        asset = await self._store.get_asset(asset_id)
+        query = await self._store.get_query(asset.query_id)
+        case = await self._store.get_case(query.case_id)
+        if judge.id not in case.judge_ids:
+            raise Forbidden(f"you are not assigned to case {case.case_number}")
+        agency = self._gateway.agency(asset.agency_id)
+        if action not in agency.followups:
+            raise ValidationFailed(f"{agency.name} does not accept {action.value}")
+        if action is FollowUpAction.DEDUCT:
+            if amount_cents is None:
+                raise ValidationFailed("amount_cents: required for a deduction")
+            if asset.value_cents is not None and amount_cents > asset.value_cents:
+                raise ValidationFailed(f"amount_cents: more than the asset's value ({asset.value_cents})")
+        if action in (FollowUpAction.RENEW, FollowUpAction.UNFREEZE, FollowUpAction.DEDUCT):
+            earlier = await self._store.list_followups(query_id=query.id, statuses=[FollowUpStatus.CONFIRMED])
+            if not any(f.asset_id == asset.id and f.action is FollowUpAction.FREEZE for f in earlier):
+                raise Conflict(f"{action.value} needs a confirmed freeze of this asset first")
+        at = now_ms()
+        followup = FollowUp(
+            FollowUpId(key or uuid.uuid4().hex),
+            asset.id,
+            query.id,
+            case.id,
+            AgencyId(agency.id),
+            action,
+            amount_cents,
+            reason,
+            judge.id,
+            at,
+            FollowUpStatus.AWAITING_APPROVAL,
+            updated_ms=at,
+        )
+        stored = await self._store.add_followup(followup)
+        await self._audit.record(
+            "followup.request",
+            judge.id,
+            reason=reason,
+            case_id=case.id,
+            query_id=query.id,
+            details={
+                "followup_id": stored.id,
+                "asset_id": asset.id,
+                "action": action.value,
+                "amount_cents": amount_cents,
+                "agency_id": agency.id,
+            },
+        )
+        await self._publish(stored)
+        return stored, True
+
+    async def decide(self, supervisor: User, followup_id: FollowUpId, *, approve: bool, note: str) -> FollowUp:
+        """二次审批: a supervisor of the case's court or a court above approves (then it is sent) or rejects."""
+        followup = await self._store.get_followup(followup_id)
+        case = await self._store.get_case(followup.case_id)
+        if case.court_id not in await self._store.court_subtree(supervisor.court_id):
+            raise Forbidden(f"case {case.case_number} is outside your jurisdiction")
+        if supervisor.id == followup.requested_by:
+            raise Forbidden("the second approval must come from another person")
+        status = FollowUpStatus.APPROVED if approve else FollowUpStatus.REJECTED
+        decided = await self._store.update_followup(
+            followup_id,
+            expect=[FollowUpStatus.AWAITING_APPROVAL],
+            status=status,
+            at_ms=now_ms(),
+            approved_by=supervisor.id,
+        )
+        if decided is None:
+            raise Conflict(f"follow-up is already {followup.status.value}")
+        await self._audit.record(
+            f"followup.{'approve' if approve else 'reject'}",
+            supervisor.id,
+            reason=note,
+            case_id=case.id,
+            query_id=followup.query_id,
+            details={"followup_id": followup_id, "action": followup.action.value},
+        )
+        await self._publish(decided)
+        if approve:
+            self._spawn(decided)
+        return decided
+
+    async def resume_pending(self) -> int:
+        """Send again (same key) every approved follow-up not yet confirmed or refused."""
+        open_ = await self._store.list_followups(statuses=list(OPEN_STATUSES))
+        for followup in open_:
+            if followup.id not in self._sends:
+                log.info(
+                    "follow-up %s: resuming (%s, %d attempts so far)", followup.id, followup.status, followup.attempts
+                )
+                self._spawn(followup)
+        return len(open_)
+
+    def _spawn(self, followup: FollowUp) -> None:
+        if self._closed:
+            return
+        task = asyncio.create_task(self._send(followup), name=f"followup:{followup.id}")
+        self._sends[followup.id] = task
+        task.add_done_callback(functools.partial(self._ended, followup.id))
+
+    def _ended(self, followup_id: FollowUpId, task: asyncio.Task[None]) -> None:
+        if self._sends.get(followup_id) is task:
+            del self._sends[followup_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("follow-up %s: send failed", followup_id, exc_info=task.exception())
+
+    async def _send(self, followup: FollowUp) -> None:
+        agency = self._gateway.agency(followup.agency_id)
+        adapter = self._gateway.adapter(agency.kind)
+        asset = await self._store.get_asset(followup.asset_id)
+        case = await self._store.get_case(followup.case_id)
+        party = next(p for p in case.parties if p.id == asset.party_id)
+        order = FollowUpOrder(
+            followup.action,
+            asset.ref,
+            followup.amount_cents,
+            Subject(party.kind, party.name, party.identifier),
+            case.case_number,
+        )
+        tries = 0
+        while True:
+            async with self._gateway.limits[agency.id]:
+                sending = await self._store.update_followup(
+                    followup.id,
+                    expect=list(OPEN_STATUSES),
+                    status=FollowUpStatus.SENDING,
+                    at_ms=now_ms(),
+                    count_attempt=True,
+                )
+                if sending is None:
+                    return  # already settled
+                tries += 1
+                try:
+                    receipt = await adapter.followup(agency, order, followup.id)
+                except TransientAgencyError as exc:
+                    error = exc.reason
+                except PermanentAgencyError as exc:
+                    await self._settle(followup, FollowUpStatus.REFUSED, error=exc.reason)
+                    return
+                else:
+                    await self._settle(followup, FollowUpStatus.CONFIRMED, agency_ref=receipt.agency_ref)
+                    return
+            if tries >= MAX_SEND_ATTEMPTS:
+                await self._settle(followup, FollowUpStatus.FAILED, error=f"{error} (gave up after {tries} attempts)")
+                return
+            delay = backoff_delay(tries, agency.backoff_ms / 1000, SEND_BACKOFF_CAP_SECONDS, self._random.random())
+            log.info("follow-up %s at %s: %s; retry in %.2f s", followup.id, agency.id, error, delay)
+            await asyncio.sleep(delay)
+
+    async def _settle(
+        self, followup: FollowUp, status: FollowUpStatus, *, error: str | None = None, agency_ref: str | None = None
+    ) -> None:
+        settled = await self._store.update_followup(
+            followup.id,
+            expect=[FollowUpStatus.SENDING],
+            status=status,
+            at_ms=now_ms(),
+            agency_ref=agency_ref,
+            error=error,
+        )
+        if settled is None:
+            return
+        await self._audit.record(
+            f"followup.{status.value}",
+            None,
+            case_id=followup.case_id,
+            query_id=followup.query_id,
+            details={"followup_id": followup.id, "agency_ref": agency_ref, "error": error},
+        )
+        await self._publish(settled)
+
+    async def _publish(self, followup: FollowUp) -> None:
+        try:
+            await self._bus.publish(
+                query_topic(followup.query_id), {"event": "followup", "followup": followup_view(followup)}
+            )
+        except Exception:
+            log.warning("follow-up %s: could not publish an update", followup.id, exc_info=True)

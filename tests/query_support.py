@@ -1,0 +1,171 @@
+"""Helpers of the asset-query integration tests: the real agency simulator on ephemeral ports and an
+app pointed at it (on a store that can outlive the app, to kill and resume)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp.test_utils import TestClient, TestServer
+
+from command_center.app import create_app
+from command_center.bootstrap import import_courts
+from config.settings import QuerySettings, Settings, StoreSettings
+from persistence.models import Role
+from query_control.adapters.kinds import MAPPERS
+from query_control.agencies import AgencyConfig, SimulatorProfile, load_agencies, with_endpoints
+from query_control.simulator.data import holdings
+from query_control.simulator.server import SimulatorFleet
+from tests.conftest import COURTS_FILE, FAST_AUTH, World
+
+PERSON = ("张三", "11010519491231002X")
+ORG = ("哈尔滨某某贸易有限公司", "91350100M000100Y43")
+CASE_NUMBER = "(2026)黑01执123号"
+FAST = SimulatorProfile(latency_median_ms=30, latency_sigma=0.3, seed=1)
+
+
+def test_agencies(profiles: dict[str, dict[str, Any]] | None = None, **settings: Any) -> list[AgencyConfig]:
+    """The shipped 18 agencies, quick by default (tests set slow or faulty ones explicitly)."""
+    agencies = []
+    for agency in load_agencies():
+        profile = FAST.model_copy(update=(profiles or {}).get(agency.id, {}))
+        base = {"timeout_seconds": 2.0, "retries": 1, "backoff_ms": 50.0, "simulator": profile}
+        agencies.append(agency.model_copy(update={**base, **settings}))
+    return agencies
+
+
+test_agencies.__test__ = False  # type: ignore[attr-defined]
+
+
+@asynccontextmanager
+async def running_fleet(agencies: list[AgencyConfig]) -> AsyncIterator[tuple[SimulatorFleet, list[AgencyConfig]]]:
+    fleet = SimulatorFleet(agencies)
+    await fleet.start()
+    try:
+        yield fleet, with_endpoints(agencies, fleet.endpoints)
+    finally:
+        await fleet.close()
+
+
+@asynccontextmanager
+async def query_app(
+    tmp_path: Path,
+    agencies: list[AgencyConfig],
+    *,
+    deadline: float = 5.0,
+    store: StoreSettings | None = None,
+    schema: str | None = None,
+    tokens: dict[str, str] | None = None,
+) -> AsyncIterator[World]:
+    """A running app; people are created (and logged in) unless ``tokens`` of an earlier app are given."""
+    settings = Settings(
+        store=store or StoreSettings(url=f"sqlite:///{tmp_path / 'queries.db'}"),
+        auth=FAST_AUTH,
+        data_dir=tmp_path,
+        queries=QuerySettings(deadline_seconds=deadline),
+    )
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, store_schema=schema, agencies=agencies)))
+    await client.start_server()
+    try:
+        world = World(client)
+        if tokens is None:
+            await import_courts(world.store, COURTS_FILE)
+            people = [(r.value, r, "HLJ01") for r in Role] + [
+                ("judge2", Role.JUDGE, "HLJ01"),
+                ("far_supervisor", Role.SUPERVISOR, "HLJ11"),
+                ("basic_supervisor", Role.SUPERVISOR, "HLJ0102"),
+            ]
+            for name, role, court in people:
+                await world.add_user(name, role, court)
+                world.tokens[name] = await world.login(name)
+        else:
+            world.tokens = dict(tokens)
+        yield world
+    finally:
+        await client.close()
+
+
+async def open_case(world: World, who: str = "judge") -> dict[str, Any]:
+    response = await world.client.post(
+        "/api/cases",
+        json={
+            "case_number": CASE_NUMBER,
+            "title": "借款合同纠纷执行",
+            "parties": [
+                {"kind": "person", "name": PERSON[0], "identifier": PERSON[1]},
+                {"kind": "organisation", "name": ORG[0], "identifier": ORG[1]},
+            ],
+        },
+        headers=world.auth(who),
+    )
+    assert response.status == 201, await response.text()
+    case: dict[str, Any] = await response.json()
+    return case
+
+
+async def submit(world: World, case_id: int, who: str = "judge", **selection: Any) -> dict[str, Any]:
+    response = await world.client.post(
+        "/api/queries",
+        json={"case_id": case_id, "reason": "申请执行人申请查控被执行人财产", **selection},
+        headers=world.auth(who),
+    )
+    assert response.status == 202, await response.text()
+    query: dict[str, Any] = await response.json()
+    return query
+
+
+async def get_query(world: World, query_id: str, who: str = "judge") -> dict[str, Any]:
+    response = await world.client.get(f"/api/queries/{query_id}", headers=world.auth(who))
+    assert response.status == 200, await response.text()
+    query: dict[str, Any] = await response.json()
+    return query
+
+
+async def wait_complete(world: World, query_id: str, within: float = 15.0) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        while True:
+            query = await world.store.get_query(query_id)  # type: ignore[arg-type]
+            if query.completed_ms is not None:
+                return await get_query(world, query_id)
+            await asyncio.sleep(0.05)
+
+
+def expected_refs(agency: AgencyConfig, identifier: str) -> list[str]:
+    """What the simulator's deterministic data says this agency holds for the party."""
+    mapper = MAPPERS[agency.kind]
+    return [mapper.to_asset(mapper.record.model_validate(r)).ref for r in holdings(agency, identifier)]
+
+
+class QueryScreen:
+    """The judge's screen subscribed to one query: the snapshot, then every update folded in."""
+
+    def __init__(self, ws: ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.complete = False
+
+    async def pump(self, until: Any, within: float = 15.0) -> None:
+        async with asyncio.timeout(within):
+            while not until(self):
+                message = await self.ws.receive()
+                assert message.type == WSMsgType.TEXT, f"socket ended: {message}"
+                data = message.json()
+                self.messages.append(data)
+                if data["type"] == "snapshot":
+                    self.jobs = {j["job_id"]: j for j in data["query"]["jobs"]}
+                    self.complete = data["query"]["complete"]
+                elif data["type"] == "query_update" and data["event"] == "job":
+                    self.jobs[data["job"]["job_id"]] = data["job"]
+                elif data["type"] == "query_update" and data["event"] == "complete":
+                    self.complete = True
+
+
+async def open_query_screen(world: World, query_id: str, who: str = "judge") -> QueryScreen:
+    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens[who]}")
+    await ws.send_json({"type": "subscribe", "topics": [f"query:{query_id}"]})
+    return QueryScreen(ws)

@@ -1,0 +1,154 @@
+"""The pure parts of the media work, without a loop: SDP offer checks, keyframes, feeds, pacing."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from command_center.api import telemetry as telemetry_api
+from media import telemetry_channel
+from media.frames import Feed, KeyframeRequests, is_keyframe, nal_units
+from media.offers import OfferError, parse_offer, plan_publish, plan_view, prefer_dtls_server
+
+HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
+
+
+def section(kind: str, mid: str, codecs: str, rtpmaps: list[str], direction: str = "sendonly") -> str:
+    lines = [f"m={kind} 9 UDP/TLS/RTP/SAVPF {codecs}", "c=IN IP4 0.0.0.0", f"a=mid:{mid}", f"a={direction}",
+             "a=setup:actpass", *rtpmaps]  # fmt: skip
+    return "\r\n".join(lines) + "\r\n"
+
+
+VP8 = section("video", "0", "96 97", ["a=rtpmap:96 VP8/90000", "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96"])
+H264 = section("video", "0", "102 96", ["a=rtpmap:102 H264/90000",
+               "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+               "a=rtpmap:96 VP8/90000"])  # fmt: skip
+MODE0_H264 = section("video", "0", "102", ["a=rtpmap:102 H264/90000",
+                     "a=fmtp:102 packetization-mode=0;profile-level-id=42e01f"])  # fmt: skip
+OPUS = section("audio", "1", "111", ["a=rtpmap:111 opus/48000/2"])
+PCMU = section("audio", "1", "0", ["a=rtpmap:0 PCMU/8000"])
+DATA = "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\na=sctp-port:5000\r\n"
+
+
+def test_a_unit_offer_gets_its_first_forwardable_codec_per_kind() -> None:
+    assert plan_publish(parse_offer(HEAD + VP8 + OPUS + DATA)) == {"video": "video/VP8", "audio": "audio/opus"}
+    assert plan_publish(parse_offer(HEAD + H264)) == {"video": "video/H264"}
+    assert plan_publish(parse_offer((HEAD + VP8).replace("\r\n", "\n"))) == {"video": "video/VP8"}
+
+
+@pytest.mark.parametrize(
+    ("offer", "malformed", "reason"),
+    [
+        ("", True, "first line"),
+        ("hello", True, "first line"),
+        ("v=0\r\nthis is not sdp\r\n", True, "line 2"),
+        ("v=0\r\nm=video nine RTP 96\r\n", True, "media line"),
+        (HEAD + DATA, False, "no audio or video"),
+        (HEAD, False, "no audio or video"),
+        (HEAD + PCMU, False, "no supported audio codec offered (PCMU); send Opus"),
+        (HEAD + section("video", "0", "98", ["a=rtpmap:98 VP9/90000"]), False, "send VP8 or H.264"),
+        (HEAD + MODE0_H264, False, "no supported video codec"),
+        (HEAD + section("video", "0", "96", ["a=rtpmap:96 VP8/90000"], "recvonly"), False, "does not send"),
+        (HEAD + VP8 + VP8.replace("a=mid:0", "a=mid:3"), False, "more than one video"),
+    ],
+)
+def test_unusable_unit_offers_are_refused_with_the_reason(offer: str, malformed: bool, reason: str) -> None:
+    with pytest.raises(OfferError) as caught:
+        plan_publish(parse_offer(offer))
+    assert caught.value.malformed is malformed
+    assert reason in str(caught.value)
+
+
+def test_a_viewer_must_accept_the_units_own_codec() -> None:
+    recv = HEAD + VP8.replace("a=sendonly", "a=recvonly") + OPUS.replace("a=sendonly", "a=recvonly")
+    assert plan_view(parse_offer(recv), {"video": "video/VP8"}) == {"video": "video/VP8"}
+    assert plan_view(parse_offer(recv), {"video": "video/VP8", "audio": "audio/opus"}) == {
+        "video": "video/VP8", "audio": "audio/opus"}  # fmt: skip
+    with pytest.raises(OfferError, match="sends video/H264"):
+        plan_view(parse_offer(recv), {"video": "video/H264"})
+    with pytest.raises(OfferError, match="none of the unit's media"):
+        plan_view(parse_offer(HEAD + OPUS.replace("a=sendonly", "a=recvonly")), {"video": "video/VP8"})
+    with pytest.raises(OfferError, match="none of the unit's media"):  # inactive
+        plan_view(parse_offer(HEAD + VP8.replace("a=sendonly", "a=inactive")), {"video": "video/VP8"})
+
+
+def test_the_answerer_becomes_the_dtls_server() -> None:
+    offer = HEAD + VP8 + OPUS
+    changed = prefer_dtls_server(offer)
+    assert "a=setup:actpass" not in changed and changed.count("a=setup:active\r\n") == 2
+    assert prefer_dtls_server(changed) == changed
+    assert prefer_dtls_server("a=setup:passive\n") == "a=setup:passive\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400) | st.lists(st.sampled_from(
+    ["v=0", "m=video 9 RTP 96", "m=audio 0 RTP 0", "a=rtpmap:96 VP8/90000", "a=rtpmap:x", "a=fmtp:96 a=b;c",
+     "a=sendonly", "a=recvonly", "a=mid:0", "m=application 9 DTLS webrtc", "x", "", "a=rtpmap:0 PCMU/8000"]),
+    max_size=30).map("\r\n".join))  # fmt: skip
+def test_any_text_is_either_planned_or_refused_with_offer_error(text: str) -> None:
+    try:
+        plan = plan_publish(parse_offer(text))
+    except OfferError:
+        return
+    assert set(plan) <= {"audio", "video"} and plan
+
+
+VP8_KEY = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A, 0x40, 0x01, 0xF0, 0x00]) + b"\x00" * 20
+VP8_DELTA = bytes([0x31, 0x02, 0x00]) + b"\x00" * 20
+
+
+def test_keyframes_are_recognised() -> None:
+    assert is_keyframe("video/VP8", VP8_KEY) and not is_keyframe("video/VP8", VP8_DELTA)
+    assert not is_keyframe("video/VP8", b"\x00\x00")
+    idr = b"\x00\x00\x00\x01\x67\x42\x00\x1f" + b"\x00\x00\x00\x01\x68\xce" + b"\x00\x00\x01\x65\x88\x84"
+    slice_ = b"\x00\x00\x00\x01\x41\x9a\x00"
+    assert nal_units(idr) == [b"\x67\x42\x00\x1f", b"\x68\xce", b"\x65\x88\x84"]
+    assert is_keyframe("video/H264", idr) and not is_keyframe("video/H264", slice_)
+    assert is_keyframe("audio/opus", b"\x01")
+
+
+@given(st.binary(max_size=64))
+def test_keyframe_checks_never_fail_on_any_bytes(data: bytes) -> None:
+    for mime in ("video/VP8", "video/H264", "video/AV1"):
+        assert isinstance(is_keyframe(mime, data), bool)
+
+
+def test_a_video_feed_starts_at_a_keyframe_and_restarts_at_one_when_it_overflows() -> None:
+    feed: Feed[str] = Feed(3, gated=True)
+    assert feed.push("d0", keyframe=False) is True and len(feed) == 0  # joined mid-stream: wait
+    assert feed.push("k1", keyframe=True) is False
+    for name in ("d2", "d3"):
+        assert feed.push(name, keyframe=False) is False
+    assert feed.push("d4", keyframe=False) is True  # full: flushed, waiting for a keyframe again
+    assert len(feed) == 0 and feed.waiting and feed.dropped == 5  # d0, then k1 d2 d3 flushed, d4
+    assert feed.push("d5", keyframe=False) is True
+    assert feed.push("k6", keyframe=True) is False
+    assert [feed.pop(), feed.pop()] == ["k6", None]
+
+
+def test_an_audio_feed_drops_its_oldest_frame_when_full() -> None:
+    feed: Feed[int] = Feed(2, gated=False)
+    for n in range(4):
+        assert feed.push(n, keyframe=True) is False
+    assert [feed.pop(), feed.pop(), feed.pop()] == [2, 3, None] and feed.dropped == 2
+
+
+def test_keyframe_requests_go_at_once_then_at_most_one_per_interval() -> None:
+    now = [100.0]
+    requests = KeyframeRequests(1.0, lambda: now[0])
+    assert requests.due() is None
+    requests.want()
+    assert requests.due() == 0.0
+    requests.sent()
+    assert requests.due() is None
+    requests.want()
+    now[0] += 0.25
+    assert requests.due() == pytest.approx(0.75)
+    now[0] += 1.0
+    assert requests.due() == 0.0
+
+
+def test_the_data_channel_has_the_websockets_limits() -> None:
+    assert telemetry_channel.MAX_MESSAGE == telemetry_api.MAX_WS_MESSAGE
+    assert telemetry_channel.MAX_BATCH == telemetry_api.MAX_WS_BATCH
