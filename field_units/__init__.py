@@ -1,5 +1,2 @@
-"""Field units (执行单兵): telemetry validation, status state machine, offline detection, simulator.
-
-The directory of units and their device credentials lives in ``persistence`` and ``command_center``
-today; the telemetry pipeline arrives with the live-tracking issue.
-"""
+"""Field units (执行单兵): telemetry validation, the status state machine, the batched position writer and
+the live tracker (server side); the outbox, telemetry client, routes and simulator (device side)."""
