@@ -1,53 +1,14 @@
 """Telemetry over a unit's WebRTC data channel: the same answers as the telemetry WebSocket.
 
 A unit streaming media opens a reliable, ordered data channel labelled ``telemetry`` in its WHIP offer
-and sends the WebSocket's messages on it (docs/protocols.md). Each message goes through the one
-telemetry handler (``Tracker.ingest``: same validation, same dedupe) and is answered on the channel
-with the WebSocket's ``ack`` or ``error`` JSON. The limits are the WebSocket's.
+and sends the WebSocket's messages on it; each is answered by ``field_units.messages.answer``, the
+WebSocket's own handler, so validation, dedupe, limits and replies cannot drift apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
-
-import orjson
-
-from core.errors import AppError
-from persistence.models import Unit
+from field_units.messages import MAX_BATCH, MAX_MESSAGE, Answer, Ingest, answer, error
 
 LABEL = "telemetry"
-MAX_MESSAGE = 256 * 1024  # as the WebSocket's max_msg_size
-MAX_BATCH = 500  # positions in one message, as on the WebSocket
 
-
-class Answer(Protocol):
-    def as_dict(self) -> dict[str, Any]: ...
-
-
-Ingest = Callable[[Unit, object], Awaitable[Answer]]
-
-
-async def answer(ingest: Ingest, unit: Unit, message: str | bytes) -> bytes:
-    """The reply to one data-channel message (JSON text, pre-serialised)."""
-    if isinstance(message, bytes):
-        return error("bad_request", "send JSON text messages")
-    if len(message) > MAX_MESSAGE:
-        return error("payload_too_large", f"message larger than {MAX_MESSAGE} bytes")
-    try:
-        data = orjson.loads(message)
-    except orjson.JSONDecodeError as exc:
-        return error("invalid_json", f"not JSON: {exc}")
-    if isinstance(data, list) and len(data) > MAX_BATCH:
-        return error("validation_failed", f"{len(data)} positions in one message; limit {MAX_BATCH}")
-    try:
-        ack = await ingest(unit, data)
-    except ValueError as exc:
-        return error("validation_failed", str(exc))
-    except AppError as exc:  # e.g. the database is down and the buffer full: the unit keeps and resends
-        return error(exc.code, exc.message)
-    return orjson.dumps(ack.as_dict())
-
-
-def error(code: str, message: str) -> bytes:
-    return orjson.dumps({"type": "error", "code": code, "message": message})
+__all__ = ["LABEL", "MAX_BATCH", "MAX_MESSAGE", "Answer", "Ingest", "answer", "error"]

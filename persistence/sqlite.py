@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from core.errors import Conflict, NotFound, ServiceUnavailable
+from core.errors import NotFound, ServiceUnavailable
 from core.ids import CourtId, UnitId, UserId
 from persistence.migrations import load_migrations
 from persistence.models import (
@@ -30,7 +30,7 @@ from persistence.models import (
     UnitState,
     User,
 )
-from persistence.sqlite_queries import SqliteQueries
+from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
 
 _SUBTREE = """
 WITH RECURSIVE tree(id, depth) AS (
@@ -40,15 +40,6 @@ WITH RECURSIVE tree(id, depth) AS (
 )
 SELECT id FROM tree ORDER BY depth, id
 """
-
-
-def _translate(exc: sqlite3.IntegrityError) -> Exception:
-    text = str(exc)
-    if "UNIQUE" in text:
-        return Conflict(f"already exists ({text.split(':', 1)[-1].strip()})")
-    if "FOREIGN KEY" in text:
-        return NotFound("a referenced record does not exist")
-    return Conflict(f"constraint violated: {text}")
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -88,9 +79,10 @@ class SqliteStore(SqliteQueries):
 
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Cursor:
         try:
-            return await self.db.execute(sql, params)
+            async with self._serial():
+                return await self.db.execute(sql, params)
         except sqlite3.IntegrityError as exc:
-            raise _translate(exc) from exc
+            raise translate_integrity_error(exc) from exc
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         cursor = await self._execute(sql, params)
@@ -336,17 +328,9 @@ class SqliteStore(SqliteQueries):
             best = newest.get(p.unit_id)
             if best is None or (p.fix_time_ms, p.seq) > (best.fix_time_ms, best.seq):
                 newest[p.unit_id] = p
-        db = self.db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._tx() as db:
             await db.executemany(_INSERT_POSITION, [_position_row(p) for p in fresh])
             await db.executemany(_UPSERT_LATEST, [_position_row(p) for p in newest.values()])
-            await db.execute("COMMIT")
-        except BaseException as exc:
-            await db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise _translate(exc) from exc
-            raise
         return {(p.unit_id, p.seq) for p in fresh}
 
     async def latest_positions(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, Position]:

@@ -36,7 +36,7 @@ from persistence.query_models import (
 )
 
 
-def _translate(exc: sqlite3.IntegrityError) -> Exception:
+def translate_integrity_error(exc: sqlite3.IntegrityError) -> Exception:
     text = str(exc)
     if "UNIQUE" in text or "PRIMARY KEY" in text:
         return Conflict(f"already exists ({text.split(':', 1)[-1].strip()})")
@@ -54,7 +54,7 @@ def _marks(values: Sequence[Any]) -> str:
 
 
 class SqliteQueries:
-    _query_tx_lock: asyncio.Lock | None = None
+    _tx_lock: asyncio.Lock | None = None
 
     if TYPE_CHECKING:
 
@@ -62,10 +62,16 @@ class SqliteQueries:
         def db(self) -> aiosqlite.Connection: ...
 
     @asynccontextmanager
+    async def _serial(self) -> AsyncIterator[None]:
+        """Hold the connection: no statement of another coroutine runs inside an open transaction."""
+        if self._tx_lock is None:
+            self._tx_lock = asyncio.Lock()
+        async with self._tx_lock:
+            yield
+
+    @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        if self._query_tx_lock is None:
-            self._query_tx_lock = asyncio.Lock()
-        async with self._query_tx_lock:
+        async with self._serial():
             db = self.db
             await db.execute("BEGIN IMMEDIATE")
             try:
@@ -73,17 +79,18 @@ class SqliteQueries:
             except BaseException as exc:
                 await db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.IntegrityError):
-                    raise _translate(exc) from exc
+                    raise translate_integrity_error(exc) from exc
                 raise
             else:
                 await db.execute("COMMIT")
 
     async def _q(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        try:
-            cursor = await self.db.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            raise _translate(exc) from exc
-        rows = await cursor.fetchall()
+        async with self._serial():
+            try:
+                cursor = await self.db.execute(sql, params)
+            except sqlite3.IntegrityError as exc:
+                raise translate_integrity_error(exc) from exc
+            rows = await cursor.fetchall()
         await cursor.close()
         return list(rows)
 

@@ -6,8 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from command_center.api import telemetry as telemetry_api
-from media import telemetry_channel
 from media.frames import Feed, KeyframeRequests, is_keyframe, nal_units
 from media.offers import OfferError, parse_offer, plan_publish, plan_view, prefer_dtls_server
 
@@ -147,8 +145,3 @@ def test_keyframe_requests_go_at_once_then_at_most_one_per_interval() -> None:
     assert requests.due() == pytest.approx(0.75)
     now[0] += 1.0
     assert requests.due() == 0.0
-
-
-def test_the_data_channel_has_the_websockets_limits() -> None:
-    assert telemetry_channel.MAX_MESSAGE == telemetry_api.MAX_WS_MESSAGE
-    assert telemetry_channel.MAX_BATCH == telemetry_api.MAX_WS_BATCH

@@ -10,7 +10,6 @@ import logging
 import time
 from typing import Annotated, Any
 
-import orjson
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field
 
@@ -18,8 +17,9 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, current_caller, current_device
 from command_center.keys import STORE, TRACKER
 from command_center.visibility import require_visible
-from core.errors import AppError, BadRequest, Conflict, NotFound, ServiceUnavailable
+from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from core.ids import UnitId
+from field_units.messages import MAX_MESSAGE, answer
 from field_units.tracker import MAX_BATCH
 from persistence.models import Duty
 
@@ -29,8 +29,7 @@ api = Registry()
 
 DEVICE = frozenset({Access.DEVICE})
 COMMANDERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
-MAX_WS_MESSAGE = 256 * 1024
-MAX_WS_BATCH = 500
+MAX_WS_MESSAGE = MAX_MESSAGE
 
 
 class TelemetryBatchIn(BaseModel):
@@ -61,27 +60,8 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
     async for message in ws:
-        if message.type != WSMsgType.TEXT:
-            if message.type == WSMsgType.BINARY:
-                await _reply(ws, _error("bad_request", "send JSON text messages"))
-            continue
-        try:
-            data = orjson.loads(message.data)
-        except orjson.JSONDecodeError as exc:
-            await _reply(ws, _error("invalid_json", f"not JSON: {exc}"))
-            continue
-        if isinstance(data, list) and len(data) > MAX_WS_BATCH:
-            await _reply(ws, _error("validation_failed", f"{len(data)} positions in one message; limit {MAX_WS_BATCH}"))
-            continue
-        try:
-            ack = await tracker.ingest(unit, data)
-        except ValueError as exc:
-            await _reply(ws, _error("validation_failed", str(exc)))
-            continue
-        except AppError as exc:  # e.g. the database is down and the buffer full: the unit keeps and resends
-            await _reply(ws, _error(exc.code, exc.message))
-            continue
-        await _reply(ws, orjson.dumps(ack.as_dict()))
+        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            await _reply(ws, await answer(tracker.ingest, unit, message.data))
     log.info("unit %s: telemetry socket closed (%s)", unit.id, ws.close_code)
     return ws
 
@@ -89,10 +69,6 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
 async def _reply(ws: web.WebSocketResponse, data: bytes) -> None:
     """Send pre-serialised JSON as a text message."""
     await ws.send_frame(data, WSMsgType.TEXT)
-
-
-def _error(code: str, message: str) -> bytes:
-    return orjson.dumps({"type": "error", "code": code, "message": message})
 
 
 @api.route(
