@@ -9,14 +9,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+POSTGRES_ADMIN = os.environ.get("CC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -108,18 +110,11 @@ class Server:
         self.process = subprocess.Popen(command, cwd=ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)
 
     async def wait_healthy(self, within: float = 30) -> None:
-        deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    async with http.get(f"{self.url}/api/health") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline or (self.process and self.process.poll() is not None):
-                    raise RuntimeError(f"server did not become healthy; see {self._log.name}")
-                await asyncio.sleep(0.2)
+        if not await answers(f"{self.url}/api/health", within, alive=self.running):
+            raise RuntimeError(f"server did not become healthy; see {self._log.name}")
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     @property
     def pid(self) -> int:
@@ -134,3 +129,32 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self._log.close()
+
+
+async def fresh_store_url(kind: str, workdir: Path, database: str) -> str:
+    """A store URL for one benchmark run: a new SQLite file, or ``database`` dropped and created afresh."""
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'bench.db'}"
+    conn = await asyncpg.connect(POSTGRES_ADMIN)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {database}")
+    finally:
+        await conn.close()
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{database}"
+
+
+async def answers(url: str, within: float, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Whether ``url`` answers 200 within ``within`` seconds (polled; gives up early once not ``alive``)."""
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return True
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline or not alive():
+                return False
+            await asyncio.sleep(0.2)

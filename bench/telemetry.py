@@ -22,9 +22,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
-from bench.harness import ROOT, ProcessSample, Server, cpu_seconds, cpu_share, free_port, processes_named, sample
+from bench.harness import (
+    ROOT,
+    ProcessSample,
+    Server,
+    cpu_seconds,
+    cpu_share,
+    free_port,
+    fresh_store_url,
+    processes_named,
+    sample,
+)
 from command_center.bootstrap import import_courts
 from command_center.credentials import Passwords, lookup_hash, new_device_secret
 from config.settings import AuthSettings, StoreSettings
@@ -32,22 +40,9 @@ from core.ids import CourtId, UnitId
 from persistence.factory import build_store
 from persistence.models import Role, UnitKind
 
-POSTGRES_ADMIN = os.environ.get("CC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BENCH_DB = "cc_bench_telemetry"
 COURTS = ["HLJ0102", "HLJ0103", "HLJ0104", "HLJ0109"]
 SCREEN_LOGIN = {"username": "bench-operator", "password": "bench operator password"}
-
-
-async def fresh_store_url(kind: str, workdir: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{workdir / 'bench.db'}"
-    conn = await asyncpg.connect(POSTGRES_ADMIN)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    finally:
-        await conn.close()
-    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{BENCH_DB}"
 
 
 async def prepare(url: str, units: int) -> dict[str, Any]:
@@ -87,7 +82,7 @@ def pinned(core: int, command: list[str]) -> list[str]:
 
 
 async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict[str, Any]:
-    url = await fresh_store_url(args.store, workdir)
+    url = await fresh_store_url(args.store, workdir, BENCH_DB)
     plan = await prepare(url, units)
     plan_file = workdir / "plan.json"
     plan_file.write_text(json.dumps(plan))

@@ -13,7 +13,6 @@ from core.hashchain import GENESIS, chain_hash
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
 from persistence.query_models import (
     Asset,
-    AssetDraft,
     AuditDraft,
     AuditEntry,
     Case,
@@ -21,6 +20,7 @@ from persistence.query_models import (
     FollowUpAction,
     FollowUpStatus,
     Job,
+    JobOutcome,
     JobStatus,
     Party,
     PartyKind,
@@ -208,43 +208,48 @@ class PostgresQueries:
         )
         return [self._job(r) for r in rows]
 
-    async def start_job_attempt(self, job_id: JobId, at_ms: int) -> int | None:
-        value = await self.pool.fetchval(
-            "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = $2 WHERE id = $1 AND status = 'pending' "
-            "RETURNING attempts",
-            job_id, at_ms,
+    async def start_job_attempts(self, job_ids: Sequence[JobId], at_ms: int) -> dict[JobId, int]:
+        rows = await self.pool.fetch(
+            "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = $2 WHERE id = ANY($1) AND status = 'pending' "
+            "RETURNING id, attempts",
+            list(job_ids), at_ms,
         )  # fmt: skip
-        return None if value is None else int(value)
+        return {JobId(r["id"]): int(r["attempts"]) for r in rows}
 
-    async def finish_job(
-        self,
-        job_id: JobId,
-        status: JobStatus,
-        *,
-        at_ms: int,
-        error: str | None = None,
-        assets: Sequence[AssetDraft] = (),
-    ) -> Job | None:
-        replaceable = ["pending", "timed_out"] if status in (JobStatus.ANSWERED, JobStatus.NO_ASSETS) else ["pending"]
-        answered = at_ms if status in (JobStatus.ANSWERED, JobStatus.NO_ASSETS) else None
+    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | None]:
+        ids = [o.job_id for o in outcomes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("finish_jobs: a job may end only once per call")
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "UPDATE query_jobs SET status = $2, error = $3, updated_ms = $4, answered_ms = $5 "
-                    "WHERE id = $1 AND status = ANY($6) RETURNING *",
-                    job_id, status.value, error, at_ms, answered, replaceable,
+                rows = await conn.fetch(
+                    "UPDATE query_jobs AS j SET status = v.status, error = v.error, updated_ms = v.at_ms,"
+                    " answered_ms = CASE WHEN v.status IN ('answered', 'no_assets') THEN v.at_ms END"
+                    " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v (id, status, error, at_ms)"
+                    " WHERE j.id = v.id AND (j.status = 'pending'"
+                    "  OR (j.status = 'timed_out' AND v.status IN ('answered', 'no_assets')))"
+                    " RETURNING j.*",
+                    ids, [o.status.value for o in outcomes], [o.error for o in outcomes], [o.at_ms for o in outcomes],
                 )  # fmt: skip
-                if row is None:
-                    return None
-                await conn.executemany(
-                    "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description, value_cents,"
-                    " details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id, ref) DO NOTHING",
-                    [(row["query_id"], job_id, row["agency_id"], row["party_id"], a.kind, a.ref, a.description,
-                      a.value_cents, _dumps(a.details)) for a in assets],
-                )  # fmt: skip
+                ended = {r["id"]: r for r in rows}
+                drafts = [(ended[o.job_id], a) for o in outcomes if o.job_id in ended for a in o.assets]
+                if drafts:
+                    await conn.execute(
+                        "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description,"
+                        " value_cents, details) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+                        " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])"
+                        " ON CONFLICT (job_id, ref) DO NOTHING",
+                        *map(list, zip(*[(r["query_id"], r["id"], r["agency_id"], r["party_id"], a.kind, a.ref,
+                                          a.description, a.value_cents, _dumps(a.details)) for r, a in drafts],
+                                       strict=True)),
+                    )  # fmt: skip
+                assets: dict[str, list[Asset]] = {job_id: [] for job_id in ended}
+                if ended:
+                    for r in await conn.fetch("SELECT * FROM assets WHERE job_id = ANY($1) ORDER BY id", list(ended)):
+                        assets[r["job_id"]].append(self._asset(r))
         except asyncpg.PostgresError as exc:
             raise _translate(exc) from exc
-        return self._job(row)
+        return [(self._job(ended[o.job_id]), assets[o.job_id]) if o.job_id in ended else None for o in outcomes]
 
     async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -5,6 +5,7 @@ Times are epoch milliseconds. JSON-shaped fields (``details``) are plain dicts, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -87,6 +88,17 @@ class AssetDraft:
     description: str
     value_cents: int | None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How one agency call ended, to be recorded (``QueryStore.finish_jobs``)."""
+
+    job_id: JobId
+    status: JobStatus
+    at_ms: int
+    error: str | None = None
+    assets: Sequence[AssetDraft] = ()
 
 
 @dataclass(frozen=True, slots=True)

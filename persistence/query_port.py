@@ -13,14 +13,13 @@ from typing import Protocol
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, JobId, QueryId, UserId
 from persistence.query_models import (
     Asset,
-    AssetDraft,
     AuditDraft,
     AuditEntry,
     Case,
     FollowUp,
     FollowUpStatus,
     Job,
-    JobStatus,
+    JobOutcome,
     Party,
     PartyKind,
     Query,
@@ -67,21 +66,14 @@ class QueryStore(Protocol):
 
     async def query_jobs(self, query_id: QueryId) -> list[Job]: ...
 
-    async def start_job_attempt(self, job_id: JobId, at_ms: int) -> int | None:
-        """Count one more request of a pending job before it is sent; the new count, or None when the job
-        is no longer pending (nothing must be sent)."""
+    async def start_job_attempts(self, job_ids: Sequence[JobId], at_ms: int) -> dict[JobId, int]:
+        """Count one more request of each pending job before it is sent, in one transaction; the new
+        counts of the jobs that were still pending (the others are absent: nothing must be sent)."""
 
-    async def finish_job(
-        self,
-        job_id: JobId,
-        status: JobStatus,
-        *,
-        at_ms: int,
-        error: str | None = None,
-        assets: Sequence[AssetDraft] = (),
-    ) -> Job | None:
-        """Record the outcome (and assets) of a job. An answer replaces ``pending`` or ``timed_out`` (a late
-        answer is kept); a failure replaces only ``pending``. None when the job had already ended."""
+    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | None]:
+        """Record the outcomes (and assets) of distinct jobs in one transaction; per outcome, in order, the
+        job and all its assets, or None when the job had already ended. An answer replaces ``pending`` or
+        ``timed_out`` (a late answer is kept); a failure replaces only ``pending``."""
 
     async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
         """Mark the query complete and its pending jobs timed out; return the jobs marked now."""

@@ -20,7 +20,6 @@ from core.hashchain import GENESIS, chain_hash
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
 from persistence.query_models import (
     Asset,
-    AssetDraft,
     AuditDraft,
     AuditEntry,
     Case,
@@ -28,6 +27,7 @@ from persistence.query_models import (
     FollowUpAction,
     FollowUpStatus,
     Job,
+    JobOutcome,
     JobStatus,
     Party,
     PartyKind,
@@ -245,42 +245,46 @@ class SqliteQueries:
         rows = await self._q("SELECT * FROM query_jobs WHERE query_id = ? ORDER BY agency_id, party_id", (query_id,))
         return [self._job(r) for r in rows]
 
-    async def start_job_attempt(self, job_id: JobId, at_ms: int) -> int | None:
+    async def start_job_attempts(self, job_ids: Sequence[JobId], at_ms: int) -> dict[JobId, int]:
+        if not job_ids:
+            return {}
         rows = await self._q(
-            "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = ? WHERE id = ? AND status = 'pending' "
-            "RETURNING attempts",
-            (at_ms, job_id),
+            "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = ? "
+            f"WHERE id IN ({_marks(job_ids)}) AND status = 'pending' RETURNING id, attempts",
+            (at_ms, *job_ids),
         )
-        return None if not rows else int(rows[0][0])
+        return {JobId(r[0]): int(r[1]) for r in rows}
 
-    async def finish_job(
-        self,
-        job_id: JobId,
-        status: JobStatus,
-        *,
-        at_ms: int,
-        error: str | None = None,
-        assets: Sequence[AssetDraft] = (),
-    ) -> Job | None:
-        answer = status in (JobStatus.ANSWERED, JobStatus.NO_ASSETS)
-        replaceable = ["pending", "timed_out"] if answer else ["pending"]
+    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | None]:
+        ids = [o.job_id for o in outcomes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("finish_jobs: a job may end only once per call")
+        results: list[tuple[Job, list[Asset]] | None] = []
         async with self._tx() as db:
-            cursor = await db.execute(
-                "UPDATE query_jobs SET status = ?, error = ?, updated_ms = ?, answered_ms = ? "
-                f"WHERE id = ? AND status IN ({_marks(replaceable)}) RETURNING *",
-                (status.value, error, at_ms, at_ms if answer else None, job_id, *replaceable),
-            )
-            row = await cursor.fetchone()
-            await cursor.close()
-            if row is None:
-                return None
-            await db.executemany(
-                "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description, value_cents,"
-                " details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, ref) DO NOTHING",
-                [(row["query_id"], job_id, row["agency_id"], row["party_id"], a.kind, a.ref, a.description,
-                  a.value_cents, _dumps(a.details)) for a in assets],
-            )  # fmt: skip
-        return self._job(row)
+            for o in outcomes:
+                answer = o.status in (JobStatus.ANSWERED, JobStatus.NO_ASSETS)
+                replaceable = ["pending", "timed_out"] if answer else ["pending"]
+                cursor = await db.execute(
+                    "UPDATE query_jobs SET status = ?, error = ?, updated_ms = ?, answered_ms = ? "
+                    f"WHERE id = ? AND status IN ({_marks(replaceable)}) RETURNING *",
+                    (o.status.value, o.error, o.at_ms, o.at_ms if answer else None, o.job_id, *replaceable),
+                )
+                row = await cursor.fetchone()
+                await cursor.close()
+                if row is None:
+                    results.append(None)
+                    continue
+                await db.executemany(
+                    "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description, value_cents,"
+                    " details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, ref) DO NOTHING",
+                    [(row["query_id"], o.job_id, row["agency_id"], row["party_id"], a.kind, a.ref, a.description,
+                      a.value_cents, _dumps(a.details)) for a in o.assets],
+                )  # fmt: skip
+                cursor = await db.execute("SELECT * FROM assets WHERE job_id = ? ORDER BY id", (o.job_id,))
+                assets = [self._asset(r) for r in await cursor.fetchall()]
+                await cursor.close()
+                results.append((self._job(row), assets))
+        return results
 
     async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
         async with self._tx() as db:

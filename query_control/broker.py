@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.errors import ValidationFailed
+from core.group_commit import GroupCommit
 from core.ids import AgencyId, JobId, PartyId, QueryId, UserId
 from event_bus.port import EventBus
 from persistence.port import Store
-from persistence.query_models import Case, Job, JobStatus, Party, Query
+from persistence.query_models import Asset, Case, Job, JobOutcome, JobStatus, Party, Query
 from query_control.adapters.port import AgencyThrottled, PermanentAgencyError, Subject, TransientAgencyError
 from query_control.agencies import AgencyConfig
 from query_control.breaker import backoff_delay, may_retry
@@ -83,6 +84,9 @@ class Broker:
         self._runs: dict[QueryId, asyncio.Task[None]] = {}
         self._random = random.Random()
         self._closed = False
+        # Answers arrive in bursts (a hundred queries fan out at once): their writes share transactions.
+        self._attempts = GroupCommit[JobId, int | None](self._count_attempts)
+        self._outcomes = GroupCommit[JobOutcome, tuple[Job, list[Asset]] | None](store.finish_jobs)
 
     async def close(self) -> None:
         """Stop every query run; their pending jobs stay pending in the store for the next start."""
@@ -94,6 +98,12 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._runs.clear()
+        await self._attempts.close()
+        await self._outcomes.close()
+
+    async def _count_attempts(self, job_ids: list[JobId]) -> list[int | None]:
+        counts = await self._store.start_job_attempts(job_ids, now_ms())
+        return [counts.get(job_id) for job_id in job_ids]
 
     async def submit(
         self,
@@ -180,7 +190,7 @@ class Broker:
             completed = now_ms()
             timed_out = await self._store.complete_query(query.id, completed)
             for job in timed_out:
-                await self._publish_job(query, parties, job)
+                await self._publish_job(query, parties, job, [])
             await self._publish(
                 query.id, {"event": "complete", "completed_ms": completed, "timed_out": [j.id for j in timed_out]}
             )
@@ -211,7 +221,7 @@ class Broker:
                     why = f"circuit open: {agency.name} is failing; not asked (next probe in {wait:.0f} s)"
                     await self._finish(query, party, job, JobStatus.FAILED, why)
                     return
-                if await self._store.start_job_attempt(job.id, now_ms()) is None:
+                if await self._attempts.submit(job.id) is None:
                     breaker.release()
                     return  # no longer pending (timed out while waiting for a slot)
                 tries += 1
@@ -248,16 +258,17 @@ class Broker:
     async def _finish(
         self, query: Query, party: Party, job: Job, status: JobStatus, error: str | None, assets: Sequence[Any] = ()
     ) -> None:
-        done = await self._store.finish_job(job.id, status, at_ms=now_ms(), error=error, assets=assets)
-        if done is None:
+        ended = await self._outcomes.submit(JobOutcome(job.id, status, now_ms(), error, assets))
+        if ended is None:
             return  # already ended (e.g. failed after the deadline marked it timed out): keep that
-        log.info(
-            "query %s: %s at %s → %s%s", query.id, party.id, job.agency_id, status.value, f" ({error})" if error else ""
-        )
-        await self._publish_job(query, {party.id: party}, done)
+        # An answer per agency per query is routine (the store and the screens have it); failures are news.
+        log.log(
+            logging.INFO if error else logging.DEBUG,
+            "query %s: %s at %s → %s%s", query.id, party.id, job.agency_id, status.value, f" ({error})" if error else "",
+        )  # fmt: skip
+        await self._publish_job(query, {party.id: party}, *ended)
 
-    async def _publish_job(self, query: Query, parties: dict[PartyId, Party], job: Job) -> None:
-        assets = await self._store.query_assets(query.id) if job.status is JobStatus.ANSWERED else []
+    async def _publish_job(self, query: Query, parties: dict[PartyId, Party], job: Job, assets: list[Asset]) -> None:
         agency = self._gateway.agencies.get(job.agency_id)
         view = job_view(job, query, agency.name if agency else job.agency_id, parties.get(job.party_id), assets)
         await self._publish(query.id, {"event": "job", "job": view})

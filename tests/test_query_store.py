@@ -20,6 +20,7 @@ from persistence.query_models import (
     FollowUpAction,
     FollowUpStatus,
     Job,
+    JobOutcome,
     JobStatus,
     PartyKind,
     Query,
@@ -93,24 +94,30 @@ async def test_jobs_move_forward_only_and_late_answers_are_kept(store: Store) ->
     jobs = [_job("q1", f"j{i}", party, f"bank-{i}") for i in range(3)]
     await store.add_query(query, jobs)
     assert [q.id for q in await store.running_queries()] == ["q1"]
-    assert await store.start_job_attempt(JobId("j0"), 5) == 1
-    assert await store.start_job_attempt(JobId("j0"), 6) == 2
+    assert await store.start_job_attempts([JobId("j0"), JobId("j1")], 5) == {"j0": 1, "j1": 1}
+    assert await store.start_job_attempts([JobId("j0")], 6) == {"j0": 2}
     deposit = AssetDraft("deposit", "6222-0001", "活期存款", 12_345, {"bank": "工行"})
-    done = await store.finish_job(JobId("j0"), JobStatus.ANSWERED, at_ms=7, assets=[deposit, deposit])
-    assert done is not None and done.status is JobStatus.ANSWERED and done.answered_ms == 7
-    assert await store.finish_job(JobId("j0"), JobStatus.FAILED, at_ms=8, error="x") is None
-    assert await store.start_job_attempt(JobId("j0"), 9) is None  # not pending: nothing may be sent
-    failed = await store.finish_job(JobId("j1"), JobStatus.FAILED, at_ms=8, error="HTTP 400")
-    assert failed is not None and failed.error == "HTTP 400"
+    [done] = await store.finish_jobs([JobOutcome(JobId("j0"), JobStatus.ANSWERED, 7, assets=[deposit, deposit])])
+    assert done is not None and done[0].status is JobStatus.ANSWERED and done[0].answered_ms == 7
+    assert [(a.ref, a.job_id) for a in done[1]] == [("6222-0001", "j0")]  # the job's assets, once, with ids
+    # one transaction, answered in order: an ended job is None beside a job that ends now
+    again, failed = await store.finish_jobs(
+        [JobOutcome(JobId("j0"), JobStatus.FAILED, 8, "x"), JobOutcome(JobId("j1"), JobStatus.FAILED, 8, "HTTP 400")]
+    )
+    assert again is None
+    assert failed is not None and failed[0].error == "HTTP 400" and failed[1] == []
+    assert await store.start_job_attempts([JobId("j0"), JobId("j1")], 9) == {}  # not pending: nothing may be sent
+    with pytest.raises(ValueError, match="only once"):
+        await store.finish_jobs([JobOutcome(JobId("j2"), JobStatus.NO_ASSETS, 9)] * 2)
 
     timed_out = await store.complete_query(QueryId("q1"), 30_001)
     assert [j.id for j in timed_out] == ["j2"] and timed_out[0].status is JobStatus.TIMED_OUT
     assert await store.complete_query(QueryId("q1"), 30_002) == []
     assert (await store.get_query(QueryId("q1"))).completed_ms == 30_001
     assert await store.running_queries() == []
-    assert await store.finish_job(JobId("j2"), JobStatus.FAILED, at_ms=31_000, error="late failure") is None
-    late = await store.finish_job(JobId("j2"), JobStatus.NO_ASSETS, at_ms=31_000)
-    assert late is not None and late.status is JobStatus.NO_ASSETS
+    assert await store.finish_jobs([JobOutcome(JobId("j2"), JobStatus.FAILED, 31_000, "late failure")]) == [None]
+    [late] = await store.finish_jobs([JobOutcome(JobId("j2"), JobStatus.NO_ASSETS, 31_000)])
+    assert late is not None and late[0].status is JobStatus.NO_ASSETS
     statuses = {j.id: j.status for j in await store.query_jobs(QueryId("q1"))}
     assert statuses == {"j0": JobStatus.ANSWERED, "j1": JobStatus.FAILED, "j2": JobStatus.NO_ASSETS}
     assets = await store.query_assets(QueryId("q1"))
@@ -125,7 +132,9 @@ async def test_followups_are_compare_and_set(store: Store) -> None:
     case_id, judge = await _case(store)
     party = (await store.get_case(case_id)).parties[0].id
     await store.add_query(Query(QueryId("q1"), case_id, judge, "r", 1, 2), [_job("q1", "j0", party, "bank-0")])
-    await store.finish_job(JobId("j0"), JobStatus.ANSWERED, at_ms=3, assets=[AssetDraft("deposit", "A1", "d", 100)])
+    await store.finish_jobs(
+        [JobOutcome(JobId("j0"), JobStatus.ANSWERED, 3, assets=[AssetDraft("deposit", "A1", "d", 100)])]
+    )
     asset = (await store.query_assets(QueryId("q1")))[0]
     followup = FollowUp(
         FollowUpId("f1"),
