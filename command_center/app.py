@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from alarms.desk import AlarmDesk
 from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.credentials import Passwords
-from command_center.keys import BUS, HUB, LOGIN_THROTTLE, OPENAPI, PASSWORDS, SETTINGS, STORE, TRACKER, WRITER
+from command_center.keys import ALARMS, BUS, HUB, LOGIN_THROTTLE, OPENAPI, PASSWORDS, SETTINGS, STORE, TRACKER, WRITER
 from command_center.media_ctx import media_ctx
 from command_center.middleware import errors_as_json, security_headers
 from command_center.pages import install_pages
@@ -71,12 +72,13 @@ def create_app(
 
     async def tracking_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = PositionWriter(app[STORE])
-        tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking)
+        alarms = AlarmDesk(app[STORE], app[BUS])
+        tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking, alarms)
         hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
         await writer.start()
         await tracker.start()
         await hub.start()
-        app[WRITER], app[TRACKER], app[HUB] = writer, tracker, hub
+        app[WRITER], app[TRACKER], app[HUB], app[ALARMS] = writer, tracker, hub, alarms
         try:
             yield
         finally:

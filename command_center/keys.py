@@ -13,6 +13,7 @@ from event_bus.port import EventBus
 from persistence.port import Store
 
 if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys above
+    from alarms.desk import AlarmDesk
     from command_center.screens.hub import ScreenHub
     from field_units.tracker import Tracker
     from field_units.writer import PositionWriter
@@ -32,6 +33,7 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 TRACKER: web.AppKey[Tracker] = web.AppKey("tracker")
 WRITER: web.AppKey[PositionWriter] = web.AppKey("position_writer")
 HUB: web.AppKey[ScreenHub] = web.AppKey("screen_hub")
+ALARMS: web.AppKey[AlarmDesk] = web.AppKey("alarm_desk")
 AGENCIES: web.AppKey[list[AgencyConfig]] = web.AppKey("agencies")
 GATEWAY: web.AppKey[AgencyGateway] = web.AppKey("agency_gateway")
 BROKER: web.AppKey[Broker] = web.AppKey("query_broker")

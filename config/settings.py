@@ -97,6 +97,8 @@ class TrackingSettings(Section):
     frames_per_second: float = Field(10.0, gt=0, le=50)
     #: Frames a screen may have queued before it is disconnected as too slow.
     screen_queue_frames: int = Field(256, ge=8)
+    #: A unit reporting less battery than this raises a low-battery alarm (cleared 5 points above it).
+    low_battery_percent: float = Field(15.0, ge=0, le=95)
 
 
 class QuerySettings(Section):

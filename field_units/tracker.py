@@ -3,8 +3,8 @@
 It validates each batch (``telemetry``), moves the unit's status (``status``), hands positions to the
 durable writer and answers the unit once they are committed. Screens do not get one event per position:
 every tick (about 10 a second) the tracker publishes, per court, one event holding the newest view of each
-unit that changed and the late positions of backlogs (to fill in trails). Alarms (SOS, offline) are
-published at once. A sweeper marks silent units offline.
+unit that changed and the late positions of backlogs (to fill in trails). Alarms (SOS, offline, low
+battery) go to the alarm desk at once. A sweeper marks silent units offline.
 """
 
 from __future__ import annotations
@@ -17,20 +17,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from alarms.desk import AlarmDesk
 from config.settings import TrackingSettings
 from core.errors import NotFound
 from core.ids import CourtId, UnitId
 from event_bus.port import EventBus
 from field_units import status
 from field_units.telemetry import Rejection, parse_batch
-from field_units.views import alarms_topic, unit_view, units_topic
+from field_units.views import unit_view, units_topic
 from field_units.writer import PositionWriter
+from persistence.alarm_models import AlarmKind
 from persistence.models import Duty, Position, Status, Unit, UnitState
 from persistence.port import Store
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 5_000  # positions in one upload (docs/protocols.md)
+BATTERY_HYSTERESIS = 5.0  # percentage points above the low-battery threshold before its alarm clears
 NEVER_HEARD = UnitState()  # the state of a unit the tracker has not heard from (shared: states are frozen)
 
 
@@ -71,6 +74,7 @@ class Tracker:
         bus: EventBus,
         writer: PositionWriter,
         settings: TrackingSettings,
+        alarms: AlarmDesk,
         *,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
@@ -78,7 +82,9 @@ class Tracker:
         self._bus = bus
         self._writer = writer
         self._settings = settings
+        self._alarms = alarms
         self._clock_ms = clock_ms
+        self._low_battery: set[UnitId] = set()  # units whose low-battery alarm this process raised
         self._units: dict[UnitId, Unit] = {}
         self._states: dict[UnitId, UnitState] = {}
         self._latest: dict[UnitId, Position] = {}
@@ -136,6 +142,8 @@ class Tracker:
                     pending.track.setdefault(unit.id, []).append(superseded)
                 pending.live[unit.id] = newest
             await self._apply(unit, status.heard(self.state(unit.id), at_ms=now, sos=any(p.sos for p in good)))
+            if live is not None and live.battery_pct is not None:
+                await self._battery(unit, live.battery_pct)
         inserted = await self._writer.write(good)
         late = [p for p in good if (p.unit_id, p.seq) in inserted and p is not live]
         if late:
@@ -179,10 +187,26 @@ class Tracker:
         self._court(unit).units.add(unit.id)
         await self._store.save_unit_state(unit.id, new)
         for kind, raised in _alarm_changes(old, new):
-            alarm = {"kind": kind, "state": "raised" if raised else "cleared", "unit_id": unit.id,
-                     "name": unit.name, "court_id": unit.court_id, "at_ms": self._clock_ms()}  # fmt: skip
-            await self._bus.publish(alarms_topic(unit.court_id), alarm)
+            if raised:
+                details = {"unit_name": unit.name}
+                await self._alarms.raise_(kind, unit.id, court_id=unit.court_id, unit_id=unit.id, details=details)
+            else:
+                await self._alarms.clear(kind, unit.id)
         log.info("unit %s: %s -> %s", unit.id, old.status.value, new.status.value)
+
+    async def _battery(self, unit: Unit, percent: float) -> None:
+        """Low-battery alarm below the threshold; cleared only once charged a few points above it, so a
+        reading that wobbles around the threshold does not raise and clear it over and over."""
+        low = self._settings.low_battery_percent
+        if percent < low and unit.id not in self._low_battery:
+            self._low_battery.add(unit.id)
+            details = {"unit_name": unit.name, "battery_pct": percent}
+            await self._alarms.raise_(
+                AlarmKind.LOW_BATTERY, unit.id, court_id=unit.court_id, unit_id=unit.id, details=details
+            )
+        elif percent >= low + BATTERY_HYSTERESIS and unit.id in self._low_battery:
+            self._low_battery.discard(unit.id)
+            await self._alarms.clear(AlarmKind.LOW_BATTERY, unit.id)
 
     # background loops ---------------------------------------------------------------------------------
     async def _publish_forever(self) -> None:
@@ -231,13 +255,13 @@ def _fix(p: Position) -> tuple[int, int]:
     return (p.fix_time_ms, p.seq)
 
 
-def _alarm_changes(old: UnitState, new: UnitState) -> list[tuple[str, bool]]:
+def _alarm_changes(old: UnitState, new: UnitState) -> list[tuple[AlarmKind, bool]]:
     """Alarms raised or cleared by a state change: SOS, and a unit going offline or coming back."""
     changes = []
     if old.sos != new.sos:
-        changes.append(("sos", new.sos))
+        changes.append((AlarmKind.SOS, new.sos))
     if old.online != new.online and old.last_seen_ms is not None:
-        changes.append(("offline", not new.online))
+        changes.append((AlarmKind.OFFLINE, not new.online))
     return changes
 
 

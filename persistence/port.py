@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from core.ids import CourtId, UnitId, UserId
+from persistence.alarm_port import AlarmStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
 from persistence.query_port import QueryStore
 
 
-class Store(QueryStore, Protocol):
+class Store(QueryStore, AlarmStore, Protocol):
     dialect: str
 
     async def open(self) -> None:

@@ -27,6 +27,7 @@ from persistence.models import (
     UnitState,
     User,
 )
+from persistence.postgres_alarms import PostgresAlarms
 from persistence.postgres_queries import PostgresQueries
 
 _MIGRATION_LOCK = 0x43435F4D  # "CC_M": advisory lock key serialising migrations across processes
@@ -51,7 +52,7 @@ def _translate(exc: asyncpg.PostgresError) -> Exception:
     return exc
 
 
-class PostgresStore(PostgresQueries):
+class PostgresStore(PostgresQueries, PostgresAlarms):
     dialect = "postgres"
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, schema: str | None = None) -> None:

@@ -30,6 +30,7 @@ from persistence.models import (
     UnitState,
     User,
 )
+from persistence.sqlite_alarms import SqliteAlarms
 from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
 
 _SUBTREE = """
@@ -50,7 +51,7 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-class SqliteStore(SqliteQueries):
+class SqliteStore(SqliteQueries, SqliteAlarms):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:

@@ -262,10 +262,9 @@ class Broker:
         if ended is None:
             return  # already ended (e.g. failed after the deadline marked it timed out): keep that
         # An answer per agency per query is routine (the store and the screens have it); failures are news.
-        log.log(
-            logging.INFO if error else logging.DEBUG,
-            "query %s: %s at %s → %s%s", query.id, party.id, job.agency_id, status.value, f" ({error})" if error else "",
-        )  # fmt: skip
+        why = f" ({error})" if error else ""
+        log.log(logging.INFO if error else logging.DEBUG, "query %s: %s at %s → %s%s",
+                query.id, party.id, job.agency_id, status.value, why)  # fmt: skip
         await self._publish_job(query, {party.id: party}, *ended)
 
     async def _publish_job(self, query: Query, parties: dict[PartyId, Party], job: Job, assets: list[Asset]) -> None:

@@ -31,6 +31,7 @@ from persistence.port import Store
 
 POSTGRES_DSN = os.environ.get("CC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CC_TEST_REDIS", "redis://127.0.0.1:6379/0")
+DEFAULT_PASSWORD = "correct horse 1"
 COURTS_FILE = Path(__file__).resolve().parent.parent / "config" / "courts.toml"
 
 #: Argon2 at its cheapest: tests create many users, and the cost setting is not what they check.
@@ -129,7 +130,7 @@ class World:
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
-    async def add_user(self, username: str, role: Role, court: str, password: str = "correct horse 1") -> None:
+    async def add_user(self, username: str, role: Role, court: str, password: str = DEFAULT_PASSWORD) -> None:
         await self.store.add_user(
             username=username,
             display_name=username,
@@ -169,11 +170,18 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
         )
         client = await aiohttp_client(create_app(settings, store_schema=schema))
         world = World(client)
-        await import_courts(world.store, COURTS_FILE)
+        restarted = bool(await world.store.list_users(None))  # a second app on the database of a first
+        if not restarted:
+            await import_courts(world.store, COURTS_FILE)
         # One person of each role at the Harbin intermediate court, and a unit of a basic court below it.
         for role in Role:
-            await world.add_user(role.value, role, "HLJ01")
+            if restarted:
+                world.passwords[role.value] = DEFAULT_PASSWORD
+            else:
+                await world.add_user(role.value, role, "HLJ01")
             world.tokens[role.value] = await world.login(role.value)
+        if restarted:
+            return world  # the unit is registered already; its secret stayed with the first world
         world.device_secret = new_device_secret()
         await world.store.add_unit(
             unit_id=UnitId("HLJ0102-U01"),

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from command_center.keys import SETTINGS
+from persistence.migrations import load_migrations
 from tests.conftest import AppFactory, World
 
 
@@ -20,7 +21,9 @@ async def test_health_reports_store_and_bus(world: World) -> None:
     body = await _json(response)
     assert response.status == 200
     assert body["status"] == "ok"
-    assert body["store"]["ok"] and body["store"]["dialect"] == "sqlite" and body["store"]["migrations"] == [1, 2, 3]
+    shipped = [m.version for m in load_migrations("sqlite")]
+    assert body["store"]["ok"] and body["store"]["dialect"] == "sqlite" and body["store"]["migrations"] == shipped
+    assert shipped[:4] == [1, 2, 3, 4]
     assert body["bus"] == {"ok": True, "adapter": "memory", "topics": 0}
 
 

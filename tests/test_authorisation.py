@@ -39,6 +39,10 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/telemetry/batch"): {D},
     ("POST", "/api/units/{unit_id}/duty"): {OP, S, A},
     ("POST", "/api/units/{unit_id}/clear-sos"): {OP, S, A},
+    ("GET", "/api/alarms"): {OP, S, A},
+    ("POST", "/api/alarms/{alarm_id}/acknowledge"): {OP, S, A},
+    ("POST", "/api/alarms/{alarm_id}/resolve"): {OP, S, A},
+    ("POST", "/api/alarms/{alarm_id}/false-alarm"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
     ("POST", "/api/cases"): {J, S, A},
@@ -70,6 +74,7 @@ SAMPLE_PARAMS = {
     "{query_id}": "no-such-query",
     "{followup_id}": "no-such-followup",
     "{session_id}": "no-such-session",
+    "{alarm_id}": "999999",
 }
 
 

@@ -247,28 +247,36 @@ async def test_silence_marks_the_unit_offline_with_an_alarm(make_world: AppFacto
     await screen.unit_update(UNIT, lambda v: v["status"] == "available")
     offline = await screen.unit_update(UNIT, lambda v: v["status"] == "offline", within=5)
     assert offline["last_seen_ms"] is not None
-    alarm = await screen.next("alarm")
-    assert alarm["alarm"]["kind"] == "offline" and alarm["alarm"]["state"] == "raised"
+    alarm = await screen.next("alarm", event="raised")
+    assert alarm["alarm"]["kind"] == "offline" and alarm["alarm"]["state"] == "open" and alarm["alarm"]["active"]
     await send(unit, fix(2))
     await screen.unit_update(UNIT, lambda v: v["status"] == "available")
-    back = await screen.next("alarm")
-    assert back["alarm"]["kind"] == "offline" and back["alarm"]["state"] == "cleared"
+    back = await screen.next("alarm", event="cleared")  # back online: the system closes it
+    assert back["alarm"]["id"] == alarm["alarm"]["id"] and back["alarm"]["state"] == "resolved"
+    assert back["alarm"]["closed_by"] is None and back["alarm"]["closed_ms"] is not None
 
 
 async def test_sos_raises_an_alarm_until_an_operator_clears_it(world: World) -> None:
     screen = await open_screen(world)
     unit = await open_unit(world)
     await send(unit, fix(1, sos=True))
-    alarm = await screen.next("alarm")
-    assert alarm["alarm"] | {"at_ms": 0} == {"kind": "sos", "state": "raised", "unit_id": UNIT, "name": "道里一号",
-                                             "court_id": "HLJ0102", "at_ms": 0}  # fmt: skip
+    alarm = (await screen.next("alarm", event="raised"))["alarm"]
+    assert {k: alarm[k] for k in ("kind", "state", "active", "unit_id", "name", "court_id")} == {
+        "kind": "sos",
+        "state": "open",
+        "active": True,
+        "unit_id": UNIT,
+        "name": "道里一号",
+        "court_id": "HLJ0102",
+    }
     await screen.unit_update(UNIT, lambda v: v["status"] == "sos")
     await send(unit, fix(2))  # no flag: SOS stays until cleared
     judge = await world.client.post(f"/api/units/{UNIT}/clear-sos", headers=world.auth("judge"))
     assert judge.status == 403
     cleared = await world.client.post(f"/api/units/{UNIT}/clear-sos", headers=world.auth("operator"))
     assert cleared.status == 200 and (await cleared.json())["status"] == "available"
-    assert (await screen.next("alarm"))["alarm"]["state"] == "cleared"
+    cleared_alarm = (await screen.next("alarm", event="cleared"))["alarm"]  # an SOS waits for a person to close it
+    assert cleared_alarm["state"] == "open" and not cleared_alarm["active"]
     again = await world.client.post(f"/api/units/{UNIT}/clear-sos", headers=world.auth("operator"))
     assert again.status == 409
 

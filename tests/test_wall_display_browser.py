@@ -168,6 +168,15 @@ async def test_the_wall_shows_a_unit_move_and_call_for_help(world: World, watche
     assert await page.text_content("#counters .sos span") == "SOS"
     assert "SOS raised" in (await page.text_content("#alarms li.sos.raised") or "")
 
+    # The operator handles it from the wall: acknowledged, then resolved, which also clears the unit's SOS.
+    await page.click("#alarms li.sos button.acknowledge")
+    await page.wait_for_selector("#alarms li.sos.acknowledged")
+    [stored] = await world.store.list_alarms(court_ids=None, live_only=True)
+    assert stored.acknowledged_by is not None
+    await page.click("#alarms li.sos button.resolve")
+    await page.wait_for_selector("#alarms li.none")
+    await page.wait_for_function("() => document.querySelector('#count-sos').textContent === '0'")
+
     assert watched.outside() == [], f"the page reached outside the machine: {watched.outside()}"
     assert any(url.endswith("/vendor/leaflet/leaflet.js") for url in watched.requests)
     assert any(url.endswith("/static/basemap/districts.geojson") for url in watched.requests)

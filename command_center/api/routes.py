@@ -3,7 +3,7 @@ test all read it."""
 
 from __future__ import annotations
 
-from command_center.api import directory, map_config, media, queries, screens, sessions, system, telemetry
+from command_center.api import alarms, directory, map_config, media, queries, screens, sessions, system, telemetry
 from command_center.api.registry import Endpoint, Registry
 
 REGISTRIES: tuple[Registry, ...] = (
@@ -12,6 +12,7 @@ REGISTRIES: tuple[Registry, ...] = (
     directory.api,
     map_config.api,
     telemetry.api,
+    alarms.api,
     screens.api,
     queries.api,
     media.api,

@@ -17,10 +17,12 @@ from typing import Any
 
 import orjson
 
+from alarms.views import alarm_view
 from command_center.screens.connection import ScreenConnection
 from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import Event, EventBus, SubscriberLagged
 from field_units.views import alarms_topic, unit_view, units_topic
+from persistence.alarm_models import LIVE_STATES
 from persistence.models import UnitState
 from persistence.port import Store
 from query_control.views import load_query_view, query_topic
@@ -169,13 +171,33 @@ class UnitFeed(UnitsFeed):
 
 
 class AlarmsFeed(Feed):
-    """Alarms of one court: no snapshot (current SOS/offline show in unit statuses), missed ones replayed."""
+    """Alarms of one court: snapshot = its live alarms (from the store, so a restart loses none), then
+    each change (raised, cleared, acknowledged, resolved, false_alarm) with the alarm's whole view."""
 
-    def __init__(self, court_id: CourtId, bus: EventBus) -> None:
+    def __init__(self, court_id: CourtId, bus: EventBus, store: Store) -> None:
         super().__init__(alarms_topic(court_id), bus)
+        self.court_id = court_id
+        self._store = store
+        self.live: dict[int, dict[str, Any]] = {}
+
+    async def reload(self) -> None:
+        await super().reload()
+        alarms = await self._store.list_alarms(court_ids=[self.court_id], live_only=True)
+        self.live = {a.id: alarm_view(a) for a in alarms}
 
     def apply(self, event: Event) -> bytes:
-        return orjson.dumps({"type": "alarm", "topic": self.name, "seq": event.seq, "alarm": event.data})
+        view = event.data["alarm"]
+        if view["state"] in LIVE_STATES:
+            self.live[view["id"]] = view
+        else:
+            self.live.pop(view["id"], None)
+        return orjson.dumps({"type": "alarm", "topic": self.name, "seq": event.seq, "event": event.data["event"],
+                             "alarm": view})  # fmt: skip
+
+    def send_snapshot(self, screen: ScreenConnection) -> None:
+        alarms = sorted(self.live.values(), key=lambda a: (-a["raised_ms"], -a["id"]))
+        snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "alarms": alarms}
+        screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
 
 
 class QueryFeed(Feed):

@@ -168,7 +168,9 @@ class ScreenHub:
                     )
             elif topic == "alarms":
                 for court in courts:
-                    feeds.append(await self._feed(f"alarms.{court}", lambda c=court: AlarmsFeed(c, self._bus)))
+                    feeds.append(
+                        await self._feed(f"alarms.{court}", lambda c=court: AlarmsFeed(c, self._bus, self._store))
+                    )
             elif topic.startswith("unit:"):
                 unit_id = UnitId(topic.removeprefix("unit:"))
                 try:

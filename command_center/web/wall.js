@@ -8,13 +8,18 @@ const TEXT = {
         lost: "连接中断，重连中", online: "在线", onSite: "现场", sos: "求救", offline: "离线", alarms: "告警",
         noAlarms: "暂无告警", available: "待命", en_route: "出警途中", on_site: "到达现场", soundOn: "开启声音",
         soundReady: "声音已开启", lang: "English", sosRaised: "紧急求救", sosCleared: "求救已解除",
-        offlineRaised: "离线", offlineCleared: "恢复在线", speed: "速度", battery: "电量", fix: "定位时间",
+        offlineRaised: "离线", offlineCleared: "恢复在线", low_battery: "电量低", geofence: "电子围栏",
+        task_overdue: "任务超时", open: "未处理", acknowledged: "已确认", conditionCleared: "已解除",
+        acknowledge: "确认", resolve: "处置", false_alarm: "误报", actionFailed: "操作失败", speed: "速度", battery: "电量", fix: "定位时间",
         court: "法院", status: "状态", ago: "秒前", unknown: "未知" },
   en: { title: "Enforcement Command Centre · Wall", connecting: "connecting…", live: "live", stale: "data late",
         lost: "link lost, reconnecting", online: "online", onSite: "on site", sos: "SOS", offline: "offline",
         alarms: "Alarms", noAlarms: "no alarms", available: "available", en_route: "en route", on_site: "on site",
         soundOn: "Enable sound", soundReady: "sound on", lang: "中文", sosRaised: "SOS raised",
-        sosCleared: "SOS cleared", offlineRaised: "went offline", offlineCleared: "back online", speed: "speed",
+        sosCleared: "SOS cleared", offlineRaised: "went offline", offlineCleared: "back online",
+        low_battery: "low battery", geofence: "geofence", task_overdue: "task overdue", open: "open",
+        acknowledged: "acknowledged", conditionCleared: "cleared", acknowledge: "Ack", resolve: "Resolve",
+        false_alarm: "False", actionFailed: "action failed", speed: "speed",
         battery: "battery", fix: "fix time", court: "court", status: "status", ago: "s ago", unknown: "unknown" },
 };
 let lang = localStorage.getItem("lang") || "zh";
@@ -31,7 +36,9 @@ const DISTRICT_ZOOM = 9;  // from this zoom on, district names replace city name
 const token = sessionStorage.getItem("token");
 
 // unit_id -> {unit_id, name, kind, court_id, status, position, last_seen_ms, lat, lon, trail: [[fix_ms, lat, lon]]}
-const state = { units: new Map(), connected: false, frames: 0, lastMessageAt: 0, seqs: {}, alarms: [], sirens: 0 };
+// alarms: alarm id -> the server's view of a live alarm (docs/protocols.md "Alarms")
+const state = { units: new Map(), connected: false, frames: 0, lastMessageAt: 0, seqs: {}, alarms: new Map(),
+                sirens: 0 };
 window.wallState = state;
 
 const map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: true });
@@ -347,14 +354,14 @@ function applySnapshot(message) {
     if (unit.court_id === court && !present.has(unitId)) removeUnit(unitId);
   }
   message.units.forEach((view) => applyView(view, null));
-  // SOS raised before this screen connected: list it like a fresh alarm (it is still open).
-  for (const view of message.units) {
-    const listed = state.alarms.some((a) => a.unit_id === view.unit_id && a.kind === "sos" && a.state === "raised");
-    if (view.status === "sos" && !listed) {
-      addAlarm({ kind: "sos", state: "raised", unit_id: view.unit_id, name: view.name, court_id: view.court_id,
-                 at_ms: view.last_seen_ms || Date.now() });
-    }
-  }
+}
+
+function applyAlarmSnapshot(message) {
+  // The court's live alarms, from the server's store: the whole truth for that court.
+  const court = message.topic.slice("alarms.".length);
+  for (const [id, alarm] of state.alarms) if (alarm.court_id === court) state.alarms.delete(id);
+  message.alarms.forEach((alarm) => state.alarms.set(alarm.id, alarm));
+  renderAlarms();
 }
 
 function applyFrame(message) {
@@ -412,31 +419,62 @@ function siren() {
 }
 setInterval(() => { if (sosUnits.size) siren(); }, SIREN_REPEAT_MS);
 
-function addAlarm(alarm) {
-  state.alarms.unshift(alarm);
-  state.alarms.sort((a, b) => b.at_ms - a.at_ms);  // several courts' topics interleave: newest first
-  state.alarms.splice(50);
-  if (alarm.kind === "sos" && alarm.state === "raised") siren();
+function applyAlarm(message) {
+  const alarm = message.alarm;
+  if (alarm.state === "open" || alarm.state === "acknowledged") state.alarms.set(alarm.id, alarm);
+  else state.alarms.delete(alarm.id);
+  if (message.event === "raised" && alarm.kind === "sos") siren();
   renderAlarms();
+}
+
+function alarmLabel(alarm) {
+  if (alarm.kind === "sos") return t(alarm.active ? "sosRaised" : "sosCleared");
+  if (alarm.kind === "offline") return t(alarm.active ? "offlineRaised" : "offlineCleared");
+  return t(alarm.kind);
+}
+
+async function alarmStep(alarm, action) {
+  const response = await fetch(`/api/alarms/${alarm.id}/${action.replace("_", "-")}`, {
+    method: "POST", headers: { "Authorization": `Bearer ${token}`, "Content-Type": "application/json" }, body: "{}",
+  });
+  if (!response.ok) {
+    const why = (await response.json().catch(() => ({}))).message || response.status;
+    console.warn("alarm step:", why);
+    alert(`${t("actionFailed")}: ${why}`);
+  }
 }
 
 function renderAlarms() {
   const list = document.getElementById("alarms");
-  if (!state.alarms.length) {
+  const alarms = [...state.alarms.values()].sort((a, b) => b.raised_ms - a.raised_ms || b.id - a.id);
+  if (!alarms.length) {
     const li = document.createElement("li");
     li.className = "none";
     li.textContent = t("noAlarms");
     list.replaceChildren(li);
     return;
   }
-  list.replaceChildren(...state.alarms.map((alarm) => {
+  list.replaceChildren(...alarms.slice(0, 100).map((alarm) => {
     const li = document.createElement("li");
-    li.className = `${alarm.kind} ${alarm.state}`;
+    li.className = `${alarm.kind} ${alarm.state} ${alarm.active ? "raised" : "cleared"}`;
+    li.dataset.alarmId = alarm.id;
     const time = document.createElement("time");
-    time.textContent = new Date(alarm.at_ms).toLocaleTimeString(locale());
-    const key = `${alarm.kind === "sos" ? "sos" : "offline"}${alarm.state === "raised" ? "Raised" : "Cleared"}`;
-    const name = alarm.name || state.units.get(alarm.unit_id)?.name || alarm.unit_id;
-    li.append(time, `${name} · ${t(key)}`);
+    time.textContent = new Date(alarm.raised_ms).toLocaleTimeString(locale());
+    const name = alarm.name || state.units.get(alarm.unit_id)?.name || alarm.unit_id || alarm.subject;
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = t(alarm.state) + (alarm.active ? "" : ` · ${t("conditionCleared")}`);
+    const actions = document.createElement("span");
+    actions.className = "actions";
+    const steps = alarm.state === "open" ? ["acknowledge", "resolve", "false_alarm"] : ["resolve", "false_alarm"];
+    for (const action of steps) {
+      const button = document.createElement("button");
+      button.textContent = t(action);
+      button.className = action;
+      button.addEventListener("click", (event) => { event.stopPropagation(); alarmStep(alarm, action); });
+      actions.append(button);
+    }
+    li.append(time, `${name} · ${alarmLabel(alarm)}`, badge, actions);
     li.addEventListener("click", () => {
       const unit = state.units.get(alarm.unit_id);
       if (unit && unit.lat != null) {
@@ -476,14 +514,16 @@ function connect() {
     state.lastMessageAt = Date.now();
     state.connected = true;
     if (message.topic && message.seq !== undefined) state.seqs[message.topic] = message.seq;
-    if (message.type === "snapshot") {
+    if (message.type === "snapshot" && message.topic.startsWith("alarms.")) {
+      applyAlarmSnapshot(message);
+    } else if (message.type === "snapshot") {
       applySnapshot(message);
       renderCounters();
     } else if (message.type === "frame") {
       applyFrame(message);
       renderCounters();
     } else if (message.type === "alarm") {
-      addAlarm(message.alarm);
+      applyAlarm(message);
     } else if (message.type === "bye" && message.resume) {
       Object.assign(state.seqs, message.resume);  // dropped as too slow: resume from where the server says
     } else if (message.type === "error") {
