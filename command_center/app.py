@@ -11,7 +11,19 @@ from alarms.desk import AlarmDesk
 from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.credentials import Passwords
-from command_center.keys import ALARMS, BUS, HUB, LOGIN_THROTTLE, OPENAPI, PASSWORDS, SETTINGS, STORE, TRACKER, WRITER
+from command_center.keys import (
+    ALARMS,
+    BUS,
+    HUB,
+    LOGIN_THROTTLE,
+    OPENAPI,
+    PASSWORDS,
+    SETTINGS,
+    STORE,
+    TASKS,
+    TRACKER,
+    WRITER,
+)
 from command_center.media_ctx import media_ctx
 from command_center.middleware import errors_as_json, security_headers
 from command_center.pages import install_pages
@@ -20,6 +32,7 @@ from command_center.screens.hub import ScreenHub
 from command_center.throttle import LoginThrottle
 from config.settings import Settings
 from event_bus.factory import build_bus
+from field_units.tasks import TaskDesk
 from field_units.tracker import Tracker
 from field_units.writer import PositionWriter
 from persistence.factory import build_store
@@ -74,15 +87,18 @@ def create_app(
         writer = PositionWriter(app[STORE])
         alarms = AlarmDesk(app[STORE], app[BUS])
         tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking, alarms)
+        tasks = TaskDesk(app[STORE], app[BUS], alarms)
         hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
         await writer.start()
         await tracker.start()
+        await tasks.start()
         await hub.start()
-        app[WRITER], app[TRACKER], app[HUB], app[ALARMS] = writer, tracker, hub, alarms
+        app[WRITER], app[TRACKER], app[HUB], app[ALARMS], app[TASKS] = writer, tracker, hub, alarms, tasks
         try:
             yield
         finally:
             await hub.close()
+            await tasks.close()
             await tracker.close()
             await writer.close()
 

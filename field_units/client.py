@@ -22,6 +22,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -53,6 +54,7 @@ class TelemetryClient:
         max_body_bytes: int = MAX_BODY_BYTES,
         seed: int | None = None,
         label: str = "unit",
+        on_task: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {device_secret}"}
@@ -68,6 +70,7 @@ class TelemetryClient:
         self._empty = asyncio.Event()
         self._empty.set()
         self._task: asyncio.Task[None] | None = None
+        self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._link: asyncio.Task[None] | None = None
         self._offline_until = 0.0
         self._closed = False
@@ -84,6 +87,10 @@ class TelemetryClient:
         self.rejected = 0
         self.reconnects = 0  # times the link was lost or refused and tried again
         self.drops = 0  # simulated outages
+        # tasks from the command centre, by id (a task delivered again after a reconnect is not new)
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.task_deliveries = 0  # task messages received, repeats included
+        self._on_task = on_task
 
     # the device's side ---------------------------------------------------------------------------------
     def record(self, position: dict[str, Any]) -> int | None:
@@ -206,7 +213,11 @@ class TelemetryClient:
             f"{self._base}/api/telemetry/ws", headers=self._headers, heartbeat=20, compress=0
         ) as ws:
             self.connected = True
-            await self._live(ws)
+            self._socket = ws
+            try:
+                await self._live(ws)
+            finally:
+                self._socket = None
         raise LinkRefused(f"socket closed by the server ({ws.close_code})")
 
     async def _upload_backlog(self, http: aiohttp.ClientSession) -> None:
@@ -243,6 +254,55 @@ class TelemetryClient:
         return b'{"positions":[' + b",".join(parts) + b"]}", batch[: len(parts)]
 
     async def _live(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Send positions one message at a time, each answered; the server's own messages (tasks) are read
+        alongside by ``_read``, which hands the answers over."""
+        answers: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(ws, answers), name=f"telemetry-reader:{self.label}")
+        try:
+            await self._send_positions(ws, answers)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, answers: asyncio.Queue[dict[str, Any] | None]) -> None:
+        try:
+            async for reply in ws:
+                if reply.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                message = orjson.loads(reply.data)
+                if not isinstance(message, dict):
+                    continue
+                if message.get("type") in ("ack", "error"):
+                    answers.put_nowait(message)
+                elif message.get("type") == "task":
+                    await self._task_received(ws, message["task"])
+                elif message.get("type") == "task_cancelled" and message.get("task_id") in self.tasks:
+                    self.tasks[message["task_id"]]["status"] = "cancelled"
+        finally:
+            answers.put_nowait(None)  # the socket ended: the sender stops waiting
+
+    async def _task_received(self, ws: aiohttp.ClientWebSocketResponse, task: dict[str, Any]) -> None:
+        self.task_deliveries += 1
+        new = task["id"] not in self.tasks
+        if new:
+            self.tasks[task["id"]] = dict(task)
+            if self._on_task is not None:
+                self._on_task(task)
+        update = {"type": "task_update", "task_id": task["id"], "status": "acknowledged"}
+        await ws.send_frame(orjson.dumps(update), aiohttp.WSMsgType.TEXT)
+
+    async def report_task(self, task_id: str, status: str, note: str | None = None) -> None:
+        """Report on a task (in_progress, done, failed) over the open socket; LinkRefused when offline."""
+        if self._socket is None or self._socket.closed:
+            raise LinkRefused("no open socket to report on")
+        message = {"type": "task_update", "task_id": task_id, "status": status, "note": note}
+        await self._socket.send_frame(orjson.dumps(message), aiohttp.WSMsgType.TEXT)
+        self.tasks.setdefault(task_id, {"id": task_id})["status"] = status
+
+    async def _send_positions(
+        self, ws: aiohttp.ClientWebSocketResponse, answers: asyncio.Queue[dict[str, Any] | None]
+    ) -> None:
         while not ws.closed:
             batch = self.outbox.oldest(LIVE_BATCH)
             if not batch:
@@ -252,7 +312,7 @@ class TelemetryClient:
             await ws.send_frame(orjson.dumps(batch[0] if len(batch) == 1 else batch), aiohttp.WSMsgType.TEXT)
             self.sent += len(batch)
             self.messages += 1
-            answer = await self._answer(ws)
+            answer = await self._answer(answers)
             if answer.get("type") == "ack":
                 self._apply(answer, batch)
             else:  # the message was not taken (e.g. the server's buffer is full): keep it, wait, resend
@@ -260,15 +320,15 @@ class TelemetryClient:
                 log.warning("%s: server refused a message: %s", self.label, self.last_error)
                 await asyncio.sleep(1.0)
 
-    async def _answer(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
-        """The server's answer to the message in flight (an ack or an error), skipping heartbeats."""
-        while True:
-            reply = await ws.receive(timeout=self._ack_timeout)
-            if reply.type != aiohttp.WSMsgType.TEXT:
-                raise LinkRefused(f"socket ended while waiting for an ack ({reply.type.name})")
-            answer = orjson.loads(reply.data)
-            if isinstance(answer, dict) and answer.get("type") in ("ack", "error"):
-                return answer
+    async def _answer(self, answers: asyncio.Queue[dict[str, Any] | None]) -> dict[str, Any]:
+        """The server's answer to the message in flight (an ack or an error)."""
+        try:
+            answer = await asyncio.wait_for(answers.get(), self._ack_timeout)
+        except TimeoutError:
+            raise LinkRefused(f"no ack within {self._ack_timeout:g} s") from None
+        if answer is None:
+            raise LinkRefused("socket ended while waiting for an ack")
+        return answer
 
     def _apply(self, ack: dict[str, Any], batch: list[dict[str, Any]]) -> None:
         """Drop from the outbox what the server holds, and what it refused (by seq, or by index in the batch)."""

@@ -2,7 +2,8 @@
 
 Each text message (a position or an array of them, docs/protocols.md) goes through ``Tracker.ingest``
 (validation, dedupe, durable write) and is answered with the ``ack`` JSON, or an ``error`` JSON that
-keeps the connection open. The limits live here so both transports share them.
+keeps the connection open; a ``task_update`` (the unit reporting on a task) goes to ``report`` and is
+answered with ``task_ack``. The limits live here so both transports share them.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ class Answer(Protocol):
 
 
 Ingest = Callable[[Unit, object], Awaitable[Answer]]
+Report = Callable[[Unit, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-async def answer(ingest: Ingest, unit: Unit, message: str | bytes) -> bytes:
+async def answer(ingest: Ingest, unit: Unit, message: str | bytes, report: Report | None = None) -> bytes:
     """The reply to one data-channel message (JSON text, pre-serialised)."""
     if isinstance(message, bytes):
         return error("bad_request", "send JSON text messages")
@@ -36,6 +38,13 @@ async def answer(ingest: Ingest, unit: Unit, message: str | bytes) -> bytes:
         data = orjson.loads(message)
     except orjson.JSONDecodeError as exc:
         return error("invalid_json", f"not JSON: {exc}")
+    if isinstance(data, dict) and data.get("type") == "task_update":
+        if report is None:
+            return error("bad_request", "task updates go over the telemetry WebSocket")
+        try:
+            return orjson.dumps(await report(unit, data))
+        except AppError as exc:
+            return error(exc.code, exc.message)
     if isinstance(data, list) and len(data) > MAX_BATCH:
         return error("validation_failed", f"{len(data)} positions in one message; limit {MAX_BATCH}")
     try:

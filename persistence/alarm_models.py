@@ -25,8 +25,9 @@ class AlarmKind(StrEnum):
     TASK_OVERDUE = "task_overdue"  # 任务超时
 
 
-# Kinds whose alarm closes by itself once the condition clears; an SOS always needs a person.
-SELF_RESOLVING = frozenset({AlarmKind.OFFLINE, AlarmKind.LOW_BATTERY})
+# Kinds whose alarm closes by itself once the condition clears (back online, charged, the task ended);
+# an SOS or a geofence breach always needs a person.
+SELF_RESOLVING = frozenset({AlarmKind.OFFLINE, AlarmKind.LOW_BATTERY, AlarmKind.TASK_OVERDUE})
 
 
 class AlarmState(StrEnum):

@@ -14,9 +14,10 @@ from core.ids import CourtId, UnitId, UserId
 from persistence.alarm_port import AlarmStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
 from persistence.query_port import QueryStore
+from persistence.task_port import TaskStore
 
 
-class Store(QueryStore, AlarmStore, Protocol):
+class Store(QueryStore, AlarmStore, TaskStore, Protocol):
     dialect: str
 
     async def open(self) -> None:

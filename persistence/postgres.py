@@ -29,6 +29,7 @@ from persistence.models import (
 )
 from persistence.postgres_alarms import PostgresAlarms
 from persistence.postgres_queries import PostgresQueries
+from persistence.postgres_tasks import PostgresTasks
 
 _MIGRATION_LOCK = 0x43435F4D  # "CC_M": advisory lock key serialising migrations across processes
 
@@ -52,7 +53,7 @@ def _translate(exc: asyncpg.PostgresError) -> Exception:
     return exc
 
 
-class PostgresStore(PostgresQueries, PostgresAlarms):
+class PostgresStore(PostgresQueries, PostgresAlarms, PostgresTasks):
     dialect = "postgres"
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, schema: str | None = None) -> None:

@@ -32,6 +32,7 @@ from persistence.models import (
 )
 from persistence.sqlite_alarms import SqliteAlarms
 from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
+from persistence.sqlite_tasks import SqliteTasks
 
 _SUBTREE = """
 WITH RECURSIVE tree(id, depth) AS (
@@ -51,7 +52,7 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-class SqliteStore(SqliteQueries, SqliteAlarms):
+class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:

@@ -43,6 +43,10 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/alarms/{alarm_id}/acknowledge"): {OP, S, A},
     ("POST", "/api/alarms/{alarm_id}/resolve"): {OP, S, A},
     ("POST", "/api/alarms/{alarm_id}/false-alarm"): {OP, S, A},
+    ("POST", "/api/units/{unit_id}/tasks"): {OP, S, A},
+    ("GET", "/api/units/{unit_id}/tasks"): {OP, S, A},
+    ("GET", "/api/tasks"): {OP, S, A},
+    ("POST", "/api/tasks/{task_id}/cancel"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
     ("POST", "/api/cases"): {J, S, A},
@@ -75,6 +79,7 @@ SAMPLE_PARAMS = {
     "{followup_id}": "no-such-followup",
     "{session_id}": "no-such-session",
     "{alarm_id}": "999999",
+    "{task_id}": "no-such-task",
 }
 
 

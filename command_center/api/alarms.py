@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, StringConstraints
 
 from alarms.views import alarm_view
+from command_center.api.params import bounded_int, flag
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
 from command_center.auth import Access, current_user
@@ -56,14 +57,10 @@ def _alarm_id(raw: str) -> int:
 )
 async def list_alarms(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
-    everything = request.query.get("all", "false")
-    if everything not in ("true", "false"):
-        raise ValidationFailed(f"all must be true or false, got {everything!r}")
-    raw_limit = request.query.get("limit", "200")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST:
-        raise ValidationFailed(f"limit must be an integer from 1 to {MAX_LIST}, got {raw_limit!r}")
+    live_only = not flag(request, "all")
+    limit = bounded_int(request, "limit", default=200, low=1, high=MAX_LIST)
     courts = await visible_courts(store, current_user(request))
-    alarms = await store.list_alarms(court_ids=courts, live_only=everything == "false", limit=int(raw_limit))
+    alarms = await store.list_alarms(court_ids=courts, live_only=live_only, limit=limit)
     return json_response(AlarmList(alarms=[alarm_view(a) for a in alarms]))
 
 

@@ -3,7 +3,18 @@ test all read it."""
 
 from __future__ import annotations
 
-from command_center.api import alarms, directory, map_config, media, queries, screens, sessions, system, telemetry
+from command_center.api import (
+    alarms,
+    directory,
+    map_config,
+    media,
+    queries,
+    screens,
+    sessions,
+    system,
+    tasks,
+    telemetry,
+)
 from command_center.api.registry import Endpoint, Registry
 
 REGISTRIES: tuple[Registry, ...] = (
@@ -13,6 +24,7 @@ REGISTRIES: tuple[Registry, ...] = (
     map_config.api,
     telemetry.api,
     alarms.api,
+    tasks.api,
     screens.api,
     queries.api,
     media.api,

@@ -10,12 +10,13 @@ import logging
 import time
 from typing import Annotated, Any
 
+import orjson
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field
 
 from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, current_caller, current_device
-from command_center.keys import STORE, TRACKER
+from command_center.keys import STORE, TASKS, TRACKER
 from command_center.visibility import require_visible
 from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from core.ids import UnitId
@@ -56,18 +57,26 @@ class AckOut(BaseModel):
 async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
     tracker = request.app[TRACKER]
+    tasks = request.app[TASKS]
     ws = web.WebSocketResponse(heartbeat=30.0, compress=False, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
-    async for message in ws:
-        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            await _reply(ws, await answer(tracker.ingest, unit, message.data))
+
+    async def push(message: dict[str, Any]) -> None:
+        await _reply(ws, orjson.dumps(message))
+
+    async with tasks.channel(unit, push):
+        async for message in ws:
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
     log.info("unit %s: telemetry socket closed (%s)", unit.id, ws.close_code)
     return ws
 
 
 async def _reply(ws: web.WebSocketResponse, data: bytes) -> None:
-    """Send pre-serialised JSON as a text message."""
+    """Send pre-serialised JSON as a text message (a closed socket raises ConnectionError)."""
+    if ws.closed:
+        raise ConnectionError("the unit's socket is closed")
     await ws.send_frame(data, WSMsgType.TEXT)
 
 

@@ -21,10 +21,13 @@ from alarms.views import alarm_view
 from command_center.screens.connection import ScreenConnection
 from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import Event, EventBus, SubscriberLagged
+from field_units.tasks import tasks_topic
 from field_units.views import alarms_topic, unit_view, units_topic
 from persistence.alarm_models import LIVE_STATES
 from persistence.models import UnitState
 from persistence.port import Store
+from persistence.task_models import LIVE as LIVE_TASKS
+from persistence.task_models import task_view
 from query_control.views import load_query_view, query_topic
 
 log = logging.getLogger(__name__)
@@ -197,6 +200,34 @@ class AlarmsFeed(Feed):
     def send_snapshot(self, screen: ScreenConnection) -> None:
         alarms = sorted(self.live.values(), key=lambda a: (-a["raised_ms"], -a["id"]))
         snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "alarms": alarms}
+        screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
+
+
+class TasksFeed(Feed):
+    """Tasks of one court's units: snapshot = the tasks under way (from the store), then each change."""
+
+    def __init__(self, court_id: CourtId, bus: EventBus, store: Store) -> None:
+        super().__init__(tasks_topic(court_id), bus)
+        self.court_id = court_id
+        self._store = store
+        self.live: dict[str, dict[str, Any]] = {}
+
+    async def reload(self) -> None:
+        await super().reload()
+        tasks = await self._store.list_tasks(court_ids=[self.court_id], statuses=LIVE_TASKS)
+        self.live = {t.id: task_view(t) for t in tasks}
+
+    def apply(self, event: Event) -> bytes:
+        view = event.data["task"]
+        if view["status"] in LIVE_TASKS:
+            self.live[view["id"]] = view
+        else:
+            self.live.pop(view["id"], None)
+        return orjson.dumps({"type": "task", "topic": self.name, "seq": event.seq, "task": view})
+
+    def send_snapshot(self, screen: ScreenConnection) -> None:
+        tasks = sorted(self.live.values(), key=lambda t: -t["created_ms"])
+        snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "tasks": tasks}
         screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
 
 

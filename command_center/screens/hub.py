@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from command_center.auth import Caller, UserCaller
 from command_center.screens.connection import ScreenConnection
-from command_center.screens.feeds import AlarmsFeed, Feed, QueryFeed, UnitFeed, UnitsFeed
+from command_center.screens.feeds import AlarmsFeed, Feed, QueryFeed, TasksFeed, UnitFeed, UnitsFeed
 from command_center.visibility import visible_courts
 from config.settings import TrackingSettings
 from core.errors import AppError, BadRequest, Forbidden, NotFound
@@ -166,6 +166,11 @@ class ScreenHub:
                     feeds.append(
                         await self._feed(f"units.{court}", lambda c=court: UnitsFeed(c, self._bus, self._store))
                     )
+            elif topic == "tasks":
+                for court in courts:
+                    feeds.append(
+                        await self._feed(f"tasks.{court}", lambda c=court: TasksFeed(c, self._bus, self._store))
+                    )
             elif topic == "alarms":
                 for court in courts:
                     feeds.append(
@@ -192,7 +197,9 @@ class ScreenHub:
                     await self._feed(topic, lambda q=query_id: QueryFeed(q, self._bus, self._store, self.agency_names))
                 )
             else:
-                raise BadRequest(f"unknown topic {topic!r}; expected 'units', 'alarms', 'unit:<id>' or 'query:<id>'")
+                raise BadRequest(
+                    f"unknown topic {topic!r}; expected 'units', 'alarms', 'tasks', 'unit:<id>' or 'query:<id>'"
+                )
         return feeds
 
 
