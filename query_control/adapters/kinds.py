@@ -26,18 +26,27 @@ class Deposit(_Record):
     balance_cents: int = Field(ge=0)
 
 
+class Location(BaseModel):
+    """WGS-84, where the agency knows it: the property itself, a vehicle's registered parking place."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
 class RealEstate(_Record):
     certificate: str = Field(min_length=1)
     address: str
     area_m2: float = Field(gt=0)
     assessed_value_cents: int | None = Field(None, ge=0)
     mortgaged: bool = False
+    location: Location | None = None
 
 
 class Vehicle(_Record):
     plate: str = Field(min_length=1)
     vin: str
     model: str = ""
+    location: Location | None = None
 
 
 class Equity(_Record):

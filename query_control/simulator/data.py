@@ -21,6 +21,11 @@ def _digits(rng: random.Random, n: int) -> str:
     return "".join(str(rng.randrange(10)) for _ in range(n))
 
 
+def _harbin(rng: random.Random) -> dict[str, float]:
+    """A point in Harbin's urban districts (WGS-84)."""
+    return {"lat": round(rng.uniform(45.68, 45.82), 6), "lon": round(rng.uniform(126.52, 126.72), 6)}
+
+
 def holdings(agency: AgencyConfig, identifier: str) -> list[dict[str, Any]]:
     """The asset records this agency returns for the party (the wire shape of its kind)."""
     rng = _rng(agency.id, identifier)
@@ -46,6 +51,7 @@ def _record(agency: AgencyConfig, rng: random.Random, i: int) -> dict[str, Any]:
             "area_m2": round(rng.uniform(40, 200), 2),
             "assessed_value_cents": cents * 20,
             "mortgaged": rng.random() < 0.3,
+            "location": _harbin(rng),
         }
     if kind is AgencyKind.VEHICLE:
         return {
@@ -53,6 +59,7 @@ def _record(agency: AgencyConfig, rng: random.Random, i: int) -> dict[str, Any]:
             "vin": f"LSV{_digits(rng, 14)}",
             "model": rng.choice(["大众朗逸", "丰田卡罗拉", "比亚迪汉"]),
             "registered": f"20{10 + rng.randrange(15)}-0{1 + rng.randrange(9)}-1{rng.randrange(10)}",
+            **({"location": _harbin(rng)} if rng.random() < 0.8 else {}),  # a registered parking place, mostly
         }
     if kind is AgencyKind.MARKET_REGULATOR:
         return {
