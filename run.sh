@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the command centre on the embedded default (SQLite + in-process bus), with simulated
-# field units around Harbin for a first look.
-# Usage: ./run.sh [--port N] [--host ADDR]      CC_DEMO=0 ./run.sh runs without the simulated units.
+# field units around Harbin and the 18 simulated partner agencies (and a demo judge with a case) for a
+# first look.
+# Usage: ./run.sh [--port N] [--host ADDR]      CC_DEMO=0 ./run.sh runs without the simulations.
 # Settings: config/settings.sample.toml and CC_* environment variables (see README).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,9 +19,13 @@ if [ "${CC_DEMO:-1}" = "0" ]; then
   exec .venv/bin/python -m command_center serve "$@"
 fi
 
+.venv/bin/python -m command_center demo
+echo "demo: the 18 partner agencies are simulated on 127.0.0.1:9101-9118 (python -m query_control.simulator)"
+.venv/bin/python -m query_control.simulator >var/agency-simulator.log 2>&1 &
+agencies=$!
 .venv/bin/python -m command_center serve "$@" &
 server=$!
-trap 'kill $server ${simulator:-} 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+trap 'kill $server ${simulator:-} $agencies 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 for _ in $(seq 1 60); do
   curl -sf "http://127.0.0.1:${port}/api/health" >/dev/null 2>&1 && break
   kill -0 "$server" 2>/dev/null || exit 1

@@ -59,8 +59,8 @@ async def ensure_first_admin(store: Store, passwords: Passwords, data_dir: Path)
             role=Role.ADMIN,
             court_id=roots[0].id,
         )
-        _write_private(secret_file, password)
-    kept = _read_if_present(secret_file)
+        write_private(secret_file, password)
+    kept = read_private(secret_file)
     if kept is not None:
         admin = await store.find_user(FIRST_ADMIN)
         if admin is not None and passwords.verify(admin.password_hash, kept):
@@ -68,7 +68,7 @@ async def ensure_first_admin(store: Store, passwords: Passwords, data_dir: Path)
     return None
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -76,5 +76,5 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text + "\n")
 
 
-def _read_if_present(path: Path) -> str | None:
+def read_private(path: Path) -> str | None:
     return path.read_text().strip() if path.is_file() else None

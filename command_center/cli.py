@@ -16,6 +16,7 @@ from aiohttp import web
 from command_center.app import create_app
 from command_center.bootstrap import ensure_first_admin, import_courts
 from command_center.credentials import MIN_PASSWORD_LENGTH, Passwords, lookup_hash, new_device_secret
+from command_center.demo import ensure_demo
 from config.settings import Settings, load_settings
 from core.errors import AppError
 from core.ids import CourtId, UnitId
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="migrate, import courts, create the first admin when there is none")
     init.add_argument("--courts", type=Path, default=DEFAULT_COURTS, help="court hierarchy TOML file")
+
+    commands.add_parser("demo", help="create the demo judge and case for a first look at the query desk")
 
     court = commands.add_parser("court", help="courts").add_subparsers(dest="action", required=True)
     court_import = court.add_parser("import", help="create or update courts from a TOML file")
@@ -144,6 +147,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
 
         return asyncio.run(_with_store(settings, init))
+
+    if args.command == "demo":
+
+        async def demo(store: Store) -> int:
+            login = await ensure_demo(store, Passwords(settings.auth), settings.data_dir)
+            if login is not None:
+                print(f"demo judge login: username '{login[0]}', password '{login[1]}' (query desk: /desk)")
+            return 0
+
+        return asyncio.run(_with_store(settings, demo))
 
     if args.command == "court":
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from config.settings import StoreSettings
+from persistence.factory import build_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -180,3 +184,24 @@ def test_serve_answers_health_and_login_then_shuts_down_cleanly(tmp_path: Path) 
         output, _ = server.communicate(timeout=20)
     assert server.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_demo_creates_a_judge_and_a_case_once(tmp_path: Path) -> None:
+    assert _cli(tmp_path, "init").returncode == 0
+    first = _cli(tmp_path, "demo")
+    assert first.returncode == 0, first.stderr
+    assert "demo judge login: username 'demo-judge'" in first.stdout
+    password = (tmp_path / "demo-judge-password").read_text().strip()
+    assert password in first.stdout and (tmp_path / "demo-judge-password").stat().st_mode & 0o077 == 0
+    again = _cli(tmp_path, "demo")  # idempotent: the same judge, the same case, the same login shown
+    assert again.returncode == 0 and password in again.stdout
+
+    async def cases() -> list[tuple[str, list[str]]]:
+        store = build_store(StoreSettings(url=f"sqlite:///{tmp_path / 'cli.db'}"))
+        await store.open()
+        try:
+            return [(c.case_number, [p.kind.value for p in c.parties]) for c in await store.list_cases()]
+        finally:
+            await store.close()
+
+    assert asyncio.run(cases()) == [("(2026)黑0102执1号", ["person", "organisation"])]
