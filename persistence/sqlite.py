@@ -31,6 +31,7 @@ from persistence.models import (
     User,
 )
 from persistence.sqlite_alarms import SqliteAlarms
+from persistence.sqlite_duty import SqliteDuty
 from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
 from persistence.sqlite_tasks import SqliteTasks
 
@@ -52,7 +53,7 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks):
+class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:

@@ -47,6 +47,12 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/units/{unit_id}/tasks"): {OP, S, A},
     ("GET", "/api/tasks"): {OP, S, A},
     ("POST", "/api/tasks/{task_id}/cancel"): {OP, S, A},
+    ("GET", "/api/duty"): {OP, S, A},
+    ("PUT", "/api/duty/{court_id}/{day}"): {S, A},
+    ("POST", "/api/duty/sign-in"): {OP, S, A},
+    ("POST", "/api/duty/notes"): {OP, S, A},
+    ("GET", "/api/duty/log"): {OP, S, A},
+    ("GET", "/api/stats"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
     ("POST", "/api/cases"): {J, S, A},
@@ -80,6 +86,7 @@ SAMPLE_PARAMS = {
     "{session_id}": "no-such-session",
     "{alarm_id}": "999999",
     "{task_id}": "no-such-task",
+    "{day}": "2026-11-22",
 }
 
 
