@@ -17,6 +17,7 @@ from command_center.keys import (
     HUB,
     LOGIN_THROTTLE,
     OPENAPI,
+    OPERATIONS,
     PASSWORDS,
     SETTINGS,
     STORE,
@@ -26,6 +27,7 @@ from command_center.keys import (
 )
 from command_center.media_ctx import media_ctx
 from command_center.middleware import errors_as_json, security_headers
+from command_center.operations import OperationDesk
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
 from command_center.screens.hub import ScreenHub
@@ -88,12 +90,14 @@ def create_app(
         alarms = AlarmDesk(app[STORE], app[BUS])
         tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking, alarms)
         tasks = TaskDesk(app[STORE], app[BUS], alarms)
+        operations = OperationDesk(app[STORE], app[BUS], tasks)
         hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
         await writer.start()
         await tracker.start()
         await tasks.start()
         await hub.start()
         app[WRITER], app[TRACKER], app[HUB], app[ALARMS], app[TASKS] = writer, tracker, hub, alarms, tasks
+        app[OPERATIONS] = operations
         try:
             yield
         finally:

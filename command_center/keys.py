@@ -14,6 +14,7 @@ from persistence.port import Store
 
 if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys above
     from alarms.desk import AlarmDesk
+    from command_center.operations import OperationDesk
     from command_center.screens.hub import ScreenHub
     from field_units.tasks import TaskDesk
     from field_units.tracker import Tracker
@@ -36,6 +37,7 @@ WRITER: web.AppKey[PositionWriter] = web.AppKey("position_writer")
 HUB: web.AppKey[ScreenHub] = web.AppKey("screen_hub")
 ALARMS: web.AppKey[AlarmDesk] = web.AppKey("alarm_desk")
 TASKS: web.AppKey[TaskDesk] = web.AppKey("task_desk")
+OPERATIONS: web.AppKey[OperationDesk] = web.AppKey("operation_desk")
 AGENCIES: web.AppKey[list[AgencyConfig]] = web.AppKey("agencies")
 GATEWAY: web.AppKey[AgencyGateway] = web.AppKey("agency_gateway")
 BROKER: web.AppKey[Broker] = web.AppKey("query_broker")

@@ -14,11 +14,12 @@ from core.ids import CourtId, UnitId, UserId
 from persistence.alarm_port import AlarmStore
 from persistence.duty_port import DutyStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
+from persistence.operation_port import OperationStore
 from persistence.query_port import QueryStore
 from persistence.task_port import TaskStore
 
 
-class Store(QueryStore, AlarmStore, TaskStore, DutyStore, Protocol):
+class Store(QueryStore, AlarmStore, TaskStore, DutyStore, OperationStore, Protocol):
     dialect: str
 
     async def open(self) -> None:

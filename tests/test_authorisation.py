@@ -53,6 +53,14 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/duty/notes"): {OP, S, A},
     ("GET", "/api/duty/log"): {OP, S, A},
     ("GET", "/api/stats"): {OP, S, A},
+    ("POST", "/api/operations"): {OP, S, A},
+    ("GET", "/api/operations"): {OP, S, A},
+    ("GET", "/api/operations/{operation_id}"): {OP, S, A},
+    ("PUT", "/api/operations/{operation_id}/units"): {OP, S, A},
+    ("POST", "/api/operations/{operation_id}/start"): {OP, S, A},
+    ("POST", "/api/operations/{operation_id}/conclude"): {OP, S, A},
+    ("POST", "/api/operations/{operation_id}/cancel"): {OP, S, A},
+    ("POST", "/api/operations/{operation_id}/events"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
     ("POST", "/api/cases"): {J, S, A},
@@ -87,6 +95,7 @@ SAMPLE_PARAMS = {
     "{alarm_id}": "999999",
     "{task_id}": "no-such-task",
     "{day}": "2026-11-22",
+    "{operation_id}": "no-such-operation",
 }
 
 

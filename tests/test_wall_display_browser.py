@@ -195,7 +195,7 @@ async def test_the_wall_resumes_after_a_cut_and_shows_silent_units(world: World,
         "/api/telemetry/ws", headers={"Authorization": f"Bearer {(await created.json())['secret']}"}
     )
     await open_wall(watched, world)
-    assert watched.sent[0] == {"type": "subscribe", "topics": ["units", "alarms"], "resume": {}}
+    assert watched.sent[0] == {"type": "subscribe", "topics": ["units", "alarms", "operations"], "resume": {}}
 
     # A unit that reports once and goes silent: online, then offline with an alarm.
     await send(quick, fix(1, 45.74, 126.66))
@@ -237,4 +237,26 @@ async def test_the_wall_sends_a_visitor_without_a_session_to_log_in(world: World
     await watched.page.goto(f"{watched.base}/wall")
     await watched.page.wait_for_url(f"{watched.base}/")
     await watched.page.wait_for_selector("#login", state="visible")
+    assert watched.exceptions == [] and watched.console_errors == [], watched.failed
+
+
+async def test_an_operation_that_starts_opens_on_the_wall(world: World, watched: Watched) -> None:
+    page = watched.page
+    await open_wall(watched, world)
+    await page.wait_for_selector("#operations li.none")
+    target = {"lat": 45.7612, "lon": 126.6201, "address": "道里区经纬街 88 号", "radius_m": 150}
+    created = await world.client.post("/api/operations", headers=world.auth("operator"), json={
+        "kind": "search", "title": "搜查被执行人住所", "court_id": "HLJ0102", "onsite_commander": "李警官",
+        "target": target, "unit_ids": []})  # fmt: skip
+    op = (await created.json())["operation"]
+    await page.wait_for_selector(f"#operations li.planned[data-operation-id='{op['id']}']")
+    assert "搜查 · 搜查被执行人住所 · 准备中" in (await page.text_content("#operations li") or "")
+    await world.client.post(f"/api/operations/{op['id']}/start", json={}, headers=world.auth("operator"))
+    await page.wait_for_selector("#operations li.under_way")
+    # the wall brings it into view: the map's centre moves to the target
+    await page.wait_for_function(
+        "() => { const c = window.wallMap.getCenter(); return Math.abs(c.lat - 45.7612) < 0.001"
+        " && Math.abs(c.lng - 126.6201) < 0.001; }"
+    )
+    await page.screenshot(path="/tmp/wall-operation.png")
     assert watched.exceptions == [] and watched.console_errors == [], watched.failed

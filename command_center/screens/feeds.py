@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from alarms.views import alarm_view
+from command_center.operations import operation_view, operations_topic
 from command_center.screens.connection import ScreenConnection
 from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import Event, EventBus, SubscriberLagged
@@ -25,6 +26,7 @@ from field_units.tasks import tasks_topic
 from field_units.views import alarms_topic, unit_view, units_topic
 from persistence.alarm_models import LIVE_STATES
 from persistence.models import UnitState
+from persistence.operation_models import LIVE_OPERATIONS
 from persistence.port import Store
 from persistence.task_models import LIVE as LIVE_TASKS
 from persistence.task_models import task_view
@@ -228,6 +230,35 @@ class TasksFeed(Feed):
     def send_snapshot(self, screen: ScreenConnection) -> None:
         tasks = sorted(self.live.values(), key=lambda t: -t["created_ms"])
         snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "tasks": tasks}
+        screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
+
+
+class OperationsFeed(Feed):
+    """Enforcement operations of one court: snapshot = those planned or under way, then each change."""
+
+    def __init__(self, court_id: CourtId, bus: EventBus, store: Store) -> None:
+        super().__init__(operations_topic(court_id), bus)
+        self.court_id = court_id
+        self._store = store
+        self.live: dict[str, dict[str, Any]] = {}
+
+    async def reload(self) -> None:
+        await super().reload()
+        ops = await self._store.list_operations(court_ids=[self.court_id], statuses=LIVE_OPERATIONS)
+        self.live = {o.id: operation_view(o) for o in ops}
+
+    def apply(self, event: Event) -> bytes:
+        view = event.data["operation"]
+        if view["status"] in LIVE_OPERATIONS:
+            self.live[view["id"]] = view
+        else:
+            self.live.pop(view["id"], None)
+        return orjson.dumps({"type": "operation", "topic": self.name, "seq": event.seq, "event": event.data["event"],
+                             "operation": view})  # fmt: skip
+
+    def send_snapshot(self, screen: ScreenConnection) -> None:
+        ops = sorted(self.live.values(), key=lambda o: -o["created_ms"])
+        snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "operations": ops}
         screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
 
 

@@ -18,7 +18,15 @@ from aiohttp import WSMsgType, web
 
 from command_center.auth import Caller, UserCaller
 from command_center.screens.connection import ScreenConnection
-from command_center.screens.feeds import AlarmsFeed, Feed, QueryFeed, TasksFeed, UnitFeed, UnitsFeed
+from command_center.screens.feeds import (
+    AlarmsFeed,
+    Feed,
+    OperationsFeed,
+    QueryFeed,
+    TasksFeed,
+    UnitFeed,
+    UnitsFeed,
+)
 from command_center.visibility import visible_courts
 from config.settings import TrackingSettings
 from core.errors import AppError, BadRequest, Forbidden, NotFound
@@ -166,6 +174,13 @@ class ScreenHub:
                     feeds.append(
                         await self._feed(f"units.{court}", lambda c=court: UnitsFeed(c, self._bus, self._store))
                     )
+            elif topic == "operations":
+                for court in courts:
+                    feeds.append(
+                        await self._feed(
+                            f"operations.{court}", lambda c=court: OperationsFeed(c, self._bus, self._store)
+                        )
+                    )
             elif topic == "tasks":
                 for court in courts:
                     feeds.append(
@@ -198,7 +213,8 @@ class ScreenHub:
                 )
             else:
                 raise BadRequest(
-                    f"unknown topic {topic!r}; expected 'units', 'alarms', 'tasks', 'unit:<id>' or 'query:<id>'"
+                    f"unknown topic {topic!r}; expected 'units', 'alarms', 'tasks', 'operations', 'unit:<id>'"
+                    " or 'query:<id>'"
                 )
         return feeds
 

@@ -10,7 +10,9 @@ const TEXT = {
         soundReady: "声音已开启", lang: "English", sosRaised: "紧急求救", sosCleared: "求救已解除",
         offlineRaised: "离线", offlineCleared: "恢复在线", low_battery: "电量低", geofence: "电子围栏",
         task_overdue: "任务超时", open: "未处理", acknowledged: "已确认", conditionCleared: "已解除",
-        acknowledge: "确认", resolve: "处置", false_alarm: "误报", actionFailed: "操作失败", speed: "速度", battery: "电量", fix: "定位时间",
+        acknowledge: "确认", resolve: "处置", false_alarm: "误报", actionFailed: "操作失败", speed: "速度",
+        operations: "执行行动", planned: "准备中", under_way: "进行中", search: "搜查", seizure: "查封扣押",
+        eviction: "强制迁出", detention: "拘传拘留", noOperations: "暂无执行行动", onsiteCommander: "现场指挥", unitsShort: "单兵", battery: "电量", fix: "定位时间",
         court: "法院", status: "状态", ago: "秒前", unknown: "未知" },
   en: { title: "Enforcement Command Centre · Wall", connecting: "connecting…", live: "live", stale: "data late",
         lost: "link lost, reconnecting", online: "online", onSite: "on site", sos: "SOS", offline: "offline",
@@ -19,7 +21,9 @@ const TEXT = {
         sosCleared: "SOS cleared", offlineRaised: "went offline", offlineCleared: "back online",
         low_battery: "low battery", geofence: "geofence", task_overdue: "task overdue", open: "open",
         acknowledged: "acknowledged", conditionCleared: "cleared", acknowledge: "Ack", resolve: "Resolve",
-        false_alarm: "False", actionFailed: "action failed", speed: "speed",
+        false_alarm: "False", actionFailed: "action failed", speed: "speed", operations: "Operations",
+        planned: "planned", under_way: "under way", search: "search", seizure: "seizure", eviction: "eviction",
+        detention: "detention", noOperations: "no operations", onsiteCommander: "on site", unitsShort: "units",
         battery: "battery", fix: "fix time", court: "court", status: "status", ago: "s ago", unknown: "unknown" },
 };
 let lang = localStorage.getItem("lang") || "zh";
@@ -38,10 +42,11 @@ const token = sessionStorage.getItem("token");
 // unit_id -> {unit_id, name, kind, court_id, status, position, last_seen_ms, lat, lon, trail: [[fix_ms, lat, lon]]}
 // alarms: alarm id -> the server's view of a live alarm (docs/protocols.md "Alarms")
 const state = { units: new Map(), connected: false, frames: 0, lastMessageAt: 0, seqs: {}, alarms: new Map(),
-                sirens: 0 };
+                operations: new Map(), sirens: 0 };
 window.wallState = state;
 
 const map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: true });
+window.wallMap = map;  // test hook: where the map looks
 // Three layers, bottom up: outlines (their own canvas, redrawn only when the map moves), their names, and
 // the units' canvas, so a frame of unit updates never repaints the outlines and no name hides a unit.
 map.createPane("basemap").style.zIndex = 250;
@@ -59,6 +64,7 @@ function applyLanguage() {
   document.title = t("title");
   renderLink();
   renderAlarms();
+  renderOperations();
 }
 
 async function api(path) {
@@ -356,6 +362,53 @@ function applySnapshot(message) {
   message.units.forEach((view) => applyView(view, null));
 }
 
+// Enforcement operations: listed, and their target and geofence drawn; one that starts is brought into view.
+const operationLayer = L.layerGroup().addTo(map);
+
+function applyOperationSnapshot(message) {
+  const court = message.topic.slice("operations.".length);
+  for (const [id, op] of state.operations) if (op.court_id === court) state.operations.delete(id);
+  message.operations.forEach((op) => state.operations.set(op.id, op));
+  renderOperations();
+}
+
+function applyOperation(message) {
+  const op = message.operation;
+  if (op.status === "planned" || op.status === "under_way") state.operations.set(op.id, op);
+  else state.operations.delete(op.id);
+  renderOperations();
+  if (message.event === "under_way") showOperation(op);
+}
+
+function showOperation(op) {
+  map.flyTo([op.target.lat, op.target.lon], Math.max(map.getZoom(), 15), { duration: 1.0 });
+}
+
+function renderOperations() {
+  const list = document.getElementById("operations");
+  if (!list) return;
+  operationLayer.clearLayers();
+  const ops = [...state.operations.values()].sort((a, b) => b.created_ms - a.created_ms);
+  for (const op of ops) {
+    const color = op.status === "under_way" ? "#f5a524" : "#8fa3bf";
+    L.circle([op.target.lat, op.target.lon], { radius: op.target.radius_m, color, weight: 2, dashArray: "6 4",
+                                               fillOpacity: 0.08, interactive: false }).addTo(operationLayer);
+  }
+  if (!ops.length) {
+    list.replaceChildren(Object.assign(document.createElement("li"), { className: "none", textContent: t("noOperations") }));
+    return;
+  }
+  list.replaceChildren(...ops.map((op) => {
+    const li = document.createElement("li");
+    li.className = op.status;
+    li.dataset.operationId = op.id;
+    li.textContent = `${t(op.kind)} · ${op.title} · ${t(op.status)} · ${t("onsiteCommander")} ${op.onsite_commander}`
+      + ` · ${t("unitsShort")} ${op.unit_ids.length}`;
+    li.addEventListener("click", () => showOperation(op));
+    return li;
+  }));
+}
+
 function applyAlarmSnapshot(message) {
   // The court's live alarms, from the server's store: the whole truth for that court.
   const court = message.topic.slice("alarms.".length);
@@ -507,7 +560,7 @@ function connect() {
   socket = ws;
   ws.onopen = () => {
     backoff = 500;
-    ws.send(JSON.stringify({ type: "subscribe", topics: ["units", "alarms"], resume: state.seqs }));
+    ws.send(JSON.stringify({ type: "subscribe", topics: ["units", "alarms", "operations"], resume: state.seqs }));
   };
   ws.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -516,6 +569,10 @@ function connect() {
     if (message.topic && message.seq !== undefined) state.seqs[message.topic] = message.seq;
     if (message.type === "snapshot" && message.topic.startsWith("alarms.")) {
       applyAlarmSnapshot(message);
+    } else if (message.type === "snapshot" && message.topic.startsWith("operations.")) {
+      applyOperationSnapshot(message);
+    } else if (message.type === "operation") {
+      applyOperation(message);
     } else if (message.type === "snapshot") {
       applySnapshot(message);
       renderCounters();

@@ -1,0 +1,173 @@
+"""Enforcement operations (执行行动): plan, assign units, start (units are sent to the target), note what
+happens (linking asset queries and recordings), conclude or cancel. The wall shows those under way."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field, StringConstraints
+
+from command_center.api.params import flag
+from command_center.api.registry import Registry, body, json_response
+from command_center.api.schemas import Strict
+from command_center.auth import Access, current_user
+from command_center.keys import OPERATIONS, STORE
+from command_center.operations import operation_view
+from command_center.visibility import require_visible, visible_courts
+from core.errors import Conflict, NotFound, ValidationFailed
+from core.ids import CaseId, CourtId, QueryId, UnitId, UserId
+from persistence.operation_models import LIVE_OPERATIONS, Operation, OperationKind, OperationStatus
+from persistence.port import Store
+
+api = Registry()
+
+COMMANDERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+MAX_UNITS = 100
+
+
+class Target(Strict):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] = ""
+    radius_m: float = Field(200.0, gt=0, le=20_000, description="the operation's geofence around the target")
+
+
+class OperationIn(Strict):
+    kind: OperationKind
+    title: Text
+    court_id: str | None = Field(None, description="default: the caller's court")
+    case_id: int | None = None
+    commander_id: int | None = Field(None, description="overall commander in the centre; default: the caller")
+    onsite_commander: Text
+    target: Target
+    unit_ids: list[str] = Field(default_factory=list, max_length=MAX_UNITS)
+
+
+class UnitsIn(Strict):
+    unit_ids: list[str] = Field(max_length=MAX_UNITS)
+
+
+class StepIn(Strict):
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None = None
+
+
+class EventIn(Strict):
+    text: Note
+    query_id: str | None = Field(None, description="link an asset query to the operation")
+    recording: Annotated[str, StringConstraints(max_length=300)] | None = Field(
+        None, description="link a media recording (its session or file) to the operation"
+    )
+
+
+class OperationOut(BaseModel):
+    operation: dict[str, Any]
+
+
+class OperationList(BaseModel):
+    operations: list[dict[str, Any]]
+
+
+async def _units(store: Store, caller: Any, unit_ids: list[str]) -> list[UnitId]:
+    for unit_id in unit_ids:
+        unit = await store.get_unit(UnitId(unit_id))
+        await require_visible(store, caller, unit.court_id)
+    return [UnitId(u) for u in unit_ids]
+
+
+async def _operation(request: web.Request) -> Operation:
+    store = request.app[STORE]
+    op = await store.get_operation(request.match_info["operation_id"])
+    await require_visible(store, current_user(request), op.court_id)
+    return op
+
+
+@api.route("POST", "/api/operations", summary="Plan an enforcement operation", tag="operations", access=COMMANDERS,
+           body=OperationIn, response=OperationOut, status=201, errors=(NotFound,))  # fmt: skip
+async def create_operation(request: web.Request) -> web.StreamResponse:
+    caller = current_user(request)
+    store = request.app[STORE]
+    data = body(request, OperationIn)
+    court_id = CourtId(data.court_id) if data.court_id else caller.user.court_id
+    await store.get_court(court_id)
+    await require_visible(store, caller, court_id)
+    if data.case_id is not None:
+        case = await store.get_case(CaseId(data.case_id))
+        if case.court_id != court_id:
+            raise ValidationFailed(f"case {case.case_number} belongs to {case.court_id}, not {court_id}")
+    commander = await store.get_user(UserId(data.commander_id)) if data.commander_id else caller.user
+    op = await request.app[OPERATIONS].create(
+        court_id=court_id, kind=data.kind, title=data.title,
+        case_id=None if data.case_id is None else CaseId(data.case_id), commander_id=commander.id,
+        onsite_commander=data.onsite_commander, target=data.target.model_dump(),
+        unit_ids=await _units(store, caller, data.unit_ids), created_by=caller.user.id,
+    )  # fmt: skip
+    return json_response(OperationOut(operation=operation_view(op, await store.operation_events(op.id))), status=201)
+
+
+@api.route("GET", "/api/operations", summary="Operations of the caller's courts (?all=true includes ended ones)",
+           tag="operations", access=COMMANDERS, response=OperationList)  # fmt: skip
+async def list_operations(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
+    statuses = None if flag(request, "all") else LIVE_OPERATIONS
+    ops = await store.list_operations(court_ids=await visible_courts(store, current_user(request)), statuses=statuses)
+    return json_response(OperationList(operations=[operation_view(o) for o in ops]))
+
+
+@api.route("GET", "/api/operations/{operation_id}", summary="One operation with its timeline", tag="operations",
+           access=COMMANDERS, response=OperationOut, errors=(NotFound,))  # fmt: skip
+async def get_operation(request: web.Request) -> web.StreamResponse:
+    op = await _operation(request)
+    return json_response(OperationOut(operation=operation_view(op, await request.app[STORE].operation_events(op.id))))
+
+
+@api.route("PUT", "/api/operations/{operation_id}/units", summary="Set the operation's units", tag="operations",
+           access=COMMANDERS, body=UnitsIn, response=OperationOut, errors=(NotFound, Conflict))  # fmt: skip
+async def set_units(request: web.Request) -> web.StreamResponse:
+    op = await _operation(request)
+    store = request.app[STORE]
+    caller = current_user(request)
+    units = await _units(store, caller, body(request, UnitsIn).unit_ids)
+    op = await request.app[OPERATIONS].assign(op, units, caller.user.id)
+    return json_response(OperationOut(operation=operation_view(op, await store.operation_events(op.id))))
+
+
+def _step(status: OperationStatus, path: str, summary: str) -> None:
+    @api.route("POST", f"/api/operations/{{operation_id}}/{path}", summary=summary, tag="operations",
+               access=COMMANDERS, body=StepIn, response=OperationOut, errors=(NotFound, Conflict))  # fmt: skip
+    async def step(request: web.Request) -> web.StreamResponse:
+        op = await _operation(request)
+        note = body(request, StepIn).note
+        op = await request.app[OPERATIONS].move(op, status, current_user(request).user.id, note)
+        return json_response(
+            OperationOut(operation=operation_view(op, await request.app[STORE].operation_events(op.id)))
+        )
+
+    step.__name__ = f"operation_{path}"
+
+
+_step(OperationStatus.UNDER_WAY, "start", "Start the operation: every assigned unit is sent to the target")
+_step(OperationStatus.CONCLUDED, "conclude", "Conclude the operation")
+_step(OperationStatus.CANCELLED, "cancel", "Cancel the operation")
+
+
+@api.route("POST", "/api/operations/{operation_id}/events", summary="Add to the timeline (a note, a linked query "
+           "or recording)", tag="operations", access=COMMANDERS, body=EventIn, response=OperationOut, status=201,
+           errors=(NotFound,))  # fmt: skip
+async def add_event(request: web.Request) -> web.StreamResponse:
+    op = await _operation(request)
+    store = request.app[STORE]
+    data = body(request, EventIn)
+    ref: dict[str, Any] = {}
+    kind = "note"
+    if data.query_id is not None:
+        query = await store.get_query(QueryId(data.query_id))
+        if op.case_id is not None and query.case_id != op.case_id:
+            raise ValidationFailed(f"query {query.id} is not of the operation's case")
+        ref, kind = {"query_id": query.id}, "query"
+    elif data.recording is not None:
+        ref, kind = {"recording": data.recording}, "recording"
+    await request.app[OPERATIONS].note(op, current_user(request).user.id, data.text, ref, kind)
+    return json_response(OperationOut(operation=operation_view(op, await store.operation_events(op.id))), status=201)

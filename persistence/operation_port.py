@@ -1,0 +1,34 @@
+"""The storage enforcement operations need; part of the ``Store`` port."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from core.ids import CourtId, UnitId, UserId
+from persistence.operation_models import Operation, OperationEvent, OperationStatus
+
+
+class OperationStore(Protocol):
+    async def add_operation(self, operation: Operation) -> Operation: ...
+
+    async def get_operation(self, operation_id: str) -> Operation: ...
+
+    async def list_operations(
+        self, *, court_ids: Sequence[CourtId] | None, statuses: Sequence[OperationStatus] | None
+    ) -> list[Operation]:
+        """Newest first."""
+
+    async def move_operation(
+        self, operation_id: str, status: OperationStatus, *, allowed: Sequence[OperationStatus], at_ms: int
+    ) -> Operation | None:
+        """Compare-and-set the status (stamping started_ms or ended_ms); None if not in ``allowed``."""
+
+    async def set_operation_units(self, operation_id: str, unit_ids: Sequence[UnitId]) -> Operation: ...
+
+    async def add_operation_event(
+        self, operation_id: str, *, kind: str, text: str, at_ms: int, user_id: UserId | None, ref: dict[str, Any]
+    ) -> OperationEvent: ...
+
+    async def operation_events(self, operation_id: str) -> list[OperationEvent]:
+        """Oldest first."""
