@@ -14,6 +14,7 @@ from command_center.credentials import Passwords
 from command_center.keys import (
     ALARMS,
     BUS,
+    GEOFENCES,
     HUB,
     LOGIN_THROTTLE,
     OPENAPI,
@@ -34,6 +35,7 @@ from command_center.screens.hub import ScreenHub
 from command_center.throttle import LoginThrottle
 from config.settings import Settings
 from event_bus.factory import build_bus
+from field_units.geofence_watch import GeofenceWatch
 from field_units.tasks import TaskDesk
 from field_units.tracker import Tracker
 from field_units.writer import PositionWriter
@@ -88,7 +90,10 @@ def create_app(
     async def tracking_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = PositionWriter(app[STORE])
         alarms = AlarmDesk(app[STORE], app[BUS])
-        tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking, alarms)
+        geofences = GeofenceWatch(app[STORE], alarms, fixes=settings.tracking.geofence_fixes,
+                                  seconds=settings.tracking.geofence_seconds)  # fmt: skip
+        await geofences.reload()
+        tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking, alarms, geofences=geofences)
         tasks = TaskDesk(app[STORE], app[BUS], alarms)
         operations = OperationDesk(app[STORE], app[BUS], tasks)
         hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
@@ -97,7 +102,7 @@ def create_app(
         await tasks.start()
         await hub.start()
         app[WRITER], app[TRACKER], app[HUB], app[ALARMS], app[TASKS] = writer, tracker, hub, alarms, tasks
-        app[OPERATIONS] = operations
+        app[OPERATIONS], app[GEOFENCES] = operations, geofences
         try:
             yield
         finally:

@@ -99,6 +99,10 @@ class TrackingSettings(Section):
     screen_queue_frames: int = Field(256, ge=8)
     #: A unit reporting less battery than this raises a low-battery alarm (cleared 5 points above it).
     low_battery_percent: float = Field(15.0, ge=0, le=95)
+    #: A geofence crossing counts once a unit has been on the new side for this many fixes ...
+    geofence_fixes: int = Field(3, ge=1, le=100)
+    #: ... and this many seconds (GPS drift along an edge must not flap).
+    geofence_seconds: float = Field(5.0, ge=0, le=600)
 
 
 class QuerySettings(Section):

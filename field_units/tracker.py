@@ -23,6 +23,7 @@ from core.errors import NotFound
 from core.ids import CourtId, UnitId
 from event_bus.port import EventBus
 from field_units import status
+from field_units.geofence_watch import GeofenceWatch
 from field_units.telemetry import Rejection, parse_batch
 from field_units.views import unit_view, units_topic
 from field_units.writer import PositionWriter
@@ -76,6 +77,7 @@ class Tracker:
         settings: TrackingSettings,
         alarms: AlarmDesk,
         *,
+        geofences: GeofenceWatch | None = None,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
         self._store = store
@@ -83,6 +85,7 @@ class Tracker:
         self._writer = writer
         self._settings = settings
         self._alarms = alarms
+        self._geofences = geofences
         self._clock_ms = clock_ms
         self._low_battery: set[UnitId] = set()  # units whose low-battery alarm this process raised
         self._units: dict[UnitId, Unit] = {}
@@ -144,6 +147,8 @@ class Tracker:
             await self._apply(unit, status.heard(self.state(unit.id), at_ms=now, sos=any(p.sos for p in good)))
             if live is not None and live.battery_pct is not None:
                 await self._battery(unit, live.battery_pct)
+            if live is not None and self._geofences is not None:
+                await self._geofences.observe(unit, live)  # the newest position only: a backlog is history
         inserted = await self._writer.write(good)
         late = [p for p in good if (p.unit_id, p.seq) in inserted and p is not live]
         if late:

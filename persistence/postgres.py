@@ -29,6 +29,7 @@ from persistence.models import (
 )
 from persistence.postgres_alarms import PostgresAlarms
 from persistence.postgres_duty import PostgresDuty
+from persistence.postgres_geofences import PostgresGeofences
 from persistence.postgres_operations import PostgresOperations
 from persistence.postgres_queries import PostgresQueries
 from persistence.postgres_tasks import PostgresTasks
@@ -55,7 +56,9 @@ def _translate(exc: asyncpg.PostgresError) -> Exception:
     return exc
 
 
-class PostgresStore(PostgresQueries, PostgresAlarms, PostgresTasks, PostgresDuty, PostgresOperations):
+class PostgresStore(
+    PostgresQueries, PostgresAlarms, PostgresTasks, PostgresDuty, PostgresOperations, PostgresGeofences
+):
     dialect = "postgres"
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, schema: str | None = None) -> None:

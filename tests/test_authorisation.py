@@ -61,6 +61,10 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/operations/{operation_id}/conclude"): {OP, S, A},
     ("POST", "/api/operations/{operation_id}/cancel"): {OP, S, A},
     ("POST", "/api/operations/{operation_id}/events"): {OP, S, A},
+    ("POST", "/api/geofences"): {OP, S, A},
+    ("POST", "/api/geofences/import"): {OP, S, A},
+    ("GET", "/api/geofences"): {OP, S, A},
+    ("DELETE", "/api/geofences/{fence_id}"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
     ("POST", "/api/cases"): {J, S, A},
@@ -96,6 +100,7 @@ SAMPLE_PARAMS = {
     "{task_id}": "no-such-task",
     "{day}": "2026-11-22",
     "{operation_id}": "no-such-operation",
+    "{fence_id}": "no-such-fence",
 }
 
 

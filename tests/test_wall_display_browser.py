@@ -242,8 +242,12 @@ async def test_the_wall_sends_a_visitor_without_a_session_to_log_in(world: World
 
 async def test_an_operation_that_starts_opens_on_the_wall(world: World, watched: Watched) -> None:
     page = watched.page
+    fence = {"type": "Feature", "properties": {"name": "禁入区", "kind": "no_go"}, "geometry": {"type": "Polygon",
+             "coordinates": [[[126.60, 45.75], [126.61, 45.75], [126.61, 45.756], [126.60, 45.75]]]}}  # fmt: skip
+    assert (await world.client.post("/api/geofences", json=fence, headers=world.auth("operator"))).status == 201
     await open_wall(watched, world)
     await page.wait_for_selector("#operations li.none")
+    await page.wait_for_function("() => window.wallState.geofences === 1")  # drawn on the map
     target = {"lat": 45.7612, "lon": 126.6201, "address": "道里区经纬街 88 号", "radius_m": 150}
     created = await world.client.post("/api/operations", headers=world.auth("operator"), json={
         "kind": "search", "title": "搜查被执行人住所", "court_id": "HLJ0102", "onsite_commander": "李警官",

@@ -101,6 +101,27 @@ async function setUpMap() {
   }
 }
 
+// Geofences: no-go zones red, jurisdictions blue, targets amber; reloaded every minute and on a crossing.
+const FENCE_COLORS = { no_go: "#ff3b46", jurisdiction: "#3d8bfd", target: "#f5a524" };
+const fenceLayer = L.layerGroup().addTo(map);
+
+async function loadGeofences() {
+  const { features } = await api("/api/geofences");
+  fenceLayer.clearLayers();
+  for (const feature of features) {
+    const color = FENCE_COLORS[feature.properties.kind] || "#8fa3bf";
+    const style = { color, weight: 2, fillOpacity: 0.06, interactive: false };
+    if (feature.geometry.type === "Point") {
+      const [lon, lat] = feature.geometry.coordinates;
+      L.circle([lat, lon], { ...style, radius: feature.properties.radius_m }).addTo(fenceLayer);
+    } else {
+      L.geoJSON(feature, { style: () => style, interactive: false }).addTo(fenceLayer);
+    }
+  }
+  state.geofences = features.length;
+}
+setInterval(() => loadGeofences().catch((err) => console.warn("geofences:", err)), 60000);
+
 async function loadCourtNames() {
   const { courts } = await api("/api/courts");
   for (const court of courts) courtNames.set(court.id, court.name);
@@ -477,6 +498,7 @@ function applyAlarm(message) {
   if (alarm.state === "open" || alarm.state === "acknowledged") state.alarms.set(alarm.id, alarm);
   else state.alarms.delete(alarm.id);
   if (message.event === "raised" && alarm.kind === "sos") siren();
+  if (alarm.kind === "geofence") loadGeofences().catch((err) => console.warn("geofences:", err));
   renderAlarms();
 }
 
@@ -630,6 +652,7 @@ document.getElementById("lang").addEventListener("click", () => {
 if (token) {
   applyLanguage();
   loadCourtNames().catch((err) => console.error(err));
+  loadGeofences().catch((err) => console.warn("geofences:", err));  // a judge may not list them
   setUpMap().catch((err) => console.error(err)).finally(connect);
 } else {
   location.replace("/");  // the start page logs in and keeps the session token for this tab
