@@ -103,6 +103,8 @@ class TrackingSettings(Section):
     geofence_fixes: int = Field(3, ge=1, le=100)
     #: ... and this many seconds (GPS drift along an edge must not flap).
     geofence_seconds: float = Field(5.0, ge=0, le=600)
+    #: Dispatch estimates a unit's time to a place at this straight-line speed (urban driving, m/s).
+    dispatch_speed_mps: float = Field(8.0, gt=0, le=60)
 
 
 class QuerySettings(Section):

@@ -119,6 +119,10 @@ class Tracker:
     def state(self, unit_id: UnitId) -> UnitState:
         return self._states.get(unit_id, NEVER_HEARD)
 
+    def latest(self, unit_id: UnitId) -> Position | None:
+        """The unit's newest position this process knows of."""
+        return self._latest.get(unit_id)
+
     def view(self, unit_id: UnitId) -> dict[str, Any]:
         unit = self._units.get(unit_id)
         if unit is None:

@@ -10,6 +10,22 @@ from shapely.geometry import LineString
 from maps.geo import EARTH_RADIUS_M
 
 
+def simplify_indices(points: Sequence[tuple[float, float]], tolerance_m: float = 5.0) -> list[int]:
+    """Which of the (lat, lon) points a Douglas–Peucker simplification keeps, as indices in order, so each
+    kept point keeps its time and the rest of its record."""
+    kept = simplify_track(points, tolerance_m)
+    indices: list[int] = []
+    at = 0
+    for lat, lon in kept:
+        while at < len(points) and (abs(points[at][0] - lat) > 1e-9 or abs(points[at][1] - lon) > 1e-9):
+            at += 1
+        if at == len(points):  # cannot happen: Douglas–Peucker keeps original vertices, in order
+            raise ValueError("simplified point not found in the track")
+        indices.append(at)
+        at += 1
+    return indices
+
+
 def simplify_track(points: Sequence[tuple[float, float]], tolerance_m: float = 5.0) -> list[tuple[float, float]]:
     """Simplify (lat, lon) points; the first and last are always kept.
 

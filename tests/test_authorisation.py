@@ -65,6 +65,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/geofences/import"): {OP, S, A},
     ("GET", "/api/geofences"): {OP, S, A},
     ("DELETE", "/api/geofences/{fence_id}"): {OP, S, A},
+    ("GET", "/api/dispatch/nearest"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
     ("POST", "/api/cases"): {J, S, A},

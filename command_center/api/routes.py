@@ -6,6 +6,7 @@ from __future__ import annotations
 from command_center.api import (
     alarms,
     directory,
+    dispatch,
     duty,
     geofences,
     map_config,
@@ -33,6 +34,7 @@ REGISTRIES: tuple[Registry, ...] = (
     stats.api,
     operations.api,
     geofences.api,
+    dispatch.api,
     screens.api,
     queries.api,
     media.api,

@@ -18,10 +18,11 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, current_caller, current_device
 from command_center.keys import STORE, TASKS, TRACKER
 from command_center.visibility import require_visible
-from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
 from field_units.messages import MAX_MESSAGE, answer
 from field_units.tracker import MAX_BATCH
+from maps.tracks import simplify_indices
 from persistence.models import Duty
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ api = Registry()
 
 DEVICE = frozenset({Access.DEVICE})
 COMMANDERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
+MAX_TRACK_MS = 24 * 3_600_000
 MAX_WS_MESSAGE = MAX_MESSAGE
 
 
@@ -144,12 +146,13 @@ async def clear_sos(request: web.Request) -> web.StreamResponse:
 class TrackOut(BaseModel):
     unit_id: str
     points: list[dict[str, Any]]
+    raw_points: int = Field(description="positions stored in the period (before simplification)")
 
 
 @api.route(
     "GET",
     "/api/units/{unit_id}/track",
-    summary="A unit's positions in a time window (?since_ms&until_ms)",
+    summary="A unit's positions in a window (?since_ms&until_ms, at most 24 h; &simplify_m=5 for display)",
     tag="tracking",
     access=PEOPLE,
     response=TrackOut,
@@ -161,10 +164,18 @@ async def track(request: web.Request) -> web.StreamResponse:
     try:
         until = int(request.query.get("until_ms", now + 1))
         since = int(request.query.get("since_ms", until - 3_600_000))
+        tolerance = float(request.query.get("simplify_m", "0"))
     except ValueError:
-        raise BadRequest("since_ms and until_ms must be integers (epoch milliseconds)") from None
+        raise BadRequest("since_ms and until_ms must be integers (epoch milliseconds), simplify_m a number") from None
+    if not 0 < until - since <= MAX_TRACK_MS:
+        raise ValidationFailed(f"the period must be positive and at most {MAX_TRACK_MS // 3_600_000} hours")
+    if not 0 <= tolerance <= 1000:
+        raise ValidationFailed("simplify_m must be from 0 (every point) to 1000 metres")
     positions = await request.app[STORE].track(unit_id, since_ms=since, until_ms=until)
-    return json_response(TrackOut(unit_id=unit_id, points=[p.view() for p in positions]))
+    raw = len(positions)
+    if tolerance > 0 and raw > 2:
+        positions = [positions[i] for i in simplify_indices([(p.lat, p.lon) for p in positions], tolerance)]
+    return json_response(TrackOut(unit_id=unit_id, points=[p.view() for p in positions], raw_points=raw))
 
 
 async def _visible_unit(request: web.Request) -> UnitId:
