@@ -264,3 +264,39 @@ async def test_an_operation_that_starts_opens_on_the_wall(world: World, watched:
     )
     await page.screenshot(path="/tmp/wall-operation.png")
     assert watched.exceptions == [] and watched.console_errors == [], watched.failed
+
+
+async def test_a_track_replays_with_play_speed_and_follow(world: World, watched: Watched) -> None:
+    page = watched.page
+    unit = await open_unit(world)
+    start = int(time.time() * 1000) - 600_000  # ten minutes ago, one fix every 10 s going north-east
+    for seq in range(1, 31):
+        await send(unit, fix(seq, 45.75 + seq * 0.0003, 126.60 + seq * 0.0002, fix_time_ms=start + seq * 10_000))
+    await page.goto(f"{watched.base}/")
+    await page.fill("input[name=username]", "operator")
+    await page.fill("input[name=password]", world.passwords["operator"])
+    await page.click("button[type=submit]")
+    await page.click("#replay-link")
+    await page.wait_for_url(f"{watched.base}/replay")
+    await page.select_option("#unit", UNIT)
+    await page.click("#load")
+    await page.wait_for_function("() => window.replayState.points.length === 30")
+    assert "30 个定位点" in (await page.text_content("#info") or "")
+    assert await page.get_attribute("#timeline", "max") == "29"
+    await page.select_option("#speed", "60")  # 10 s between fixes: about one fix every 170 ms of replay
+    await page.click("#play")
+    await page.wait_for_function("() => window.replayState.index >= 5")
+    assert await page.text_content("#play") == "暂停"
+    # follow: the map keeps the unit in view while it plays
+    await page.wait_for_function(
+        "() => { const p = window.replayState.points[window.replayState.index];"
+        " return window.replayMap.getBounds().contains([p.lat, p.lon]); }"
+    )
+    await page.click("#play")  # pause
+    paused_at = await page.evaluate("window.replayState.index")
+    await page.wait_for_timeout(500)
+    assert await page.evaluate("window.replayState.index") == paused_at
+    await page.fill("#timeline", "29")  # drag to the end
+    await page.wait_for_function("() => window.replayState.index === 29")
+    await page.screenshot(path="/tmp/replay.png")
+    assert watched.outside() == [] and watched.exceptions == [] and watched.console_errors == [], watched.failed
