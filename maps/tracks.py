@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from shapely.geometry import LineString
 
-from maps.geo import EARTH_RADIUS_M
+from maps.geo import EARTH_RADIUS_M, haversine_m
 
 
 def simplify_indices(points: Sequence[tuple[float, float]], tolerance_m: float = 5.0) -> list[int]:
@@ -40,3 +40,24 @@ def simplify_track(points: Sequence[tuple[float, float]], tolerance_m: float = 5
     line = LineString([(lon * kx, lat * ky) for lat, lon in points])
     simplified = line.simplify(tolerance_m, preserve_topology=False)
     return [(y / ky, x / kx) for x, y in simplified.coords]
+
+
+def find_stops(
+    points: Sequence[tuple[int, float, float]], *, min_seconds: float = 180.0, radius_m: float = 50.0
+) -> list[tuple[int, int, float, float]]:
+    """Where a track dwelt: runs of (time_ms, lat, lon) points staying within ``radius_m`` of the run's first
+    point for at least ``min_seconds``; each as (start_ms, end_ms, lat, lon) with the run's mean position."""
+    stops: list[tuple[int, int, float, float]] = []
+    i = 0
+    while i < len(points):
+        j = i
+        while j + 1 < len(points) and haversine_m(*points[i][1:], *points[j + 1][1:]) <= radius_m:
+            j += 1
+        if points[j][0] - points[i][0] >= min_seconds * 1000:
+            run = points[i : j + 1]
+            lat, lon = sum(p[1] for p in run) / len(run), sum(p[2] for p in run) / len(run)
+            stops.append((run[0][0], run[-1][0], lat, lon))
+            i = j + 1
+        else:
+            i += 1
+    return stops

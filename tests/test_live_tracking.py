@@ -74,9 +74,12 @@ async def open_unit(world: World) -> ClientWebSocketResponse:
 
 
 async def send(unit: ClientWebSocketResponse, payload: Any) -> dict[str, Any]:
+    """Send one message and return the server's answer to it (tasks pushed meanwhile are skipped)."""
     await unit.send_json(payload)
-    answer: dict[str, Any] = await asyncio.wait_for(unit.receive_json(), 5)
-    return answer
+    while True:
+        answer: dict[str, Any] = await asyncio.wait_for(unit.receive_json(), 5)
+        if answer.get("type") not in ("task", "task_cancelled"):
+            return answer
 
 
 async def test_a_unit_appears_and_moves_on_the_screen(world: World) -> None:

@@ -81,6 +81,12 @@ async def test_a_judge_queries_and_watches_the_answers_arrive(tmp_path: Path, br
             assert followup["action"] == "freeze" and followup["status"] == "awaiting_approval"
             await page.screenshot(path=str(SCREENSHOT))
 
+            # the case's map report (folium, offline) puts the located assets on the map
+            report = await world.client.get(f"/api/reports/cases/{case['id']}", headers=world.auth("judge"))
+            assert report.status == 200 and "哈尔滨市道里区某街" in await report.text()
+            other = await world.client.get(f"/api/reports/cases/{case['id']}", headers=world.auth("judge2"))
+            assert other.status == 403
+
             await page.click("#lang")
             assert "complete in" in (await page.text_content("#countdown") or "")
             outside = [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost")]
