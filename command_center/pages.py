@@ -17,7 +17,13 @@ log = logging.getLogger(__name__)
 WEB_ROOT = Path(__file__).parent / "web"
 LEAFLET = Path(__file__).resolve().parent.parent / "node_modules" / "leaflet" / "dist"
 
-PAGES = {"/": "index.html", "/wall": "wall.html", "/desk": "desk.html", "/replay": "replay.html"}
+PAGES = {
+    "/": "index.html",
+    "/wall": "wall.html",
+    "/desk": "desk.html",
+    "/replay": "replay.html",
+    "/console": "console.html",
+}
 BASEMAP = "basemap/districts.geojson"  # command_center.api.map_config names its URL
 
 

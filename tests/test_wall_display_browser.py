@@ -300,3 +300,52 @@ async def test_a_track_replays_with_play_speed_and_follow(world: World, watched:
     await page.wait_for_function("() => window.replayState.index === 29")
     await page.screenshot(path="/tmp/replay.png")
     assert watched.outside() == [] and watched.exceptions == [] and watched.console_errors == [], watched.failed
+
+
+async def test_the_console_shows_figures_sends_tasks_keeps_duty_and_downloads_reports(
+    world: World, watched: Watched
+) -> None:
+    page = watched.page
+    unit = await open_unit(world)
+    await send(unit, fix(1, 45.7600, 126.6200, sos=True))
+    created = await world.client.post("/api/operations", headers=world.auth("operator"), json={
+        "kind": "search", "title": "搜查被执行人住所", "court_id": "HLJ0102", "onsite_commander": "李警官",
+        "target": {"lat": 45.76, "lon": 126.62}, "unit_ids": []})  # fmt: skip
+    assert created.status == 201
+    await page.goto(f"{watched.base}/")
+    await page.fill("input[name=username]", "operator")
+    await page.fill("input[name=password]", world.passwords["operator"])
+    await page.click("button[type=submit]")
+    await page.click("#console-link")
+    await page.wait_for_url(f"{watched.base}/console")
+    await page.wait_for_function("() => window.consoleState.refreshes >= 1")
+    row = page.locator("#stats tr[data-court=HLJ0102] td")
+    assert [await row.nth(i).text_content() for i in (1, 4, 6)] == ["1", "1", "1"]  # 1 unit, in SOS, 1 alarm open
+
+    await page.click("#sign-in")  # not on the roster today: the reason is shown
+    await page.wait_for_function("() => document.querySelector('#message').textContent.includes('holds no duty post')")
+    await page.fill("#note-form input[name=text]", "接班：一名单兵求救，已联系")
+    await page.click("#note-form button[type=submit]")
+    await page.wait_for_selector("#log li:has-text('接班：一名单兵求救')")
+
+    await page.fill("#task-form input[name=lat]", "45.761")
+    await page.fill("#task-form input[name=lon]", "126.621")
+    await page.fill("#task-form input[name=title]", "前往现场支援")
+    await page.click("#task-form button[type=submit]")
+    task_row = page.locator("#tasks tr", has_text="前往现场支援")
+    await task_row.wait_for()
+    assert "已下发" in (await task_row.text_content() or "")  # the unit's socket is open: delivered at once
+
+    async with page.expect_download() as download_info:
+        await page.locator(
+            f"#operations tr[data-operation='{(await created.json())['operation']['id']}'] button"
+        ).click()
+    download = await download_info.value
+    assert download.suggested_filename.endswith(".html")
+    saved = await download.path()
+    assert "搜查被执行人住所" in saved.read_text(encoding="utf-8")
+    await page.screenshot(path="/tmp/console.png")
+    refused = "/api/duty/sign-in"  # the deliberate 409 above is the only failed request
+    assert [f for f in watched.failed if refused not in f] == []
+    assert [e for e in watched.console_errors if refused not in e] == []
+    assert watched.outside() == [] and watched.exceptions == []
