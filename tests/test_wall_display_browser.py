@@ -336,14 +336,39 @@ async def test_the_console_shows_figures_sends_tasks_keeps_duty_and_downloads_re
     await task_row.wait_for()
     assert "已下发" in (await task_row.text_content() or "")  # the unit's socket is open: delivered at once
 
+    operation_id = (await created.json())["operation"]["id"]
     async with page.expect_download() as download_info:
-        await page.locator(
-            f"#operations tr[data-operation='{(await created.json())['operation']['id']}'] button"
-        ).click()
+        await page.locator(f"#operations tr[data-operation='{operation_id}'] button.report").click()
     download = await download_info.value
     assert download.suggested_filename.endswith(".html")
     saved = await download.path()
     assert "搜查被执行人住所" in saved.read_text(encoding="utf-8")
+    # a no-go fence drawn on the map: three corners clicked, named, saved
+    box = await page.locator("#map").bounding_box()
+    assert box is not None
+    await page.click("#draw")
+    for dx, dy in ((0.3, 0.3), (0.6, 0.3), (0.45, 0.7)):
+        await page.mouse.click(box["x"] + box["width"] * dx, box["y"] + box["height"] * dy)
+    await page.fill("#fence-name", "被执行人住所禁入区")
+    await page.click("#save-fence")
+    await page.wait_for_selector("#fences li:has-text('被执行人住所禁入区')")
+    [stored] = await world.store.list_geofences()
+    assert stored.kind == "no_go" and len(stored.geometry["coordinates"][0]) == 4  # closed ring of 3 corners
+
+    # an operation planned from the console: target clicked on the map, a unit chosen, then started
+    await page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    await page.fill("#plan-form input[name=title]", "查封车辆")
+    await page.fill("#plan-form input[name=onsite]", "王警官")
+    await page.select_option("#plan-form select[name=units]", UNIT)
+    await page.click("#plan-form button[type=submit]")
+    planned = page.locator("#operations tr", has_text="查封车辆")
+    await planned.wait_for()
+    await planned.locator("button.start").click()
+    await page.locator("#operations tr", has_text="查封车辆").locator(".status.under_way").wait_for()
+    ops = await world.store.list_operations(court_ids=None, statuses=None)
+    started = next(o for o in ops if o.title == "查封车辆")
+    assert started.unit_ids == (UNIT,) and started.court_id == "HLJ0102" and started.started_ms is not None
+
     await page.screenshot(path="/tmp/console.png")
     refused = "/api/duty/sign-in"  # the deliberate 409 above is the only failed request
     assert [f for f in watched.failed if refused not in f] == []

@@ -16,7 +16,13 @@ const TEXT = {
         concluded: "已结束", seizure: "查封扣押", eviction: "强制迁出", detention: "拘传拘留", signedIn: "签到成功",
         sent: "任务已下发", metres: "米", eta: "预计", minutes: "分钟", noUnits: "附近没有待命单兵",
         kind_note: "记录", kind_alarm_raised: "告警", kind_alarm_acknowledged: "确认告警", kind_alarm_resolved: "处置告警",
-        kind_alarm_false_alarm: "误报", kind_task_sent: "派警", noRoster: "今日未排班（由监督员排班）" },
+        kind_alarm_false_alarm: "误报", kind_task_sent: "派警", noRoster: "今日未排班（由监督员排班）",
+        mapTitle: "地图 · 电子围栏与行动目标", draw: "绘制围栏", fenceName: "围栏名称", saveFence: "保存围栏",
+        drawHint: "在地图上依次点击围栏的顶点（至少3个），然后保存", plan: "新建执行行动（在地图上点选目标）",
+        opTitle: "行动名称", onsite: "现场指挥", create: "创建", target: "目标", pickTarget: "请在地图上点选行动目标",
+        no_go: "禁入区", jurisdiction: "辖区", targetFence: "目标区域", start: "开始", conclude: "结束",
+        remove: "删除", fenceSaved: "围栏已保存", created: "执行行动已创建", alarmOn: "告警",
+        on_enter: "进入时", on_exit: "离开时", on_both: "进出时", on_none: "不告警" },
   en: { title: "Command Centre · Console", signIn: "Sign in for duty", wall: "Wall", home: "Home", lang: "中文",
         stats: "Today", court: "Court", units: "Units", online: "Online", on_site: "On site", sos: "SOS",
         offline: "Offline", alarms: "Open alarms", tasks: "Tasks", queries: "Queries", onTime: "≤30 s",
@@ -30,13 +36,25 @@ const TEXT = {
         seizure: "seizure", eviction: "eviction", detention: "detention", signedIn: "signed in", sent: "task sent",
         metres: "m", eta: "ETA", minutes: "min", noUnits: "no available unit nearby", kind_note: "note",
         kind_alarm_raised: "alarm", kind_alarm_acknowledged: "alarm acknowledged", kind_alarm_resolved: "alarm resolved",
-        kind_alarm_false_alarm: "false alarm", kind_task_sent: "task", noRoster: "no roster today (a supervisor sets it)" },
+        kind_alarm_false_alarm: "false alarm", kind_task_sent: "task", noRoster: "no roster today (a supervisor sets it)",
+        mapTitle: "Map · geofences and targets", draw: "Draw fence", fenceName: "fence name", saveFence: "Save fence",
+        drawHint: "click the fence's corners on the map (3 at least), then save", plan: "New operation (click its target)",
+        opTitle: "operation", onsite: "on-site commander", create: "Create", target: "target",
+        pickTarget: "click the operation's target on the map", no_go: "no-go", jurisdiction: "jurisdiction",
+        targetFence: "target area", start: "Start", conclude: "Conclude", remove: "Remove", fenceSaved: "fence saved",
+        created: "operation created", alarmOn: "alarm",
+        on_enter: "on entering", on_exit: "on leaving", on_both: "either way", on_none: "none" },
 };
 const TASK_KINDS = ["go_to", "search", "seize", "start_recording", "stop_recording", "call_back"];
 let lang = localStorage.getItem("lang") || "zh";
 const t = (key) => TEXT[lang][key] ?? key;
 const token = sessionStorage.getItem("token");
-const state = { stats: null, tasks: [], operations: [], roster: [], log: [], refreshes: 0 };
+const OPERATION_KINDS = ["search", "seizure", "eviction", "detention"];
+const FENCE_KINDS = [["no_go", "no_go"], ["jurisdiction", "jurisdiction"], ["target", "targetFence"]];
+const FENCE_COLORS = { no_go: "#ff3b46", jurisdiction: "#3d8bfd", target: "#f5a524" };
+// drawing: corners clicked so far ([lat, lon]); target: the operation's target picked on the map
+const state = { stats: null, tasks: [], operations: [], roster: [], log: [], fences: [], refreshes: 0,
+                drawing: null, target: null };
 window.consoleState = state;
 
 async function api(path, options = {}) {
@@ -67,10 +85,19 @@ function applyLanguage() {
   const chosen = kind.value;
   kind.replaceChildren(...TASK_KINDS.map((k) => el("option", { value: k, textContent: t(k) })));
   if (chosen) kind.value = chosen;
+  fill(document.querySelector("#plan-form select[name=kind]"), OPERATION_KINDS.map((k) => [k, k]));
+  fill(document.getElementById("fence-kind"), FENCE_KINDS);
   render();
 }
 
+function fill(select, options) {
+  const chosen = select.value;
+  select.replaceChildren(...options.map(([value, label]) => el("option", { value, textContent: t(label) })));
+  if (chosen) select.value = chosen;
+}
+
 function render() {
+  renderMap();
   renderStats();
   renderTasks();
   renderOperations();
@@ -110,12 +137,20 @@ function renderTasks() {
 function renderOperations() {
   const body = document.querySelector("#operations tbody");
   body.replaceChildren(...state.operations.map((op) => {
-    const report = el("button", { type: "button", textContent: t("report") });
+    const report = el("button", { type: "button", textContent: t("report"), className: "report" });
     report.addEventListener("click", () => download(`/api/reports/operations/${op.id}`, `执行行动-${op.title}.html`));
+    const actions = el("td");
+    const step = { planned: "start", under_way: "conclude" }[op.status];
+    if (step) {
+      const button = el("button", { type: "button", textContent: t(step), className: step });
+      button.addEventListener("click", () => act(`/api/operations/${op.id}/${step}`));
+      actions.append(button);
+    }
+    actions.append(report);
     const row = el("tr");
     row.dataset.operation = op.id;
     row.append(el("td", {}, time(op.created_ms)), el("td", { textContent: `${t(op.kind)} · ${op.title}` }),
-               el("td", {}, badge(op.status)), el("td", {}, report));
+               el("td", {}, badge(op.status)), actions);
     return row;
   }));
 }
@@ -131,11 +166,12 @@ function renderDuty() {
 }
 
 async function refresh() {
-  const [stats, tasks, operations, roster, log] = await Promise.all([
+  const [stats, tasks, operations, roster, log, fences] = await Promise.all([
     api("/api/stats"), api("/api/tasks"), api("/api/operations?all=true"), api("/api/duty"), api("/api/duty/log"),
+    api("/api/geofences"),
   ]);
   Object.assign(state, { stats, tasks: tasks.tasks, operations: operations.operations, roster: roster.roster,
-                         log: log.entries });
+                         log: log.entries, fences: fences.features });
   state.refreshes += 1;
   render();
 }
@@ -184,6 +220,114 @@ async function cancelTask(task) {
   try { await api(`/api/tasks/${task.id}/cancel`, { method: "POST", body: "{}" }); await refresh(); } catch (exc) { say(exc.message); }
 }
 
+// The map: fences and operation targets drawn; click to draw a fence or to pick an operation's target ----
+const map = L.map("map", { zoomControl: true, attributionControl: false, doubleClickZoom: false });
+const fenceLayer = L.layerGroup().addTo(map);
+const sketchLayer = L.layerGroup().addTo(map);
+window.consoleMap = map;
+
+async function setUpMap() {
+  const config = await api("/api/map/config");
+  map.setView(config.center, config.zoom);
+  if (config.tile_url) {
+    L.tileLayer(config.tile_url, { maxZoom: 19 }).addTo(map);
+  } else if (config.basemap_url) {
+    const outlines = await (await fetch(config.basemap_url)).json();
+    L.geoJSON(outlines, { interactive: false, style: { color: "#35507a", weight: 1, fillColor: "#10233f", fillOpacity: 0.7 } })
+      .addTo(map);
+  }
+  map.on("click", (event) => {
+    const point = [event.latlng.lat, event.latlng.lng];
+    if (state.drawing) state.drawing.push(point); else state.target = point;
+    renderSketch();
+  });
+}
+
+function renderMap() {
+  fenceLayer.clearLayers();
+  for (const feature of state.fences) {
+    const style = { color: FENCE_COLORS[feature.properties.kind] || "#8fa3bf", weight: 2, fillOpacity: 0.08, interactive: false };
+    if (feature.geometry.type === "Point") {
+      const [lon, lat] = feature.geometry.coordinates;
+      L.circle([lat, lon], { ...style, radius: feature.properties.radius_m }).addTo(fenceLayer);
+    } else {
+      L.geoJSON(feature, { style: () => style, interactive: false }).addTo(fenceLayer);
+    }
+  }
+  for (const op of state.operations.filter((o) => o.status === "planned" || o.status === "under_way")) {
+    L.circle([op.target.lat, op.target.lon], { radius: op.target.radius_m, color: "#f5a524", dashArray: "6 4", weight: 2,
+                                               fillOpacity: 0.05, interactive: false }).addTo(fenceLayer);
+  }
+  document.getElementById("fences").replaceChildren(...state.fences.map((f) => {
+    const remove = el("button", { type: "button", textContent: t("remove") });
+    remove.addEventListener("click", () => act(`/api/geofences/${f.id}`, "DELETE"));
+    const li = el("li", {}, `${f.properties.name} · ${t(f.properties.kind === "target" ? "targetFence" : f.properties.kind)}`
+      + ` · ${t("alarmOn")} ${t(`on_${f.properties.alarm_on}`)}`, remove);
+    li.dataset.fence = f.id;
+    return li;
+  }));
+}
+
+function renderSketch() {
+  sketchLayer.clearLayers();
+  if (state.drawing && state.drawing.length) {
+    L.polygon(state.drawing, { color: "#ffffff", dashArray: "4 4", weight: 2, fillOpacity: 0.1 }).addTo(sketchLayer);
+    state.drawing.forEach((p) => L.circleMarker(p, { radius: 4, color: "#fff" }).addTo(sketchLayer));
+  }
+  if (state.target) {
+    const radius = Number(document.querySelector("#plan-form input[name=radius]").value) || 200;
+    L.circle(state.target, { radius, color: "#f5a524", weight: 2 }).addTo(sketchLayer);
+    document.getElementById("target-label").textContent =
+      `${t("target")}: ${state.target[0].toFixed(5)}, ${state.target[1].toFixed(5)}`;
+  }
+}
+
+async function act(path, method = "POST") {
+  try {
+    await api(path, method === "POST" ? { method, body: "{}" } : { method });
+    await refresh();
+  } catch (exc) { say(exc.message); }
+}
+
+async function saveFence() {
+  const corners = state.drawing || [];
+  const name = document.getElementById("fence-name").value.trim();
+  const ring = [...corners.map(([lat, lon]) => [lon, lat]), corners.length ? [corners[0][1], corners[0][0]] : null]
+    .filter(Boolean);
+  const feature = { type: "Feature", geometry: { type: "Polygon", coordinates: [ring] },
+                    properties: { name, kind: document.getElementById("fence-kind").value } };
+  try {
+    await api("/api/geofences", { method: "POST", body: JSON.stringify(feature) });
+    state.drawing = null;
+    document.getElementById("draw").classList.remove("active");
+    document.getElementById("draw-hint").textContent = "";
+    renderSketch();
+    say(t("fenceSaved"));
+    await refresh();
+  } catch (exc) { say(exc.message); }
+}
+
+async function planOperation(event) {
+  event.preventDefault();
+  const form = event.target;
+  if (!state.target) { say(t("pickTarget")); return; }
+  const body = {
+    kind: form.kind.value, title: form.title.value, onsite_commander: form.onsite.value,
+    target: { lat: state.target[0], lon: state.target[1], address: form.address.value, radius_m: Number(form.radius.value) },
+    unit_ids: [...form.units.selectedOptions].map((o) => o.value),
+  };
+  const unit = state.units.find((u) => u.id === body.unit_ids[0]);
+  if (unit) body.court_id = unit.court_id;  // the operation belongs to its units' court
+  try {
+    await api("/api/operations", { method: "POST", body: JSON.stringify(body) });
+    say(t("created"));
+    state.target = null;
+    renderSketch();
+    form.title.value = "";
+    await refresh();
+  } catch (exc) { say(exc.message); }
+}
+
 async function start() {
   if (!token) { location.replace("/"); return; }
   document.getElementById("lang").addEventListener("click", () => {
@@ -204,10 +348,21 @@ async function start() {
   });
   document.getElementById("task-form").addEventListener("submit", sendTask);
   document.getElementById("nearest").addEventListener("click", nearest);
+  document.getElementById("draw").addEventListener("click", () => {
+    state.drawing = state.drawing ? null : [];
+    document.getElementById("draw").classList.toggle("active", Boolean(state.drawing));
+    document.getElementById("draw-hint").textContent = state.drawing ? t("drawHint") : "";
+    renderSketch();
+  });
+  document.getElementById("save-fence").addEventListener("click", saveFence);
+  document.getElementById("plan-form").addEventListener("submit", planOperation);
   const [me, units] = await Promise.all([api("/api/me"), api("/api/units")]);
+  state.units = units.units;
   document.getElementById("whoami").textContent = `${me.user.display_name} · ${me.court_id}`;
-  document.querySelector("#task-form select[name=unit]").replaceChildren(
-    ...units.units.map((u) => el("option", { value: u.id, textContent: `${u.name} (${u.id})` })));
+  for (const select of [document.querySelector("#task-form select[name=unit]"), document.querySelector("#plan-form select[name=units]")]) {
+    select.replaceChildren(...units.units.map((u) => el("option", { value: u.id, textContent: `${u.name} (${u.id})` })));
+  }
+  await setUpMap();
   applyLanguage();
   await refresh();
   setInterval(() => refresh().catch((exc) => say(exc.message)), 5000);
