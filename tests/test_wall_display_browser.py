@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.async_api import Browser, Page, WebSocket, async_playwright
 
+from persistence.operation_models import OperationStatus
 from tests.conftest import World
 from tests.test_live_tracking import open_screen, open_unit, send
 
@@ -280,25 +281,45 @@ async def test_a_track_replays_with_play_speed_and_follow(world: World, watched:
     await page.wait_for_url(f"{watched.base}/replay")
     await page.select_option("#unit", UNIT)
     await page.click("#load")
-    await page.wait_for_function("() => window.replayState.points.length === 30")
+    await page.wait_for_function("() => window.replayState.tracks.length === 1")
     assert "30 个定位点" in (await page.text_content("#info") or "")
-    assert await page.get_attribute("#timeline", "max") == "29"
     await page.select_option("#speed", "60")  # 10 s between fixes: about one fix every 170 ms of replay
     await page.click("#play")
-    await page.wait_for_function("() => window.replayState.index >= 5")
+    await page.wait_for_function("() => window.replayState.tracks[0].index >= 5")
     assert await page.text_content("#play") == "暂停"
     # follow: the map keeps the unit in view while it plays
     await page.wait_for_function(
-        "() => { const p = window.replayState.points[window.replayState.index];"
+        "() => { const t = window.replayState.tracks[0], p = t.points[t.index];"
         " return window.replayMap.getBounds().contains([p.lat, p.lon]); }"
     )
     await page.click("#play")  # pause
-    paused_at = await page.evaluate("window.replayState.index")
+    paused_at = await page.evaluate("window.replayState.tracks[0].index")
     await page.wait_for_timeout(500)
-    assert await page.evaluate("window.replayState.index") == paused_at
-    await page.fill("#timeline", "29")  # drag to the end
-    await page.wait_for_function("() => window.replayState.index === 29")
+    assert await page.evaluate("window.replayState.tracks[0].index") == paused_at
+    await page.fill("#timeline", "1000")  # drag to the end
+    await page.wait_for_function("() => window.replayState.tracks[0].index === 29")
     await page.screenshot(path="/tmp/replay.png")
+
+    # an operation's units replay together over the operation's time
+    second = await world.client.post("/api/units", headers=world.auth("admin"), json={
+        "id": "HLJ0102-U02", "name": "道里二号", "kind": "handheld", "court_id": "HLJ0102"})  # fmt: skip
+    other = await world.client.ws_connect(
+        "/api/telemetry/ws", headers={"Authorization": f"Bearer {(await second.json())['secret']}"}
+    )
+    for seq in range(1, 11):
+        await send(other, fix(seq, 45.77 - seq * 0.0003, 126.63, fix_time_ms=start + seq * 20_000))
+    created = await world.client.post("/api/operations", headers=world.auth("operator"), json={
+        "kind": "search", "title": "联合搜查", "court_id": "HLJ0102", "onsite_commander": "李警官",
+        "target": {"lat": 45.76, "lon": 126.62}, "unit_ids": [UNIT, "HLJ0102-U02"]})  # fmt: skip
+    op = (await created.json())["operation"]
+    await world.store.move_operation(op["id"], OperationStatus.UNDER_WAY, allowed=[OperationStatus.PLANNED],
+                                     at_ms=start)  # fmt: skip
+    await page.goto(f"{watched.base}/replay?operation={op['id']}")
+    await page.wait_for_function("() => window.replayState.tracks.length === 2")
+    assert "2 × 40 个定位点" in (await page.text_content("#info") or "")
+    await page.select_option("#speed", "60")
+    await page.click("#play")
+    await page.wait_for_function("() => window.replayState.tracks.every((t) => t.index >= 3)")
     assert watched.outside() == [] and watched.exceptions == [] and watched.console_errors == [], watched.failed
 
 

@@ -1,21 +1,26 @@
-// Track replay (轨迹回放): a unit's stored positions over a period, played back on the map with play/pause, a
-// speed choice, a timeline and follow-the-unit. The whole track is drawn from the display-simplified points;
-// playback steps through every stored point (?simplify_m=0). Test hooks: window.replayState.
+// Track replay (轨迹回放): a unit's stored positions over a period, or every unit of an operation over the
+// operation's time, played back together on one replay clock, with play/pause, a speed choice, a timeline
+// and follow. Each track is drawn from its display-simplified points; playback steps through every stored
+// point (?simplify_m=0). Test hooks: window.replayState.
 "use strict";
 
 const TEXT = {
-  zh: { title: "执行指挥中心 · 轨迹回放", unit: "执行单兵", from: "开始", to: "结束", load: "载入轨迹", home: "首页",
-        lang: "English", play: "播放", pause: "暂停", follow: "跟随", points: "个定位点", none: "该时段无轨迹" },
-  en: { title: "Command Centre · Track replay", unit: "Unit", from: "From", to: "To", load: "Load", home: "Home",
-        lang: "中文", play: "Play", pause: "Pause", follow: "Follow", points: "positions", none: "no track in this period" },
+  zh: { title: "执行指挥中心 · 轨迹回放", unit: "执行单兵", operation: "或执行行动", from: "开始", to: "结束",
+        load: "载入轨迹", home: "首页", lang: "English", play: "播放", pause: "暂停", follow: "跟随", points: "个定位点",
+        none: "—", empty: "该时段无轨迹" },
+  en: { title: "Command Centre · Track replay", unit: "Unit", operation: "or operation", from: "From", to: "To",
+        load: "Load", home: "Home", lang: "中文", play: "Play", pause: "Pause", follow: "Follow", points: "positions",
+        none: "—", empty: "no track in this period" },
 };
+const COLORS = ["#2fbf71", "#3d8bfd", "#f5a524", "#e377c2", "#17becf", "#ff7f0e", "#9467bd", "#ff3b46"];
 let lang = localStorage.getItem("lang") || "zh";
 const t = (key) => TEXT[lang][key] ?? key;
 const token = sessionStorage.getItem("token");
 const TICK_MS = 100;
+const STEPS = 1000;  // the timeline's resolution
 
-// points: every stored position (oldest first); index: the one shown; playing: the timer is running
-const state = { points: [], index: 0, playing: false, at: 0 };
+// tracks: [{unit_id, points (oldest first), index (shown), marker}]; at: the replay clock (fix time, ms)
+const state = { tracks: [], start: 0, end: 0, at: 0, playing: false };
 window.replayState = state;
 
 async function api(path) {
@@ -28,7 +33,6 @@ async function api(path) {
 
 const map = L.map("map", { zoomControl: true, attributionControl: false });
 const trackLayer = L.layerGroup().addTo(map);
-const marker = L.circleMarker([0, 0], { radius: 9, color: "#fff", weight: 2, fillColor: "#2fbf71", fillOpacity: 1 });
 window.replayMap = map;
 
 async function setUpMap() {
@@ -52,62 +56,85 @@ function applyLanguage() {
   document.getElementById("lang").textContent = t("lang");
   document.getElementById("play").textContent = t(state.playing ? "pause" : "play");
   document.title = t("title");
-  show(state.index);
+  show();
 }
 
 async function load() {
   pause();
-  const unit = document.getElementById("unit").value;
-  const since = fromLocalInput(document.getElementById("from").value);
-  const until = fromLocalInput(document.getElementById("to").value);
-  const period = `since_ms=${since}&until_ms=${until}`;
   const info = document.getElementById("info");
+  const operationId = document.getElementById("operation").value;
+  let unitIds = [document.getElementById("unit").value];
+  let since = fromLocalInput(document.getElementById("from").value);
+  let until = fromLocalInput(document.getElementById("to").value);
   try {
-    const [raw, simple] = await Promise.all([
-      api(`/api/units/${encodeURIComponent(unit)}/track?${period}`),
-      api(`/api/units/${encodeURIComponent(unit)}/track?${period}&simplify_m=5`),
-    ]);
-    state.points = raw.points;
+    if (operationId) {
+      const { operation } = await api(`/api/operations/${operationId}`);
+      unitIds = operation.unit_ids;
+      since = operation.started_ms || operation.created_ms;
+      until = Math.min(operation.ended_ms || Date.now(), since + 24 * 3_600_000);
+      document.getElementById("from").value = toLocalInput(since);
+      document.getElementById("to").value = toLocalInput(until);
+    }
+    const period = `since_ms=${since}&until_ms=${until}`;
+    const loaded = await Promise.all(unitIds.map(async (unitId) => {
+      const path = `/api/units/${encodeURIComponent(unitId)}/track?${period}`;
+      const [raw, simple] = await Promise.all([api(path), api(`${path}&simplify_m=5`)]);
+      return { unit_id: unitId, points: raw.points, simple: simple.points };
+    }));
     trackLayer.clearLayers();
-    if (!raw.points.length) { info.textContent = t("none"); state.index = 0; return; }
-    const line = L.polyline(simple.points.map((p) => [p.lat, p.lon]), { color: "#3d8bfd", weight: 3 }).addTo(trackLayer);
-    marker.addTo(trackLayer);
-    map.fitBounds(line.getBounds(), { padding: [40, 40], maxZoom: 17 });
-    const timeline = document.getElementById("timeline");
-    timeline.max = String(raw.points.length - 1);
-    info.textContent = `${raw.raw_points} ${t("points")}`;
-    state.at = raw.points[0].fix_time_ms;
-    show(0);
+    state.tracks = loaded.filter((track) => track.points.length);
+    if (!state.tracks.length) { info.textContent = t("empty"); return; }
+    const bounds = L.latLngBounds([]);
+    state.tracks.forEach((track, i) => {
+      const color = COLORS[i % COLORS.length];
+      const line = L.polyline(track.simple.map((p) => [p.lat, p.lon]), { color, weight: 3 }).addTo(trackLayer);
+      bounds.extend(line.getBounds());
+      track.marker = L.circleMarker([track.points[0].lat, track.points[0].lon],
+        { radius: 9, color: "#fff", weight: 2, fillColor: color, fillOpacity: 1 }).bindTooltip(track.unit_id).addTo(trackLayer);
+      track.index = 0;
+    });
+    map.fitBounds(bounds, { padding: [40, 40], maxZoom: 17 });
+    state.start = Math.min(...state.tracks.map((track) => track.points[0].fix_time_ms));
+    state.end = Math.max(...state.tracks.map((track) => track.points[track.points.length - 1].fix_time_ms));
+    state.at = state.start;
+    const total = state.tracks.reduce((sum, track) => sum + track.points.length, 0);
+    info.textContent = `${state.tracks.length > 1 ? `${state.tracks.length} × ` : ""}${total} ${t("points")}`;
+    show();
   } catch (exc) {
     info.textContent = exc.message;
   }
 }
 
-function show(index) {
-  if (!state.points.length) return;
-  state.index = Math.max(0, Math.min(index, state.points.length - 1));
-  const point = state.points[state.index];
-  marker.setLatLng([point.lat, point.lon]);
-  document.getElementById("timeline").value = String(state.index);
-  document.getElementById("clock").textContent = new Date(point.fix_time_ms).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
-  const here = L.latLng(point.lat, point.lon);
-  const follow = document.getElementById("follow").checked;
-  if (follow && (state.playing || !map.getBounds().contains(here))) map.panTo(here, { animate: false });
+function show() {
+  if (!state.tracks.length) return;
+  const here = [];
+  for (const track of state.tracks) {
+    let index = 0;
+    while (index + 1 < track.points.length && track.points[index + 1].fix_time_ms <= state.at) index += 1;
+    track.index = index;
+    const point = track.points[index];
+    track.marker.setLatLng([point.lat, point.lon]);
+    here.push(L.latLng(point.lat, point.lon));
+  }
+  const span = Math.max(1, state.end - state.start);
+  document.getElementById("timeline").value = String(Math.round(((state.at - state.start) / span) * STEPS));
+  document.getElementById("clock").textContent = new Date(state.at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
+  if (document.getElementById("follow").checked) {
+    const view = L.latLngBounds(here);
+    if (state.playing || !map.getBounds().contains(view)) map.panTo(view.getCenter(), { animate: false });
+  }
 }
 
 let timer = null;
 function play() {
-  if (!state.points.length) return;
-  if (state.index >= state.points.length - 1) { state.index = 0; state.at = state.points[0].fix_time_ms; }
+  if (!state.tracks.length) return;
+  if (state.at >= state.end) state.at = state.start;
   state.playing = true;
   document.getElementById("play").textContent = t("pause");
   timer = setInterval(() => {
-    // the replay clock advances speed × real time; show the newest point at or before it
-    state.at += TICK_MS * Number(document.getElementById("speed").value);
-    let next = state.index;
-    while (next + 1 < state.points.length && state.points[next + 1].fix_time_ms <= state.at) next += 1;
-    show(next);
-    if (state.index >= state.points.length - 1) pause();
+    state.at = Math.min(state.end, state.at + TICK_MS * Number(document.getElementById("speed").value));
+    show();
+    if (state.at >= state.end) pause();
   }, TICK_MS);
 }
 
@@ -128,19 +155,25 @@ async function start() {
   const now = Date.now();
   document.getElementById("from").value = toLocalInput(now - 3_600_000);
   document.getElementById("to").value = toLocalInput(now);
+  document.getElementById("timeline").max = String(STEPS);
   document.getElementById("load").addEventListener("click", load);
   document.getElementById("play").addEventListener("click", () => (state.playing ? pause() : play()));
   document.getElementById("timeline").addEventListener("input", (event) => {
-    show(Number(event.target.value));
-    state.at = state.points[state.index]?.fix_time_ms ?? state.at;
+    state.at = state.start + (Number(event.target.value) / STEPS) * (state.end - state.start);
+    show();
   });
-  const { units } = await api("/api/units");
+  const [{ units }, operations] = await Promise.all([
+    api("/api/units"), api("/api/operations?all=true").catch(() => ({ operations: [] })),
+  ]);
   const select = document.getElementById("unit");
   select.replaceChildren(...units.map((u) => Object.assign(document.createElement("option"), { value: u.id, textContent: `${u.name} (${u.id})` })));
-  const wanted = new URLSearchParams(location.search).get("unit");
-  if (wanted) select.value = wanted;
+  document.getElementById("operation").append(...operations.operations.map((op) =>
+    Object.assign(document.createElement("option"), { value: op.id, textContent: op.title })));
+  const params = new URLSearchParams(location.search);
+  if (params.get("unit")) select.value = params.get("unit");
+  if (params.get("operation")) document.getElementById("operation").value = params.get("operation");
   applyLanguage();
   await setUpMap();
-  if (wanted) await load();
+  if (params.get("unit") || params.get("operation")) await load();
 }
 start();
