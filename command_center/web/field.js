@@ -1,0 +1,171 @@
+// Browser field client (执行单兵): an officer's phone as a unit. The camera and microphone go to the command
+// centre over WHIP (POST /api/whip with the device secret); positions from the phone's location, and SOS, go
+// over the "telemetry" data channel in the unit telemetry format (docs/protocols.md). Positions wait in an
+// outbox (kept in localStorage) until the server acknowledges them, so a dropped link loses nothing; the
+// link is re-established with backoff. Talkback audio from the centre plays when the server sends it.
+// Test hooks: window.fieldState.
+"use strict";
+
+const TEXT = {
+  zh: { title: "执行单兵", lang: "English", secret: "设备密钥", start: "开始执法记录", idle: "未连接", connecting: "连接中…",
+        live: "已连接", lost: "连接中断，重连中", sos: "一键求救", sosSent: "求救已发出", stop: "结束", waiting: "待发送",
+        noFix: "等待定位", stopped: "已结束" },
+  en: { title: "Field unit", lang: "中文", secret: "Device secret", start: "Start", idle: "not connected",
+        connecting: "connecting…", live: "live", lost: "link lost, reconnecting", sos: "SOS", sosSent: "SOS sent",
+        stop: "Stop", waiting: "waiting", noFix: "waiting for a fix", stopped: "stopped" },
+};
+let lang = localStorage.getItem("lang") || "zh";
+const t = (key) => TEXT[lang][key] ?? key;
+const OUTBOX_KEY = "field-outbox";
+const MAX_OUTBOX = 20000;
+const BATCH = 100;
+
+// outbox: positions not yet acknowledged, oldest first; seq: the last number given
+const state = { outbox: JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"), seq: 0, acked: 0, link: "idle",
+                lastFix: null, session: null, stopped: false, sos: false };
+state.seq = Math.max(Date.now(), ...state.outbox.map((p) => p.seq));  // above any earlier run's numbers
+window.fieldState = state;
+
+let secret = "";
+let stream = null;
+let pc = null;
+let channel = null;
+let inFlight = null;  // the positions of the message awaiting its ack
+let backoff = 1000;
+
+const say = (text) => { document.getElementById("message").textContent = text; };
+function setLink(link) {
+  state.link = link;
+  const node = document.getElementById("link");
+  node.className = link === "live" ? "up" : "down";
+  node.textContent = t(link);
+}
+function keep() {
+  if (state.outbox.length > MAX_OUTBOX) state.outbox.splice(0, state.outbox.length - MAX_OUTBOX);
+  localStorage.setItem(OUTBOX_KEY, JSON.stringify(state.outbox));
+  document.getElementById("queue").textContent = state.outbox.length ? `${t("waiting")} ${state.outbox.length}` : "";
+}
+
+function record(coords, sos = false) {
+  state.seq += 1;
+  const position = { seq: state.seq, fix_time_ms: Date.now(), lat: coords.latitude, lon: coords.longitude,
+                     accuracy_m: coords.accuracy ?? null, sos };
+  if (Number.isFinite(coords.speed)) position.speed_mps = coords.speed;
+  if (Number.isFinite(coords.heading) && coords.heading >= 0 && coords.heading < 360) position.heading_deg = coords.heading;
+  state.outbox.push(position);
+  keep();
+  flush();
+}
+
+function flush() {
+  if (!channel || channel.readyState !== "open" || inFlight || !state.outbox.length) return;
+  inFlight = state.outbox.slice(0, BATCH);
+  channel.send(JSON.stringify(inFlight));
+}
+
+function onAnswer(event) {
+  const answer = JSON.parse(event.data);
+  if (answer.type === "ack") {
+    const done = new Set([...answer.stored, ...answer.duplicates, ...answer.rejected.map((r) => r.seq)]);
+    state.outbox = state.outbox.filter((p) => !done.has(p.seq));
+    state.acked += answer.stored.length + answer.duplicates.length;
+    keep();
+  } else if (answer.type === "error") {
+    say(`${answer.code}: ${answer.message}`);
+  }
+  inFlight = null;
+  flush();
+}
+
+async function connect() {
+  if (state.stopped) return;
+  setLink("connecting");
+  pc = new RTCPeerConnection({ iceServers: [] });
+  for (const track of stream.getTracks()) {
+    pc.addTransceiver(track, { direction: track.kind === "audio" ? "sendrecv" : "sendonly", streams: [stream] });
+  }
+  pc.ontrack = (event) => { document.getElementById("talkback").srcObject = new MediaStream([event.track]); };
+  channel = pc.createDataChannel("telemetry", { ordered: true });
+  channel.onopen = () => { inFlight = null; flush(); };
+  channel.onmessage = onAnswer;
+  pc.onconnectionstatechange = () => {
+    if (pc.connectionState === "connected") { setLink("live"); backoff = 1000; }
+    if (pc.connectionState === "failed" || pc.connectionState === "closed") lost();
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {  // one offer with every candidate (WHIP without trickle)
+    if (pc.iceGatheringState === "complete") resolve();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    setTimeout(resolve, 3000);
+  });
+  const response = await fetch("/api/whip", {
+    method: "POST", body: pc.localDescription.sdp,
+    headers: { Authorization: `Bearer ${secret}`, "Content-Type": "application/sdp" },
+  });
+  if (!response.ok) {
+    const why = await response.json().catch(() => ({}));
+    throw new Error(why?.error?.message || `WHIP ${response.status}`);
+  }
+  state.session = response.headers.get("Location");
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+}
+
+function lost() {
+  if (state.stopped || state.link === "lost") return;
+  setLink("lost");
+  channel = null;
+  inFlight = null;
+  try { pc?.close(); } catch { /* already closed */ }
+  setTimeout(() => connect().catch(retry), backoff);
+  backoff = Math.min(backoff * 2, 30000);
+}
+function retry(exc) { say(exc.message); state.link = "connecting"; lost(); }
+
+async function start(event) {
+  event.preventDefault();
+  secret = event.target.secret.value.trim();
+  state.stopped = false;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+    document.getElementById("preview").srcObject = stream;
+    navigator.geolocation.watchPosition((fix) => { state.lastFix = fix.coords; showFix(fix.coords); record(fix.coords); },
+                                        (err) => say(err.message), { enableHighAccuracy: true, maximumAge: 0 });
+    await connect();
+  } catch (exc) {
+    retry(exc);
+  }
+}
+
+function showFix(coords) {
+  document.getElementById("fix").textContent = `${coords.latitude.toFixed(5)}, ${coords.longitude.toFixed(5)} ±${Math.round(coords.accuracy || 0)} m`;
+}
+
+async function stop() {
+  state.stopped = true;
+  if (state.session) {
+    await fetch(state.session, { method: "DELETE", headers: { Authorization: `Bearer ${secret}` } }).catch(() => null);
+  }
+  pc?.close();
+  stream?.getTracks().forEach((track) => track.stop());
+  setLink("idle");
+  say(t("stopped"));
+}
+
+document.getElementById("device").addEventListener("submit", start);
+document.getElementById("stop").addEventListener("click", stop);
+document.getElementById("sos").addEventListener("click", () => {
+  if (!state.lastFix) { say(t("noFix")); return; }
+  state.sos = true;
+  record(state.lastFix, true);
+  document.getElementById("sos").classList.add("sent");
+  say(t("sosSent"));
+});
+document.getElementById("lang").addEventListener("click", () => {
+  lang = lang === "zh" ? "en" : "zh";
+  localStorage.setItem("lang", lang);
+  document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
+  document.getElementById("lang").textContent = t("lang");
+});
+document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
+document.getElementById("lang").textContent = t("lang");
+keep();
