@@ -234,6 +234,24 @@ def plan_view(offer: Offer, available: Mapping[str, str]) -> dict[str, str]:
     return plan
 
 
+def plan_talk(offer: Offer) -> str:
+    """An operator's talkback offer: one audio section that sends Opus; the mime type to forward."""
+    audio = [section for section in offer.media if section.kind == "audio"]
+    if len(audio) != 1:
+        raise _unusable("a talkback offer has exactly one audio section (the operator's microphone)")
+    if not audio[0].sends:
+        raise _unusable(f"the audio section does not send (direction {audio[0].direction})")
+    codec = next((c for c in audio[0].codecs if forwardable("audio", c)), None)
+    if codec is None:
+        raise _unusable("talkback is forwarded as Opus; the offer's audio section has no Opus")
+    return mime_type("audio", codec)
+
+
+def talks_back(offer: Offer) -> bool:
+    """Whether a unit's offer can play audio from the centre (its audio section is sendrecv)."""
+    return any(section.kind == "audio" and section.receives for section in offer.media)
+
+
 def _spelled(kind: str) -> list[str]:
     return [{"H264": "H.264", "opus": "Opus"}.get(name, name) for name in SUPPORTED[kind]]
 

@@ -10,6 +10,7 @@ it starts and when it ends (who, which unit, from when to when); a view that can
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -27,7 +28,7 @@ from core.errors import AppError, BadRequest, Conflict, NotFound, ServiceUnavail
 from core.ids import UnitId, UserId
 from media import passthrough, telemetry_channel
 from media.frames import Feed, KeyframeRequests, is_keyframe
-from media.offers import OfferError, parse_offer, plan_publish, plan_view, prefer_dtls_server
+from media.offers import OfferError, parse_offer, plan_publish, plan_talk, plan_view, prefer_dtls_server, talks_back
 from persistence.models import Unit
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Publisher(_Peer):
     )
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     decoded_frames: int = 0  # frames aiortc decoded anyway: must stay 0
+    talk: passthrough.EncodedTrack | None = None  # audio to the unit (talkback), when its offer can play it
+    talker: TalkSession | None = None  # the one operator talking to the unit now
 
     def want_keyframe(self) -> None:
         if self.keyframes is not None:
@@ -92,6 +95,16 @@ class ViewerSession(_Peer):
     publisher: Publisher | None = None
     tracks: dict[str, passthrough.EncodedTrack] = field(default_factory=dict)
     started_ms: int = 0
+
+
+@dataclass(eq=False)
+class TalkSession(_Peer):
+    """An operator's push-to-talk: their microphone, forwarded encoded to one unit."""
+
+    viewer: Viewer | None = None
+    publisher: Publisher | None = None
+    started_ms: int = 0
+    frames: int = 0  # encoded audio frames forwarded to the unit
 
 
 class MediaHub:
@@ -113,6 +126,7 @@ class MediaHub:
         self._publishers: dict[SessionId, Publisher] = {}
         self._by_unit: dict[UnitId, Publisher] = {}
         self._viewers: dict[SessionId, ViewerSession] = {}
+        self._talkers: dict[SessionId, TalkSession] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
         self._unavailable: str | None = None
@@ -155,12 +169,18 @@ class MediaHub:
     async def publish(self, unit: Unit, offer_sdp: str) -> tuple[SessionId, str]:
         """Answer a unit's WHIP offer; a unit that publishes again replaces its previous session."""
         plan = self._plan(offer_sdp, lambda offer: plan_publish(offer))
+        talkback = talks_back(parse_offer(offer_sdp))
         publisher = Publisher(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(), unit=unit,
                               media=plan, keyframes=KeyframeRequests(KEYFRAME_INTERVAL, self._clock))  # fmt: skip
         pc = publisher.pc
         try:
             for kind, mime in plan.items():
-                transceiver = pc.addTransceiver(kind, direction="recvonly")
+                if kind == "audio" and talkback:  # the unit plays what the centre says on the same section
+                    feed: Feed[passthrough.EncodedPacket] = Feed(self._settings.viewer_queue_frames, gated=False)
+                    publisher.talk = passthrough.EncodedTrack("audio", feed)
+                    transceiver = pc.addTransceiver(publisher.talk, direction="sendrecv")
+                else:
+                    transceiver = pc.addTransceiver(kind, direction="recvonly")
                 transceiver.setCodecPreferences(_capabilities(kind, mime))
                 passthrough.tap_receiver(transceiver.receiver, self._frame_sink(publisher, kind))
                 publisher.receivers[kind] = transceiver.receiver
@@ -226,6 +246,85 @@ class MediaHub:
         publisher.want_keyframe()
         log.info("media: %s viewing unit %s (session %s)", viewer.username, unit_id, session.id)
         return session.id, answer
+
+    # Talkback ---------------------------------------------------------------------------------------
+
+    async def talk(self, viewer: Viewer, unit_id: UnitId, offer_sdp: str) -> tuple[SessionId, str]:
+        """Answer an operator's push-to-talk offer: their microphone goes to the unit, encoded as sent."""
+        self._check_available()
+        publisher = self.publisher(unit_id)
+        if publisher is None:
+            raise Conflict(f"unit {unit_id} is not streaming")
+        if publisher.talk is None:
+            raise Conflict(f"unit {unit_id} cannot play talkback: its offer's audio is not sendrecv")
+        talker = publisher.talker
+        if talker is not None and talker.closing is None:
+            name = talker.viewer.username if talker.viewer else "someone"
+            raise Conflict(f"{name} is talking to unit {unit_id}; one talker at a time")
+        mime = self._plan(offer_sdp, lambda offer: {"audio": plan_talk(offer)})["audio"]
+        session = TalkSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(), viewer=viewer,
+                              publisher=publisher)  # fmt: skip
+        pc = session.pc
+        try:
+            transceiver = pc.addTransceiver("audio", direction="recvonly")
+            transceiver.setCodecPreferences(_capabilities("audio", mime))
+            passthrough.tap_receiver(transceiver.receiver, self._talk_sink(session))
+            pc.on("track", lambda track: self._own(publisher, _consume(track), "talk-drain"))
+            answer = await self._answer(pc, offer_sdp)
+            session.started_ms = int(time.time() * 1000)
+            await self._views.record("media.talk.start", viewer.user_id, details=self._talk_details(session))
+        except BaseException:
+            await self._discard(session)
+            raise
+        self._talkers[session.id] = session
+        publisher.talker = session
+        log.info("media: %s talking to unit %s (session %s)", viewer.username, unit_id, session.id)
+        return session.id, answer
+
+    async def end_talk(self, user_id: UserId, unit_id: UnitId, session_id: SessionId) -> None:
+        session = self._talkers.get(session_id)
+        if (
+            session is None
+            or session.viewer is None
+            or session.viewer.user_id != user_id
+            or session.publisher is None
+            or session.publisher.unit is None
+            or session.publisher.unit.id != unit_id
+        ):
+            raise NotFound(f"no talkback session {session_id} of yours to unit {unit_id}")
+        await self._end(session, "ended by the operator")
+
+    def _talk_sink(self, session: TalkSession) -> passthrough.FrameSink:
+        def sink(mime: str, data: bytes, timestamp: int, clock_rate: int) -> None:
+            publisher = session.publisher
+            if publisher is None or publisher.talk is None or publisher.talker is not session:
+                return
+            session.frames += 1
+            publisher.talk.feed.push(passthrough.make_packet(data, timestamp, clock_rate), keyframe=False)
+            publisher.talk.wake()
+
+        return sink
+
+    def _talk_details(self, session: TalkSession) -> dict[str, Any]:
+        unit = None if session.publisher is None else session.publisher.unit
+        return {"unit_id": None if unit is None else unit.id, "court_id": None if unit is None else unit.court_id,
+                "session_id": session.id, "username": None if session.viewer is None else session.viewer.username,
+                "started_ms": session.started_ms}  # fmt: skip
+
+    async def _close_talker(self, session: TalkSession, reason: str) -> None:
+        self._talkers.pop(session.id, None)
+        publisher = session.publisher
+        if publisher is not None and publisher.talker is session:
+            publisher.talker = None
+        await session.pc.close()
+        details = self._talk_details(session) | {"ended_ms": int(time.time() * 1000), "frames": session.frames,
+                                                 "reason": reason}  # fmt: skip
+        try:
+            await self._views.record("media.talk.end", None if session.viewer is None else session.viewer.user_id,
+                                     details=details)  # fmt: skip
+        except Exception:
+            log.exception("media: cannot record the end of talkback %s", session.id)
+        log.info("media: talkback %s to unit %s closed: %s", session.id, details["unit_id"], reason)
 
     async def end_view(self, user_id: UserId, unit_id: UnitId, session_id: SessionId) -> None:
         session = self._viewers.get(session_id)
@@ -359,7 +458,7 @@ class MediaHub:
         while True:
             await asyncio.sleep(SUPERVISE_EVERY)
             now = self._clock()
-            peers: list[_Peer] = [*self._publishers.values(), *self._viewers.values()]
+            peers: list[_Peer] = [*self._publishers.values(), *self._viewers.values(), *self._talkers.values()]
             for peer in peers:
                 state = peer.pc.connectionState
                 if peer.closing is not None:
@@ -390,6 +489,8 @@ class MediaHub:
         try:
             if isinstance(peer, ViewerSession):
                 await self._close_viewer(peer, reason)
+            elif isinstance(peer, TalkSession):
+                await self._close_talker(peer, reason)
             elif isinstance(peer, Publisher):
                 await self._close_publisher(peer, reason)
         except Exception:
@@ -404,6 +505,10 @@ class MediaHub:
             del self._by_unit[unit_id]
         for viewer in list(publisher.viewers.values()):
             self._close_later(viewer, "the unit stopped streaming")
+        if publisher.talker is not None:
+            self._close_later(publisher.talker, "the unit stopped streaming")
+        if publisher.talk is not None:
+            publisher.talk.stop()
         await asyncio.gather(*(v.closing for v in publisher.viewers.values() if v.closing is not None))
         await _cancel(publisher.tasks)
         await publisher.pc.close()
@@ -453,6 +558,13 @@ def _capabilities(kind: str, mime: str) -> list[RTCRtpCodecCapability]:
     codecs = [] if capabilities is None else capabilities.codecs
     chosen = [c for c in codecs if c.mimeType.lower() == mime.lower()]
     return chosen + [c for c in codecs if c.mimeType.lower() == f"{kind}/rtx"]
+
+
+async def _consume(track: MediaStreamTrack) -> None:
+    """Read a received track to its end (tapped: nothing is decoded, it only ever yields its end)."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
 
 
 def _send(channel: RTCDataChannel, reply: bytes) -> None:

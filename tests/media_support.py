@@ -7,6 +7,7 @@ loopback out by default; docs in /work/shared/notes/webrtc-interop.md), and no S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import json
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from aiortc import (
     RTCSessionDescription,
     VideoStreamTrack,
 )
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from tests.conftest import World
 
@@ -75,7 +76,8 @@ class UnitPeer:
     """A field unit: camera (and microphone), a ``telemetry`` data channel, its WHIP session."""
 
     def __init__(self, world: World, *, video: str | None = "video/VP8", audio: bool = False,
-                 channel: bool = True, rgb: tuple[int, int, int] = (200, 40, 40)) -> None:  # fmt: skip
+                 channel: bool = True, rgb: tuple[int, int, int] = (200, 40, 40),
+                 talkback: bool = False) -> None:  # fmt: skip
         self.world = world
         self.pc = new_pc()
         self.location = ""
@@ -85,8 +87,19 @@ class UnitPeer:
         if video is not None:
             self.camera = ColourCamera(rgb)
             prefer(self.pc.addTransceiver(self.camera, direction="sendonly"), "video", video)
-        if audio:
-            self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        if audio:  # with talkback the unit also plays what the centre says (sendrecv)
+            self.pc.addTransceiver(AudioStreamTrack(), direction="sendrecv" if talkback else "sendonly")
+        self.heard: list[Any] = []  # talkback audio frames the unit played
+
+        def on_track(track: MediaStreamTrack) -> None:
+            async def play() -> None:
+                with contextlib.suppress(MediaStreamError):
+                    while True:
+                        self.heard.append(await track.recv())
+
+            self._player = asyncio.ensure_future(play())
+
+        self.pc.on("track", on_track)
         self.channel: RTCDataChannel | None = None
         if channel:
             self.channel = self.pc.createDataChannel("telemetry")

@@ -88,6 +88,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/api/whip/{session_id}"): {D},
     ("POST", "/api/whep/{unit_id}"): {OP, S, A},
     ("DELETE", "/api/whep/{unit_id}/{session_id}"): {OP, S, A},
+    ("POST", "/api/talk/{unit_id}"): {OP, S, A},
+    ("DELETE", "/api/talk/{unit_id}/{session_id}"): {OP, S, A},
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 

@@ -97,3 +97,29 @@ async def whep_end(request: web.Request) -> web.StreamResponse:
     unit_id = UnitId(request.match_info["unit_id"])
     await request.app[MEDIA].end_view(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
+
+
+@api.route(
+    "POST", "/api/talk/{unit_id}", summary="Talk to a unit, push-to-talk (WHIP-like, body: SDP offer with the "
+    "operator's microphone); one talker per unit", tag="media", access=VIEWERS, status=201,
+    errors=(*OFFER_ERRORS, NotFound, Conflict),
+)  # fmt: skip
+async def talk_start(request: web.Request) -> web.StreamResponse:
+    caller = current_user(request)
+    store = request.app[STORE]
+    unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
+    await require_visible(store, caller, unit.court_id)
+    offer = await read_offer(request)
+    session_id, answer = await request.app[MEDIA].talk(Viewer(caller.user.id, caller.user.username), unit.id, offer)
+    return sdp_created(answer, f"/api/talk/{unit.id}/{session_id}")
+
+
+@api.route(
+    "DELETE", "/api/talk/{unit_id}/{session_id}", summary="Stop talking (release push-to-talk)", tag="media",
+    access=VIEWERS, errors=(NotFound,),
+)  # fmt: skip
+async def talk_end(request: web.Request) -> web.StreamResponse:
+    caller = current_user(request)
+    unit_id = UnitId(request.match_info["unit_id"])
+    await request.app[MEDIA].end_talk(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
+    return web.Response(status=200)

@@ -22,7 +22,9 @@ const TEXT = {
         opTitle: "行动名称", onsite: "现场指挥", create: "创建", target: "目标", pickTarget: "请在地图上点选行动目标",
         no_go: "禁入区", jurisdiction: "辖区", targetFence: "目标区域", start: "开始", conclude: "结束",
         remove: "删除", fenceSaved: "围栏已保存", created: "执行行动已创建", alarmOn: "告警",
-        on_enter: "进入时", on_exit: "离开时", on_both: "进出时", on_none: "不告警" },
+        on_enter: "进入时", on_exit: "离开时", on_both: "进出时", on_none: "不告警",
+        videoTitle: "实时音视频", watch: "观看", stopWatch: "停止观看", talk: "按住说话", talking: "正在讲话…",
+        playing: "播放中" },
   en: { title: "Command Centre · Console", signIn: "Sign in for duty", wall: "Wall", home: "Home", lang: "中文",
         stats: "Today", court: "Court", units: "Units", online: "Online", on_site: "On site", sos: "SOS",
         offline: "Offline", alarms: "Open alarms", tasks: "Tasks", queries: "Queries", onTime: "≤30 s",
@@ -43,7 +45,9 @@ const TEXT = {
         pickTarget: "click the operation's target on the map", no_go: "no-go", jurisdiction: "jurisdiction",
         targetFence: "target area", start: "Start", conclude: "Conclude", remove: "Remove", fenceSaved: "fence saved",
         created: "operation created", alarmOn: "alarm",
-        on_enter: "on entering", on_exit: "on leaving", on_both: "either way", on_none: "none" },
+        on_enter: "on entering", on_exit: "on leaving", on_both: "either way", on_none: "none",
+        videoTitle: "Live video", watch: "Watch", stopWatch: "Stop", talk: "Hold to talk", talking: "talking…",
+        playing: "playing" },
 };
 const TASK_KINDS = ["go_to", "search", "seize", "start_recording", "stop_recording", "call_back"];
 let lang = localStorage.getItem("lang") || "zh";
@@ -328,6 +332,88 @@ async function planOperation(event) {
   } catch (exc) { say(exc.message); }
 }
 
+// Live video (WHEP) and push-to-talk (POST /api/talk/<unit>) ------------------------------------------------
+const media = { view: null, viewPc: null, talk: null, talkPc: null, mic: null };
+window.consoleMedia = media;
+
+async function negotiate(pc, path) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {  // one offer with every candidate (no trickle)
+    if (pc.iceGatheringState === "complete") resolve();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    setTimeout(resolve, 2000);
+  });
+  const response = await fetch(path, { method: "POST", body: pc.localDescription.sdp,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/sdp" } });
+  if (!response.ok) throw new Error((await response.json().catch(() => ({})))?.error?.message || response.status);
+  const location = response.headers.get("Location");
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  return location;
+}
+
+async function release(location) {
+  if (location) await fetch(location, { method: "DELETE", headers: { Authorization: `Bearer ${token}` } }).catch(() => null);
+}
+
+async function toggleWatch() {
+  const button = document.getElementById("watch");
+  if (media.viewPc) {
+    await release(media.view);
+    media.viewPc.close();
+    media.viewPc = media.view = null;
+    document.getElementById("video").srcObject = null;
+    button.textContent = t("watch");
+    return;
+  }
+  const unit = document.getElementById("video-unit").value;
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  const streamOut = new MediaStream();
+  pc.ontrack = (event) => {
+    streamOut.addTrack(event.track);
+    document.getElementById("video").srcObject = streamOut;
+  };
+  try {
+    media.view = await negotiate(pc, `/api/whep/${encodeURIComponent(unit)}`);
+    media.viewPc = pc;
+    button.textContent = t("stopWatch");
+    document.getElementById("video-state").textContent = t("playing");
+  } catch (exc) {
+    pc.close();
+    say(exc.message);
+  }
+}
+
+async function talkStart() {
+  if (media.talkPc) return;
+  const unit = document.getElementById("video-unit").value;
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  media.talkPc = pc;
+  try {
+    media.mic = media.mic || await navigator.mediaDevices.getUserMedia({ audio: true });
+    pc.addTransceiver(media.mic.getAudioTracks()[0], { direction: "sendonly" });
+    media.talk = await negotiate(pc, `/api/talk/${encodeURIComponent(unit)}`);
+    document.getElementById("talk").classList.add("on");
+    document.getElementById("video-state").textContent = t("talking");
+  } catch (exc) {
+    pc.close();
+    media.talkPc = null;
+    say(exc.message);
+  }
+}
+
+async function talkStop() {
+  if (!media.talkPc) return;
+  const pc = media.talkPc;
+  const location = media.talk;
+  media.talkPc = media.talk = null;
+  await release(location);
+  pc.close();
+  document.getElementById("talk").classList.remove("on");
+  document.getElementById("video-state").textContent = media.viewPc ? t("playing") : "";
+}
+
 async function start() {
   if (!token) { location.replace("/"); return; }
   document.getElementById("lang").addEventListener("click", () => {
@@ -355,11 +441,16 @@ async function start() {
     renderSketch();
   });
   document.getElementById("save-fence").addEventListener("click", saveFence);
+  document.getElementById("watch").addEventListener("click", toggleWatch);
+  const talk = document.getElementById("talk");
+  talk.addEventListener("pointerdown", talkStart);
+  for (const end of ["pointerup", "pointerleave"]) talk.addEventListener(end, talkStop);
   document.getElementById("plan-form").addEventListener("submit", planOperation);
   const [me, units] = await Promise.all([api("/api/me"), api("/api/units")]);
   state.units = units.units;
   document.getElementById("whoami").textContent = `${me.user.display_name} · ${me.court_id}`;
-  for (const select of [document.querySelector("#task-form select[name=unit]"), document.querySelector("#plan-form select[name=units]")]) {
+  for (const select of [document.querySelector("#task-form select[name=unit]"), document.querySelector("#plan-form select[name=units]"),
+                        document.getElementById("video-unit")]) {
     select.replaceChildren(...units.units.map((u) => el("option", { value: u.id, textContent: `${u.name} (${u.id})` })));
   }
   await setUpMap();
