@@ -81,11 +81,12 @@ async def test_bad_shapes_are_refused_and_imports_are_all_or_nothing(world: Worl
     imported = await world.client.post("/api/geofences/import", json=good, headers=headers)
     assert imported.status == 201
     listed = (await (await world.client.get("/api/geofences", headers=headers)).json())["features"]
-    assert [f["properties"]["kind"] for f in listed] == ["no_go", "target"]
-    assert listed[1]["properties"]["radius_m"] == 300 and listed[1]["properties"]["alarm_on"] == "none"
-    gone = await world.client.delete(f"/api/geofences/{listed[0]['id']}", headers=headers)
+    by_kind = {f["properties"]["kind"]: f for f in listed}  # imported together: same time, any order
+    assert sorted(by_kind) == ["no_go", "target"] and len(listed) == 2
+    assert by_kind["target"]["properties"]["radius_m"] == 300 and by_kind["target"]["properties"]["alarm_on"] == "none"
+    gone = await world.client.delete(f"/api/geofences/{by_kind['no_go']['id']}", headers=headers)
     assert gone.status == 204
-    again = await world.client.delete(f"/api/geofences/{listed[0]['id']}", headers=headers)
+    again = await world.client.delete(f"/api/geofences/{by_kind['no_go']['id']}", headers=headers)
     assert again.status == 404
     judge = await world.client.post("/api/geofences", json=no_go(), headers=world.auth("judge"))
     assert judge.status == 403
