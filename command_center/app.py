@@ -112,5 +112,5 @@ def create_app(
             await writer.close()
 
     app.cleanup_ctx.extend([store_ctx, bus_ctx, tracking_ctx, query_control_ctx(settings.queries, agencies)])
-    app.cleanup_ctx.append(media_ctx(settings.media))
+    app.cleanup_ctx.append(media_ctx(settings.media, settings.data_dir / "recordings"))
     return app

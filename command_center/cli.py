@@ -20,6 +20,7 @@ from command_center.demo import ensure_demo
 from config.settings import Settings, load_settings
 from core.errors import AppError
 from core.ids import CourtId, UnitId
+from media.evidence import SEGMENT_ACTION, check_recordings
 from persistence.factory import build_store
 from persistence.models import Role, UnitKind
 from persistence.port import Store
@@ -66,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     device_revoke.add_argument("--id", required=True)
 
     audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(dest="action", required=True)
+    recording = commands.add_parser("recording", help="evidence recordings").add_subparsers(
+        dest="action", required=True
+    )
+    recording_verify = recording.add_parser("verify", help="check recordings against the audit chain (exit 1 if not)")
+    recording_verify.add_argument("--session", help="only this media session")
+    recording_verify.add_argument("--unit", help="only this unit")
     audit.add_parser("verify", help="check every entry's hash and link; exit 1 at the first tampered entry")
     return parser
 
@@ -223,4 +230,22 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 1
 
         return asyncio.run(_with_store(settings, audit_verify))
+    if args.command == "recording" and args.action == "verify":
+
+        async def recording_verify(store: Store) -> int:
+            chain = await verify_audit(store)
+            if not chain.ok:
+                print(f"audit log TAMPERED at entry {chain.bad_seq}: {chain.problem}", file=sys.stderr)
+                return 1
+            audited = [e.details for e in await store.audit_entries(limit=1_000_000) if e.action == SEGMENT_ACTION]
+            root = settings.data_dir / "recordings"
+            report = await asyncio.to_thread(check_recordings, audited, root, session=args.session, unit=args.unit)
+            for problem in report.problems:
+                print(f"recording: {problem}", file=sys.stderr)
+            if report.ok:
+                print(f"recordings intact: {report.checked} segments match the audit chain (head {chain.head})")
+                return 0
+            return 1
+
+        return asyncio.run(_with_store(settings, recording_verify))
     raise AssertionError(f"unhandled command {args.command}")

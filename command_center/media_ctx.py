@@ -7,6 +7,7 @@ the asset-query work (``query_control.audit``), so it runs after that context.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -15,9 +16,9 @@ from config.settings import MediaSettings
 from media.sessions import MediaHub
 
 
-def media_ctx(settings: MediaSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+def media_ctx(settings: MediaSettings, recordings: Path) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        hub = MediaHub(settings, app[TRACKER].ingest, app[AUDIT])
+        hub = MediaHub(settings, app[TRACKER].ingest, app[AUDIT], recordings=recordings)
         await hub.start()
         app[MEDIA] = hub
         try:

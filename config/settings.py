@@ -131,6 +131,10 @@ class MediaSettings(Section):
     silence_timeout_seconds: float = Field(10.0, gt=0, le=600)
     #: Encoded frames a viewer may have waiting; a viewer further behind skips to the next keyframe.
     viewer_queue_frames: int = Field(90, ge=4, le=10_000)
+    #: Record every unit session as evidence from its start (off: only when an operator or an SOS starts it).
+    record_sessions: bool = True
+    #: A recording is cut into segments of about this length, each hashed into the audit log when finished.
+    segment_seconds: float = Field(60.0, ge=0.5, le=3600)
 
 
 class Settings(BaseSettings):

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NewType, Protocol
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
@@ -27,8 +28,10 @@ from config.settings import MediaSettings
 from core.errors import AppError, BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId, UserId
 from media import passthrough, telemetry_channel
+from media.evidence import SEGMENT_ACTION
 from media.frames import Feed, KeyframeRequests, is_keyframe
 from media.offers import OfferError, parse_offer, plan_publish, plan_talk, plan_view, prefer_dtls_server, talks_back
+from media.recording import Segment, SessionRecorder, recover
 from persistence.models import Unit
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ class Publisher(_Peer):
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     decoded_frames: int = 0  # frames aiortc decoded anyway: must stay 0
     talk: passthrough.EncodedTrack | None = None  # audio to the unit (talkback), when its offer can play it
+    recorder: SessionRecorder | None = None  # evidence recording, while it runs
     talker: TalkSession | None = None  # the one operator talking to the unit now
 
     def want_keyframe(self) -> None:
@@ -116,9 +120,11 @@ class MediaHub:
         ingest: telemetry_channel.Ingest,
         views: ViewRecorder,
         *,
+        recordings: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self.recordings = recordings  # where recordings go (None: nothing is recorded)
         self._ingest = ingest
         self._views = views
         self._clock = clock
@@ -139,6 +145,9 @@ class MediaHub:
             self._unavailable = "media passthrough does not work with this aiortc: " + "; ".join(problems)
             log.error("media: %s", self._unavailable)
         self._supervisor = asyncio.create_task(self._supervise(), name="media-supervisor")
+        if self.recordings is not None:
+            for segment in await asyncio.to_thread(recover, self.recordings):
+                await self._segment_done(segment)
 
     async def close(self) -> None:
         if self._supervisor is not None:
@@ -193,6 +202,8 @@ class MediaHub:
             raise
         self._own(publisher, self._telemetry(publisher), "telemetry")
         self._own(publisher, self._keyframe_requests(publisher), "keyframes")
+        if self._settings.record_sessions:
+            self._start_recorder(publisher)
         previous = self._by_unit.get(unit.id)
         self._publishers[publisher.id] = publisher
         self._by_unit[unit.id] = publisher
@@ -246,6 +257,46 @@ class MediaHub:
         publisher.want_keyframe()
         log.info("media: %s viewing unit %s (session %s)", viewer.username, unit_id, session.id)
         return session.id, answer
+
+    # Recording --------------------------------------------------------------------------------------
+
+    def start_recording(self, unit_id: UnitId, reason: str) -> bool:
+        """Record the unit's live session from now (an operator's choice, or an SOS); False if it is not
+        streaming. Already recording: nothing changes."""
+        publisher = self.publisher(unit_id)
+        if publisher is None:
+            return False
+        if publisher.recorder is None:
+            log.info("media: recording unit %s (%s)", unit_id, reason)
+            self._start_recorder(publisher)
+        return publisher.recorder is not None
+
+    async def stop_recording(self, unit_id: UnitId) -> bool:
+        """Finish the unit's recording (its last segment hashed and audited); False if none was running."""
+        publisher = self.publisher(unit_id)
+        if publisher is None or publisher.recorder is None:
+            return False
+        recorder, publisher.recorder = publisher.recorder, None
+        await recorder.close()
+        return True
+
+    def recording(self, unit_id: UnitId) -> bool:
+        publisher = self.publisher(unit_id)
+        return publisher is not None and publisher.recorder is not None
+
+    def _start_recorder(self, publisher: Publisher) -> None:
+        if self.recordings is None or publisher.unit is None:
+            return
+        publisher.recorder = SessionRecorder(
+            self.recordings, publisher.unit.id, publisher.id, publisher.media,
+            segment_seconds=self._settings.segment_seconds, on_segment=self._segment_done,
+            want_keyframe=publisher.want_keyframe,
+        )  # fmt: skip
+
+    async def _segment_done(self, segment: Segment) -> None:
+        assert self.recordings is not None
+        await self._views.record(SEGMENT_ACTION, None, details=segment.details(self.recordings))
+        log.info("media: recorded %s (%d bytes, sha256 %s)", segment.path, segment.size, segment.sha256[:12])
 
     # Talkback ---------------------------------------------------------------------------------------
 
@@ -385,10 +436,12 @@ class MediaHub:
     def _frame_sink(self, publisher: Publisher, kind: str) -> passthrough.FrameSink:
         def sink(mime: str, data: bytes, timestamp: int, clock_rate: int) -> None:
             publisher.last_media = self._clock()
+            keyframe = kind == "video" and is_keyframe(mime, data)
+            if publisher.recorder is not None:
+                publisher.recorder.frame(kind, data, timestamp, clock_rate, keyframe)
             tracks = publisher.fanout.get(kind)
             if not tracks:
                 return
-            keyframe = is_keyframe(mime, data)
             packet = passthrough.make_packet(data, timestamp, clock_rate)
             need_keyframe = False
             for track in tracks:
@@ -512,6 +565,9 @@ class MediaHub:
         await asyncio.gather(*(v.closing for v in publisher.viewers.values() if v.closing is not None))
         await _cancel(publisher.tasks)
         await publisher.pc.close()
+        if publisher.recorder is not None:
+            recorder, publisher.recorder = publisher.recorder, None
+            await recorder.close()
         log.info("media: unit %s session %s closed: %s", unit_id, publisher.id, reason)
 
     async def _close_viewer(self, session: ViewerSession, reason: str) -> None:

@@ -21,7 +21,7 @@ from command_center.app import create_app
 from command_center.bootstrap import import_courts
 from command_center.credentials import Passwords, lookup_hash, new_device_secret
 from command_center.keys import STORE
-from config.settings import AuthSettings, BusSettings, Settings, StoreSettings, TrackingSettings
+from config.settings import AuthSettings, BusSettings, MediaSettings, Settings, StoreSettings, TrackingSettings
 from core.ids import CourtId, UnitId
 from event_bus.factory import build_bus
 from event_bus.port import EventBus
@@ -159,6 +159,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
         bus: BusSettings | None = None,
         schema: str | None = None,
         tracking: TrackingSettings | None = None,
+        media: MediaSettings | None = None,
         **auth: Any,
     ) -> World:
         settings = Settings(
@@ -166,6 +167,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
             bus=bus or BusSettings(),
             auth=FAST_AUTH.model_copy(update=auth),
             tracking=tracking or TrackingSettings(),
+            media=media or Settings().media,  # default: from the environment (CC_MEDIA__...)
             data_dir=tmp_path,
         )
         client = await aiohttp_client(create_app(settings, store_schema=schema))

@@ -6,9 +6,12 @@ still does authentication and the role check. The WebRTC work is ``media.session
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import Any
 
-from command_center.api.registry import Registry
+from aiohttp import web
+from pydantic import BaseModel
+
+from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_device, current_user
 from command_center.keys import MEDIA, STORE
 from command_center.visibility import require_visible
@@ -22,7 +25,9 @@ from core.errors import (
     ValidationFailed,
 )
 from core.ids import UnitId
+from media.evidence import SEGMENT_ACTION
 from media.sessions import SessionId, Viewer
+from persistence.models import Unit
 
 api = Registry()
 
@@ -123,3 +128,53 @@ async def talk_end(request: web.Request) -> web.StreamResponse:
     unit_id = UnitId(request.match_info["unit_id"])
     await request.app[MEDIA].end_talk(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
+
+
+class RecordingOut(BaseModel):
+    unit_id: str
+    recording: bool
+
+
+class SegmentList(BaseModel):
+    segments: list[dict[str, Any]]
+
+
+@api.route(
+    "POST", "/api/units/{unit_id}/recording", summary="Start recording a unit's live session as evidence",
+    tag="media", access=VIEWERS, response=RecordingOut, errors=(NotFound, Conflict),
+)  # fmt: skip
+async def recording_start(request: web.Request) -> web.StreamResponse:
+    unit = await _visible(request)
+    if not request.app[MEDIA].start_recording(unit.id, reason=f"started by {current_user(request).user.username}"):
+        raise Conflict(f"unit {unit.id} is not streaming")
+    return json_response(RecordingOut(unit_id=unit.id, recording=True))
+
+
+@api.route(
+    "DELETE", "/api/units/{unit_id}/recording", summary="Stop recording (the last segment is hashed and audited)",
+    tag="media", access=VIEWERS, response=RecordingOut, errors=(NotFound, Conflict),
+)  # fmt: skip
+async def recording_stop(request: web.Request) -> web.StreamResponse:
+    unit = await _visible(request)
+    if not await request.app[MEDIA].stop_recording(unit.id):
+        raise Conflict(f"unit {unit.id} is not being recorded")
+    return json_response(RecordingOut(unit_id=unit.id, recording=False))
+
+
+@api.route(
+    "GET", "/api/units/{unit_id}/recordings", summary="A unit's recorded segments, as the audit chain vouches for them",
+    tag="media", access=VIEWERS, response=SegmentList, errors=(NotFound,),
+)  # fmt: skip
+async def recordings(request: web.Request) -> web.StreamResponse:
+    unit = await _visible(request)
+    entries = await request.app[STORE].audit_entries(limit=1_000_000)
+    segments = [e.details | {"audit_seq": e.seq} for e in entries
+                if e.action == SEGMENT_ACTION and e.details.get("unit_id") == unit.id]  # fmt: skip
+    return json_response(SegmentList(segments=segments))
+
+
+async def _visible(request: web.Request) -> Unit:
+    store = request.app[STORE]
+    unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
+    await require_visible(store, current_user(request), unit.court_id)
+    return unit

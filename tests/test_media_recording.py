@@ -1,0 +1,140 @@
+"""Recording as evidence: a unit's VP8 video and Opus audio written as received (no decode, no encode) in
+Matroska segments that each open on a keyframe; every segment's SHA-256 is in the audit chain and the CLI
+verifies recordings against it (a flipped byte is caught); a segment cut short by a crash is recovered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from command_center.keys import MEDIA
+from config.settings import MediaSettings
+from core.ids import UnitId
+from media.evidence import SEGMENT_ACTION
+from media.recording import recover, sha256_of
+from tests.conftest import AppFactory, World
+from tests.media_support import UNIT, UnitPeer, eventually, loopback  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("loopback")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
+    env.update(CC_DATA_DIR=str(data_dir), CC_STORE__URL=f"sqlite:///{data_dir / 'app.db'}")
+    return subprocess.run([sys.executable, "-m", "command_center", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
+async def _segments(world: World) -> list[dict[str, object]]:
+    return [e.details for e in await world.store.audit_entries() if e.action == SEGMENT_ACTION]
+
+
+async def test_a_session_is_recorded_in_hashed_segments_without_transcoding(
+    make_world: AppFactory, tmp_path: Path
+) -> None:
+    world = await make_world(media=MediaSettings(segment_seconds=1.0))
+    unit = UnitPeer(world, video="video/VP8", audio=True)
+    await unit.publish()
+    hub = world.client.app[MEDIA]
+    assert hub.recording(UnitId(UNIT))  # evidence by default: every session is recorded from its start
+    await asyncio.sleep(3.5)
+    publisher = hub.publisher(UnitId(UNIT))
+    assert publisher is not None and publisher.decoded_frames == 0
+    response = await world.client.delete(unit.location, headers=world.auth("device"))
+    assert response.status == 200
+    await unit.close()
+    await eventually(lambda: hub.publisher(UnitId(UNIT)) is None, what="session closed")
+
+    segments = await _segments(world)
+    assert len(segments) >= 2, segments
+    root = tmp_path / "recordings"
+    for details in segments:
+        path = root / str(details["file"])
+        assert path.suffix == ".mkv" and sha256_of(path) == details["sha256"]
+        with av.open(str(path)) as container:
+            video = container.streams.video[0]
+            assert video.codec_context.name == "vp8" and (video.width, video.height) == (320, 240)
+            assert container.streams.audio[0].codec_context.name == "opus"
+            first_video = next(p for p in container.demux(video=0) if p.dts is not None)
+            assert first_video.is_keyframe  # each segment plays on its own
+        assert int(str(details["video_frames"])) > 10 and int(str(details["audio_frames"])) > 10
+    listed = await (await world.client.get(f"/api/units/{UNIT}/recordings", headers=world.auth("operator"))).json()
+    assert [s["sha256"] for s in listed["segments"]] == [s["sha256"] for s in segments]
+
+    await world.client.close()  # the CLI reads the same database and files
+    verified = _cli(tmp_path, "recording", "verify", "--unit", UNIT)
+    assert verified.returncode == 0 and f"{len(segments)} segments match" in verified.stdout, verified.stderr
+    victim = root / str(segments[0]["file"])
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    tampered = _cli(tmp_path, "recording", "verify")
+    assert tampered.returncode == 1 and "altered" in tampered.stderr and str(segments[0]["file"]) in tampered.stderr
+
+
+async def test_operators_start_and_stop_recording_when_sessions_are_not_recorded_by_default(
+    make_world: AppFactory,
+) -> None:
+    world = await make_world(media=MediaSettings(record_sessions=False, segment_seconds=30))
+    idle = await world.client.post(f"/api/units/{UNIT}/recording", headers=world.auth("operator"))
+    assert idle.status == 409 and "not streaming" in (await idle.json())["error"]["message"]
+    unit = UnitPeer(world, video="video/VP8")
+    await unit.publish()
+    try:
+        assert not world.client.app[MEDIA].recording(UnitId(UNIT))
+        started = await world.client.post(f"/api/units/{UNIT}/recording", headers=world.auth("operator"))
+        assert started.status == 200 and (await started.json())["recording"] is True
+        await asyncio.sleep(1.5)
+        stopped = await world.client.delete(f"/api/units/{UNIT}/recording", headers=world.auth("operator"))
+        assert stopped.status == 200
+        [segment] = await _segments(world)  # stopping finishes the one segment: hashed and audited
+        assert int(str(segment["video_frames"])) > 10
+        again = await world.client.delete(f"/api/units/{UNIT}/recording", headers=world.auth("operator"))
+        assert again.status == 409
+        judge = await world.client.post(f"/api/units/{UNIT}/recording", headers=world.auth("judge"))
+        assert judge.status == 403
+    finally:
+        await unit.close()
+
+
+def test_a_segment_cut_short_by_a_crash_is_recovered(tmp_path: Path) -> None:
+    # a finished segment of a fake session, then the same bytes cut off as a crash leaves them: no cues,
+    # no final sizes, the last cluster incomplete
+    source = tmp_path / "whole.mkv"
+    with av.open(str(source), mode="w", format="matroska") as out:
+        import fractions
+
+        import numpy as np
+
+        encoder = av.CodecContext.create("libvpx", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = 160, 120, "yuv420p"
+        encoder.time_base = fractions.Fraction(1, 30)
+        stream = out.add_stream("vp8", rate=90_000)
+        stream.width, stream.height = 160, 120
+        for i in range(90):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = i
+            for packet in encoder.encode(frame):
+                packet.stream, packet.pts, packet.dts = stream, i * 3000, i * 3000
+                packet.time_base = fractions.Fraction(1, 90_000)
+                out.mux(packet)
+    folder = tmp_path / "recordings" / UNIT / "crashed-session"
+    folder.mkdir(parents=True)
+    data = source.read_bytes()
+    (folder / "00003.mkv.part").write_bytes(data[: len(data) * 2 // 3])
+
+    [segment] = recover(tmp_path / "recordings")
+    assert segment.recovered and segment.index == 3 and segment.session_id == "crashed-session"
+    assert segment.path == folder / "00003.mkv" and not (folder / "00003.mkv.part").exists()
+    with av.open(str(segment.path)) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert 30 < decoded < 90 and segment.video_frames >= decoded  # what was written before the cut survives
+    assert segment.sha256 == sha256_of(segment.path)
