@@ -32,6 +32,8 @@ class AlarmDesk:
         self._store = store
         self._bus = bus
         self._clock_ms = clock_ms
+        # Called with each alarm raised, before the screens hear of it (e.g. media starts recording an SOS).
+        self.on_raised: list[Callable[[Alarm], None]] = []
 
     async def raise_(
         self,
@@ -48,6 +50,11 @@ class AlarmDesk:
         )
         if changed:
             log.info("alarm %d raised: %s %s", alarm.id, kind.value, subject)
+            for react in self.on_raised:
+                try:
+                    react(alarm)
+                except Exception:  # a failing reaction must not keep the alarm from the screens
+                    log.exception("alarm %d: a reaction failed", alarm.id)
             await self._publish("raised", alarm)
         return alarm
 

@@ -1,7 +1,8 @@
 """The cleanup context of live media: one ``MediaHub`` per process, every peer connection closed on shutdown.
 
 Kept apart from ``app.py`` so the app factory gains one line. Views are recorded in the audit log of
-the asset-query work (``query_control.audit``), so it runs after that context.
+the asset-query work (``query_control.audit``), so it runs after that context; an SOS alarm starts the
+unit's recording, so it runs after the tracking context too.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from command_center.keys import AUDIT, MEDIA, TRACKER
+from command_center.keys import ALARMS, AUDIT, MEDIA, TRACKER
 from config.settings import MediaSettings
 from media.sessions import MediaHub
+from persistence.alarm_models import Alarm, AlarmKind
 
 
 def media_ctx(settings: MediaSettings, recordings: Path) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -21,9 +23,17 @@ def media_ctx(settings: MediaSettings, recordings: Path) -> Callable[[web.Applic
         hub = MediaHub(settings, app[TRACKER].ingest, app[AUDIT], recordings=recordings)
         await hub.start()
         app[MEDIA] = hub
+
+        def record_sos(alarm: Alarm) -> None:
+            """An SOS from a unit that streams starts its recording at once (evidence of what happened)."""
+            if alarm.kind is AlarmKind.SOS and alarm.unit_id is not None:
+                hub.start_recording(alarm.unit_id, reason=f"SOS alarm {alarm.id}")
+
+        app[ALARMS].on_raised.append(record_sos)
         try:
             yield
         finally:
+            app[ALARMS].on_raised.remove(record_sos)
             await hub.close()
 
     return ctx

@@ -333,54 +333,25 @@ async function planOperation(event) {
 }
 
 // Live video (WHEP) and push-to-talk (POST /api/talk/<unit>) ------------------------------------------------
-const media = { view: null, viewPc: null, talk: null, talkPc: null, mic: null };
+const media = { stopWatching: null, talk: null, talkPc: null, mic: null };
 window.consoleMedia = media;
-
-async function negotiate(pc, path) {
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {  // one offer with every candidate (no trickle)
-    if (pc.iceGatheringState === "complete") resolve();
-    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
-    setTimeout(resolve, 2000);
-  });
-  const response = await fetch(path, { method: "POST", body: pc.localDescription.sdp,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/sdp" } });
-  if (!response.ok) throw new Error((await response.json().catch(() => ({})))?.error?.message || response.status);
-  const location = response.headers.get("Location");
-  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-  return location;
-}
-
-async function release(location) {
-  if (location) await fetch(location, { method: "DELETE", headers: { Authorization: `Bearer ${token}` } }).catch(() => null);
-}
 
 async function toggleWatch() {
   const button = document.getElementById("watch");
-  if (media.viewPc) {
-    await release(media.view);
-    media.viewPc.close();
-    media.viewPc = media.view = null;
-    document.getElementById("video").srcObject = null;
+  if (media.stopWatching) {
+    const stop = media.stopWatching;
+    media.stopWatching = null;
+    await stop();
     button.textContent = t("watch");
+    document.getElementById("video-state").textContent = "";
     return;
   }
-  const unit = document.getElementById("video-unit").value;
-  const pc = new RTCPeerConnection({ iceServers: [] });
-  pc.addTransceiver("video", { direction: "recvonly" });
-  pc.addTransceiver("audio", { direction: "recvonly" });
-  const streamOut = new MediaStream();
-  pc.ontrack = (event) => {
-    streamOut.addTrack(event.track);
-    document.getElementById("video").srcObject = streamOut;
-  };
   try {
-    media.view = await negotiate(pc, `/api/whep/${encodeURIComponent(unit)}`);
-    media.viewPc = pc;
+    media.stopWatching = await window.webrtc.watch(document.getElementById("video-unit").value,
+                                                   document.getElementById("video"), token);
     button.textContent = t("stopWatch");
     document.getElementById("video-state").textContent = t("playing");
   } catch (exc) {
-    pc.close();
     say(exc.message);
   }
 }
@@ -393,7 +364,7 @@ async function talkStart() {
   try {
     media.mic = media.mic || await navigator.mediaDevices.getUserMedia({ audio: true });
     pc.addTransceiver(media.mic.getAudioTracks()[0], { direction: "sendonly" });
-    media.talk = await negotiate(pc, `/api/talk/${encodeURIComponent(unit)}`);
+    media.talk = await window.webrtc.negotiate(pc, `/api/talk/${encodeURIComponent(unit)}`, token);
     document.getElementById("talk").classList.add("on");
     document.getElementById("video-state").textContent = t("talking");
   } catch (exc) {
@@ -408,10 +379,10 @@ async function talkStop() {
   const pc = media.talkPc;
   const location = media.talk;
   media.talkPc = media.talk = null;
-  await release(location);
+  await window.webrtc.release(location, token);
   pc.close();
   document.getElementById("talk").classList.remove("on");
-  document.getElementById("video-state").textContent = media.viewPc ? t("playing") : "";
+  document.getElementById("video-state").textContent = media.stopWatching ? t("playing") : "";
 }
 
 async function start() {

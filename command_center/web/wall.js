@@ -497,10 +497,36 @@ function applyAlarm(message) {
   const alarm = message.alarm;
   if (alarm.state === "open" || alarm.state === "acknowledged") state.alarms.set(alarm.id, alarm);
   else state.alarms.delete(alarm.id);
-  if (message.event === "raised" && alarm.kind === "sos") siren();
+  if (message.event === "raised" && alarm.kind === "sos") {
+    siren();
+    showSosVideo(alarm).catch((err) => console.warn("sos video:", err.message));
+  }
   if (alarm.kind === "geofence") loadGeofences().catch((err) => console.warn("geofences:", err));
   renderAlarms();
 }
+
+// An SOS brings the unit's live stream onto the wall at once (when the unit is streaming: 409 otherwise).
+let closeSosVideo = null;
+async function showSosVideo(alarm) {
+  if (!alarm.unit_id) return;
+  if (closeSosVideo) { const close = closeSosVideo; closeSosVideo = null; await close(); }
+  const panel = document.getElementById("sos-video");
+  try {
+    closeSosVideo = await window.webrtc.watch(alarm.unit_id, document.getElementById("sos-video-player"), token);
+  } catch (exc) {
+    if (exc.status === 409) return;  // not streaming: the alarm and the marker say enough
+    throw exc;
+  }
+  state.sosVideo = alarm.unit_id;
+  document.getElementById("sos-video-title").textContent =
+    `${t("sosRaised")} · ${alarm.name || alarm.unit_id}`;
+  panel.hidden = false;
+}
+document.getElementById("sos-video-close").addEventListener("click", async () => {
+  document.getElementById("sos-video").hidden = true;
+  state.sosVideo = null;
+  if (closeSosVideo) { const close = closeSosVideo; closeSosVideo = null; await close(); }
+});
 
 function alarmLabel(alarm) {
   if (alarm.kind === "sos") return t(alarm.active ? "sosRaised" : "sosCleared");
