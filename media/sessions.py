@@ -212,6 +212,14 @@ class MediaHub:
             await self._end(previous, "replaced by a new session of the unit")
         return publisher.id, answer
 
+    async def end_unit(self, unit_id: UnitId, reason: str) -> bool:
+        """End the unit's session (and its viewers and talkback), e.g. when its credential is revoked."""
+        publisher = self.publisher(unit_id)
+        if publisher is None:
+            return False
+        await self._end(publisher, reason)
+        return True
+
     async def end_publish(self, unit_id: UnitId, session_id: SessionId) -> None:
         publisher = self._publishers.get(session_id)
         if publisher is None or publisher.unit is None or publisher.unit.id != unit_id:

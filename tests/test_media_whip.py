@@ -146,3 +146,21 @@ async def test_publishing_again_replaces_the_units_session(world: World) -> None
     assert gone.status == 404
     await old.close()
     await new.close()
+
+
+async def test_revoking_the_device_ends_its_live_session_and_refuses_it_again(world: World) -> None:
+    unit = UnitPeer(world, channel=False)
+    await unit.publish()
+    viewer = ViewerPeer(world)
+    await viewer.watch()
+    revoked = await world.client.post(f"/api/units/{UNIT}/revoke", headers=world.auth("admin"))
+    assert revoked.status == 200
+    await eventually(lambda: hub(world).publisher(UnitId(UNIT)) is None, what="the session ended")
+    await eventually(lambda: hub(world).peer_connections == 0, what="the viewer went with it")
+    stolen = UnitPeer(world, channel=False)
+    again = await world.client.post("/api/whip", data=await stolen.offer(),
+                                    headers={**world.auth("device"), "Content-Type": "application/sdp"})  # fmt: skip
+    assert again.status == 401
+    await stolen.close()
+    await unit.close()
+    await viewer.close()

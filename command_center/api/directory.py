@@ -22,7 +22,7 @@ from command_center.api.schemas import (
 )
 from command_center.auth import PEOPLE, Access, current_caller
 from command_center.credentials import lookup_hash, new_device_secret
-from command_center.keys import PASSWORDS, STORE
+from command_center.keys import MEDIA, PASSWORDS, STORE
 from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound
 from core.ids import CourtId, UnitId, UserId
@@ -199,4 +199,5 @@ async def revoke_unit(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     unit_id = UnitId(request.match_info["unit_id"])
     await store.revoke_unit(unit_id)
+    await request.app[MEDIA].end_unit(unit_id, "the unit's device credential was revoked")  # a stolen phone stops now
     return json_response(UnitOut.of(await store.get_unit(unit_id)))
