@@ -133,6 +133,8 @@ class MediaSettings(Section):
     viewer_queue_frames: int = Field(90, ge=4, le=10_000)
     #: Record every unit session as evidence from its start (off: only when an operator or an SOS starts it).
     record_sessions: bool = True
+    #: Addresses offered to units and screens as ICE host candidates (empty: every interface but loopback).
+    ice_addresses: list[str] = Field(default_factory=list, max_length=16)
     #: A recording is cut into segments of about this length, each hashed into the audit log when finished.
     segment_seconds: float = Field(60.0, ge=0.5, le=3600)
 

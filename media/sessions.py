@@ -30,6 +30,7 @@ from core.ids import UnitId, UserId
 from media import passthrough, telemetry_channel
 from media.evidence import SEGMENT_ACTION
 from media.frames import Feed, KeyframeRequests, is_keyframe
+from media.ice import restrict_host_addresses
 from media.offers import OfferError, parse_offer, plan_publish, plan_talk, plan_view, prefer_dtls_server, talks_back
 from media.recording import Segment, SessionRecorder, recover
 from persistence.models import Unit
@@ -140,6 +141,7 @@ class MediaHub:
     # Life cycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        restrict_host_addresses(self._settings.ice_addresses)
         problems = await passthrough.check_internals()
         if problems:
             self._unavailable = "media passthrough does not work with this aiortc: " + "; ".join(problems)
@@ -164,6 +166,9 @@ class MediaHub:
     def peer_connections(self) -> int:
         """Peer connections alive (negotiating, live or being closed)."""
         return len(self._pcs)
+
+    def streaming_units(self) -> set[UnitId]:
+        return set(self._by_unit)
 
     def publisher(self, unit_id: UnitId) -> Publisher | None:
         found = self._by_unit.get(unit_id)

@@ -89,6 +89,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/whep/{unit_id}"): {OP, S, A},
     ("DELETE", "/api/whep/{unit_id}/{session_id}"): {OP, S, A},
     ("POST", "/api/talk/{unit_id}"): {OP, S, A},
+    ("GET", "/api/media/streaming"): {OP, S, A},
     ("POST", "/api/units/{unit_id}/recording"): {OP, S, A},
     ("DELETE", "/api/units/{unit_id}/recording"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/recordings"): {OP, S, A},

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_device, current_user
 from command_center.keys import MEDIA, STORE
-from command_center.visibility import require_visible
+from command_center.visibility import require_visible, visible_courts
 from core.errors import (
     BadRequest,
     Conflict,
@@ -178,3 +178,19 @@ async def _visible(request: web.Request) -> Unit:
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, current_user(request), unit.court_id)
     return unit
+
+
+class StreamingOut(BaseModel):
+    unit_ids: list[str]
+
+
+@api.route(
+    "GET", "/api/media/streaming", summary="Units of the caller's courts that are streaming now (on this server)",
+    tag="media", access=VIEWERS, response=StreamingOut,
+)  # fmt: skip
+async def streaming(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
+    courts = await visible_courts(store, current_user(request))
+    live = request.app[MEDIA].streaming_units()
+    units = [u.id for u in await store.list_units(courts) if u.id in live]
+    return json_response(StreamingOut(unit_ids=units))

@@ -511,6 +511,8 @@ async function showSosVideo(alarm) {
   if (!alarm.unit_id) return;
   if (closeSosVideo) { const close = closeSosVideo; closeSosVideo = null; await close(); }
   const panel = document.getElementById("sos-video");
+  const { unit_ids: streaming } = await api("/api/media/streaming");
+  if (!streaming.includes(alarm.unit_id)) return;  // not streaming: the alarm and the marker say enough
   try {
     closeSosVideo = await window.webrtc.watch(alarm.unit_id, document.getElementById("sos-video-player"), token);
   } catch (exc) {
