@@ -60,16 +60,22 @@ class Section:
     mid: str | None
     direction: str
     codecs: tuple[Codec, ...]
+    bundle_only: bool = False  # RFC 8843 §6: port 0 yet in use, on the transport of the BUNDLE group
+
+    @property
+    def active(self) -> bool:
+        """Not rejected: a port, or port 0 with ``a=bundle-only`` (GStreamer's webrtcbin offers that)."""
+        return self.port != 0 or self.bundle_only
 
     @property
     def sends(self) -> bool:
         """The offerer sends media in this section."""
-        return self.port != 0 and self.direction in ("sendrecv", "sendonly")
+        return self.active and self.direction in ("sendrecv", "sendonly")
 
     @property
     def receives(self) -> bool:
         """The offerer wants to receive media in this section."""
-        return self.port != 0 and self.direction in ("sendrecv", "recvonly")
+        return self.active and self.direction in ("sendrecv", "recvonly")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +109,7 @@ def parse_offer(text: str) -> Offer:
                 raise _unusable(f"more than {MAX_SECTIONS} media sections")
             kind, port, protocol, _formats = match.groups()
             raw.append({"kind": kind, "port": int(port), "protocol": protocol, "mid": None,
-                        "direction": None, "rtpmap": {}, "fmtp": {}})  # fmt: skip
+                        "direction": None, "rtpmap": {}, "fmtp": {}, "bundle_only": False})  # fmt: skip
             continue
         if not line.startswith("a="):
             continue
@@ -118,6 +124,8 @@ def parse_offer(text: str) -> Offer:
             continue
         elif attribute.startswith("mid:"):
             section["mid"] = attribute[4:]
+        elif attribute == "bundle-only":
+            section["bundle_only"] = True
         elif attribute.startswith("rtpmap:"):
             rtpmap = _RTPMAP.match(line)
             if rtpmap is None:
@@ -136,7 +144,8 @@ def parse_offer(text: str) -> Offer:
         direction = section["direction"] or session_direction
         sections.append(
             Section(str(section["kind"]), int(str(section["port"])), str(section["protocol"]),
-                    None if section["mid"] is None else str(section["mid"]), str(direction), codecs)
+                    None if section["mid"] is None else str(section["mid"]), str(direction), codecs,
+                    bool(section["bundle_only"]))
         )  # fmt: skip
     return Offer(tuple(sections))
 

@@ -52,3 +52,12 @@ if [ -n "$extras" ] && [ ! -x /usr/bin/chromium ]; then
     exit 1
   fi
 fi
+
+# The WebRTC interop test streams from GStreamer's WHIP client (Debian simple-whip-client); without it
+# (not root, no apt) that one test is skipped with the reason.
+if [ -n "$extras" ] && ! command -v whip-client >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing GStreamer's WHIP client for the interop test (apt-get)…"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq simple-whip-client gstreamer1.0-plugins-good \
+      gstreamer1.0-plugins-bad gstreamer1.0-nice gcc iproute2; } >.venv/apt-gst.log 2>&1 \
+    || echo "setup: simple-whip-client could not be installed; its interop test will be skipped" >&2
+fi
