@@ -15,6 +15,11 @@ sender; it has no public way to forward compressed media (aiortc issues 449, 939
 * Sending: ``RTCRtpSender`` packs a track's ``av.Packet`` (instead of encoding a ``Frame``) with the
   codec's ``Encoder.pack``; that path is the one ``MediaPlayer(decode=False)`` uses. ``EncodedTrack``
   yields such packets.
+* Frame assembly: the receiver's ``__jitter_buffer`` hands a frame on only when the first packet of the
+  next one arrives (a frame interval late: 33 ms at 30 fps), and holds audio four packets deep (80 ms).
+  ``tap_receiver`` swaps in ``FrameAssembler``, which also completes a video frame on its RTP marker bit
+  (RFC 7741 §4.1, RFC 6184 §5.1: set on a frame's last packet) and hands each audio packet (one Opus frame)
+  on at once.
 * A viewer's keyframe request: RTCP PLI/FIR reach ``RTCRtpSender._handle_rtcp_packet``, which only
   flags its encoder; ``on_keyframe_request`` wraps it on the instance to pass the request to the unit.
 """
@@ -33,6 +38,7 @@ import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import rtcrtpreceiver as _receiver_module
 from aiortc import rtcrtpsender as _sender_module
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 from av.packet import Packet
@@ -47,6 +53,8 @@ FrameSink = Callable[[str, bytes, int, int], None]
 EncodedPacket: TypeAlias = "Packet[Stream]"
 
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_RECEIVER_KIND = "_RTCRtpReceiver__kind"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
 
@@ -75,14 +83,45 @@ class _TapQueue(queue.Queue[Any]):
             log.exception("passthrough: frame sink failed")
 
 
+class FrameAssembler(JitterBuffer):
+    """aiortc's jitter buffer, but a frame is handed on as soon as it is complete: on the RTP marker bit of
+    its last packet (video), or at once (audio: every packet is a frame)."""
+
+    def __init__(self, *, video: bool) -> None:
+        super().__init__(capacity=512 if video else 64, prefetch=0, is_video=video)
+        self._video = video
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        frame = super()._remove_frame(sequence_number)
+        return frame if frame is not None else self._complete()
+
+    def _complete(self) -> JitterFrame | None:
+        """The contiguous run at the buffer's start, if it is a whole frame already."""
+        if self._origin is None:
+            return None
+        packets: list[Any] = []
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is None or (packets and packet.timestamp != packets[0].timestamp):
+                return None
+            packets.append(packet)
+            if packet.marker or not self._video:
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
+        return None
+
+
 def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink) -> None:
-    """Give every frame this receiver reassembles to ``sink`` instead of its decoder. Call before
-    the connection starts receiving (right after ``addTransceiver``)."""
+    """Give every frame this receiver reassembles to ``sink`` instead of its decoder, as soon as the frame
+    is complete. Call before the connection starts receiving (right after ``addTransceiver``)."""
     current = getattr(receiver, _DECODER_QUEUE, None)
     untouched = isinstance(current, queue.Queue) and not isinstance(current, _TapQueue)
     if not untouched or getattr(receiver, _DECODER_THREAD, "missing") is not None:
         raise PassthroughUnavailable("RTCRtpReceiver's decoder queue is not where passthrough expects it")
+    if not isinstance(getattr(receiver, _JITTER_BUFFER, None), JitterBuffer):
+        raise PassthroughUnavailable("RTCRtpReceiver's jitter buffer is not where passthrough expects it")
     setattr(receiver, _DECODER_QUEUE, _TapQueue(sink))
+    setattr(receiver, _JITTER_BUFFER, FrameAssembler(video=getattr(receiver, _RECEIVER_KIND, "video") == "video"))
 
 
 def tapped_frames(receiver: RTCRtpReceiver) -> int:
@@ -167,6 +206,10 @@ async def check_internals() -> list[str]:
             return ""
 
     handle_rtp = source(_receiver_module.RTCRtpReceiver._handle_rtp_packet)
+    if "self.__jitter_buffer.add(packet)" not in handle_rtp:
+        problems.append("RTCRtpReceiver._handle_rtp_packet no longer assembles frames with __jitter_buffer.add")
+    if "def _remove_frame" not in source(JitterBuffer) or "_packets" not in source(JitterBuffer.__init__):
+        problems.append("JitterBuffer no longer keeps _packets and _remove_frame")
     if "__decoder_queue.put((codec, encoded_frame))" not in handle_rtp:
         problems.append("RTCRtpReceiver._handle_rtp_packet no longer puts (codec, frame) on __decoder_queue")
     worker = source(_receiver_module.decoder_worker)
@@ -187,6 +230,10 @@ async def check_internals() -> list[str]:
         transceiver = pc.addTransceiver("video", direction="recvonly")
         if not isinstance(getattr(transceiver.receiver, _DECODER_QUEUE, None), queue.Queue):
             problems.append("a new RTCRtpReceiver has no __decoder_queue")
+        if not isinstance(getattr(transceiver.receiver, _JITTER_BUFFER, None), JitterBuffer):
+            problems.append("a new RTCRtpReceiver has no __jitter_buffer")
+        if getattr(transceiver.receiver, _RECEIVER_KIND, None) != "video":
+            problems.append("a new RTCRtpReceiver does not keep its __kind")
         if not hasattr(transceiver.sender, _SENDER_ENCODER):
             problems.append("a new RTCRtpSender has no __encoder")
     finally:

@@ -77,3 +77,27 @@ async def test_tapping_something_else_fails_loudly() -> None:
             passthrough.tap_receiver(object(), lambda *frame: None)  # type: ignore[arg-type]
     finally:
         await pc.close()
+
+
+def test_frames_are_handed_on_when_complete_not_a_frame_later() -> None:
+    from aiortc.rtp import RtpPacket
+
+    from media.passthrough import FrameAssembler
+
+    def packet(seq: int, timestamp: int, marker: bool, data: bytes) -> RtpPacket:
+        p = RtpPacket(payload_type=96, marker=int(marker), sequence_number=seq, timestamp=timestamp)
+        p._data = data  # type: ignore[attr-defined]  # what the receiver's depayloader sets
+        return p
+
+    video = FrameAssembler(video=True)
+    assert video.add(packet(10, 3000, False, b"a"))[1] is None  # the frame's first packet: not complete yet
+    frame = video.add(packet(11, 3000, True, b"b"))[1]  # its last (marker): complete at once
+    assert frame is not None and (frame.data, frame.timestamp) == (b"ab", 3000)
+    assert video.add(packet(13, 6000, True, b"d"))[1] is None  # 12 is missing: wait (NACK may bring it)
+    late = video.add(packet(12, 6000, False, b"c"))[1]
+    assert late is not None and late.data == b"cd"
+
+    audio = FrameAssembler(video=False)
+    for seq in range(5):  # every Opus packet is a frame of its own: no prefetch depth
+        got = audio.add(packet(100 + seq, seq * 960, False, bytes([seq])))[1]
+        assert got is not None and got.data == bytes([seq])
