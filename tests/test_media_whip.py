@@ -164,3 +164,13 @@ async def test_revoking_the_device_ends_its_live_session_and_refuses_it_again(wo
     await stolen.close()
     await unit.close()
     await viewer.close()
+
+
+async def test_trickle_patches_are_answered_405_not_supported(world: World) -> None:
+    unit = UnitPeer(world, channel=False)
+    await unit.publish()
+    patch = await world.client.patch(unit.location, data="a=candidate:1 1 udp 1 127.0.0.1 9 typ host",
+                                     headers={**world.auth("device"),
+                                              "Content-Type": "application/trickle-ice-sdpfrag"})  # fmt: skip
+    assert patch.status == 405  # RFC 9725 §4.3: a server without trickle ICE answers PATCH with 405
+    await unit.close()
