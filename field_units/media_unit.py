@@ -185,7 +185,10 @@ class MediaUnit:
                     track.stop()
         self._players = []
         if self._talk is not None:
-            self._talk.cancel()
+            talk, self._talk = self._talk, None
+            talk.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await talk
 
     # telemetry on the data channel ------------------------------------------------------------------
     def _flush(self) -> None:
@@ -212,7 +215,7 @@ class MediaUnit:
     # talkback ---------------------------------------------------------------------------------------
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            self._talk = asyncio.ensure_future(self._play(track))
+            self._talk = asyncio.create_task(self._play(track), name=f"talkback:{self.label}")
 
     async def _play(self, track: MediaStreamTrack) -> None:
         """Play what the command centre says (here: count the frames; a device routes them to its speaker)."""
