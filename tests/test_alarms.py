@@ -107,6 +107,7 @@ async def test_bad_alarm_requests_are_refused_precisely(world: World) -> None:
     headers = world.auth("operator")
     for path, status, words in [
         ("/api/alarms/abc/resolve", 422, "alarm id must be a positive integer"),
+        ("/api/alarms/%C2%B9/resolve", 422, "alarm id must be a positive integer"),  # '¹' is a digit to isdigit()
         ("/api/alarms/4242/resolve", 404, "alarm 4242 does not exist"),
     ]:
         response = await world.client.post(path, json={}, headers=headers)

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, StringConstraints
 
 from alarms.views import alarm_view
-from command_center.api.params import bounded_int, flag
+from command_center.api.params import bounded_int, flag, whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
 from command_center.auth import Access, current_user
@@ -42,9 +42,10 @@ class AlarmList(BaseModel):
 
 
 def _alarm_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    value = whole_number(raw)
+    if value is None:
         raise ValidationFailed(f"alarm id must be a positive integer, got {raw!r}")
-    return int(raw)
+    return value
 
 
 @api.route(

@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from command_center.api.params import whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import (
     CourtIn,
@@ -122,10 +123,11 @@ async def add_user(request: web.Request) -> web.StreamResponse:
 )
 async def revoke_user_sessions(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["user_id"]
-    if not raw.isdigit():
+    user_id = whole_number(raw)
+    if user_id is None:
         raise NotFound(f"user {raw} does not exist")
     store = request.app[STORE]
-    user = await store.get_user(UserId(int(raw)))
+    user = await store.get_user(UserId(user_id))
     return json_response(Revoked(revoked=await store.revoke_user_sessions(user.id)))
 
 

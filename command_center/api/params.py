@@ -7,6 +7,14 @@ from aiohttp import web
 from core.errors import ValidationFailed
 
 
+def whole_number(raw: str) -> int | None:
+    """The value of a string of ASCII digits (at most 18, so it fits a BIGINT), else None. ``str.isdigit``
+    alone would also accept '¹' or '٣', which ``int`` then refuses."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 18:
+        return int(raw)
+    return None
+
+
 def flag(request: web.Request, name: str, default: bool = False) -> bool:
     """``?name=true|false``."""
     raw = request.query.get(name, "true" if default else "false")
@@ -18,6 +26,7 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
 def bounded_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
     """``?name=<integer in [low, high]>``."""
     raw = request.query.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = whole_number(raw)
+    if value is None or not low <= value <= high:
         raise ValidationFailed(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-    return int(raw)
+    return value

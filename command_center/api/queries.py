@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints
 
+from command_center.api.params import whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
 from command_center.auth import PEOPLE, Access, current_user
@@ -177,9 +178,10 @@ class AgencyList(BaseModel):
 
 # helpers --------------------------------------------------------------------------------------------
 def _int_id(raw: str, what: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    value = whole_number(raw)
+    if value is None:
         raise NotFound(f"{what} {raw} does not exist")
-    return int(raw)
+    return value
 
 
 async def _case_for(request: web.Request, case_id: int, *, write: bool = False) -> Case:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from command_center.api.params import whole_number
 from command_center.api.registry import Registry
 from command_center.auth import Access, current_user
 from command_center.keys import SETTINGS, STORE
@@ -96,9 +97,10 @@ async def case_report(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     caller = current_user(request)
     raw = request.match_info["case_id"]
-    if not raw.isdigit():
+    case_id = whole_number(raw)
+    if case_id is None:
         raise ValidationFailed(f"case id must be a number, got {raw!r}")
-    case = await store.get_case(CaseId(int(raw)))
+    case = await store.get_case(CaseId(case_id))
     if caller.access is Access.JUDGE and caller.user.id not in case.judge_ids:
         raise Forbidden(f"you are not a judge of case {case.case_number}")
     await require_visible(store, caller, case.court_id)
