@@ -31,6 +31,8 @@ FAST = SimulatorProfile(latency_median_ms=30, latency_sigma=0.3, seed=1)
 def test_agencies(profiles: dict[str, dict[str, Any]] | None = None, **settings: Any) -> list[AgencyConfig]:
     """The shipped 18 agencies, quick by default (tests set slow or faulty ones explicitly)."""
     agencies = []
+    unknown = set(profiles or {}) - {a.id for a in load_agencies()}
+    assert not unknown, f"no such agencies: {sorted(unknown)}"  # a typo would silently test nothing
     for agency in load_agencies():
         profile = FAST.model_copy(update=(profiles or {}).get(agency.id, {}))
         base = {"timeout_seconds": 2.0, "retries": 1, "backoff_ms": 50.0, "simulator": profile}

@@ -278,3 +278,24 @@ async def test_throttling_is_retried_and_does_not_open_the_circuit(tmp_path: Pat
                 ]
             }
             assert circuit["icbc"] == "closed"
+
+
+async def test_an_agency_that_hangs_mid_answer_does_not_hold_the_query(tmp_path: Path) -> None:
+    """The agency answers 200 and then drips its body a couple of bytes a second: the query still completes at
+    its deadline, the hung call is cut by the agency's timeout and the job stays timed out."""
+    agencies = test_agencies({"csdc": {"drip_bytes_per_second": 2}}, timeout_seconds=2.5, retries=0)
+    async with running_fleet(agencies) as (fleet, pointed), query_app(tmp_path, pointed, deadline=1.5) as world:
+        case = await open_case(world)
+        started = time.monotonic()
+        query = await submit(world, case["id"], party_ids=[case["parties"][0]["id"]])
+        screen = await open_query_screen(world, query["id"])
+        await screen.pump(lambda s: s.complete, within=5)
+        assert 1.4 < time.monotonic() - started < 2.2  # on time, not at the hung agency's pace
+        hung = next(j for j in screen.jobs.values() if j["agency_id"] == "csdc")
+        assert hung["status"] == "timed_out"
+        assert fleet["csdc"].stats.injected["drip"] >= 1  # it really was answering, slowly
+        others = [j for j in screen.jobs.values() if j["agency_id"] != "csdc"]
+        assert all(j["status"] in ("answered", "no_assets") for j in others)
+        await asyncio.sleep(1.5)  # past the agency's 2.5 s timeout: the call was cut, the verdict stands
+        final = {j["agency_id"]: j for j in (await get_query(world, query["id"]))["jobs"]}
+        assert final["csdc"]["status"] == "timed_out"
