@@ -35,7 +35,8 @@ class Subscription:
 
     The bus never waits on a subscriber: when the queue is full the subscription is marked lagged, its
     queue is dropped, and the next ``get`` raises ``SubscriberLagged`` with the last sequence delivered
-    per topic so the subscriber can resume from history.
+    per topic so the subscriber can resume from history (or resnapshot); events offered after that are
+    delivered again, so a subscriber that has caught up carries on.
     """
 
     def __init__(self, topics: Iterable[str], max_queue: int) -> None:
@@ -57,19 +58,27 @@ class Subscription:
                 self._queue.get_nowait()
             self._queue.put_nowait(event)  # wakes a waiting get(), which then reports the lag
 
+    def interrupt(self) -> None:
+        """Make the subscriber resume or resnapshot now (the bus lost its history, e.g. Redis restarted)."""
+        if self._closed:
+            return
+        self._lagged = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(Event("", 0, 0.0, {}))  # wakes a waiting get(), which then reports it
+
     async def get(self) -> Event:
-        event = await self._queue.get()
-        if self._lagged:
-            raise SubscriberLagged(dict(self._last))
-        self._last[event.topic] = event.seq
-        return event
+        return self._take(await self._queue.get())
 
     def get_nowait(self) -> Event | None:
         """The next queued event, or None when the queue is empty."""
         if self._queue.empty():
             return None
-        event = self._queue.get_nowait()
+        return self._take(self._queue.get_nowait())
+
+    def _take(self, event: Event) -> Event:
         if self._lagged:
+            self._lagged = False  # reported once; what is offered from now on is delivered
             raise SubscriberLagged(dict(self._last))
         self._last[event.topic] = event.seq
         return event

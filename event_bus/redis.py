@@ -142,9 +142,14 @@ class RedisBus:
 
     async def _read_forever(self) -> None:
         backoff = 0.1
+        resubscribe = False  # after a lost connection: subscribe again to every topic still followed
         while True:
             try:
                 assert self._pubsub is not None
+                if resubscribe and self._subscribers:
+                    await self._pubsub.subscribe(*(self._channel(topic) for topic in self._subscribers))
+                    log.info("redis bus reader: connected again; %d topics followed", len(self._subscribers))
+                resubscribe = False
                 if not self._pubsub.subscribed:
                     await asyncio.sleep(0.05)
                     continue
@@ -156,6 +161,7 @@ class RedisBus:
                 raise
             except (aioredis.RedisError, OSError) as exc:
                 log.warning("redis bus reader: %s; retrying in %.1fs", exc, backoff)
+                resubscribe = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -174,8 +180,17 @@ class RedisBus:
         seq_text, ts_text, payload = raw.split(b" ", 2)
         seq = int(seq_text)
         last = self._last_seen.get(topic)
-        if last is None or seq <= last:
-            return  # not (or no longer) listened to, or already delivered through a gap fill
+        if last is None:
+            return  # not (or no longer) listened to
+        if seq <= last:
+            if seq < last and int(await self.redis.get(self._seq_key(topic)) or 0) < last:
+                # The counter went backwards: Redis restarted without its data. Everything the
+                # subscribers knew by sequence is void; they resnapshot, and counting starts again here.
+                log.warning("redis bus: topic %s restarted at %d (was %d); subscribers resnapshot", topic, seq, last)
+                self._last_seen[topic] = seq
+                for sub in self._subscribers.get(topic, ()):
+                    sub.interrupt()
+            return  # otherwise already delivered through a gap fill
         if seq > last + 1:
             missed = await self._range(topic, last + 1, seq - 1)
             for event in missed:

@@ -74,10 +74,8 @@ class Feed:
             try:
                 event: Event = await subscription.get()
             except SubscriberLagged:
-                log.warning("feed %s lagged behind the bus; reloading and resnapshotting its screens", self.topic)
-                await self.reload()
-                for screen in list(self._screens):
-                    self.send_snapshot(screen)
+                log.warning("feed %s lagged behind the bus (or the bus restarted); resnapshotting", self.topic)
+                await self._resnapshot()
                 continue
             if event.seq <= self.seq:
                 continue  # already part of the loaded picture
@@ -92,6 +90,22 @@ class Feed:
             self._ring.append((event.seq, message))
             for screen in self._screens:
                 screen.send(message, topic=self.name, seq=event.seq)
+
+    async def _resnapshot(self) -> None:
+        """Reload and send every screen a snapshot; if the store cannot answer now, try again shortly
+        (the feed must outlive a database hiccup, its screens keep their last picture meanwhile)."""
+        delay = 0.5
+        while True:
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("feed %s: reload failed; retrying in %.1f s", self.topic, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            for screen in list(self._screens):
+                self.send_snapshot(screen)
+            return
 
     def attach(self, screen: ScreenConnection, resume: int | None) -> None:
         """Bring the screen up to date (missed messages, or a snapshot), then send it everything new."""
