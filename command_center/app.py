@@ -88,7 +88,7 @@ def create_app(
             await bus.close()
 
     async def tracking_ctx(app: web.Application) -> AsyncIterator[None]:
-        writer = PositionWriter(app[STORE])
+        writer = PositionWriter(app[STORE], max_pending=settings.tracking.max_pending_positions)
         alarms = AlarmDesk(app[STORE], app[BUS])
         geofences = GeofenceWatch(app[STORE], alarms, fixes=settings.tracking.geofence_fixes,
                                   seconds=settings.tracking.geofence_seconds)  # fmt: skip

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from command_center.keys import SETTINGS
-from core.errors import AppError, MethodNotAllowed, NotFound, PayloadTooLarge
+from core.errors import AppError, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable
+from persistence.availability import store_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
             raise
         code = exc.reason.lower().replace(" ", "_")
         return web.json_response({"error": {"code": code, "message": exc.reason}}, status=exc.status)
-    except Exception:
+    except Exception as exc:
+        if store_unavailable(exc):
+            log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, exc)
+            return error_response(ServiceUnavailable("the database is unavailable; try again shortly"))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(AppError("internal error; it has been logged"))
 

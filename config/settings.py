@@ -103,6 +103,9 @@ class TrackingSettings(Section):
     geofence_fixes: int = Field(3, ge=1, le=100)
     #: ... and this many seconds (GPS drift along an edge must not flap).
     geofence_seconds: float = Field(5.0, ge=0, le=600)
+    #: Positions held for the database while it does not answer; beyond this new ones are refused with 503
+    #: (the units keep them and send again) instead of growing the server's memory.
+    max_pending_positions: int = Field(200_000, ge=100, le=10_000_000)
     #: Dispatch estimates a unit's time to a place at this straight-line speed (urban driving, m/s).
     dispatch_speed_mps: float = Field(8.0, gt=0, le=60)
 

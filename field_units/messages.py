@@ -8,13 +8,17 @@ answered with ``task_ack``. The limits live here so both transports share them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
 
 from core.errors import AppError
+from persistence.availability import store_unavailable
 from persistence.models import Unit
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 256 * 1024  # as the WebSocket's max_msg_size
 MAX_BATCH = 500  # positions in one message, as on the WebSocket
@@ -45,6 +49,11 @@ async def answer(ingest: Ingest, unit: Unit, message: str | bytes, report: Repor
             return orjson.dumps(await report(unit, data))
         except AppError as exc:
             return error(exc.code, exc.message)
+        except Exception as exc:
+            if store_unavailable(exc):
+                return error("unavailable", "the database is unavailable; report the task again")
+            log.exception("unit %s: a task update failed", unit.id)
+            return error("internal", "internal error; it has been logged")
     if isinstance(data, list) and len(data) > MAX_BATCH:
         return error("validation_failed", f"{len(data)} positions in one message; limit {MAX_BATCH}")
     try:
@@ -53,6 +62,11 @@ async def answer(ingest: Ingest, unit: Unit, message: str | bytes, report: Repor
         return error("validation_failed", str(exc))
     except AppError as exc:  # e.g. the database is down and the buffer full: the unit keeps and resends
         return error(exc.code, exc.message)
+    except Exception as exc:  # the connection outlives any failure: the unit keeps the message and resends
+        if store_unavailable(exc):
+            return error("unavailable", "the database is unavailable; nothing was stored, send it again")
+        log.exception("unit %s: a telemetry message failed", unit.id)
+        return error("internal", "internal error; it has been logged; nothing was stored, send it again")
     return orjson.dumps(ack.as_dict())
 
 

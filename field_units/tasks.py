@@ -104,8 +104,14 @@ class TaskDesk:
         """While the unit's channel is open: send it every task it has not acknowledged, then each new one
         (and each cancellation) as it happens."""
         async with self._bus.subscribe([unit_tasks_topic(unit.id)]) as subscription:
-            for task in reversed(await self._store.list_tasks(unit_id=unit.id, statuses=UNDELIVERED)):
-                await self._deliver(task, send)
+            try:
+                for task in reversed(await self._store.list_tasks(unit_id=unit.id, statuses=UNDELIVERED)):
+                    await self._deliver(task, send)
+            except (ConnectionError, RuntimeError):
+                raise
+            except Exception:  # the database is down: the unit's telemetry must not suffer for it
+                log.warning("tasks: cannot load %s's undelivered tasks now; they go out on its next connection",
+                            unit.id, exc_info=True)  # fmt: skip
             forwarder = asyncio.create_task(self._forward(subscription, send), name=f"tasks:{unit.id}")
             try:
                 yield

@@ -194,14 +194,18 @@ class Tracker:
         if new.status == old.status:
             return
         self._court(unit).units.add(unit.id)
-        await self._store.save_unit_state(unit.id, new)
-        for kind, raised in _alarm_changes(old, new):
-            if raised:
-                details = {"unit_name": unit.name}
-                await self._alarms.raise_(kind, unit.id, court_id=unit.court_id, unit_id=unit.id, details=details)
-            else:
-                await self._alarms.clear(kind, unit.id)
         log.info("unit %s: %s -> %s", unit.id, old.status.value, new.status.value)
+        try:  # screens see the new status from memory; the store and the alarm desk may be down
+            await self._store.save_unit_state(unit.id, new)
+            for kind, raised in _alarm_changes(old, new):
+                if raised:
+                    details = {"unit_name": unit.name}
+                    await self._alarms.raise_(kind, unit.id, court_id=unit.court_id, unit_id=unit.id, details=details)
+                else:
+                    await self._alarms.clear(kind, unit.id)
+        except Exception:
+            # The positions still go to the writer, which holds them for the database; the status shows live.
+            log.exception("unit %s: status %s could not be stored or alarmed", unit.id, new.status.value)
 
     async def _battery(self, unit: Unit, percent: float) -> None:
         """Low-battery alarm below the threshold; cleared only once charged a few points above it, so a

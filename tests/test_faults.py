@@ -6,11 +6,19 @@ screen's feed resnapshots."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
+import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
+import pytest
+
 from bench.harness import free_port
-from config.settings import BusSettings
+from config.settings import BusSettings, StoreSettings, TrackingSettings
+from core.ids import UnitId
 from tests.conftest import AppFactory
 from tests.test_live_tracking import UNIT, fix, open_screen, open_unit, send
 
@@ -73,3 +81,89 @@ async def test_screens_recover_when_redis_restarts_empty(make_world: AppFactory,
     finally:
         redis.kill()
         redis.wait()
+
+
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/nonexistent"))
+
+
+def _postgres(data: Path, port: int) -> subprocess.Popen[bytes]:
+    log = (data.parent / "postgres.log").open("ab")
+    return subprocess.Popen(["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(data), "-p",
+                             str(port), "-k", str(data.parent), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                            stdout=log, stderr=log, start_new_session=True)  # fmt: skip
+
+
+async def _crash(data: Path) -> None:
+    """SIGKILL the postmaster (its backends notice and exit) and wait until it and its port are gone."""
+    pid = int((data / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the backends see the postmaster gone and leave its shared memory
+
+
+async def _pg_ready(port: int, folder: Path) -> None:
+    for _ in range(100):
+        probe = await asyncio.create_subprocess_exec(str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                                                     str(port))  # fmt: skip
+        if await probe.wait() == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"postgres did not start: {(folder / 'postgres.log').read_text()[-1500:]}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not (PG_BIN / "initdb").exists(), reason="needs root and PostgreSQL")
+async def test_ingest_waits_out_a_postgres_crash_and_bounds_what_it_holds(make_world: AppFactory) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="cc-pg-fault-"))
+    shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    await asyncio.to_thread(subprocess.run, ["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D",
+                            str(data), "--auth=trust", "-U", "postgres"], check=True, capture_output=True,
+                            timeout=60)  # fmt: skip
+    port = free_port()
+    postgres = _postgres(data, port)
+    try:
+        await _pg_ready(port, folder)
+        store = StoreSettings(url=f"postgresql://postgres@127.0.0.1:{port}/postgres")
+        world = await make_world(store=store, tracking=TrackingSettings(max_pending_positions=100))
+        unit = await open_unit(world)
+        assert (await send(unit, fix(1)))["stored"] == [1]
+        second = await world.client.post("/api/units", headers=world.auth("admin"), json={
+            "id": "HLJ0102-U02", "name": "道里二号", "kind": "handheld", "court_id": "HLJ0102"})  # fmt: skip
+        other = await world.client.ws_connect(
+            "/api/telemetry/ws", headers={"Authorization": f"Bearer {(await second.json())['secret']}"}
+        )
+
+        await _crash(data)  # the database dies, no goodbye
+        postgres.wait()
+        waiting = asyncio.create_task(send(unit, fix(2, lat=45.751)))  # held: answered once it is durable
+        await asyncio.sleep(1.0)
+        assert not waiting.done()
+        health = await world.client.get("/api/health")
+        assert health.status == 503 and (await health.json())["status"] == "degraded"
+        backlog = [fix(seq) for seq in range(100, 250)]  # more than the 100 it may hold
+        refused = await send(other, backlog)  # a unit whose socket is open: refused at once, not held
+        assert refused["type"] == "error" and refused["code"] == "unavailable"
+        assert "waiting for the database" in refused["message"] and "nothing was stored" in refused["message"]
+        upload = await world.client.post("/api/telemetry/batch", json={"positions": backlog[:5]},
+                                         headers=world.auth("device"))  # fmt: skip
+        assert upload.status == 503  # a new request cannot even check its credential: 503, not 500
+
+        postgres = _postgres(data, port)  # back, after crash recovery
+        await _pg_ready(port, folder)
+        answer = await asyncio.wait_for(waiting, 20)
+        assert answer["stored"] == [2]
+        assert (await send(unit, fix(3)))["stored"] == [3]
+        assert await world.store.count_positions(UNIT) == 3  # each once
+        assert await world.store.count_positions(UnitId("HLJ0102-U02")) == 0  # the refused batch stays with its unit
+        assert (await world.client.get("/api/health")).status == 200
+        await other.close()
+    finally:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            await _crash(data)
+        postgres.wait()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -11,7 +11,7 @@ import time
 from typing import Annotated, Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, Field
 
 from command_center.api.registry import Registry, body, json_response
@@ -67,10 +67,16 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     async def push(message: dict[str, Any]) -> None:
         await _reply(ws, orjson.dumps(message))
 
-    async with tasks.channel(unit, push):
-        async for message in ws:
-            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
+    try:
+        async with tasks.channel(unit, push):
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
+    except ConnectionError:
+        pass  # the unit went away while we wrote to it
+    except Exception:  # never an HTTP error on an upgraded connection: close it properly instead
+        log.exception("unit %s: telemetry socket failed", unit.id)
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
     log.info("unit %s: telemetry socket closed (%s)", unit.id, ws.close_code)
     return ws
 
