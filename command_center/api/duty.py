@@ -12,7 +12,7 @@ from pydantic import BaseModel, StringConstraints
 
 from alarms.views import alarm_view
 from command_center.api.registry import Registry, body, json_response
-from command_center.api.schemas import Strict
+from command_center.api.schemas import RowId, Strict
 from command_center.auth import Access, current_user
 from command_center.duty_day import bounds, today
 from command_center.keys import STORE
@@ -35,8 +35,8 @@ def _now_ms() -> int:
 
 
 class RosterIn(Strict):
-    officer_id: int
-    technician_id: int
+    officer_id: RowId
+    technician_id: RowId
 
 
 class NoteIn(Strict):

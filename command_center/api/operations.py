@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from command_center.api.params import flag
 from command_center.api.registry import Registry, body, json_response
-from command_center.api.schemas import Strict
+from command_center.api.schemas import RowId, Strict
 from command_center.auth import Access, current_user
 from command_center.keys import OPERATIONS, STORE
 from command_center.operations import operation_view
@@ -39,8 +39,8 @@ class OperationIn(Strict):
     kind: OperationKind
     title: Text
     court_id: str | None = Field(None, description="default: the caller's court")
-    case_id: int | None = None
-    commander_id: int | None = Field(None, description="overall commander in the centre; default: the caller")
+    case_id: RowId | None = None
+    commander_id: RowId | None = Field(None, description="overall commander in the centre; default: the caller")
     onsite_commander: Text
     target: Target
     unit_ids: list[str] = Field(default_factory=list, max_length=MAX_UNITS)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from command_center.api.params import whole_number
 from command_center.api.registry import Registry, body, json_response
-from command_center.api.schemas import Strict
+from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
 from command_center.keys import AGENCIES, AUDIT, BROKER, FOLLOWUPS, GATEWAY, STORE
 from command_center.visibility import require_visible, visible_courts
@@ -51,11 +51,11 @@ class CaseIn(Strict):
     court_id: str | None = Field(None, description="default: the caller's court")
     title: Text
     parties: list[PartyIn] = Field(default_factory=list, max_length=200)
-    judge_ids: list[int] = Field(default_factory=list, max_length=50, description="judges assigned to the case")
+    judge_ids: list[RowId] = Field(default_factory=list, max_length=50, description="judges assigned to the case")
 
 
 class JudgesIn(Strict):
-    judge_ids: list[int] = Field(max_length=50)
+    judge_ids: list[RowId] = Field(max_length=50)
 
 
 class PartyOut(BaseModel):
@@ -94,9 +94,9 @@ class CaseList(BaseModel):
 
 
 class QueryIn(Strict):
-    case_id: int
+    case_id: RowId
     reason: Reason = Field(description="why the judge queries (recorded in the audit log)")
-    party_ids: list[int] | None = Field(None, max_length=200, description="null: every party of the case")
+    party_ids: list[RowId] | None = Field(None, max_length=200, description="null: every party of the case")
     agency_ids: list[str] | None = Field(None, max_length=100, description="null: every agency")
     asset_kinds: list[AgencyKind] | None = Field(None, description="agency kinds; null: all")
 
@@ -129,9 +129,9 @@ class QueryList(BaseModel):
 
 
 class FollowUpIn(Strict):
-    asset_id: int
+    asset_id: RowId
     action: FollowUpAction
-    amount_cents: int | None = Field(None, gt=0, description="required for deduct; optional cap for freeze")
+    amount_cents: BigInt | None = Field(None, gt=0, description="required for deduct; optional cap for freeze")
     reason: Reason
 
 

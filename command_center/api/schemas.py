@@ -13,6 +13,11 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
+MAX_BIGINT = 2**63 - 1  # what a database integer column holds (SQLite INTEGER, PostgreSQL BIGINT)
+RowId = Annotated[int, Field(ge=1, le=MAX_BIGINT, description="a record's id")]
+BigInt = Annotated[int, Field(ge=0, le=MAX_BIGINT)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

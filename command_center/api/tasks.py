@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from command_center.api.params import flag
 from command_center.api.registry import Registry, body, json_response
-from command_center.api.schemas import Strict
+from command_center.api.schemas import BigInt, Strict
 from command_center.auth import Access, current_user
 from command_center.keys import STORE, TASKS
 from command_center.visibility import require_visible, visible_courts
@@ -38,7 +38,7 @@ class TaskIn(Strict):
     kind: TaskKind
     title: Text
     details: Place = Field(default_factory=Place)
-    due_ms: int | None = Field(None, gt=0, description="when the task is overdue (ms since the epoch)")
+    due_ms: BigInt | None = Field(None, gt=0, description="when the task is overdue (ms since the epoch)")
 
 
 class CancelIn(Strict):
