@@ -370,3 +370,37 @@ async def test_a_unit_can_have_its_own_offline_silence(world: World) -> None:
         json={"id": "HLJ0102-Q2", "name": "x", "kind": "handheld", "court_id": "HLJ0102", "offline_after_seconds": 0},
     )  # fmt: skip
     assert bad.status == 422
+
+
+TOPICS = st.sampled_from(["units", "alarms", "tasks", "operations", "unit:HLJ0102-U01", "unit:NOPE", "query:x",
+                          "query:", "unit:", "", "units.HLJ0102", "🚓"])  # fmt: skip
+RESUME = st.one_of(
+    st.dictionaries(TOPICS, st.integers() | st.text(max_size=3) | st.none(), max_size=3),
+    st.lists(st.integers()),
+    st.text(max_size=4),
+)
+SUBSCRIBE_LIKE = st.fixed_dictionaries(
+    {"type": st.sampled_from(["subscribe", "ping", "unsubscribe", "", 7, None])},
+    optional={"topics": st.one_of(st.lists(TOPICS, max_size=4), st.text(max_size=5), st.integers(), st.none()),
+              "resume": RESUME},
+)  # fmt: skip
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c),
+    max_leaves=6,
+)
+SCREEN_JUNK = st.one_of(SUBSCRIBE_LIKE, ANY_JSON)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.lists(SCREEN_JUNK, min_size=1, max_size=4))
+async def test_fuzzed_screen_messages_never_kill_the_connection(world: World, junk: list[Any]) -> None:
+    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}")
+    screen = Screen(ws)
+    for item in junk:
+        await ws.send_json(item)
+        await ws.send_json({"type": "ping"})
+        await screen.next("pong")  # every message was answered in turn and the socket is alive
+    errors = [m for m in screen.messages if m["type"] == "error"]
+    assert all(m["code"] != "internal" for m in errors), errors
+    await ws.close()

@@ -29,9 +29,10 @@ from command_center.screens.feeds import (
 )
 from command_center.visibility import visible_courts
 from config.settings import TrackingSettings
-from core.errors import AppError, BadRequest, Forbidden, NotFound
+from core.errors import AppError, BadRequest, Forbidden, NotFound, ServiceUnavailable
 from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import EventBus
+from persistence.availability import store_unavailable
 from persistence.port import Store
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,12 @@ class ScreenHub:
                     await self._handle(screen, caller, message.data, attached)
                 except AppError as exc:
                     screen.send_json(_error(exc))
+                except Exception as exc:  # the screen's connection outlives anything one message does
+                    if store_unavailable(exc):
+                        screen.send_json(_error(ServiceUnavailable("the database is unavailable; try again")))
+                    else:
+                        log.exception("screen %s: a message failed", screen.label)
+                        screen.send_json(_error(AppError("internal error; it has been logged")))
                 if writer.done():
                     break
         finally:
