@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from alarms.desk import AlarmDesk
+from cluster.factory import build_coordinator
+from cluster.port import LEADER
 from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.credentials import Passwords
 from command_center.keys import (
     ALARMS,
     BUS,
+    CLUSTER,
     GEOFENCES,
+    HTTP_CLIENT,
     HUB,
     LOGIN_THROTTLE,
     OPENAPI,
@@ -87,30 +94,51 @@ def create_app(
         finally:
             await bus.close()
 
+    async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+        cluster = build_coordinator(settings)
+        await cluster.start()
+        cluster.want(LEADER)
+        app[CLUSTER] = cluster
+        app[HTTP_CLIENT] = aiohttp.ClientSession()  # requests to the other processes (forwarding)
+        try:
+            yield
+        finally:
+            await app[HTTP_CLIENT].close()
+            await cluster.close()
+
     async def tracking_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = PositionWriter(app[STORE], max_pending=settings.tracking.max_pending_positions)
         alarms = AlarmDesk(app[STORE], app[BUS])
         geofences = GeofenceWatch(app[STORE], alarms, fixes=settings.tracking.geofence_fixes,
                                   seconds=settings.tracking.geofence_seconds)  # fmt: skip
         await geofences.reload()
-        tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking, alarms, geofences=geofences)
-        tasks = TaskDesk(app[STORE], app[BUS], alarms)
+        cluster = app[CLUSTER]
+        tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking, alarms, geofences=geofences,
+                          cluster=cluster)  # fmt: skip
+        tasks = TaskDesk(app[STORE], app[BUS], alarms, cluster=cluster)
         operations = OperationDesk(app[STORE], app[BUS], tasks)
         hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
         await writer.start()
         await tracker.start()
         await tasks.start()
         await hub.start()
+        fences_ready = asyncio.get_running_loop().create_future()
+        follow_fences = asyncio.create_task(geofences.follow_changes(app[BUS], cluster.node_id, fences_ready))
+        await fences_ready
         app[WRITER], app[TRACKER], app[HUB], app[ALARMS], app[TASKS] = writer, tracker, hub, alarms, tasks
         app[OPERATIONS], app[GEOFENCES] = operations, geofences
         try:
             yield
         finally:
+            follow_fences.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow_fences
             await hub.close()
             await tasks.close()
             await tracker.close()
             await writer.close()
 
-    app.cleanup_ctx.extend([store_ctx, bus_ctx, tracking_ctx, query_control_ctx(settings.queries, agencies)])
+    app.cleanup_ctx.extend([store_ctx, bus_ctx, cluster_ctx, tracking_ctx])
+    app.cleanup_ctx.append(query_control_ctx(settings.queries, agencies))
     app.cleanup_ctx.append(media_ctx(settings.media, settings.data_dir / "recordings"))
     return app

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
 
+from cluster.port import Coordinator
 from command_center.credentials import Passwords
 from command_center.throttle import LoginThrottle
 from config.settings import Settings
@@ -30,6 +32,8 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", EventBus)
+CLUSTER = web.AppKey("cluster", Coordinator)
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 OPENAPI = web.AppKey("openapi", dict[str, Any])

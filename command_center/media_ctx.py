@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from command_center.keys import ALARMS, AUDIT, MEDIA, TRACKER
+from command_center.keys import ALARMS, AUDIT, CLUSTER, MEDIA, TRACKER
 from config.settings import MediaSettings
 from media.sessions import MediaHub
 from persistence.alarm_models import Alarm, AlarmKind
@@ -20,7 +20,7 @@ from persistence.alarm_models import Alarm, AlarmKind
 
 def media_ctx(settings: MediaSettings, recordings: Path) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        hub = MediaHub(settings, app[TRACKER].ingest, app[AUDIT], recordings=recordings)
+        hub = MediaHub(settings, app[TRACKER].ingest, app[AUDIT], recordings=recordings, cluster=app[CLUSTER])
         await hub.start()
         app[MEDIA] = hub
 

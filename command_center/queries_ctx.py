@@ -6,6 +6,8 @@ follow-up a previous process left pending (the store is the record of what was p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -14,7 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, HUB, STORE
+from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, CLUSTER, FOLLOWUPS, GATEWAY, HUB, SETTINGS, STORE
 from config.settings import QuerySettings
 from query_control.agencies import AgencyConfig, load_agencies
 from query_control.audit import AuditLog
@@ -43,9 +45,10 @@ def query_control_ctx(
             await gateway.start()
             stack.push_async_callback(gateway.close)
             audit = AuditLog(app[STORE])
-            broker = Broker(app[STORE], app[BUS], gateway, deadline_seconds=settings.deadline_seconds)
+            cluster = app[CLUSTER]
+            broker = Broker(app[STORE], app[BUS], gateway, deadline_seconds=settings.deadline_seconds, cluster=cluster)
             stack.push_async_callback(broker.close)
-            followups = FollowUps(app[STORE], app[BUS], gateway, audit)
+            followups = FollowUps(app[STORE], app[BUS], gateway, audit, cluster=cluster)
             stack.push_async_callback(followups.close)
             app[AGENCIES], app[GATEWAY], app[AUDIT], app[BROKER], app[FOLLOWUPS] = (
                 configured,
@@ -61,6 +64,29 @@ def query_control_ctx(
             reopened = await followups.resume_pending()
             if resumed or reopened:
                 log.info("asset queries: resumed %d queries and %d follow-ups", resumed, reopened)
+            if cluster.shared:  # take over the queries of a process that died (their leases lapse)
+                adopter = asyncio.create_task(_adopt_forever(broker, followups, app[SETTINGS].cluster.lease_seconds))
+                stack.push_async_callback(_cancel, adopter)
             yield
 
     return ctx
+
+
+async def _adopt_forever(broker: Broker, followups: FollowUps, period: float) -> None:
+    while True:
+        await asyncio.sleep(period)
+        try:
+            adopted = await broker.resume_pending()
+            adopted_followups = await followups.resume_pending()
+        except Exception:
+            log.exception("asset queries: looking for queries to take over failed")
+            continue
+        if adopted or adopted_followups:
+            log.warning("asset queries: took over %d queries and %d follow-ups of a stopped process",
+                        adopted, adopted_followups)  # fmt: skip
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

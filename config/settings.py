@@ -142,6 +142,19 @@ class MediaSettings(Section):
     segment_seconds: float = Field(60.0, ge=0.5, le=3600)
 
 
+class ClusterSettings(Section):
+    """Several server processes sharing PostgreSQL and Redis (docs/scale-out.md); ignored on the memory bus."""
+
+    #: This process's name among its peers (default: host name and port); must differ between processes.
+    node_id: str = ""
+    #: Where the other processes reach this one directly, bypassing the proxy, e.g. ``http://10.0.0.5:8101``
+    #: (default: the host name and port). WHEP and talkback requests for a unit streaming here are sent on to it.
+    node_url: str = ""
+    #: A lease (leadership, a running query, a unit's media session) lapses this long after its holder stops
+    #: renewing it; a killed process's work is taken over after at most this long.
+    lease_seconds: float = Field(6.0, ge=1, le=120)
+
+
 class Settings(BaseSettings):
     """Everything the server reads at start; passed to ``create_app``, never read from globals."""
 
@@ -155,6 +168,7 @@ class Settings(BaseSettings):
     tracking: TrackingSettings = TrackingSettings()
     queries: QuerySettings = QuerySettings()
     media: MediaSettings = MediaSettings()
+    cluster: ClusterSettings = ClusterSettings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
 

@@ -3,10 +3,15 @@ apply to it (its own court's and those of the courts above it), through one spat
 (rebuilt when fences change, never per position), with crossings debounced so GPS drift along an edge
 does not flap. A crossing a fence alarms on raises a ``geofence`` alarm through the alarm desk; the
 opposite crossing marks that alarm's condition cleared (a person still closes it).
+
+Fences change in one process; ``changed`` rebuilds this process's index and tells the others over the bus
+(topic ``geofences``), whose ``follow_changes`` rebuilds theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -14,6 +19,7 @@ from shapely.geometry import shape
 
 from alarms.desk import AlarmDesk
 from core.ids import CourtId
+from event_bus.port import EventBus
 from maps.geofences import Crossing, Debouncer, FenceEvent, FenceKind, Geofence, GeofenceIndex
 from persistence.alarm_models import AlarmKind
 from persistence.geofence_models import AlarmOn, StoredGeofence
@@ -21,6 +27,8 @@ from persistence.models import Position, Unit
 from persistence.port import Store
 
 log = logging.getLogger(__name__)
+
+GEOFENCES_TOPIC = "geofences"
 
 
 def to_fence(stored: StoredGeofence) -> Geofence:
@@ -53,6 +61,28 @@ class GeofenceWatch:
         self._fences = {f.id: f for f in stored}
         self._index = GeofenceIndex([to_fence(f) for f in stored])
         log.info("geofences: %d in the index", len(stored))
+
+    async def changed(self, bus: EventBus, node_id: str) -> None:
+        """Fences were added or removed here: rebuild now, and have every other process rebuild too."""
+        await self.reload()
+        await bus.publish(GEOFENCES_TOPIC, {"node": node_id})
+
+    async def follow_changes(self, bus: EventBus, node_id: str, ready: asyncio.Future[None]) -> None:
+        """Rebuild whenever another process changed the fences (runs for the life of the process)."""
+        async with bus.subscribe([GEOFENCES_TOPIC]) as subscription:
+            ready.set_result(None)
+            while True:
+                try:
+                    event = await subscription.get()
+                    if event.data.get("node") != node_id:
+                        await self.reload()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a lag or a store hiccup: rebuild once it answers, later changes still arrive
+                    log.exception("geofences: could not follow a change; rebuilding in a second")
+                    await asyncio.sleep(1)
+                    with contextlib.suppress(Exception):
+                        await self.reload()
 
     async def observe(self, unit: Unit, position: Position) -> list[FenceEvent]:
         """Check the unit's newest position; act on the crossings it completes."""

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from alarms.desk import AlarmDesk
+from cluster.port import LEADER, Coordinator
 from core.errors import Conflict, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
 from event_bus.port import EventBus
@@ -50,8 +51,15 @@ def tasks_topic(court_id: CourtId) -> str:
 
 class TaskDesk:
     def __init__(
-        self, store: Store, bus: EventBus, alarms: AlarmDesk, *, clock_ms: Callable[[], int] = _now_ms
+        self,
+        store: Store,
+        bus: EventBus,
+        alarms: AlarmDesk,
+        *,
+        cluster: Coordinator | None = None,
+        clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
+        self._cluster = cluster  # with several processes, only the leader sweeps for overdue tasks
         self._store = store
         self._bus = bus
         self._alarms = alarms
@@ -184,6 +192,8 @@ class TaskDesk:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(OVERDUE_SWEEP_SECONDS)
+            if self._cluster is not None and not self._cluster.holds(LEADER):
+                continue
             try:
                 await self.sweep_overdue()
             except Exception:

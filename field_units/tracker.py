@@ -4,7 +4,8 @@ It validates each batch (``telemetry``), moves the unit's status (``status``), h
 durable writer and answers the unit once they are committed. Screens do not get one event per position:
 every tick (about 10 a second) the tracker publishes, per court, one event holding the newest view of each
 unit that changed and the late positions of backlogs (to fill in trails). Alarms (SOS, offline, low
-battery) go to the alarm desk at once. A sweeper marks silent units offline.
+battery) go to the alarm desk at once. A sweeper marks silent units offline; with several processes
+only the leader sweeps, and each process's view of every unit is kept current by ``replication``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alarms.desk import AlarmDesk
+from cluster.port import LEADER, Coordinator
 from config.settings import TrackingSettings
 from core.errors import NotFound
 from core.ids import CourtId, UnitId
-from event_bus.port import EventBus
+from event_bus.port import EventBus, SubscriberLagged
 from field_units import status
 from field_units.geofence_watch import GeofenceWatch
+from field_units.replication import (
+    STATES_TOPIC,
+    apply_delta,
+    newer,
+    position_as_json,
+    position_from_json,
+    state_delta,
+)
 from field_units.telemetry import Rejection, parse_batch
 from field_units.views import unit_view, units_topic
 from field_units.writer import PositionWriter
@@ -78,6 +88,7 @@ class Tracker:
         alarms: AlarmDesk,
         *,
         geofences: GeofenceWatch | None = None,
+        cluster: Coordinator | None = None,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
         self._store = store
@@ -86,6 +97,9 @@ class Tracker:
         self._settings = settings
         self._alarms = alarms
         self._geofences = geofences
+        self._cluster = cluster
+        self._replicate = cluster is not None and cluster.shared
+        self._outgoing: dict[UnitId, dict[str, Any]] = {}  # changes to send the other processes this tick
         self._clock_ms = clock_ms
         self._low_battery: set[UnitId] = set()  # units whose low-battery alarm this process raised
         self._units: dict[UnitId, Unit] = {}
@@ -105,6 +119,10 @@ class Tracker:
             asyncio.create_task(self._publish_forever(), name="tracker-publisher"),
             asyncio.create_task(self._sweep_forever(), name="tracker-offline-sweeper"),
         ]
+        if self._replicate:
+            ready = asyncio.get_running_loop().create_future()
+            self._tasks.append(asyncio.create_task(self._follow_peers(ready), name="tracker-replication"))
+            await ready
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -142,6 +160,8 @@ class Tracker:
             if current is None or (newest.fix_time_ms, newest.seq) > (current.fix_time_ms, current.seq):
                 live = newest
                 self._latest[unit.id] = newest
+                if self._replicate:
+                    self._outgoing.setdefault(unit.id, {})["position"] = position_as_json(newest)
                 pending = self._court(unit)
                 pending.units.add(unit.id)
                 superseded = pending.live.get(unit.id)
@@ -191,6 +211,8 @@ class Tracker:
         if new == old:
             return
         self._states[unit.id] = new
+        if self._replicate:
+            self._outgoing.setdefault(unit.id, {}).update(state_delta(old, new))
         if new.status == old.status:
             return
         self._court(unit).units.add(unit.id)
@@ -242,12 +264,44 @@ class Tracker:
             ]
             await self._bus.publish(units_topic(court_id), {"units": units, "track": track})
             self.published_events += 1
+        if self._outgoing:
+            outgoing, self._outgoing = self._outgoing, {}
+            assert self._cluster is not None
+            await self._bus.publish(STATES_TOPIC, {"node": self._cluster.node_id, "units": outgoing})
+
+    async def _follow_peers(self, ready: asyncio.Future[None]) -> None:
+        """Apply every process's unit changes (this one's too, in the bus's order: see ``replication``)."""
+        async with self._bus.subscribe([STATES_TOPIC], max_queue=10_000) as subscription:
+            ready.set_result(None)
+            while True:
+                try:
+                    event = await subscription.get()
+                except SubscriberLagged:
+                    log.warning("tracker: fell behind the other processes' unit changes; later ones catch up")
+                    continue
+                for unit_id, delta in event.data["units"].items():
+                    await self._merge(UnitId(unit_id), delta)
+
+    async def _merge(self, unit_id: UnitId, delta: dict[str, Any]) -> None:
+        if unit_id not in self._units:
+            try:
+                self._units[unit_id] = await self._store.get_unit(unit_id)  # registered on another process
+            except Exception:
+                log.warning("tracker: unit %s changed elsewhere but cannot be loaded", unit_id, exc_info=True)
+                return
+        self._states[unit_id] = apply_delta(self.state(unit_id), delta)
+        if "position" in delta:
+            position = position_from_json(delta["position"])
+            if newer(position, self._latest.get(unit_id)):
+                self._latest[unit_id] = position
 
     async def _sweep_forever(self) -> None:
         default_ms = int(self._settings.offline_after_seconds * 1000)
         period = min(1.0, self._settings.offline_after_seconds / 4)
         while True:
             await asyncio.sleep(period)
+            if self._cluster is not None and not self._cluster.holds(LEADER):
+                continue  # another process is the leader and sweeps for everyone
             now = self._clock_ms()
             for unit_id, state in list(self._states.items()):
                 if not state.online:

@@ -24,6 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
+from cluster.port import Coordinator, media_lease
 from config.settings import MediaSettings
 from core.errors import AppError, BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId, UserId
@@ -122,9 +123,11 @@ class MediaHub:
         views: ViewRecorder,
         *,
         recordings: Path | None = None,
+        cluster: Coordinator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._cluster = cluster  # tells the other processes that a unit's session lives here (media_lease)
         self.recordings = recordings  # where recordings go (None: nothing is recorded)
         self._ingest = ingest
         self._views = views
@@ -213,9 +216,23 @@ class MediaHub:
         self._publishers[publisher.id] = publisher
         self._by_unit[unit.id] = publisher
         log.info("media: unit %s publishing (session %s, %s)", unit.id, publisher.id, plan)
+        await self._announce(unit.id, here=True)
         if previous is not None:
             await self._end(previous, "replaced by a new session of the unit")
         return publisher.id, answer
+
+    async def _announce(self, unit_id: UnitId, *, here: bool) -> None:
+        """Take (or give up) the unit's media lease, so viewers reaching another process are sent here.
+        Without the lease (Redis away) the session still works for viewers reaching this process."""
+        if self._cluster is None:
+            return
+        try:
+            if here:
+                await self._cluster.take(media_lease(unit_id))
+            else:
+                await self._cluster.release(media_lease(unit_id))
+        except Exception as exc:
+            log.warning("media: unit %s: could not tell the other processes (%s)", unit_id, exc)
 
     async def end_unit(self, unit_id: UnitId, reason: str) -> bool:
         """End the unit's session (and its viewers and talkback), e.g. when its credential is revoked."""
@@ -569,6 +586,7 @@ class MediaHub:
         self._publishers.pop(publisher.id, None)
         if self._by_unit.get(unit_id) is publisher:
             del self._by_unit[unit_id]
+            await self._announce(unit_id, here=False)
         for viewer in list(publisher.viewers.values()):
             self._close_later(viewer, "the unit stopped streaming")
         if publisher.talker is not None:

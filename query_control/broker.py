@@ -8,6 +8,10 @@ resumes what was pending (``resume_pending``) and an agency that did answer repl
 acting twice. At the deadline the query completes: jobs still pending are marked timed out; an attempt in
 flight may still answer (within its agency's timeout), and that late answer is stored and streamed.
 Every change of a job is published on the bus topic ``query.<id>`` for the judge's screen.
+
+With several server processes a query runs in one of them: the one holding its lease ``query:<id>``. A
+process that dies loses its leases, and ``resume_pending`` (run periodically by every process) lets
+another take the query over, so its deadline is still kept.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from cluster.port import Coordinator
 from core.errors import ValidationFailed
 from core.group_commit import GroupCommit
 from core.ids import AgencyId, JobId, PartyId, QueryId, UserId
@@ -41,6 +46,10 @@ BACKOFF_CAP_SECONDS = 5.0
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def query_lease(query_id: QueryId) -> str:
+    return f"query:{query_id}"
 
 
 def plan_jobs(
@@ -76,7 +85,16 @@ def plan_jobs(
 
 
 class Broker:
-    def __init__(self, store: Store, bus: EventBus, gateway: AgencyGateway, *, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        gateway: AgencyGateway,
+        *,
+        deadline_seconds: float,
+        cluster: Coordinator | None = None,
+    ) -> None:
+        self._cluster = cluster
         self._store = store
         self._bus = bus
         self._gateway = gateway
@@ -138,15 +156,20 @@ class Broker:
             for party, agency in pairs
         ]
         await self._store.add_query(query, jobs)
+        if self._cluster is not None:
+            await self._cluster.claim(query_lease(query.id))  # a new name: always free
         self._spawn(query, case, jobs)
         return query, jobs
 
     async def resume_pending(self) -> int:
-        """Restart every query that was running when the process stopped; returns how many."""
+        """Run every unfinished query no process is running (this one stopped, or its process died);
+        returns how many were taken up."""
         resumed = 0
         for query in await self._store.running_queries():
-            if query.id in self._runs:
+            if query.id in self._runs or self._closed:
                 continue
+            if self._cluster is not None and not await self._cluster.claim(query_lease(query.id)):
+                continue  # a live process runs it
             case = await self._store.get_case(query.case_id)
             jobs = await self._store.query_jobs(query.id)
             log.info("query %s: resuming %d pending jobs", query.id, sum(j.status is JobStatus.PENDING for j in jobs))
@@ -204,6 +227,9 @@ class Broker:
                 with contextlib.suppress(asyncio.CancelledError):
                     if (exc := await _outcome(task)) is not None:
                         log.error("job %s: failed unexpectedly", task.get_name(), exc_info=exc)
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):  # unreleased, it lapses; nobody resumes a complete query
+                    await self._cluster.release(query_lease(query.id))
 
     async def _run_job(self, query: Query, party: Party, job: Job) -> None:
         agency = self._gateway.agency(job.agency_id)

@@ -17,6 +17,7 @@ import random
 import uuid
 from typing import Any
 
+from cluster.port import Coordinator
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import AgencyId, AssetId, FollowUpId
 from event_bus.port import EventBus
@@ -59,8 +60,21 @@ def followup_view(f: FollowUp) -> dict[str, Any]:
     }
 
 
+def followup_lease(followup_id: FollowUpId) -> str:
+    return f"followup:{followup_id}"
+
+
 class FollowUps:
-    def __init__(self, store: Store, bus: EventBus, gateway: AgencyGateway, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        gateway: AgencyGateway,
+        audit: AuditLog,
+        *,
+        cluster: Coordinator | None = None,
+    ) -> None:
+        self._cluster = cluster  # with several processes, a follow-up is sent by the holder of its lease
         self._store = store
         self._bus = bus
         self._gateway = gateway
@@ -182,19 +196,24 @@ class FollowUps:
         )
         await self._publish(decided)
         if approve:
+            if self._cluster is not None:
+                await self._cluster.claim(followup_lease(decided.id))
             self._spawn(decided)
         return decided
 
     async def resume_pending(self) -> int:
-        """Send again (same key) every approved follow-up not yet confirmed or refused."""
-        open_ = await self._store.list_followups(statuses=list(OPEN_STATUSES))
-        for followup in open_:
-            if followup.id not in self._sends:
-                log.info(
-                    "follow-up %s: resuming (%s, %d attempts so far)", followup.id, followup.status, followup.attempts
-                )
-                self._spawn(followup)
-        return len(open_)
+        """Send again (same key) every approved follow-up not yet confirmed or refused that no process is
+        sending (this one stopped, or its process died); returns how many were taken up."""
+        resumed = 0
+        for followup in await self._store.list_followups(statuses=list(OPEN_STATUSES)):
+            if followup.id in self._sends or self._closed:
+                continue
+            if self._cluster is not None and not await self._cluster.claim(followup_lease(followup.id)):
+                continue  # a live process sends it
+            log.info("follow-up %s: resuming (%s, %d attempts so far)", followup.id, followup.status, followup.attempts)
+            self._spawn(followup)
+            resumed += 1
+        return resumed
 
     def _spawn(self, followup: FollowUp) -> None:
         if self._closed:
@@ -210,6 +229,14 @@ class FollowUps:
             log.error("follow-up %s: send failed", followup_id, exc_info=task.exception())
 
     async def _send(self, followup: FollowUp) -> None:
+        try:
+            await self._send_until_settled(followup)
+        finally:
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):  # unreleased, it lapses
+                    await self._cluster.release(followup_lease(followup.id))
+
+    async def _send_until_settled(self, followup: FollowUp) -> None:
         agency = self._gateway.agency(followup.agency_id)
         adapter = self._gateway.adapter(agency.kind)
         asset = await self._store.get_asset(followup.asset_id)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
 from command_center.auth import Access, UserCaller, current_user
-from command_center.keys import GEOFENCES, STORE
+from command_center.keys import BUS, CLUSTER, GEOFENCES, STORE
 from command_center.visibility import require_visible, visible_courts
 from core.errors import NotFound, ValidationFailed
 from core.ids import CourtId
@@ -79,7 +79,7 @@ async def _checked(store: Store, caller: UserCaller, feature: dict[str, Any], wh
 
 async def _add(request: web.Request, fences: list[StoredGeofence]) -> web.StreamResponse:
     await request.app[STORE].add_geofences(fences)
-    await request.app[GEOFENCES].reload()
+    await request.app[GEOFENCES].changed(request.app[BUS], request.app[CLUSTER].node_id)
     return json_response(CollectionOut(features=[feature_view(f) for f in fences]), status=201)
 
 
@@ -128,5 +128,5 @@ async def delete_geofence(request: web.Request) -> web.StreamResponse:
     fence = await store.get_geofence(request.match_info["fence_id"])
     await require_visible(store, current_user(request), fence.court_id)
     await store.delete_geofence(fence.id)
-    await request.app[GEOFENCES].reload()
+    await request.app[GEOFENCES].changed(request.app[BUS], request.app[CLUSTER].node_id)
     return web.Response(status=204)

@@ -1,7 +1,9 @@
 """WHIP ingest (RFC 9725) for field units and WHEP viewing for the command centre (docs/protocols.md).
 
 Bodies are SDP (``application/sdp``), not JSON, so these handlers read them themselves; the registry
-still does authentication and the role check. The WebRTC work is ``media.sessions.MediaHub``'s.
+still does authentication and the role check. The WebRTC work is ``media.sessions.MediaHub``'s. With
+several server processes, a request for a unit whose session lives in another process is answered by
+that process (``command_center.forwarding``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from cluster.port import media_lease
 from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_device, current_user
-from command_center.keys import MEDIA, STORE
+from command_center.forwarding import on_unit_node
+from command_center.keys import CLUSTER, MEDIA, STORE
 from command_center.visibility import require_visible, visible_courts
 from core.errors import (
     BadRequest,
@@ -88,6 +92,8 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
     offer = await read_offer(request)
+    if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
+        return elsewhere
     viewer = Viewer(caller.user.id, caller.user.username)
     session_id, answer = await request.app[MEDIA].view(viewer, unit.id, offer)
     return sdp_created(answer, f"/api/whep/{unit.id}/{session_id}")
@@ -100,6 +106,8 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
 async def whep_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     unit_id = UnitId(request.match_info["unit_id"])
+    if (elsewhere := await on_unit_node(request, unit_id)) is not None:
+        return elsewhere
     await request.app[MEDIA].end_view(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
 
@@ -115,6 +123,8 @@ async def talk_start(request: web.Request) -> web.StreamResponse:
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
     offer = await read_offer(request)
+    if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
+        return elsewhere
     session_id, answer = await request.app[MEDIA].talk(Viewer(caller.user.id, caller.user.username), unit.id, offer)
     return sdp_created(answer, f"/api/talk/{unit.id}/{session_id}")
 
@@ -126,6 +136,8 @@ async def talk_start(request: web.Request) -> web.StreamResponse:
 async def talk_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     unit_id = UnitId(request.match_info["unit_id"])
+    if (elsewhere := await on_unit_node(request, unit_id)) is not None:
+        return elsewhere
     await request.app[MEDIA].end_talk(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
 
@@ -145,6 +157,8 @@ class SegmentList(BaseModel):
 )  # fmt: skip
 async def recording_start(request: web.Request) -> web.StreamResponse:
     unit = await _visible(request)
+    if (elsewhere := await on_unit_node(request, unit.id)) is not None:
+        return elsewhere
     if not request.app[MEDIA].start_recording(unit.id, reason=f"started by {current_user(request).user.username}"):
         raise Conflict(f"unit {unit.id} is not streaming")
     return json_response(RecordingOut(unit_id=unit.id, recording=True))
@@ -156,6 +170,8 @@ async def recording_start(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def recording_stop(request: web.Request) -> web.StreamResponse:
     unit = await _visible(request)
+    if (elsewhere := await on_unit_node(request, unit.id)) is not None:
+        return elsewhere
     if not await request.app[MEDIA].stop_recording(unit.id):
         raise Conflict(f"unit {unit.id} is not being recorded")
     return json_response(RecordingOut(unit_id=unit.id, recording=False))
@@ -185,12 +201,14 @@ class StreamingOut(BaseModel):
 
 
 @api.route(
-    "GET", "/api/media/streaming", summary="Units of the caller's courts that are streaming now (on this server)",
+    "GET", "/api/media/streaming", summary="Units of the caller's courts streaming now (on any server process)",
     tag="media", access=VIEWERS, response=StreamingOut,
 )  # fmt: skip
 async def streaming(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     courts = await visible_courts(store, current_user(request))
+    candidates = [u.id for u in await store.list_units(courts)]
     live = request.app[MEDIA].streaming_units()
-    units = [u.id for u in await store.list_units(courts) if u.id in live]
+    held = await request.app[CLUSTER].holders([media_lease(unit_id) for unit_id in candidates])
+    units = [unit_id for unit_id, holder in zip(candidates, held, strict=True) if unit_id in live or holder]
     return json_response(StreamingOut(unit_ids=units))
