@@ -147,6 +147,11 @@ class Tracker:
             raise NotFound(f"unit {unit_id} does not exist")
         return unit_view(unit, self.state(unit_id), self._latest.get(unit_id))
 
+    async def live_view(self, unit_id: UnitId) -> dict[str, Any]:
+        """``view``, for a unit registered after this process started too."""
+        await self._unit(unit_id)
+        return self.view(unit_id)
+
     # telemetry ----------------------------------------------------------------------------------------
     async def ingest(self, unit: Unit, raw: object) -> Ack:
         """Validate, show live, store durably, answer. Raises ValueError for an unusable batch."""

@@ -61,3 +61,12 @@ if [ -n "$extras" ] && ! command -v whip-client >/dev/null && [ "$(id -u)" = 0 ]
       gstreamer1.0-plugins-bad gstreamer1.0-nice gcc iproute2; } >.venv/apt-gst.log 2>&1 \
     || echo "setup: simple-whip-client could not be installed; its interop test will be skipped" >&2
 fi
+
+# The scale-out tests and benchmark put several server processes behind Debian's nginx (the same
+# config/nginx/nginx.conf as docker-compose); without it (not root, no apt) those tests are skipped.
+if [ -n "$extras" ] && [ ! -x /usr/sbin/nginx ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing nginx for the scale-out tests (apt-get)…"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light || \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } >.venv/apt-nginx.log 2>&1 \
+    || echo "setup: nginx could not be installed; the scale-out tests will be skipped" >&2
+fi

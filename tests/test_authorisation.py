@@ -37,6 +37,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/map/config"): PEOPLE,
     ("GET", "/api/telemetry/ws"): {D},
     ("POST", "/api/telemetry/batch"): {D},
+    ("GET", "/api/units/{unit_id}/live"): {OP, S, A},
     ("POST", "/api/units/{unit_id}/duty"): {OP, S, A},
     ("POST", "/api/units/{unit_id}/clear-sos"): {OP, S, A},
     ("GET", "/api/alarms"): {OP, S, A},

@@ -119,6 +119,20 @@ class UnitLiveOut(BaseModel):
 
 
 @api.route(
+    "GET",
+    "/api/units/{unit_id}/live",
+    summary="A unit's live status and newest position (as every server process sees it)",
+    tag="tracking",
+    access=COMMANDERS,
+    response=UnitLiveOut,
+    errors=(NotFound,),
+)
+async def live(request: web.Request) -> web.StreamResponse:
+    unit_id = await _visible_unit(request)
+    return json_response(await request.app[TRACKER].live_view(unit_id))
+
+
+@api.route(
     "POST",
     "/api/units/{unit_id}/duty",
     summary="Set a unit's duty (dispatch, arrived, released)",

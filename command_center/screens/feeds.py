@@ -35,6 +35,7 @@ from query_control.views import load_query_view, query_topic
 log = logging.getLogger(__name__)
 
 RING = 1024  # messages kept per feed for screens that resume
+PREFILL = 512  # of which a new feed takes from the bus's history (the bus keeps about 1,000 per topic)
 
 
 class Feed:
@@ -64,10 +65,23 @@ class Feed:
         await self._stack.aclose()
 
     async def reload(self) -> None:
-        """Rebuild the picture from durable state; the ring restarts from here."""
+        """Rebuild the picture from durable state (subclasses load it after this). The ring restarts with the
+        topic's recent history from the bus, so a screen that moves from another server process resumes
+        here without a gap: the sequence numbers are the bus's, the same in every process."""
         self.seq = await self._bus.last_seq(self.topic)
         self._floor = self.seq
         self._ring.clear()
+        start = max(0, self.seq - PREFILL)
+        recent = await self._bus.history(self.topic, start)
+        if recent is None:
+            return  # the bus no longer reaches back that far: screens resuming from there get a snapshot
+        self._floor = start
+        for event in recent:
+            if event.seq > self.seq:
+                break
+            message = self.apply(event)  # folded into a picture the subclass replaces just after
+            if message is not None:
+                self._ring.append((event.seq, message))
 
     async def _follow(self, subscription: Any) -> None:
         while True:

@@ -1,0 +1,114 @@
+"""Several command-centre processes on one PostgreSQL and one Redis, behind nginx: for tests and benchmarks.
+
+The same nginx configuration as docker-compose (config/nginx/nginx.conf), rendered with this machine's
+upstreams and ports. Each process gets its own node id, direct URL and data folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from bench.harness import ROOT, Server, answers, free_port
+
+NGINX = Path("/usr/sbin/nginx")
+CLI = [sys.executable, "-m", "command_center"]
+
+
+def render_nginx(upstreams: list[str], port: int, workdir: Path) -> str:
+    """config/nginx/nginx.conf with these upstreams, this port and a pid file in ``workdir``."""
+    text = (ROOT / "config" / "nginx" / "nginx.conf").read_text()
+    servers = "\n        ".join(f"server {u} max_fails=1 fail_timeout=3s;" for u in upstreams)
+    text = re.sub(r"^\s*server app:8080 .*# cc:upstreams$", "        " + servers, text, flags=re.M)
+    text = re.sub(r"^\s*listen .*# cc:listen$", f"        listen 127.0.0.1:{port};", text, flags=re.M)
+    text = re.sub(r"^pid .*# cc:pid$", f"pid {workdir / 'nginx.pid'};", text, flags=re.M)
+    return text
+
+
+class Cluster:
+    """``processes`` server processes sharing ``store_url`` and a Redis namespace of their own."""
+
+    def __init__(self, workdir: Path, *, processes: int, store_url: str, redis_url: str = "redis://127.0.0.1:6379/0",
+                 env: dict[str, str] | None = None, core: int | None = None) -> None:  # fmt: skip
+        self.workdir = workdir
+        self.namespace = f"cluster-{uuid.uuid4().hex[:8]}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
+        self.env |= {"CC_STORE__URL": store_url, "CC_BUS__URL": redis_url, "CC_BUS__NAMESPACE": self.namespace,
+                     "CC_CONFIG": "", "CC_DATA_DIR": str(workdir / "shared"), "CC_AUTH__ARGON2_MEMORY_KIB": "8",
+                     "CC_AUTH__ARGON2_TIME_COST": "1", "CC_AUTH__ARGON2_PARALLELISM": "1",
+                     "CC_CLUSTER__LEASE_SECONDS": "2", "CC_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]'}  # fmt: skip
+        self.env |= env or {}
+        self.servers: list[Server] = []
+        for index in range(processes):
+            port = free_port()
+            node = {"CC_CLUSTER__NODE_ID": f"node-{index + 1}", "CC_CLUSTER__NODE_URL": f"http://127.0.0.1:{port}",
+                    "CC_DATA_DIR": str(workdir / f"node-{index + 1}")}  # fmt: skip
+            self.servers.append(Server(self.env | node, port=port, core=core))
+        self.proxy_port = free_port()
+        self.url = f"http://127.0.0.1:{self.proxy_port}"  # the one entry point (nginx)
+        self._nginx: subprocess.Popen[bytes] | None = None
+
+    # setting up ---------------------------------------------------------------------------------------
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run([*CLI, *args], cwd=ROOT, env=self.env, input=stdin, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr[-2000:]}")
+        return done.stdout
+
+    def init(self) -> None:
+        """Migrate, import the courts, create the first admin (once, before any process starts)."""
+        self.cli("init")
+
+    def add_user(self, username: str, role: str, password: str, court: str = "HLJ0102") -> None:
+        self.cli("user", "add", "--username", username, "--display-name", username, "--role", role,
+                 "--court", court, stdin=password + "\n")  # fmt: skip
+
+    def add_device(self, unit_id: str, court: str = "HLJ0102", offline_after: float | None = None) -> str:
+        extra = [] if offline_after is None else ["--offline-after", str(offline_after)]
+        out = self.cli("device", "add", "--id", unit_id, "--name", unit_id, "--kind", "handheld", "--court", court,
+                       *extra)  # fmt: skip
+        return out.rsplit(" ", 1)[-1].strip()
+
+    # running ------------------------------------------------------------------------------------------
+    async def start(self, *, proxy: bool = True) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for index, server in enumerate(self.servers):
+            server.start(self.workdir / f"node-{index + 1}.log")
+        await asyncio.gather(*(server.wait_healthy(60) for server in self.servers))
+        if proxy:
+            await self.start_proxy()
+
+    def spawn_proxy(self) -> None:
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(render_nginx([f"127.0.0.1:{s.port}" for s in self.servers], self.proxy_port, self.workdir))
+        log = (self.workdir / "nginx.log").open("wb")
+        self._nginx = subprocess.Popen([str(NGINX), "-p", str(self.workdir), "-c", str(conf), "-g", "daemon off;"],
+                                       stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+
+    async def start_proxy(self) -> None:
+        self.spawn_proxy()
+        if not await answers(f"{self.url}/api/health", 20, alive=lambda: self._nginx is not None
+                             and self._nginx.poll() is None):  # fmt: skip
+            raise RuntimeError(f"nginx did not come up: {(self.workdir / 'nginx.log').read_text()[-2000:]}")
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one process: no goodbye, its leases lapse."""
+        process = self.servers[index].process
+        assert process is not None
+        process.kill()
+        process.wait()
+
+    def stop(self) -> None:
+        if self._nginx is not None and self._nginx.poll() is None:
+            self._nginx.terminate()
+            try:
+                self._nginx.wait(10)
+            except subprocess.TimeoutExpired:
+                self._nginx.kill()
+        for server in self.servers:
+            server.stop()

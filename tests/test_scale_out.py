@@ -1,0 +1,257 @@
+"""Two server processes behind nginx, sharing a real PostgreSQL and Redis, met the way users meet them.
+
+A unit reporting to one process shows on a screen of the other with the same sequence numbers, and the
+screen resumes without a gap when it moves from one process to the other; a command given on either
+process changes the unit on both; an offline unit raises one alarm, not one per process; a viewer
+reaching the other process sees the unit's video; killing a process (-9) loses and doubles no position
+and its leadership passes to the survivor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiortc import RTCSessionDescription
+
+from bench.cluster import NGINX, Cluster
+from bench.harness import fresh_store_url
+from config.settings import StoreSettings
+from core.ids import UnitId
+from field_units.client import TelemetryClient
+from field_units.media_unit import MediaUnit
+from persistence.factory import build_store
+from tests.media_support import SDP_HEADERS, connected, loopback, new_pc
+from tests.test_field_client import fix_now
+from tests.test_live_tracking import Screen, fix
+
+pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="needs nginx (Debian package nginx; setup.sh --dev)")
+
+PASSWORD = "cluster-operator-password"
+UNIT = "HLJ0102-C1"
+QUIET = [f"HLJ0102-Q{n}" for n in range(1, 7)]  # units that fall silent
+__all__ = ["loopback"]  # the fixture, used by the media test
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cluster")
+
+
+@pytest.fixture(scope="module")
+def cluster(workdir: Path) -> Iterator[Cluster]:
+    store_url = asyncio.run(fresh_store_url("postgres", workdir, "cc_scale_out_test"))
+    cluster = Cluster(workdir, processes=2, store_url=store_url, env={"CC_TRACKING__OFFLINE_AFTER_SECONDS": "30"})
+    cluster.init()
+    cluster.add_user("op1", "operator", PASSWORD)
+    cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3")}  # type: ignore[attr-defined]
+    for quiet in QUIET:
+        cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
+    asyncio.run(cluster.start())
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.asynccontextmanager
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as http:
+        yield http
+
+
+async def login(http: aiohttp.ClientSession, base: str) -> str:
+    async with http.post(f"{base}/api/auth/login", json={"username": "op1", "password": PASSWORD}) as answer:
+        assert answer.status == 200, await answer.text()
+        return str((await answer.json())["token"])
+
+
+async def screen_on(http: aiohttp.ClientSession, base: str, token: str, resume: dict[str, int] | None = None) -> Screen:
+    ws = await http.ws_connect(f"{base}/api/screen/ws?token={token}")
+    screen = Screen(ws)
+    await ws.send_json({"type": "subscribe", "topics": ["units", "alarms"], "resume": resume or {}})
+    await screen.next("subscribed")
+    return screen
+
+
+async def unit_socket(http: aiohttp.ClientSession, base: str, secret: str) -> aiohttp.ClientWebSocketResponse:
+    return await http.ws_connect(f"{base}/api/telemetry/ws", headers={"Authorization": f"Bearer {secret}"})
+
+
+async def send(ws: aiohttp.ClientWebSocketResponse, payload: Any) -> dict[str, Any]:
+    await ws.send_json(payload)
+    while True:
+        answer: dict[str, Any] = await asyncio.wait_for(ws.receive_json(), 10)
+        if answer.get("type") == "ack":
+            return answer
+
+
+async def test_a_unit_on_one_process_is_live_on_a_screen_of_the_other(cluster: Cluster) -> None:
+    a, b = (s.url for s in cluster.servers)
+    async with session() as http:
+        token = await login(http, b)
+        screen = await screen_on(http, b, token)
+        snapshot = await screen.next("snapshot", topic="units.HLJ0102")
+        unit = await unit_socket(http, a, cluster.secrets[UNIT])  # type: ignore[attr-defined]
+        for seq in range(1, 4):
+            assert (await send(unit, fix(seq, lat=45.75 + seq / 1000)))["stored"] == [seq]
+            await screen.unit_update(UNIT, lambda v, s=seq: v["position"]["seq"] == s, within=10)
+        frames = [m for m in screen.messages if m["type"] == "frame" and m["topic"] == "units.HLJ0102"]
+        seqs = [m["seq"] for m in frames]
+        assert seqs == list(range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(seqs)))  # gapless, the bus's numbers
+        last = seqs[-1]
+        await screen.ws.close()
+
+        for seq in range(4, 7):  # while the screen is away, then it comes back through the other process
+            assert (await send(unit, fix(seq, lat=45.76 + seq / 1000)))["stored"] == [seq]
+        await asyncio.sleep(0.5)
+        moved = await screen_on(http, a, token, resume={"units.HLJ0102": last})
+        replayed = await moved.next("frame", topic="units.HLJ0102", within=10)
+        assert replayed["seq"] == last + 1  # resumed where it left off: no snapshot, no gap
+        assert not [m for m in moved.messages if m["type"] == "snapshot" and m["topic"] == "units.HLJ0102"]
+        await moved.unit_update(UNIT, lambda v: v["position"]["seq"] == 6, within=10)
+        await unit.close()
+
+
+async def test_a_command_on_either_process_changes_the_unit_on_both(cluster: Cluster) -> None:
+    a, b = (s.url for s in cluster.servers)
+    async with session() as http:
+        token = await login(http, a)
+        auth = {"Authorization": f"Bearer {token}"}
+        unit = await unit_socket(http, a, cluster.secrets["HLJ0102-C2"])  # type: ignore[attr-defined]
+        await send(unit, fix(1))
+        async with http.post(f"{b}/api/units/HLJ0102-C2/duty", json={"duty": "en_route"}, headers=auth) as answer:
+            assert answer.status == 200, await answer.text()
+            assert (await answer.json())["status"] == "en_route"
+        await send(unit, fix(2, sos=True))  # the unit's own process raises SOS on top of B's change
+        for base in (a, b):
+            await _eventually(lambda base=base: _status(http, base, auth, "HLJ0102-C2"), "sos")
+        async with http.post(f"{b}/api/units/HLJ0102-C2/clear-sos", headers=auth) as answer:
+            assert answer.status == 200, await answer.text()
+        for base in (a, b):
+            await _eventually(lambda base=base: _status(http, base, auth, "HLJ0102-C2"), "en_route")
+        await unit.close()
+
+
+async def test_silent_units_are_marked_offline_once_by_the_leader(cluster: Cluster) -> None:
+    a, b = (s.url for s in cluster.servers)
+    async with session() as http:
+        auth = {"Authorization": f"Bearer {await login(http, a)}"}
+        for n, quiet in enumerate(QUIET):  # heard by both processes, then silent
+            unit = await unit_socket(http, (a, b)[n % 2], cluster.secrets[quiet])  # type: ignore[attr-defined]
+            await send(unit, fix(1))
+            await unit.close()
+        for quiet in QUIET:
+            await _eventually(lambda quiet=quiet: _status(http, a, auth, quiet), "offline", within=15)
+        await asyncio.sleep(3)  # time for a second sweeper, if there were one, to mark them too
+        async with http.get(f"{b}/api/alarms", headers=auth) as answer:
+            alarms = sorted(x["subject"] for x in (await answer.json())["alarms"] if x["subject"] in QUIET)
+        assert alarms == QUIET  # one offline alarm each
+    # Every process publishes the unit changes it makes on the bus: the leader alone marked them offline.
+    redis = aioredis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)
+    try:
+        leader = await redis.get(f"{cluster.namespace}:lease:leader")
+        entries = await redis.xrange(f"{cluster.namespace}:stream:unit_states")
+    finally:
+        await redis.aclose()
+    events = [orjson.loads(fields["d"]) for _, fields in entries or [] if fields]
+    marked = sorted((unit_id, event["node"]) for event in events for unit_id, delta in event["units"].items()
+                    if delta.get("online") is False)  # fmt: skip
+    assert marked == [(quiet, leader) for quiet in QUIET]
+
+
+async def test_a_viewer_on_the_other_process_watches_the_unit(cluster: Cluster, loopback: None) -> None:
+    a, b = (s.url for s in cluster.servers)
+    unit = MediaUnit(a, cluster.secrets["HLJ0102-C3"], talkback=False, label="C3")  # type: ignore[attr-defined]
+    await unit.start()
+    viewer = new_pc()
+    try:
+        async with session() as http:
+            auth = {"Authorization": f"Bearer {await login(http, b)}"}
+            await _eventually(lambda: _streaming(http, b, auth), ["HLJ0102-C3"], within=20)
+            viewer.addTransceiver("video", direction="recvonly")
+            tracks: asyncio.Queue[Any] = asyncio.Queue()
+            viewer.on("track", tracks.put_nowait)
+            await viewer.setLocalDescription(await viewer.createOffer())
+            async with http.post(f"{b}/api/whep/HLJ0102-C3", data=viewer.localDescription.sdp,
+                                 headers={**auth, **SDP_HEADERS}) as answer:  # fmt: skip
+                assert answer.status == 201, await answer.text()
+                location = answer.headers["Location"]
+                sdp = await answer.text()
+            await viewer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await connected(viewer)
+            track = await asyncio.wait_for(tracks.get(), 10)
+            frames = [await asyncio.wait_for(track.recv(), 15) for _ in range(5)]
+            assert frames[0].width == 640 and frames[0].height == 480
+            async with http.delete(f"{b}{location}", headers=auth) as ended:  # ends on A, through B
+                assert ended.status == 200, await ended.text()
+    finally:
+        await viewer.close()
+        await unit.close()
+
+
+async def test_killing_a_process_loses_nothing_and_the_survivor_leads(workdir: Path) -> None:
+    store_url = await fresh_store_url("postgres", workdir, "cc_scale_out_kill_test")
+    cluster = Cluster(workdir / "kill", processes=2, store_url=store_url)
+    await asyncio.to_thread(cluster.init)
+    cluster.add_user("op1", "operator", PASSWORD)
+    secrets = {u: cluster.add_device(u, offline_after=2) for u in ("HLJ0102-K1", "HLJ0102-K2", "HLJ0102-K3")}
+    await cluster.start()
+    clients = [TelemetryClient(cluster.url, secret, label=u, backoff=(0.1, 0.5)) for u, secret in secrets.items()]
+    try:
+        for client in clients:
+            await client.start()
+        for n in range(30):
+            for client in clients:
+                client.record(fix_now(lat=45.75 + n / 10_000))
+            await asyncio.sleep(0.02)
+        cluster.kill(0)  # -9, whichever units it held
+        for n in range(30, 80):  # the units keep recording; those cut off reconnect through nginx to node-2
+            for client in clients:
+                client.record(fix_now(lat=45.75 + n / 10_000))
+            await asyncio.sleep(0.02)
+        for client in clients:
+            await asyncio.wait_for(client.drained(), 30)
+        await clients[2].close()  # silent from now on: the survivor, now the leader, must mark it offline
+        async with session() as http:
+            survivor = cluster.servers[1].url
+            auth = {"Authorization": f"Bearer {await login(http, survivor)}"}
+            await _eventually(lambda: _status(http, survivor, auth, "HLJ0102-K3"), "offline", within=20)
+    finally:
+        for client in clients:
+            await client.close()
+        cluster.stop()
+    store = build_store(StoreSettings(url=store_url))
+    await store.open()
+    try:
+        for unit in secrets:
+            assert await store.count_positions(UnitId(unit)) == 80  # none lost, none twice
+    finally:
+        await store.close()
+
+
+# helpers --------------------------------------------------------------------------------------------------
+async def _status(http: aiohttp.ClientSession, base: str, auth: dict[str, str], unit: str) -> str:
+    async with http.get(f"{base}/api/units/{unit}/live", headers=auth) as answer:
+        return str((await answer.json())["status"])
+
+
+async def _streaming(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> list[str]:
+    async with http.get(f"{base}/api/media/streaming", headers=auth) as answer:
+        return list((await answer.json())["unit_ids"])
+
+
+async def _eventually(probe: Any, expected: Any, within: float = 10.0) -> None:
+    seen = None
+    for _ in range(int(within / 0.2) + 1):
+        if (seen := await probe()) == expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"expected {expected!r}, still {seen!r} after {within} s")
