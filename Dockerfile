@@ -1,5 +1,11 @@
 # Production image of the command centre. Built by docker-compose.yml; no Docker engine runs on the
 # development machines, so this file is kept correct by reading (see README).
+# Front-end libraries (Leaflet) from the npm registry at build time: nothing is fetched at run time.
+FROM node:20-slim AS web
+WORKDIR /web
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -10,11 +16,14 @@ COPY core core
 COPY config config
 COPY persistence persistence
 COPY event_bus event_bus
+COPY cluster cluster
+COPY alarms alarms
 COPY command_center command_center
 COPY field_units field_units
 COPY query_control query_control
 COPY media media
 COPY maps maps
+COPY --from=web /web/node_modules node_modules
 RUN pip install . && useradd --system --home /srv/command-centre cc && mkdir -p /var/lib/command-centre \
     && chown cc /var/lib/command-centre
 

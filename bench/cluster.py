@@ -24,7 +24,8 @@ def render_nginx(upstreams: list[str], port: int, workdir: Path) -> str:
     """config/nginx/nginx.conf with these upstreams, this port and a pid file in ``workdir``."""
     text = (ROOT / "config" / "nginx" / "nginx.conf").read_text()
     servers = "\n        ".join(f"server {u} max_fails=1 fail_timeout=3s;" for u in upstreams)
-    text = re.sub(r"^\s*server app:8080 .*# cc:upstreams$", "        " + servers, text, flags=re.M)
+    text = re.sub(r"^\s*server .*# cc:upstreams.*\n", "", text, flags=re.M)
+    text = text.replace("        keepalive 64;", f"        {servers}\n        keepalive 64;")
     text = re.sub(r"^\s*listen .*# cc:listen$", f"        listen 127.0.0.1:{port};", text, flags=re.M)
     text = re.sub(r"^pid .*# cc:pid$", f"pid {workdir / 'nginx.pid'};", text, flags=re.M)
     return text
