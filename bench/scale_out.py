@@ -32,6 +32,8 @@ from bench.telemetry import prepare, stored_counts
 BENCH_DB = "cc_bench_scale_out"
 PROVINCE_UNITS, PROVINCE_SCREENS = 800, 30  # the issue's province: 800 units, 30 screens
 COUNTRY_UNITS = 3_500 * 15  # about 3,500 courts with enforcement bureaus, 15 units each (an assumption)
+PROVINCES = 32  # 31 provincial high courts and the Xinjiang Production and Construction Corps branch
+LARGEST_PROVINCE_UNITS = 5_000  # an assumption: a populous province (about 200 courts)
 HEADROOM = 0.5  # plan processes at half a core each: room for bursts (a backlog after an outage) and a failover
 
 
@@ -52,7 +54,7 @@ async def run(args: argparse.Namespace, processes: int, workdir: Path, *, embedd
         )  # fmt: skip
         assert load.stdout is not None
         servers = [s.pid for s in cluster.servers]
-        others = {name: processes_named(name) for name in ("nginx", "postgres", "redis-server")}
+        others: dict[str, list[int]] = {}
         before: dict[str, float] = {}
         spent: dict[str, float] = {}
         result: dict[str, Any] = {}
@@ -60,7 +62,8 @@ async def run(args: argparse.Namespace, processes: int, workdir: Path, *, embedd
         async for line in load.stdout:
             message = json.loads(line)
             if message.get("event") == "measuring":
-                started = asyncio.get_running_loop().time()
+                started = asyncio.get_running_loop().time()  # after the ramp: every connection is open
+                others = {name: processes_named(name) for name in ("nginx", "postgres", "redis-server")}
                 before = {"servers": cpu_seconds(servers), **{k: cpu_seconds(v) for k, v in others.items()}}
             elif message.get("event") == "measured":
                 window = asyncio.get_running_loop().time() - started
@@ -88,16 +91,22 @@ def row(label: str, r: dict[str, Any]) -> str:
             f"{r['lost_in_store']:>5}")  # fmt: skip
 
 
-def estimate(per_position: float, screens: int) -> None:
+def estimate(per_position: float, processes: int, screens: int) -> None:
     """Processes needed for a province and for the country, from the measured server CPU per position (which
-    includes the fan-out to ``screens`` screens watching the same units: each court's screens watch its own)."""
-    print(f"\nestimate (server CPU per position as measured with the most processes, {screens} screens watching; "
-          f"1 Hz per unit; a process planned at {HEADROOM:.0%} of a core, two at least):")  # fmt: skip
-    for name, units in (("province", PROVINCE_UNITS), ("country", COUNTRY_UNITS)):
+    includes the fan-out to ``screens`` screens: each court's screens watch its own units)."""
+    print(f"\nestimate, from the server CPU per position measured with {processes} processes and {screens} screens "
+          f"({per_position * 1000:.3f} ms), 1 Hz per unit, a process planned at {HEADROOM:.0%} of a core and two "
+          "at least (one may fail):")  # fmt: skip
+    for name, units in (("province", PROVINCE_UNITS), ("largest province", LARGEST_PROVINCE_UNITS)):
         cores = units * per_position
-        need = max(2, math.ceil(cores / HEADROOM))
-        print(f"  {name:<9} {units:>6} units x {per_position * 1000:.3f} ms of CPU per position = "
-              f"{cores:.2f} cores of server -> {need} processes")  # fmt: skip
+        print(f"  {name:<17} {units:>6} units x {per_position * 1000:.3f} ms = {cores:.2f} cores -> "
+              f"{max(2, math.ceil(cores / HEADROOM))} processes")  # fmt: skip
+    average = COUNTRY_UNITS / PROVINCES
+    per_province = max(2, math.ceil(average * per_position / HEADROOM))
+    print(f"  country           {COUNTRY_UNITS} units in {PROVINCES} provincial deployments (each high court runs its "
+          f"own centre), {average:.0f} units each on average = {average * per_position:.2f} cores -> "
+          f"{per_province} processes each, about {per_province * PROVINCES} in all; one country-wide cluster is not "
+          "the design (every process hosting a court's screens receives that court's frames)")  # fmt: skip
 
 
 async def main() -> None:
@@ -111,10 +120,14 @@ async def main() -> None:
           f"{os.cpu_count()} cores shared by everything")  # fmt: skip
     results: list[tuple[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="cc-scale-") as tmp:
-        results.append(("baseline: 1, embedded", await run(args, 1, Path(tmp) / "base", embedded=True)))
-        for n in [int(p) for p in args.processes.split(",")]:
-            results.append((f"{n} process{'es' if n > 1 else ''} + nginx", await run(args, n, Path(tmp) / str(n),
-                                                                                  embedded=False)))  # fmt: skip
+        layouts = [("baseline: 1, embedded", 1, True)]
+        layouts += [
+            (f"{n} process{'es' if n > 1 else ''} + nginx", n, False) for n in map(int, args.processes.split(","))
+        ]
+        for label, processes, embedded in layouts:
+            workdir = Path(tmp) / label.split(" ")[0].rstrip(":")
+            workdir.mkdir()
+            results.append((label, await run(args, processes, workdir, embedded=embedded)))
     print(f"\n{'layout':<22} {'pos/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ack p99':>7} {'servers':>7} {'nginx':>6} "
           f"{'pg':>6} {'redis':>6} {'total':>6} {'ms/1k pos':>9} {'lost':>5}")  # fmt: skip
     print(f"{'':<22} {'':>8} {'screen':>7} {'screen':>7} {'ms':>7} {'(cores)':>7}")
@@ -126,7 +139,9 @@ async def main() -> None:
     latency = widest["screen_ms"]["p99"] / base["screen_ms"]["p99"]
     print(f"\nratio: {results[-1][0]} vs the embedded baseline: unit->screen p99 {latency:.1f}x, "
           f"server CPU per position {cost / base_cost:.1f}x")  # fmt: skip
-    estimate(widest["cores"]["servers"] / widest["positions_per_s"], args.screens)
+    label, sized = next(((lb, r) for lb, r in results if lb.startswith("2 ")), results[-1])  # production's shape
+    processes = 1 if label.startswith("baseline") else int(label.split()[0])
+    estimate(sized["cores"]["servers"] / sized["positions_per_s"], processes, args.screens)
     print(json.dumps({label: r for label, r in results}), file=sys.stderr)
 
 

@@ -26,14 +26,7 @@ from core.ids import CourtId, UnitId
 from event_bus.port import EventBus, SubscriberLagged
 from field_units import status
 from field_units.geofence_watch import GeofenceWatch
-from field_units.replication import (
-    STATES_TOPIC,
-    apply_delta,
-    newer,
-    position_as_json,
-    position_from_json,
-    state_delta,
-)
+from field_units.replication import STATES_TOPIC, apply_delta, heard_at, state_delta
 from field_units.telemetry import Rejection, parse_batch
 from field_units.views import unit_view, units_topic
 from field_units.writer import PositionWriter
@@ -99,7 +92,8 @@ class Tracker:
         self._geofences = geofences
         self._cluster = cluster
         self._replicate = cluster is not None and cluster.shared
-        self._outgoing: dict[UnitId, dict[str, Any]] = {}  # changes to send the other processes this tick
+        self._outgoing: dict[UnitId, dict[str, Any]] = {}  # status changes to send the other processes this tick
+        self._heard: dict[UnitId, int] = {}  # and when this process last heard each unit it heard this tick
         self._clock_ms = clock_ms
         self._low_battery: set[UnitId] = set()  # units whose low-battery alarm this process raised
         self._units: dict[UnitId, Unit] = {}
@@ -150,6 +144,7 @@ class Tracker:
     async def live_view(self, unit_id: UnitId) -> dict[str, Any]:
         """``view``, for a unit registered after this process started too."""
         await self._unit(unit_id)
+        await self.positions([unit_id])
         return self.view(unit_id)
 
     # telemetry ----------------------------------------------------------------------------------------
@@ -165,8 +160,6 @@ class Tracker:
             if current is None or (newest.fix_time_ms, newest.seq) > (current.fix_time_ms, current.seq):
                 live = newest
                 self._latest[unit.id] = newest
-                if self._replicate:
-                    self._outgoing.setdefault(unit.id, {})["position"] = position_as_json(newest)
                 pending = self._court(unit)
                 pending.units.add(unit.id)
                 superseded = pending.live.get(unit.id)
@@ -189,11 +182,13 @@ class Tracker:
     # commands from the command centre ---------------------------------------------------------------
     async def set_duty(self, unit_id: UnitId, duty: Duty) -> UnitState:
         unit = await self._unit(unit_id)
+        await self.positions([unit_id])  # the view screens get shows where the unit is, wherever it reports
         await self._apply(unit, status.set_duty(self.state(unit_id), duty))
         return self.state(unit_id)
 
     async def clear_sos(self, unit_id: UnitId) -> UnitState:
         unit = await self._unit(unit_id)
+        await self.positions([unit_id])
         await self._apply(unit, status.clear_sos(self.state(unit_id)))
         return self.state(unit_id)
 
@@ -217,7 +212,10 @@ class Tracker:
             return
         self._states[unit.id] = new
         if self._replicate:
-            self._outgoing.setdefault(unit.id, {}).update(state_delta(old, new))
+            if delta := state_delta(old, new):
+                self._outgoing.setdefault(unit.id, {}).update(delta)
+            if new.last_seen_ms is not None and new.last_seen_ms != old.last_seen_ms:
+                self._heard[unit.id] = new.last_seen_ms
         if new.status == old.status:
             return
         self._court(unit).units.add(unit.id)
@@ -269,10 +267,10 @@ class Tracker:
             ]
             await self._bus.publish(units_topic(court_id), {"units": units, "track": track})
             self.published_events += 1
-        if self._outgoing:
-            outgoing, self._outgoing = self._outgoing, {}
+        if self._outgoing or self._heard:
+            outgoing, heard, self._outgoing, self._heard = self._outgoing, self._heard, {}, {}
             assert self._cluster is not None
-            await self._bus.publish(STATES_TOPIC, {"node": self._cluster.node_id, "units": outgoing})
+            await self._bus.publish(STATES_TOPIC, {"node": self._cluster.node_id, "units": outgoing, "heard": heard})
 
     async def _follow_peers(self, ready: asyncio.Future[None]) -> None:
         """Apply every process's unit changes (this one's too, in the bus's order: see ``replication``)."""
@@ -284,21 +282,37 @@ class Tracker:
                 except SubscriberLagged:
                     log.warning("tracker: fell behind the other processes' unit changes; later ones catch up")
                     continue
+                for unit_id, last_seen_ms in event.data["heard"].items():
+                    if await self._known(UnitId(unit_id)):
+                        self._states[UnitId(unit_id)] = heard_at(self.state(UnitId(unit_id)), last_seen_ms)
                 for unit_id, delta in event.data["units"].items():
-                    await self._merge(UnitId(unit_id), delta)
+                    if await self._known(UnitId(unit_id)):
+                        self._states[UnitId(unit_id)] = apply_delta(self.state(UnitId(unit_id)), delta)
 
-    async def _merge(self, unit_id: UnitId, delta: dict[str, Any]) -> None:
-        if unit_id not in self._units:
-            try:
-                self._units[unit_id] = await self._store.get_unit(unit_id)  # registered on another process
-            except Exception:
-                log.warning("tracker: unit %s changed elsewhere but cannot be loaded", unit_id, exc_info=True)
-                return
-        self._states[unit_id] = apply_delta(self.state(unit_id), delta)
-        if "position" in delta:
-            position = position_from_json(delta["position"])
-            if newer(position, self._latest.get(unit_id)):
+    async def _known(self, unit_id: UnitId) -> bool:
+        """Whether the unit is in this process's directory (loaded now if it was registered elsewhere)."""
+        if unit_id in self._units:
+            return True
+        try:
+            self._units[unit_id] = await self._store.get_unit(unit_id)
+        except Exception:
+            log.warning("tracker: unit %s changed elsewhere but cannot be loaded", unit_id, exc_info=True)
+            return False
+        return True
+
+    async def positions(self, unit_ids: list[UnitId]) -> dict[UnitId, Position]:
+        """The newest position of each unit, whichever process heard it (its own, or the store's, which every
+        process's writer keeps current); what this process knows is used if the store cannot answer."""
+        try:
+            stored = await self._store.latest_positions(unit_ids)
+        except Exception:
+            log.warning("tracker: latest positions unavailable from the store; using this process's", exc_info=True)
+            stored = {}
+        for unit_id, position in stored.items():
+            current = self._latest.get(unit_id)
+            if current is None or _fix(position) > _fix(current):
                 self._latest[unit_id] = position
+        return {unit_id: self._latest[unit_id] for unit_id in unit_ids if unit_id in self._latest}
 
     async def _sweep_forever(self) -> None:
         default_ms = int(self._settings.offline_after_seconds * 1000)
@@ -318,6 +332,7 @@ class Tracker:
                 quiet = status.silence(state, now_ms=now, offline_after_ms=limit)
                 if quiet != state:
                     try:
+                        await self.positions([unit_id])
                         await self._apply(unit, quiet)
                     except Exception:
                         log.exception("tracker: marking %s offline failed", unit_id)

@@ -49,8 +49,10 @@ async def nearest(request: web.Request) -> web.StreamResponse:
     everyone = flag(request, "any")
     store, tracker = request.app[STORE], request.app[TRACKER]
     candidates: list[tuple[str, float, float]] = []
-    for unit in await store.list_units(await visible_courts(store, current_user(request))):
-        position = tracker.latest(unit.id)
+    units = await store.list_units(await visible_courts(store, current_user(request)))
+    latest = await tracker.positions([u.id for u in units])  # wherever each unit reports
+    for unit in units:
+        position = latest.get(unit.id)
         if position is None or unit.revoked_at is not None:
             continue
         if everyone or tracker.state(unit.id).status is Status.AVAILABLE:
