@@ -42,7 +42,8 @@ class Cluster:
         self.env |= {"CC_STORE__URL": store_url, "CC_BUS__URL": redis_url, "CC_BUS__NAMESPACE": self.namespace,
                      "CC_CONFIG": "", "CC_DATA_DIR": str(workdir / "shared"), "CC_AUTH__ARGON2_MEMORY_KIB": "8",
                      "CC_AUTH__ARGON2_TIME_COST": "1", "CC_AUTH__ARGON2_PARALLELISM": "1",
-                     "CC_CLUSTER__LEASE_SECONDS": "2", "CC_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]'}  # fmt: skip
+                     "CC_CLUSTER__LEASE_SECONDS": "2", "CC_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]',
+                     "CC_SERVER__TRUSTED_PROXIES": '["127.0.0.1"]'}  # fmt: skip
         self.env |= env or {}
         self.servers: list[Server] = []
         for index in range(processes):

@@ -39,7 +39,7 @@ from command_center.operations import OperationDesk
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
 from command_center.screens.hub import ScreenHub
-from command_center.throttle import LoginThrottle
+from command_center.throttle import LocalLoginGuard
 from config.settings import Settings
 from event_bus.factory import build_bus
 from field_units.geofence_watch import GeofenceWatch
@@ -67,7 +67,6 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[PASSWORDS] = Passwords(settings.auth)
-    app[LOGIN_THROTTLE] = LoginThrottle()
     registry = Registry(all_endpoints())
     registry.install(app)
     app[OPENAPI] = openapi_document(registry, title=API_TITLE, version="1")
@@ -100,9 +99,18 @@ def create_app(
         cluster.want(LEADER)
         app[CLUSTER] = cluster
         app[HTTP_CLIENT] = aiohttp.ClientSession()  # requests to the other processes (forwarding)
+        if cluster.shared:  # a guesser must not get five tries per process
+            from command_center.shared_throttle import RedisLoginGuard
+
+            shared = RedisLoginGuard(settings.bus.url, namespace=settings.bus.namespace)
+            app[LOGIN_THROTTLE] = shared
+        else:
+            app[LOGIN_THROTTLE] = LocalLoginGuard()
         try:
             yield
         finally:
+            if cluster.shared:
+                await shared.close()
             await app[HTTP_CLIENT].close()
             await cluster.close()
 

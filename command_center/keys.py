@@ -9,7 +9,7 @@ from aiohttp import web
 
 from cluster.port import Coordinator
 from command_center.credentials import Passwords
-from command_center.throttle import LoginThrottle
+from command_center.throttle import LoginGuard
 from config.settings import Settings
 from event_bus.port import EventBus
 from persistence.port import Store
@@ -35,7 +35,7 @@ BUS = web.AppKey("bus", EventBus)
 CLUSTER = web.AppKey("cluster", Coordinator)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 PASSWORDS = web.AppKey("passwords", Passwords)
-LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginGuard)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 TRACKER: web.AppKey[Tracker] = web.AppKey("tracker")
 WRITER: web.AppKey[PositionWriter] = web.AppKey("position_writer")

@@ -34,6 +34,10 @@ class ServerSettings(Section):
     port: int = Field(8080, ge=0, le=65535)
     #: Largest request body accepted, in bytes; larger bodies get 413.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    #: Addresses of reverse proxies in front of this process (nginx): for requests from them the client's
+    #: address is the last one they add to ``X-Forwarded-For`` (login throttling is per client address).
+    #: Empty by default: with no proxy a client could name any address it likes.
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=64)
     #: ``uvloop`` (libuv; about twice the socket throughput of the standard loop) or ``asyncio``.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 BATCH = 100  # positions in one data-channel message (the server allows 500)
 
 
+WHIP_TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=10)
+
+
 class PatternCamera(VideoStreamTrack):
     """Moving colour bars at 640×480 (aiortc encodes them): a unit with no camera, for tests and demos."""
 
@@ -143,6 +146,7 @@ class MediaUnit:
             f"{self._base}/api/whip",
             data=pc.localDescription.sdp,
             headers={**self._headers, "Content-Type": "application/sdp"},
+            timeout=WHIP_TIMEOUT,  # on a dead link a POST must fail, not hang for aiohttp's 5 minutes
         ) as response:
             answer = await response.text()
             if response.status != 201:

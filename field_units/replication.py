@@ -48,5 +48,3 @@ def heard_at(state: UnitState, last_seen_ms: int) -> UnitState:
     if state.last_seen_ms is not None and state.last_seen_ms >= last_seen_ms:
         return state
     return dataclasses.replace(state, last_seen_ms=int(last_seen_ms))
-
-

@@ -31,6 +31,7 @@ import av
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 2_000  # about a minute of video and audio; beyond it frames are dropped and counted
+GAP_MS = 500  # a pause of the video longer than this is reported as a gap of the recording
 OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 312, 48_000, 0, 0)  # RFC 7845 §5.1, stereo 48 kHz
 CODECS = {"video/vp8": "vp8", "video/h264": "h264", "audio/opus": "opus"}
 
@@ -50,12 +51,16 @@ class Segment:
     video_frames: int
     audio_frames: int
     recovered: bool = False
+    gaps: int = 0  # pauses of the video longer than GAP_MS (lost frames a bad link did not recover)
+    longest_gap_ms: int = 0  # the longest pause between two recorded video frames, in media time
+    dropped: int = 0  # frames the recorder could not keep up with (its queue was full)
 
     def details(self, root: Path) -> dict[str, Any]:
         return {"file": str(self.path.relative_to(root)), "unit_id": self.unit_id, "session_id": self.session_id,
                 "index": self.index, "started_ms": self.started_ms, "ended_ms": self.ended_ms, "bytes": self.size,
                 "sha256": self.sha256, "video_frames": self.video_frames, "audio_frames": self.audio_frames,
-                "recovered": self.recovered}  # fmt: skip
+                "recovered": self.recovered, "gaps": self.gaps, "longest_gap_ms": self.longest_gap_ms,
+                "dropped": self.dropped}  # fmt: skip
 
 
 def sha256_of(path: Path) -> str:
@@ -87,6 +92,9 @@ class _Open:
     frames: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     opened: float = field(default_factory=time.monotonic)
     asked: bool = False  # a keyframe was requested to rotate on
+    gaps: int = 0
+    longest_gap_ms: int = 0
+    dropped_before: int = 0  # the recorder's drop count when this segment opened
 
 
 class SessionRecorder:
@@ -171,7 +179,7 @@ class SessionRecorder:
     def _open(self, index: int, keyframe: bytes | None) -> _Open:
         path = self.folder / f"{index:05d}.mkv.part"
         container = av.open(str(path), mode="w", format="matroska")
-        segment = _Open(container, path, index, int(time.time() * 1000))
+        segment = _Open(container, path, index, int(time.time() * 1000), dropped_before=self.dropped)
         for kind, mime in self.media.items():
             stream: Any = container.add_stream(CODECS[mime], rate=90_000 if kind == "video" else 48_000)
             if mime == "video/vp8" and keyframe is not None and (size := vp8_size(keyframe)):
@@ -184,8 +192,13 @@ class SessionRecorder:
         return segment
 
     def _mux(self, segment: _Open, kind: str, data: bytes, timestamp: int, clock_rate: int, keyframe: bool) -> None:
-        if timestamp <= segment.last_pts.get(kind, -1):
+        previous = segment.last_pts.get(kind, -1)
+        if timestamp <= previous:
             return  # a repeated or reordered frame: Matroska needs increasing timestamps per track
+        if kind == "video" and previous >= 0:
+            pause_ms = (timestamp - previous) * 1000 // clock_rate
+            segment.longest_gap_ms = max(segment.longest_gap_ms, pause_ms)
+            segment.gaps += pause_ms > GAP_MS
         segment.last_pts[kind] = timestamp
         packet = av.Packet(data)
         packet.stream = segment.streams[kind]
@@ -201,7 +214,8 @@ class SessionRecorder:
         segment.path.rename(final)
         done = Segment(final, self.unit_id, self.session_id, segment.index, segment.started_ms,
                        int(time.time() * 1000), final.stat().st_size, sha256_of(final), segment.frames["video"],
-                       segment.frames["audio"])  # fmt: skip
+                       segment.frames["audio"], gaps=segment.gaps, longest_gap_ms=segment.longest_gap_ms,
+                       dropped=self.dropped - segment.dropped_before)  # fmt: skip
         self.segments += 1
         self._pending.append(asyncio.run_coroutine_threadsafe(self._on_segment(done), self._loop))
 

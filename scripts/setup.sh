@@ -63,10 +63,11 @@ if [ -n "$extras" ] && ! command -v whip-client >/dev/null && [ "$(id -u)" = 0 ]
 fi
 
 # The scale-out tests and benchmark put several server processes behind Debian's nginx (the same
-# config/nginx/nginx.conf as docker-compose); without it (not root, no apt) those tests are skipped.
-if [ -n "$extras" ] && [ ! -x /usr/sbin/nginx ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "setup: installing nginx for the scale-out tests (apt-get)…"
-  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light || \
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } >.venv/apt-nginx.log 2>&1 \
-    || echo "setup: nginx could not be installed; the scale-out tests will be skipped" >&2
+# config/nginx/nginx.conf as docker-compose); the field-conditions test needs ethtool to switch off veth
+# offloads. Without them (not root, no apt) those tests are skipped with the reason.
+if [ -n "$extras" ] && { [ ! -x /usr/sbin/nginx ] || ! command -v ethtool >/dev/null; } \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing nginx and ethtool for the scale-out and field tests (apt-get)…"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light ethtool iproute2 >.venv/apt-nginx.log 2>&1 \
+    || echo "setup: nginx/ethtool could not be installed; the scale-out and field tests will be skipped" >&2
 fi

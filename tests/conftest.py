@@ -21,7 +21,15 @@ from command_center.app import create_app
 from command_center.bootstrap import import_courts
 from command_center.credentials import Passwords, lookup_hash, new_device_secret
 from command_center.keys import STORE
-from config.settings import AuthSettings, BusSettings, MediaSettings, Settings, StoreSettings, TrackingSettings
+from config.settings import (
+    AuthSettings,
+    BusSettings,
+    MediaSettings,
+    ServerSettings,
+    Settings,
+    StoreSettings,
+    TrackingSettings,
+)
 from core.ids import CourtId, UnitId
 from event_bus.factory import build_bus
 from event_bus.port import EventBus
@@ -160,6 +168,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
         schema: str | None = None,
         tracking: TrackingSettings | None = None,
         media: MediaSettings | None = None,
+        server: ServerSettings | None = None,
         **auth: Any,
     ) -> World:
         settings = Settings(
@@ -169,6 +178,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
             tracking=tracking or TrackingSettings(),
             media=media or Settings().media,  # default: from the environment (CC_MEDIA__...)
             data_dir=tmp_path,
+            server=server or ServerSettings(),
         )
         client = await aiohttp_client(create_app(settings, store_schema=schema))
         world = World(client)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from command_center.keys import SETTINGS
+from config.settings import ServerSettings
 from persistence.migrations import load_migrations
 from tests.conftest import AppFactory, World
 
@@ -315,3 +316,22 @@ async def test_repeated_failed_logins_are_throttled(world: World) -> None:
         "/api/auth/login", json={"username": "operator", "password": world.passwords["operator"]}
     )
     assert other.status == 200  # the address is not locked by one user's failures
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_behind_a_trusted_proxy_the_client_address_is_the_one_it_forwards(
+    make_world: AppFactory, trusted: bool
+) -> None:
+    """nginx adds the client's address to X-Forwarded-For; only a configured proxy is believed (a client
+    talking to the app directly could otherwise name any address and never be throttled by address)."""
+    world = await make_world(server=ServerSettings(trusted_proxies=["127.0.0.1"] if trusted else []))
+    for n in range(20):  # one machine spraying usernames: its address gets locked
+        bad = await world.client.post("/api/auth/login", json={"username": f"guess{n}", "password": "wrong guess!"},
+                                      headers={"X-Forwarded-For": "203.0.113.9, 10.9.0.7"})  # fmt: skip
+        assert bad.status == 401
+    sprayer = await world.client.post("/api/auth/login", json={"username": "judge", "password": "x" * 12},
+                                      headers={"X-Forwarded-For": "10.9.0.7"})  # fmt: skip
+    assert sprayer.status == 429
+    mine = {"username": "operator", "password": world.passwords["operator"]}
+    colleague = await world.client.post("/api/auth/login", json=mine, headers={"X-Forwarded-For": "10.9.0.8"})
+    assert colleague.status == (200 if trusted else 429)  # another console behind the same proxy

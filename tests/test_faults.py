@@ -6,18 +6,15 @@ screen's feed resnapshots."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from bench.harness import free_port
+from bench.own_services import OwnPostgres, OwnRedis
 from config.settings import BusSettings, StoreSettings, TrackingSettings
 from core.ids import UnitId
 from persistence.factory import build_store
@@ -25,36 +22,11 @@ from tests.conftest import AppFactory
 from tests.test_live_tracking import UNIT, fix, open_screen, open_unit, send
 
 
-def _redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    log = (folder / "redis.log").open("ab")
-    return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(folder)], stdout=log, stderr=log)  # fmt: skip
-
-
-async def _until_ready(port: int, folder: Path) -> None:
-    """Until this Redis answers PING (its log is in the failure message otherwise)."""
-    try:
-        await asyncio.wait_for(_ping_until_pong(port), 10)
-    except TimeoutError:
-        raise AssertionError(f"redis on {port} did not start: {(folder / 'redis.log').read_text()[-1000:]}") from None
-
-
-async def _ping_until_pong(port: int) -> None:
-    while True:
-        probe = await asyncio.create_subprocess_exec("redis-cli", "-p", str(port), "ping",
-                                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
-        out, _ = await probe.communicate()
-        if out.strip() == b"PONG":
-            return
-        await asyncio.sleep(0.1)
-
-
 async def test_screens_recover_when_redis_restarts_empty(make_world: AppFactory, tmp_path: Path) -> None:
-    port = free_port()
-    redis = _redis(port, tmp_path)
+    redis = OwnRedis(tmp_path)
     try:
-        await _until_ready(port, tmp_path)
-        world = await make_world(bus=BusSettings(url=f"redis://127.0.0.1:{port}/0"))
+        await redis.start()
+        world = await make_world(bus=BusSettings(url=redis.url))
         screen = await open_screen(world)
         unit = await open_unit(world)
         for seq in range(1, 6):  # a few frames, so the bus's sequence for the court is well above 1
@@ -62,14 +34,12 @@ async def test_screens_recover_when_redis_restarts_empty(make_world: AppFactory,
             await screen.unit_update(UNIT, lambda v, s=seq: v["position"]["seq"] == s)
 
         redis.kill()  # -9: no goodbye, no data kept
-        redis.wait()
         during = await send(unit, fix(6, lat=45.7507))
         assert during["stored"] == [6]  # telemetry does not need the bus: stored and acknowledged
         health = await world.client.get("/api/health")
         assert (await health.json())["status"] == "degraded"
 
-        redis = _redis(port, tmp_path)  # back, empty: every sequence counter starts again at 1
-        await _until_ready(port, tmp_path)
+        await redis.start()  # back, empty: every sequence counter starts again at 1
         await send(unit, fix(7, lat=45.76))
         async with asyncio.timeout(20):  # the screen catches up without the app restarting
             while True:
@@ -82,55 +52,15 @@ async def test_screens_recover_when_redis_restarts_empty(make_world: AppFactory,
         assert (await (await world.client.get("/api/health")).json())["status"] == "ok"
     finally:
         redis.kill()
-        redis.wait()
 
 
-PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/nonexistent"))
-
-
-def _postgres(data: Path, port: int) -> subprocess.Popen[bytes]:
-    log = (data.parent / "postgres.log").open("ab")
-    return subprocess.Popen(["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(data), "-p",
-                             str(port), "-k", str(data.parent), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                            stdout=log, stderr=log, start_new_session=True)  # fmt: skip
-
-
-async def _crash(data: Path) -> None:
-    """SIGKILL the postmaster (its backends notice and exit) and wait until it and its port are gone."""
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    os.kill(pid, signal.SIGKILL)
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # the backends see the postmaster gone and leave its shared memory
-
-
-async def _pg_ready(port: int, folder: Path) -> None:
-    for _ in range(100):
-        probe = await asyncio.create_subprocess_exec(str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
-                                                     str(port))  # fmt: skip
-        if await probe.wait() == 0:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"postgres did not start: {(folder / 'postgres.log').read_text()[-1500:]}")
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or not (PG_BIN / "initdb").exists(), reason="needs root and PostgreSQL")
+@pytest.mark.skipif(not OwnPostgres.available, reason="needs root and PostgreSQL")
 async def test_ingest_waits_out_a_postgres_crash_and_bounds_what_it_holds(make_world: AppFactory) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="cc-pg-fault-"))
-    shutil.chown(folder, "postgres", "postgres")
-    data = folder / "data"
-    await asyncio.to_thread(subprocess.run, ["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D",
-                            str(data), "--auth=trust", "-U", "postgres"], check=True, capture_output=True,
-                            timeout=60)  # fmt: skip
-    port = free_port()
-    postgres = _postgres(data, port)
+    postgres = OwnPostgres()
     try:
-        await _pg_ready(port, folder)
-        store = StoreSettings(url=f"postgresql://postgres@127.0.0.1:{port}/postgres")
+        await postgres.init()
+        await postgres.start()
+        store = StoreSettings(url=postgres.url)
         world = await make_world(store=store, tracking=TrackingSettings(max_pending_positions=100))
         unit = await open_unit(world)
         assert (await send(unit, fix(1)))["stored"] == [1]
@@ -140,8 +70,7 @@ async def test_ingest_waits_out_a_postgres_crash_and_bounds_what_it_holds(make_w
             "/api/telemetry/ws", headers={"Authorization": f"Bearer {(await second.json())['secret']}"}
         )
 
-        await _crash(data)  # the database dies, no goodbye
-        postgres.wait()
+        await postgres.crash()  # the database dies, no goodbye
         waiting = asyncio.create_task(send(unit, fix(2, lat=45.751)))  # held: answered once it is durable
         await asyncio.sleep(1.0)
         assert not waiting.done()
@@ -155,8 +84,7 @@ async def test_ingest_waits_out_a_postgres_crash_and_bounds_what_it_holds(make_w
                                          headers=world.auth("device"))  # fmt: skip
         assert upload.status == 503  # a new request cannot even check its credential: 503, not 500
 
-        postgres = _postgres(data, port)  # back, after crash recovery
-        await _pg_ready(port, folder)
+        await postgres.start()  # back, after crash recovery
         answer = await asyncio.wait_for(waiting, 20)
         assert answer["stored"] == [2]
         assert (await send(unit, fix(3)))["stored"] == [3]
@@ -165,10 +93,7 @@ async def test_ingest_waits_out_a_postgres_crash_and_bounds_what_it_holds(make_w
         assert (await world.client.get("/api/health")).status == 200
         await other.close()
     finally:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
-            await _crash(data)
-        postgres.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+        await postgres.remove()
 
 
 async def test_a_server_killed_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:

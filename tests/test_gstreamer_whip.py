@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.standalone_server import CLI, prepare, run
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = "HLJ0102-G1"
@@ -51,21 +52,15 @@ def _missing() -> str | None:
 pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 
 
-def _run(*command: str, stdin: str = "", env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
-    assert result.returncode == 0, f"{command}: {result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture
 def netns() -> Iterator[str]:
     name = f"cc-whip-{uuid.uuid4().hex[:8]}"
-    _run("ip", "netns", "add", name)
+    run("ip", "netns", "add", name)
     try:
         for command in (["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "v0", "type", "veth", "peer", "name",
                         "v1"], ["ip", "addr", "add", "127.0.0.1/32", "dev", "v0"], ["ip", "link", "set", "v0", "up"],
                         ["ip", "link", "set", "v1", "up"]):  # fmt: skip
-            _run("ip", "netns", "exec", name, *command)
+            run("ip", "netns", "exec", name, *command)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
@@ -75,20 +70,10 @@ def test_gstreamer_whip_client_streams_and_a_viewer_receives_it(netns: str, tmp_
     stub_dir = tmp_path / "stub"
     stub_dir.mkdir()
     (stub_dir / "stub.c").write_text(STUB)
-    _run("gcc", "-shared", "-fPIC", "-o", str(stub_dir / "libgupnp-igd-1.0.so.4"), str(stub_dir / "stub.c"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
-    env |= {"CC_DATA_DIR": str(tmp_path), "CC_STORE__URL": f"sqlite:///{tmp_path / 'app.db'}",
-            "CC_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]', "CC_MEDIA__SEGMENT_SECONDS": "2",
-            "CC_AUTH__ARGON2_MEMORY_KIB": "8", "CC_AUTH__ARGON2_TIME_COST": "1",
-            "CC_AUTH__ARGON2_PARALLELISM": "1"}  # fmt: skip
-    cli = [sys.executable, "-m", "command_center"]
-    _run(*cli, "init", env=env)
-    added = _run(*cli, "device", "add", "--id", UNIT, "--name", "gst", "--kind", "body_camera", "--court", "HLJ0102",
-                 env=env)  # fmt: skip
-    secret = re.search(r"device secret \(shown once\): (\S+)", added)
-    assert secret is not None
-    _run(*cli, "user", "add", "--username", "watcher", "--display-name", "watcher", "--role", "operator", "--court",
-         "HLJ01", stdin=PASSWORD + "\n", env=env)  # fmt: skip
+    run("gcc", "-shared", "-fPIC", "-o", str(stub_dir / "libgupnp-igd-1.0.so.4"), str(stub_dir / "stub.c"))
+    env, secret = prepare(tmp_path, unit=UNIT, watcher_password=PASSWORD, CC_MEDIA__ICE_ADDRESSES='["127.0.0.1"]',
+                          CC_MEDIA__SEGMENT_SECONDS="2")  # fmt: skip
+    cli = CLI
     port = "8123"
     inside = ["ip", "netns", "exec", netns]
     log = (tmp_path / "server.log").open("wb")
@@ -105,11 +90,16 @@ def test_gstreamer_whip_client_streams_and_a_viewer_receives_it(netns: str, tmp_
             time.sleep(0.2)
         client_env = env | {"LD_LIBRARY_PATH": str(stub_dir)}
         client = subprocess.Popen([*inside, "timeout", "-s", "INT", "12", "whip-client", "-u", f"{base}/api/whip",
-                                   "-t", secret.group(1), "-n", "-V", VIDEO, "-A", AUDIO], env=client_env,
+                                   "-t", secret, "-n", "-V", VIDEO, "-A", AUDIO], env=client_env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-        seen = json.loads(_run(*inside, sys.executable, str(ROOT / "tests" / "netns_viewer.py"), base, "watcher",
+        seen = json.loads(run(*inside, sys.executable, str(ROOT / "tests" / "netns_viewer.py"), base, "watcher",
                                PASSWORD, UNIT, env=env).strip().splitlines()[-1])  # fmt: skip
-        assert seen == {"frames": 30, "width": 320, "height": 240}  # videotestsrc's picture, forwarded as sent
+        assert seen | {"seconds": 0} == {
+            "frames": 30,
+            "width": 320,
+            "height": 240,
+            "seconds": 0,
+        }  # videotestsrc's picture, forwarded as sent
         output = client.communicate(timeout=30)[0].decode(errors="replace")
         assert "Bye!" in output, output  # it ended with DELETE on the session (SIGINT)
     finally:
@@ -120,5 +110,5 @@ def test_gstreamer_whip_client_streams_and_a_viewer_receives_it(netns: str, tmp_
         log.close()
     server_log = (tmp_path / "server.log").read_text(errors="replace")
     assert f"unit {UNIT} publishing" in server_log and "ended by the unit" in server_log, server_log[-2000:]
-    verified = _run(*cli, "recording", "verify", "--unit", UNIT, env=env)
+    verified = run(*cli, "recording", "verify", "--unit", UNIT, env=env)
     assert "segments match the audit chain" in verified

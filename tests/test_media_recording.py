@@ -138,3 +138,38 @@ def test_a_segment_cut_short_by_a_crash_is_recovered(tmp_path: Path) -> None:
         decoded = sum(1 for _ in container.decode(video=0))
     assert 30 < decoded < 90 and segment.video_frames >= decoded  # what was written before the cut survives
     assert segment.sha256 == sha256_of(segment.path)
+
+
+async def test_pauses_of_the_video_are_reported_with_each_segment(tmp_path: Path) -> None:
+    """A link that loses frames leaves pauses in the recording: each segment says how many and the longest."""
+    import fractions
+
+    import numpy as np
+
+    from media.recording import Segment, SessionRecorder
+
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = 160, 120, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, 30)
+    packets = []
+    for i in range(60):
+        frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i, np.uint8), format="rgb24").reformat(
+            format="yuv420p"
+        )
+        frame.pts = i
+        packets.extend(encoder.encode(frame))
+    done: list[Segment] = []
+
+    async def keep(segment: Segment) -> None:
+        done.append(segment)
+
+    recorder = SessionRecorder(tmp_path, UNIT, "s1", {"video": "video/VP8"}, segment_seconds=3600,
+                               on_segment=keep, want_keyframe=lambda: None)  # fmt: skip
+    for i, packet in enumerate(packets):
+        frame_index = i if i < 20 else i + 36  # frames 20..55 never arrived: a 1.2 s pause
+        recorder.frame("video", bytes(packet), frame_index * 3000, 90_000, bool(packet.is_keyframe))
+    await recorder.close()
+    [segment] = done
+    assert segment.video_frames == len(packets)
+    assert (segment.gaps, segment.longest_gap_ms) == (1, 1233)
+    assert segment.details(tmp_path)["longest_gap_ms"] == 1233 and segment.dropped == 0

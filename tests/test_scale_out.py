@@ -167,6 +167,19 @@ async def test_silent_units_are_marked_offline_once_by_the_leader(cluster: Clust
     assert marked == [(quiet, leader) for quiet in QUIET]
 
 
+async def test_failed_logins_are_counted_across_processes(cluster: Cluster) -> None:
+    """Five wrong passwords spread over both processes lock the username on both (not five per process)."""
+    servers = [s.url for s in cluster.servers]
+    async with session() as http:
+        for n in range(5):
+            async with http.post(f"{servers[n % 2]}/api/auth/login",
+                                 json={"username": "guessed", "password": f"wrong guess {n}"}) as answer:  # fmt: skip
+                assert answer.status == 401
+        for base in servers:
+            async with http.post(f"{base}/api/auth/login", json={"username": "guessed", "password": "x" * 12}) as a:
+                assert a.status == 429, await a.text()
+
+
 async def test_a_viewer_on_the_other_process_watches_the_unit(cluster: Cluster, loopback: None) -> None:
     a, b = (s.url for s in cluster.servers)
     unit = MediaUnit(a, cluster.secrets["HLJ0102-C3"], talkback=False, label="C3")  # type: ignore[attr-defined]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -16,6 +15,16 @@ from command_center.keys import LOGIN_THROTTLE, PASSWORDS, SETTINGS, STORE
 from core.errors import TooManyRequests, Unauthenticated
 
 api = Registry()
+
+
+def client_address(request: web.Request) -> str:
+    """The caller's address; behind a trusted proxy, the last address it added to X-Forwarded-For."""
+    remote = request.remote or "unknown"
+    if remote in request.app[SETTINGS].server.trusted_proxies:
+        forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
+        if forwarded:
+            return forwarded[-1]
+    return remote
 
 
 @api.route(
@@ -31,17 +40,17 @@ api = Registry()
 async def login(request: web.Request) -> web.StreamResponse:
     credentials = body(request, LoginIn)
     store, passwords, throttle = request.app[STORE], request.app[PASSWORDS], request.app[LOGIN_THROTTLE]
-    address = request.remote or "unknown"
-    wait = throttle.wait_seconds(credentials.username, address, time.monotonic())
+    address = client_address(request)
+    wait = await throttle.wait_seconds(credentials.username, address)
     if wait > 0:
         raise TooManyRequests(f"too many failed logins; try again in {int(wait) + 1} s")
     user = await store.find_user(credentials.username)
     # Argon2 takes tens of milliseconds of CPU: keep it off the event loop.
     valid = await asyncio.to_thread(passwords.verify, user.password_hash if user else None, credentials.password)
     if user is None or not valid or user.disabled:
-        throttle.failed(credentials.username, address, time.monotonic())
+        await throttle.failed(credentials.username, address)
         raise Unauthenticated("wrong username or password")
-    throttle.succeeded(credentials.username)
+    await throttle.succeeded(credentials.username)
     token = new_session_token()
     ttl = request.app[SETTINGS].auth.session_ttl_seconds
     session = await store.add_session(
