@@ -34,7 +34,7 @@ from command_center.keys import (
     WRITER,
 )
 from command_center.media_ctx import media_ctx
-from command_center.middleware import errors_as_json, security_headers
+from command_center.middleware import errors_as_json, same_origin_websockets, security_headers
 from command_center.operations import OperationDesk
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
@@ -63,7 +63,8 @@ def create_app(
     replaces the configured partner agencies (tests point them at simulators on ephemeral ports).
     """
     app = web.Application(
-        middlewares=[security_headers, errors_as_json], client_max_size=settings.server.max_body_bytes
+        middlewares=[security_headers, errors_as_json, same_origin_websockets],
+        client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[PASSWORDS] = Passwords(settings.auth)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from command_center.keys import SETTINGS
-from core.errors import AppError, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable
+from core.errors import AppError, Forbidden, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable
 from persistence.availability import store_unavailable
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,17 @@ _SECURITY_HEADERS = {
         "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; frame-ancestors 'none'"
     ),
 }
+
+
+@web.middleware
+async def same_origin_websockets(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A browser opening a socket names the page's origin: only this server's own pages may (a page elsewhere
+    must not drive a console's socket). Units and tools send no Origin and are judged by their credential."""
+    origin = request.headers.get("Origin")
+    socket = request.headers.get("Upgrade", "").lower() == "websocket"
+    if origin and socket and urlsplit(origin).netloc.lower() != request.host.lower():
+        raise Forbidden(f"WebSocket from another origin ({origin}) refused")
+    return await handler(request)
 
 
 @web.middleware

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 
 from command_center.keys import SETTINGS
@@ -335,3 +336,21 @@ async def test_behind_a_trusted_proxy_the_client_address_is_the_one_it_forwards(
     mine = {"username": "operator", "password": world.passwords["operator"]}
     colleague = await world.client.post("/api/auth/login", json=mine, headers={"X-Forwarded-For": "10.9.0.8"})
     assert colleague.status == (200 if trusted else 429)  # another console behind the same proxy
+
+
+async def test_another_origin_gets_no_cors_and_cannot_open_a_socket(world: World) -> None:
+    """The API sends no CORS headers (pages are served by the app itself), so a page on another origin cannot
+    read an answer; a browser socket from another origin is refused; the app's own pages may open one."""
+    evil = {"Origin": "http://evil.example"}
+    preflight = await world.client.options("/api/units", headers={**evil, "Access-Control-Request-Method": "GET"})
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+    read = await world.client.get("/api/units", headers={**evil, **world.auth("operator")})
+    assert "Access-Control-Allow-Origin" not in read.headers
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}", headers=evil)
+    assert refused.value.status == 403
+    own = f"http://{world.client.host}:{world.client.port}"
+    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}", headers={"Origin": own})
+    await ws.send_json({"type": "ping"})
+    assert (await ws.receive_json(timeout=5))["type"] == "pong"
+    await ws.close()
