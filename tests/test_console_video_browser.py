@@ -33,7 +33,7 @@ async def test_the_console_plays_a_units_video_and_talks_to_it(world: World) -> 
             await page.fill("input[name=password]", world.passwords["operator"])
             await page.click("button[type=submit]")
             await page.click("#console-link")
-            await page.wait_for_function("() => window.consoleState.refreshes >= 1")
+            await page.wait_for_function("() => window.consoleState?.refreshes >= 1")
             await page.select_option("#video-unit", UNIT)
             await page.click("#watch")
             # the unit's own frames play: size known and time moving

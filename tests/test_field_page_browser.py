@@ -40,7 +40,7 @@ async def test_chromium_streams_to_whip_and_a_viewer_receives_it(world: World) -
             await page.goto(f"{base}/field")
             await page.fill("input[name=secret]", world.device_secret)
             await page.click("#device button[type=submit]")
-            await page.wait_for_function("() => window.fieldState.link === 'live'", timeout=20_000)
+            await page.wait_for_function("() => window.fieldState?.link === 'live'", timeout=20_000)
             hub = world.client.app[MEDIA]
             await eventually(lambda: hub.publisher(UnitId(UNIT)) is not None, what="the unit's WHIP session")
 
@@ -49,7 +49,7 @@ async def test_chromium_streams_to_whip_and_a_viewer_receives_it(world: World) -
             assert frames[-1].width == 640 and frames[-1].height == 480  # Chromium's fake camera, as sent
 
             tracker = world.client.app[TRACKER]
-            await page.wait_for_function("() => window.fieldState.acked >= 1")  # over the data channel
+            await page.wait_for_function("() => window.fieldState?.acked >= 1")  # over the data channel
             latest = tracker.latest(UnitId(UNIT))
             assert latest is not None and (round(latest.lat, 4), round(latest.lon, 4)) == (45.7612, 126.6201)
             await page.click("#sos")

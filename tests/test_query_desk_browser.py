@@ -52,14 +52,14 @@ async def test_a_judge_queries_and_watches_the_answers_arrive(tmp_path: Path, br
             assert "查询事由" in (await page.text_content("#ask-error") or "")
             await page.fill("#reason", "申请执行人申请查控被执行人财产")
             await page.click("#submit")
-            await page.wait_for_function("() => window.deskState.query !== null")
+            await page.wait_for_function("() => window.deskState && window.deskState.query !== null")
             assert "剩余" in (await page.text_content("#countdown") or "")
             jobs: int = await page.evaluate("window.deskState.jobs.size")
             assert jobs == sum(1 for a in agencies for p in ("person", "organisation")
                                if p in a.party_kinds)  # fmt: skip
             await page.wait_for_selector(".job.pending[data-agency=ccb]")  # the slow bank is still asking
             await page.wait_for_selector(".job.answered, .job.no_assets")  # ... while others have answered
-            await page.wait_for_function("() => window.deskState.query.complete", timeout=20_000)
+            await page.wait_for_function("() => window.deskState?.query?.complete", timeout=20_000)
             assert "已完成" in (await page.text_content("#countdown") or "")
             statuses: list[str] = await page.evaluate("[...window.deskState.jobs.values()].map(j => j.status)")
             assert set(statuses) <= {"answered", "no_assets"}, statuses

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import redis.asyncio as aioredis
 from aiortc import RTCSessionDescription
 
 from bench.cluster import NGINX, Cluster
-from bench.harness import fresh_store_url
+from bench.harness import ROOT, free_port, fresh_store_url
 from config.settings import StoreSettings
 from core.ids import UnitId
 from field_units.client import TelemetryClient
@@ -46,11 +48,38 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(workdir: Path) -> Iterator[Cluster]:
+def agencies(workdir: Path) -> Iterator[Path]:
+    """Two partner agencies as a simulator process both server processes reach: a slow bank, a quick registry."""
+    file = workdir / "agencies.toml"
+    tables = []
+    for agency_id, name, kind, latency in (("bank", "慢银行", "bank", 4000), ("land", "不动产登记", "real_estate", 50)):
+        tables.append(f'[[agency]]\nid = "{agency_id}"\nname = "{name}"\nkind = "{kind}"\n'
+                      f'endpoint = "http://127.0.0.1:{free_port()}"\napi_key = "sim-{agency_id}"\n'
+                      f"timeout_seconds = 8.0\nsimulator = {{ latency_median_ms = {latency}, "
+                      "latency_sigma = 0 }\n")  # fmt: skip
+    file.write_text("\n".join(tables))
+    simulator = subprocess.Popen([sys.executable, "-m", "query_control.simulator", "--agencies", str(file)], cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert simulator.stdout is not None
+    for line in simulator.stdout:
+        if "agency simulators running" in line:
+            break
+    try:
+        yield file
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
+
+
+@pytest.fixture(scope="module")
+def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     store_url = asyncio.run(fresh_store_url("postgres", workdir, "cc_scale_out_test"))
-    cluster = Cluster(workdir, processes=2, store_url=store_url, env={"CC_TRACKING__OFFLINE_AFTER_SECONDS": "30"})
+    settings = {"CC_TRACKING__OFFLINE_AFTER_SECONDS": "30", "CC_QUERIES__AGENCIES_FILE": str(agencies),
+                "CC_QUERIES__DEADLINE_SECONDS": "20"}  # fmt: skip
+    cluster = Cluster(workdir, processes=2, store_url=store_url, env=settings)
     cluster.init()
     cluster.add_user("op1", "operator", PASSWORD)
+    cluster.add_user("judge1", "judge", PASSWORD, court="HLJ0102")
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3")}  # type: ignore[attr-defined]
     for quiet in QUIET:
         cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
@@ -118,6 +147,20 @@ async def test_a_unit_on_one_process_is_live_on_a_screen_of_the_other(cluster: C
         assert not [m for m in moved.messages if m["type"] == "snapshot" and m["topic"] == "units.HLJ0102"]
         await moved.unit_update(UNIT, lambda v: v["position"]["seq"] == 6, within=10)
         await unit.close()
+
+
+async def test_a_page_served_through_nginx_opens_its_socket_through_nginx(cluster: Cluster) -> None:
+    """Browsers send the page's origin with a socket; through the proxy it must still match this server."""
+    async with session() as http:
+        token = await login(http, cluster.url)
+        async with http.get(f"{cluster.url}/wall") as page:
+            assert page.status == 200
+        ws = await http.ws_connect(f"{cluster.url}/api/screen/ws?token={token}", headers={"Origin": cluster.url})
+        await ws.send_json({"type": "ping"})
+        assert (await ws.receive_json(timeout=5))["type"] == "pong"
+        await ws.close()
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await http.ws_connect(f"{cluster.url}/api/screen/ws?token={token}", headers={"Origin": "http://x.example"})
 
 
 async def test_a_command_on_either_process_changes_the_unit_on_both(cluster: Cluster) -> None:
@@ -208,6 +251,48 @@ async def test_a_viewer_on_the_other_process_watches_the_unit(cluster: Cluster, 
     finally:
         await viewer.close()
         await unit.close()
+
+
+async def test_a_query_runs_once_and_is_finished_by_the_survivor_when_its_process_dies(cluster: Cluster) -> None:
+    """Each asset query runs in one process (its lease): with both alive, every agency is asked once; when the
+    process running a query is killed, the other takes it over and completes it by its deadline."""
+    a, b = (s.url for s in cluster.servers)
+    async with session() as http:
+        async with http.post(f"{b}/api/auth/login", json={"username": "judge1", "password": PASSWORD}) as answer:
+            auth = {"Authorization": f"Bearer {(await answer.json())['token']}"}
+        case = {"case_number": "(2026)黑0102执9号", "title": "借款合同纠纷执行",
+                "parties": [{"kind": "person", "name": "张三", "identifier": "11010519491231002X"}]}  # fmt: skip
+        async with http.post(f"{b}/api/cases", json=case, headers=auth) as answer:
+            assert answer.status == 201, await answer.text()
+            case_id = (await answer.json())["id"]
+
+        async def submit(base: str) -> dict[str, Any]:
+            async with http.post(f"{base}/api/queries", json={"case_id": case_id, "reason": "查控被执行人财产"},
+                                 headers=auth) as answer:  # fmt: skip
+                assert answer.status == 202, await answer.text()
+                return dict(await answer.json())
+
+        async def finished(query_id: str) -> dict[str, Any]:
+            for _ in range(300):
+                async with http.get(f"{b}/api/queries/{query_id}", headers=auth) as answer:
+                    query: dict[str, Any] = await answer.json()
+                if query["complete"] and all(j["status"] != "pending" for j in query["jobs"]):
+                    return query
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"query {query_id} never finished: {query}")
+
+        both_alive = await finished((await submit(b))["id"])
+        assert {j["status"] for j in both_alive["jobs"]} <= {"answered", "no_assets"}
+        assert [j["attempts"] for j in both_alive["jobs"]] == [1, 1]  # node-1 looked for queries to take: none
+
+        orphan = await submit(a)
+        await asyncio.sleep(0.5)  # the slow bank is being asked by node-1 ...
+        cluster.kill(0)  # ... which dies
+        done = await finished(orphan["id"])
+        assert {j["status"] for j in done["jobs"]} <= {"answered", "no_assets"}, done  # nothing timed out
+        assert max(j["answered_ms"] for j in done["jobs"]) <= done["deadline_ms"]
+        bank = next(j for j in done["jobs"] if j["agency_id"] == "bank")
+        assert bank["attempts"] == 2  # asked again by node-2 (same Idempotency-Key), after node-1's lease lapsed
 
 
 async def test_killing_a_process_loses_nothing_and_the_survivor_leads(workdir: Path) -> None:

@@ -200,7 +200,7 @@ async def test_the_wall_resumes_after_a_cut_and_shows_silent_units(world: World,
 
     # A unit that reports once and goes silent: online, then offline with an alarm.
     await send(quick, fix(1, 45.74, 126.66))
-    await page.wait_for_function("() => window.wallState.units.get('HLJ0102-Q1')?.status === 'available'")
+    await page.wait_for_function("() => window.wallState?.units.get('HLJ0102-Q1')?.status === 'available'")
     await page.wait_for_selector("#alarms li.offline.raised")
     assert "快速离线" in (await page.text_content("#alarms li.offline.raised") or "")
     await page.wait_for_function("() => document.querySelector('#count-offline').textContent === '2'")
@@ -248,7 +248,7 @@ async def test_an_operation_that_starts_opens_on_the_wall(world: World, watched:
     assert (await world.client.post("/api/geofences", json=fence, headers=world.auth("operator"))).status == 201
     await open_wall(watched, world)
     await page.wait_for_selector("#operations li.none")
-    await page.wait_for_function("() => window.wallState.geofences === 1")  # drawn on the map
+    await page.wait_for_function("() => window.wallState?.geofences === 1")  # drawn on the map
     target = {"lat": 45.7612, "lon": 126.6201, "address": "道里区经纬街 88 号", "radius_m": 150}
     created = await world.client.post("/api/operations", headers=world.auth("operator"), json={
         "kind": "search", "title": "搜查被执行人住所", "court_id": "HLJ0102", "onsite_commander": "李警官",
@@ -281,11 +281,11 @@ async def test_a_track_replays_with_play_speed_and_follow(world: World, watched:
     await page.wait_for_url(f"{watched.base}/replay")
     await page.select_option("#unit", UNIT)
     await page.click("#load")
-    await page.wait_for_function("() => window.replayState.tracks.length === 1")
+    await page.wait_for_function("() => window.replayState?.tracks.length === 1")
     assert "30 个定位点" in (await page.text_content("#info") or "")
     await page.select_option("#speed", "60")  # 10 s between fixes: about one fix every 170 ms of replay
     await page.click("#play")
-    await page.wait_for_function("() => window.replayState.tracks[0].index >= 5")
+    await page.wait_for_function("() => window.replayState?.tracks[0]?.index >= 5")
     assert await page.text_content("#play") == "暂停"
     # follow: the map keeps the unit in view while it plays
     await page.wait_for_function(
@@ -297,7 +297,7 @@ async def test_a_track_replays_with_play_speed_and_follow(world: World, watched:
     await page.wait_for_timeout(500)
     assert await page.evaluate("window.replayState.tracks[0].index") == paused_at
     await page.fill("#timeline", "1000")  # drag to the end
-    await page.wait_for_function("() => window.replayState.tracks[0].index === 29")
+    await page.wait_for_function("() => window.replayState?.tracks[0]?.index === 29")
     await page.screenshot(path="/tmp/replay.png")
 
     # an operation's units replay together over the operation's time
@@ -315,11 +315,11 @@ async def test_a_track_replays_with_play_speed_and_follow(world: World, watched:
     await world.store.move_operation(op["id"], OperationStatus.UNDER_WAY, allowed=[OperationStatus.PLANNED],
                                      at_ms=start)  # fmt: skip
     await page.goto(f"{watched.base}/replay?operation={op['id']}")
-    await page.wait_for_function("() => window.replayState.tracks.length === 2")
+    await page.wait_for_function("() => window.replayState?.tracks.length === 2")
     assert "2 × 40 个定位点" in (await page.text_content("#info") or "")
     await page.select_option("#speed", "60")
     await page.click("#play")
-    await page.wait_for_function("() => window.replayState.tracks.every((t) => t.index >= 3)")
+    await page.wait_for_function("() => window.replayState?.tracks.every((t) => t.index >= 3)")
     assert watched.outside() == [] and watched.exceptions == [] and watched.console_errors == [], watched.failed
 
 
@@ -339,7 +339,7 @@ async def test_the_console_shows_figures_sends_tasks_keeps_duty_and_downloads_re
     await page.click("button[type=submit]")
     await page.click("#console-link")
     await page.wait_for_url(f"{watched.base}/console")
-    await page.wait_for_function("() => window.consoleState.refreshes >= 1")
+    await page.wait_for_function("() => window.consoleState?.refreshes >= 1")
     row = page.locator("#stats tr[data-court=HLJ0102] td")
     assert [await row.nth(i).text_content() for i in (1, 4, 6)] == ["1", "1", "1"]  # 1 unit, in SOS, 1 alarm open
 
