@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import asyncpg
@@ -101,6 +102,7 @@ class Server:
         self._env = {**os.environ, **env}
         self._core = core
         self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     def start(self, log: Path) -> None:
         command = [sys.executable, "-m", "command_center", "serve", "--port", str(self.port)]
@@ -111,7 +113,7 @@ class Server:
 
     async def wait_healthy(self, within: float = 30) -> None:
         if not await answers(f"{self.url}/api/health", within, alive=self.running):
-            raise RuntimeError(f"server did not become healthy; see {self._log.name}")
+            raise RuntimeError(f"server did not become healthy; see {self._log.name if self._log else 'its log'}")
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -128,7 +130,8 @@ class Server:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
 
 async def fresh_store_url(kind: str, workdir: Path, database: str) -> str:

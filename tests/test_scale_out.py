@@ -83,8 +83,8 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3")}  # type: ignore[attr-defined]
     for quiet in QUIET:
         cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
-    asyncio.run(cluster.start())
     try:
+        asyncio.run(cluster.start())
         yield cluster
     finally:
         cluster.stop()
@@ -301,9 +301,9 @@ async def test_killing_a_process_loses_nothing_and_the_survivor_leads(workdir: P
     await asyncio.to_thread(cluster.init)
     cluster.add_user("op1", "operator", PASSWORD)
     secrets = {u: cluster.add_device(u, offline_after=2) for u in ("HLJ0102-K1", "HLJ0102-K2", "HLJ0102-K3")}
-    await cluster.start()
     clients = [TelemetryClient(cluster.url, secret, label=u, backoff=(0.1, 0.5)) for u, secret in secrets.items()]
     try:
+        await cluster.start()
         for client in clients:
             await client.start()
         for n in range(30):
