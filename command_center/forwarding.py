@@ -33,11 +33,13 @@ async def on_unit_node(request: web.Request, unit_id: UnitId, body: bytes = b"")
     cluster = request.app[CLUSTER]
     if not cluster.shared or request.headers.get(FORWARDED_BY) or request.app[MEDIA].publisher(unit_id) is not None:
         return None
-    node = await cluster.holder(media_lease(unit_id))
-    if node is None or node == cluster.node_id:
+    try:
+        node = await cluster.holder(media_lease(unit_id))
+        url = None if node is None or node == cluster.node_id else await cluster.node_url(node)
+    except Exception as exc:  # Redis is away: answer from this process (a unit streaming here still works)
+        log.warning("media: cannot look up where unit %s streams (%s); answering here", unit_id, exc)
         return None
-    url = await cluster.node_url(node)
-    if url is None:  # its process died; the lease lapses shortly
+    if url is None:  # not streaming elsewhere, or its process died and the lease lapses shortly
         return None
     headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
     headers[FORWARDED_BY] = cluster.node_id

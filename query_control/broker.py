@@ -157,7 +157,10 @@ class Broker:
         ]
         await self._store.add_query(query, jobs)
         if self._cluster is not None:
-            await self._cluster.claim(query_lease(query.id))  # a new name: always free
+            try:
+                await self._cluster.claim(query_lease(query.id))  # a new name: always free
+            except Exception as exc:  # Redis is away: run it anyway (job ids make a second run harmless)
+                log.warning("query %s: lease not taken (%s); running it here", query.id, exc)
         self._spawn(query, case, jobs)
         return query, jobs
 

@@ -197,7 +197,10 @@ class FollowUps:
         await self._publish(decided)
         if approve:
             if self._cluster is not None:
-                await self._cluster.claim(followup_lease(decided.id))
+                try:
+                    await self._cluster.claim(followup_lease(decided.id))
+                except Exception as exc:  # Redis is away: send it anyway (the follow-up id is its key)
+                    log.warning("follow-up %s: lease not taken (%s); sending it here", decided.id, exc)
             self._spawn(decided)
         return decided
 

@@ -38,6 +38,11 @@ async def test_screens_recover_when_redis_restarts_empty(make_world: AppFactory,
         assert during["stored"] == [6]  # telemetry does not need the bus: stored and acknowledged
         health = await world.client.get("/api/health")
         assert (await health.json())["status"] == "degraded"
+        streaming = await world.client.get("/api/media/streaming", headers=world.auth("operator"))
+        assert streaming.status == 200  # which process holds which stream is unknown: this one's are listed
+        watch = await world.client.post(f"/api/whep/{UNIT}", data="v=0\r\n", headers={**world.auth("operator"),
+                                        "Content-Type": "application/sdp"})  # fmt: skip
+        assert watch.status == 409  # "not streaming" (here), not a 500 for the failed lease lookup
 
         await redis.start()  # back, empty: every sequence counter starts again at 1
         await send(unit, fix(7, lat=45.76))

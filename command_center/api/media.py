@@ -8,6 +8,7 @@ that process (``command_center.forwarding``).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,7 @@ from media.evidence import SEGMENT_ACTION
 from media.sessions import SessionId, Viewer
 from persistence.models import Unit
 
+log = logging.getLogger(__name__)
 api = Registry()
 
 DEVICE = frozenset({Access.DEVICE})
@@ -209,6 +211,10 @@ async def streaming(request: web.Request) -> web.StreamResponse:
     courts = await visible_courts(store, current_user(request))
     candidates = [u.id for u in await store.list_units(courts)]
     live = request.app[MEDIA].streaming_units()
-    held = await request.app[CLUSTER].holders([media_lease(unit_id) for unit_id in candidates])
+    try:
+        held = await request.app[CLUSTER].holders([media_lease(unit_id) for unit_id in candidates])
+    except Exception:  # Redis is away: the units streaming to this process are still known
+        log.warning("media: other processes' streams unknown (Redis unavailable)", exc_info=True)
+        held = [None] * len(candidates)
     units = [unit_id for unit_id, holder in zip(candidates, held, strict=True) if unit_id in live or holder]
     return json_response(StreamingOut(unit_ids=units))
