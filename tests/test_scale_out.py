@@ -170,6 +170,8 @@ async def test_a_command_on_either_process_changes_the_unit_on_both(cluster: Clu
         auth = {"Authorization": f"Bearer {token}"}
         unit = await unit_socket(http, a, cluster.secrets["HLJ0102-C2"])  # type: ignore[attr-defined]
         await send(unit, fix(1))
+        # B learns that A heard the unit within a tick, as the wall shows it (docs/scale-out.md: one tick)
+        await _eventually(lambda: _status(http, b, auth, "HLJ0102-C2"), "available")
         async with http.post(f"{b}/api/units/HLJ0102-C2/duty", json={"duty": "en_route"}, headers=auth) as answer:
             assert answer.status == 200, await answer.text()
             assert (await answer.json())["status"] == "en_route"
