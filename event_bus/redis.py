@@ -149,6 +149,7 @@ class RedisBus:
                 if resubscribe and self._subscribers:
                     await self._pubsub.subscribe(*(self._channel(topic) for topic in self._subscribers))
                     log.info("redis bus reader: connected again; %d topics followed", len(self._subscribers))
+                    await self._catch_up()
                 resubscribe = False
                 if not self._pubsub.subscribed:
                     await asyncio.sleep(0.05)
@@ -196,6 +197,26 @@ class RedisBus:
             for event in missed:
                 self._deliver(event)
         self._deliver(Event(topic, seq, float(ts_text), orjson.loads(payload)))
+
+    async def _catch_up(self) -> None:
+        """After a lost connection, the events published meanwhile were never received: fill each topic's gap
+        from its stream, or, if its counter went back (Redis restarted without its data), have the topic's
+        subscribers resnapshot now rather than at the topic's next event, which may be long in coming."""
+        for topic in list(self._subscribers):
+            last = self._last_seen.get(topic)
+            if last is None:
+                continue
+            current = int(await self.redis.get(self._seq_key(topic)) or 0)
+            if current < last:
+                log.warning(
+                    "redis bus: topic %s restarted at %d (was %d); subscribers resnapshot", topic, current, last
+                )
+                self._last_seen[topic] = current
+                for sub in self._subscribers.get(topic, ()):
+                    sub.interrupt()
+            elif current > last:
+                for event in await self._range(topic, last + 1, current):
+                    self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
         last = self._last_seen.get(event.topic)

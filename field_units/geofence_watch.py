@@ -11,7 +11,6 @@ Fences change in one process; ``changed`` rebuilds this process's index and tell
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -78,11 +77,20 @@ class GeofenceWatch:
                         await self.reload()
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # a lag or a store hiccup: rebuild once it answers, later changes still arrive
-                    log.exception("geofences: could not follow a change; rebuilding in a second")
-                    await asyncio.sleep(1)
-                    with contextlib.suppress(Exception):
-                        await self.reload()
+                except Exception:  # a lag or a store hiccup: rebuild once the store answers
+                    log.exception("geofences: could not follow a change; rebuilding")
+                    await self._reload_until_done()
+
+    async def _reload_until_done(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.reload()
+                return
+            except Exception as exc:
+                log.warning("geofences: rebuilding failed (%s); the old index stays, retrying in %.0f s", exc, delay)
+                delay = min(delay * 2, 30.0)
 
     async def observe(self, unit: Unit, position: Position) -> list[FenceEvent]:
         """Check the unit's newest position; act on the crossings it completes."""

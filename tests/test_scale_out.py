@@ -80,7 +80,7 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster.init()
     cluster.add_user("op1", "operator", PASSWORD)
     cluster.add_user("judge1", "judge", PASSWORD, court="HLJ0102")
-    cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3")}  # type: ignore[attr-defined]
+    cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3", "HLJ0102-C4")}  # type: ignore[attr-defined]
     for quiet in QUIET:
         cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
     try:
@@ -183,6 +183,28 @@ async def test_a_command_on_either_process_changes_the_unit_on_both(cluster: Clu
         for base in (a, b):
             await _eventually(lambda base=base: _status(http, base, auth, "HLJ0102-C2"), "en_route")
         await unit.close()
+
+
+async def test_a_geofence_drawn_on_one_process_watches_units_reporting_to_the_other(cluster: Cluster) -> None:
+    a, b = (s.url for s in cluster.servers)
+    square = [[[126.700, 45.700], [126.710, 45.700], [126.710, 45.706], [126.700, 45.706], [126.700, 45.700]]]
+    fence = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": square},
+             "properties": {"name": "跨进程禁入区", "kind": "no_go", "court_id": "HLJ0102"}}  # fmt: skip
+    async with session() as http:
+        auth = {"Authorization": f"Bearer {await login(http, b)}"}
+        async with http.post(f"{b}/api/geofences", json=fence, headers=auth) as answer:
+            assert answer.status == 201, await answer.text()
+        await asyncio.sleep(0.5)  # node-1 hears of the change on the bus
+        unit = await unit_socket(http, a, cluster.secrets["HLJ0102-C4"])  # type: ignore[attr-defined]
+        for n in range(5):  # well inside, fixes 2 s apart: a crossing (3 fixes over 5 s)
+            await send(unit, fix(1 + n, age_ms=(10 - 2 * n) * 1000, lat=45.703, lon=126.705))
+        await unit.close()
+
+        async def geofence_alarms() -> list[str]:
+            async with http.get(f"{b}/api/alarms", headers=auth) as answer:
+                return [x["details"].get("fence") for x in (await answer.json())["alarms"] if x["kind"] == "geofence"]
+
+        await _eventually(geofence_alarms, ["跨进程禁入区"])
 
 
 async def test_silent_units_are_marked_offline_once_by_the_leader(cluster: Cluster) -> None:
