@@ -10,9 +10,20 @@ simulator.
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from bench.cluster import NGINX, Cluster
+from bench.harness import ROOT, free_port, fresh_store_url
 from cluster.local import LocalCoordinator
 from cluster.port import fence_of
 from cluster.redis import RedisCoordinator
@@ -174,3 +185,159 @@ async def test_the_store_refuses_a_stale_epoch_and_accepts_a_newer_one(store: St
         agency_ref="BANK-1", fence=Fence("followup:f1", 11),
     )  # fmt: skip
     assert confirmed is not None and confirmed.agency_ref == "BANK-1"
+
+
+# two real processes ---------------------------------------------------------------------------------------
+
+PASSWORD = "fencing-test-password"
+PERSON = "11010519491231002X"  # the simulator's bank holds one account of this person
+BANK_LATENCY_MS = 10_000  # once the first process is stopped: the window in which a stale holder would ask again
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fencing")
+
+
+@pytest.fixture(scope="module")
+def bank(workdir: Path) -> Iterator[tuple[Path, str]]:
+    """One bank as a simulator process of its own (the agencies file, and the simulator's address). Retries
+    are many and slow and the breaker never opens, so a process asking it during an outage keeps retrying."""
+    port = free_port()
+    file = workdir / "agencies.toml"
+    file.write_text(
+        f'[[agency]]\nid = "bank"\nname = "银行"\nkind = "bank"\nendpoint = "http://127.0.0.1:{port}"\n'
+        'api_key = "sim-bank"\nfollowups = ["freeze"]\ntimeout_seconds = 20.0\nretries = 10\nbackoff_ms = 1500.0\n'
+        "breaker_failures = 1000\nsimulator = { latency_median_ms = 100, latency_sigma = 0 }\n"
+    )
+    simulator = subprocess.Popen([sys.executable, "-m", "query_control.simulator", "--agencies", str(file)], cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert simulator.stdout is not None
+    for line in simulator.stdout:
+        if "agency simulators running" in line:
+            break
+    try:
+        yield file, f"http://127.0.0.1:{port}"
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
+
+
+@pytest.fixture(scope="module")
+def cluster(workdir: Path, bank: tuple[Path, str]) -> Iterator[Cluster]:
+    """Two processes on PostgreSQL and Redis with 2-second leases (no nginx: the test picks the process)."""
+    store_url = asyncio.run(fresh_store_url("postgres", workdir, "cc_fencing_test"))
+    env = {"CC_QUERIES__AGENCIES_FILE": str(bank[0]), "CC_QUERIES__DEADLINE_SECONDS": "60",
+           "CC_CLUSTER__LEASE_SECONDS": "2"}  # fmt: skip
+    cluster = Cluster(workdir, processes=2, store_url=store_url, env=env)
+    cluster.init()
+    cluster.add_user("judge1", "judge", PASSWORD)
+    cluster.add_user("sup1", "supervisor", PASSWORD)
+    try:
+        asyncio.run(cluster.start(proxy=False))
+        yield cluster
+    finally:
+        for server in cluster.servers:  # a stopped process would not hear the stop signal
+            if server.process is not None and server.process.poll() is None:
+                server.process.send_signal(signal.SIGCONT)
+        cluster.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.skipif(not NGINX.exists(), reason="the cluster harness needs nginx (setup.sh --dev)")
+async def test_a_process_paused_past_its_lease_does_not_ask_again(cluster: Cluster, bank: tuple[Path, str]) -> None:
+    """The process running a query and a follow-up is stopped past its lease while the bank is down; the
+    other takes both over and asks the bank; the first is let go while that request is under way. The
+    bank is asked once per job and the freeze is sent once: the woken process is refused at its next write
+    (its claim of the next attempt) and stops, before sending."""
+    a, b = (server.url for server in cluster.servers)
+    paused = cluster.servers[0]
+    sim = bank[1]
+    async with aiohttp.ClientSession() as http:
+
+        async def login(username: str) -> dict[str, str]:
+            async with http.post(f"{b}/api/auth/login", json={"username": username, "password": PASSWORD}) as answer:
+                assert answer.status == 200, await answer.text()
+                return {"Authorization": f"Bearer {(await answer.json())['token']}"}
+
+        async def call(method: str, url: str, auth: dict[str, str], status: int, **kw: Any) -> dict[str, Any]:
+            async with http.request(method, url, headers=auth, **kw) as answer:
+                assert answer.status == status, await answer.text()
+                return dict(await answer.json())
+
+        async def until(what: str, check: Any, within: float = 40.0) -> Any:
+            for _ in range(int(within / 0.05)):
+                if found := await check():
+                    return found
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{what}: not within {within} s (simulator: {await stats()})")
+
+        async def stats() -> dict[str, Any]:
+            async with http.get(f"{sim}/_sim/stats") as answer:
+                return dict(await answer.json())
+
+        async def profile(**changes: Any) -> None:
+            async with http.put(f"{sim}/_sim/profile", json=changes) as answer:
+                assert answer.status == 200, await answer.text()
+
+        judge, supervisor = await login("judge1"), await login("sup1")
+        case = {"case_number": "(2026)黑0102执77号", "title": "借款合同纠纷执行",
+                "parties": [{"kind": "person", "name": "张三", "identifier": PERSON}]}  # fmt: skip
+        case_id = (await call("POST", f"{b}/api/cases", judge, 201, json=case))["id"]
+        query = {"case_id": case_id, "reason": "查控被执行人财产"}
+
+        async def finished(query_id: str) -> dict[str, Any] | None:
+            found = await call("GET", f"{b}/api/queries/{query_id}", judge, 200)
+            return found if found["complete"] and all(j["status"] != "pending" for j in found["jobs"]) else None
+
+        first = await call("POST", f"{a}/api/queries", judge, 202, json=query)
+        asset = (await until("first query", lambda: finished(first["id"])))["jobs"][0]["assets"][0]
+        freeze = await call("POST", f"{b}/api/followups", judge, 201,
+                            json={"asset_id": asset["id"], "action": "freeze", "reason": "保全"})  # fmt: skip
+
+        # the bank goes down; process 1 starts the freeze and a second query, and retries both
+        await profile(outage=True)
+        await call("POST", f"{a}/api/followups/{freeze['id']}/approve", supervisor, 200, json={"note": "同意"})
+        second = await call("POST", f"{a}/api/queries", judge, 202, json=query)
+        await until("both refused once", lambda: _at_least(stats(), "outage", 2))
+        paused.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        try:
+            # the bank is back, slow; process 2 takes both over once process 1's leases lapse, and asks
+            await profile(outage=False, latency_median_ms=BANK_LATENCY_MS)
+            job_id = (await call("GET", f"{b}/api/queries/{second['id']}", judge, 200))["jobs"][0]["job_id"]
+            await until("process 2 asks", lambda: _asked(stats(), job_id, freeze["id"]))
+        finally:
+            paused.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        # ... and while those requests are under way, process 1 wakes up
+        done = await until("second query", lambda: finished(second["id"]))
+        assert done["jobs"][0]["status"] == "answered" and done["jobs"][0]["attempts"] >= 2
+
+        async def confirmed() -> dict[str, Any] | None:
+            found = await call("GET", f"{b}/api/followups", judge, 200)
+            return next((f for f in found["followups"] if f["id"] == freeze["id"] and f["status"] == "confirmed"), None)
+
+        await until("freeze confirmed", confirmed)
+        seen = await stats()
+        asked = [first["jobs"][0]["job_id"], job_id, freeze["id"]]
+        assert {key: seen["new_requests"].get(key) for key in asked} == dict.fromkeys(asked, 1), seen
+        assert {key: seen["replays"].get(key, 0) for key in asked} == dict.fromkeys(asked, 0), seen  # none twice
+        assert [entry[0] for entry in seen["followups_applied"]] == [freeze["id"]]  # the freeze sent once
+        # process 1 met the fence (and stopped) rather than never trying: its log says so
+        log = cluster.workdir / "node-1.log"
+        await until("process 1 fenced out", lambda: _logged(log, f"job {job_id}", f"follow-up {freeze['id']}: stopped"))
+
+
+async def _at_least(stats: Any, fault: str, times: int) -> bool:
+    seen = await stats
+    return int(seen["injected"].get(fault, 0)) >= times
+
+
+async def _asked(stats: Any, *keys: str) -> bool:
+    seen = await stats
+    return all(key in seen["new_requests"] for key in keys)
+
+
+async def _logged(log: Path, *needles: str) -> bool:
+    lines = (await asyncio.to_thread(log.read_bytes)).decode(errors="replace").splitlines()
+    return all(any(needle in line and "stopped" in line for line in lines) for needle in needles)
