@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.cluster import NGINX, Cluster
-from bench.harness import ROOT, free_port, fresh_store_url
+from bench.harness import free_port, fresh_store_url
 from cluster.local import LocalCoordinator
 from cluster.port import fence_of
 from cluster.redis import RedisCoordinator
@@ -33,6 +31,7 @@ from core.ids import AgencyId, FollowUpId, JobId, QueryId
 from persistence.port import Store
 from persistence.query_models import AssetDraft, FollowUp, FollowUpAction, FollowUpStatus, JobOutcome, JobStatus, Query
 from tests.conftest import REDIS_URL
+from tests.query_support import simulator_process
 from tests.test_query_store import _case, _job
 
 # pure ---------------------------------------------------------------------------------------------------
@@ -210,17 +209,8 @@ def bank(workdir: Path) -> Iterator[tuple[Path, str]]:
         'api_key = "sim-bank"\nfollowups = ["freeze"]\ntimeout_seconds = 20.0\nretries = 10\nbackoff_ms = 1500.0\n'
         "breaker_failures = 1000\nsimulator = { latency_median_ms = 100, latency_sigma = 0 }\n"
     )
-    simulator = subprocess.Popen([sys.executable, "-m", "query_control.simulator", "--agencies", str(file)], cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    assert simulator.stdout is not None
-    for line in simulator.stdout:
-        if "agency simulators running" in line:
-            break
-    try:
+    with simulator_process(file):
         yield file, f"http://127.0.0.1:{port}"
-    finally:
-        simulator.terminate()
-        simulator.wait(10)
 
 
 @pytest.fixture(scope="module")
