@@ -11,7 +11,9 @@ Every change of a job is published on the bus topic ``query.<id>`` for the judge
 
 With several server processes a query runs in one of them: the one holding its lease ``query:<id>``. A
 process that dies loses its leases, and ``resume_pending`` (run periodically by every process) lets
-another take the query over, so its deadline is still kept.
+another take the query over, so its deadline is still kept. Every job write carries the epoch of the run's
+lease grant (``core.fencing``): a process that was only paused past its lease is refused at its next write
+(FencedOut) and stops, before asking an agency again (docs/scale-out.md, "Fencing").
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ A judge on the case asks; a supervisor of the case's court or a court above appr
 is anything sent. The follow-up id is the agency's Idempotency-Key, and each send is recorded
 (``sending``, attempt counted) before it goes out, so a retry or a restart after a crash re-sends the
 same key and the agency replays its confirmation: a freeze is never applied twice. Status is tracked to
-the agency's confirmation (``confirmed`` with its reference) or refusal.
+the agency's confirmation (``confirmed`` with its reference) or refusal. With several processes the send
+runs under the lease ``followup:<id>`` and each write carries its grant's epoch, so a sender paused past its
+lease is refused (FencedOut) before it sends again (docs/scale-out.md, "Fencing").
 """
 
 from __future__ import annotations
