@@ -1,6 +1,8 @@
 """Leases in Redis: a script that takes a free one (with a new epoch, the fencing token) or extends our own,
-compare-and-delete to give it up. One background loop renews every held lease and announces the node a third of a lease
-period apart, so a process that stops (or is killed) loses its leases within ``lease_seconds``.
+compare-and-delete to give it up. One background loop renews every held lease and announces the node a
+third of a lease period apart, so a process that stops (or is killed) loses its leases within
+``lease_seconds``. The epoch script reads Redis's clock (``TIME``) before writing, which needs Redis 5 or
+later (scripts replicated by their effects).
 
 A lease whose renewal has not succeeded for a whole period is no longer held, even if Redis cannot be
 reached to say so: a process cut off from Redis stops its once-only work, because a peer may take it over.
