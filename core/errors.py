@@ -88,3 +88,15 @@ class TooManyRequests(AppError):
 class ServiceUnavailable(AppError):
     status = 503
     code = "unavailable"
+
+
+class CheckpointFork(Conflict):
+    """A lower court's checkpoint names a different head for a sequence number already witnessed."""
+
+    code = "checkpoint_fork"
+
+
+class CheckpointBackwards(Conflict):
+    """A lower court's checkpoint is older than one already witnessed: its chain went backwards."""
+
+    code = "checkpoint_backwards"
