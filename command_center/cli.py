@@ -118,7 +118,11 @@ async def _audit_verify(store: Store, settings: Settings, args: argparse.Namespa
     sources = [Sourced("database", cp) for cp in await store.audit_checkpoints()]
     unreadable: list[str] = []
     files = ([settings.audit.witness_file] if settings.audit.witness_file is not None else []) + args.witness
+    notes: list[str] = []
     for path in files:
+        if path == settings.audit.witness_file and not path.exists() and not sources:
+            notes.append(f"witness file {path} does not exist yet (no checkpoint was signed)")
+            continue
         found, problems = read_witness_file(path)
         sources += found
         unreadable += problems
@@ -129,6 +133,8 @@ async def _audit_verify(store: Store, settings: Settings, args: argparse.Namespa
     report = await verify_with_witnesses(store, sources, public_key=public_key, court=settings.audit.signer)
     for line in unreadable:
         print(f"witness: {line}", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if report.ok and not unreadable:
         print(f"audit log intact: {report.entries} entries, head {report.head};"
               f" {report.checkpoints} signed checkpoints agree (witnessed to entry {report.witnessed_to})")  # fmt: skip

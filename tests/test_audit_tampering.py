@@ -285,3 +285,13 @@ def test_a_row_with_corrupt_details_is_reported_with_its_seq(centre: Centre) -> 
     centre.sql("UPDATE audit_log SET details = ? WHERE seq = 4", "[1, 2]")
     code, _, err = centre.cli("verify")
     assert code == 1 and "at entry 4: the stored row is damaged: details are not a JSON object" in err, err
+
+
+def test_a_missing_witness_file_counts_once_something_was_signed(centre: Centre) -> None:
+    centre.record(2)
+    code, _, err = centre.cli("verify")
+    assert code == 0 and "does not exist yet" in err, err
+    assert centre.cli("checkpoint")[0] == 0
+    centre.witness.rename(centre.witness.with_suffix(".gone"))
+    code, _, err = centre.cli("verify")
+    assert code == 1 and f"witness file {centre.witness}: cannot be read" in err, err
