@@ -90,26 +90,42 @@ async def send_upper(http: aiohttp.ClientSession, base_url: str, checkpoint: Che
         response.raise_for_status()
 
 
-async def deliver(settings: AuditSettings, checkpoint: Checkpoint, http: aiohttp.ClientSession | None) -> list[str]:
-    """Hand a checkpoint to every configured witness; the failures, one line each (empty when all took it)."""
-    failures: list[str] = []
-    if settings.witness_file is not None:
+FILE, UPPER = "file", "upper"
+
+
+def witnesses(settings: AuditSettings) -> list[str]:
+    return ([FILE] if settings.witness_file is not None else []) + ([UPPER] if settings.upper_url else [])
+
+
+async def deliver_to(
+    witness: str, settings: AuditSettings, checkpoint: Checkpoint, http: aiohttp.ClientSession | None
+) -> tuple[bool, str | None]:
+    """Hand a checkpoint to one witness: (done, failure). Done with a failure when the upper centre refused it
+    (4xx: sending it again changes nothing, a person must look); not done when it could not be reached."""
+    if witness == FILE:
+        assert settings.witness_file is not None
         try:
             await asyncio.to_thread(append_to_file, settings.witness_file, checkpoint)
         except OSError as exc:
-            failures.append(f"witness file {settings.witness_file}: {exc}")
-    if settings.upper_url:
-        try:
-            if http is None:
-                async with aiohttp.ClientSession() as own:
-                    await send_upper(own, settings.upper_url, checkpoint)
-            else:
-                await send_upper(http, settings.upper_url, checkpoint)
-        except WitnessRefused as exc:
-            failures.append(f"upper centre {settings.upper_url} REFUSED checkpoint {checkpoint.seq}: {exc}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            failures.append(f"upper centre {settings.upper_url} unreachable: {exc!r}")
-    return failures
+            return False, f"witness file {settings.witness_file}: {exc}"
+        return True, None
+    try:
+        if http is None:
+            async with aiohttp.ClientSession() as own:
+                await send_upper(own, settings.upper_url, checkpoint)
+        else:
+            await send_upper(http, settings.upper_url, checkpoint)
+    except WitnessRefused as exc:
+        return True, f"upper centre {settings.upper_url} REFUSED checkpoint {checkpoint.seq}: {exc}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return False, f"upper centre {settings.upper_url} unreachable: {exc!r}"
+    return True, None
+
+
+async def deliver(settings: AuditSettings, checkpoint: Checkpoint, http: aiohttp.ClientSession | None) -> list[str]:
+    """Hand a checkpoint to every configured witness; the failures, one line each (empty when all took it)."""
+    failures = [(await deliver_to(w, settings, checkpoint, http))[1] for w in witnesses(settings)]
+    return [f for f in failures if f is not None]
 
 
 class Checkpointer:
@@ -128,7 +144,7 @@ class Checkpointer:
         self._key: Ed25519PrivateKey | None = None
         self._last_seq = 0
         self._last_ms = 0
-        self._undelivered: Checkpoint | None = None  # the newest checkpoint some witness has not taken yet
+        self._undelivered: dict[str, Checkpoint] = {}  # witness -> the newest checkpoint it has not taken yet
         self._stopped = False
         self._task: asyncio.Task[None] | None = None
 
@@ -175,14 +191,14 @@ class Checkpointer:
             made = await make_checkpoint(self._store, self._key, self._settings.signer, now_ms=now_ms)
             if made is not None:
                 self._last_seq, self._last_ms = made.seq, made.at_ms
-                self._undelivered = made
+                self._undelivered = dict.fromkeys(witnesses(self._settings), made)
                 log.info("audit checkpoint signed at entry %d", made.seq)
-        if self._undelivered is not None:
-            failures = await deliver(self._settings, self._undelivered, self._http)
-            for failure in failures:
-                log.error("audit checkpoint %d: %s", self._undelivered.seq, failure)
-            if not failures:
-                self._undelivered = None
+        for witness, checkpoint in list(self._undelivered.items()):  # each retried on its own: no duplicate lines
+            done, failure = await deliver_to(witness, self._settings, checkpoint, self._http)
+            if failure is not None:
+                log.error("audit checkpoint %d: %s", checkpoint.seq, failure)
+            if done:
+                del self._undelivered[witness]
         return made
 
 
