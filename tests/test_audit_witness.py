@@ -24,12 +24,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench.harness import free_port
 from cluster.port import LEADER
 from cluster.redis import RedisCoordinator
+from command_center.keys import AUDIT
 from config.settings import AuditSettings, StoreSettings
 from core.checkpoint import Checkpoint, public_key_hex, sign
 from persistence.factory import build_store
 from persistence.port import Store
 from query_control.audit import AuditLog
-from query_control.checkpoints import Checkpointer
+from query_control.audit_key import load_or_create_key
+from query_control.checkpoints import Checkpointer, read_witness_file, verify_with_witnesses
 from tests.conftest import POSTGRES_DSN, REDIS_URL, AppFactory, fresh_pg_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,3 +218,27 @@ async def test_only_the_leader_signs_and_each_checkpoint_reaches_the_witness_fil
 async def _log(store: Store, count: int) -> None:
     for i in range(count):
         await AuditLog(store).record("query.view", None, reason=f"查看 {i}")
+
+
+async def test_the_server_signs_checkpoints_in_the_background(
+    make_world: AppFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    witness = tmp_path / "witness-volume.jsonl"
+    monkeypatch.setenv("CC_AUDIT__COURT_ID", "HLJ01")
+    monkeypatch.setenv("CC_AUDIT__CHECKPOINT_SECONDS", "0.2")
+    monkeypatch.setenv("CC_AUDIT__WITNESS_FILE", str(witness))
+    world = await make_world()
+    audit = world.client.app[AUDIT]
+    for i in range(3):
+        await audit.record("query.view", None, reason=f"查看 {i}")
+    head = await world.store.audit_head()
+    assert head is not None
+    for _ in range(200):  # the leader's signer runs on its own; wait until the witness holds the head
+        if witness.exists() and any(json.loads(line)["seq"] == head[0] for line in witness.read_text().splitlines()):
+            break
+        await asyncio.sleep(0.05)
+    found, problems = read_witness_file(witness)
+    assert problems == [] and found[-1].checkpoint.seq == head[0] and found[-1].checkpoint.head == head[1]
+    public_key = public_key_hex(load_or_create_key(tmp_path))  # the key the server made in its data dir
+    report = await verify_with_witnesses(world.store, found, public_key=public_key, court="HLJ01")
+    assert report.ok and report.witnessed_to == head[0], report

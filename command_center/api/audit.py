@@ -9,6 +9,7 @@ than one held) is refused with 409 and kept out, so the upper centre keeps the f
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Literal
 
@@ -20,6 +21,8 @@ from command_center.api.schemas import Strict
 from command_center.keys import SETTINGS, STORE
 from core.checkpoint import Checkpoint, signature_valid
 from core.errors import CheckpointBackwards, CheckpointFork, Unauthenticated, ValidationFailed
+
+log = logging.getLogger(__name__)
 
 api = Registry()
 
@@ -67,5 +70,9 @@ async def witness_checkpoint(request: web.Request) -> web.StreamResponse:
         raise Unauthenticated(f"checkpoint is signed by key {sent.key}, but court {sent.court} is pinned to {pinned}")
     if not signature_valid(checkpoint, pinned):
         raise Unauthenticated(f"the signature does not verify under the key pinned for court {sent.court}")
-    new = await request.app[STORE].witness_checkpoint(checkpoint, received_ms=int(time.time() * 1000))
+    try:
+        new = await request.app[STORE].witness_checkpoint(checkpoint, received_ms=int(time.time() * 1000))
+    except (CheckpointFork, CheckpointBackwards) as exc:  # the lower centre's chain was rewritten: say so here too
+        log.warning("audit witness: refused court %s checkpoint %d: %s", sent.court, sent.seq, exc.message)
+        raise
     return json_response(WitnessOut(court=sent.court, seq=sent.seq, new=new))
