@@ -29,8 +29,8 @@ from persistence.port import Store
 from query_control.audit import verify as verify_audit
 from query_control.audit_key import load_key, load_or_create_key
 from query_control.checkpoints import (
-    ChainRewritten,
     Sourced,
+    WillNotSign,
     checkpoints_as_lines,
     deliver,
     make_checkpoint,
@@ -294,8 +294,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             key = load_or_create_key(settings.data_dir)
             try:
                 made = await make_checkpoint(store, key, settings.audit.signer, now_ms=int(time.time() * 1000))
-            except ChainRewritten as exc:
-                print(f"audit log TAMPERED: {exc}; not signing", file=sys.stderr)
+            except WillNotSign as exc:
+                print(f"not signing: {exc}", file=sys.stderr)
                 return 1
             stored = await store.audit_checkpoints()
             if not stored:

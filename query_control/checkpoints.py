@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cluster.port import LEADER, Coordinator
 from config.settings import AuditSettings
-from core.checkpoint import Checkpoint, parse_line, sign, signature_valid
+from core.checkpoint import Checkpoint, parse_line, public_key_hex, sign, signature_valid
 from persistence.port import Store
 from persistence.query_models import AuditEntry
 from query_control.audit import ChainVerifier, walk
@@ -40,8 +40,16 @@ WITNESS_PATH = "/api/audit/witness"
 _SEND_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
-class ChainRewritten(Exception):
-    """The chain no longer agrees with this centre's own last checkpoint: nothing more is signed."""
+class WillNotSign(Exception):
+    """Signing would vouch for something wrong; nothing more is signed until a person has looked."""
+
+
+class ChainRewritten(WillNotSign):
+    """The chain no longer agrees with this centre's own last checkpoint."""
+
+
+class ForeignKey(WillNotSign):
+    """The last checkpoint was signed by another key: this process does not share the centre's data dir."""
 
 
 # ------------------------------------------------------------------------------------------------ signing
@@ -51,6 +59,11 @@ async def make_checkpoint(store: Store, key: Ed25519PrivateKey, court: str, *, n
     stored = await store.audit_checkpoints()
     last = stored[-1] if stored else None
     if last is not None:
+        if last.key != public_key_hex(key):
+            raise ForeignKey(
+                f"checkpoint {last.seq} was signed by key {last.key}, this process holds {public_key_hex(key)}:"
+                " every process of a centre must share its data dir's audit key"
+            )
         if head is None or head[0] < last.seq:
             raise ChainRewritten(
                 f"the audit chain ends at entry {0 if head is None else head[0]}, but this centre signed entry"
@@ -164,7 +177,7 @@ class Checkpointer:
             await asyncio.sleep(interval)
             try:
                 await self.tick()
-            except ChainRewritten as exc:
+            except WillNotSign as exc:
                 log.error("audit checkpoints: not signing any more: %s", exc)
                 self._stopped = True
             except Exception:  # a failed round (database away) is retried on the next one

@@ -295,3 +295,15 @@ def test_a_missing_witness_file_counts_once_something_was_signed(centre: Centre)
     centre.witness.rename(centre.witness.with_suffix(".gone"))
     code, _, err = centre.cli("verify")
     assert code == 1 and f"witness file {centre.witness}: cannot be read" in err, err
+
+
+def test_a_process_with_another_key_does_not_sign(centre: Centre, monkeypatch: pytest.MonkeyPatch) -> None:
+    centre.record(2)
+    assert centre.cli("checkpoint")[0] == 0
+    centre.record(1)
+    monkeypatch.setenv("CC_DATA_DIR", str(centre.data_dir.with_name("another-process")))  # its own data dir
+    code, _, err = centre.cli("checkpoint")
+    assert code == 1 and "every process of a centre must share its data dir's audit key" in err, err
+    monkeypatch.setenv("CC_DATA_DIR", str(centre.data_dir))
+    code, out, _ = centre.cli("checkpoint")
+    assert code == 0 and "signed at entry 3" in out
