@@ -137,7 +137,8 @@ async def _audit_verify(store: Store, settings: Settings, args: argparse.Namespa
         print(f"note: {note}", file=sys.stderr)
     if report.ok and not unreadable:
         print(f"audit log intact: {report.entries} entries, head {report.head};"
-              f" {report.checkpoints} signed checkpoints agree (witnessed to entry {report.witnessed_to})")  # fmt: skip
+              f" {report.checkpoints} signed checkpoints from {len({s.source for s in sources})} sources agree"
+              f" (witnessed to entry {report.witnessed_to})")  # fmt: skip
         if not files:
             print("note: no witness file given or configured: a deleted tail shows only against the database's"
                   " own checkpoints", file=sys.stderr)  # fmt: skip
