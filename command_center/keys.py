@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from query_control.agencies import AgencyConfig
     from query_control.audit import AuditLog
     from query_control.broker import Broker
+    from query_control.checkpoints import Checkpointer
     from query_control.followups import FollowUps
     from query_control.gateway import AgencyGateway
 
@@ -50,3 +51,4 @@ BROKER: web.AppKey[Broker] = web.AppKey("query_broker")
 FOLLOWUPS: web.AppKey[FollowUps] = web.AppKey("followups")
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit_log")
 MEDIA: web.AppKey[MediaHub] = web.AppKey("media_hub")
+CHECKPOINTER: web.AppKey[Checkpointer] = web.AppKey("audit_checkpointer")

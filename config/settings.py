@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -159,6 +159,57 @@ class ClusterSettings(Section):
     lease_seconds: float = Field(6.0, ge=1, le=120)
 
 
+class AuditSettings(Section):
+    """Signed checkpoints of the audit chain and the witnesses that keep them (docs/protocols.md)."""
+
+    #: The court whose centre this is (e.g. ``HLJ``); carried by every checkpoint, and what the upper centre
+    #: pins this centre's key under. Empty: ``local`` (then no upper centre can be configured).
+    court_id: str = Field("", max_length=64)
+    #: Sign a checkpoint of the chain's head once this many entries were added since the last one ...
+    checkpoint_entries: int = Field(100, ge=1, le=1_000_000)
+    #: ... or once this many seconds passed since it (and the chain grew). 0 turns checkpoints off.
+    checkpoint_seconds: float = Field(60.0, ge=0, le=86_400)
+    #: Append-only witness file (JSON lines, opened O_APPEND), on a volume the database's writer cannot rewrite;
+    #: empty: none. ``audit verify`` reads it back.
+    witness_file: Path | None = None
+    #: The parent court's centre, e.g. ``https://hlj-centre.court.example``: each new checkpoint is sent to its
+    #: ``POST /api/audit/witness``. Empty: none.
+    upper_url: str = ""
+    #: On an upper centre: the lower courts whose checkpoints it keeps, court id -> Ed25519 public key (hex, as
+    #: printed by ``audit key`` on the lower centre). A checkpoint from any other court or key is refused.
+    lower_courts: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+    @field_validator("witness_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("upper_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("audit.upper_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("lower_courts")
+    @classmethod
+    def _hex_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for court, key in value.items():
+            if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+                raise ValueError(f"audit.lower_courts.{court}: expected an Ed25519 public key as 64 lowercase hex")
+        return value
+
+    @model_validator(mode="after")
+    def _upper_needs_a_name(self) -> AuditSettings:
+        if self.upper_url and not self.court_id:
+            raise ValueError("audit.upper_url needs audit.court_id: the upper centre pins this centre's key by court")
+        return self
+
+    @property
+    def signer(self) -> str:
+        return self.court_id or "local"
+
+
 class Settings(BaseSettings):
     """Everything the server reads at start; passed to ``create_app``, never read from globals."""
 
@@ -173,6 +224,7 @@ class Settings(BaseSettings):
     queries: QuerySettings = QuerySettings()
     media: MediaSettings = MediaSettings()
     cluster: ClusterSettings = ClusterSettings()
+    audit: AuditSettings = AuditSettings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
 

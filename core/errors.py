@@ -95,3 +95,15 @@ class FencedOut(Conflict):
     took the work over (``core.fencing``); the writer must stop that work, not retry it."""
 
     code = "fenced_out"
+
+
+class CheckpointFork(Conflict):
+    """A lower court's checkpoint names a different head for a sequence number already witnessed."""
+
+    code = "checkpoint_fork"
+
+
+class CheckpointBackwards(Conflict):
+    """A lower court's checkpoint is older than one already witnessed: its chain went backwards."""
+
+    code = "checkpoint_backwards"

@@ -5,11 +5,14 @@ Times are epoch milliseconds. JSON-shaped fields (``details``) are plain dicts, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from core.checkpoint import Checkpoint
+from core.errors import CheckpointBackwards, CheckpointFork
 from core.fencing import Fence
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
 
@@ -178,6 +181,8 @@ class AuditEntry:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    #: Why the stored row could not be read as written (details that are not a JSON object); None when fine.
+    corrupt: str | None = None
 
     def content(self) -> dict[str, Any]:
         """What the hash covers (everything but the hashes themselves)."""
@@ -197,3 +202,34 @@ def audit_content(
 ) -> dict[str, Any]:
     return {"seq": seq, "action": action, "actor_id": actor_id, "at_ms": at_ms, "reason": reason,
             "case_id": case_id, "query_id": query_id, "details": details}  # fmt: skip
+
+
+def decode_details(raw: object) -> tuple[dict[str, Any], str | None]:
+    """An audit row's stored details, or ``({}, why)`` when the row was damaged: verify reports it, never crashes."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return {}, f"details are not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return {}, f"details are not a JSON object (found {type(value).__name__})"
+    return value, None
+
+
+def witness_outcome(checkpoint: Checkpoint, held: Sequence[tuple[int, str]]) -> bool:
+    """Whether a lower court's checkpoint is new (True) or held already (False), given the (seq, head) pairs
+    the upper centre holds for that court at its seq or later; a fork or a step backwards raises."""
+    for seq, head in held:
+        if seq == checkpoint.seq and head != checkpoint.head:
+            raise CheckpointFork(
+                f"court {checkpoint.court}: checkpoint at seq {seq} has head {checkpoint.head}, but head {head} was"
+                " witnessed there: its chain was rewritten"
+            )
+    if any(seq == checkpoint.seq for seq, _ in held):
+        return False
+    if held:
+        newest = max(seq for seq, _ in held)
+        raise CheckpointBackwards(
+            f"court {checkpoint.court}: checkpoint at seq {checkpoint.seq} is older than the one witnessed at seq"
+            f" {newest}: its chain went backwards"
+        )
+    return True

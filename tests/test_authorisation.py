@@ -95,8 +95,10 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/api/units/{unit_id}/recording"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/recordings"): {OP, S, A},
     ("DELETE", "/api/talk/{unit_id}/{session_id}"): {OP, S, A},
+    ("POST", "/api/audit/witness"): PUBLIC,  # no token: signed by the lower court's pinned key (test_audit_witness)
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
+PUBLIC_ROUTES.add(("POST", "/api/audit/witness"))
 
 #: Path parameters name records that do not exist, so an admitted call changes nothing.
 SAMPLE_PARAMS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from command_center.api import (
     alarms,
+    audit,
     directory,
     dispatch,
     duty,
@@ -40,6 +41,7 @@ REGISTRIES: tuple[Registry, ...] = (
     screens.api,
     queries.api,
     media.api,
+    audit.api,
 )
 
 
