@@ -389,8 +389,9 @@ _UPSERT_LATEST = (
     "lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps, "
     "heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct, "
     "sos = excluded.sos, received_ms = excluded.received_ms "
-    "WHERE (excluded.fix_time_ms, excluded.seq) > (unit_latest.fix_time_ms, unit_latest.seq)"
-)
+    "WHERE (min(excluded.fix_time_ms, excluded.received_ms), excluded.seq) "
+    "> (min(unit_latest.fix_time_ms, unit_latest.received_ms), unit_latest.seq)"
+)  # a fix ahead of the server's clock counts as received now (field_units.tracker.live_key)
 
 
 def _position_row(p: Position) -> tuple[Any, ...]:
