@@ -17,6 +17,7 @@ import aiosqlite
 
 from core.errors import NotFound, ServiceUnavailable
 from core.ids import CourtId, UnitId, UserId
+from core.private_files import private_file
 from persistence.migrations import load_migrations
 from persistence.models import (
     Court,
@@ -70,7 +71,11 @@ class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOp
 
     async def open(self) -> None:
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite first opens it: SQLite gives the -wal and -shm files the database's mode
+            for path in (Path(self._path + suffix) for suffix in ("-wal", "-shm")):
+                if path.exists():
+                    private_file(path)
+            private_file(Path(self._path))
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
