@@ -72,14 +72,16 @@ class ReportPool:
     def __init__(self, workers: int) -> None:
         self._workers = workers
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self._abandoned: set[asyncio.Future[Any]] = set()  # work whose request went away, still in a worker
         self.busy = 0  # reports in progress (reading their tracks, or rendering)
         self.running = 0  # functions handed to the workers and not yet back
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """One report in progress; ``ReportsBusy`` when ``workers`` already are."""
-        if self.busy >= self._workers:
-            raise ReportsBusy(f"{self.busy} map reports are being rendered, the most at once; try again shortly")
+        """One report in progress; ``ReportsBusy`` when ``workers`` already are (counting work a worker
+        is still doing for a request that went away, so a client retrying cannot pile work up)."""
+        if self.busy + len(self._abandoned) >= self._workers:
+            raise ReportsBusy(f"{self._workers} map reports are being rendered, the most at once; try again shortly")
         self.busy += 1
         try:
             yield
@@ -88,11 +90,20 @@ class ReportPool:
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in a worker process (it and its arguments must pickle)."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, partial(function, *args))
         self.running += 1
+        future.add_done_callback(self._finished)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, partial(function, *args))
-        finally:
-            self.running -= 1
+            return await asyncio.shield(future)  # cancelling the request cannot stop a process mid-render
+        except asyncio.CancelledError:
+            self._abandoned.add(future)
+            raise
+
+    def _finished(self, future: asyncio.Future[Any]) -> None:
+        self.running -= 1
+        self._abandoned.discard(future)
+        if not future.cancelled():
+            future.exception()  # retrieved: an abandoned render's failure is nobody's to report
 
     async def close(self) -> None:
         """Stop the workers (waiting in a thread, not on the loop); queued work is dropped."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from shapely.geometry import LineString
 
+from core.errors import ValidationFailed
 from maps.geo import EARTH_RADIUS_M, haversine_m
 
 if TYPE_CHECKING:
@@ -69,9 +70,16 @@ def find_stops(
     return stops
 
 
+class TooManyPositions(ValidationFailed):
+    """The period holds more positions than one read may (``MAX_READ_POSITIONS``): ask for a shorter one."""
+
+
 #: Points a track is shown with at most (a report, the track route): a day at 1 Hz is 86,400 fixes, which a
 #: browser draws slowly and folium renders for seconds; beyond this the track is simplified, and says so.
 MAX_SHOWN_POINTS = 10_000
+#: Positions one track read may hold (a day at about 5.8 Hz, some 100 MB while it is simplified); a period
+#: with more is refused with the count, never cut: the caller asks for a shorter one.
+MAX_READ_POSITIONS = 500_000
 _PAGE = 10_000  # positions read from the store at a time
 
 
@@ -93,7 +101,9 @@ def simplify_within(
 
 async def read_track(store: Store, unit_id: UnitId, *, since_ms: int, until_ms: int) -> list[Position]:
     """Every position of the unit in [since_ms, until_ms), oldest first, read a page at a time (the store
-    returns at most a page per call; one call would silently drop the end of a busy day)."""
+    returns at most a page per call; one call would silently drop the end of a busy day).
+
+    ``TooManyPositions`` past ``MAX_READ_POSITIONS``."""
     positions: list[Position] = []
     start, after = since_ms, (-1, -1)
     while True:
@@ -102,6 +112,11 @@ async def read_track(store: Store, unit_id: UnitId, *, since_ms: int, until_ms: 
         positions.extend(fresh)
         if len(page) < _PAGE:
             return positions
+        if len(positions) > MAX_READ_POSITIONS:
+            raise TooManyPositions(
+                f"unit {unit_id} has more than {MAX_READ_POSITIONS} positions from {since_ms} to {until_ms}; "
+                "ask for a shorter period"
+            )
         after = (page[-1].fix_time_ms, page[-1].seq)
         # the next page starts at the last fix time (positions sharing it are told apart by seq); a page
         # that brought nothing new moves on by a millisecond, so the loop always ends

@@ -10,9 +10,13 @@ import math
 import time
 from pathlib import Path
 
+import pytest
+
 from command_center.keys import REPORTS
 from core.ids import UnitId
+from maps import tracks
 from maps.report import _time
+from maps.report_pool import ReportPool, ReportsBusy
 from maps.tracks import MAX_SHOWN_POINTS
 from persistence.models import Position
 from query_control.audit import verify
@@ -41,7 +45,7 @@ async def _a_day_of_fixes(world: World) -> tuple[int, int]:
     return since, since + DAY_MS
 
 
-async def test_a_day_long_track_is_never_cut_short(world: World) -> None:
+async def test_a_day_long_track_is_never_cut_short(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     since, until = await _a_day_of_fixes(world)
     last_fix = since + (FIXES - 1) * 1000
     period = f"since_ms={since}&until_ms={until}"
@@ -63,6 +67,13 @@ async def test_a_day_long_track_is_never_cut_short(world: World) -> None:
     document = await report.text()
     assert f"共 {FIXES} 个定位点，图上显示 {shown} 个" in document  # the report itself says so
     assert f"终点 {_time(last_fix)}" in document  # and ends where the day ended
+
+    monkeypatch.setattr(tracks, "MAX_READ_POSITIONS", 50_000)  # a period holding more than one read may
+    for path in (f"/api/units/{UNIT}/track?{period}", f"/api/reports/units?unit_ids={UNIT}&{period}"):
+        refused = await world.client.get(path, headers=world.auth("operator"))
+        assert refused.status == 422
+        message = (await refused.json())["error"]["message"]
+        assert message == f"unit {UNIT} has more than 50000 positions from {since} to {until}; ask for a shorter period"
 
 
 async def test_a_short_track_is_shown_whole(world: World) -> None:
@@ -130,3 +141,30 @@ async def test_a_case_report_is_an_audited_read_of_query_results(tmp_path: Path)
         assert refused.status == 403  # not a judge of this case: refused, and nothing read to audit
         assert len(await world.store.audit_entries()) == before + 1
         assert (await verify(world.store)).ok
+
+
+async def test_work_whose_request_went_away_still_counts_until_its_worker_is_done() -> None:
+    """A process cannot be stopped mid-render: while it finishes the work of a request that was cancelled, that
+    worker is not free, so a client retrying at once cannot pile up renders behind it."""
+    pool = ReportPool(1)
+    try:
+        async with pool.slot():
+            abandoned = asyncio.create_task(pool.run(time.sleep, 2.0))
+            await asyncio.sleep(0)  # the work is handed to the pool
+            assert pool.running == 1
+            abandoned.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await abandoned
+        assert pool.busy == 0 and pool.running == 1
+        with pytest.raises(ReportsBusy):
+            async with pool.slot():
+                pass
+        async with asyncio.timeout(30):
+            while True:  # the worker finishes the abandoned work, then is free again
+                if not pool.running:
+                    break
+                await asyncio.sleep(0.05)
+        async with pool.slot():
+            assert await pool.run(sum, [1, 2, 3]) == 6
+    finally:
+        await pool.close()

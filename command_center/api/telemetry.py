@@ -6,6 +6,7 @@ WebRTC data channel of the media work will call it too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated, Any
@@ -199,7 +200,9 @@ async def track(request: web.Request) -> web.StreamResponse:
         raise ValidationFailed("simplify_m must be from 0 (every point) to 1000 metres")
     positions = await read_track(request.app[STORE], unit_id, since_ms=since, until_ms=until)
     raw = len(positions)
-    kept, used = simplify_within([(p.lat, p.lon) for p in positions], MAX_SHOWN_POINTS, tolerance)
+    # GEOS simplifies with the GIL released: a day of fixes takes it a second, which the loop must not wait
+    kept, used = await asyncio.to_thread(simplify_within, [(p.lat, p.lon) for p in positions], MAX_SHOWN_POINTS,
+                                         tolerance)  # fmt: skip
     if used > 0:
         positions = [positions[i] for i in kept]
     out = TrackOut(unit_id=unit_id, points=[p.view() for p in positions], raw_points=raw, simplified_m=used)
