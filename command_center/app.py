@@ -14,6 +14,7 @@ from alarms.desk import AlarmDesk
 from cluster.factory import build_coordinator
 from cluster.port import LEADER
 from command_center.api.registry import Registry, openapi_document
+from command_center.api.reports import report_pool_ctx
 from command_center.api.routes import all_endpoints
 from command_center.audit_ctx import audit_ctx
 from command_center.credentials import Passwords
@@ -152,4 +153,5 @@ def create_app(
     app.cleanup_ctx.append(query_control_ctx(settings.queries, agencies))
     app.cleanup_ctx.append(media_ctx(settings.media, settings.data_dir / "recordings"))
     app.cleanup_ctx.append(audit_ctx(settings.audit, settings.data_dir))
+    app.cleanup_ctx.append(report_pool_ctx(settings.maps))
     return app

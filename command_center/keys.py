@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from field_units.tasks import TaskDesk
     from field_units.tracker import Tracker
     from field_units.writer import PositionWriter
+    from maps.report_pool import ReportPool
     from media.sessions import MediaHub
     from query_control.agencies import AgencyConfig
     from query_control.audit import AuditLog
@@ -52,3 +53,4 @@ FOLLOWUPS: web.AppKey[FollowUps] = web.AppKey("followups")
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit_log")
 MEDIA: web.AppKey[MediaHub] = web.AppKey("media_hub")
 CHECKPOINTER: web.AppKey[Checkpointer] = web.AppKey("audit_checkpointer")
+REPORTS: web.AppKey[ReportPool] = web.AppKey("report_pool")

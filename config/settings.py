@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+SQLITE_FILE = "command_center.db"
 _TOML_FILE: ContextVar[Path | None] = ContextVar("cc_toml_file", default=None)
 
 
@@ -43,7 +44,8 @@ class ServerSettings(Section):
 
 
 class StoreSettings(Section):
-    #: ``sqlite:///relative/or/absolute/path.db`` (embedded default) or ``postgresql://user@host:port/db``.
+    #: ``sqlite:///relative/or/absolute/path.db`` or ``postgresql://user@host:port/db``; when not given,
+    #: ``command_center.db`` in ``data_dir`` (``Settings._database_in_data_dir``).
     url: str = "sqlite:///var/command_center.db"
     #: Connection pool bounds for PostgreSQL.
     pool_min: int = Field(1, ge=1)
@@ -92,6 +94,9 @@ class MapSettings(Section):
     center_lat: float = Field(45.757, ge=-90, le=90)
     center_lon: float = Field(126.642, ge=-180, le=180)
     zoom: int = Field(12, ge=1, le=19)
+    #: Map reports rendered at once, each in a worker process (folium takes seconds of CPU for a big one,
+    #: which must not run on the event loop); one more is refused with 503 and Retry-After.
+    report_workers: int = Field(2, ge=1, le=16)
 
 
 class TrackingSettings(Section):
@@ -112,6 +117,9 @@ class TrackingSettings(Section):
     max_pending_positions: int = Field(200_000, ge=100, le=10_000_000)
     #: Dispatch estimates a unit's time to a place at this straight-line speed (urban driving, m/s).
     dispatch_speed_mps: float = Field(8.0, gt=0, le=60)
+    #: A fix this far ahead of the server's clock is refused (a broken device clock; the rest of its batch
+    #: is kept). Accepted ones ahead of the clock count as received now for the live view, so none freezes it.
+    max_clock_skew_seconds: float = Field(60.0, ge=0, le=3600)
 
 
 class QuerySettings(Section):
@@ -227,6 +235,14 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        """The embedded database lives with the server's other files: a store URL not given explicitly
+        follows ``data_dir`` (an explicit one, file or environment, is kept as given)."""
+        if "url" not in self.store.model_fields_set:
+            self.store = self.store.model_copy(update={"url": f"sqlite:///{self.data_dir / SQLITE_FILE}"})
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -391,13 +391,15 @@ _COLUMN_NAMES = [
 _COLUMNS = ", ".join(_COLUMN_NAMES)
 _UPSERT_LATEST = f"""
 INSERT INTO unit_latest ({_COLUMNS})
-SELECT DISTINCT ON (unit_id) {_COLUMNS} FROM positions_in ORDER BY unit_id, fix_time_ms DESC, seq DESC
+SELECT DISTINCT ON (unit_id) {_COLUMNS} FROM positions_in
+ORDER BY unit_id, LEAST(fix_time_ms, received_ms) DESC, seq DESC
 ON CONFLICT (unit_id) DO UPDATE SET seq = excluded.seq, fix_time_ms = excluded.fix_time_ms, lat = excluded.lat,
     lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps,
     heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct,
     sos = excluded.sos, received_ms = excluded.received_ms
-WHERE (excluded.fix_time_ms, excluded.seq) > (unit_latest.fix_time_ms, unit_latest.seq)
-"""
+WHERE (LEAST(excluded.fix_time_ms, excluded.received_ms), excluded.seq)
+    > (LEAST(unit_latest.fix_time_ms, unit_latest.received_ms), unit_latest.seq)
+"""  # a fix ahead of the server's clock counts as received now (field_units.tracker.live_key)
 
 
 def _position_row(p: Position) -> tuple[Any, ...]:

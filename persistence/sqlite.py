@@ -17,6 +17,7 @@ import aiosqlite
 
 from core.errors import NotFound, ServiceUnavailable
 from core.ids import CourtId, UnitId, UserId
+from core.private_files import private_file
 from persistence.migrations import load_migrations
 from persistence.models import (
     Court,
@@ -70,7 +71,11 @@ class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOp
 
     async def open(self) -> None:
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite first opens it: SQLite gives the -wal and -shm files the database's mode
+            for path in (Path(self._path + suffix) for suffix in ("-wal", "-shm")):
+                if path.exists():
+                    private_file(path)
+            private_file(Path(self._path))
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
@@ -389,8 +394,9 @@ _UPSERT_LATEST = (
     "lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps, "
     "heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct, "
     "sos = excluded.sos, received_ms = excluded.received_ms "
-    "WHERE (excluded.fix_time_ms, excluded.seq) > (unit_latest.fix_time_ms, unit_latest.seq)"
-)
+    "WHERE (min(excluded.fix_time_ms, excluded.received_ms), excluded.seq) "
+    "> (min(unit_latest.fix_time_ms, unit_latest.received_ms), unit_latest.seq)"
+)  # a fix ahead of the server's clock counts as received now (field_units.tracker.live_key)
 
 
 def _position_row(p: Position) -> tuple[Any, ...]:

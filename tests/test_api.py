@@ -19,7 +19,14 @@ async def _json(response: Any) -> Any:
 
 
 async def test_health_reports_store_and_bus(world: World) -> None:
-    response = await world.client.get("/api/health")
+    """Anyone may ask whether the server is up, and learns only that; the staff see what it runs on."""
+    public = await world.client.get("/api/health")
+    assert public.status == 200 and await _json(public) == {"status": "ok"}
+    forged = await world.client.get("/api/health", headers={"Authorization": "Bearer forged"})
+    assert forged.status == 200 and await _json(forged) == {"status": "ok"}
+    anonymous = await world.client.get("/api/health/details")
+    assert anonymous.status == 401
+    response = await world.client.get("/api/health/details", headers=world.auth("operator"))
     body = await _json(response)
     assert response.status == 200
     assert body["status"] == "ok"
@@ -279,7 +286,7 @@ async def test_production_adapters_end_to_end(make_world: AppFactory, pg_schema:
         bus=BusSettings(url=REDIS_URL, namespace=redis_namespace),
         schema=pg_schema,
     )
-    health = await _json(await world.client.get("/api/health"))
+    health = await _json(await world.client.get("/api/health/details", headers=world.auth("admin")))
     assert health["status"] == "ok" and health["store"]["dialect"] == "postgres" and health["bus"]["adapter"] == "redis"
     units = await _json(await world.client.get("/api/units", headers=world.auth("supervisor")))
     assert [u["id"] for u in units["units"]] == ["HLJ0102-U01"]

@@ -21,6 +21,7 @@ PUBLIC: set[str] = set()  # marker: no token needed
 
 POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/health"): PUBLIC,
+    ("GET", "/api/health/details"): {OP, S, A},
     ("GET", "/api/openapi.json"): PEOPLE | {D},
     ("POST", "/api/auth/login"): PUBLIC,
     ("POST", "/api/auth/logout"): PEOPLE,
