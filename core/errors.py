@@ -88,3 +88,9 @@ class TooManyRequests(AppError):
 class ServiceUnavailable(AppError):
     status = 503
     code = "unavailable"
+
+
+class CaseNotUnderWay(Conflict):
+    """The case is 终本 or 结案 in the case-management system: nothing more may be queried on it."""
+
+    code = "case_not_under_way"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from command_center.api import (
     alarms,
+    case_source,
     directory,
     dispatch,
     duty,
@@ -39,6 +40,7 @@ REGISTRIES: tuple[Registry, ...] = (
     reports.api,
     screens.api,
     queries.api,
+    case_source.api,
     media.api,
 )
 
