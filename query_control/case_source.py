@@ -14,19 +14,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from core.ids import CourtId, UserId
+from core.ids import CaseId, CourtId, UserId
+from event_bus.port import EventBus
 from persistence.models import Role
 from persistence.port import Store
 from persistence.query_models import Case, CaseSource, CaseStatus, PartyKind
 from query_control.audit import AuditLog
 from query_control.broker import now_ms
 from query_control.cases import InvalidCaseNumber, InvalidIdentifier, validate_case_number, validate_party_identifier
+from query_control.views import query_topic
+
+log = logging.getLogger(__name__)
 
 Outcome = Literal["created", "updated", "unchanged"]
 
@@ -53,9 +58,10 @@ class Upserted:
 class CaseSourceDesk:
     """Applies a case record to the store; ``within`` bounds the courts a source may register cases of."""
 
-    def __init__(self, store: Store, audit: AuditLog) -> None:
+    def __init__(self, store: Store, audit: AuditLog, bus: EventBus | None = None) -> None:
         self._store = store
         self._audit = audit
+        self._bus = bus  # None (the shell's import): open screens learn of a removal when they resubscribe
 
     async def upsert(
         self,
@@ -107,6 +113,8 @@ class CaseSourceDesk:
         if existing is not None:
             case, changes = await self._update(existing, record, parties, judges)
             outcome = "updated" if changes else "unchanged"
+            if changes.get("judges_removed") and self._bus is not None:
+                await revoke_screens(store, self._bus, case.id, changes["judges_removed"])
         await self._audit.record(
             "case.upsert",
             None,
@@ -162,6 +170,20 @@ class CaseSourceDesk:
         if elsewhere:
             problems.append({"field": "judges", "problem": f"not a judge of court {court_id}: {', '.join(elsewhere)}"})
         return found
+
+
+async def revoke_screens(store: Store, bus: EventBus, case_id: CaseId, removed: Sequence[UserId]) -> int:
+    """Tell the open screens of the queries of judges taken off the case that they may no longer follow
+    them (``access_revoked`` on ``query:<id>``; the screens' feeds then stop sending them the query)."""
+    count = 0
+    for query in await store.list_queries(case_id=case_id):
+        if query.judge_id in removed:
+            try:
+                await bus.publish(query_topic(query.id), {"event": "access_revoked", "judge_id": query.judge_id})
+                count += 1
+            except Exception:  # the check at every subscribe and read still holds
+                log.warning("query %s: could not announce that its judge left the case", query.id, exc_info=True)
+    return count
 
 
 def _checked_parties(

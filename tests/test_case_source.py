@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 
 from command_center.case_import import import_cases
+from command_center.keys import BUS
 from config.settings import StoreSettings
 from persistence.models import Role
 from query_control.audit import verify
 from query_control.identifiers import make_credit_code, make_id_number
+from query_control.views import query_topic
 from tests.conftest import POSTGRES_DSN, World, fresh_pg_schema
 from tests.query_support import ORG, PERSON, open_case, open_query_screen, query_app, running_fleet, test_agencies
 
@@ -161,12 +163,12 @@ async def test_a_judge_taken_off_the_case_loses_it_its_queries_and_their_results
     case_id = (await _sync(world, secret, _case(["judge", "judge2"]), expect=201))["case_id"]
     status, query = await _query(world, case_id)
     assert status == 202, query
-    screen = await open_query_screen(world, query["id"])
-    await screen.pump(lambda s: any(m["type"] == "snapshot" for m in s.messages), within=5)
-    await screen.ws.close()
+    screen = await open_query_screen(world, query["id"])  # open while the judge is taken off the case
+    await screen.pump(lambda s: s.complete, within=10)
 
     changed = await _sync(world, secret, _case(["judge2"]))
     assert changed["outcome"] == "updated" and changed["changes"]["judges_removed"]
+    await screen.pump(lambda s: s.messages[-1].get("event") == "access_revoked", within=5)
 
     judge = world.auth("judge")
     assert (await world.client.get(f"/api/cases/{case_id}", headers=judge)).status == 403
@@ -179,6 +181,12 @@ async def test_a_judge_taken_off_the_case_loses_it_its_queries_and_their_results
     await again.pump(lambda s: bool(s.messages) and s.messages[-1]["type"] == "error", within=5)
     assert again.messages[-1]["code"] == "forbidden"
     await again.ws.close()
+    # nothing more of the query reaches the screen that was open (a follow-up's news would have)
+    await world.client.app[BUS].publish(query_topic(query["id"]), {"event": "complete", "completed_ms": 1})
+    await screen.ws.send_json({"type": "ping"})
+    await screen.pump(lambda s: s.messages[-1]["type"] == "pong", within=5)
+    assert [m for m in screen.messages if m.get("completed_ms") == 1] == []
+    await screen.ws.close()
     # the judge still on it sees the query and its results
     assert (await world.client.get(f"/api/queries/{query['id']}", headers=world.auth("judge2"))).status == 200
 

@@ -18,7 +18,7 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
 from command_center.auth import Access, current_system, current_user
 from command_center.credentials import lookup_hash, new_system_secret
-from command_center.keys import AUDIT, STORE
+from command_center.keys import AUDIT, BUS, STORE
 from command_center.visibility import visible_courts
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import CaseId, CourtId, ProposalId, SystemClientId
@@ -235,7 +235,7 @@ async def revoke_system_client(request: web.Request) -> web.StreamResponse:
 async def sync_case(request: web.Request) -> web.StreamResponse:
     data = body(request, CaseSync)
     client = current_system(request).client
-    done = await CaseSourceDesk(request.app[STORE], request.app[AUDIT]).upsert(
+    done = await CaseSourceDesk(request.app[STORE], request.app[AUDIT], request.app[BUS]).upsert(
         data.record(client.court_id),
         source=CaseSource.SYSTEM,
         within=client.court_id,

@@ -18,7 +18,7 @@ from command_center.api.params import whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
-from command_center.keys import AGENCIES, AUDIT, BROKER, FOLLOWUPS, GATEWAY, STORE
+from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, STORE
 from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, QueryId, UserId
@@ -26,6 +26,7 @@ from persistence.models import Role
 from persistence.query_models import Case, CaseSource, CaseStatus, FollowUpAction, FollowUpStatus, PartyKind, Query
 from query_control.agencies import AgencyKind
 from query_control.case_access import require_on_case
+from query_control.case_source import revoke_screens
 from query_control.cases import InvalidCaseNumber, InvalidIdentifier, validate_case_number, validate_party_identifier
 from query_control.followups import followup_view
 from query_control.party_proposals import PartyProposals
@@ -319,6 +320,7 @@ async def set_judges(request: web.Request) -> web.StreamResponse:
     judges = await _check_judges(request, case.court_id, data.judge_ids)
     store = request.app[STORE]
     await store.set_case_judges(case.id, judges)
+    await revoke_screens(store, request.app[BUS], case.id, [j for j in case.judge_ids if j not in judges])
     await request.app[AUDIT].record(
         "case.judges", current_user(request).user.id, case_id=case.id, details={"judge_ids": list(judges)}
     )
