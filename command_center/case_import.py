@@ -15,14 +15,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from command_center.api.case_source import CaseSync
-from command_center.credentials import lookup_hash, new_system_secret
+from command_center.api.case_source import CaseSync, register_system_client, revoke_client
 from core.errors import AppError, NotFound
 from core.ids import CourtId
 from persistence.port import Store
 from persistence.query_models import CaseSource
 from query_control.audit import AuditLog
-from query_control.broker import now_ms
 from query_control.case_source import CaseSourceDesk, read_case_file
 
 
@@ -65,27 +63,12 @@ async def import_cases(store: Store, path: Path) -> int:
 async def system_client_command(store: Store, args: argparse.Namespace) -> int:
     audit = AuditLog(store)
     if args.action == "add":
-        await store.get_court(CourtId(args.court))
-        secret = new_system_secret()
-        client = await store.add_system_client(
-            name=args.name, court_id=CourtId(args.court), secret_hash=lookup_hash(secret), created_ms=now_ms()
-        )
-        await audit.record(
-            "system_client.create",
-            None,
-            details={"client_id": client.id, "name": client.name, "court_id": client.court_id, "via": "cli"},
-        )
+        client, secret = await register_system_client(store, audit, args.name, CourtId(args.court), None)
         print(f"system client {client.name} (id {client.id}) of {client.court_id}; secret (shown once): {secret}")
         return 0
     found = await store.find_system_client_by_name(args.name)
     if found is None:
         raise NotFound(f"system client {args.name!r} does not exist")
-    if found.revoked_ms is None:
-        await store.revoke_system_client(found.id, now_ms())
-        await audit.record(
-            "system_client.revoke",
-            None,
-            details={"client_id": found.id, "name": found.name, "court_id": found.court_id, "via": "cli"},
-        )
+    await revoke_client(store, audit, found, None)
     print(f"system client {found.name}: revoked")
     return 0

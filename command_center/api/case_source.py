@@ -16,13 +16,23 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 from command_center.api.params import whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
-from command_center.auth import Access, current_system, current_user
+from command_center.auth import Access, UserCaller, current_system, current_user
 from command_center.credentials import lookup_hash, new_system_secret
 from command_center.keys import AUDIT, BUS, STORE
 from command_center.visibility import visible_courts
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from core.ids import CaseId, CourtId, ProposalId, SystemClientId
-from persistence.query_models import CaseSource, CaseStatus, PartyKind, PartyProposal, ProposalStatus, SystemClient
+from core.ids import CaseId, CourtId, ProposalId, SystemClientId, UserId
+from persistence.port import Store
+from persistence.query_models import (
+    Case,
+    CaseSource,
+    CaseStatus,
+    PartyKind,
+    PartyProposal,
+    ProposalStatus,
+    SystemClient,
+)
+from query_control.audit import AuditLog
 from query_control.broker import now_ms
 from query_control.case_source import CaseRecord, CaseSourceDesk
 from query_control.party_proposals import PartyProposals
@@ -171,16 +181,8 @@ def _row_id(raw: str, what: str) -> int:
 )
 async def add_system_client(request: web.Request) -> web.StreamResponse:
     data = body(request, SystemClientIn)
-    store = request.app[STORE]
-    await store.get_court(CourtId(data.court_id))
-    secret = new_system_secret()
-    client = await store.add_system_client(
-        name=data.name, court_id=CourtId(data.court_id), secret_hash=lookup_hash(secret), created_ms=now_ms()
-    )
-    await request.app[AUDIT].record(
-        "system_client.create",
-        current_user(request).user.id,
-        details={"client_id": client.id, "name": client.name, "court_id": client.court_id},
+    client, secret = await register_system_client(
+        request.app[STORE], request.app[AUDIT], data.name, CourtId(data.court_id), current_user(request).user.id
     )
     return json_response(SystemClientCreated(client=SystemClientOut.of(client), secret=secret), status=201)
 
@@ -209,16 +211,44 @@ async def list_system_clients(request: web.Request) -> web.StreamResponse:
 )
 async def revoke_system_client(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
-    client_id = SystemClientId(_row_id(request.match_info["client_id"], "system client"))
-    before = await store.get_system_client(client_id)
-    client = await store.revoke_system_client(client_id, now_ms())
-    if before.revoked_ms is None:
-        await request.app[AUDIT].record(
-            "system_client.revoke",
-            current_user(request).user.id,
-            details={"client_id": client.id, "name": client.name, "court_id": client.court_id},
-        )
-    return json_response(SystemClientOut.of(client))
+    client = await store.get_system_client(SystemClientId(_row_id(request.match_info["client_id"], "system client")))
+    revoked = await revoke_client(store, request.app[AUDIT], client, current_user(request).user.id)
+    return json_response(SystemClientOut.of(revoked))
+
+
+async def register_system_client(
+    store: Store, audit: AuditLog, name: str, court_id: CourtId, actor: UserId | None
+) -> tuple[SystemClient, str]:
+    """Create the credential (its secret returned once, only its hash kept) and audit it; ``actor`` None:
+    from the shell."""
+    await store.get_court(court_id)
+    secret = new_system_secret()
+    client = await store.add_system_client(
+        name=name, court_id=court_id, secret_hash=lookup_hash(secret), created_ms=now_ms()
+    )
+    await audit.record("system_client.create", actor, details=_client_details(client, actor))
+    return client, secret
+
+
+async def revoke_client(store: Store, audit: AuditLog, client: SystemClient, actor: UserId | None) -> SystemClient:
+    """Revoke (audited once: revoking again changes nothing)."""
+    if client.revoked_ms is not None:
+        return client
+    revoked = await store.revoke_system_client(client.id, now_ms())
+    await audit.record("system_client.revoke", actor, details=_client_details(client, actor))
+    return revoked
+
+
+def _client_details(client: SystemClient, actor: UserId | None) -> dict[str, Any]:
+    details: dict[str, Any] = {"client_id": client.id, "name": client.name, "court_id": client.court_id}
+    return details if actor is not None else {**details, "via": "cli"}
+
+
+async def reachable_cases(store: Store, caller: UserCaller) -> list[Case]:
+    """The cases a person reaches: a judge those assigned to them now, others those of their courts."""
+    if caller.access is Access.JUDGE:
+        return await store.list_cases(judge_id=caller.user.id)
+    return await store.list_cases(court_ids=await visible_courts(store, caller))
 
 
 # the integration route ------------------------------------------------------------------------------
@@ -262,13 +292,8 @@ async def sync_case(request: web.Request) -> web.StreamResponse:
     response=PartyProposalList,
 )
 async def list_party_proposals(request: web.Request) -> web.StreamResponse:
-    caller = current_user(request)
     store = request.app[STORE]
-    if caller.access is Access.JUDGE:
-        cases = await store.list_cases(judge_id=caller.user.id)
-    else:
-        cases = await store.list_cases(court_ids=await visible_courts(store, caller))
-    case_ids = [c.id for c in cases]
+    case_ids = [c.id for c in await reachable_cases(store, current_user(request))]
     raw_case = request.query.get("case_id")
     if raw_case:
         wanted = CaseId(_row_id(raw_case, "case"))
