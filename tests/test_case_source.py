@@ -11,20 +11,26 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from command_center.bootstrap import import_courts
 from command_center.case_import import import_cases
 from command_center.keys import BUS
 from config.settings import StoreSettings
+from core.errors import NotFound
+from core.ids import CaseId, CourtId, QueryId
+from persistence.factory import build_store
 from persistence.models import Role
+from persistence.query_models import PartyKind
 from query_control.audit import verify
 from query_control.identifiers import make_credit_code, make_id_number
 from query_control.views import query_topic
-from tests.conftest import POSTGRES_DSN, World, fresh_pg_schema
+from tests.conftest import COURTS_FILE, POSTGRES_DSN, World, fresh_pg_schema, store_settings
 from tests.query_support import ORG, PERSON, open_case, open_query_screen, query_app, running_fleet, test_agencies
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,3 +345,49 @@ def test_the_command_line_registers_a_system_client_and_imports_cases(tmp_path: 
     assert "row 3: refused: parties.0.identifier" in imported.stderr
     assert cli("system-client", "revoke", "--name", "立案系统").returncode == 0
     assert cli("audit", "verify").returncode == 0
+
+
+# the migration ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_migration_009_keeps_the_cases_queries_and_parties_of_a_running_centre(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite rebuilds the cases table (to let created_by be empty): the rows other tables point at stay."""
+    import persistence.postgres
+    import persistence.sqlite
+    from persistence.migrations import load_migrations
+
+    module = persistence.sqlite if kind == "sqlite" else persistence.postgres
+    async with AsyncExitStack() as stack:
+        schema = await stack.enter_async_context(fresh_pg_schema()) if kind == "postgres" else None
+        store = build_store(store_settings(kind, tmp_path), schema=schema)
+        await store.open()
+        stack.push_async_callback(store.close)
+        with monkeypatch.context() as before:
+            before.setattr(module, "load_migrations", lambda dialect: load_migrations(dialect)[:8])
+            assert await store.migrate() == [1, 2, 3, 4, 5, 6, 7, 8]
+        await import_courts(store, COURTS_FILE)
+        judge = await store.add_user(
+            username="judge", display_name="j", password_hash="x", role=Role.JUDGE, court_id=CourtId("HLJ01")
+        )
+        for sql in (
+            "INSERT INTO cases (case_number, court_id, title, created_by, created_ms)"
+            f" VALUES ('{CASE}', 'HLJ01', 't', {judge.id}, 5)",
+            f"INSERT INTO case_parties (case_id, kind, name, identifier) VALUES (1, 'person', '张三', '{PERSON[1]}')",
+            f"INSERT INTO case_judges (case_id, user_id) VALUES (1, {judge.id})",
+            f"INSERT INTO queries (id, case_id, judge_id, reason, created_ms, deadline_ms) VALUES ('q1', 1, {judge.id},"
+            " 'r', 1, 2)",
+        ):
+            await store._execute(sql)  # type: ignore[attr-defined]
+        assert await store.migrate() == [9]
+        case = await store.get_case(CaseId(1))
+        assert (case.case_number, case.created_by, case.status.value, case.source.value) == (
+            CASE, judge.id, "active", "manual",
+        )  # fmt: skip
+        assert [p.identifier for p in case.parties] == [PERSON[1]] and case.judge_ids == (judge.id,)
+        assert (await store.get_query(QueryId("q1"))).case_id == 1
+        added = await store.add_case(case_number="(2026)黑01执2号", court_id=CourtId("HLJ01"), title="t",
+                                     created_by=None, created_ms=0)  # fmt: skip
+        assert added.id == 2 and added.created_by is None
+        with pytest.raises(NotFound):
+            await store.add_party(CaseId(99), PartyKind.PERSON, "x", PERSON[1])  # foreign keys still hold
