@@ -109,6 +109,9 @@ async def test_a_judge_cannot_open_a_case_or_put_a_party_on_one(world: World) ->
     party = {"kind": "person", "name": SECOND[0], "identifier": SECOND[1], "reason": "申请执行人提供线索"}
     stranger = await world.client.post(f"/api/cases/{case['id']}/parties", json=party, headers=world.auth("judge2"))
     assert stranger.status == 403
+    wrong = {**party, "identifier": SECOND[1][:-1] + ("0" if SECOND[1][-1] != "0" else "1")}
+    refused = await world.client.post(f"/api/cases/{case['id']}/parties", json=wrong, headers=world.auth("judge"))
+    assert refused.status == 422 and (await refused.json())["error"]["message"].startswith("identifier: ")
     proposed = await world.client.post(f"/api/cases/{case['id']}/parties", json=party, headers=world.auth("judge"))
     assert proposed.status == 202 and (await proposed.json())["status"] == "awaiting_approval"
     stored = await world.store.get_case(case["id"])

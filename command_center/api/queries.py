@@ -342,9 +342,12 @@ async def set_judges(request: web.Request) -> web.StreamResponse:
 async def add_party(request: web.Request) -> web.StreamResponse:
     data = body(request, PartyProposalIn)
     case = await _case_for(request, _int_id(request.match_info["case_id"], "case"))
-    [(kind, name, identifier)] = _parties([PartyIn(kind=data.kind, name=data.name, identifier=data.identifier)])
+    try:
+        identifier = validate_party_identifier(data.kind, data.identifier)
+    except InvalidIdentifier as exc:
+        raise ValidationFailed(f"identifier: {exc}", details=[{"field": "identifier", "problem": str(exc)}]) from None
     proposal = await PartyProposals(request.app[STORE], request.app[AUDIT]).propose(
-        current_user(request).user, case, kind, name, identifier, data.reason
+        current_user(request).user, case, data.kind, data.name, identifier, data.reason
     )
     return json_response(PartyProposalOut.of(proposal), status=202)
 
