@@ -1,4 +1,5 @@
-"""Who is calling: bearer tokens for people, device secrets for field units, and role checks.
+"""Who is calling: bearer tokens for people, device secrets for field units, system-client secrets for the
+case-management system, and role checks.
 
 Both kinds of credential arrive as ``Authorization: Bearer …`` (browsers' WebSockets may pass
 ``?token=`` instead, as they cannot set headers). The prefix tells a session token from a device secret.
@@ -12,21 +13,23 @@ from enum import StrEnum
 
 from aiohttp import web
 
-from command_center.credentials import DEVICE_PREFIX, SESSION_PREFIX, lookup_hash
+from command_center.credentials import DEVICE_PREFIX, SESSION_PREFIX, SYSTEM_PREFIX, lookup_hash
 from command_center.keys import STORE
 from core.errors import Forbidden, TokenExpired, Unauthenticated
 from core.ids import CourtId
 from persistence.models import Role, Session, Unit, User
+from persistence.query_models import SystemClient
 
 
 class Access(StrEnum):
-    """Who a route admits: the four roles of people, plus field-unit devices."""
+    """Who a route admits: the four roles of people, field-unit devices, and the case-management system."""
 
     OPERATOR = Role.OPERATOR.value
     JUDGE = Role.JUDGE.value
     SUPERVISOR = Role.SUPERVISOR.value
     ADMIN = Role.ADMIN.value
     DEVICE = "device"
+    SYSTEM = "system"  # the court's case-management system (立案): the source of cases, nothing else
 
 
 PEOPLE = frozenset({Access.OPERATOR, Access.JUDGE, Access.SUPERVISOR, Access.ADMIN})
@@ -59,7 +62,20 @@ class DeviceCaller:
         return self.unit.court_id
 
 
-Caller = UserCaller | DeviceCaller
+@dataclass(frozen=True, slots=True)
+class SystemCaller:
+    client: SystemClient
+
+    @property
+    def access(self) -> Access:
+        return Access.SYSTEM
+
+    @property
+    def court_id(self) -> CourtId:
+        return self.client.court_id
+
+
+Caller = UserCaller | DeviceCaller | SystemCaller
 
 _CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
 
@@ -99,6 +115,13 @@ async def authenticate(request: web.Request) -> Caller:
         if unit.revoked_at is not None:
             raise Unauthenticated(f"device credential of unit {unit.id} was revoked")
         caller = DeviceCaller(unit)
+    elif token.startswith(SYSTEM_PREFIX):
+        client = await store.find_system_client_by_secret(lookup_hash(token))
+        if client is None:
+            raise Unauthenticated("unknown system-client credential")
+        if client.revoked_ms is not None:
+            raise Unauthenticated(f"system client {client.name!r} was revoked")
+        caller = SystemCaller(client)
     else:
         raise Unauthenticated("malformed token")
     request[_CALLER] = caller
@@ -127,4 +150,11 @@ def current_device(request: web.Request) -> DeviceCaller:
     caller = current_caller(request)
     if not isinstance(caller, DeviceCaller):
         raise Forbidden("only field-unit devices may do this")
+    return caller
+
+
+def current_system(request: web.Request) -> SystemCaller:
+    caller = current_caller(request)
+    if not isinstance(caller, SystemCaller):
+        raise Forbidden("only the case-management system may do this")
     return caller

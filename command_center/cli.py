@@ -16,6 +16,7 @@ from aiohttp import web
 
 from command_center.app import create_app
 from command_center.bootstrap import ensure_first_admin, import_courts
+from command_center.case_import import import_cases, system_client_command
 from command_center.credentials import MIN_PASSWORD_LENGTH, Passwords, lookup_hash, new_device_secret
 from command_center.demo import ensure_demo
 from config.settings import Settings, load_settings
@@ -77,6 +78,21 @@ def _parser() -> argparse.ArgumentParser:
     device_add.add_argument("--offline-after", type=float, help="seconds of silence before offline (default: setting)")
     device_revoke = device.add_parser("revoke", help="revoke a unit's device secret")
     device_revoke.add_argument("--id", required=True)
+
+    system = commands.add_parser("system-client", help="the case-management system's credentials").add_subparsers(
+        dest="action", required=True
+    )
+    system_add = system.add_parser("add", help="register a court's case-management system; prints its secret once")
+    system_add.add_argument("--name", required=True, help="e.g. 哈尔滨中院立案系统")
+    system_add.add_argument("--court", required=True, help="its court; it registers cases of it and the courts below")
+    system_revoke = system.add_parser("revoke", help="revoke a case-management system's credential")
+    system_revoke.add_argument("--name", required=True)
+
+    case = commands.add_parser("case", help="cases").add_subparsers(dest="action", required=True)
+    case_import = case.add_parser(
+        "import", help="create or update cases from a JSON or CSV file (docs/protocols.md: case source)"
+    )
+    case_import.add_argument("file", type=Path)
 
     audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(dest="action", required=True)
     recording = commands.add_parser("recording", help="evidence recordings").add_subparsers(
@@ -284,6 +300,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
 
         return asyncio.run(_with_store(settings, device_revoke))
+    if args.command == "system-client":
+        return asyncio.run(_with_store(settings, lambda store: system_client_command(store, args)))
+    if args.command == "case" and args.action == "import":
+        return asyncio.run(_with_store(settings, lambda store: import_cases(store, args.file)))
     if args.command == "audit" and args.action == "verify":
         return asyncio.run(_with_store(settings, lambda store: _audit_verify(store, settings, args)))
     if args.command == "audit" and args.action == "key":

@@ -107,3 +107,9 @@ class CheckpointBackwards(Conflict):
     """A lower court's checkpoint is older than one already witnessed: its chain went backwards."""
 
     code = "checkpoint_backwards"
+
+
+class CaseNotUnderWay(Conflict):
+    """The case is 终本 or 结案 in the case-management system: nothing more may be queried on it."""
+
+    code = "case_not_under_way"

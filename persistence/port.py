@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from core.ids import CourtId, UnitId, UserId
 from persistence.alarm_port import AlarmStore
+from persistence.case_port import CaseSourceStore
 from persistence.duty_port import DutyStore
 from persistence.geofence_port import GeofenceStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
@@ -20,7 +21,7 @@ from persistence.query_port import QueryStore
 from persistence.task_port import TaskStore
 
 
-class Store(QueryStore, AlarmStore, TaskStore, DutyStore, OperationStore, GeofenceStore, Protocol):
+class Store(QueryStore, AlarmStore, TaskStore, DutyStore, OperationStore, GeofenceStore, CaseSourceStore, Protocol):
     dialect: str
 
     async def open(self) -> None:

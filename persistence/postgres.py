@@ -28,6 +28,7 @@ from persistence.models import (
     User,
 )
 from persistence.postgres_alarms import PostgresAlarms
+from persistence.postgres_cases import PostgresCaseSource
 from persistence.postgres_duty import PostgresDuty
 from persistence.postgres_geofences import PostgresGeofences
 from persistence.postgres_operations import PostgresOperations
@@ -57,7 +58,13 @@ def _translate(exc: asyncpg.PostgresError) -> Exception:
 
 
 class PostgresStore(
-    PostgresQueries, PostgresAlarms, PostgresTasks, PostgresDuty, PostgresOperations, PostgresGeofences
+    PostgresQueries,
+    PostgresAlarms,
+    PostgresTasks,
+    PostgresDuty,
+    PostgresOperations,
+    PostgresGeofences,
+    PostgresCaseSource,
 ):
     dialect = "postgres"
 

@@ -18,6 +18,8 @@ from persistence.query_models import (
     AuditDraft,
     AuditEntry,
     Case,
+    CaseSource,
+    CaseStatus,
     FollowUp,
     FollowUpAction,
     FollowUpStatus,
@@ -84,17 +86,19 @@ class PostgresQueries:
         case_number: str,
         court_id: CourtId,
         title: str,
-        created_by: UserId,
+        created_by: UserId | None,
         created_ms: int,
         parties: Sequence[tuple[PartyKind, str, str]] = (),
         judge_ids: Sequence[UserId] = (),
+        status: CaseStatus = CaseStatus.ACTIVE,
+        source: CaseSource = CaseSource.MANUAL,
     ) -> Case:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 case_id = await conn.fetchval(
-                    "INSERT INTO cases (case_number, court_id, title, created_by, created_ms) "
-                    "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    case_number, court_id, title, created_by, created_ms,
+                    "INSERT INTO cases (case_number, court_id, title, created_by, created_ms, status, source) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    case_number, court_id, title, created_by, created_ms, status.value, source.value,
                 )  # fmt: skip
                 await conn.executemany(
                     "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES ($1, $2, $3, $4)",
@@ -128,10 +132,12 @@ class PostgresQueries:
                 r["case_number"],
                 CourtId(r["court_id"]),
                 r["title"],
-                UserId(r["created_by"]),
+                None if r["created_by"] is None else UserId(r["created_by"]),
                 r["created_ms"],
                 tuple(by_case.get(r["id"], ())),
                 tuple(judges_of.get(r["id"], ())),
+                CaseStatus(r["status"]),
+                CaseSource(r["source"]),
             )
             for r in rows
         ]

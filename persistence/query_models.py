@@ -14,7 +14,19 @@ from typing import Any
 from core.checkpoint import Checkpoint
 from core.errors import CheckpointBackwards, CheckpointFork
 from core.fencing import Fence
-from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
+from core.ids import (
+    AgencyId,
+    AssetId,
+    CaseId,
+    CourtId,
+    FollowUpId,
+    JobId,
+    PartyId,
+    ProposalId,
+    QueryId,
+    SystemClientId,
+    UserId,
+)
 
 
 class PartyKind(StrEnum):
@@ -31,6 +43,29 @@ class Party:
     identifier: str  # the ID number or credit code, canonical (upper case)
 
 
+class CaseStatus(StrEnum):
+    """Where a case stands in the case-management system; only a case under way may be queried."""
+
+    ACTIVE = "active"  # 执行中
+    TERMINATED = "terminated"  # 终结本次执行程序 (终本)
+    CLOSED = "closed"  # 结案
+
+    @property
+    def label(self) -> str:
+        return _STATUS_LABELS[self]
+
+
+_STATUS_LABELS = {CaseStatus.ACTIVE: "执行中", CaseStatus.TERMINATED: "终本", CaseStatus.CLOSED: "结案"}
+
+
+class CaseSource(StrEnum):
+    """Who registered a case (立案): a supervisor or admin by hand, the case-management system, or an import."""
+
+    MANUAL = "manual"
+    SYSTEM = "system"
+    IMPORT = "import"
+
+
 @dataclass(frozen=True, slots=True)
 class Case:
     """An enforcement case (执行案件), its parties and the judges assigned to it."""
@@ -39,10 +74,48 @@ class Case:
     case_number: str  # 执行案号, e.g. (2026)黑0102执123号
     court_id: CourtId
     title: str
-    created_by: UserId
+    created_by: UserId | None  # None: registered by the case-management system or an import
     created_ms: int
     parties: tuple[Party, ...] = ()
     judge_ids: tuple[UserId, ...] = ()
+    status: CaseStatus = CaseStatus.ACTIVE
+    source: CaseSource = CaseSource.MANUAL
+
+
+@dataclass(frozen=True, slots=True)
+class SystemClient:
+    """The case-management system's credential (立案系统): bound to a court, stored as its lookup hash."""
+
+    id: SystemClientId
+    name: str
+    court_id: CourtId
+    created_ms: int
+    revoked_ms: int | None = None
+
+
+class ProposalStatus(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"  # the party is on the case (party_id)
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class PartyProposal:
+    """A party proposed for an existing case by hand; on the case only once a supervisor approves."""
+
+    id: ProposalId
+    case_id: CaseId
+    kind: PartyKind
+    name: str
+    identifier: str
+    reason: str
+    proposed_by: UserId
+    proposed_ms: int
+    status: ProposalStatus
+    decided_by: UserId | None = None
+    decided_ms: int | None = None
+    note: str = ""
+    party_id: PartyId | None = None
 
 
 class JobStatus(StrEnum):

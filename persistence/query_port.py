@@ -19,6 +19,8 @@ from persistence.query_models import (
     AuditDraft,
     AuditEntry,
     Case,
+    CaseSource,
+    CaseStatus,
     FollowUp,
     FollowUpStatus,
     Job,
@@ -37,10 +39,12 @@ class QueryStore(Protocol):
         case_number: str,
         court_id: CourtId,
         title: str,
-        created_by: UserId,
+        created_by: UserId | None,
         created_ms: int,
         parties: Sequence[tuple[PartyKind, str, str]] = (),
         judge_ids: Sequence[UserId] = (),
+        status: CaseStatus = CaseStatus.ACTIVE,
+        source: CaseSource = CaseSource.MANUAL,
     ) -> Case:
         """Create a case with its parties (kind, name, identifier) and judges in one transaction."""
 

@@ -32,6 +32,7 @@ from persistence.models import (
     User,
 )
 from persistence.sqlite_alarms import SqliteAlarms
+from persistence.sqlite_cases import SqliteCaseSource
 from persistence.sqlite_duty import SqliteDuty
 from persistence.sqlite_geofences import SqliteGeofences
 from persistence.sqlite_operations import SqliteOperations
@@ -56,7 +57,9 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOperations, SqliteGeofences):
+class SqliteStore(
+    SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOperations, SqliteGeofences, SqliteCaseSource
+):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:

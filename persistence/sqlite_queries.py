@@ -25,6 +25,8 @@ from persistence.query_models import (
     AuditDraft,
     AuditEntry,
     Case,
+    CaseSource,
+    CaseStatus,
     FollowUp,
     FollowUpAction,
     FollowUpStatus,
@@ -127,15 +129,18 @@ class SqliteQueries:
         case_number: str,
         court_id: CourtId,
         title: str,
-        created_by: UserId,
+        created_by: UserId | None,
         created_ms: int,
         parties: Sequence[tuple[PartyKind, str, str]] = (),
         judge_ids: Sequence[UserId] = (),
+        status: CaseStatus = CaseStatus.ACTIVE,
+        source: CaseSource = CaseSource.MANUAL,
     ) -> Case:
         async with self._tx() as db:
             cursor = await db.execute(
-                "INSERT INTO cases (case_number, court_id, title, created_by, created_ms) VALUES (?, ?, ?, ?, ?)",
-                (case_number, court_id, title, created_by, created_ms),
+                "INSERT INTO cases (case_number, court_id, title, created_by, created_ms, status, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (case_number, court_id, title, created_by, created_ms, status.value, source.value),
             )
             case_id = cursor.lastrowid
             await cursor.close()
@@ -170,10 +175,12 @@ class SqliteQueries:
                 r["case_number"],
                 CourtId(r["court_id"]),
                 r["title"],
-                UserId(r["created_by"]),
+                None if r["created_by"] is None else UserId(r["created_by"]),
                 r["created_ms"],
                 tuple(by_case.get(r["id"], ())),
                 tuple(judges_of.get(r["id"], ())),
+                CaseStatus(r["status"]),
+                CaseSource(r["source"]),
             )
             for r in rows
         ]

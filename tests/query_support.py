@@ -94,7 +94,10 @@ async def query_app(
         await client.close()
 
 
-async def open_case(world: World, who: str = "judge") -> dict[str, Any]:
+async def open_case(world: World, who: str = "judge", registrar: str = "supervisor") -> dict[str, Any]:
+    """The case of two debtors, registered by hand by ``registrar`` (judges do not open cases) for ``who``."""
+    judge = await world.store.find_user(who)
+    assert judge is not None
     response = await world.client.post(
         "/api/cases",
         json={
@@ -104,8 +107,9 @@ async def open_case(world: World, who: str = "judge") -> dict[str, Any]:
                 {"kind": "person", "name": PERSON[0], "identifier": PERSON[1]},
                 {"kind": "organisation", "name": ORG[0], "identifier": ORG[1]},
             ],
+            "judge_ids": [judge.id],
         },
-        headers=world.auth(who),
+        headers=world.auth(registrar),
     )
     assert response.status == 201, await response.text()
     case: dict[str, Any] = await response.json()

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from command_center.api.routes import all_endpoints
-from command_center.credentials import lookup_hash, new_session_token
-from core.ids import UserId
+from command_center.credentials import lookup_hash, new_session_token, new_system_secret
+from core.ids import CourtId, UserId
 from tests.conftest import World
 
 OP, J, S, A, D = "operator", "judge", "supervisor", "admin", "device"
+SY = "system"  # the case-management system's client: the integration route, nothing else
 PEOPLE = {OP, J, S, A}
 PUBLIC: set[str] = set()  # marker: no token needed
 
@@ -73,11 +74,18 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/reports/cases/{case_id}"): {J, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
-    ("POST", "/api/cases"): {J, S, A},
+    ("POST", "/api/cases"): {S, A},
     ("GET", "/api/cases"): {J, S, A},
     ("GET", "/api/cases/{case_id}"): {J, S, A},
     ("PUT", "/api/cases/{case_id}/judges"): {S, A},
-    ("POST", "/api/cases/{case_id}/parties"): {J, S, A},
+    ("POST", "/api/cases/{case_id}/parties"): {J, S},
+    ("POST", "/api/system-clients"): {A},
+    ("GET", "/api/system-clients"): {A},
+    ("POST", "/api/system-clients/{client_id}/revoke"): {A},
+    ("POST", "/api/integration/cases"): {SY},
+    ("GET", "/api/party-proposals"): {J, S},
+    ("POST", "/api/party-proposals/{proposal_id}/approve"): {S},
+    ("POST", "/api/party-proposals/{proposal_id}/reject"): {S},
     ("POST", "/api/queries"): {J},
     ("GET", "/api/queries"): {J, S},
     ("GET", "/api/queries/{query_id}"): {J, S},
@@ -115,6 +123,8 @@ SAMPLE_PARAMS = {
     "{day}": "2026-11-22",
     "{operation_id}": "no-such-operation",
     "{fence_id}": "no-such-fence",
+    "{client_id}": "999999",
+    "{proposal_id}": "999999",
 }
 
 
@@ -151,7 +161,13 @@ async def _bad_tokens(world: World) -> dict[str, dict[str, str]]:
         expires_at=datetime.now(UTC) + timedelta(hours=1),
     )
     await world.store.revoke_session(lookup_hash(revoked))
+    revoked_system = await _system_token(world, "revoked-system")
+    client = await world.store.find_system_client_by_name("revoked-system")
+    assert client is not None
+    await world.store.revoke_system_client(client.id, 1)
     return {
+        "revoked-system": {"Authorization": f"Bearer {revoked_system}"},
+        "unknown-system": {"Authorization": "Bearer cc_y_not-a-real-secret"},
         "none": {},
         "expired": {"Authorization": f"Bearer {expired}"},
         "revoked": {"Authorization": f"Bearer {revoked}"},
@@ -175,8 +191,19 @@ async def test_every_route_refuses_missing_or_bad_tokens(world: World) -> None:
                 assert body["error"]["code"] == "token_expired"
 
 
-@pytest.mark.parametrize("role", [OP, J, S, A, D])
+async def _system_token(world: World, name: str) -> str:
+    """A case-management system's credential of the world's court (made in the store, as the CLI does)."""
+    secret = new_system_secret()
+    await world.store.add_system_client(
+        name=name, court_id=CourtId("HLJ01"), secret_hash=lookup_hash(secret), created_ms=0
+    )
+    return secret
+
+
+@pytest.mark.parametrize("role", [OP, J, S, A, D, SY])
 async def test_every_route_admits_exactly_its_roles(world: World, role: str) -> None:
+    if role == SY:
+        world.tokens[SY] = await _system_token(world, "立案系统")
     # Logging out ends the caller's own session, so it runs last.
     routes = sorted(POLICY.items(), key=lambda item: item[0][1] == "/api/auth/logout")
     for (method, template), allowed in routes:

@@ -70,6 +70,7 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster.init()
     cluster.add_user("op1", "operator", PASSWORD)
     cluster.add_user("judge1", "judge", PASSWORD, court="HLJ0102")
+    cluster.add_user("sup1", "supervisor", PASSWORD, court="HLJ0102")  # registers the judge's case
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3", "HLJ0102-C4")}  # type: ignore[attr-defined]
     for quiet in QUIET:
         cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
@@ -274,9 +275,13 @@ async def test_a_query_runs_once_and_is_finished_by_the_survivor_when_its_proces
     async with session() as http:
         async with http.post(f"{b}/api/auth/login", json={"username": "judge1", "password": PASSWORD}) as answer:
             auth = {"Authorization": f"Bearer {(await answer.json())['token']}"}
-        case = {"case_number": "(2026)黑0102执9号", "title": "借款合同纠纷执行",
+        async with http.get(f"{b}/api/me", headers=auth) as answer:
+            judge_id = (await answer.json())["user"]["id"]
+        async with http.post(f"{b}/api/auth/login", json={"username": "sup1", "password": PASSWORD}) as answer:
+            registrar = {"Authorization": f"Bearer {(await answer.json())['token']}"}
+        case = {"case_number": "(2026)黑0102执9号", "title": "借款合同纠纷执行", "judge_ids": [judge_id],
                 "parties": [{"kind": "person", "name": "张三", "identifier": "11010519491231002X"}]}  # fmt: skip
-        async with http.post(f"{b}/api/cases", json=case, headers=auth) as answer:
+        async with http.post(f"{b}/api/cases", json=case, headers=registrar) as answer:
             assert answer.status == 201, await answer.text()
             case_id = (await answer.json())["id"]
 

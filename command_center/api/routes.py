@@ -6,6 +6,7 @@ from __future__ import annotations
 from command_center.api import (
     alarms,
     audit,
+    case_source,
     directory,
     dispatch,
     duty,
@@ -40,6 +41,7 @@ REGISTRIES: tuple[Registry, ...] = (
     reports.api,
     screens.api,
     queries.api,
+    case_source.api,
     media.api,
     audit.api,
 )

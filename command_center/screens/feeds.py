@@ -300,12 +300,17 @@ class QueryFeed(Feed):
         self._store = store
         self._agency_names = agency_names
         self.view: dict[str, Any] = {}
+        self._replaying = False
 
     async def reload(self) -> None:
-        await super().reload()
+        self._replaying = True  # a judge's removal in the history must not cut off screens admitted since
+        try:
+            await super().reload()
+        finally:
+            self._replaying = False
         self.view = await load_query_view(self._store, self.query_id, self._agency_names)
 
-    def apply(self, event: Event) -> bytes:
+    def apply(self, event: Event) -> bytes | None:
         data = dict(event.data)
         if data.get("event") == "job":
             jobs = self.view.setdefault("jobs", [])
@@ -316,8 +321,17 @@ class QueryFeed(Feed):
                 jobs[index] = data["job"]
         elif data.get("event") == "complete":
             self.view["completed_ms"], self.view["complete"] = data["completed_ms"], True
-        return orjson.dumps({"type": "query_update", "topic": self.name, "seq": event.seq,
-                             "ts_ms": int(event.ts * 1000), **data})  # fmt: skip
+        message = orjson.dumps({"type": "query_update", "topic": self.name, "seq": event.seq,
+                                "ts_ms": int(event.ts * 1000), **data})  # fmt: skip
+        if data.get("event") == "access_revoked":
+            # Only the query's judge may follow it, and that judge was taken off the case: tell its screens,
+            # then send them nothing more of this query (a new subscribe is refused while off the case).
+            if not self._replaying:
+                for screen in self._screens:
+                    screen.send(message, topic=self.name, seq=event.seq)
+                self._screens.clear()
+            return None
+        return message
 
     def send_snapshot(self, screen: ScreenConnection) -> None:
         snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "query": self.view}

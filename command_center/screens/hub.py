@@ -34,6 +34,7 @@ from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import EventBus
 from persistence.availability import store_unavailable
 from persistence.port import Store
+from query_control.case_access import require_on_case
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,7 @@ class ScreenHub:
                 query = await self._store.get_query(query_id)  # NotFound for an unknown query
                 if not isinstance(caller, UserCaller) or caller.user.id != query.judge_id:
                     raise Forbidden(f"query {query_id} belongs to another judge")
+                require_on_case(await self._store.get_case(query.case_id), caller.user.id)  # still on the case
                 feeds.append(
                     await self._feed(topic, lambda q=query_id: QueryFeed(q, self._bus, self._store, self.agency_names))
                 )

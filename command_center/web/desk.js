@@ -329,7 +329,7 @@ async function start() {
   if (me.user.role !== "judge") document.getElementById("ask-error").textContent = t("onlyJudges");
   [{ cases: state.cases }, { agencies: state.agencies }] = await Promise.all([api("/api/cases"), api("/api/agencies")]);
   const select = document.getElementById("case");
-  select.replaceChildren(...state.cases.map((c) => el("option", { value: c.id, textContent: `${c.case_number} ${c.title}` })));
+  select.replaceChildren(...state.cases.map((c) => el("option", { value: c.id, textContent: `${c.case_number} ${c.title}${c.status === "active" ? "" : ` (${c.status_label})`}` })));
   select.addEventListener("change", () => { renderParties(); loadHistory(); });
   document.getElementById("all-agencies").addEventListener("change", renderAgencies);
   document.getElementById("submit").addEventListener("click", submit);
