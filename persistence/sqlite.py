@@ -35,6 +35,7 @@ from persistence.sqlite_duty import SqliteDuty
 from persistence.sqlite_geofences import SqliteGeofences
 from persistence.sqlite_operations import SqliteOperations
 from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
+from persistence.sqlite_query_guard import SqliteQueryGuard
 from persistence.sqlite_tasks import SqliteTasks
 
 _SUBTREE = """
@@ -55,7 +56,9 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOperations, SqliteGeofences):
+class SqliteStore(
+    SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOperations, SqliteGeofences, SqliteQueryGuard
+):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:

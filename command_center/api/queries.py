@@ -18,14 +18,16 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
 from command_center.keys import AGENCIES, AUDIT, BROKER, FOLLOWUPS, GATEWAY, STORE
+from command_center.query_guard import bind_query, claim_query, release_query, watch_query
 from command_center.visibility import require_visible, visible_courts
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, QueryId, UserId
 from persistence.models import Role
 from persistence.query_models import Case, FollowUpAction, FollowUpStatus, PartyKind, Query
 from query_control.agencies import AgencyKind
 from query_control.cases import InvalidCaseNumber, InvalidIdentifier, validate_case_number, validate_party_identifier
 from query_control.followups import followup_view
+from query_control.guard import check_idempotency_key
 from query_control.views import load_query_view
 
 api = Registry()
@@ -191,7 +193,7 @@ async def _case_for(request: web.Request, case_id: int, *, write: bool = False) 
     caller = current_user(request)
     if caller.access is Access.JUDGE:
         if caller.user.id not in case.judge_ids:
-            raise Forbidden(f"you are not assigned to case {case.case_number}")
+            raise Forbidden("you are not assigned to this case")
     else:
         await require_visible(store, caller, case.court_id)
     return case
@@ -349,26 +351,39 @@ async def add_party(request: web.Request) -> web.StreamResponse:
 @api.route(
     "POST",
     "/api/queries",
-    summary="Query parties' assets at agencies (judge assigned to the case)",
+    summary="Query parties' assets at agencies (judge assigned to the case); an Idempotency-Key header makes a "
+    "double click one query (202 when made, 200 with the same query when the key was used before)",
     tag="queries",
     access=frozenset({J}),
     body=QueryIn,
     response=QueryOut,
     status=202,
-    errors=(NotFound,),
+    errors=(NotFound, Conflict, TooManyRequests),
 )
 async def submit_query(request: web.Request) -> web.StreamResponse:
     data = body(request, QueryIn)
+    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     caller = current_user(request)
     case = await _case_for(request, data.case_id)
-    query, jobs = await request.app[BROKER].submit(
-        case,
-        caller.user.id,
-        data.reason,
-        party_ids=data.party_ids,
-        agency_ids=data.agency_ids,
-        kinds=None if data.asset_kinds is None else [k.value for k in data.asset_kinds],
-    )
+    store = request.app[STORE]
+    earlier = await claim_query(request.app, caller.user, key, data.model_dump(mode="json"))
+    if earlier is not None:  # the same request again (a double click, a retry): the query it made
+        view = await load_query_view(store, earlier, _names(request))
+        await _audit_view(request, view, replay=True)
+        return json_response(QueryOut.model_validate(view), status=200)
+    try:
+        query, jobs = await request.app[BROKER].submit(
+            case,
+            caller.user.id,
+            data.reason,
+            party_ids=data.party_ids,
+            agency_ids=data.agency_ids,
+            kinds=None if data.asset_kinds is None else [k.value for k in data.asset_kinds],
+        )
+    except BaseException:
+        await release_query(request.app, caller.user, key)
+        raise
+    await bind_query(request.app, caller.user, key, query.id)
     await request.app[AUDIT].record(
         "query.submit",
         caller.user.id,
@@ -381,7 +396,8 @@ async def submit_query(request: web.Request) -> web.StreamResponse:
             "jobs": len(jobs),
         },
     )
-    view = await load_query_view(request.app[STORE], query.id, _names(request))
+    await watch_query(request.app, caller.user, query.id)
+    view = await load_query_view(store, query.id, _names(request))
     return json_response(QueryOut.model_validate(view), status=202)
 
 
@@ -425,15 +441,23 @@ async def get_query(request: web.Request) -> web.StreamResponse:
     elif caller.access is not Access.JUDGE:
         await _case_for(request, query.case_id)
     view = await load_query_view(store, query.id, _names(request))
+    await _audit_view(request, view)
+    return json_response(QueryOut.model_validate(view))
+
+
+async def _audit_view(request: web.Request, view: dict[str, Any], *, replay: bool = False) -> None:
+    """Every read of a query's results is in the audit chain: who, which query, how many assets they saw."""
+    details: dict[str, Any] = {"assets": sum(len(j["assets"]) for j in view["jobs"])}
+    if replay:
+        details["idempotent_replay"] = True
     await request.app[AUDIT].record(
         "query.view",
-        caller.user.id,
+        current_user(request).user.id,
         reason=request.query.get("reason", ""),
-        case_id=query.case_id,
-        query_id=query.id,
-        details={"assets": sum(len(j["assets"]) for j in view["jobs"])},
+        case_id=view["case_id"],
+        query_id=view["id"],
+        details=details,
     )
-    return json_response(QueryOut.model_validate(view))
 
 
 # follow-ups -----------------------------------------------------------------------------------------
