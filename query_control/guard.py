@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,18 @@ def check_idempotency_key(raw: str | None) -> str | None:
                 " without spaces is allowed"
             )
     return raw
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")  # RFC 3986 unreserved characters
+
+
+def followup_id_for(key: str) -> str:
+    """A follow-up's id is its Idempotency-Key (the agency sees it too, and a retry finds it by it); it is
+    also a path segment (``/api/followups/{id}/approve``), so a key with any other character is mapped to
+    a digest of itself: the same key still finds the same follow-up."""
+    if _URL_SAFE.fullmatch(key):
+        return key
+    return "k-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def request_hash(body: Mapping[str, Any]) -> str:

@@ -24,7 +24,7 @@ from persistence.query_guard_port import QueriedParty
 from query_control.abuse import SHANGHAI, AbuseRules, findings, is_night, mask_identifier, night_of, utc_ms
 from query_control.guard import DAY_MS, HOUR_MS, check_idempotency_key, check_limits, request_hash
 from tests.conftest import POSTGRES_DSN, World, fresh_pg_schema
-from tests.query_support import ORG, PERSON, open_case, query_app, running_fleet, test_agencies
+from tests.query_support import ORG, PERSON, open_case, open_query_screen, query_app, running_fleet, test_agencies
 
 REASON = "申请执行人申请查控被执行人财产"
 
@@ -264,3 +264,31 @@ async def test_the_abuse_watch_alarms_supervisors_without_disclosing_the_person(
         assert alarms["query_night"]["details"]["count"] == 1  # raised at the first night query
         far = await world.client.get("/api/alarms", headers=world.auth("far_supervisor"))
         assert (await far.json())["alarms"] == []  # another city's court does not see them
+
+
+async def test_every_read_of_query_results_is_audited(tmp_path: Path) -> None:
+    async with apps(tmp_path, "sqlite", 1) as (world,):
+        case = await open_case(world)
+        body = {"case_id": case["id"], "reason": REASON, "agency_ids": ["icbc"]}
+        query = await (await _post(world, body)).json()
+        judge = await world.store.find_user("judge")
+        supervisor = await world.store.find_user("supervisor")
+        assert judge is not None and supervisor is not None
+
+        def reads() -> Any:
+            return world.store.audit_entries()
+
+        before = len(await reads())
+        assert (await world.client.get(f"/api/queries/{query['id']}", headers=world.auth("judge"))).status == 200
+        screen = await open_query_screen(world, query["id"])
+        await screen.pump(lambda s: any(m["type"] == "snapshot" for m in s.messages), within=5)
+        await screen.ws.close()
+        listed = await world.client.get(f"/api/followups?query_id={query['id']}", headers=world.auth("supervisor"))
+        assert listed.status == 200
+        entries = (await reads())[before:]
+        assert [(e.action, e.actor_id, e.query_id) for e in entries] == [
+            ("query.view", judge.id, query["id"]),
+            ("query.watch", judge.id, query["id"]),
+            ("followup.list", supervisor.id, query["id"]),
+        ]
+        assert entries[1].case_id == case["id"]

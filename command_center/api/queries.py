@@ -27,7 +27,7 @@ from persistence.query_models import Case, FollowUpAction, FollowUpStatus, Party
 from query_control.agencies import AgencyKind
 from query_control.cases import InvalidCaseNumber, InvalidIdentifier, validate_case_number, validate_party_identifier
 from query_control.followups import followup_view
-from query_control.guard import check_idempotency_key
+from query_control.guard import check_idempotency_key, followup_id_for
 from query_control.views import load_query_view
 
 api = Registry()
@@ -475,16 +475,14 @@ async def _audit_view(request: web.Request, view: dict[str, Any], *, replay: boo
 )
 async def request_followup(request: web.Request) -> web.StreamResponse:
     data = body(request, FollowUpIn)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (8 <= len(key) <= 64 and key.replace("-", "").isalnum()):
-        raise ValidationFailed("Idempotency-Key: 8…64 letters, digits or dashes")
+    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     followup, created = await request.app[FOLLOWUPS].request(
         current_user(request).user,
         asset_id=AssetId(data.asset_id),
         action=data.action,
         amount_cents=data.amount_cents,
         reason=data.reason,
-        key=key,
+        key=None if key is None else followup_id_for(key),
     )
     return json_response(FollowUpOut.model_validate(followup_view(followup)), status=201 if created else 200)
 
@@ -549,6 +547,12 @@ async def list_followups(request: web.Request) -> web.StreamResponse:
     followups = await store.list_followups(
         query_id=QueryId(raw_query) if raw_query else None, case_ids=[c.id for c in cases], statuses=statuses
     )
+    await request.app[AUDIT].record(
+        "followup.list",
+        caller.user.id,
+        query_id=QueryId(raw_query) if raw_query else None,
+        details={"followups": [f.id for f in followups], "status": status},
+    )  # follow-ups carry what was found (asset, amount): reading them is audited like the results
     return json_response(FollowUpList(followups=[FollowUpOut.model_validate(followup_view(f)) for f in followups]))
 
 
