@@ -123,3 +123,19 @@ async def test_query_outcomes_count_timed_out_agencies(store: Store) -> None:
         "q-on-time": (True, 0), "q-late": (False, 1), "q-running": (False, 0)}  # fmt: skip
     assert await store.query_outcomes([CourtId("HLJ0103")], now - 1) == []
     assert len(await store.query_outcomes(None, now + 1)) == 0
+
+
+async def test_duty_is_given_only_to_the_courts_own_staff(world: World) -> None:
+    day = today(int(time.time() * 1000))
+    await world.add_user("daoli_operator", Role.OPERATOR, "HLJ0102")  # a court below: not HLJ01's staff
+    own, below = await _uid(world, "operator"), await _uid(world, "daoli_operator")
+    for officer, technician, field, user in ((below, own, "officer_id", below), (own, 999_999, "technician_id",
+                                                                                  999_999)):  # fmt: skip
+        refused = await world.client.put(f"/api/duty/HLJ01/{day}", json={"officer_id": officer,
+                                         "technician_id": technician}, headers=world.auth("admin"))  # fmt: skip
+        assert refused.status == 422, await refused.text()
+        assert (await refused.json())["error"]["message"] == f"{field}: user {user} is not on the staff of court HLJ01"
+    assert await world.store.duty_roster(None, day) == []  # nothing of a refused roster is kept
+    there = await world.client.put(f"/api/duty/HLJ0102/{day}", json={"officer_id": below, "technician_id": below},
+                                   headers=world.auth("supervisor"))  # fmt: skip
+    assert there.status == 200, await there.text()

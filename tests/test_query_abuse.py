@@ -292,3 +292,30 @@ async def test_every_read_of_query_results_is_audited(tmp_path: Path) -> None:
             ("followup.list", supervisor.id, query["id"]),
         ]
         assert entries[1].case_id == case["id"]
+
+
+async def test_refusals_name_no_case_party_or_staff_of_another_court(tmp_path: Path) -> None:
+    async with apps(tmp_path, "sqlite", 1) as (world,):
+        case = await open_case(world)
+        body = {"case_id": case["id"], "reason": REASON, "agency_ids": ["icbc"]}
+        query = await (await _post(world, body)).json()
+        refusals = [
+            (await world.client.get(f"/api/queries/{query['id']}", headers=world.auth("far_supervisor")), 403,
+             "this case is outside your jurisdiction"),
+            (await world.client.get(f"/api/cases/{case['id']}", headers=world.auth("far_supervisor")), 403,
+             "this case is outside your jurisdiction"),
+            (await world.client.get(f"/api/queries/{query['id']}", headers=world.auth("judge2")), 403,
+             "you are not assigned to this case"),
+            (await _post(world, body, who="judge2"), 403, "you are not assigned to this case"),
+        ]  # fmt: skip
+        for response, status, message in refusals:
+            assert response.status == status
+            error = (await response.json())["error"]
+            assert error["message"] == message
+            assert case["case_number"] not in str(error) and "HLJ01" not in str(error)
+        nobody = await world.client.put(f"/api/cases/{case['id']}/judges", json={"judge_ids": [999_999]},
+                                        headers=world.auth("supervisor"))  # fmt: skip
+        far_judge = await world.client.put(f"/api/cases/{case['id']}/judges", json={"judge_ids": [1]},
+                                           headers=world.auth("supervisor"))  # fmt: skip
+        assert nobody.status == far_judge.status == 422  # an unknown id is told like another court's user
+        assert (await nobody.json())["error"]["message"] == "judge_ids: user 999999 is not a judge of court HLJ01"

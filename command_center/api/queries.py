@@ -195,7 +195,10 @@ async def _case_for(request: web.Request, case_id: int, *, write: bool = False) 
         if caller.user.id not in case.judge_ids:
             raise Forbidden("you are not assigned to this case")
     else:
-        await require_visible(store, caller, case.court_id)
+        try:
+            await require_visible(store, caller, case.court_id)
+        except Forbidden:  # not even which court holds it
+            raise Forbidden("this case is outside your jurisdiction") from None
     return case
 
 
@@ -219,8 +222,8 @@ async def _check_judges(request: web.Request, court_id: CourtId, judge_ids: list
         try:
             user = await store.get_user(UserId(judge_id))
         except NotFound:
-            raise ValidationFailed(f"judge_ids: user {judge_id} does not exist") from None
-        if user.role is not Role.JUDGE or user.court_id != court_id:
+            user = None  # told like another court's user: nothing is learnt of who exists where
+        if user is None or user.role is not Role.JUDGE or user.court_id != court_id:
             raise ValidationFailed(f"judge_ids: user {judge_id} is not a judge of court {court_id}")
         checked.append(user.id)
     return checked
