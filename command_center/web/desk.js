@@ -42,7 +42,8 @@ const state = { cases: [], agencies: [], query: null, jobs: new Map(), followups
 window.deskState = state;
 
 async function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${token}`, ...(options.body ? { "Content-Type": "application/json" } : {}) };
+  const headers = { Authorization: `Bearer ${token}`, ...(options.body ? { "Content-Type": "application/json" } : {}),
+                    ...(options.headers || {}) };
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) { sessionStorage.removeItem("token"); location.replace("/"); }
   const body = await response.json().catch(() => null);
@@ -100,6 +101,11 @@ async function loadHistory() {
   }));
 }
 
+// The Idempotency-Key of the query being asked: kept while the same request is retried (a lost answer, a
+// second click), so the server makes one query; a new request gets a new key.
+let asking = { body: "", key: "" };
+const newKey = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+
 async function submit() {
   const error = document.getElementById("ask-error");
   error.textContent = "";
@@ -115,7 +121,10 @@ async function submit() {
   const button = document.getElementById("submit");
   button.disabled = true;
   try {
-    const query = await api("/api/queries", { method: "POST", body: JSON.stringify(body) });
+    const json = JSON.stringify(body);
+    if (asking.body !== json) asking = { body: json, key: newKey() };
+    const query = await api("/api/queries", { method: "POST", body: json, headers: { "Idempotency-Key": asking.key } });
+    asking = { body: "", key: "" };
     showQuery(query);
     follow(query.id);
     loadHistory();
