@@ -34,6 +34,9 @@ CREATE TABLE alarms_010 (
 );
 INSERT INTO alarms_010 SELECT id, kind, subject, court_id, unit_id, details, raised_ms, state, active, cleared_ms,
     repeats, acknowledged_by, acknowledged_ms, closed_by, closed_ms, note FROM alarms;
+-- keep AUTOINCREMENT's promise: an id once used (even by a deleted alarm) is not given again
+DELETE FROM sqlite_sequence WHERE name = 'alarms_010';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'alarms_010', seq FROM sqlite_sequence WHERE name = 'alarms';
 DROP TABLE alarms;
 ALTER TABLE alarms_010 RENAME TO alarms;
 CREATE UNIQUE INDEX alarms_live_idx ON alarms (kind, subject) WHERE state IN ('open', 'acknowledged');
