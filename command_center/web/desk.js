@@ -150,7 +150,7 @@ async function openQuery(queryId) {
 }
 
 let socket = null;
-function follow(queryId) {
+function follow(queryId, reconnecting = false) {
   if (socket) { socket.onclose = null; socket.close(); }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}/api/screen/ws?token=${encodeURIComponent(token)}`);
@@ -165,6 +165,12 @@ function follow(queryId) {
     if (message.type === "snapshot") {
       state.query = message.query;
       state.jobs = new Map(message.query.jobs.map((j) => [j.job_id, j]));
+      if (reconnecting) loadFollowups();  // back after a break: follow-up changes may have been missed
+    } else if (message.type === "query_update" && message.event === "followup") {
+      const f = message.followup;
+      const list = (state.followups.get(f.asset_id) || []).filter((g) => g.id !== f.id);
+      state.followups.set(f.asset_id, [...list, f]);
+      renderAssets();
     } else if (message.type === "query_update" && message.event === "job") {
       state.jobs.set(message.job.job_id, message.job);
     } else if (message.type === "query_update" && message.event === "complete") {
@@ -173,7 +179,7 @@ function follow(queryId) {
     state.updates += 1;
     render();
   };
-  ws.onclose = () => { if (socket === ws) setTimeout(() => follow(queryId), 1000); };
+  ws.onclose = () => { if (socket === ws) setTimeout(() => follow(queryId, true), 1000); };
 }
 
 async function loadFollowups() {
@@ -342,7 +348,8 @@ async function start() {
   select.addEventListener("change", () => { renderParties(); loadHistory(); });
   document.getElementById("all-agencies").addEventListener("change", renderAgencies);
   document.getElementById("submit").addEventListener("click", submit);
-  setInterval(loadFollowups, 5000);  // a supervisor approves elsewhere: the state shows here within seconds
+  // A supervisor's approval and the agency's answer arrive on the query's socket (``followup`` updates): no
+  // polling, since every list of follow-ups read is an entry in the audit chain.
   renderParties();
   applyLanguage();
   await Promise.all([loadHistory(), setUpMap()]);
