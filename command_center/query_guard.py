@@ -24,6 +24,10 @@ from query_control.guard import DAY_MS, check_limits, request_hash
 
 log = logging.getLogger(__name__)
 
+#: A claimed key whose query was never recorded this long after (its process died mid-request) is free again;
+#: a submission takes milliseconds (the agencies are asked after the query is stored).
+STALE_CLAIM_MS = 60_000
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -42,7 +46,13 @@ async def claim_query(app: web.Application, judge: User, key: str | None, body: 
                     "Idempotency-Key: already used for a different query request; a new query needs a new key"
                 )
             if claim.query_id is None:
-                raise Conflict("Idempotency-Key: the query with this key is still being submitted; retry in a moment")
+                if now - claim.created_ms < STALE_CLAIM_MS:
+                    raise Conflict(
+                        "Idempotency-Key: the query with this key is still being submitted; retry in a moment"
+                    )
+                # the request that claimed it died between claim and query (a killed process): start afresh
+                await store.release_query_key(judge.id, key)
+                return await claim_query(app, judge, key, body)
             return claim.query_id
     settings = app[SETTINGS].queries
     refusal = check_limits(

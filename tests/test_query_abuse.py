@@ -319,3 +319,24 @@ async def test_refusals_name_no_case_party_or_staff_of_another_court(tmp_path: P
                                            headers=world.auth("supervisor"))  # fmt: skip
         assert nobody.status == far_judge.status == 422  # an unknown id is told like another court's user
         assert (await nobody.json())["error"]["message"] == "judge_ids: user 999999 is not a judge of court HLJ01"
+
+
+async def test_a_key_claimed_by_a_request_that_died_is_freed_after_a_minute(tmp_path: Path) -> None:
+    import time
+
+    from command_center.api.queries import QueryIn
+
+    async with apps(tmp_path, "sqlite", 1) as (world,):
+        case = await open_case(world)
+        body = {"case_id": case["id"], "reason": REASON, "agency_ids": ["icbc"]}
+        digest = request_hash(QueryIn.model_validate(body).model_dump(mode="json"))
+        judge = await world.store.find_user("judge")
+        assert judge is not None
+        now = int(time.time() * 1000)
+        await world.store.claim_query_key(judge.id, "in-flight", digest, now)  # another process is making it
+        await world.store.claim_query_key(judge.id, "orphan", digest, now - 120_000)  # its process died
+        busy = await _post(world, body, key="in-flight")
+        assert busy.status == 409 and "still being submitted" in (await busy.json())["error"]["message"]
+        made = await _post(world, body, key="orphan")
+        assert made.status == 202, await made.text()
+        assert (await (await _post(world, body, key="orphan")).json())["id"] == (await made.json())["id"]
