@@ -3,12 +3,16 @@
 A lease names a piece of work that must run in one process only: ``leader`` (the sweepers), ``query:<id>``
 (a running asset query and its deadline), ``media:<unit>`` (the process holding a unit's live session).
 Its holder renews it in the background; a holder that dies loses it after ``lease_seconds`` and another
-node may take it. With one process (the memory bus) every lease is simply held locally.
+node may take it. Each grant carries an epoch (a fencing token) that the holder passes with the writes it
+makes under the lease, so a holder that was only paused, not dead, is refused by the store when it wakes.
+With one process (the memory bus) every lease is simply held locally.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+from core.fencing import Fence
 
 LEADER = "leader"
 
@@ -42,6 +46,10 @@ class Coordinator(Protocol):
     def holds(self, name: str) -> bool:
         """Whether this node holds the lease now (renewed within its lifetime)."""
 
+    def epoch(self, name: str) -> int | None:
+        """The fencing token of this node's grant of the lease (``core.fencing``): higher than every earlier
+        grant of that name, unchanged by renewals; None if this node has not been granted it."""
+
     async def holder(self, name: str) -> str | None:
         """The node holding the lease, if any."""
 
@@ -50,3 +58,10 @@ class Coordinator(Protocol):
 
     async def node_url(self, node_id: str) -> str | None:
         """How to reach a live node directly; None if it is not alive."""
+
+
+def fence_of(cluster: Coordinator | None, name: str) -> Fence | None:
+    """The fence for writes made under this node's grant of the lease; None (unfenced) with no coordinator
+    or no grant (Redis was away when the work started: it runs anyway, see docs/scale-out.md)."""
+    epoch = None if cluster is None else cluster.epoch(name)
+    return None if epoch is None else Fence(name, epoch)

@@ -93,3 +93,10 @@ class TooManyRequests(AppError):
 class ServiceUnavailable(AppError):
     status = 503
     code = "unavailable"
+
+
+class FencedOut(Conflict):
+    """A write made under a lease whose grant is older than one the store has already seen: another process
+    took the work over (``core.fencing``); the writer must stop that work, not retry it."""
+
+    code = "fenced_out"

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, FencedOut, NotFound
+from core.fencing import Fence, admitted, newest_per_lease, refusal
 from core.hashchain import GENESIS, chain_hash
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
 from persistence.query_models import (
@@ -39,6 +40,27 @@ def _translate(exc: asyncpg.PostgresError) -> Exception:
     if isinstance(exc, asyncpg.CheckViolationError):
         return Conflict(f"constraint violated ({exc.constraint_name})")
     return exc
+
+
+async def _hold_fences(conn: asyncpg.pool.PoolConnectionProxy[Any], fences: Sequence[Fence | None]) -> dict[str, int]:
+    """Raise each lease's fence row to the batch's epoch unless a newer grant has written (``core.fencing``);
+    the rows stay locked until the transaction ends. Returns the epochs accepted, per lease name."""
+    newest = newest_per_lease(fences)
+    if not newest:
+        return {}
+    rows = await conn.fetch(
+        "INSERT INTO lease_fences (name, epoch) SELECT * FROM unnest($1::text[], $2::bigint[]) ORDER BY 1"
+        " ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch WHERE lease_fences.epoch <= excluded.epoch"
+        " RETURNING name, epoch",
+        list(newest), list(newest.values()),
+    )  # fmt: skip
+    return {r["name"]: int(r["epoch"]) for r in rows}
+
+
+async def _hold_fence(conn: asyncpg.pool.PoolConnectionProxy[Any], fence: Fence | None) -> None:
+    """One write's fence: FencedOut (the transaction rolls back) when a newer grant has written."""
+    if fence is not None and not admitted(fence, await _hold_fences(conn, [fence])):
+        raise refusal(fence)
 
 
 def _dumps(value: dict[str, Any]) -> str:
@@ -208,20 +230,33 @@ class PostgresQueries:
         )
         return [self._job(r) for r in rows]
 
-    async def start_job_attempts(self, job_ids: Sequence[JobId], at_ms: int) -> dict[JobId, int]:
-        rows = await self.pool.fetch(
-            "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = $2 WHERE id = ANY($1) AND status = 'pending' "
-            "RETURNING id, attempts",
-            list(job_ids), at_ms,
-        )  # fmt: skip
-        return {JobId(r["id"]): int(r["attempts"]) for r in rows}
+    async def start_job_attempts(
+        self, job_ids: Sequence[JobId], at_ms: int, *, fences: Sequence[Fence | None] = ()
+    ) -> dict[JobId, int | FencedOut]:
+        fenced = list(fences) or [None] * len(job_ids)
+        async with self.pool.acquire() as conn, conn.transaction():
+            held = await _hold_fences(conn, fenced)
+            allowed = [j for j, f in zip(job_ids, fenced, strict=True) if admitted(f, held)]
+            rows = await conn.fetch(
+                "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = $2 WHERE id = ANY($1)"
+                " AND status = 'pending' RETURNING id, attempts",
+                allowed, at_ms,
+            )  # fmt: skip
+        counts: dict[JobId, int | FencedOut] = {JobId(r["id"]): int(r["attempts"]) for r in rows}
+        for job_id, fence in zip(job_ids, fenced, strict=True):
+            if fence is not None and not admitted(fence, held):
+                counts[job_id] = refusal(fence)
+        return counts
 
-    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | None]:
+    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | FencedOut | None]:
         ids = [o.job_id for o in outcomes]
         if len(set(ids)) != len(ids):
             raise ValueError("finish_jobs: a job may end only once per call")
         try:
             async with self.pool.acquire() as conn, conn.transaction():
+                held = await _hold_fences(conn, [o.fence for o in outcomes])
+                stale = [o for o in outcomes if not admitted(o.fence, held)]
+                outcomes_in = [o for o in outcomes if admitted(o.fence, held)]
                 rows = await conn.fetch(
                     "UPDATE query_jobs AS j SET status = v.status, error = v.error, updated_ms = v.at_ms,"
                     " answered_ms = CASE WHEN v.status IN ('answered', 'no_assets') THEN v.at_ms END"
@@ -229,10 +264,11 @@ class PostgresQueries:
                     " WHERE j.id = v.id AND (j.status = 'pending'"
                     "  OR (j.status = 'timed_out' AND v.status IN ('answered', 'no_assets')))"
                     " RETURNING j.*",
-                    ids, [o.status.value for o in outcomes], [o.error for o in outcomes], [o.at_ms for o in outcomes],
+                    [o.job_id for o in outcomes_in], [o.status.value for o in outcomes_in],
+                    [o.error for o in outcomes_in], [o.at_ms for o in outcomes_in],
                 )  # fmt: skip
                 ended = {r["id"]: r for r in rows}
-                drafts = [(ended[o.job_id], a) for o in outcomes if o.job_id in ended for a in o.assets]
+                drafts = [(ended[o.job_id], a) for o in outcomes_in if o.job_id in ended for a in o.assets]
                 if drafts:
                     await conn.execute(
                         "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description,"
@@ -249,10 +285,16 @@ class PostgresQueries:
                         assets[r["job_id"]].append(self._asset(r))
         except asyncpg.PostgresError as exc:
             raise _translate(exc) from exc
-        return [(self._job(ended[o.job_id]), assets[o.job_id]) if o.job_id in ended else None for o in outcomes]
+        refused = {o.job_id: refusal(o.fence) for o in stale if o.fence is not None}
+        return [
+            refused[o.job_id] if o.job_id in refused
+            else (self._job(ended[o.job_id]), assets[o.job_id]) if o.job_id in ended else None
+            for o in outcomes
+        ]  # fmt: skip
 
-    async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
+    async def complete_query(self, query_id: QueryId, at_ms: int, *, fence: Fence | None = None) -> list[Job]:
         async with self.pool.acquire() as conn, conn.transaction():
+            await _hold_fence(conn, fence)
             rows = await conn.fetch(
                 "UPDATE query_jobs SET status = 'timed_out', updated_ms = $2"
                 " WHERE query_id = $1 AND status = 'pending' RETURNING *",
@@ -341,15 +383,18 @@ class PostgresQueries:
         agency_ref: str | None = None,
         error: str | None = None,
         count_attempt: bool = False,
+        fence: Fence | None = None,
     ) -> FollowUp | None:
-        row = await self.pool.fetchrow(
-            "UPDATE followups SET status = $2, updated_ms = $3,"
-            " approved_by = coalesce($4, approved_by), decided_ms = CASE WHEN $4::bigint IS NULL THEN decided_ms"
-            " ELSE $3 END, agency_ref = coalesce($5, agency_ref), error = $6, attempts = attempts + $7"
-            " WHERE id = $1 AND status = ANY($8) RETURNING *",
-            followup_id, status.value, at_ms, approved_by, agency_ref, error, int(count_attempt),
-            [s.value for s in expect],
-        )  # fmt: skip
+        async with self.pool.acquire() as conn, conn.transaction():
+            await _hold_fence(conn, fence)
+            row = await conn.fetchrow(
+                "UPDATE followups SET status = $2, updated_ms = $3,"
+                " approved_by = coalesce($4, approved_by), decided_ms = CASE WHEN $4::bigint IS NULL THEN decided_ms"
+                " ELSE $3 END, agency_ref = coalesce($5, agency_ref), error = $6, attempts = attempts + $7"
+                " WHERE id = $1 AND status = ANY($8) RETURNING *",
+                followup_id, status.value, at_ms, approved_by, agency_ref, error, int(count_attempt),
+                [s.value for s in expect],
+            )  # fmt: skip
         return None if row is None else self._followup(row)
 
     # audit --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from core.fencing import Fence
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
 
 
@@ -99,6 +100,7 @@ class JobOutcome:
     at_ms: int
     error: str | None = None
     assets: Sequence[AssetDraft] = ()
+    fence: Fence | None = None  # the query's lease grant it is recorded under (None: unfenced)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from core.errors import FencedOut
+from core.fencing import Fence
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, JobId, QueryId, UserId
 from persistence.query_models import (
     Asset,
@@ -66,17 +68,23 @@ class QueryStore(Protocol):
 
     async def query_jobs(self, query_id: QueryId) -> list[Job]: ...
 
-    async def start_job_attempts(self, job_ids: Sequence[JobId], at_ms: int) -> dict[JobId, int]:
+    async def start_job_attempts(
+        self, job_ids: Sequence[JobId], at_ms: int, *, fences: Sequence[Fence | None] = ()
+    ) -> dict[JobId, int | FencedOut]:
         """Count one more request of each pending job before it is sent, in one transaction; the new
-        counts of the jobs that were still pending (the others are absent: nothing must be sent)."""
+        counts of the jobs that were still pending (the others are absent: nothing must be sent).
+        ``fences`` (one per job, or empty: none) are checked in the same transaction (``core.fencing``):
+        a job whose lease grant is stale is not counted and maps to a FencedOut; the others go ahead."""
 
-    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | None]:
+    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | FencedOut | None]:
         """Record the outcomes (and assets) of distinct jobs in one transaction; per outcome, in order, the
         job and all its assets, or None when the job had already ended. An answer replaces ``pending`` or
-        ``timed_out`` (a late answer is kept); a failure replaces only ``pending``."""
+        ``timed_out`` (a late answer is kept); a failure replaces only ``pending``. An outcome whose
+        ``fence`` is stale is not recorded (a FencedOut in its place); the others are."""
 
-    async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
-        """Mark the query complete and its pending jobs timed out; return the jobs marked now."""
+    async def complete_query(self, query_id: QueryId, at_ms: int, *, fence: Fence | None = None) -> list[Job]:
+        """Mark the query complete and its pending jobs timed out; return the jobs marked now. FencedOut
+        (and nothing changed) when ``fence`` is stale."""
 
     async def query_assets(self, query_id: QueryId) -> list[Asset]: ...
 
@@ -108,8 +116,10 @@ class QueryStore(Protocol):
         agency_ref: str | None = None,
         error: str | None = None,
         count_attempt: bool = False,
+        fence: Fence | None = None,
     ) -> FollowUp | None:
-        """Move a follow-up from one of ``expect`` to ``status``; None (and no change) when it was elsewhere."""
+        """Move a follow-up from one of ``expect`` to ``status``; None (and no change) when it was elsewhere;
+        FencedOut (and no change) when ``fence`` is stale."""
 
     # audit log ----------------------------------------------------------------------------------------
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:

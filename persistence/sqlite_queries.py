@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, FencedOut, NotFound
+from core.fencing import Fence, admitted, newest_per_lease, refusal
 from core.hashchain import GENESIS, chain_hash
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
 from persistence.query_models import (
@@ -43,6 +44,28 @@ def translate_integrity_error(exc: sqlite3.IntegrityError) -> Exception:
     if "FOREIGN KEY" in text:
         return NotFound("a referenced record does not exist")
     return Conflict(f"constraint violated: {text}")
+
+
+async def _hold_fences(db: aiosqlite.Connection, fences: Sequence[Fence | None]) -> dict[str, int]:
+    """Raise each lease's fence row to the batch's epoch unless a newer grant has written (``core.fencing``),
+    inside the caller's ``BEGIN IMMEDIATE`` transaction. Returns the epochs accepted, per lease name."""
+    held: dict[str, int] = {}
+    for name, epoch in newest_per_lease(fences).items():
+        cursor = await db.execute(
+            "INSERT INTO lease_fences (name, epoch) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET epoch = excluded.epoch WHERE lease_fences.epoch <= excluded.epoch RETURNING epoch",
+            (name, epoch),
+        )
+        if await cursor.fetchone() is not None:
+            held[name] = epoch
+        await cursor.close()
+    return held
+
+
+async def _hold_fence(db: aiosqlite.Connection, fence: Fence | None) -> None:
+    """One write's fence: FencedOut (the transaction rolls back) when a newer grant has written."""
+    if fence is not None and not admitted(fence, await _hold_fences(db, [fence])):
+        raise refusal(fence)
 
 
 def _dumps(value: dict[str, Any]) -> str:
@@ -245,23 +268,40 @@ class SqliteQueries:
         rows = await self._q("SELECT * FROM query_jobs WHERE query_id = ? ORDER BY agency_id, party_id", (query_id,))
         return [self._job(r) for r in rows]
 
-    async def start_job_attempts(self, job_ids: Sequence[JobId], at_ms: int) -> dict[JobId, int]:
+    async def start_job_attempts(
+        self, job_ids: Sequence[JobId], at_ms: int, *, fences: Sequence[Fence | None] = ()
+    ) -> dict[JobId, int | FencedOut]:
         if not job_ids:
             return {}
-        rows = await self._q(
-            "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = ? "
-            f"WHERE id IN ({_marks(job_ids)}) AND status = 'pending' RETURNING id, attempts",
-            (at_ms, *job_ids),
-        )
-        return {JobId(r[0]): int(r[1]) for r in rows}
+        fenced = list(fences) or [None] * len(job_ids)
+        counts: dict[JobId, int | FencedOut] = {}
+        async with self._tx() as db:
+            held = await _hold_fences(db, fenced)
+            allowed = [j for j, f in zip(job_ids, fenced, strict=True) if admitted(f, held)]
+            if allowed:
+                cursor = await db.execute(
+                    "UPDATE query_jobs SET attempts = attempts + 1, updated_ms = ? "
+                    f"WHERE id IN ({_marks(allowed)}) AND status = 'pending' RETURNING id, attempts",
+                    (at_ms, *allowed),
+                )
+                counts.update({JobId(r[0]): int(r[1]) for r in await cursor.fetchall()})
+                await cursor.close()
+        for job_id, fence in zip(job_ids, fenced, strict=True):
+            if fence is not None and not admitted(fence, held):
+                counts[job_id] = refusal(fence)
+        return counts
 
-    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | None]:
+    async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | FencedOut | None]:
         ids = [o.job_id for o in outcomes]
         if len(set(ids)) != len(ids):
             raise ValueError("finish_jobs: a job may end only once per call")
-        results: list[tuple[Job, list[Asset]] | None] = []
+        results: list[tuple[Job, list[Asset]] | FencedOut | None] = []
         async with self._tx() as db:
+            held = await _hold_fences(db, [o.fence for o in outcomes])
             for o in outcomes:
+                if o.fence is not None and not admitted(o.fence, held):
+                    results.append(refusal(o.fence))
+                    continue
                 answer = o.status in (JobStatus.ANSWERED, JobStatus.NO_ASSETS)
                 replaceable = ["pending", "timed_out"] if answer else ["pending"]
                 cursor = await db.execute(
@@ -286,8 +326,9 @@ class SqliteQueries:
                 results.append((self._job(row), assets))
         return results
 
-    async def complete_query(self, query_id: QueryId, at_ms: int) -> list[Job]:
+    async def complete_query(self, query_id: QueryId, at_ms: int, *, fence: Fence | None = None) -> list[Job]:
         async with self._tx() as db:
+            await _hold_fence(db, fence)
             cursor = await db.execute(
                 "UPDATE query_jobs SET status = 'timed_out', updated_ms = ? WHERE query_id = ? AND status = 'pending' "
                 "RETURNING *",
@@ -381,15 +422,20 @@ class SqliteQueries:
         agency_ref: str | None = None,
         error: str | None = None,
         count_attempt: bool = False,
+        fence: Fence | None = None,
     ) -> FollowUp | None:
-        rows = await self._q(
-            "UPDATE followups SET status = ?, updated_ms = ?, approved_by = coalesce(?, approved_by),"
-            " decided_ms = CASE WHEN ? IS NULL THEN decided_ms ELSE ? END, agency_ref = coalesce(?, agency_ref),"
-            f" error = ?, attempts = attempts + ? WHERE id = ? AND status IN ({_marks(expect)}) RETURNING *",
-            (status.value, at_ms, approved_by, approved_by, at_ms, agency_ref, error, int(count_attempt), followup_id,
-             *[s.value for s in expect]),
-        )  # fmt: skip
-        return None if not rows else self._followup(rows[0])
+        async with self._tx() as db:
+            await _hold_fence(db, fence)
+            cursor = await db.execute(
+                "UPDATE followups SET status = ?, updated_ms = ?, approved_by = coalesce(?, approved_by),"
+                " decided_ms = CASE WHEN ? IS NULL THEN decided_ms ELSE ? END, agency_ref = coalesce(?, agency_ref),"
+                f" error = ?, attempts = attempts + ? WHERE id = ? AND status IN ({_marks(expect)}) RETURNING *",
+                (status.value, at_ms, approved_by, approved_by, at_ms, agency_ref, error, int(count_attempt),
+                 followup_id, *[s.value for s in expect]),
+            )  # fmt: skip
+            row = await cursor.fetchone()
+            await cursor.close()
+        return None if row is None else self._followup(row)
 
     # audit --------------------------------------------------------------------------------------------
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:

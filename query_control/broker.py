@@ -11,7 +11,9 @@ Every change of a job is published on the bus topic ``query.<id>`` for the judge
 
 With several server processes a query runs in one of them: the one holding its lease ``query:<id>``. A
 process that dies loses its leases, and ``resume_pending`` (run periodically by every process) lets
-another take the query over, so its deadline is still kept.
+another take the query over, so its deadline is still kept. Every job write carries the epoch of the run's
+lease grant (``core.fencing``): a process that was only paused past its lease is refused at its next write
+(FencedOut) and stops, before asking an agency again (docs/scale-out.md, "Fencing").
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from cluster.port import Coordinator
-from core.errors import ValidationFailed
+from cluster.port import Coordinator, fence_of
+from core.errors import FencedOut, ValidationFailed
+from core.fencing import Fence
 from core.group_commit import GroupCommit
 from core.ids import AgencyId, JobId, PartyId, QueryId, UserId
 from event_bus.port import EventBus
@@ -103,8 +106,8 @@ class Broker:
         self._random = random.Random()
         self._closed = False
         # Answers arrive in bursts (a hundred queries fan out at once): their writes share transactions.
-        self._attempts = GroupCommit[JobId, int | None](self._count_attempts)
-        self._outcomes = GroupCommit[JobOutcome, tuple[Job, list[Asset]] | None](store.finish_jobs)
+        self._attempts = GroupCommit[tuple[JobId, Fence | None], int | FencedOut | None](self._count_attempts)
+        self._outcomes = GroupCommit[JobOutcome, tuple[Job, list[Asset]] | FencedOut | None](store.finish_jobs)
 
     async def close(self) -> None:
         """Stop every query run; their pending jobs stay pending in the store for the next start."""
@@ -119,8 +122,9 @@ class Broker:
         await self._attempts.close()
         await self._outcomes.close()
 
-    async def _count_attempts(self, job_ids: list[JobId]) -> list[int | None]:
-        counts = await self._store.start_job_attempts(job_ids, now_ms())
+    async def _count_attempts(self, items: list[tuple[JobId, Fence | None]]) -> list[int | FencedOut | None]:
+        job_ids = [job_id for job_id, _ in items]
+        counts = await self._store.start_job_attempts(job_ids, now_ms(), fences=[fence for _, fence in items])
         return [counts.get(job_id) for job_id in job_ids]
 
     async def submit(
@@ -161,7 +165,7 @@ class Broker:
                 await self._cluster.claim(query_lease(query.id))  # a new name: always free
             except Exception as exc:  # Redis is away: run it anyway (job ids make a second run harmless)
                 log.warning("query %s: lease not taken (%s); running it here", query.id, exc)
-        self._spawn(query, case, jobs)
+        self._spawn(query, case, jobs, fence_of(self._cluster, query_lease(query.id)))
         return query, jobs
 
     async def resume_pending(self) -> int:
@@ -176,7 +180,7 @@ class Broker:
             case = await self._store.get_case(query.case_id)
             jobs = await self._store.query_jobs(query.id)
             log.info("query %s: resuming %d pending jobs", query.id, sum(j.status is JobStatus.PENDING for j in jobs))
-            self._spawn(query, case, jobs)
+            self._spawn(query, case, jobs, fence_of(self._cluster, query_lease(query.id)))
             resumed += 1
         return resumed
 
@@ -189,10 +193,10 @@ class Broker:
     def running(self) -> list[QueryId]:
         return list(self._runs)
 
-    def _spawn(self, query: Query, case: Case, jobs: list[Job]) -> None:
+    def _spawn(self, query: Query, case: Case, jobs: list[Job], fence: Fence | None) -> None:
         if self._closed:
             return
-        task = asyncio.create_task(self._run(query, case, jobs), name=f"query:{query.id}")
+        task = asyncio.create_task(self._run(query, case, jobs, fence), name=f"query:{query.id}")
         self._runs[query.id] = task
         task.add_done_callback(functools.partial(self._ended, query.id))
 
@@ -202,10 +206,12 @@ class Broker:
         if not task.cancelled() and task.exception() is not None:
             log.error("query %s: run failed", query_id, exc_info=task.exception())
 
-    async def _run(self, query: Query, case: Case, jobs: list[Job]) -> None:
+    async def _run(self, query: Query, case: Case, jobs: list[Job], fence: Fence | None) -> None:
+        """Run the pending jobs and complete the query at its deadline, every write under ``fence``: a run
+        whose lease was taken over while it was paused stops at its next write (FencedOut)."""
         parties = {p.id: p for p in case.parties}
         tasks = [
-            asyncio.create_task(self._run_job(query, parties[job.party_id], job), name=f"job:{job.id}")
+            asyncio.create_task(self._fenced_job(query, parties[job.party_id], job, fence), name=f"job:{job.id}")
             for job in jobs
             if job.status is JobStatus.PENDING
         ]
@@ -214,7 +220,11 @@ class Broker:
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=max(0.0, query.deadline_ms / 1000 - time.time()))
             completed = now_ms()
-            timed_out = await self._store.complete_query(query.id, completed)
+            try:
+                timed_out = await self._store.complete_query(query.id, completed, fence=fence)
+            except FencedOut as refused:
+                log.warning("query %s: not completed here: %s", query.id, refused.message)
+                return
             for job in timed_out:
                 await self._publish_job(query, parties, job, [])
             await self._publish(
@@ -234,7 +244,13 @@ class Broker:
                 with contextlib.suppress(Exception):  # unreleased, it lapses; nobody resumes a complete query
                     await self._cluster.release(query_lease(query.id))
 
-    async def _run_job(self, query: Query, party: Party, job: Job) -> None:
+    async def _fenced_job(self, query: Query, party: Party, job: Job, fence: Fence | None) -> None:
+        try:
+            await self._run_job(query, party, job, fence)
+        except FencedOut as exc:  # another process runs the query now: this job is its to ask and record
+            log.warning("job %s of query %s at %s: stopped: %s", job.id, query.id, job.agency_id, exc.message)
+
+    async def _run_job(self, query: Query, party: Party, job: Job, fence: Fence | None) -> None:
         agency = self._gateway.agency(job.agency_id)
         adapter = self._gateway.adapter(agency.kind)
         breaker = self._gateway.breakers[agency.id]
@@ -248,10 +264,15 @@ class Broker:
                 if not breaker.allow(time.monotonic()):
                     wait = breaker.retry_in(time.monotonic())
                     why = f"circuit open: {agency.name} is failing; not asked (next probe in {wait:.0f} s)"
-                    await self._finish(query, party, job, JobStatus.FAILED, why)
+                    await self._finish(query, party, job, JobStatus.FAILED, why, fence=fence)
                     return
-                if await self._attempts.submit(job.id) is None:
+                # The claim before the send: counted under the fence, so a holder paused past its lease
+                # learns here, before asking the agency, that another process has the job now.
+                started = await self._attempts.submit((job.id, fence))
+                if started is None or isinstance(started, FencedOut):
                     breaker.release()
+                    if started is not None:
+                        raise started
                     return  # no longer pending (timed out while waiting for a slot)
                 tries += 1
                 try:
@@ -264,7 +285,7 @@ class Broker:
                     error = exc.reason
                 except PermanentAgencyError as exc:
                     breaker.failure(time.monotonic())
-                    await self._finish(query, party, job, JobStatus.FAILED, exc.reason)
+                    await self._finish(query, party, job, JobStatus.FAILED, exc.reason, fence=fence)
                     return
                 except BaseException:
                     breaker.release()
@@ -272,22 +293,33 @@ class Broker:
                 else:
                     breaker.success(time.monotonic())
                     status = JobStatus.ANSWERED if assets else JobStatus.NO_ASSETS
-                    await self._finish(query, party, job, status, None, assets)
+                    await self._finish(query, party, job, status, None, assets, fence=fence)
                     return
             delay = backoff_delay(tries, agency.backoff_ms / 1000, BACKOFF_CAP_SECONDS, self._random.random())
             if not may_retry(
                 attempts_made=tries, retries=agency.retries, now=time.time(), delay=delay, deadline=deadline
             ):
                 budget = "retries exhausted" if tries > agency.retries else "no time left before the deadline"
-                await self._finish(query, party, job, JobStatus.FAILED, f"{error} ({budget} after {tries} attempts)")
+                why = f"{error} ({budget} after {tries} attempts)"
+                await self._finish(query, party, job, JobStatus.FAILED, why, fence=fence)
                 return
             log.info("job %s at %s: %s; retry %d in %.2f s", job.id, agency.id, error, tries, delay)
             await asyncio.sleep(delay)
 
     async def _finish(
-        self, query: Query, party: Party, job: Job, status: JobStatus, error: str | None, assets: Sequence[Any] = ()
+        self,
+        query: Query,
+        party: Party,
+        job: Job,
+        status: JobStatus,
+        error: str | None,
+        assets: Sequence[Any] = (),
+        *,
+        fence: Fence | None,
     ) -> None:
-        ended = await self._outcomes.submit(JobOutcome(job.id, status, now_ms(), error, assets))
+        ended = await self._outcomes.submit(JobOutcome(job.id, status, now_ms(), error, assets, fence))
+        if isinstance(ended, FencedOut):
+            raise ended
         if ended is None:
             return  # already ended (e.g. failed after the deadline marked it timed out): keep that
         # An answer per agency per query is routine (the store and the screens have it); failures are news.

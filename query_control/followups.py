@@ -4,7 +4,9 @@ A judge on the case asks; a supervisor of the case's court or a court above appr
 is anything sent. The follow-up id is the agency's Idempotency-Key, and each send is recorded
 (``sending``, attempt counted) before it goes out, so a retry or a restart after a crash re-sends the
 same key and the agency replays its confirmation: a freeze is never applied twice. Status is tracked to
-the agency's confirmation (``confirmed`` with its reference) or refusal.
+the agency's confirmation (``confirmed`` with its reference) or refusal. With several processes the send
+runs under the lease ``followup:<id>`` and each write carries its grant's epoch, so a sender paused past its
+lease is refused (FencedOut) before it sends again (docs/scale-out.md, "Fencing").
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cluster.port import Coordinator
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from cluster.port import Coordinator, fence_of
+from core.errors import Conflict, FencedOut, Forbidden, NotFound, ValidationFailed
+from core.fencing import Fence
 from core.ids import AgencyId, AssetId, FollowUpId
 from event_bus.port import EventBus
 from persistence.models import User
@@ -263,7 +266,7 @@ class FollowUps:
                     await self._cluster.claim(followup_lease(decided.id))
                 except Exception as exc:  # Redis is away: send it anyway (the follow-up id is its key)
                     log.warning("follow-up %s: lease not taken (%s); sending it here", decided.id, exc)
-            self._spawn(decided)
+            self._spawn(decided, fence_of(self._cluster, followup_lease(decided.id)))
         return decided
 
     async def resume_pending(self) -> int:
@@ -276,14 +279,14 @@ class FollowUps:
             if self._cluster is not None and not await self._cluster.claim(followup_lease(followup.id)):
                 continue  # a live process sends it
             log.info("follow-up %s: resuming (%s, %d attempts so far)", followup.id, followup.status, followup.attempts)
-            self._spawn(followup)
+            self._spawn(followup, fence_of(self._cluster, followup_lease(followup.id)))
             resumed += 1
         return resumed
 
-    def _spawn(self, followup: FollowUp) -> None:
+    def _spawn(self, followup: FollowUp, fence: Fence | None) -> None:
         if self._closed:
             return
-        task = asyncio.create_task(self._send(followup), name=f"followup:{followup.id}")
+        task = asyncio.create_task(self._send(followup, fence), name=f"followup:{followup.id}")
         self._sends[followup.id] = task
         task.add_done_callback(functools.partial(self._ended, followup.id))
 
@@ -293,15 +296,19 @@ class FollowUps:
         if not task.cancelled() and task.exception() is not None:
             log.error("follow-up %s: send failed", followup_id, exc_info=task.exception())
 
-    async def _send(self, followup: FollowUp) -> None:
+    async def _send(self, followup: FollowUp, fence: Fence | None) -> None:
+        """Send until settled, every write under ``fence``: a sender whose lease was taken over while it
+        was paused stops at its next write (FencedOut), before sending again."""
         try:
-            await self._send_until_settled(followup)
+            await self._send_until_settled(followup, fence)
+        except FencedOut as exc:  # another process sends it now
+            log.warning("follow-up %s: stopped: %s", followup.id, exc.message)
         finally:
             if self._cluster is not None:
                 with contextlib.suppress(Exception):  # unreleased, it lapses
                     await self._cluster.release(followup_lease(followup.id))
 
-    async def _send_until_settled(self, followup: FollowUp) -> None:
+    async def _send_until_settled(self, followup: FollowUp, fence: Fence | None) -> None:
         agency = self._gateway.agency(followup.agency_id)
         adapter = self._gateway.adapter(agency.kind)
         asset = await self._store.get_asset(followup.asset_id)
@@ -323,6 +330,7 @@ class FollowUps:
                     status=FollowUpStatus.SENDING,
                     at_ms=now_ms(),
                     count_attempt=True,
+                    fence=fence,  # the claim before the send (see the broker's jobs)
                 )
                 if sending is None:
                     return  # already settled
@@ -332,20 +340,27 @@ class FollowUps:
                 except TransientAgencyError as exc:
                     error = exc.reason
                 except PermanentAgencyError as exc:
-                    await self._settle(followup, FollowUpStatus.REFUSED, error=exc.reason)
+                    await self._settle(followup, FollowUpStatus.REFUSED, fence, error=exc.reason)
                     return
                 else:
-                    await self._settle(followup, FollowUpStatus.CONFIRMED, agency_ref=receipt.agency_ref)
+                    await self._settle(followup, FollowUpStatus.CONFIRMED, fence, agency_ref=receipt.agency_ref)
                     return
             if tries >= MAX_SEND_ATTEMPTS:
-                await self._settle(followup, FollowUpStatus.FAILED, error=f"{error} (gave up after {tries} attempts)")
+                why = f"{error} (gave up after {tries} attempts)"
+                await self._settle(followup, FollowUpStatus.FAILED, fence, error=why)
                 return
             delay = backoff_delay(tries, agency.backoff_ms / 1000, SEND_BACKOFF_CAP_SECONDS, self._random.random())
             log.info("follow-up %s at %s: %s; retry in %.2f s", followup.id, agency.id, error, delay)
             await asyncio.sleep(delay)
 
     async def _settle(
-        self, followup: FollowUp, status: FollowUpStatus, *, error: str | None = None, agency_ref: str | None = None
+        self,
+        followup: FollowUp,
+        status: FollowUpStatus,
+        fence: Fence | None,
+        *,
+        error: str | None = None,
+        agency_ref: str | None = None,
     ) -> None:
         settled = await self._store.update_followup(
             followup.id,
@@ -354,6 +369,7 @@ class FollowUps:
             at_ms=now_ms(),
             agency_ref=agency_ref,
             error=error,
+            fence=fence,
         )
         if settled is None:
             return

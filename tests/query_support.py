@@ -4,14 +4,17 @@ app pointed at it (on a store that can outlive the app, to kill and resume)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
+from bench.harness import ROOT
 from command_center.app import create_app
 from command_center.bootstrap import import_courts
 from config.settings import QuerySettings, Settings, StoreSettings
@@ -172,3 +175,20 @@ async def open_query_screen(world: World, query_id: str, who: str = "judge") -> 
     ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens[who]}")
     await ws.send_json({"type": "subscribe", "topics": [f"query:{query_id}"]})
     return QueryScreen(ws)
+
+
+@contextmanager
+def simulator_process(agencies_file: Path) -> Iterator[subprocess.Popen[str]]:
+    """The agency simulator as a process of its own (``python -m query_control.simulator``), up and serving
+    every agency of the file on its configured port; stopped afterwards."""
+    simulator = subprocess.Popen([sys.executable, "-m", "query_control.simulator", "--agencies", str(agencies_file)],
+                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert simulator.stdout is not None
+    for line in simulator.stdout:
+        if "agency simulators running" in line:
+            break
+    try:
+        yield simulator
+    finally:
+        simulator.terminate()
+        simulator.wait(10)

@@ -98,14 +98,14 @@ async def test_jobs_move_forward_only_and_late_answers_are_kept(store: Store) ->
     assert await store.start_job_attempts([JobId("j0")], 6) == {"j0": 2}
     deposit = AssetDraft("deposit", "6222-0001", "活期存款", 12_345, {"bank": "工行"})
     [done] = await store.finish_jobs([JobOutcome(JobId("j0"), JobStatus.ANSWERED, 7, assets=[deposit, deposit])])
-    assert done is not None and done[0].status is JobStatus.ANSWERED and done[0].answered_ms == 7
+    assert isinstance(done, tuple) and done[0].status is JobStatus.ANSWERED and done[0].answered_ms == 7
     assert [(a.ref, a.job_id) for a in done[1]] == [("6222-0001", "j0")]  # the job's assets, once, with ids
     # one transaction, answered in order: an ended job is None beside a job that ends now
     again, failed = await store.finish_jobs(
         [JobOutcome(JobId("j0"), JobStatus.FAILED, 8, "x"), JobOutcome(JobId("j1"), JobStatus.FAILED, 8, "HTTP 400")]
     )
     assert again is None
-    assert failed is not None and failed[0].error == "HTTP 400" and failed[1] == []
+    assert isinstance(failed, tuple) and failed[0].error == "HTTP 400" and failed[1] == []
     assert await store.start_job_attempts([JobId("j0"), JobId("j1")], 9) == {}  # not pending: nothing may be sent
     with pytest.raises(ValueError, match="only once"):
         await store.finish_jobs([JobOutcome(JobId("j2"), JobStatus.NO_ASSETS, 9)] * 2)
@@ -117,7 +117,7 @@ async def test_jobs_move_forward_only_and_late_answers_are_kept(store: Store) ->
     assert await store.running_queries() == []
     assert await store.finish_jobs([JobOutcome(JobId("j2"), JobStatus.FAILED, 31_000, "late failure")]) == [None]
     [late] = await store.finish_jobs([JobOutcome(JobId("j2"), JobStatus.NO_ASSETS, 31_000)])
-    assert late is not None and late[0].status is JobStatus.NO_ASSETS
+    assert isinstance(late, tuple) and late[0].status is JobStatus.NO_ASSETS
     statuses = {j.id: j.status for j in await store.query_jobs(QueryId("q1"))}
     assert statuses == {"j0": JobStatus.ANSWERED, "j1": JobStatus.FAILED, "j2": JobStatus.NO_ASSETS}
     assets = await store.query_assets(QueryId("q1"))

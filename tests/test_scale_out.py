@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,14 @@ import redis.asyncio as aioredis
 from aiortc import RTCSessionDescription
 
 from bench.cluster import NGINX, Cluster
-from bench.harness import ROOT, free_port, fresh_store_url
+from bench.harness import free_port, fresh_store_url
 from config.settings import StoreSettings
 from core.ids import UnitId
 from field_units.client import TelemetryClient
 from field_units.media_unit import MediaUnit
 from persistence.factory import build_store
 from tests.media_support import SDP_HEADERS, connected, loopback, new_pc
+from tests.query_support import simulator_process
 from tests.test_field_client import fix_now
 from tests.test_live_tracking import Screen, fix
 
@@ -58,17 +57,8 @@ def agencies(workdir: Path) -> Iterator[Path]:
                       f"timeout_seconds = 8.0\nsimulator = {{ latency_median_ms = {latency}, "
                       "latency_sigma = 0 }\n")  # fmt: skip
     file.write_text("\n".join(tables))
-    simulator = subprocess.Popen([sys.executable, "-m", "query_control.simulator", "--agencies", str(file)], cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    assert simulator.stdout is not None
-    for line in simulator.stdout:
-        if "agency simulators running" in line:
-            break
-    try:
+    with simulator_process(file):
         yield file
-    finally:
-        simulator.terminate()
-        simulator.wait(10)
 
 
 @pytest.fixture(scope="module")

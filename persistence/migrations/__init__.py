@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -17,7 +18,8 @@ class Migration:
 
 
 def load_migrations(dialect: str) -> list[Migration]:
-    """Read the migrations of one dialect in version order; refuse gaps and stray files."""
+    """Read the migrations of one dialect in version order; refuse duplicate numbers and stray files. Gaps
+    are allowed: numbers are reserved for work developed in parallel, which may land in any order."""
     folder = resources.files(__package__).joinpath(dialect)
     found: list[Migration] = []
     for entry in folder.iterdir():
@@ -28,7 +30,9 @@ def load_migrations(dialect: str) -> list[Migration]:
             raise ValueError(f"migration file name must be NNN_name.sql: {entry.name}")
         found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise ValueError(f"{dialect} migrations must be numbered 001, 002, … without gaps")
+    for earlier, migration in itertools.pairwise(found):
+        if migration.version == earlier.version:
+            raise ValueError(
+                f"{dialect} migrations {earlier.name} and {migration.name} share number {migration.version:03d}"
+            )
     return found
