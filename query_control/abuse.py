@@ -126,5 +126,5 @@ def findings(
 
 
 def utc_ms(year: int, month: int, day: int, hour: int, minute: int = 0, *, tz: timezone = SHANGHAI) -> int:
-    """Milliseconds since the epoch of a wall-clock time (Shanghai by default): for settings and tests."""
+    """Milliseconds since the epoch of a wall-clock time (Shanghai by default), to state rules and tests in it."""
     return int(datetime(year, month, day, hour, minute, tzinfo=tz).astimezone(UTC).timestamp() * 1000)
