@@ -129,6 +129,25 @@ class QuerySettings(Section):
     agencies_file: Path | None = None
     #: Start the agency simulator inside the server, on the ports of the agencies' endpoints (development only).
     simulator: bool = False
+    #: Per judge, asset queries admitted in any rolling hour and 24 hours (429 beyond, with Retry-After);
+    #: counted from the store, so the limits hold across server processes. A busy enforcement judge carries a
+    #: few hundred cases and queries a batch of newly filed ones in a morning: 120 an hour is one every 30 s
+    #: for a whole hour, 400 a day more than any judge's day of legitimate work; a script or a leaked
+    #: account meets them within minutes.
+    max_per_judge_hour: int = Field(120, ge=1, le=100_000)
+    max_per_judge_day: int = Field(400, ge=1, le=1_000_000)
+    #: Abuse watch (alarms to the court's supervisors): this many queries by one judge within
+    #: ``burst_minutes`` (one every 30 s, faster than anyone reads results) ...
+    burst_queries: int = Field(20, ge=2, le=100_000)
+    burst_minutes: float = Field(10.0, gt=0, le=1440)
+    #: ... a query started in these hours, Asia/Shanghai time, [start, end), wrapping midnight when
+    #: start > end (equal: no night watch) ...
+    night_start_hour: int = Field(22, ge=0, le=23)
+    night_end_hour: int = Field(6, ge=0, le=23)
+    #: ... and one person (ID number or credit code) queried by the same judge in this many different cases
+    #: within ``same_person_hours`` (a debtor in two related cases is common; in three within a day, rare).
+    same_person_cases: int = Field(3, ge=2, le=1000)
+    same_person_hours: float = Field(24.0, gt=0, le=24 * 31)
 
     @field_validator("agencies_file", mode="before")
     @classmethod

@@ -84,6 +84,11 @@ class TooManyRequests(AppError):
     status = 429
     code = "too_many_requests"
 
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        #: When to try again, sent as ``Retry-After`` (RFC 9110 §10.2.3) when set.
+        self.retry_after_seconds = retry_after_seconds
+
 
 class ServiceUnavailable(AppError):
     status = 503

@@ -17,11 +17,22 @@ from persistence.duty_port import DutyStore
 from persistence.geofence_port import GeofenceStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
 from persistence.operation_port import OperationStore
+from persistence.query_guard_port import QueryGuardStore
 from persistence.query_port import QueryStore
 from persistence.task_port import TaskStore
 
 
-class Store(QueryStore, AlarmStore, TaskStore, DutyStore, OperationStore, GeofenceStore, CaseSourceStore, Protocol):
+class Store(
+    QueryStore,
+    AlarmStore,
+    TaskStore,
+    DutyStore,
+    OperationStore,
+    GeofenceStore,
+    CaseSourceStore,
+    QueryGuardStore,
+    Protocol,
+):
     dialect: str
 
     async def open(self) -> None:

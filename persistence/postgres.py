@@ -33,6 +33,7 @@ from persistence.postgres_duty import PostgresDuty
 from persistence.postgres_geofences import PostgresGeofences
 from persistence.postgres_operations import PostgresOperations
 from persistence.postgres_queries import PostgresQueries
+from persistence.postgres_query_guard import PostgresQueryGuard
 from persistence.postgres_tasks import PostgresTasks
 
 _MIGRATION_LOCK = 0x43435F4D  # "CC_M": advisory lock key serialising migrations across processes
@@ -65,6 +66,7 @@ class PostgresStore(
     PostgresOperations,
     PostgresGeofences,
     PostgresCaseSource,
+    PostgresQueryGuard,
 ):
     dialect = "postgres"
 

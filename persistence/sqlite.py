@@ -37,6 +37,7 @@ from persistence.sqlite_duty import SqliteDuty
 from persistence.sqlite_geofences import SqliteGeofences
 from persistence.sqlite_operations import SqliteOperations
 from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
+from persistence.sqlite_query_guard import SqliteQueryGuard
 from persistence.sqlite_tasks import SqliteTasks
 
 _SUBTREE = """
@@ -58,7 +59,14 @@ def _epoch(value: datetime) -> float:
 
 
 class SqliteStore(
-    SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOperations, SqliteGeofences, SqliteCaseSource
+    SqliteQueries,
+    SqliteAlarms,
+    SqliteTasks,
+    SqliteDuty,
+    SqliteOperations,
+    SqliteGeofences,
+    SqliteCaseSource,
+    SqliteQueryGuard,
 ):
     dialect = "sqlite"
 

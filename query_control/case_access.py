@@ -18,7 +18,7 @@ def on_case(case: Case, judge_id: UserId) -> bool:
 
 def require_on_case(case: Case, judge_id: UserId) -> None:
     if not on_case(case, judge_id):
-        raise Forbidden(f"you are not assigned to case {case.case_number}")
+        raise Forbidden("you are not assigned to this case")
 
 
 def require_under_way(case: Case) -> None:

@@ -65,13 +65,14 @@ async def query_app(
     store: StoreSettings | None = None,
     schema: str | None = None,
     tokens: dict[str, str] | None = None,
+    queries: QuerySettings | None = None,
 ) -> AsyncIterator[World]:
     """A running app; people are created (and logged in) unless ``tokens`` of an earlier app are given."""
     settings = Settings(
         store=store or StoreSettings(url=f"sqlite:///{tmp_path / 'queries.db'}"),
         auth=FAST_AUTH,
         data_dir=tmp_path,
-        queries=QuerySettings(deadline_seconds=deadline),
+        queries=queries or QuerySettings(deadline_seconds=deadline),
     )
     client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, store_schema=schema, agencies=agencies)))
     await client.start_server()

@@ -395,3 +395,18 @@ async def test_the_console_shows_figures_sends_tasks_keeps_duty_and_downloads_re
     assert [f for f in watched.failed if refused not in f] == []
     assert [e for e in watched.console_errors if refused not in e] == []
     assert watched.outside() == [] and watched.exceptions == []
+
+
+async def test_the_wall_lists_the_query_watchs_alarms_by_judge(world: World, watched: Watched) -> None:
+    from command_center.keys import ALARMS
+    from core.ids import CourtId
+    from persistence.alarm_models import AlarmKind
+
+    page = watched.page
+    await open_wall(watched, world)
+    details = {"judge_id": 3, "judge_name": "王法官", "count": 21, "minutes": 10, "query_id": "q1"}
+    await world.client.app[ALARMS].raise_(AlarmKind.QUERY_BURST, "3", court_id=CourtId("HLJ01"), details=details)
+    await page.wait_for_selector("#alarms li.query_burst.raised")
+    text = await page.text_content("#alarms li.query_burst.raised") or ""
+    assert "查控频次异常" in text and "王法官 · 21" in text
+    assert watched.exceptions == [] and watched.console_errors == []

@@ -19,8 +19,9 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
 from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, STORE
+from command_center.query_guard import bind_query, claim_query, release_query, watch_query
 from command_center.visibility import require_visible, visible_courts
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, QueryId, UserId
 from persistence.models import Role
 from persistence.query_models import Case, CaseSource, CaseStatus, FollowUpAction, FollowUpStatus, PartyKind, Query
@@ -29,6 +30,7 @@ from query_control.case_access import require_on_case
 from query_control.case_source import revoke_screens
 from query_control.cases import InvalidCaseNumber, InvalidIdentifier, validate_case_number, validate_party_identifier
 from query_control.followups import followup_view
+from query_control.guard import check_idempotency_key, followup_id_for
 from query_control.party_proposals import PartyProposals
 from query_control.views import load_query_view
 
@@ -202,7 +204,10 @@ async def _case_for(request: web.Request, case_id: int, *, write: bool = False) 
     if caller.access is Access.JUDGE:
         require_on_case(case, caller.user.id)
     else:
-        await require_visible(store, caller, case.court_id)
+        try:
+            await require_visible(store, caller, case.court_id)
+        except Forbidden:  # not even which court holds it
+            raise Forbidden("this case is outside your jurisdiction") from None
     return case
 
 
@@ -226,8 +231,8 @@ async def _check_judges(request: web.Request, court_id: CourtId, judge_ids: list
         try:
             user = await store.get_user(UserId(judge_id))
         except NotFound:
-            raise ValidationFailed(f"judge_ids: user {judge_id} does not exist") from None
-        if user.role is not Role.JUDGE or user.court_id != court_id:
+            user = None  # told like another court's user: nothing is learnt of who exists where
+        if user is None or user.role is not Role.JUDGE or user.court_id != court_id:
             raise ValidationFailed(f"judge_ids: user {judge_id} is not a judge of court {court_id}")
         checked.append(user.id)
     return checked
@@ -356,26 +361,39 @@ async def add_party(request: web.Request) -> web.StreamResponse:
 @api.route(
     "POST",
     "/api/queries",
-    summary="Query parties' assets at agencies (judge assigned to the case)",
+    summary="Query parties' assets at agencies (judge assigned to the case); an Idempotency-Key header makes a "
+    "double click one query (202 when made, 200 with the same query when the key was used before)",
     tag="queries",
     access=frozenset({J}),
     body=QueryIn,
     response=QueryOut,
     status=202,
-    errors=(NotFound,),
+    errors=(NotFound, Conflict, TooManyRequests),
 )
 async def submit_query(request: web.Request) -> web.StreamResponse:
     data = body(request, QueryIn)
+    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     caller = current_user(request)
     case = await _case_for(request, data.case_id)
-    query, jobs = await request.app[BROKER].submit(
-        case,
-        caller.user.id,
-        data.reason,
-        party_ids=data.party_ids,
-        agency_ids=data.agency_ids,
-        kinds=None if data.asset_kinds is None else [k.value for k in data.asset_kinds],
-    )
+    store = request.app[STORE]
+    earlier = await claim_query(request.app, caller.user, key, data.model_dump(mode="json"))
+    if earlier is not None:  # the same request again (a double click, a retry): the query it made
+        view = await load_query_view(store, earlier, _names(request))
+        await _audit_view(request, view, replay=True)
+        return json_response(QueryOut.model_validate(view), status=200)
+    try:
+        query, jobs = await request.app[BROKER].submit(
+            case,
+            caller.user.id,
+            data.reason,
+            party_ids=data.party_ids,
+            agency_ids=data.agency_ids,
+            kinds=None if data.asset_kinds is None else [k.value for k in data.asset_kinds],
+        )
+    except BaseException:
+        await release_query(request.app, caller.user, key)
+        raise
+    await bind_query(request.app, caller.user, key, query.id)
     await request.app[AUDIT].record(
         "query.submit",
         caller.user.id,
@@ -388,7 +406,8 @@ async def submit_query(request: web.Request) -> web.StreamResponse:
             "jobs": len(jobs),
         },
     )
-    view = await load_query_view(request.app[STORE], query.id, _names(request))
+    await watch_query(request.app, caller.user, query.id)
+    view = await load_query_view(store, query.id, _names(request))
     return json_response(QueryOut.model_validate(view), status=202)
 
 
@@ -425,20 +444,27 @@ async def list_queries(request: web.Request) -> web.StreamResponse:
     errors=(NotFound,),
 )
 async def get_query(request: web.Request) -> web.StreamResponse:
-    caller = current_user(request)
     store = request.app[STORE]
     query = await store.get_query(QueryId(request.match_info["query_id"]))
     await _case_for(request, query.case_id)  # judges on the case (its querying judge too, while on it)
     view = await load_query_view(store, query.id, _names(request))
+    await _audit_view(request, view)
+    return json_response(QueryOut.model_validate(view))
+
+
+async def _audit_view(request: web.Request, view: dict[str, Any], *, replay: bool = False) -> None:
+    """Every read of a query's results is in the audit chain: who, which query, how many assets they saw."""
+    details: dict[str, Any] = {"assets": sum(len(j["assets"]) for j in view["jobs"])}
+    if replay:
+        details["idempotent_replay"] = True
     await request.app[AUDIT].record(
         "query.view",
-        caller.user.id,
+        current_user(request).user.id,
         reason=request.query.get("reason", ""),
-        case_id=query.case_id,
-        query_id=query.id,
-        details={"assets": sum(len(j["assets"]) for j in view["jobs"])},
+        case_id=view["case_id"],
+        query_id=view["id"],
+        details=details,
     )
-    return json_response(QueryOut.model_validate(view))
 
 
 # follow-ups -----------------------------------------------------------------------------------------
@@ -456,16 +482,14 @@ async def get_query(request: web.Request) -> web.StreamResponse:
 )
 async def request_followup(request: web.Request) -> web.StreamResponse:
     data = body(request, FollowUpIn)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (8 <= len(key) <= 64 and key.replace("-", "").isalnum()):
-        raise ValidationFailed("Idempotency-Key: 8…64 letters, digits or dashes")
+    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     followup, created = await request.app[FOLLOWUPS].request(
         current_user(request).user,
         asset_id=AssetId(data.asset_id),
         action=data.action,
         amount_cents=data.amount_cents,
         reason=data.reason,
-        key=key,
+        key=None if key is None else followup_id_for(key),
     )
     return json_response(FollowUpOut.model_validate(followup_view(followup)), status=201 if created else 200)
 
@@ -530,6 +554,12 @@ async def list_followups(request: web.Request) -> web.StreamResponse:
     followups = await store.list_followups(
         query_id=QueryId(raw_query) if raw_query else None, case_ids=[c.id for c in cases], statuses=statuses
     )
+    await request.app[AUDIT].record(
+        "followup.list",
+        caller.user.id,
+        query_id=QueryId(raw_query) if raw_query else None,
+        details={"followups": [f.id for f in followups], "status": status},
+    )  # follow-ups carry what was found (asset, amount): reading them is audited like the results
     return json_response(FollowUpList(followups=[FollowUpOut.model_validate(followup_view(f)) for f in followups]))
 
 

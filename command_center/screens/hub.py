@@ -34,6 +34,7 @@ from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import EventBus
 from persistence.availability import store_unavailable
 from persistence.port import Store
+from query_control.audit import AuditLog
 from query_control.case_access import require_on_case
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class ScreenHub:
         self._screens: set[ScreenConnection] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self.agency_names: dict[str, str] = {}  # set by the asset-query context; names in query snapshots
+        # Set by the asset-query context: watching a query's results is a read of them, so it is audited.
+        self.audit: AuditLog | None = None
 
     @property
     def screens(self) -> int:
@@ -217,6 +220,11 @@ class ScreenHub:
                 if not isinstance(caller, UserCaller) or caller.user.id != query.judge_id:
                     raise Forbidden(f"query {query_id} belongs to another judge")
                 require_on_case(await self._store.get_case(query.case_id), caller.user.id)  # still on the case
+                if self.audit is not None:
+                    await self.audit.record(
+                        "query.watch", caller.user.id, case_id=query.case_id, query_id=query.id,
+                        details={"topic": topic},
+                    )  # fmt: skip
                 feeds.append(
                     await self._feed(topic, lambda q=query_id: QueryFeed(q, self._bus, self._store, self.agency_names))
                 )
