@@ -20,6 +20,7 @@ from command_center.api import (
     system,
     tasks,
     telemetry,
+    tickets,
 )
 from command_center.api.registry import Endpoint, Registry
 
@@ -40,6 +41,7 @@ REGISTRIES: tuple[Registry, ...] = (
     screens.api,
     queries.api,
     media.api,
+    tickets.api,
 )
 
 
