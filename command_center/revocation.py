@@ -112,6 +112,14 @@ class Watch:
     close: Close
     ended: bool = False
     release: Callable[[], None] = field(default=lambda: None)
+    closing: asyncio.Task[None] | None = None
+
+    async def settle(self) -> None:
+        """Unregister; when revoked, wait for the close handshake first: a handler that returned earlier
+        would cut the connection before the client had its close frame (it would see 1006, not 4401)."""
+        self.release()
+        if self.closing is not None:
+            await asyncio.shield(self.closing)
 
 
 class Revocations:
@@ -209,7 +217,7 @@ class Revocations:
                 continue
             watch.ended = True
             self._watches.pop(key, None)
-            task = asyncio.create_task(self._close(watch, reason), name=f"revoke-close-{key}")
+            task = watch.closing = asyncio.create_task(self._close(watch, reason), name=f"revoke-close-{key}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             ended += 1

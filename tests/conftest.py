@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from command_center.access_log import AccessLogger
 from command_center.app import create_app
@@ -188,10 +188,11 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
             data_dir=tmp_path,
             server=server or ServerSettings(),
         )
-        # The access logger `serve` uses, so tests see what production logs (never a secret).
-        client = await aiohttp_client(
-            create_app(settings, store_schema=schema), server_kwargs={"access_log_class": AccessLogger}
-        )
+        # With the access logger `serve` uses, so tests see what production logs (never a secret);
+        # TestServer ignores runner options given to its constructor, start_server takes them.
+        running = TestServer(create_app(settings, store_schema=schema))
+        await running.start_server(access_log_class=AccessLogger)
+        client = await aiohttp_client(running)
         world = World(client)
         restarted = bool(await world.store.list_users(None))  # a second app on the database of a first
         if not restarted:

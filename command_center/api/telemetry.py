@@ -83,7 +83,7 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
         log.exception("unit %s: telemetry socket failed", unit.id)
         await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
     finally:
-        watch.release()
+        await watch.settle()
     log.info("unit %s: telemetry socket closed (%s)", unit.id, ws.close_code)
     return ws
 

@@ -127,7 +127,7 @@ class ScreenHub:
                 if writer.done():
                     break
         finally:
-            watch.release()
+            await watch.settle()
             self._screens.discard(screen)
             for feed in attached.values():
                 feed.detach(screen)
