@@ -115,8 +115,8 @@ class Watch:
     closing: asyncio.Task[None] | None = None
 
     async def settle(self) -> None:
-        """Unregister; when revoked, wait for the close handshake first: a handler that returned earlier
-        would cut the connection before the client had its close frame (it would see 1006, not 4401)."""
+        """Unregister; when revoked, first wait until the close frame is out: a handler returning earlier
+        would let aiohttp end the connection with a close of its own (1000, no reason) instead."""
         self.release()
         if self.closing is not None:
             await asyncio.shield(self.closing)
@@ -144,7 +144,6 @@ class Revocations:
         self._sweep: asyncio.Task[None] | None = None
         #: The media hub, set once the media context runs (views and unit sessions end through it).
         self.media: MediaHub | None = None
-        self.applied = 0  # revocations that closed something here (for tests and health)
 
     # life cycle
     async def start(self) -> None:
@@ -164,7 +163,7 @@ class Revocations:
 
     # registering
     def watch(self, caller: Caller, close: Close) -> Watch:
-        """Register a live connection; call ``release()`` on the result when it ends."""
+        """Register a live connection; await ``settle()`` on the result when its handler ends."""
         key = next(self._ids)
         watch = Watch(Credential.of(caller), close)
 
@@ -181,10 +180,6 @@ class Revocations:
 
         return self.watch(caller, close)
 
-    @property
-    def watched(self) -> int:
-        return len(self._watches)
-
     # revoking
     async def announce(self, revocation: Revocation) -> None:
         """Apply here at once, then tell every process. A bus that is away is logged, not raised: the
@@ -194,7 +189,7 @@ class Revocations:
             await self._bus.publish(REVOKED_TOPIC, revocation.as_event())
         except Exception as exc:
             log.warning("revocation of %s %s not published (%s); other processes recheck", revocation.subject,
-                        revocation.key, exc)  # fmt: skip
+                        revocation.key[:12], exc)  # fmt: skip
 
     async def apply(self, revocation: Revocation) -> int:
         """End every connection of this process held by the credential; idempotent."""
@@ -205,7 +200,6 @@ class Revocations:
                 ended += int(await media.end_unit(UnitId(revocation.key), f"device credential {revocation.reason}"))
             ended += await media.end_views(lambda viewer: _viewer_matches(viewer, revocation), revocation.reason)
         if ended:
-            self.applied += 1
             log.info("revocation of %s %s ended %d connection(s): %s", revocation.subject,
                      revocation.key[:12], ended, revocation.reason)  # fmt: skip
         return ended

@@ -395,3 +395,21 @@ async def test_the_console_shows_figures_sends_tasks_keeps_duty_and_downloads_re
     assert [f for f in watched.failed if refused not in f] == []
     assert [e for e in watched.console_errors if refused not in e] == []
     assert watched.outside() == [] and watched.exceptions == []
+
+
+async def test_the_wall_opens_its_socket_with_a_ticket_and_leaves_when_its_session_is_revoked(
+    world: World, watched: Watched
+) -> None:
+    """No token in the socket's URL (a single-use ticket instead); revoking the operator's sessions closes
+    the wall's socket (4401) and the page goes back to the login."""
+    sockets: list[str] = []
+    watched.page.on("websocket", lambda ws: sockets.append(ws.url))
+    await open_wall(watched, world)
+    assert sockets and all("ticket=cc_t_" in url and "token" not in url for url in sockets), sockets
+    operator = await world.store.find_user("operator")
+    assert operator is not None
+    revoked = await world.client.post(f"/api/users/{operator.id}/revoke-sessions", headers=world.auth("admin"))
+    assert revoked.status == 200
+    await watched.page.wait_for_url(f"{watched.base}/")
+    assert await watched.page.evaluate("() => sessionStorage.getItem('token')") is None
+    assert not watched.exceptions
