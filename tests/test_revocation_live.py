@@ -17,16 +17,22 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bench.cluster import Cluster
 from bench.harness import POSTGRES_ADMIN
+from command_center.access_log import safe_target
 from command_center.credentials import lookup_hash, new_session_token
 from command_center.keys import MEDIA, REVOCATIONS
+from command_center.revocation import Credential, Revocation, Subject, expired, matches
 from command_center.tickets import LocalTickets, RedisTickets
 from core.errors import NotFound
 from core.ids import CourtId, UnitId, UserId
@@ -369,3 +375,40 @@ async def test_the_store_disables_and_enables_a_user(store: Store) -> None:
     assert (await store.get_user(UserId(user.id))).disabled is False
     with pytest.raises(NotFound):
         await store.set_user_disabled(UserId(424242), True)
+
+
+# Pure parts, without a loop ---------------------------------------------------------------------------
+
+
+def test_a_revocation_names_exactly_its_credentials() -> None:
+    alice = Credential(session_hash="h1", user_id="7", expires_at=datetime(2026, 1, 1, tzinfo=UTC))
+    alice_elsewhere = Credential(session_hash="h2", user_id="7")
+    unit = Credential(unit_id="HLJ0102-U01")
+    logout = Revocation(Subject.SESSION, "h1", "logged out")
+    disabled = Revocation(Subject.USER, "7", "disabled")
+    stolen = Revocation(Subject.UNIT, "HLJ0102-U01", "revoked")
+    assert [matches(c, logout) for c in (alice, alice_elsewhere, unit)] == [True, False, False]
+    assert [matches(c, disabled) for c in (alice, alice_elsewhere, unit)] == [True, True, False]
+    assert [matches(c, stolen) for c in (alice, alice_elsewhere, unit)] == [False, False, True]
+    assert Revocation.from_event(stolen.as_event()) == stolen
+    assert expired(alice, datetime(2026, 1, 1, tzinfo=UTC)) and not expired(unit, datetime(2100, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError):
+        Revocation.from_event({"subject": "everyone", "key": "x"})
+
+
+def test_the_access_log_target_keeps_parameter_names_only() -> None:
+    request = make_mocked_request("GET", "/api/screen/ws?ticket=cc_t_x&ticket=cc_t_y&since_ms=5&flag")
+    assert safe_target(request) == "/api/screen/ws?ticket&since_ms&flag"
+    assert safe_target(make_mocked_request("GET", "/api/units")) == "/api/units"
+
+
+@given(
+    params=st.lists(
+        st.tuples(st.text(st.characters(codec="utf-8"), min_size=1, max_size=12), st.text(min_size=1, max_size=40)),
+        max_size=5,
+    )
+)
+def test_no_query_value_reaches_the_access_log(params: list[tuple[str, str]]) -> None:
+    marked = [(name, f"SECRET{value}") for name, value in params]
+    request = make_mocked_request("GET", "/api/x?" + urlencode(marked))
+    assert "SECRET" not in safe_target(request) or any("SECRET" in name for name, _ in params)
