@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from command_center.api.registry import Registry, json_response
 from command_center.auth import PEOPLE, Access, current_caller, ticket_credential
 from command_center.keys import SETTINGS, TICKETS
+from core.errors import ServiceUnavailable
 
 api = Registry()
 
@@ -21,10 +22,12 @@ class TicketOut(BaseModel):
 @api.route(
     "POST",
     "/api/auth/ticket",
-    summary="A single-use ticket to open a WebSocket (browsers cannot send headers on one); expires in 30 s",
+    summary="A single-use ticket to open a WebSocket (browsers cannot send headers on one); expires in 30 s "
+    "(auth.ticket_ttl_seconds)",
     tag="auth",
     access=PEOPLE | {Access.DEVICE},
     response=TicketOut,
+    errors=(ServiceUnavailable,),
 )
 async def ticket(request: web.Request) -> web.StreamResponse:
     credential = ticket_credential(request, current_caller(request))
