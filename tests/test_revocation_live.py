@@ -198,6 +198,28 @@ async def test_a_viewers_whep_session_and_talkback_end_on_logout(world: World) -
     await unit.close()
 
 
+@pytest.mark.usefixtures("loopback")
+async def test_a_view_ends_when_its_session_expires(world: World) -> None:
+    unit = UnitPeer(world, video="video/VP8", channel=False)
+    await unit.publish()
+    token = new_session_token()
+    await world.store.add_session(
+        token_hash=lookup_hash(token),
+        user_id=UserId(await user_id(world, "operator")),
+        expires_at=datetime.now(UTC) + timedelta(seconds=4),
+    )
+    world.tokens["short"] = token
+    viewer = ViewerPeer(world)
+    await viewer.watch(role="short")
+    media = world.client.app[MEDIA]
+    assert len(media.viewers()) == 1
+    await eventually(lambda: not media.viewers(), within=15, what="the view ended at expiry")
+    ends = [e for e in await world.store.audit_entries() if e.action == "media.view.end"]
+    assert [e.details["reason"] for e in ends] == ["expired"]
+    await viewer.close()
+    await unit.close()
+
+
 # Tickets and secrets in URLs ------------------------------------------------------------------------
 
 
