@@ -20,9 +20,11 @@ is the driver that owns the registry, the bus subscription and the timers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +48,9 @@ REVOKED_TOPIC = "credentials.revoked"
 #: own, RFC 6455 §7.4.2; 4401 mirrors HTTP 401). The close reason says which: revoked, logged out, expired…
 CLOSE_REVOKED = 4401
 EXPIRY_CHECK_SECONDS = 1.0
+#: Revocations of a session or a unit remembered this long, so a socket registered just after one
+#: (authenticated just before it) is ended too, without I/O. Such a credential never holds again.
+RECENT_SECONDS = 10.0
 
 
 class Subject(StrEnum):
@@ -139,6 +144,7 @@ class Revocations:
         self._clock = clock
         self._ids = itertools.count()
         self._watches: dict[int, Watch] = {}
+        self._recent: collections.deque[tuple[float, Revocation]] = collections.deque(maxlen=10_000)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._follow: asyncio.Task[None] | None = None
         self._sweep: asyncio.Task[None] | None = None
@@ -172,6 +178,14 @@ class Revocations:
 
         watch.release = release
         self._watches[key] = watch
+        now = time.monotonic()
+        for when, revocation in self._recent:
+            # Not a user's: they may be enabled again and log in anew meanwhile (the recheck covers that race).
+            if revocation.subject is Subject.USER or now - when >= RECENT_SECONDS:
+                continue
+            if matches(watch.credential, revocation):
+                self._end(lambda c: c is watch.credential, revocation.reason)
+                break
         return watch
 
     def watch_socket(self, caller: Caller, ws: web.WebSocketResponse) -> Watch:
@@ -193,6 +207,10 @@ class Revocations:
 
     async def apply(self, revocation: Revocation) -> int:
         """End every connection of this process held by the credential; idempotent."""
+        now = time.monotonic()
+        while self._recent and now - self._recent[0][0] >= RECENT_SECONDS:
+            self._recent.popleft()
+        self._recent.append((now, revocation))
         ended = self._end(lambda c: matches(c, revocation), revocation.reason)
         media = self.media
         if media is not None:

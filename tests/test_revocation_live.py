@@ -84,6 +84,14 @@ async def test_a_revoked_devices_telemetry_socket_is_closed_and_its_next_message
     assert again.status == 401
 
 
+async def test_a_socket_authenticated_just_before_a_revocation_is_closed_too(world: World) -> None:
+    """The revocation event arrives between the socket's authentication and its registration (simulated by
+    applying it before the store knows): the socket is closed as it registers."""
+    await world.client.app[REVOCATIONS].apply(Revocation(Subject.UNIT, UNIT, "revoked"))
+    unit = await open_unit(world)
+    assert await closed(unit) == (4401, "revoked")
+
+
 @pytest.mark.usefixtures("loopback")
 async def test_a_revoked_units_media_session_and_data_channel_end(world: World) -> None:
     unit = UnitPeer(world, video="video/VP8")
