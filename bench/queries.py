@@ -152,7 +152,9 @@ async def one_query(http: aiohttp.ClientSession, base: str, token: str, case_id:
     jobs: dict[str, dict[str, Any]] = {j["job_id"]: j for j in query["jobs"]}
     to_screen: list[float] = []
     complete = False
-    async with http.ws_connect(f"{base.replace('http', 'ws')}/api/screen/ws?token={token}") as ws:
+    async with http.ws_connect(
+        f"{base.replace('http', 'ws')}/api/screen/ws", headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
         await ws.send_json({"type": "subscribe", "topics": [f"query:{query['id']}"]})
         while not complete:
             message = await ws.receive(timeout=90)

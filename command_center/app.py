@@ -40,6 +40,7 @@ from command_center.middleware import errors_as_json, same_origin_websockets, se
 from command_center.operations import OperationDesk
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
+from command_center.revocation_ctx import revocation_ctx
 from command_center.screens.hub import ScreenHub
 from command_center.throttle import LocalLoginGuard
 from config.settings import Settings
@@ -154,4 +155,5 @@ def create_app(
     app.cleanup_ctx.append(media_ctx(settings.media, settings.data_dir / "recordings"))
     app.cleanup_ctx.append(audit_ctx(settings.audit, settings.data_dir))
     app.cleanup_ctx.append(report_pool_ctx(settings.maps))
+    app.cleanup_ctx.append(revocation_ctx(settings))
     return app

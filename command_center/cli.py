@@ -14,11 +14,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from command_center.access_log import AccessLogger
 from command_center.app import create_app
 from command_center.bootstrap import ensure_first_admin, import_courts
 from command_center.case_import import import_cases, system_client_command
 from command_center.credentials import MIN_PASSWORD_LENGTH, Passwords, lookup_hash, new_device_secret
 from command_center.demo import ensure_demo
+from command_center.revocation import Revocation, Subject, tell_servers
 from config.settings import Settings, load_settings
 from core.checkpoint import public_key_hex
 from core.errors import AppError
@@ -212,7 +214,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"server": server})
         print(f"执行指挥中心 listening on http://{server.host}:{server.port}/", flush=True)
         _tune_garbage_collector()
-        web.run_app(create_app(settings), host=server.host, port=server.port, print=None, loop=_new_loop(settings))
+        web.run_app(create_app(settings), host=server.host, port=server.port, print=None, loop=_new_loop(settings),
+                    access_log_class=AccessLogger)  # fmt: skip
         return 0
 
     if args.command == "migrate":
@@ -297,6 +300,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         async def device_revoke(store: Store) -> int:
             await store.revoke_unit(UnitId(args.id))
             print(f"unit {args.id}: device secret revoked")
+            revocation = Revocation(Subject.UNIT, args.id, "revoked")
+            try:
+                told = await tell_servers(settings.bus, revocation)
+            except Exception as exc:  # the revocation is stored; servers find it at their next recheck
+                print(f"running servers not told ({exc}); they notice within {settings.auth.recheck_seconds:g} s")
+                return 0
+            if told:
+                print("running servers told: its sockets and media session end now")
+            else:
+                print(f"a running server notices within {settings.auth.recheck_seconds:g} s (in-process bus)")
             return 0
 
         return asyncio.run(_with_store(settings, device_revoke))

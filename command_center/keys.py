@@ -10,6 +10,7 @@ from aiohttp import web
 from cluster.port import Coordinator
 from command_center.credentials import Passwords
 from command_center.throttle import LoginGuard
+from command_center.tickets import TicketBook
 from config.settings import Settings
 from event_bus.port import EventBus
 from persistence.port import Store
@@ -17,6 +18,7 @@ from persistence.port import Store
 if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys above
     from alarms.desk import AlarmDesk
     from command_center.operations import OperationDesk
+    from command_center.revocation import Revocations
     from command_center.screens.hub import ScreenHub
     from field_units.geofence_watch import GeofenceWatch
     from field_units.tasks import TaskDesk
@@ -54,3 +56,5 @@ AUDIT: web.AppKey[AuditLog] = web.AppKey("audit_log")
 MEDIA: web.AppKey[MediaHub] = web.AppKey("media_hub")
 CHECKPOINTER: web.AppKey[Checkpointer] = web.AppKey("audit_checkpointer")
 REPORTS: web.AppKey[ReportPool] = web.AppKey("report_pool")
+TICKETS = web.AppKey("tickets", TicketBook)
+REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")

@@ -83,6 +83,11 @@ class AuthSettings(Section):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65_536, ge=8)
     argon2_parallelism: int = Field(4, ge=1)
+    #: Lifetime of a single-use WebSocket ticket (``POST /api/auth/ticket``): long enough to open a socket.
+    ticket_ttl_seconds: float = Field(30.0, gt=0, le=300)
+    #: How often the credentials of open sockets and media sessions are checked against the store, for a
+    #: revocation no event announced (revocations are announced at once; expiry is checked every second).
+    recheck_seconds: float = Field(30.0, ge=1)
 
 
 class MapSettings(Section):

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NewType, Protocol
 
@@ -57,6 +58,10 @@ class ViewRecorder(Protocol):
 class Viewer:
     user_id: UserId
     username: str
+    #: The viewer's session (its token's SHA-256) and when it expires: logging out, revoking or expiring
+    #: it ends the view and the talkback (``end_views``).
+    session: str | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(eq=False)
@@ -241,6 +246,18 @@ class MediaHub:
             return False
         await self._end(publisher, reason)
         return True
+
+    def viewers(self) -> list[Viewer]:
+        """Who is viewing or talking now (on this process)."""
+        peers: list[ViewerSession | TalkSession] = [*self._viewers.values(), *self._talkers.values()]
+        return [peer.viewer for peer in peers if peer.viewer is not None and peer.closing is None]
+
+    async def end_views(self, match: Callable[[Viewer], bool], reason: str) -> int:
+        """End every WHEP view and talkback whose viewer matches, e.g. a logged-out or revoked session's."""
+        candidates: list[ViewerSession | TalkSession] = [*self._viewers.values(), *self._talkers.values()]
+        peers = [p for p in candidates if p.viewer is not None and p.closing is None and match(p.viewer)]
+        await asyncio.gather(*(self._end(peer, reason) for peer in peers))
+        return len(peers)
 
     async def end_publish(self, unit_id: UnitId, session_id: SessionId) -> None:
         publisher = self._publishers.get(session_id)

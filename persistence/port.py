@@ -74,6 +74,9 @@ class Store(
 
     async def set_password(self, user_id: UserId, password_hash: str) -> None: ...
 
+    async def set_user_disabled(self, user_id: UserId, disabled: bool) -> None:
+        """Disable (or enable again) a user; a disabled user's sessions stop authenticating. NotFound if none."""
+
     async def add_session(self, *, token_hash: str, user_id: UserId, expires_at: datetime) -> Session: ...
 
     async def find_session(self, token_hash: str) -> tuple[Session, User] | None: ...

@@ -233,6 +233,11 @@ class PostgresStore(
         if self._count(status) == 0:
             raise NotFound(f"user {user_id} does not exist")
 
+    async def set_user_disabled(self, user_id: UserId, disabled: bool) -> None:
+        status = await self._execute("UPDATE users SET disabled = $1 WHERE id = $2", disabled, user_id)
+        if self._count(status) == 0:
+            raise NotFound(f"user {user_id} does not exist")
+
     async def add_session(self, *, token_hash: str, user_id: UserId, expires_at: datetime) -> Session:
         row = await self._one(
             "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3) RETURNING created_at",

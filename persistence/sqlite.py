@@ -237,6 +237,11 @@ class SqliteStore(
         if cursor.rowcount == 0:
             raise NotFound(f"user {user_id} does not exist")
 
+    async def set_user_disabled(self, user_id: UserId, disabled: bool) -> None:
+        cursor = await self._execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
+        if cursor.rowcount == 0:
+            raise NotFound(f"user {user_id} does not exist")
+
     async def add_session(self, *, token_hash: str, user_id: UserId, expires_at: datetime) -> Session:
         now = time.time()
         await self._execute(

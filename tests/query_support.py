@@ -176,7 +176,7 @@ class QueryScreen:
 
 
 async def open_query_screen(world: World, query_id: str, who: str = "judge") -> QueryScreen:
-    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens[who]}")
+    ws = await world.client.ws_connect("/api/screen/ws", headers=world.auth(who))
     await ws.send_json({"type": "subscribe", "topics": [f"query:{query_id}"]})
     return QueryScreen(ws)
 

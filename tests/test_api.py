@@ -354,10 +354,12 @@ async def test_another_origin_gets_no_cors_and_cannot_open_a_socket(world: World
     read = await world.client.get("/api/units", headers={**evil, **world.auth("operator")})
     assert "Access-Control-Allow-Origin" not in read.headers
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}", headers=evil)
+        await world.client.ws_connect(f"/api/screen/ws?ticket={await world.ticket('operator')}", headers=evil)
     assert refused.value.status == 403
     own = f"http://{world.client.host}:{world.client.port}"
-    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}", headers={"Origin": own})
+    ws = await world.client.ws_connect(
+        f"/api/screen/ws?ticket={await world.ticket('operator')}", headers={"Origin": own}
+    )
     await ws.send_json({"type": "ping"})
     assert (await ws.receive_json(timeout=5))["type"] == "pong"
     await ws.close()

@@ -105,6 +105,9 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/units/{unit_id}/recordings"): {OP, S, A},
     ("DELETE", "/api/talk/{unit_id}/{session_id}"): {OP, S, A},
     ("POST", "/api/audit/witness"): PUBLIC,  # no token: signed by the lower court's pinned key (test_audit_witness)
+    ("POST", "/api/auth/ticket"): PEOPLE | {D},
+    ("POST", "/api/users/{user_id}/disable"): {A},
+    ("POST", "/api/users/{user_id}/enable"): {A},
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 PUBLIC_ROUTES.add(("POST", "/api/audit/witness"))
@@ -213,3 +216,22 @@ async def test_every_route_admits_exactly_its_roles(world: World, role: str) -> 
         else:
             assert response.status == 403, f"{role} admitted on {method} {template}: {response.status}"
             assert (await response.json())["error"]["code"] == "forbidden"
+
+
+async def test_no_route_takes_a_credential_or_a_ticket_in_its_url(world: World) -> None:
+    """A valid token in ``?token=`` is refused everywhere (with or without a header), and a valid ticket
+    opens WebSockets only; both 401 with a message saying what to do instead."""
+    for (method, template), allowed in POLICY.items():
+        if not allowed:
+            continue
+        path = _path(template)
+        for label, query, headers in (
+            ("token in URL", f"token={world.tokens[A]}", {}),
+            ("token in URL beside a header", f"token={world.tokens[A]}", world.auth(A)),
+            ("ticket on plain HTTP", f"ticket={await world.ticket(A)}", {}),
+        ):
+            response = await world.client.request(method, f"{path}?{query}", headers=headers, json={})
+            body = await response.json()
+            assert response.status == 401, f"{method} {template} with {label}: {response.status}"
+            assert body["error"]["code"] == "unauthenticated", body
+            assert ("?token=" if "token" in label else "WebSocket") in body["error"]["message"], body

@@ -96,7 +96,7 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
-    viewer = Viewer(caller.user.id, caller.user.username)
+    viewer = Viewer(caller.user.id, caller.user.username, caller.session.token_hash, caller.session.expires_at)
     session_id, answer = await request.app[MEDIA].view(viewer, unit.id, offer)
     return sdp_created(answer, f"/api/whep/{unit.id}/{session_id}")
 
@@ -127,7 +127,8 @@ async def talk_start(request: web.Request) -> web.StreamResponse:
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
-    session_id, answer = await request.app[MEDIA].talk(Viewer(caller.user.id, caller.user.username), unit.id, offer)
+    viewer = Viewer(caller.user.id, caller.user.username, caller.session.token_hash, caller.session.expires_at)
+    session_id, answer = await request.app[MEDIA].talk(viewer, unit.id, offer)
     return sdp_created(answer, f"/api/talk/{unit.id}/{session_id}")
 
 

@@ -22,6 +22,7 @@ from command_center.api import (
     system,
     tasks,
     telemetry,
+    tickets,
 )
 from command_center.api.registry import Endpoint, Registry
 
@@ -44,6 +45,7 @@ REGISTRIES: tuple[Registry, ...] = (
     case_source.api,
     media.api,
     audit.api,
+    tickets.api,
 )
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from command_center.api.params import epoch_ms
 from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, current_caller, current_device
-from command_center.keys import STORE, TASKS, TRACKER
+from command_center.keys import REVOCATIONS, STORE, TASKS, TRACKER
 from command_center.visibility import require_visible
 from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
@@ -59,12 +59,15 @@ class AckOut(BaseModel):
     "GET", "/api/telemetry/ws", summary="Live telemetry from a field unit (WebSocket)", tag="telemetry", access=DEVICE
 )
 async def telemetry_socket(request: web.Request) -> web.StreamResponse:
-    unit = current_device(request).unit
+    caller = current_device(request)
+    unit = caller.unit
     tracker = request.app[TRACKER]
     tasks = request.app[TASKS]
     ws = web.WebSocketResponse(heartbeat=30.0, compress=False, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
+    # Revoking the unit closes this socket (4401); ``watch.ended`` is set first, so nothing more is stored.
+    watch = request.app[REVOCATIONS].watch_socket(caller, ws)
 
     async def push(message: dict[str, Any]) -> None:
         await _reply(ws, orjson.dumps(message))
@@ -72,6 +75,8 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     try:
         async with tasks.channel(unit, push):
             async for message in ws:
+                if watch.ended:
+                    break
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
     except ConnectionError:
@@ -79,6 +84,8 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     except Exception:  # never an HTTP error on an upgraded connection: close it properly instead
         log.exception("unit %s: telemetry socket failed", unit.id)
         await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+    finally:
+        await watch.settle()
     log.info("unit %s: telemetry socket closed (%s)", unit.id, ws.close_code)
     return ws
 

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from command_center.auth import Caller, UserCaller
+from command_center.keys import REVOCATIONS
 from command_center.screens.connection import ScreenConnection
 from command_center.screens.feeds import (
     AlarmsFeed,
@@ -110,6 +111,7 @@ class ScreenHub:
         attached: dict[str, Feed] = {}
         writer = asyncio.create_task(screen.write_forever(), name=f"screen-writer:{screen.label}")
         self._screens.add(screen)
+        watch = request.app[REVOCATIONS].watch_socket(caller, ws)  # logout, revocation, expiry close it (4401)
         try:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
@@ -129,6 +131,7 @@ class ScreenHub:
                 if writer.done():
                     break
         finally:
+            await watch.settle()
             self._screens.discard(screen)
             for feed in attached.values():
                 feed.detach(screen)

@@ -150,10 +150,19 @@ async function openQuery(queryId) {
 }
 
 let socket = null;
-function follow(queryId, reconnecting = false) {
+async function follow(queryId, reconnecting = false) {
   if (socket) { socket.onclose = null; socket.close(); }
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/api/screen/ws?token=${encodeURIComponent(token)}`);
+  socket = null;
+  let url;
+  try {
+    url = await window.ticket.socketUrl("/api/screen/ws", token);
+  } catch (err) {
+    console.warn("query socket:", err.message);
+    setTimeout(() => { if (state.query?.id === queryId && !socket) follow(queryId); }, 1000);
+    return;
+  }
+  if (socket || state.query?.id !== queryId) return;  // another query was opened meanwhile
+  const ws = new WebSocket(url);
   socket = ws;
   let seq = null;
   ws.onopen = () => ws.send(JSON.stringify({ type: "subscribe", topics: [`query:${queryId}`],
@@ -179,7 +188,10 @@ function follow(queryId, reconnecting = false) {
     state.updates += 1;
     render();
   };
-  ws.onclose = () => { if (socket === ws) setTimeout(() => follow(queryId, true), 1000); };
+  ws.onclose = (event) => {
+    if (event.code === window.ticket.CLOSE_REVOKED) { window.ticket.signOut(); return; }  // logged out, revoked…
+    if (socket === ws) setTimeout(() => follow(queryId, true), 1000);
+  };
 }
 
 async function loadFollowups() {

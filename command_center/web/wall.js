@@ -607,9 +607,17 @@ function renderLink() {
 
 let socket = null;
 let backoff = 500;
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/api/screen/ws?token=${encodeURIComponent(token)}`);
+async function connect() {
+  let url;
+  try {
+    url = await window.ticket.socketUrl("/api/screen/ws", token);
+  } catch (err) {
+    console.warn("screen socket:", err.message);
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 10000);
+    return;
+  }
+  const ws = new WebSocket(url);
   socket = ws;
   ws.onopen = () => {
     backoff = 500;
@@ -641,7 +649,10 @@ function connect() {
     }
     renderLink();
   };
-  ws.onclose = () => linkLost(ws);
+  ws.onclose = (event) => {
+    if (event.code === window.ticket.CLOSE_REVOKED) { window.ticket.signOut(); return; }  // logged out, revoked…
+    linkLost(ws);
+  };
 }
 
 function linkLost(ws) {
