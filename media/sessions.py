@@ -32,7 +32,16 @@ from media import passthrough, telemetry_channel
 from media.evidence import SEGMENT_ACTION
 from media.frames import Feed, KeyframeRequests, is_keyframe
 from media.ice import restrict_host_addresses
-from media.offers import OfferError, parse_offer, plan_publish, plan_talk, plan_view, prefer_dtls_server, talks_back
+from media.offers import (
+    OfferError,
+    check_transport,
+    parse_offer,
+    plan_publish,
+    plan_talk,
+    plan_view,
+    prefer_dtls_server,
+    talks_back,
+)
 from media.recording import Segment, SessionRecorder, recover
 from persistence.models import Unit
 
@@ -135,6 +144,7 @@ class MediaHub:
         self._pcs: set[RTCPeerConnection] = set()
         self._publishers: dict[SessionId, Publisher] = {}
         self._by_unit: dict[UnitId, Publisher] = {}
+        self._pending: dict[UnitId, Publisher] = {}  # a unit's new session, until connected (one per unit)
         self._viewers: dict[SessionId, ViewerSession] = {}
         self._talkers: dict[SessionId, TalkSession] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -210,16 +220,44 @@ class MediaHub:
             raise
         self._own(publisher, self._telemetry(publisher), "telemetry")
         self._own(publisher, self._keyframe_requests(publisher), "keyframes")
+        self._publishers[publisher.id] = publisher
+        previous = self._by_unit.get(unit.id)
+        if previous is not None and previous.closing is None and previous.connected_at is not None:
+            # The unit streams now: the new session takes over only once connected (_promote); until
+            # then the old one keeps streaming, recording and serving its viewers, and stays if this fails.
+            stale, self._pending[unit.id] = self._pending.get(unit.id), publisher
+            pc.on(
+                "connectionstatechange", lambda: self._promote(publisher) if pc.connectionState == "connected" else None
+            )
+            log.info("media: unit %s offered a new session %s (%s); it replaces %s once connected",
+                     unit.id, publisher.id, plan, previous.id)  # fmt: skip
+            if stale is not None:
+                await self._end(stale, "replaced by a newer offer of the unit")
+            return publisher.id, answer
         if self._settings.record_sessions:
             self._start_recorder(publisher)
-        previous = self._by_unit.get(unit.id)
-        self._publishers[publisher.id] = publisher
         self._by_unit[unit.id] = publisher
         log.info("media: unit %s publishing (session %s, %s)", unit.id, publisher.id, plan)
         await self._announce(unit.id, here=True)
         if previous is not None:
             await self._end(previous, "replaced by a new session of the unit")
         return publisher.id, answer
+
+    def _promote(self, publisher: Publisher) -> None:
+        """A unit's new session connected (or its old one ended): it becomes the unit's session, carrying on
+        the recording, and the old one is closed with its viewers (they watch again, on the new one)."""
+        unit_id = _unit_id(publisher)
+        if self._pending.get(unit_id) is not publisher or publisher.closing is not None:
+            return
+        del self._pending[unit_id]
+        previous = self._by_unit.get(unit_id)
+        self._by_unit[unit_id] = publisher
+        if self._settings.record_sessions or (previous is not None and previous.recorder is not None):
+            self._start_recorder(publisher)
+        log.info("media: unit %s session %s connected and takes over", unit_id, publisher.id)
+        self._own(publisher, self._announce(unit_id, here=True), "announce")
+        if previous is not None:
+            self._close_later(previous, "replaced by a new session of the unit")
 
     async def _announce(self, unit_id: UnitId, *, here: bool) -> None:
         """Take (or give up) the unit's media lease, so viewers reaching another process are sent here.
@@ -236,9 +274,12 @@ class MediaHub:
 
     async def end_unit(self, unit_id: UnitId, reason: str) -> bool:
         """End the unit's session (and its viewers and talkback), e.g. when its credential is revoked."""
+        pending = self._pending.pop(unit_id, None)  # not promoted when the working one ends
+        if pending is not None:
+            await self._end(pending, reason)
         publisher = self.publisher(unit_id)
         if publisher is None:
-            return False
+            return pending is not None
         await self._end(publisher, reason)
         return True
 
@@ -429,7 +470,9 @@ class MediaHub:
     def _plan(self, offer_sdp: str, plan: Callable[[Any], dict[str, str]]) -> dict[str, str]:
         self._check_available()
         try:
-            return plan(parse_offer(offer_sdp))
+            offer = parse_offer(offer_sdp)
+            check_transport(offer)
+            return plan(offer)
         except OfferError as exc:
             raise (BadRequest if exc.malformed else ValidationFailed)(str(exc)) from None
 
@@ -553,6 +596,7 @@ class MediaHub:
                         peer.connected_at = now
                         if isinstance(peer, Publisher):
                             peer.last_media = now
+                            self._promote(peer)
                     elif now - peer.created > settings.ice_timeout_seconds:
                         self._close_later(peer, f"not connected after {settings.ice_timeout_seconds:g} s")
                 elif isinstance(peer, Publisher) and now - peer.last_media > settings.silence_timeout_seconds:
@@ -584,9 +628,14 @@ class MediaHub:
     async def _close_publisher(self, publisher: Publisher, reason: str) -> None:
         unit_id = _unit_id(publisher)
         self._publishers.pop(publisher.id, None)
+        if self._pending.get(unit_id) is publisher:
+            del self._pending[unit_id]
         if self._by_unit.get(unit_id) is publisher:
             del self._by_unit[unit_id]
-            await self._announce(unit_id, here=False)
+            if unit_id in self._pending:  # the unit's newer session, still connecting, takes over at once
+                self._promote(self._pending[unit_id])
+            else:
+                await self._announce(unit_id, here=False)
         for viewer in list(publisher.viewers.values()):
             self._close_later(viewer, "the unit stopped streaming")
         if publisher.talker is not None:

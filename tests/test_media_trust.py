@@ -1,0 +1,125 @@
+"""Trust in live media (issue 12): an offer that cannot connect never costs a unit its working session, a new
+session takes over only once connected, and one user or court cannot take every session. Real aiortc peers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from aiortc import RTCSessionDescription
+
+from command_center.keys import MEDIA
+from config.settings import MediaSettings, Settings
+from core.ids import UnitId
+from media.sessions import MediaHub
+from tests.conftest import AppFactory, World
+from tests.media_support import SDP_HEADERS, UNIT, UnitPeer, ViewerPeer, eventually, loopback, mean_rgb
+
+__all__ = ["loopback"]
+pytestmark = pytest.mark.usefixtures("loopback")
+
+RED, BLUE = (220, 30, 30), (30, 30, 220)
+
+
+def hub(world: World) -> MediaHub:
+    return world.client.app[MEDIA]
+
+
+def media(**changes: object) -> MediaSettings:
+    return Settings().media.model_copy(update=changes)
+
+
+async def colour_seen(viewer: ViewerPeer, rgb: tuple[int, int, int]) -> bool:
+    red, green, blue = mean_rgb((await viewer.frames("video", 3))[-1])
+    return abs(red - rgb[0]) < 40 and abs(green - rgb[1]) < 40 and abs(blue - rgb[2]) < 40
+
+
+async def streaming_with_a_viewer(world: World) -> tuple[UnitPeer, ViewerPeer]:
+    unit = UnitPeer(world, channel=False, rgb=RED)
+    await unit.publish()
+    viewer = ViewerPeer(world)
+    await viewer.watch()
+    assert await colour_seen(viewer, RED)
+    await eventually(lambda: hub(world).publisher(UnitId(UNIT)) is not None
+                     and hub(world).publisher(UnitId(UNIT)).connected_at is not None)  # type: ignore[union-attr]  # fmt: skip
+    return unit, viewer
+
+
+async def test_an_offer_without_a_fingerprint_is_refused_and_the_working_session_keeps_streaming(
+    world: World,
+) -> None:
+    unit, viewer = await streaming_with_a_viewer(world)
+    working = hub(world).publisher(UnitId(UNIT))
+    intruder = UnitPeer(world, channel=False, rgb=BLUE)
+    offer = re.sub(r"(?m)^a=fingerprint:.*\r?\n", "", await intruder.offer())
+    response = await world.client.post("/api/whip", data=offer, headers={**world.auth("device"), **SDP_HEADERS})
+    body = await response.json()
+    assert response.status == 422, body
+    assert body["error"]["code"] == "validation_failed"
+    assert "has no DTLS fingerprint (a=fingerprint)" in body["error"]["message"]
+    assert hub(world).publisher(UnitId(UNIT)) is working and hub(world).peer_connections == 2
+    assert await colour_seen(viewer, RED)  # the viewer still watches the working session
+
+    no_ice = re.sub(r"(?m)^a=ice-(ufrag|pwd):.*\r?\n", "", await intruder.offer())
+    response = await world.client.post("/api/whip", data=no_ice, headers={**world.auth("device"), **SDP_HEADERS})
+    assert response.status == 422 and "no ICE credentials" in (await response.json())["error"]["message"]
+    assert hub(world).publisher(UnitId(UNIT)) is working and hub(world).peer_connections == 2
+    assert await colour_seen(viewer, RED)
+    for peer in (intruder, viewer, unit):
+        await peer.close()
+
+
+async def test_a_new_session_replaces_the_old_only_once_connected(world: World) -> None:
+    old, viewer = await streaming_with_a_viewer(world)
+    working = hub(world).publisher(UnitId(UNIT))
+    new = UnitPeer(world, channel=False, rgb=BLUE)
+    response = await world.client.post("/api/whip", data=await new.offer(),
+                                       headers={**world.auth("device"), **SDP_HEADERS})  # fmt: skip
+    assert response.status == 201, await response.text()
+    # Answered, not yet connected (the unit has not applied the answer): the old session goes on.
+    assert hub(world).publisher(UnitId(UNIT)) is working and hub(world).peer_connections == 3
+    assert await colour_seen(viewer, RED)
+    assert hub(world).recording(UnitId(UNIT))
+
+    await new.pc.setRemoteDescription(RTCSessionDescription(sdp=await response.text(), type="answer"))
+    await eventually(lambda: (p := hub(world).publisher(UnitId(UNIT))) is not None and p is not working,
+                     what="the new session took over")  # fmt: skip
+    assert response.headers["Location"].endswith(hub(world).publisher(UnitId(UNIT)).id)  # type: ignore[union-attr]
+    await eventually(lambda: hub(world).peer_connections == 1, what="the old session and its viewer closed")
+    assert hub(world).recording(UnitId(UNIT))  # recording carries on in the new session
+    again = ViewerPeer(world)
+    await again.watch()
+    assert await colour_seen(again, BLUE)
+    for peer in (old, new, viewer, again):
+        await peer.close()
+
+
+async def test_a_new_session_that_never_connects_leaves_the_old_one(make_world: AppFactory) -> None:
+    world = await make_world(media=media(ice_timeout_seconds=1.0))
+    old, viewer = await streaming_with_a_viewer(world)
+    working = hub(world).publisher(UnitId(UNIT))
+    silent = UnitPeer(world, channel=False, rgb=BLUE)
+    response = await world.client.post("/api/whip", data=await silent.offer(),
+                                       headers={**world.auth("device"), **SDP_HEADERS})  # fmt: skip
+    assert response.status == 201
+    assert hub(world).peer_connections == 3
+    await eventually(lambda: hub(world).peer_connections == 2, what="the unconnected session closed")
+    assert hub(world).publisher(UnitId(UNIT)) is working
+    assert await colour_seen(viewer, RED)
+    gone = await world.client.delete(response.headers["Location"], headers=world.auth("device"))
+    assert gone.status == 404
+    for peer in (old, viewer, silent):
+        await peer.close()
+
+
+async def test_a_unit_has_one_session_connecting_at_a_time(world: World) -> None:
+    old, viewer = await streaming_with_a_viewer(world)
+    first, second = UnitPeer(world, channel=False), UnitPeer(world, channel=False)
+    for peer in (first, second):
+        response = await world.client.post("/api/whip", data=await peer.offer(),
+                                           headers={**world.auth("device"), **SDP_HEADERS})  # fmt: skip
+        assert response.status == 201
+    await eventually(lambda: hub(world).peer_connections == 3, what="the older connecting session closed")
+    for peer in (old, first, second):
+        await peer.close()
+    await viewer.close()
