@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -26,8 +27,16 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from cluster.port import Coordinator, media_lease
 from config.settings import MediaSettings
-from core.errors import AppError, BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
-from core.ids import UnitId, UserId
+from core.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    ValidationFailed,
+)
+from core.ids import CourtId, UnitId, UserId
 from media import passthrough, telemetry_channel
 from media.evidence import SEGMENT_ACTION
 from media.frames import Feed, KeyframeRequests, is_keyframe
@@ -66,6 +75,7 @@ class ViewRecorder(Protocol):
 class Viewer:
     user_id: UserId
     username: str
+    court_id: CourtId | None = None  # the user's court: its users' sessions together are capped
 
 
 @dataclass(eq=False)
@@ -142,6 +152,7 @@ class MediaHub:
         self._views = views
         self._clock = clock
         self._pcs: set[RTCPeerConnection] = set()
+        self._owners: dict[RTCPeerConnection, Viewer] = {}  # whose view or talkback each one is (caps per user/court)
         self._publishers: dict[SessionId, Publisher] = {}
         self._by_unit: dict[UnitId, Publisher] = {}
         self._pending: dict[UnitId, Publisher] = {}  # a unit's new session, until connected (one per unit)
@@ -298,7 +309,7 @@ class MediaHub:
         if publisher is None:
             raise Conflict(f"unit {unit_id} is not streaming")
         plan = self._plan(offer_sdp, lambda offer: plan_view(offer, publisher.media))
-        session = ViewerSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(),
+        session = ViewerSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(viewer), self._clock(),
                                 viewer=viewer, publisher=publisher)  # fmt: skip
         pc = session.pc
         try:
@@ -384,7 +395,7 @@ class MediaHub:
             name = talker.viewer.username if talker.viewer else "someone"
             raise Conflict(f"{name} is talking to unit {unit_id}; one talker at a time")
         mime = self._plan(offer_sdp, lambda offer: {"audio": plan_talk(offer)})["audio"]
-        session = TalkSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(), viewer=viewer,
+        session = TalkSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(viewer), self._clock(), viewer=viewer,
                               publisher=publisher)  # fmt: skip
         pc = session.pc
         try:
@@ -476,13 +487,37 @@ class MediaHub:
         except OfferError as exc:
             raise (BadRequest if exc.malformed else ValidationFailed)(str(exc)) from None
 
-    def _new_pc(self) -> RTCPeerConnection:
-        limit = self._settings.max_sessions
-        if len(self._pcs) >= limit:
-            raise ServiceUnavailable(f"media sessions are full ({limit} on this server); try again later")
+    def _new_pc(self, owner: Viewer | None = None) -> RTCPeerConnection:
+        """A peer connection counted against the caps: the process's, and for a user's view or talkback
+        their own and their court's (counted from the moment it is asked for, so a burst cannot overshoot).
+
+        Caps are per process, like the peer connections they protect: a user's views live on the processes
+        holding the watched units, so across several processes a user holds at most the cap on each."""
+        settings = self._settings
+        retry = math.ceil(settings.ice_timeout_seconds)  # unconnected sessions holding a place are gone by then
+        if len(self._pcs) >= settings.max_sessions:
+            raise ServiceUnavailable(f"media sessions are full ({settings.max_sessions} on this server); "
+                                     f"try again later", retry_after=retry)  # fmt: skip
+        if owner is not None:
+            mine = sum(1 for o in self._owners.values() if o.user_id == owner.user_id)
+            if mine >= settings.max_sessions_per_user:
+                raise TooManyRequests(f"{owner.username} has {mine} media sessions open on this server (limit "
+                                      f"{settings.max_sessions_per_user} per user); end one first",
+                                      retry_after=retry)  # fmt: skip
+            court = sum(1 for o in self._owners.values() if o.court_id == owner.court_id)
+            if owner.court_id is not None and court >= settings.max_sessions_per_court:
+                raise TooManyRequests(f"court {owner.court_id} has {court} media sessions open on this server "
+                                      f"(limit {settings.max_sessions_per_court} per court); try again later",
+                                      retry_after=retry)  # fmt: skip
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._pcs.add(pc)
+        if owner is not None:
+            self._owners[pc] = owner
         return pc
+
+    def _forget(self, pc: RTCPeerConnection) -> None:
+        self._pcs.discard(pc)
+        self._owners.pop(pc, None)
 
     async def _answer(self, pc: RTCPeerConnection, offer_sdp: str) -> str:
         """Non-trickle answer (RFC 9725 §4.2): every local candidate is in it; the server is the DTLS server."""
@@ -502,7 +537,7 @@ class MediaHub:
         try:
             await peer.pc.close()
         finally:
-            self._pcs.discard(peer.pc)
+            self._forget(peer.pc)
 
     # Media ------------------------------------------------------------------------------------------
 
@@ -623,7 +658,7 @@ class MediaHub:
         except Exception:
             log.exception("media: closing session %s failed", peer.id)
         finally:
-            self._pcs.discard(peer.pc)
+            self._forget(peer.pc)
 
     async def _close_publisher(self, publisher: Publisher, reason: str) -> None:
         unit_id = _unit_id(publisher)

@@ -12,6 +12,7 @@ from command_center.keys import MEDIA
 from config.settings import MediaSettings, Settings
 from core.ids import UnitId
 from media.sessions import MediaHub
+from persistence.models import Role
 from tests.conftest import AppFactory, World
 from tests.media_support import SDP_HEADERS, UNIT, UnitPeer, ViewerPeer, eventually, loopback, mean_rgb
 
@@ -123,3 +124,47 @@ async def test_a_unit_has_one_session_connecting_at_a_time(world: World) -> None
     for peer in (old, first, second):
         await peer.close()
     await viewer.close()
+
+
+async def watch(world: World, who: str) -> tuple[int, str, dict[str, str]]:
+    """POST a real viewer's WHEP offer; the status, the body and the headers (the peer is closed at once)."""
+    viewer = ViewerPeer(world)
+    response = await world.client.post(f"/api/whep/{UNIT}", data=await viewer.offer(),
+                                       headers={**world.auth(who), **SDP_HEADERS})  # fmt: skip
+    await viewer.close()
+    return response.status, await response.text(), dict(response.headers)
+
+
+async def test_media_sessions_are_capped_per_user_and_per_court(make_world: AppFactory) -> None:
+    world = await make_world(media=media(max_sessions_per_user=2, max_sessions_per_court=3, ice_timeout_seconds=15))
+    await world.add_user("province", Role.OPERATOR, "HLJ")
+    world.tokens["province"] = await world.login("province")
+    unit = UnitPeer(world, channel=False)
+    await unit.publish()
+
+    first = (await watch(world, "operator"))[2]["Location"]
+    assert (await watch(world, "operator"))[0] == 201
+    status, text, headers = await watch(world, "operator")  # the operator's third
+    assert status == 429, text
+    assert '"too_many_requests"' in text and "limit 2 per user" in text and headers["Retry-After"] == "15"
+
+    assert (await watch(world, "supervisor"))[0] == 201  # a colleague at the same court: the court's third
+    status, text, headers = await watch(world, "admin")  # the court's fourth
+    assert status == 429 and "court HLJ01 has 3 media sessions" in text and headers["Retry-After"] == "15"
+    assert (await watch(world, "province"))[0] == 201  # another court's centre is not held back
+    assert hub(world).peer_connections == 5
+
+    ended = await world.client.delete(first, headers=world.auth("operator"))
+    assert ended.status == 200
+    assert (await watch(world, "admin"))[0] == 201  # a place freed in the court
+    assert (await watch(world, "operator"))[0] == 429  # the court is full again
+    await unit.close()
+
+
+async def test_a_full_server_says_when_to_try_again(make_world: AppFactory) -> None:
+    world = await make_world(media=media(max_sessions=1, ice_timeout_seconds=2.5))
+    unit = UnitPeer(world, channel=False)
+    await unit.publish()
+    status, text, headers = await watch(world, "operator")
+    assert status == 503 and "media sessions are full (1 on this server)" in text and headers["Retry-After"] == "3"
+    await unit.close()
