@@ -101,6 +101,9 @@ class TrackingSettings(Section):
     frames_per_second: float = Field(10.0, gt=0, le=50)
     #: Frames a screen may have queued before it is disconnected as too slow.
     screen_queue_frames: int = Field(256, ge=8)
+    #: A feed (bus subscription, task, ring of 1,024 frames) is removed this long after its last screen left;
+    #: a screen back within it resumes from the same ring, later from the bus's history (or a snapshot).
+    screen_feed_grace_seconds: float = Field(30.0, ge=0, le=3600)
     #: A unit reporting less battery than this raises a low-battery alarm (cleared 5 points above it).
     low_battery_percent: float = Field(15.0, ge=0, le=95)
     #: A geofence crossing counts once a unit has been on the new side for this many fixes ...
