@@ -89,3 +89,10 @@ class TooManyRequests(AppError):
 class ServiceUnavailable(AppError):
     status = 503
     code = "unavailable"
+
+
+class StartupFailed(AppError):
+    """A component could not start: the server stops what it started and ``serve`` exits non-zero."""
+
+    status = 500
+    code = "startup_failed"
