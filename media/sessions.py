@@ -233,15 +233,17 @@ class MediaHub:
         self._own(publisher, self._keyframe_requests(publisher), "keyframes")
         self._publishers[publisher.id] = publisher
         previous = self._by_unit.get(unit.id)
-        if previous is not None and previous.closing is None and previous.connected_at is not None:
-            # The unit streams now: the new session takes over only once connected (_promote); until
-            # then the old one keeps streaming, recording and serving its viewers, and stays if this fails.
+        working = previous is not None and previous.closing is None and previous.connected_at is not None
+        if working or (previous is None and await self._streams_elsewhere(unit.id)):
+            # The unit streams now (here or on another process): the new session takes over only once
+            # connected (_promote); until then the old one keeps streaming, recording and serving its
+            # viewers, and stays if this one fails.
             stale, self._pending[unit.id] = self._pending.get(unit.id), publisher
             pc.on(
                 "connectionstatechange", lambda: self._promote(publisher) if pc.connectionState == "connected" else None
             )
             log.info("media: unit %s offered a new session %s (%s); it replaces %s once connected",
-                     unit.id, publisher.id, plan, previous.id)  # fmt: skip
+                     unit.id, publisher.id, plan, "another process's" if previous is None else previous.id)  # fmt: skip
             if stale is not None:
                 await self._end(stale, "replaced by a newer offer of the unit")
             return publisher.id, answer
@@ -253,6 +255,17 @@ class MediaHub:
         if previous is not None:
             await self._end(previous, "replaced by a new session of the unit")
         return publisher.id, answer
+
+    async def _streams_elsewhere(self, unit_id: UnitId) -> bool:
+        """Another process holds the unit's media lease (its session lives there). Redis away: not known, no."""
+        if self._cluster is None or not self._cluster.shared:
+            return False
+        try:
+            holder = await self._cluster.holder(media_lease(unit_id))
+        except Exception as exc:
+            log.warning("media: unit %s: cannot tell whether it streams elsewhere (%s)", unit_id, exc)
+            return False
+        return holder is not None and holder != self._cluster.node_id
 
     def _promote(self, publisher: Publisher) -> None:
         """A unit's new session connected (or its old one ended): it becomes the unit's session, carrying on

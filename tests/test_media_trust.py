@@ -3,17 +3,20 @@ session takes over only once connected, and one user or court cannot take every 
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
 import pytest
 from aiortc import RTCSessionDescription
 
-from command_center.keys import MEDIA
-from config.settings import MediaSettings, Settings
+from cluster.port import media_lease
+from command_center.keys import CLUSTER, MEDIA
+from config.settings import BusSettings, MediaSettings, Settings, StoreSettings
 from core.ids import UnitId
 from media.sessions import MediaHub
 from persistence.models import Role
-from tests.conftest import AppFactory, World
+from tests.conftest import POSTGRES_DSN, REDIS_URL, AppFactory, World
 from tests.media_support import SDP_HEADERS, UNIT, UnitPeer, ViewerPeer, eventually, loopback, mean_rgb
 
 __all__ = ["loopback"]
@@ -168,3 +171,37 @@ async def test_a_full_server_says_when_to_try_again(make_world: AppFactory) -> N
     status, text, headers = await watch(world, "operator")
     assert status == 503 and "media sessions are full (1 on this server)" in text and headers["Retry-After"] == "3"
     await unit.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_across_processes_a_new_session_takes_the_unit_over_once_connected(
+    make_world: AppFactory, pg_schema: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two server processes on one PostgreSQL and Redis: the unit streams to the first; its new session
+    reaching the second takes the unit's media lease (where viewers are sent) only once connected."""
+    shared: dict[str, Any] = {"store": StoreSettings(url=POSTGRES_DSN, pool_min=1, pool_max=4), "schema": pg_schema,
+                              "bus": BusSettings(url=REDIS_URL, namespace=redis_namespace)}  # fmt: skip
+    monkeypatch.setenv("CC_CLUSTER__NODE_ID", "node-a")
+    first = await make_world(**shared)
+    monkeypatch.setenv("CC_CLUSTER__NODE_ID", "node-b")
+    second = await make_world(**shared)
+    second.tokens["device"] = first.device_secret
+    lease, cluster = media_lease(UNIT), first.client.app[CLUSTER]
+
+    old = UnitPeer(first, channel=False, rgb=RED)
+    await old.publish()
+    assert await cluster.holder(lease) == "node-a"
+    new = UnitPeer(second, channel=False, rgb=BLUE)
+    response = await second.client.post("/api/whip", data=await new.offer(),
+                                        headers={**second.auth("device"), **SDP_HEADERS})  # fmt: skip
+    assert response.status == 201, await response.text()
+    assert hub(second).publisher(UnitId(UNIT)) is None and await cluster.holder(lease) == "node-a"
+
+    await new.pc.setRemoteDescription(RTCSessionDescription(sdp=await response.text(), type="answer"))
+    await eventually(lambda: hub(second).publisher(UnitId(UNIT)) is not None, what="the new session took over")
+    async with asyncio.timeout(10):
+        while await cluster.holder(lease) != "node-b":  # noqa: ASYNC110 (watching Redis from outside)
+            await asyncio.sleep(0.05)
+    for peer in (old, new):
+        await peer.close()
