@@ -124,11 +124,15 @@ def test_the_answerer_becomes_the_dtls_server() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=400) | st.lists(st.sampled_from(
     ["v=0", "m=video 9 RTP 96", "m=audio 0 RTP 0", "a=rtpmap:96 VP8/90000", "a=rtpmap:x", "a=fmtp:96 a=b;c",
-     "a=sendonly", "a=recvonly", "a=mid:0", "m=application 9 DTLS webrtc", "x", "", "a=rtpmap:0 PCMU/8000"]),
+     "a=sendonly", "a=recvonly", "a=mid:0", "m=application 9 DTLS webrtc", "x", "", "a=rtpmap:0 PCMU/8000",
+     "a=setup:actpass", "a=setup:", "a=ice-ufrag:", "a=ice-ufrag:abcd", "a=ice-pwd:" + "p" * 22, FINGERPRINT,
+     "a=fingerprint:sha-256", "a=fingerprint:x AB:CD", "a=bundle-only"]),
     max_size=30).map("\r\n".join))  # fmt: skip
 def test_any_text_is_either_planned_or_refused_with_offer_error(text: str) -> None:
     try:
-        plan = plan_publish(parse_offer(text))
+        offer = parse_offer(text)
+        check_transport(offer)
+        plan = plan_publish(offer)
     except OfferError:
         return
     assert set(plan) <= {"audio", "video"} and plan
