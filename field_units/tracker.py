@@ -120,6 +120,10 @@ class Tracker:
             try:
                 await ready_or_failed(ready, self._tasks[-1], "tracker: following the other processes' units")
             except BaseException:
+                replication = self._tasks.pop()  # its failure is the one reported
+                replication.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await replication
                 await self.close()
                 raise
 

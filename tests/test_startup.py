@@ -25,14 +25,15 @@ from tests.test_cli import ROOT, _env, _free_port
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def restricted_redis() -> Iterator[tuple[str, str]]:
-    """A Redis URL whose user may do everything but subscribe to the ``geofences`` topic; its namespace."""
+@pytest.fixture(params=["geofences"])
+def restricted_redis(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """A Redis URL whose user may do everything but subscribe to one topic (the param); its namespace."""
     namespace = f"test-{uuid.uuid4().hex[:12]}"
-    user, password = f"nofences-{namespace}", uuid.uuid4().hex
+    user, password = f"no-{request.param}-{namespace}", uuid.uuid4().hex
+    allowed = [f"{namespace}:ev:{topic}" for topic in ("geofences", "unit_states") if topic != request.param]
     admin = redis.Redis.from_url(REDIS_URL)
     admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"],
-                      channels=[f"{namespace}:ev:unit_states"], reset_channels=True)  # fmt: skip
+                      channels=allowed, reset_channels=True)  # fmt: skip
     host_port = REDIS_URL.split("://", 1)[1]
     try:
         yield f"redis://{user}:{password}@{host_port}", namespace
@@ -60,15 +61,26 @@ def test_serve_stops_and_says_why_when_a_component_fails_at_start(
     assert os.path.exists(tmp_path / "cli.db")  # it got as far as the store, which it closed again
 
 
-async def test_what_started_before_the_failure_is_stopped(tmp_path: Path, restricted_redis: tuple[str, str]) -> None:
+FAILS_FIRST = {
+    "geofences": "geofences: following changes",
+    "unit_states": "tracker: following the other processes' units",
+}
+
+
+@pytest.mark.parametrize("restricted_redis", ["geofences", "unit_states"], indirect=True)
+async def test_what_started_before_the_failure_is_stopped(
+    tmp_path: Path, restricted_redis: tuple[str, str], request: pytest.FixtureRequest
+) -> None:
     """As ``serve`` runs it (``web.run_app``): the failed start-up raises, then the app's cleanup runs."""
     url, namespace = restricted_redis
+    refused = request.node.callspec.params["restricted_redis"]
     settings = Settings(store=StoreSettings(url=f"sqlite:///{tmp_path / 'app.db'}"), data_dir=tmp_path,
                         bus=BusSettings(url=url, namespace=namespace), auth=FAST_AUTH)  # fmt: skip
     app = create_app(settings)
     runner = web.AppRunner(app)
-    with pytest.raises(StartupFailed, match=r"^geofences: following changes: TimeoutError"):
+    with pytest.raises(StartupFailed) as failed:
         await runner.setup()
+    assert failed.value.message.startswith(f"{FAILS_FIRST[refused]}: TimeoutError"), failed.value.message
     await runner.cleanup()
     await asyncio.sleep(0)  # let cancelled tasks finish
     names = {task.get_name() for task in asyncio.all_tasks()}
