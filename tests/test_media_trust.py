@@ -18,6 +18,7 @@ from media.sessions import MediaHub
 from persistence.models import Role
 from tests.conftest import POSTGRES_DSN, REDIS_URL, AppFactory, World
 from tests.media_support import SDP_HEADERS, UNIT, UnitPeer, ViewerPeer, eventually, loopback, mean_rgb
+from tests.test_media_talkback import Operator
 
 __all__ = ["loopback"]
 pytestmark = pytest.mark.usefixtures("loopback")
@@ -205,3 +206,17 @@ async def test_across_processes_a_new_session_takes_the_unit_over_once_connected
             await asyncio.sleep(0.05)
     for peer in (old, new):
         await peer.close()
+
+
+async def test_talkback_counts_against_the_same_caps(make_world: AppFactory) -> None:
+    world = await make_world(media=media(max_sessions_per_user=1))
+    unit = UnitPeer(world, audio=True, talkback=True, channel=False)
+    await unit.publish()
+    assert (await watch(world, "operator"))[0] == 201
+    operator = Operator(world)
+    status, text = await operator.talk()
+    assert status == 429 and "limit 1 per user" in text
+    supervisor = Operator(world, role="supervisor")
+    assert (await supervisor.talk())[0] == 201  # someone else may
+    for pc in (operator.pc, supervisor.pc, unit.pc):
+        await pc.close()
