@@ -44,6 +44,7 @@ from command_center.revocation_ctx import revocation_ctx
 from command_center.screens.hub import ScreenHub
 from command_center.throttle import LocalLoginGuard
 from config.settings import Settings
+from core.startup import ready_or_failed
 from event_bus.factory import build_bus
 from field_units.geofence_watch import GeofenceWatch
 from field_units.tasks import TaskDesk
@@ -130,13 +131,20 @@ def create_app(
         tasks = TaskDesk(app[STORE], app[BUS], alarms, cluster=cluster)
         operations = OperationDesk(app[STORE], app[BUS], tasks)
         hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
-        await writer.start()
-        await tracker.start()
-        await tasks.start()
-        await hub.start()
-        fences_ready = asyncio.get_running_loop().create_future()
-        follow_fences = asyncio.create_task(geofences.follow_changes(app[BUS], cluster.node_id, fences_ready))
-        await fences_ready
+        async with contextlib.AsyncExitStack() as starting:  # a failure below stops what was started
+            await writer.start()
+            starting.push_async_callback(writer.close)
+            await tracker.start()
+            starting.push_async_callback(tracker.close)
+            await tasks.start()
+            starting.push_async_callback(tasks.close)
+            await hub.start()
+            starting.push_async_callback(hub.close)
+            fences_ready = asyncio.get_running_loop().create_future()
+            follow_fences = asyncio.create_task(geofences.follow_changes(app[BUS], cluster.node_id, fences_ready))
+            starting.push_async_callback(_stop, follow_fences)
+            await ready_or_failed(fences_ready, follow_fences, "geofences: following changes")
+            starting.pop_all()
         app[WRITER], app[TRACKER], app[HUB], app[ALARMS], app[TASKS] = writer, tracker, hub, alarms, tasks
         app[OPERATIONS], app[GEOFENCES] = operations, geofences
         try:
@@ -157,3 +165,9 @@ def create_app(
     app.cleanup_ctx.append(report_pool_ctx(settings.maps))
     app.cleanup_ctx.append(revocation_ctx(settings))
     return app
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):  # a failed start is reported by whoever awaited it
+        await task

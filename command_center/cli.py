@@ -214,8 +214,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"server": server})
         print(f"执行指挥中心 listening on http://{server.host}:{server.port}/", flush=True)
         _tune_garbage_collector()
-        web.run_app(create_app(settings), host=server.host, port=server.port, print=None, loop=_new_loop(settings),
-                    access_log_class=AccessLogger)  # fmt: skip
+        try:
+            web.run_app(create_app(settings), host=server.host, port=server.port, print=None, loop=_new_loop(settings),
+                        access_log_class=AccessLogger)  # fmt: skip
+        except Exception as exc:  # what started was stopped by the app's cleanup; say why, exit non-zero
+            logging.getLogger(__name__).error("the server did not start", exc_info=exc)
+            reason = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
+            print(f"error: the server did not start: {reason}", file=sys.stderr)
+            return 1
         return 0
 
     if args.command == "migrate":

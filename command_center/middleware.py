@@ -17,7 +17,6 @@ from core.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
-    TooManyRequests,
 )
 from persistence.availability import store_unavailable
 
@@ -28,8 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_response(error: AppError) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="command-centre"'} if error.status == 401 else None
-    if isinstance(error, TooManyRequests) and error.retry_after_seconds is not None:
-        headers = {"Retry-After": str(error.retry_after_seconds)}
+    if error.retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(error.retry_after)}
     return web.json_response(error.body(), status=error.status, headers=headers, dumps=_dumps)
 
 

@@ -63,7 +63,7 @@ async def claim_query(app: web.Application, judge: User, key: str | None, body: 
     )
     if refusal is not None:
         await release_query(app, judge, key)
-        raise TooManyRequests(refusal.message, retry_after_seconds=refusal.retry_after_seconds)
+        raise TooManyRequests(refusal.message, retry_after=refusal.retry_after_seconds)
     return None
 
 

@@ -111,6 +111,9 @@ class TrackingSettings(Section):
     frames_per_second: float = Field(10.0, gt=0, le=50)
     #: Frames a screen may have queued before it is disconnected as too slow.
     screen_queue_frames: int = Field(256, ge=8)
+    #: A feed (bus subscription, task, ring of 1,024 frames) is removed this long after its last screen left;
+    #: a screen back within it resumes from the same ring, later from the bus's history (or a snapshot).
+    screen_feed_grace_seconds: float = Field(30.0, ge=0, le=3600)
     #: A unit reporting less battery than this raises a low-battery alarm (cleared 5 points above it).
     low_battery_percent: float = Field(15.0, ge=0, le=95)
     #: A geofence crossing counts once a unit has been on the new side for this many fixes ...
@@ -164,6 +167,11 @@ class MediaSettings(Section):
     #: Peer connections one server process holds (units' WHIP sessions plus viewers' WHEP sessions);
     #: past this, new ones get 503 ``unavailable``.
     max_sessions: int = Field(64, ge=1, le=10_000)
+    #: Viewing and talkback sessions one user may hold on one server process; past this, 429 with Retry-After.
+    max_sessions_per_user: int = Field(8, ge=1, le=10_000)
+    #: Viewing and talkback sessions the users of one court may hold together on one server process (429 past it),
+    #: so one court's centre cannot take every session of a process shared with the courts below it.
+    max_sessions_per_court: int = Field(32, ge=1, le=10_000)
     #: A peer connection that has not connected (ICE and DTLS) this long after its answer is closed.
     ice_timeout_seconds: float = Field(15.0, gt=0, le=300)
     #: A unit whose media stopped arriving this long ago is closed, with its viewers.

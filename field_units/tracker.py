@@ -23,6 +23,7 @@ from cluster.port import LEADER, Coordinator
 from config.settings import TrackingSettings
 from core.errors import NotFound
 from core.ids import CourtId, UnitId
+from core.startup import ready_or_failed
 from event_bus.port import EventBus, SubscriberLagged
 from field_units import status
 from field_units.geofence_watch import GeofenceWatch
@@ -116,7 +117,15 @@ class Tracker:
         if self._replicate:
             ready = asyncio.get_running_loop().create_future()
             self._tasks.append(asyncio.create_task(self._follow_peers(ready), name="tracker-replication"))
-            await ready
+            try:
+                await ready_or_failed(ready, self._tasks[-1], "tracker: following the other processes' units")
+            except BaseException:
+                replication = self._tasks.pop()  # its failure is the one reported
+                replication.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await replication
+                await self.close()
+                raise
 
     async def close(self) -> None:
         for task in self._tasks:
