@@ -95,6 +95,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/api/units/{unit_id}/recording"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/recordings"): {OP, S, A},
     ("DELETE", "/api/talk/{unit_id}/{session_id}"): {OP, S, A},
+    ("POST", "/api/auth/password"): PEOPLE,
+    ("POST", "/api/users/{user_id}/unlock"): {A},
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 
