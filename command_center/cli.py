@@ -11,10 +11,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
-
 from command_center.app import create_app
 from command_center.bootstrap import ensure_first_admin, import_courts
+from command_center.connection_guard import serve
 from command_center.credentials import Passwords, check_password_strength, lookup_hash, new_device_secret
 from command_center.demo import ensure_demo
 from config.settings import Settings, load_settings
@@ -160,7 +159,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"server": server})
         print(f"执行指挥中心 listening on http://{server.host}:{server.port}/", flush=True)
         _tune_garbage_collector()
-        web.run_app(create_app(settings), host=server.host, port=server.port, print=None, loop=_new_loop(settings))
+        serve(create_app(settings), server, _new_loop(settings))  # web.run_app, with slow clients held off
         return 0
 
     if args.command == "migrate":
