@@ -64,8 +64,9 @@ class Throttle:
         if record.failures >= self.free_attempts:
             lock = min(self.first_lock * 2 ** (record.failures - self.free_attempts), self.max_lock)
             record.locked_until = now + lock
-        if len(self._records) > MAX_KEYS:
-            for stale in sorted(self._records, key=lambda k: self._records[k].last)[: len(self._records) - MAX_KEYS]:
+        if len(self._records) > MAX_KEYS:  # drop a tenth at once: a flood of new keys must not sort every time
+            keep = MAX_KEYS * 9 // 10
+            for stale in sorted(self._records, key=lambda k: self._records[k].last)[: len(self._records) - keep]:
                 del self._records[stale]
 
     def refund(self, key: str) -> None:

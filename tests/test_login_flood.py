@@ -174,3 +174,43 @@ async def test_hostile_json_bodies_are_refused_not_500(world: World, raw: bytes)
     response = await world.client.post(LOGIN, data=raw, headers={"Content-Type": "application/json"})
     body = await response.json()
     assert response.status == 400 and body["error"]["code"] == "invalid_json", body
+
+
+@pytest.mark.redis
+async def test_the_command_line_unlocks_a_user_in_the_shared_records(tmp_path: Path) -> None:
+    """With several processes the records are in Redis, where ``user unlock`` clears them (and audits it)."""
+    from command_center.shared_throttle import RedisLoginGuard
+
+    async with fresh_namespace() as namespace:
+        env = {"CC_DATA_DIR": str(tmp_path), "CC_STORE__URL": f"sqlite:///{tmp_path / 'cli.db'}", "CC_CONFIG": "",
+               "CC_BUS__URL": REDIS_URL, "CC_BUS__NAMESPACE": namespace, "PATH": "/usr/bin:/bin",
+               "CC_AUTH__ARGON2_MEMORY_KIB": "8", "CC_AUTH__ARGON2_TIME_COST": "1",
+               "CC_AUTH__ARGON2_PARALLELISM": "1"}  # fmt: skip
+
+        async def cli(*args: str) -> tuple[int, str]:
+            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "command_center", *args, env=env,
+                                                           cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                           stderr=asyncio.subprocess.STDOUT)  # fmt: skip
+            output, _ = await asyncio.wait_for(process.communicate(), 60)
+            return await process.wait(), output.decode()
+
+        status, output = await cli("init")
+        assert status == 0, output
+        guard = RedisLoginGuard(REDIS_URL, namespace=namespace)
+        try:
+            for _ in range(PAIR_FREE_ATTEMPTS):
+                assert await guard.attempt("admin", "198.51.100.20") == 0
+            assert await guard.attempt("admin", "198.51.100.20") > 0
+            status, output = await cli("user", "unlock", "--username", "admin")
+            assert status == 0 and "records cleared" in output, output
+            fresh = RedisLoginGuard(REDIS_URL, namespace=namespace)  # another process: no local records
+            try:
+                assert await fresh.attempt("admin", "198.51.100.20") == 0
+            finally:
+                await fresh.close()
+        finally:
+            await guard.close()
+        status, output = await cli("user", "unlock", "--username", "nobody")
+        assert status == 1 and "no user" in output
+        status, output = await cli("audit", "verify")
+        assert status == 0 and "1 entries" in output, output
