@@ -149,3 +149,50 @@ async def test_an_idle_keep_alive_connection_is_not_cut_by_the_head_timeout(serv
         async with http.get(f"{server}/api/health") as second:
             assert second.status == 200
     assert len(opened) == 1  # the same connection served both (a cut one would have been replaced)
+
+
+async def test_a_later_request_head_on_a_kept_alive_connection_is_on_the_deadline_too(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: slow\r\n\r\n")
+        async with asyncio.timeout(10):
+            first = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in first.split(b"\r\n") if line.lower().startswith(
+                b"content-length")))  # fmt: skip
+            await reader.readexactly(length)
+        assert first.startswith(b"HTTP/1.1 200")
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: sl")  # the next request's head, never finished
+        async with asyncio.timeout(HEAD_TIMEOUT + 20):
+            second = await reader.read(200)
+        assert second.startswith(b"HTTP/1.1 408"), second
+    finally:
+        writer.close()
+
+
+async def test_a_quiet_websocket_is_not_cut_by_the_head_timeout(server: str, tmp_path: Path) -> None:
+    password = (tmp_path / "first-admin-password").read_text().strip()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with http.post(f"{server}/api/auth/login", json={"username": "admin", "password": password}) as login:
+            assert login.status == 200, await login.text()
+            token = (await login.json())["token"]
+        async with http.ws_connect(f"{server}/api/screen/ws?token={token}", autoping=False) as socket_:
+            await asyncio.sleep(HEAD_TIMEOUT + 1)  # quiet longer than the head timeout
+            assert not socket_.closed
+            await socket_.ping()
+            async with asyncio.timeout(10):
+                while (message := await socket_.receive()).type != aiohttp.WSMsgType.PONG:
+                    assert message.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), message
+
+
+def test_the_connection_book_caps_each_address_but_not_a_trusted_proxy() -> None:
+    from command_center.connection_guard import ConnectionBook
+
+    book = ConnectionBook(per_address=2, total=5, exempt=frozenset({"10.0.0.1"}))
+    assert book.admit("192.0.2.1") is None and book.admit("192.0.2.1") is None
+    refusal = book.admit("192.0.2.1")
+    assert refusal is not None and refusal.startswith(b"HTTP/1.1 503") and b"Retry-After" in refusal
+    assert book.admit("10.0.0.1") is None and book.admit("10.0.0.1") is None and book.admit("10.0.0.1") is None
+    assert book.admit("192.0.2.2") is not None  # five open in all: the total cap
+    book.release("192.0.2.1")
+    assert book.admit("192.0.2.1") is None and book.refused == 2
