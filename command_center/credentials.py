@@ -81,41 +81,55 @@ class VerifyGate:
     """Argon2 verifications are bounded: a flood of logins must not queue unbounded CPU work in front of a
     real user's login (an unknown username costs a verification too: the decoy).
 
-    Admission is decided at once, before anything waits: an address may have ``per_address`` logins being
-    checked (429 beyond: one flooding address cannot fill the queue), and the process at most ``workers``
-    running plus ``waiting`` queued (503 beyond). The verifications run on ``workers`` threads of their own,
-    not the default executor shared with other work. Retry-After estimates when there is room again.
+    Admission is decided at once, before anything waits, in two steps. ``admit``: an address may have
+    ``per_address`` logins under way (429 beyond: one flooding address cannot fill the queue). ``queue``: the
+    process checks at most ``workers`` passwords at once with ``waiting`` more queued (503 beyond), and
+    logins for unknown usernames may take only part of that room: a third of it (at least one place) is kept
+    for existing users, so a flood of made-up names from many addresses cannot keep real users out. (That a
+    name exists could be told from which refusal a probe gets while such a flood holds the unknown share;
+    being kept out of one's own centre is the worse harm.) The verifications run on ``workers`` threads of
+    their own, not the default executor shared with other work; Retry-After estimates when there is room.
     """
 
     def __init__(self, passwords: Passwords, *, workers: int, waiting: int, per_address: int) -> None:
         self._passwords = passwords
         self._workers, self._capacity, self._per_address = workers, workers + waiting, per_address
+        self._unknown_capacity = self._capacity - max(1, self._capacity // 3)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
-        self._in_flight = 0
+        self._queued = self._queued_unknown = 0
         self._by_address: Counter[str] = Counter()
         self._seconds = 0.1  # running estimate of one verification, for Retry-After
 
     @asynccontextmanager
     async def admit(self, address: str) -> AsyncIterator[None]:
-        """Take a place for one login from ``address`` or refuse it at once."""
+        """Take one of the address's places for a login, or refuse it at once (429)."""
         if self._by_address[address] >= self._per_address:
             raise TooManyRequests("logins from this address are already being checked; try again shortly",
                                   retry_after=1)  # fmt: skip
-        if self._in_flight >= self._capacity:
-            wait = self._seconds * self._capacity / self._workers
-            raise ServiceUnavailable("too many logins at once; try again shortly", retry_after=wait)
-        self._in_flight += 1
         self._by_address[address] += 1
         try:
             yield
         finally:
-            self._in_flight -= 1
             self._by_address[address] -= 1
             if not self._by_address[address]:
                 del self._by_address[address]
 
+    @asynccontextmanager
+    async def queue(self, *, known: bool) -> AsyncIterator[None]:
+        """Take a place in the verification queue (for an existing user or not), or refuse at once (503)."""
+        if self._queued >= self._capacity or (not known and self._queued_unknown >= self._unknown_capacity):
+            wait = self._seconds * self._capacity / self._workers
+            raise ServiceUnavailable("too many logins at once; try again shortly", retry_after=wait)
+        self._queued += 1
+        self._queued_unknown += not known
+        try:
+            yield
+        finally:
+            self._queued -= 1
+            self._queued_unknown -= not known
+
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        """Check a password on the gate's threads (call inside ``admit``)."""
+        """Check a password on the gate's threads (call inside ``queue``)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._timed_verify, password_hash, password)
 

@@ -94,8 +94,10 @@ class AuthSettings(Section):
     argon2_parallelism: int = Field(4, ge=1)
     #: Password verifications run at once (each is tens of milliseconds of CPU and 64 MiB) ...
     verify_workers: int = Field(2, ge=1, le=64)
-    #: ... and queued behind them; logins beyond get 503 with Retry-After at once instead of waiting.
-    verify_waiting: int = Field(16, ge=0, le=10_000)
+    #: ... and queued behind them; logins beyond get 503 with Retry-After at once instead of waiting (a third
+    #: of the places, at least one, is kept for existing usernames). Small: a real user waits behind at most
+    #: (workers + waiting) / workers verifications.
+    verify_waiting: int = Field(4, ge=0, le=10_000)
     #: Logins from one client address being checked at once (queued or running); beyond, 429 at once.
     verify_per_address: int = Field(4, ge=1, le=1_000)
 

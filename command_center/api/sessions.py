@@ -51,18 +51,21 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def verified_user(request: web.Request, username: str, password: str) -> User:
     """Check a username and password under the throttle and the bounded verifier, or raise.
 
-    In this order, each refusal costing nothing of what follows: the address's place in the verifier (429/503
-    at once), then the attempt is counted, atomically with the lock check (429 while locked), and only then
-    is Argon2 run, off the event loop. So a flood never gets more verifications than the counts allow.
+    In this order, each refusal costing nothing of what follows: one of the address's places (429 at once),
+    the user looked up, a place in the verification queue (503 at once; unknown usernames get only part of
+    it), then the attempt is counted, atomically with the lock check (429 while locked), and only then is
+    Argon2 run, off the event loop. So a flood never gets more verifications than the counts allow, and a
+    refused request has counted no failure against the user.
     """
     store, throttle, gate = request.app[STORE], request.app[LOGIN_THROTTLE], request.app[LOGIN_GATE]
     address = client_address(request)
     async with gate.admit(address):
-        wait = await throttle.attempt(username, address)
-        if wait > 0:
-            raise TooManyRequests(f"too many failed logins; try again in {int(wait) + 1} s", retry_after=wait)
         user = await store.find_user(username)
-        valid = await gate.verify(user.password_hash if user else None, password)
+        async with gate.queue(known=user is not None):
+            wait = await throttle.attempt(username, address)
+            if wait > 0:
+                raise TooManyRequests(f"too many failed logins; try again in {int(wait) + 1} s", retry_after=wait)
+            valid = await gate.verify(user.password_hash if user else None, password)
     if user is None or not valid or user.disabled:
         raise Unauthenticated("wrong username or password")
     await throttle.succeeded(username, address)
