@@ -22,12 +22,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import resource
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import cast
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.web_protocol import RequestHandler
 
 from config.settings import ServerSettings
@@ -60,8 +59,19 @@ class ConnectionBook:
     total: int
     exempt: frozenset[str] = frozenset()
     refused: int = 0
+    cut: int = 0  # connections closed for a late request head
     _open: Counter[str] = field(default_factory=Counter)
     _total: int = 0
+    _reported: tuple[float, int, int] = (0.0, 0, 0)  # when, refused, cut
+
+    def report(self, now: float) -> None:
+        """Log what was refused and cut, at most every 10 s (an attack must not flood the log as well)."""
+        at, refused, cut = self._reported
+        if now - at >= 10 and (self.refused, self.cut) != (refused, cut):
+            log.warning("connections: %d refused (caps: %d per address, %d in all) and %d cut for a late request "
+                        "head in the last %.0f s; %d open", self.refused - refused, self.per_address, self.total,
+                        self.cut - cut, now - at if at else 0, self._total)  # fmt: skip
+            self._reported = (now, self.refused, self.cut)
 
     def admit(self, address: str) -> bytes | None:
         """Count a new connection, or the answer that refuses it (nothing counted)."""
@@ -96,12 +106,18 @@ class GuardedConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._heads_at_arming = 0
+        self._payload: StreamReader | None = None  # the body of the newest request, while it arrives
 
-    # The handler's progress, read from two of its attributes (aiohttp 3.x): how many request heads it has
-    # parsed, and whether it sits waiting for the next one. tests/test_slow_clients.py pins the behaviour.
+    # The handler's progress, read from four of its attributes (aiohttp 3.x): how many request heads it has
+    # parsed and the newest (with its body stream), whether a request handler is running, and whether it sits
+    # waiting for the next head.
+    # tests/test_slow_clients.py pins the behaviour.
     def _heads(self) -> int:
         count: int = self._handler._request_count
         return count
+
+    def _handling(self) -> bool:
+        return self._handler._current_request is not None
 
     def _waiting_for_head(self) -> bool:
         waiter = self._handler._waiter
@@ -118,9 +134,15 @@ class GuardedConnection(asyncio.Protocol):
 
     def _head_overdue(self) -> None:
         self._timer = None
-        if self._heads() == self._heads_at_arming and self._waiting_for_head() and self._transport is not None:
-            log.info("closing a connection from %s: no complete request head within %g s", self._address,
-                     self._header_timeout)  # fmt: skip
+        if self._heads() != self._heads_at_arming or self._transport is None:
+            return  # the head came in time
+        if not self._waiting_for_head():  # still finishing the previous response: look again later
+            self._timer = asyncio.get_running_loop().call_later(self._header_timeout, self._head_overdue)
+        else:
+            log.debug("closing a connection from %s: no complete request head within %g s", self._address,
+                      self._header_timeout)  # fmt: skip
+            self._book.cut += 1
+            self._book.report(asyncio.get_running_loop().time())
             self._transport.write(_SLOW_HEAD)  # first: closing flushes it, a write after close is dropped
             self._handler.force_close()
             self._transport.close()
@@ -132,6 +154,7 @@ class GuardedConnection(asyncio.Protocol):
         refusal = self._book.admit(address)
         if refusal is not None:
             log.debug("refused a connection from %s (%d open from it)", address, self._book.open_from(address))
+            self._book.report(asyncio.get_running_loop().time())
             transport.write(refusal)
             transport.close()
             return
@@ -143,11 +166,14 @@ class GuardedConnection(asyncio.Protocol):
         if self._address is None:
             return  # refused: whatever it sends is dropped with the connection
         heads = self._heads()
+        body = self._payload is not None and not self._payload.is_eof()  # these bytes belong to a request's body
         self._handler.data_received(data)
         if self._heads() != heads:
             self._disarm()  # a head is complete: its request is the handler's now
-        elif self._timer is None and self._waiting_for_head():
-            self._arm()  # the first bytes of a later request's head
+            parsed = self._handler._messages
+            self._payload = parsed[-1][1] if parsed else None
+        elif self._timer is None and not body and not self._handling():
+            self._arm()  # the first bytes of the next request's head
 
     def eof_received(self) -> bool | None:
         if self._address is not None:
@@ -170,7 +196,11 @@ class GuardedConnection(asyncio.Protocol):
 
 
 def open_file_limit() -> int:
-    """Raise this process's open-file limit to its hard maximum and return it."""
+    """Raise this process's open-file limit to its hard maximum and return it (Windows has none: a guess)."""
+    try:
+        import resource
+    except ImportError:
+        return 16_384
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft == resource.RLIM_INFINITY or soft >= wanted:

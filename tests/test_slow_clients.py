@@ -196,3 +196,34 @@ def test_the_connection_book_caps_each_address_but_not_a_trusted_proxy() -> None
     assert book.admit("192.0.2.2") is not None  # five open in all: the total cap
     book.release("192.0.2.1")
     assert book.admit("192.0.2.1") is None and book.refused == 2
+
+
+async def _response(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    await reader.readexactly(length)
+    return head
+
+
+async def test_a_body_sent_after_its_head_is_not_taken_for_a_late_head(server: str) -> None:
+    """A body arriving after its head (a separate write) must not arm the head deadline: the connection then
+    idles between requests, longer than the deadline, and serves the next request."""
+    port = int(server.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        body = b'{"username": "nobody", "password": "wrong guess!"}'
+        writer.write(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))  # fmt: skip
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(body)
+        async with asyncio.timeout(10):
+            assert (await _response(reader)).startswith(b"HTTP/1.1 401")
+        await asyncio.sleep(HEAD_TIMEOUT + 1)
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(10):
+            assert (await _response(reader)).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
