@@ -204,7 +204,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "user" and args.action == "unlock":
         return asyncio.run(_with_store(settings, lambda store: _unlock(settings, store, args.username)))
 
-    if args.command == "user":
+    if args.command == "user" and args.action == "add":
         password = _read_password()
         check_password_strength(password, username=args.username, display_name=args.display_name)
 
