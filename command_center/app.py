@@ -17,7 +17,7 @@ from command_center.api.registry import Registry, openapi_document
 from command_center.api.reports import report_pool_ctx
 from command_center.api.routes import all_endpoints
 from command_center.audit_ctx import audit_ctx
-from command_center.credentials import Passwords
+from command_center.credentials import Passwords, VerifyGate
 from command_center.keys import (
     ALARMS,
     BUS,
@@ -25,6 +25,7 @@ from command_center.keys import (
     GEOFENCES,
     HTTP_CLIENT,
     HUB,
+    LOGIN_GATE,
     LOGIN_THROTTLE,
     OPENAPI,
     OPERATIONS,
@@ -36,7 +37,7 @@ from command_center.keys import (
     WRITER,
 )
 from command_center.media_ctx import media_ctx
-from command_center.middleware import errors_as_json, same_origin_websockets, security_headers
+from command_center.middleware import body_in_time, errors_as_json, same_origin_websockets, security_headers
 from command_center.operations import OperationDesk
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
@@ -67,7 +68,7 @@ def create_app(
     replaces the configured partner agencies (tests point them at simulators on ephemeral ports).
     """
     app = web.Application(
-        middlewares=[security_headers, errors_as_json, same_origin_websockets],
+        middlewares=[security_headers, errors_as_json, same_origin_websockets, body_in_time],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -158,7 +159,18 @@ def create_app(
             await tracker.close()
             await writer.close()
 
+    async def login_gate_ctx(app: web.Application) -> AsyncIterator[None]:
+        auth = settings.auth
+        gate = VerifyGate(app[PASSWORDS], workers=auth.verify_workers, waiting=auth.verify_waiting,
+                          per_address=auth.verify_per_address)  # fmt: skip
+        app[LOGIN_GATE] = gate
+        try:
+            yield
+        finally:
+            gate.close()
+
     app.cleanup_ctx.extend([store_ctx, bus_ctx, cluster_ctx, tracking_ctx])
+    app.cleanup_ctx.append(login_gate_ctx)
     app.cleanup_ctx.append(query_control_ctx(settings.queries, agencies))
     app.cleanup_ctx.append(media_ctx(settings.media, settings.data_dir / "recordings"))
     app.cleanup_ctx.append(audit_ctx(settings.audit, settings.data_dir))

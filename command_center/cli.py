@@ -12,13 +12,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
-
 from command_center.access_log import AccessLogger
 from command_center.app import create_app
 from command_center.bootstrap import ensure_first_admin, import_courts
 from command_center.case_import import import_cases, system_client_command
-from command_center.credentials import MIN_PASSWORD_LENGTH, Passwords, lookup_hash, new_device_secret
+from command_center.connection_guard import serve
+from command_center.credentials import Passwords, check_password_strength, lookup_hash, new_device_secret
 from command_center.demo import ensure_demo
 from command_center.revocation import Revocation, Subject, tell_servers
 from config.settings import Settings, load_settings
@@ -29,6 +28,7 @@ from media.evidence import SEGMENT_ACTION, check_recordings
 from persistence.factory import build_store
 from persistence.models import Role, UnitKind
 from persistence.port import Store
+from query_control.audit import AuditLog
 from query_control.audit import verify as verify_audit
 from query_control.audit_key import load_key, load_or_create_key
 from query_control.checkpoints import (
@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     user_add.add_argument("--display-name", required=True)
     user_add.add_argument("--role", required=True, choices=[r.value for r in Role])
     user_add.add_argument("--court", required=True, help="court id, e.g. HLJ0102")
+
+    user_unlock = user.add_parser("unlock", help="clear a user's failed-login locks at every address (audited)")
+    user_unlock.add_argument("--username", required=True)
 
     device = commands.add_parser("device", help="field-unit devices").add_subparsers(dest="action", required=True)
     device_add = device.add_parser("add", help="register a unit and print its device secret (shown once)")
@@ -179,6 +182,31 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
+async def _unlock(settings: Settings, store: Store, username: str) -> int:
+    """The records are shared in Redis when several processes run; on the in-process bus they live inside the
+    one server process, which only its admin route (``POST /api/users/{id}/unlock``) can reach."""
+    user = await store.find_user(username)
+    if user is None:
+        print(f"error: no user {username!r}", file=sys.stderr)
+        return 1
+    if not settings.bus.url.startswith(("redis://", "rediss://")):
+        print("error: on the in-process bus (bus.url memory://) the failed-login records live in the server "
+              f"process: unlock with POST /api/users/{user.id}/unlock as an admin", file=sys.stderr)  # fmt: skip
+        return 1
+    from command_center.shared_throttle import RedisLoginGuard
+
+    guard = RedisLoginGuard(settings.bus.url, namespace=settings.bus.namespace)
+    try:
+        cleared = await guard.unlock(user.username)
+    finally:
+        await guard.close()
+    details = {"user_id": user.id, "username": user.username, "cleared": cleared}
+    await AuditLog(store).record("user.unlock", None, reason="command line", details=details)
+    logging.getLogger(__name__).info("command line unlocked logins of user %s (%s)", user.id, user.username)
+    print(f"user {user.username}: {cleared} failed-login records cleared")
+    return 0
+
+
 def _tune_garbage_collector() -> None:
     """Fewer collector passes: a live server allocates many short-lived objects per message, and each
     young-generation pass at the default threshold (700 allocations) walks them all again."""
@@ -215,8 +243,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"执行指挥中心 listening on http://{server.host}:{server.port}/", flush=True)
         _tune_garbage_collector()
         try:
-            web.run_app(create_app(settings), host=server.host, port=server.port, print=None, loop=_new_loop(settings),
-                        access_log_class=AccessLogger)  # fmt: skip
+            # web.run_app, with slow clients held off and no secret in the access log
+            serve(create_app(settings), server, _new_loop(settings), access_log_class=AccessLogger)
         except Exception as exc:  # what started was stopped by the app's cleanup; say why, exit non-zero
             logging.getLogger(__name__).error("the server did not start", exc_info=exc)
             reason = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
@@ -263,11 +291,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return asyncio.run(_with_store(settings, court_import))
 
-    if args.command == "user":
+    if args.command == "user" and args.action == "unlock":
+        return asyncio.run(_with_store(settings, lambda store: _unlock(settings, store, args.username)))
+
+    if args.command == "user" and args.action == "add":
         password = _read_password()
-        if len(password) < MIN_PASSWORD_LENGTH:
-            print(f"error: password must have at least {MIN_PASSWORD_LENGTH} characters", file=sys.stderr)
-            return 1
+        check_password_strength(password, username=args.username, display_name=args.display_name)
 
         async def user_add(store: Store) -> int:
             await store.get_court(CourtId(args.court))

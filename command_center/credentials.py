@@ -7,13 +7,21 @@ against guessing 2^256, and a per-request KDF would cost a device 50 ms on every
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
 
 from config.settings import AuthSettings
+from core.errors import ServiceUnavailable, TooManyRequests, ValidationFailed
 
 #: Prefixes make a leaked credential recognisable in logs and secret scanners.
 SESSION_PREFIX = "cc_s_"
@@ -21,6 +29,8 @@ DEVICE_PREFIX = "cc_d_"
 SYSTEM_PREFIX = "cc_y_"  # the case-management system's client (立案系统)
 
 MIN_PASSWORD_LENGTH = 10
+#: zxcvbn's score (0-4) a new password must reach: 3 is "safely unguessable", about 10^10 guesses.
+MIN_PASSWORD_SCORE = 3
 
 
 class Passwords:
@@ -43,6 +53,96 @@ class Passwords:
             return self._hasher.verify(password_hash or self._decoy, password) and password_hash is not None
         except (VerificationError, InvalidHashError):
             return False
+
+
+def check_password_strength(password: str, *, username: str, display_name: str, field: str = "password") -> None:
+    """Refuse a guessable password with the reason (422), wherever a password is set.
+
+    Length alone let ten spaces through; zxcvbn (Dropbox's estimator) also knows common passwords, words,
+    keyboard runs, repeats, dates and the user's own names, which are passed as user inputs.
+    """
+    problem = ""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problem = f"must have at least {MIN_PASSWORD_LENGTH} characters"
+    elif len(password) > 256:
+        problem = "must have at most 256 characters"
+    else:
+        names = [n for n in (username, display_name) if n]
+        verdict = zxcvbn(password, user_inputs=names + [part for n in names for part in n.split()])
+        if verdict["score"] < MIN_PASSWORD_SCORE:
+            feedback = verdict["feedback"]
+            hints = " ".join(h for h in [feedback.get("warning") or "", *feedback.get("suggestions", [])] if h)
+            problem = f"too easy to guess (strength {verdict['score']} of 4, at least {MIN_PASSWORD_SCORE} needed)"
+            problem += f": {hints}" if hints else ""
+    if problem:
+        raise ValidationFailed(f"{field}: {problem}", details=[{"field": field, "problem": problem}])
+
+
+class VerifyGate:
+    """Argon2 verifications are bounded: a flood of logins must not queue unbounded CPU work in front of a
+    real user's login (an unknown username costs a verification too: the decoy).
+
+    Admission is decided at once, before anything waits, in two steps. ``admit``: an address may have
+    ``per_address`` logins under way (429 beyond: one flooding address cannot fill the queue). ``queue``: the
+    process checks at most ``workers`` passwords at once with ``waiting`` more queued (503 beyond), and
+    logins for unknown usernames may take only part of that room: a third of it (at least one place) is kept
+    for existing users, so a flood of made-up names from many addresses cannot keep real users out. (That a
+    name exists could be told from which refusal a probe gets while such a flood holds the unknown share;
+    being kept out of one's own centre is the worse harm.) The verifications run on ``workers`` threads of
+    their own, not the default executor shared with other work; Retry-After estimates when there is room.
+    """
+
+    def __init__(self, passwords: Passwords, *, workers: int, waiting: int, per_address: int) -> None:
+        self._passwords = passwords
+        self._workers, self._capacity, self._per_address = workers, workers + waiting, per_address
+        self._unknown_capacity = self._capacity - max(1, self._capacity // 3)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._queued = self._queued_unknown = 0
+        self._by_address: Counter[str] = Counter()
+        self._seconds = 0.1  # running estimate of one verification, for Retry-After
+
+    @asynccontextmanager
+    async def admit(self, address: str) -> AsyncIterator[None]:
+        """Take one of the address's places for a login, or refuse it at once (429)."""
+        if self._by_address[address] >= self._per_address:
+            raise TooManyRequests("logins from this address are already being checked; try again shortly",
+                                  retry_after=1)  # fmt: skip
+        self._by_address[address] += 1
+        try:
+            yield
+        finally:
+            self._by_address[address] -= 1
+            if not self._by_address[address]:
+                del self._by_address[address]
+
+    @asynccontextmanager
+    async def queue(self, *, known: bool) -> AsyncIterator[None]:
+        """Take a place in the verification queue (for an existing user or not), or refuse at once (503)."""
+        if self._queued >= self._capacity or (not known and self._queued_unknown >= self._unknown_capacity):
+            wait = self._seconds * self._capacity / self._workers
+            raise ServiceUnavailable("too many logins at once; try again shortly", retry_after=wait)
+        self._queued += 1
+        self._queued_unknown += not known
+        try:
+            yield
+        finally:
+            self._queued -= 1
+            self._queued_unknown -= not known
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Check a password on the gate's threads (call inside ``queue``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._timed_verify, password_hash, password)
+
+    def _timed_verify(self, password_hash: str | None, password: str) -> bool:
+        started = time.perf_counter()
+        try:
+            return self._passwords.verify(password_hash, password)
+        finally:
+            self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - started)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def new_session_token() -> str:

@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from cluster.port import Coordinator
-from command_center.credentials import Passwords
+from command_center.credentials import Passwords, VerifyGate
 from command_center.throttle import LoginGuard
 from command_center.tickets import TicketBook
 from config.settings import Settings
@@ -40,6 +40,7 @@ CLUSTER = web.AppKey("cluster", Coordinator)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginGuard)
+LOGIN_GATE = web.AppKey("login_gate", VerifyGate)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 TRACKER: web.AppKey[Tracker] = web.AppKey("tracker")
 WRITER: web.AppKey[PositionWriter] = web.AppKey("position_writer")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from core.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
 )
 from persistence.availability import store_unavailable
@@ -26,9 +29,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(error: AppError) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="command-centre"'} if error.status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="command-centre"'} if error.status == 401 else {}
     if error.retry_after is not None:
-        headers = {**(headers or {}), "Retry-After": str(error.retry_after)}
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return web.json_response(error.body(), status=error.status, headers=headers, dumps=_dumps)
 
 
@@ -63,6 +66,21 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
             return error_response(ServiceUnavailable("the database is unavailable; try again shortly"))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(AppError("internal error; it has been logged"))
+
+
+@web.middleware
+async def body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body trickled in slowly must not hold a handler and its connection for ever (aiohttp waits as long
+    as the client likes): it is read here, up to the size limit, within ``server.body_timeout_seconds``, or
+    the request gets 408 and the connection is closed. Handlers then read it from memory."""
+    if request.body_exists and request.headers.get("Upgrade", "").lower() != "websocket":
+        limit = request.app[SETTINGS].server.body_timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                await request.read()
+        except TimeoutError:
+            raise RequestTimeout(f"request body not received within {limit:g} s") from None
+    return await handler(request)
 
 
 _SECURITY_HEADERS = {

@@ -41,6 +41,17 @@ class ServerSettings(Section):
     trusted_proxies: list[str] = Field(default_factory=list, max_length=64)
     #: ``uvloop`` (libuv; about twice the socket throughput of the standard loop) or ``asyncio``.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    #: A connection must deliver a complete request head (request line and headers) this long after it
+    #: opens, or after the first byte of a later request on it; slower ones are closed (``serve`` only).
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    #: A request body must arrive within this long once its head is in; otherwise 408 and the connection closes.
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    #: Open connections one client address may hold (``serve``); beyond, new ones get 503 and are closed.
+    #: Trusted proxies (``trusted_proxies``) are exempt: every client comes through them, so the proxy must
+    #: apply the cap per client itself (``limit_conn`` in config/nginx/nginx.conf).
+    max_connections_per_address: int = Field(256, ge=1, le=1_000_000)
+    #: Open connections in all; 0: the open-file limit less a reserve for the database, Redis, recordings.
+    max_connections: int = Field(0, ge=0, le=10_000_000)
 
 
 class StoreSettings(Section):
@@ -88,6 +99,14 @@ class AuthSettings(Section):
     #: How often the credentials of open sockets and media sessions are checked against the store, for a
     #: revocation no event announced (revocations are announced at once; expiry is checked every second).
     recheck_seconds: float = Field(30.0, ge=1)
+    #: Password verifications run at once (each is tens of milliseconds of CPU and 64 MiB) ...
+    verify_workers: int = Field(2, ge=1, le=64)
+    #: ... and queued behind them; logins beyond get 503 with Retry-After at once instead of waiting (a third
+    #: of the places, at least one, is kept for existing usernames). Small: a real user waits behind at most
+    #: (workers + waiting) / workers verifications.
+    verify_waiting: int = Field(4, ge=0, le=10_000)
+    #: Logins from one client address being checked at once (queued or running); beyond, 429 at once.
+    verify_per_address: int = Field(4, ge=1, le=1_000)
 
 
 class MapSettings(Section):

@@ -15,11 +15,12 @@ class AppError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal"
 
-    def __init__(self, message: str, *, details: Any = None, retry_after: int | None = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
-        self.retry_after = retry_after  # seconds, sent as Retry-After (RFC 9110 §10.2.3) with a 429 or 503
+        #: Seconds a client should wait before trying again (sent as ``Retry-After``, RFC 9110 section 10.2.3).
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -64,6 +65,11 @@ class NotFound(AppError):
 class MethodNotAllowed(AppError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(AppError):
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(AppError):

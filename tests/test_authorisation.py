@@ -108,6 +108,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/auth/ticket"): PEOPLE | {D},
     ("POST", "/api/users/{user_id}/disable"): {A},
     ("POST", "/api/users/{user_id}/enable"): {A},
+    ("POST", "/api/auth/password"): PEOPLE,
+    ("POST", "/api/users/{user_id}/unlock"): {A},
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 PUBLIC_ROUTES.add(("POST", "/api/audit/witness"))

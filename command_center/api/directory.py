@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 
@@ -17,20 +18,22 @@ from command_center.api.schemas import (
     UnitIn,
     UnitList,
     UnitOut,
+    Unlocked,
     UserIn,
     UserList,
     UserOut,
 )
-from command_center.auth import PEOPLE, Access, current_caller
-from command_center.credentials import lookup_hash, new_device_secret
-from command_center.keys import PASSWORDS, REVOCATIONS, STORE
+from command_center.auth import PEOPLE, Access, current_caller, current_user
+from command_center.credentials import check_password_strength, lookup_hash, new_device_secret
+from command_center.keys import AUDIT, LOGIN_THROTTLE, PASSWORDS, REVOCATIONS, STORE
 from command_center.revocation import Revocation, Subject
 from command_center.visibility import require_visible, visible_courts
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
-from persistence.models import Court
+from persistence.models import Court, User
 
 api = Registry()
+log = logging.getLogger(__name__)
 
 ADMIN = frozenset({Access.ADMIN})
 WATCHERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN, Access.JUDGE})
@@ -96,10 +99,11 @@ async def list_users(request: web.Request) -> web.StreamResponse:
     body=UserIn,
     response=UserOut,
     status=201,
-    errors=(NotFound, Conflict),
+    errors=(NotFound, Conflict, ValidationFailed),
 )
 async def add_user(request: web.Request) -> web.StreamResponse:
     data = body(request, UserIn)
+    check_password_strength(data.password, username=data.username, display_name=data.display_name)
     store = request.app[STORE]
     await store.get_court(CourtId(data.court_id))
     password_hash = await asyncio.to_thread(request.app[PASSWORDS].hash, data.password)
@@ -113,6 +117,14 @@ async def add_user(request: web.Request) -> web.StreamResponse:
     return json_response(UserOut.of(user), status=201)
 
 
+async def _user_in_path(request: web.Request) -> User:
+    raw = request.match_info["user_id"]
+    user_id = whole_number(raw)
+    if user_id is None:
+        raise NotFound(f"user {raw} does not exist")
+    return await request.app[STORE].get_user(UserId(user_id))
+
+
 @api.route(
     "POST",
     "/api/users/{user_id}/revoke-sessions",
@@ -123,25 +135,18 @@ async def add_user(request: web.Request) -> web.StreamResponse:
     errors=(NotFound,),
 )
 async def revoke_user_sessions(request: web.Request) -> web.StreamResponse:
-    raw = request.match_info["user_id"]
-    user_id = whole_number(raw)
-    if user_id is None:
-        raise NotFound(f"user {raw} does not exist")
     store = request.app[STORE]
-    user = await store.get_user(UserId(user_id))
+    user = await _user_in_path(request)
     revoked = await store.revoke_user_sessions(user.id)
     await request.app[REVOCATIONS].announce(Revocation(Subject.USER, str(user.id), "revoked"))  # open sockets too
     return json_response(Revoked(revoked=revoked))
 
 
 async def _set_disabled(request: web.Request, disabled: bool) -> UserOut:
-    raw = request.match_info["user_id"]
-    user_id = whole_number(raw)
-    if user_id is None:
-        raise NotFound(f"user {raw} does not exist")
+    user = await _user_in_path(request)
     store = request.app[STORE]
-    await store.set_user_disabled(UserId(user_id), disabled)
-    return UserOut.of(await store.get_user(UserId(user_id)))
+    await store.set_user_disabled(user.id, disabled)
+    return UserOut.of(await store.get_user(user.id))
 
 
 @api.route(
@@ -171,6 +176,26 @@ async def disable_user(request: web.Request) -> web.StreamResponse:
 )
 async def enable_user(request: web.Request) -> web.StreamResponse:
     return json_response(await _set_disabled(request, False))
+
+
+@api.route(
+    "POST",
+    "/api/users/{user_id}/unlock",
+    summary="Clear a user's failed-login locks at every address (audited)",
+    tag="directory",
+    access=ADMIN,
+    response=Unlocked,
+    errors=(NotFound, ServiceUnavailable),
+)
+async def unlock_user(request: web.Request) -> web.StreamResponse:
+    user = await _user_in_path(request)
+    cleared = await request.app[LOGIN_THROTTLE].unlock(user.username)
+    admin = current_user(request).user
+    await request.app[AUDIT].record("user.unlock", UserId(admin.id), details={"user_id": user.id,
+                                    "username": user.username, "cleared": cleared})  # fmt: skip
+    log.info("admin %s unlocked logins of user %s (%s): %d records cleared", admin.username, user.id,
+             user.username, cleared)  # fmt: skip
+    return json_response(Unlocked(username=user.username, cleared=cleared))
 
 
 @api.route(

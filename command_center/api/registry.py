@@ -88,10 +88,7 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise UnsupportedMediaType(f"expected Content-Type application/json, got {request.content_type or 'none'}")
     raw = await request.read()  # aiohttp enforces client_max_size here (413)
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidJson(f"body is not valid JSON: {exc}") from None
+    data = parse_json(raw)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -101,6 +98,24 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         ]
         first = problems[0]
         raise ValidationFailed(f"{first['field']}: {first['problem']}", details=problems) from None
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse an untrusted JSON body, or raise ``InvalidJson`` (400) with the reason.
+
+    Beside syntax errors, ``json`` fails on what a hostile body can hold: an integer of more than 4,300
+    digits (``ValueError``, CPython's guard against quadratic int parsing) and nesting deeper than the
+    recursion limit (``RecursionError``, raised by the C scanner before the stack is at risk). Both bound the
+    work: the size limit caps the body, the recursion limit its depth.
+    """
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidJson(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidJson("body is nested too deeply") from None
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion ..."
+        raise InvalidJson(f"body is not acceptable JSON: {str(exc).split(';')[0]}") from None
 
 
 def body(request: web.Request, model: type[M]) -> M:

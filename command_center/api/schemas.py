@@ -33,6 +33,16 @@ class LoginIn(Strict):
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
+class PasswordChangeIn(Strict):
+    old_password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    new_password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Unlocked(BaseModel):
+    username: str
+    cleared: int = Field(description="failed-login records cleared (per address and across addresses)")
+
+
 class UserOut(BaseModel):
     id: int
     username: str
