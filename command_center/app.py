@@ -16,6 +16,7 @@ from cluster.port import LEADER
 from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.credentials import Passwords
+from command_center.gb_ctx import gb28181_ctx
 from command_center.keys import (
     ALARMS,
     BUS,
@@ -150,4 +151,5 @@ def create_app(
     app.cleanup_ctx.extend([store_ctx, bus_ctx, cluster_ctx, tracking_ctx])
     app.cleanup_ctx.append(query_control_ctx(settings.queries, agencies))
     app.cleanup_ctx.append(media_ctx(settings.media, settings.data_dir / "recordings"))
+    app.cleanup_ctx.append(gb28181_ctx(settings.gb28181))
     return app

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from field_units.tasks import TaskDesk
     from field_units.tracker import Tracker
     from field_units.writer import PositionWriter
+    from gb28181.service import GbService
     from media.sessions import MediaHub
     from query_control.agencies import AgencyConfig
     from query_control.audit import AuditLog
@@ -50,3 +51,4 @@ BROKER: web.AppKey[Broker] = web.AppKey("query_broker")
 FOLLOWUPS: web.AppKey[FollowUps] = web.AppKey("followups")
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit_log")
 MEDIA: web.AppKey[MediaHub] = web.AppKey("media_hub")
+GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled

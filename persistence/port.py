@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from core.ids import CourtId, UnitId, UserId
 from persistence.alarm_port import AlarmStore
 from persistence.duty_port import DutyStore
+from persistence.gb_port import GbStore
 from persistence.geofence_port import GeofenceStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
 from persistence.operation_port import OperationStore
@@ -20,7 +21,7 @@ from persistence.query_port import QueryStore
 from persistence.task_port import TaskStore
 
 
-class Store(QueryStore, AlarmStore, TaskStore, DutyStore, OperationStore, GeofenceStore, Protocol):
+class Store(QueryStore, AlarmStore, TaskStore, DutyStore, OperationStore, GeofenceStore, GbStore, Protocol):
     dialect: str
 
     async def open(self) -> None:

@@ -29,6 +29,7 @@ from persistence.models import (
 )
 from persistence.postgres_alarms import PostgresAlarms
 from persistence.postgres_duty import PostgresDuty
+from persistence.postgres_gb import PostgresGb
 from persistence.postgres_geofences import PostgresGeofences
 from persistence.postgres_operations import PostgresOperations
 from persistence.postgres_queries import PostgresQueries
@@ -57,7 +58,13 @@ def _translate(exc: asyncpg.PostgresError) -> Exception:
 
 
 class PostgresStore(
-    PostgresQueries, PostgresAlarms, PostgresTasks, PostgresDuty, PostgresOperations, PostgresGeofences
+    PostgresQueries,
+    PostgresAlarms,
+    PostgresTasks,
+    PostgresDuty,
+    PostgresOperations,
+    PostgresGeofences,
+    PostgresGb,
 ):
     dialect = "postgres"
 

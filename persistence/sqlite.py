@@ -32,6 +32,7 @@ from persistence.models import (
 )
 from persistence.sqlite_alarms import SqliteAlarms
 from persistence.sqlite_duty import SqliteDuty
+from persistence.sqlite_gb import SqliteGb
 from persistence.sqlite_geofences import SqliteGeofences
 from persistence.sqlite_operations import SqliteOperations
 from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
@@ -55,7 +56,7 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOperations, SqliteGeofences):
+class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOperations, SqliteGeofences, SqliteGb):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:

@@ -23,10 +23,11 @@ from command_center.api.schemas import (
 )
 from command_center.auth import PEOPLE, Access, current_caller
 from command_center.credentials import lookup_hash, new_device_secret
-from command_center.keys import MEDIA, PASSWORDS, STORE
+from command_center.keys import GB28181, MEDIA, PASSWORDS, SETTINGS, STORE
 from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound
 from core.ids import CourtId, UnitId, UserId
+from gb28181.enrol import enrol, ensure_free, keepalive_silence
 from persistence.models import Court
 
 api = Registry()
@@ -176,6 +177,11 @@ async def add_unit(request: web.Request) -> web.StreamResponse:
     data = body(request, UnitIn)
     store = request.app[STORE]
     await store.get_court(CourtId(data.court_id))
+    gb = request.app[SETTINGS].gb28181
+    offline_after = data.offline_after_seconds
+    if data.gb_device_id is not None:
+        await ensure_free(store, data.gb_device_id)
+        offline_after = offline_after or keepalive_silence(gb)
     secret = new_device_secret()
     unit = await store.add_unit(
         unit_id=UnitId(data.id),
@@ -183,9 +189,10 @@ async def add_unit(request: web.Request) -> web.StreamResponse:
         kind=data.kind,
         court_id=CourtId(data.court_id),
         secret_hash=lookup_hash(secret),
-        offline_after_seconds=data.offline_after_seconds,
+        offline_after_seconds=offline_after,
     )
-    return json_response(UnitCreated(unit=UnitOut.of(unit), secret=secret), status=201)
+    sip_password = None if data.gb_device_id is None else await enrol(store, unit.id, data.gb_device_id, gb)
+    return json_response(UnitCreated(unit=UnitOut.of(unit), secret=secret, sip_password=sip_password), status=201)
 
 
 @api.route(
@@ -202,4 +209,6 @@ async def revoke_unit(request: web.Request) -> web.StreamResponse:
     unit_id = UnitId(request.match_info["unit_id"])
     await store.revoke_unit(unit_id)
     await request.app[MEDIA].end_unit(unit_id, "the unit's device credential was revoked")  # a stolen phone stops now
+    if (gb := request.app.get(GB28181)) is not None:
+        gb.end_unit(unit_id)  # its next SIP request is refused
     return json_response(UnitOut.of(await store.get_unit(unit_id)))

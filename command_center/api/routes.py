@@ -8,6 +8,7 @@ from command_center.api import (
     directory,
     dispatch,
     duty,
+    gb28181,
     geofences,
     map_config,
     media,
@@ -40,6 +41,7 @@ REGISTRIES: tuple[Registry, ...] = (
     screens.api,
     queries.api,
     media.api,
+    gb28181.api,
 )
 
 
