@@ -2,8 +2,9 @@
 
 The store keeps HA1 = MD5(device id:realm:password), not the password: HA1 is all a verifier needs, and a
 database copy does not reveal the password itself (it does let one register as that device in this realm,
-like any Digest credential). Nonces are stateless: the issue time and an HMAC over it with a per-process
-key, so nothing is stored per challenge and a nonce older than its lifetime is refused as stale.
+like any Digest credential). Nonces are stateless: the issue time and an HMAC over it and the client's
+address with a per-process key, so nothing is stored per challenge, a nonce older than its lifetime is
+refused as stale, and a captured Authorization does not work from another address.
 """
 
 from __future__ import annotations
@@ -58,14 +59,14 @@ class Nonces:
         self._ttl = ttl_seconds
         self._key = key or secrets.token_bytes(32)
 
-    def issue(self, now: float) -> str:
+    def issue(self, now: float, client: str) -> str:
         stamp = f"{int(now):x}"
-        return stamp + self._mac(stamp)
+        return stamp + self._mac(stamp, client)
 
-    def check(self, nonce: str, now: float) -> str:
-        """'ok', 'stale' (ours but expired) or 'bad' (not ours)."""
+    def check(self, nonce: str, now: float, client: str) -> str:
+        """'ok', 'stale' (ours, for this client, but expired) or 'bad' (not ours, or issued to another address)."""
         stamp, mac = nonce[:-16], nonce[-16:]
-        if not stamp or len(stamp) > 12 or not hmac.compare_digest(mac, self._mac(stamp)):
+        if not stamp or len(stamp) > 12 or not hmac.compare_digest(mac, self._mac(stamp, client)):
             return "bad"
         try:
             issued = int(stamp, 16)
@@ -73,8 +74,8 @@ class Nonces:
             return "bad"
         return "ok" if 0 <= now - issued <= self._ttl else "stale"
 
-    def _mac(self, stamp: str) -> str:
-        return hmac.new(self._key, stamp.encode(), hashlib.sha256).hexdigest()[:16]
+    def _mac(self, stamp: str, client: str) -> str:
+        return hmac.new(self._key, f"{stamp} {client}".encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def challenge(realm: str, nonce: str, *, stale: bool = False) -> str:

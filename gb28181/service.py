@@ -173,7 +173,7 @@ class GbService:
         if credentials is None:
             self._challenge(msg, peer, stale=False)
             return
-        nonce = self._nonces.check(credentials.get("nonce", ""), now)
+        nonce = self._nonces.check(credentials.get("nonce", ""), now, address)
         if nonce == "stale":
             self._challenge(msg, peer, stale=True)
             return
@@ -208,7 +208,8 @@ class GbService:
             self._subscribe_positions(device_id, peer)
 
     def _challenge(self, msg: sip.SipMessage, peer: Peer, *, stale: bool) -> None:
-        value = digest.challenge(self._settings.domain, self._nonces.issue(self._clock()), stale=stale)
+        nonce = self._nonces.issue(self._clock(), peer.address[0])
+        value = digest.challenge(self._settings.domain, nonce, stale=stale)
         self._reply(peer, sip.response(msg, 401, extra=[("WWW-Authenticate", value)]))
 
     def _fail(self, msg: sip.SipMessage, peer: Peer, status: int, why: str) -> None:
@@ -233,8 +234,11 @@ class GbService:
     async def _message(self, msg: sip.SipMessage, peer: Peer) -> None:
         device_id = msg.from_user or ""
         registration = self._registrations.get(device_id)
-        if registration is None:
-            log.warning("gb28181: %s from unregistered device %s at %s refused", msg.method, device_id, peer.address[0])
+        if registration is None or registration.peer.address[0] != peer.address[0]:
+            # MESSAGEs carry no credential (GB/T 28181 authenticates the REGISTER only): they are taken from
+            # the address the device registered from, so knowing a device id is not enough to speak for it.
+            why = "unregistered device" if registration is None else "another address than the registration's:"
+            log.warning("gb28181: %s from %s %s at %s refused", msg.method, why, device_id, peer.address[0])
             self._reply(peer, sip.response(msg, 403))
             return
         registration.peer = peer  # a device may reconnect over TCP: answer where it is now

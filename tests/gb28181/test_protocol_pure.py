@@ -104,7 +104,7 @@ def test_stream_framer_cuts_by_content_length_and_bounds_its_buffer() -> None:
 def test_digest_round_trip_and_wrong_password() -> None:
     realm = "3402000000"
     nonces = digest.Nonces(60, key=b"k" * 32)
-    nonce = nonces.issue(1000.0)
+    nonce = nonces.issue(1000.0, "10.0.0.5")
     stored = digest.ha1(DEVICE, realm, "secret1")
     params = {"username": DEVICE, "realm": realm, "nonce": nonce, "uri": "sip:34020000002000000001@3402000000",
               "qop": "auth", "nc": "00000001", "cnonce": "c0ffee"}  # fmt: skip
@@ -113,9 +113,10 @@ def test_digest_round_trip_and_wrong_password() -> None:
     parsed = digest.parse_credentials(header)
     assert parsed is not None and digest.verify(parsed, method="REGISTER", stored_ha1=stored)
     assert not digest.verify(parsed, method="REGISTER", stored_ha1=digest.ha1(DEVICE, realm, "guess"))
-    assert nonces.check(nonce, 1030.0) == "ok"
-    assert nonces.check(nonce, 1061.0) == "stale"
-    assert nonces.check(nonce[:-1] + "0", 1030.0) in ("bad", "ok") and nonces.check("zz" * 9, 1030.0) == "bad"
+    assert nonces.check(nonce, 1030.0, "10.0.0.5") == "ok"
+    assert nonces.check(nonce, 1061.0, "10.0.0.5") == "stale"
+    assert nonces.check(nonce, 1030.0, "10.0.0.6") == "bad"  # replayed from elsewhere
+    assert nonces.check("zz" * 9, 1030.0, "10.0.0.5") == "bad"
 
 
 @settings(max_examples=300, deadline=None)

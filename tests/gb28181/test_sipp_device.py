@@ -165,6 +165,8 @@ async def device_day(world: World, tmp_path: Path, transport: str) -> None:
     """sipp registers, keeps alive, answers the catalog query and the position subscription, reports a
     position twice and one by NOTIFY, and raises a one-key alarm; each shows where a user looks."""
     password = await add_gb_unit(world, "HLJ0102-GB1", DEVICE)
+    screen = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}")
+    await screen.send_json({"type": "subscribe", "topics": ["unit:HLJ0102-GB1"]})
     fix_time, notify_time = china_time(-20), china_time(-10)
     status = await sipp(
         tmp_path, "device.xml", sip_port(world), device_id=DEVICE, password=password, transport=transport, ooc=True,
@@ -196,6 +198,13 @@ async def device_day(world: World, tmp_path: Path, transport: str) -> None:
     assert unit_view["status"] == "sos"
     assert "sos" in await live_alarms(world, "HLJ0102-GB1")
 
+    # A screen watching the unit saw it move and its SOS, live.
+    seen: list[dict[str, Any]] = []
+    while not any(u["status"] == "sos" and u["position"] and u["position"]["lat"] == 45.751 for u in seen):
+        message = await asyncio.wait_for(screen.receive_json(), 10)
+        seen += message.get("units", [])
+    await screen.close()
+
 
 async def _count_is(store: Any, unit_id: str, count: int) -> bool:
     return bool(await store.count_positions(UnitId(unit_id)) == count)
@@ -225,6 +234,38 @@ async def test_unregister_and_expiry_take_the_unit_offline_with_its_alarm(
     assert not (await gb_view(world, "HLJ0102-GB1"))["registered"]
 
 
+async def test_missed_keepalives_take_the_unit_offline_and_the_next_brings_it_back(
+    gb_enabled: None, make_world: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CC_GB28181__KEEPALIVE_INTERVAL_SECONDS", "0.5")
+    monkeypatch.setenv("CC_GB28181__KEEPALIVE_MISSES", "2")
+    world = await make_world()
+    response = await world.client.post(
+        "/api/units",
+        json={"id": "HLJ0102-GB1", "name": "GB", "kind": "body_camera", "court_id": COURT, "gb_device_id": DEVICE},
+        headers=world.auth("admin"),
+    )
+    created = await response.json()
+    assert created["unit"]["offline_after_seconds"] == 1.0  # 2 missed keepalives of 0.5 s
+    raw = RawDevice(sip_port(world))
+    try:
+        reply = await raw.register(DEVICE, created["sip_password"])
+        assert reply is not None and reply.status == 200
+        assert (await live(world, "HLJ0102-GB1"))["status"] == "available"
+
+        async def offline() -> bool:
+            return bool((await live(world, "HLJ0102-GB1"))["status"] == "offline")
+
+        await eventually(offline, "the missed keepalives")  # still registered, but silent
+        assert (await gb_view(world, "HLJ0102-GB1"))["registered"]
+        assert "offline" in await live_alarms(world, "HLJ0102-GB1")
+        reply = await raw.message(DEVICE, keepalive(DEVICE))
+        assert reply is not None and reply.status == 200
+        assert (await live(world, "HLJ0102-GB1"))["status"] == "available"
+    finally:
+        raw.close()
+
+
 async def test_a_wrong_password_is_challenged_again_and_logged_with_the_device_id(
     gb_enabled: None, make_world: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -244,10 +285,10 @@ async def test_a_wrong_password_is_challenged_again_and_logged_with_the_device_i
 class RawDevice:
     """A UDP socket speaking SIP by hand, to send what no well-behaved peer would."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.setblocking(False)
         self.cseq = 0
 
@@ -358,9 +399,15 @@ async def test_bad_input_gets_its_status_and_other_units_carry_on(
         reply = await raw.message(OTHER, keepalive(OTHER))
         assert reply is not None and reply.status == 403
 
-        # The good device is unaffected: its keepalive is taken.
+        # The good device is unaffected: its keepalive is taken, but not from another address in its name.
         reply = await raw.message(DEVICE, keepalive(DEVICE))
         assert reply is not None and reply.status == 200
+        impostor = RawDevice(port, host="127.0.0.3")
+        try:
+            reply = await impostor.message(DEVICE, keepalive(DEVICE))
+            assert reply is not None and reply.status == 403
+        finally:
+            impostor.close()
 
         # Failures from one address are throttled (5 a minute here: 2 so far, then 3 wrong digests).
         for _ in range(3):
