@@ -261,6 +261,8 @@ class GbService:
             if doc.fields.get("Longitude") and doc.fields.get("Latitude"):
                 await self._position(unit, device_id, doc, sos=True)
             await self._tracker.heard_from(unit, sos=True)
+            # GB/T 28181 §9.4: the platform confirms the notification, or the device keeps sending it.
+            self._send(peer, "MESSAGE", device_id, manscdp.response_ok("Alarm", doc.sn, device_id))
         else:  # Keepalive, DeviceInfo, DeviceStatus, …: the device is alive
             await self._tracker.heard_from(unit)
 

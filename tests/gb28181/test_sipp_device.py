@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import shutil
 import socket
 import time
@@ -197,6 +198,8 @@ async def device_day(world: World, tmp_path: Path, transport: str) -> None:
     # The one-key alarm is an SOS on the wall, through the unit status machine and the alarm desk.
     assert unit_view["status"] == "sos"
     assert "sos" in await live_alarms(world, "HLJ0102-GB1")
+    sipp_log = (tmp_path / "device.xml.msg").read_text(errors="replace")  # the device got the confirmation
+    assert re.search(r"MESSAGE sip:.*?<Response>\s*<CmdType>Alarm</CmdType>.*?<Result>OK</Result>", sipp_log, re.S)
 
     # A screen watching the unit saw it move and its SOS, live.
     seen: list[dict[str, Any]] = []
