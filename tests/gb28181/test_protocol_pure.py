@@ -119,6 +119,14 @@ def test_digest_round_trip_and_wrong_password() -> None:
     assert nonces.check("zz" * 9, 1030.0, "10.0.0.5") == "bad"
 
 
+def test_digest_without_qop_as_older_devices_send_it() -> None:
+    stored = digest.ha1(DEVICE, "3402000000", "secret1")
+    params = {"username": DEVICE, "realm": "3402000000", "nonce": "abc", "uri": "sip:x@y", "algorithm": "MD5"}
+    params["response"] = digest.md5_hex(f"{stored}:abc:{digest.md5_hex('REGISTER:sip:x@y')}")  # RFC 2069
+    assert digest.verify(params, method="REGISTER", stored_ha1=stored)
+    assert not digest.verify({**params, "algorithm": "SHA-256"}, method="REGISTER", stored_ha1=stored)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_digest_header_parser_never_raises(text: str) -> None:

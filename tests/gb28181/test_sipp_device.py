@@ -254,6 +254,8 @@ async def test_missed_keepalives_take_the_unit_offline_and_the_next_brings_it_ba
     try:
         reply = await raw.register(DEVICE, created["sip_password"])
         assert reply is not None and reply.status == 200
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", reply.get("date") or "")  # devices set clocks
+        assert reply.get("expires") == "3600"
         assert (await live(world, "HLJ0102-GB1"))["status"] == "available"
 
         async def offline() -> bool:
