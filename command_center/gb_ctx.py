@@ -12,6 +12,7 @@ from aiohttp import web
 
 from command_center.keys import GB28181, STORE, TRACKER
 from config.settings import Gb28181Settings
+from gb28181.enrol import keepalive_silence
 from gb28181.service import GbService
 from gb28181.transport import SipServer
 
@@ -22,7 +23,8 @@ def gb28181_ctx(settings: Gb28181Settings) -> Callable[[web.Application], AsyncI
             yield
             return
         service = GbService(settings, app[STORE], app[TRACKER])
-        server = SipServer(service, settings.sip_host, settings.sip_port)
+        idle = keepalive_silence(settings) + 30  # a device silent for its missed keepalives is offline
+        server = SipServer(service, settings.sip_host, settings.sip_port, idle_seconds=idle)
         await service.start()
         try:
             await server.start()

@@ -183,8 +183,10 @@ class Tracker:
         """A unit spoke without a position (a GB/T 28181 keepalive or alarm): online, SOS raised if asked,
         through the same status machine and alarms as telemetry."""
         self._units[unit.id] = unit
-        await self.positions([unit.id])  # the view screens get shows where the unit is
-        await self._apply(unit, status.heard(self.state(unit.id), at_ms=self._clock_ms(), sos=sos))
+        new = status.heard(self.state(unit.id), at_ms=self._clock_ms(), sos=sos)
+        if new.status != self.state(unit.id).status:
+            await self.positions([unit.id])  # the view screens get shows where the unit is (not on every keepalive)
+        await self._apply(unit, new)
 
     async def gone(self, unit: Unit) -> None:
         """The unit left for certain (its GB registration expired or it unregistered): offline now, with the

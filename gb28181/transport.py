@@ -2,7 +2,9 @@
 
 UDP datagrams go through a bounded queue to a few workers (a full queue drops the datagram: the device
 retransmits, as UDP SIP expects); each TCP connection is read by its own task, which frames messages by
-Content-Length and handles them in order. Every task is owned here and cancelled on ``close``.
+Content-Length and handles them in order, and is closed after ``idle_seconds`` without a byte (a device
+silent that long is offline anyway; an idle socket must not hold a slot). Every task is owned here and
+cancelled on ``close``.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ class _Datagrams(asyncio.DatagramProtocol):
 class SipServer:
     """Binds UDP and TCP on ``host:port`` (port 0: an ephemeral port free for both)."""
 
-    def __init__(self, service: GbService, host: str, port: int) -> None:
+    def __init__(self, service: GbService, host: str, port: int, *, idle_seconds: float) -> None:
         self._service = service
+        self._idle = idle_seconds
         self._host = host
         self._wanted_port = port
         self.port = 0
@@ -142,11 +145,17 @@ class SipServer:
         peer = TcpPeer(writer)
         framer = StreamFramer(self._service.max_message_bytes)
         try:
-            while data := await reader.read(TCP_READ):
+            while True:
+                async with asyncio.timeout(self._idle):
+                    data = await reader.read(TCP_READ)
+                if not data:
+                    break
                 for message in framer.feed(data):
                     await self._service.handle(message, peer)
         except SipParseError as exc:
             log.warning("gb28181: TCP %s:%s closed: %s", *peer.address, exc.reason)
+        except TimeoutError:
+            log.info("gb28181: TCP %s:%s closed: silent for %.0f s", *peer.address, self._idle)
         except ConnectionError:
             pass
         finally:
