@@ -133,7 +133,10 @@ class SipServer:
         while True:
             data, address = await self._queue.get()
             here = (_route_to(address[0]), local[1]) if local[0] == "0.0.0.0" else local
-            await self._service.handle(data, UdpPeer(endpoint, address, here))
+            try:
+                await self._service.handle(data, UdpPeer(endpoint, address, here))
+            except Exception:  # a bug on one datagram must not stop the worker that serves every device
+                log.exception("gb28181: datagram from %s:%s broke its handler", *address)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
