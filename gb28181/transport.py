@@ -159,6 +159,8 @@ class SipServer:
             log.warning("gb28181: TCP %s:%s closed: %s", *peer.address, exc.reason)
         except TimeoutError:
             log.info("gb28181: TCP %s:%s closed: silent for %.0f s", *peer.address, self._idle)
+        except Exception:  # a handler bug ends this device's connection only
+            log.exception("gb28181: TCP %s:%s: a message broke its handler; connection closed", *peer.address)
         except ConnectionError:
             pass
         finally:
