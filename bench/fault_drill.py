@@ -56,7 +56,9 @@ class Screen:
         async with aiohttp.ClientSession() as http:
             while True:
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    async with http.ws_connect(f"{self.url}/api/screen/ws?token={self.token}", heartbeat=5) as ws:
+                    async with http.ws_connect(
+                        f"{self.url}/api/screen/ws", headers={"Authorization": f"Bearer {self.token}"}, heartbeat=5
+                    ) as ws:
                         await ws.send_json({"type": "subscribe", "topics": ["units"], "resume": self._seq})
                         async for message in ws:
                             if message.type != aiohttp.WSMsgType.TEXT:

@@ -152,7 +152,9 @@ async def one_query(http: aiohttp.ClientSession, base: str, token: str, case_id:
     jobs: dict[str, dict[str, Any]] = {j["job_id"]: j for j in query["jobs"]}
     to_screen: list[float] = []
     complete = False
-    async with http.ws_connect(f"{base.replace('http', 'ws')}/api/screen/ws?token={token}") as ws:
+    async with http.ws_connect(
+        f"{base.replace('http', 'ws')}/api/screen/ws", headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
         await ws.send_json({"type": "subscribe", "topics": [f"query:{query['id']}"]})
         while not complete:
             message = await ws.receive(timeout=90)
@@ -239,6 +241,14 @@ async def run(args: argparse.Namespace) -> None:
                 "CC_BUS__URL": args.bus,
                 "CC_DATA_DIR": str(folder),
                 "CC_QUERIES__AGENCIES_FILE": str(agencies_file),
+                # One account stands for many judges here: its per-judge limits and the abuse watch's thresholds
+                # are lifted (the watch still reads the judge's recent queries on every submission).
+                "CC_QUERIES__MAX_PER_JUDGE_HOUR": "100000",
+                "CC_QUERIES__MAX_PER_JUDGE_DAY": "1000000",
+                "CC_QUERIES__BURST_QUERIES": "100000",
+                "CC_QUERIES__SAME_PERSON_CASES": "1000",
+                "CC_QUERIES__NIGHT_START_HOUR": "0",
+                "CC_QUERIES__NIGHT_END_HOUR": "0",
                 "CC_AUTH__ARGON2_MEMORY_KIB": "8",
                 "CC_AUTH__ARGON2_TIME_COST": "1",
                 "CC_AUTH__ARGON2_PARALLELISM": "1",

@@ -80,8 +80,8 @@ async def run_screen(http: aiohttp.ClientSession, url: str, token: str, stop: fl
                      last: dict[str, int], measure: bool) -> None:  # fmt: skip
     """A screen socket; measuring screens decode every frame, the others read and count bytes only (a real
     wall display decodes too, but on its own machine, not on the load generator's one core)."""
-    async with http.ws_connect(f"{url}/api/screen/ws?token={token}", heartbeat=None, compress=0,
-                               max_msg_size=64 * 1024 * 1024) as ws:  # fmt: skip
+    async with http.ws_connect(f"{url}/api/screen/ws", headers={"Authorization": f"Bearer {token}"}, heartbeat=None,
+                               compress=0, max_msg_size=64 * 1024 * 1024) as ws:  # fmt: skip
         await ws.send_str(json.dumps({"type": "subscribe", "topics": ["units"]}))
         while time.monotonic() < stop + 2:
             try:

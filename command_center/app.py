@@ -14,7 +14,9 @@ from alarms.desk import AlarmDesk
 from cluster.factory import build_coordinator
 from cluster.port import LEADER
 from command_center.api.registry import Registry, openapi_document
+from command_center.api.reports import report_pool_ctx
 from command_center.api.routes import all_endpoints
+from command_center.audit_ctx import audit_ctx
 from command_center.credentials import Passwords
 from command_center.gb_ctx import gb28181_ctx
 from command_center.keys import (
@@ -39,9 +41,11 @@ from command_center.middleware import errors_as_json, same_origin_websockets, se
 from command_center.operations import OperationDesk
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
+from command_center.revocation_ctx import revocation_ctx
 from command_center.screens.hub import ScreenHub
 from command_center.throttle import LocalLoginGuard
 from config.settings import Settings
+from core.startup import ready_or_failed
 from event_bus.factory import build_bus
 from field_units.geofence_watch import GeofenceWatch
 from field_units.tasks import TaskDesk
@@ -128,13 +132,20 @@ def create_app(
         tasks = TaskDesk(app[STORE], app[BUS], alarms, cluster=cluster)
         operations = OperationDesk(app[STORE], app[BUS], tasks)
         hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
-        await writer.start()
-        await tracker.start()
-        await tasks.start()
-        await hub.start()
-        fences_ready = asyncio.get_running_loop().create_future()
-        follow_fences = asyncio.create_task(geofences.follow_changes(app[BUS], cluster.node_id, fences_ready))
-        await fences_ready
+        async with contextlib.AsyncExitStack() as starting:  # a failure below stops what was started
+            await writer.start()
+            starting.push_async_callback(writer.close)
+            await tracker.start()
+            starting.push_async_callback(tracker.close)
+            await tasks.start()
+            starting.push_async_callback(tasks.close)
+            await hub.start()
+            starting.push_async_callback(hub.close)
+            fences_ready = asyncio.get_running_loop().create_future()
+            follow_fences = asyncio.create_task(geofences.follow_changes(app[BUS], cluster.node_id, fences_ready))
+            starting.push_async_callback(_stop, follow_fences)
+            await ready_or_failed(fences_ready, follow_fences, "geofences: following changes")
+            starting.pop_all()
         app[WRITER], app[TRACKER], app[HUB], app[ALARMS], app[TASKS] = writer, tracker, hub, alarms, tasks
         app[OPERATIONS], app[GEOFENCES] = operations, geofences
         try:
@@ -151,5 +162,14 @@ def create_app(
     app.cleanup_ctx.extend([store_ctx, bus_ctx, cluster_ctx, tracking_ctx])
     app.cleanup_ctx.append(query_control_ctx(settings.queries, agencies))
     app.cleanup_ctx.append(media_ctx(settings.media, settings.data_dir / "recordings"))
+    app.cleanup_ctx.append(audit_ctx(settings.audit, settings.data_dir))
+    app.cleanup_ctx.append(report_pool_ctx(settings.maps))
+    app.cleanup_ctx.append(revocation_ctx(settings))
     app.cleanup_ctx.append(gb28181_ctx(settings.gb28181))
     return app
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):  # a failed start is reported by whoever awaited it
+        await task

@@ -13,6 +13,7 @@ from pathlib import Path
 from command_center.credentials import Passwords, new_password
 from core.errors import ValidationFailed
 from core.ids import CourtId
+from core.private_files import private_file
 from persistence.models import Court, CourtLevel, Role
 from persistence.port import Store
 
@@ -69,8 +70,8 @@ async def ensure_first_admin(store: Store, passwords: Passwords, data_dir: Path)
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file only its owner can read (a file left readable by an older version is tightened)."""
+    private_file(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")

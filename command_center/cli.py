@@ -8,16 +8,21 @@ import gc
 import getpass
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from command_center.access_log import AccessLogger
 from command_center.app import create_app
 from command_center.bootstrap import ensure_first_admin, import_courts
+from command_center.case_import import import_cases, system_client_command
 from command_center.credentials import MIN_PASSWORD_LENGTH, Passwords, lookup_hash, new_device_secret
 from command_center.demo import ensure_demo
+from command_center.revocation import Revocation, Subject, tell_servers
 from config.settings import Settings, load_settings
+from core.checkpoint import public_key_hex
 from core.errors import AppError
 from core.ids import CourtId, UnitId
 from gb28181.enrol import enrol, ensure_free, keepalive_silence
@@ -26,6 +31,16 @@ from persistence.factory import build_store
 from persistence.models import Role, UnitKind
 from persistence.port import Store
 from query_control.audit import verify as verify_audit
+from query_control.audit_key import load_key, load_or_create_key
+from query_control.checkpoints import (
+    Sourced,
+    WillNotSign,
+    checkpoints_as_lines,
+    deliver,
+    make_checkpoint,
+    read_witness_file,
+    verify_with_witnesses,
+)
 
 DEFAULT_COURTS = Path(__file__).resolve().parent.parent / "config" / "courts.toml"
 
@@ -70,6 +85,21 @@ def _parser() -> argparse.ArgumentParser:
     device_revoke = device.add_parser("revoke", help="revoke a unit's device secret")
     device_revoke.add_argument("--id", required=True)
 
+    system = commands.add_parser("system-client", help="the case-management system's credentials").add_subparsers(
+        dest="action", required=True
+    )
+    system_add = system.add_parser("add", help="register a court's case-management system; prints its secret once")
+    system_add.add_argument("--name", required=True, help="e.g. 哈尔滨中院立案系统")
+    system_add.add_argument("--court", required=True, help="its court; it registers cases of it and the courts below")
+    system_revoke = system.add_parser("revoke", help="revoke a case-management system's credential")
+    system_revoke.add_argument("--name", required=True)
+
+    case = commands.add_parser("case", help="cases").add_subparsers(dest="action", required=True)
+    case_import = case.add_parser(
+        "import", help="create or update cases from a JSON or CSV file (docs/protocols.md: case source)"
+    )
+    case_import.add_argument("file", type=Path)
+
     audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(dest="action", required=True)
     recording = commands.add_parser("recording", help="evidence recordings").add_subparsers(
         dest="action", required=True
@@ -77,7 +107,20 @@ def _parser() -> argparse.ArgumentParser:
     recording_verify = recording.add_parser("verify", help="check recordings against the audit chain (exit 1 if not)")
     recording_verify.add_argument("--session", help="only this media session")
     recording_verify.add_argument("--unit", help="only this unit")
-    audit.add_parser("verify", help="check every entry's hash and link; exit 1 at the first tampered entry")
+    audit_verify = audit.add_parser(
+        "verify", help="check the chain, and against its signed checkpoints and witnesses; exit 1 where they part"
+    )
+    audit_verify.add_argument(
+        "--witness", type=Path, action="append", default=[], metavar="FILE",
+        help="a witness file (JSON lines), e.g. exported by the upper centre; repeatable",
+    )  # fmt: skip
+    audit_verify.add_argument(
+        "--key", help="the public key (hex) checkpoints must verify under (default: this centre's key in the data dir)"
+    )
+    audit.add_parser("key", help="print this centre's audit public key (hex), for a witness to pin")
+    audit.add_parser("checkpoint", help="sign a checkpoint of the chain's head now and hand it to the witnesses")
+    audit_export = audit.add_parser("witness-export", help="upper centre: print a lower court's checkpoints held here")
+    audit_export.add_argument("--court", required=True, help="the lower court's id")
     return parser
 
 
@@ -89,6 +132,46 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]
         return await work(store)
     finally:
         await store.close()
+
+
+async def _audit_verify(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    """The chain, then the chain against every signed checkpoint: the database's, the witness file's, and
+    any ``--witness`` file (e.g. the upper centre's export); every place they part is printed, first first."""
+    sources = [Sourced("database", cp) for cp in await store.audit_checkpoints()]
+    unreadable: list[str] = []
+    files = ([settings.audit.witness_file] if settings.audit.witness_file is not None else []) + args.witness
+    notes: list[str] = []
+    for path in files:
+        if path == settings.audit.witness_file and not path.exists() and not sources:
+            notes.append(f"witness file {path} does not exist yet (no checkpoint was signed)")
+            continue
+        found, problems = read_witness_file(path)
+        sources += found
+        unreadable += problems
+    public_key = args.key
+    if public_key is None:
+        own = load_key(settings.data_dir)
+        public_key = None if own is None else public_key_hex(own)
+    report = await verify_with_witnesses(store, sources, public_key=public_key, court=settings.audit.signer)
+    for line in unreadable:
+        print(f"witness: {line}", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if report.ok and not unreadable:
+        print(f"audit log intact: {report.entries} entries, head {report.head};"
+              f" {report.checkpoints} signed checkpoints from {len({s.source for s in sources})} sources agree"
+              f" (witnessed to entry {report.witnessed_to})")  # fmt: skip
+        if not files:
+            print("note: no witness file given or configured: a deleted tail shows only against the database's"
+                  " own checkpoints", file=sys.stderr)  # fmt: skip
+        return 0
+    first = report.first
+    for problem in sorted(report.problems, key=lambda p: (p.seq is None, p.seq or 0)):
+        where = "" if problem.seq is None else f" at entry {problem.seq}"
+        print(f"audit log TAMPERED{where}: {problem.text}", file=sys.stderr)
+    if first is not None and first.seq is not None:
+        print(f"first entry where the chain and its witnesses part: {first.seq}", file=sys.stderr)
+    return 1
 
 
 def _read_password() -> str:
@@ -135,7 +218,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"server": server})
         print(f"执行指挥中心 listening on http://{server.host}:{server.port}/", flush=True)
         _tune_garbage_collector()
-        web.run_app(create_app(settings), host=server.host, port=server.port, print=None, loop=_new_loop(settings))
+        try:
+            web.run_app(create_app(settings), host=server.host, port=server.port, print=None, loop=_new_loop(settings),
+                        access_log_class=AccessLogger)  # fmt: skip
+        except Exception as exc:  # what started was stopped by the app's cleanup; say why, exit non-zero
+            logging.getLogger(__name__).error("the server did not start", exc_info=exc)
+            reason = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
+            print(f"error: the server did not start: {reason}", file=sys.stderr)
+            return 1
         return 0
 
     if args.command == "migrate":
@@ -231,20 +321,56 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         async def device_revoke(store: Store) -> int:
             await store.revoke_unit(UnitId(args.id))
             print(f"unit {args.id}: device secret revoked")
+            revocation = Revocation(Subject.UNIT, args.id, "revoked")
+            try:
+                told = await tell_servers(settings.bus, revocation)
+            except Exception as exc:  # the revocation is stored; servers find it at their next recheck
+                print(f"running servers not told ({exc}); they notice within {settings.auth.recheck_seconds:g} s")
+                return 0
+            if told:
+                print("running servers told: its sockets and media session end now")
+            else:
+                print(f"a running server notices within {settings.auth.recheck_seconds:g} s (in-process bus)")
             return 0
 
         return asyncio.run(_with_store(settings, device_revoke))
+    if args.command == "system-client":
+        return asyncio.run(_with_store(settings, lambda store: system_client_command(store, args)))
+    if args.command == "case" and args.action == "import":
+        return asyncio.run(_with_store(settings, lambda store: import_cases(store, args.file)))
     if args.command == "audit" and args.action == "verify":
+        return asyncio.run(_with_store(settings, lambda store: _audit_verify(store, settings, args)))
+    if args.command == "audit" and args.action == "key":
+        print(public_key_hex(load_or_create_key(settings.data_dir)))
+        return 0
+    if args.command == "audit" and args.action == "checkpoint":
 
-        async def audit_verify(store: Store) -> int:
-            result = await verify_audit(store)
-            if result.ok:
-                print(f"audit log intact: {result.entries} entries, head {result.head}")
+        async def audit_checkpoint(store: Store) -> int:
+            key = load_or_create_key(settings.data_dir)
+            try:
+                made = await make_checkpoint(store, key, settings.audit.signer, now_ms=int(time.time() * 1000))
+            except WillNotSign as exc:
+                print(f"not signing: {exc}", file=sys.stderr)
+                return 1
+            stored = await store.audit_checkpoints()
+            if not stored:
+                print("audit log empty: nothing to sign")
                 return 0
-            print(f"audit log TAMPERED at entry {result.bad_seq}: {result.problem}", file=sys.stderr)
-            return 1
+            newest = stored[-1]
+            print(f"checkpoint {'signed' if made else 'unchanged'} at entry {newest.seq}, head {newest.head}")
+            failures = await deliver(settings.audit, newest, None)
+            for failure in failures:
+                print(f"witness: {failure}", file=sys.stderr)
+            return 1 if failures else 0
 
-        return asyncio.run(_with_store(settings, audit_verify))
+        return asyncio.run(_with_store(settings, audit_checkpoint))
+    if args.command == "audit" and args.action == "witness-export":
+
+        async def witness_export(store: Store) -> int:
+            sys.stdout.write(checkpoints_as_lines(await store.witnessed_checkpoints(args.court)))
+            return 0
+
+        return asyncio.run(_with_store(settings, witness_export))
     if args.command == "recording" and args.action == "verify":
 
         async def recording_verify(store: Store) -> int:

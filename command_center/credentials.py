@@ -18,6 +18,7 @@ from config.settings import AuthSettings
 #: Prefixes make a leaked credential recognisable in logs and secret scanners.
 SESSION_PREFIX = "cc_s_"
 DEVICE_PREFIX = "cc_d_"
+SYSTEM_PREFIX = "cc_y_"  # the case-management system's client (立案系统)
 
 MIN_PASSWORD_LENGTH = 10
 
@@ -50,6 +51,10 @@ def new_session_token() -> str:
 
 def new_device_secret() -> str:
     return DEVICE_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_system_secret() -> str:
+    return SYSTEM_PREFIX + secrets.token_urlsafe(32)
 
 
 def lookup_hash(secret: str) -> str:

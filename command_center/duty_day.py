@@ -10,6 +10,7 @@ from core.errors import ValidationFailed
 
 CST = timezone(timedelta(hours=8), "CST")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+FIRST_DAY, LAST_DAY = "1970-01-01", "9999-12-30"  # days whose bounds are epoch milliseconds a datetime holds
 
 
 def today(now_ms: int) -> str:
@@ -24,5 +25,7 @@ def bounds(day: str) -> tuple[int, int]:
         start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=CST)
     except ValueError:
         raise ValidationFailed(f"{day} is not a date") from None
+    if not FIRST_DAY <= day <= LAST_DAY:  # year 1 in CST is year 0 in UTC, which datetime cannot hold
+        raise ValidationFailed(f"day must be from {FIRST_DAY} to {LAST_DAY}, got {day}")
     end = start + timedelta(days=1)
     return int(start.astimezone(UTC).timestamp() * 1000), int(end.astimezone(UTC).timestamp() * 1000)

@@ -10,6 +10,7 @@ from aiohttp import web
 from cluster.port import Coordinator
 from command_center.credentials import Passwords
 from command_center.throttle import LoginGuard
+from command_center.tickets import TicketBook
 from config.settings import Settings
 from event_bus.port import EventBus
 from persistence.port import Store
@@ -17,16 +18,19 @@ from persistence.port import Store
 if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys above
     from alarms.desk import AlarmDesk
     from command_center.operations import OperationDesk
+    from command_center.revocation import Revocations
     from command_center.screens.hub import ScreenHub
     from field_units.geofence_watch import GeofenceWatch
     from field_units.tasks import TaskDesk
     from field_units.tracker import Tracker
     from field_units.writer import PositionWriter
     from gb28181.service import GbService
+    from maps.report_pool import ReportPool
     from media.sessions import MediaHub
     from query_control.agencies import AgencyConfig
     from query_control.audit import AuditLog
     from query_control.broker import Broker
+    from query_control.checkpoints import Checkpointer
     from query_control.followups import FollowUps
     from query_control.gateway import AgencyGateway
 
@@ -51,4 +55,8 @@ BROKER: web.AppKey[Broker] = web.AppKey("query_broker")
 FOLLOWUPS: web.AppKey[FollowUps] = web.AppKey("followups")
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit_log")
 MEDIA: web.AppKey[MediaHub] = web.AppKey("media_hub")
+CHECKPOINTER: web.AppKey[Checkpointer] = web.AppKey("audit_checkpointer")
+REPORTS: web.AppKey[ReportPool] = web.AppKey("report_pool")
+TICKETS = web.AppKey("tickets", TicketBook)
+REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
 GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled

@@ -21,7 +21,11 @@ from persistence.alarm_models import Alarm, AlarmKind
 def media_ctx(settings: MediaSettings, recordings: Path) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         hub = MediaHub(settings, app[TRACKER].ingest, app[AUDIT], recordings=recordings, cluster=app[CLUSTER])
-        await hub.start()
+        try:
+            await hub.start()
+        except BaseException:  # e.g. recovering a crashed recording failed: stop the supervisor it started
+            await hub.close()
+            raise
         app[MEDIA] = hub
 
         def record_sos(alarm: Alarm) -> None:

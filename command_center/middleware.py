@@ -10,7 +10,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from command_center.keys import SETTINGS
-from core.errors import AppError, Forbidden, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable
+from core.errors import (
+    AppError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from persistence.availability import store_unavailable
 
 log = logging.getLogger(__name__)
@@ -20,6 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_response(error: AppError) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="command-centre"'} if error.status == 401 else None
+    if error.retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(error.retry_after)}
     return web.json_response(error.body(), status=error.status, headers=headers, dumps=_dumps)
 
 

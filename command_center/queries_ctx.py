@@ -60,6 +60,7 @@ def query_control_ctx(
             hub: Any = app.get(HUB)
             if hub is not None:
                 hub.agency_names = {a.id: a.name for a in configured}
+                hub.audit = audit
             resumed = await broker.resume_pending()
             reopened = await followups.resume_pending()
             if resumed or reopened:

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+SQLITE_FILE = "command_center.db"
 _TOML_FILE: ContextVar[Path | None] = ContextVar("cc_toml_file", default=None)
 
 
@@ -43,7 +44,8 @@ class ServerSettings(Section):
 
 
 class StoreSettings(Section):
-    #: ``sqlite:///relative/or/absolute/path.db`` (embedded default) or ``postgresql://user@host:port/db``.
+    #: ``sqlite:///relative/or/absolute/path.db`` or ``postgresql://user@host:port/db``; when not given,
+    #: ``command_center.db`` in ``data_dir`` (``Settings._database_in_data_dir``).
     url: str = "sqlite:///var/command_center.db"
     #: Connection pool bounds for PostgreSQL.
     pool_min: int = Field(1, ge=1)
@@ -81,6 +83,11 @@ class AuthSettings(Section):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65_536, ge=8)
     argon2_parallelism: int = Field(4, ge=1)
+    #: Lifetime of a single-use WebSocket ticket (``POST /api/auth/ticket``): long enough to open a socket.
+    ticket_ttl_seconds: float = Field(30.0, gt=0, le=300)
+    #: How often the credentials of open sockets and media sessions are checked against the store, for a
+    #: revocation no event announced (revocations are announced at once; expiry is checked every second).
+    recheck_seconds: float = Field(30.0, ge=1)
 
 
 class MapSettings(Section):
@@ -92,6 +99,9 @@ class MapSettings(Section):
     center_lat: float = Field(45.757, ge=-90, le=90)
     center_lon: float = Field(126.642, ge=-180, le=180)
     zoom: int = Field(12, ge=1, le=19)
+    #: Map reports rendered at once, each in a worker process (folium takes seconds of CPU for a big one,
+    #: which must not run on the event loop); one more is refused with 503 and Retry-After.
+    report_workers: int = Field(2, ge=1, le=16)
 
 
 class TrackingSettings(Section):
@@ -101,6 +111,9 @@ class TrackingSettings(Section):
     frames_per_second: float = Field(10.0, gt=0, le=50)
     #: Frames a screen may have queued before it is disconnected as too slow.
     screen_queue_frames: int = Field(256, ge=8)
+    #: A feed (bus subscription, task, ring of 1,024 frames) is removed this long after its last screen left;
+    #: a screen back within it resumes from the same ring, later from the bus's history (or a snapshot).
+    screen_feed_grace_seconds: float = Field(30.0, ge=0, le=3600)
     #: A unit reporting less battery than this raises a low-battery alarm (cleared 5 points above it).
     low_battery_percent: float = Field(15.0, ge=0, le=95)
     #: A geofence crossing counts once a unit has been on the new side for this many fixes ...
@@ -112,6 +125,9 @@ class TrackingSettings(Section):
     max_pending_positions: int = Field(200_000, ge=100, le=10_000_000)
     #: Dispatch estimates a unit's time to a place at this straight-line speed (urban driving, m/s).
     dispatch_speed_mps: float = Field(8.0, gt=0, le=60)
+    #: A fix this far ahead of the server's clock is refused (a broken device clock; the rest of its batch
+    #: is kept). Accepted ones ahead of the clock count as received now for the live view, so none freezes it.
+    max_clock_skew_seconds: float = Field(60.0, ge=0, le=3600)
 
 
 class QuerySettings(Section):
@@ -121,6 +137,25 @@ class QuerySettings(Section):
     agencies_file: Path | None = None
     #: Start the agency simulator inside the server, on the ports of the agencies' endpoints (development only).
     simulator: bool = False
+    #: Per judge, asset queries admitted in any rolling hour and 24 hours (429 beyond, with Retry-After);
+    #: counted from the store, so the limits hold across server processes. A busy enforcement judge carries a
+    #: few hundred cases and queries a batch of newly filed ones in a morning: 120 an hour is one every 30 s
+    #: for a whole hour, 400 a day more than any judge's day of legitimate work; a script or a leaked
+    #: account meets them within minutes.
+    max_per_judge_hour: int = Field(120, ge=1, le=100_000)
+    max_per_judge_day: int = Field(400, ge=1, le=1_000_000)
+    #: Abuse watch (alarms to the court's supervisors): this many queries by one judge within
+    #: ``burst_minutes`` (one every 30 s, faster than anyone reads results) ...
+    burst_queries: int = Field(20, ge=2, le=100_000)
+    burst_minutes: float = Field(10.0, gt=0, le=1440)
+    #: ... a query started in these hours, Asia/Shanghai time, [start, end), wrapping midnight when
+    #: start > end (equal: no night watch) ...
+    night_start_hour: int = Field(22, ge=0, le=23)
+    night_end_hour: int = Field(6, ge=0, le=23)
+    #: ... and one person (ID number or credit code) queried by the same judge in this many different cases
+    #: within ``same_person_hours`` (a debtor in two related cases is common; in three within a day, rare).
+    same_person_cases: int = Field(3, ge=2, le=1000)
+    same_person_hours: float = Field(24.0, gt=0, le=24 * 31)
 
     @field_validator("agencies_file", mode="before")
     @classmethod
@@ -132,6 +167,11 @@ class MediaSettings(Section):
     #: Peer connections one server process holds (units' WHIP sessions plus viewers' WHEP sessions);
     #: past this, new ones get 503 ``unavailable``.
     max_sessions: int = Field(64, ge=1, le=10_000)
+    #: Viewing and talkback sessions one user may hold on one server process; past this, 429 with Retry-After.
+    max_sessions_per_user: int = Field(8, ge=1, le=10_000)
+    #: Viewing and talkback sessions the users of one court may hold together on one server process (429 past it),
+    #: so one court's centre cannot take every session of a process shared with the courts below it.
+    max_sessions_per_court: int = Field(32, ge=1, le=10_000)
     #: A peer connection that has not connected (ICE and DTLS) this long after its answer is closed.
     ice_timeout_seconds: float = Field(15.0, gt=0, le=300)
     #: A unit whose media stopped arriving this long ago is closed, with its viewers.
@@ -157,6 +197,57 @@ class ClusterSettings(Section):
     #: A lease (leadership, a running query, a unit's media session) lapses this long after its holder stops
     #: renewing it; a killed process's work is taken over after at most this long.
     lease_seconds: float = Field(6.0, ge=1, le=120)
+
+
+class AuditSettings(Section):
+    """Signed checkpoints of the audit chain and the witnesses that keep them (docs/protocols.md)."""
+
+    #: The court whose centre this is (e.g. ``HLJ``); carried by every checkpoint, and what the upper centre
+    #: pins this centre's key under. Empty: ``local`` (then no upper centre can be configured).
+    court_id: str = Field("", max_length=64)
+    #: Sign a checkpoint of the chain's head once this many entries were added since the last one ...
+    checkpoint_entries: int = Field(100, ge=1, le=1_000_000)
+    #: ... or once this many seconds passed since it (and the chain grew). 0 turns checkpoints off.
+    checkpoint_seconds: float = Field(60.0, ge=0, le=86_400)
+    #: Append-only witness file (JSON lines, opened O_APPEND), on a volume the database's writer cannot rewrite;
+    #: empty: none. ``audit verify`` reads it back.
+    witness_file: Path | None = None
+    #: The parent court's centre, e.g. ``https://hlj-centre.court.example``: each new checkpoint is sent to its
+    #: ``POST /api/audit/witness``. Empty: none.
+    upper_url: str = ""
+    #: On an upper centre: the lower courts whose checkpoints it keeps, court id -> Ed25519 public key (hex, as
+    #: printed by ``audit key`` on the lower centre). A checkpoint from any other court or key is refused.
+    lower_courts: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+    @field_validator("witness_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("upper_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("audit.upper_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("lower_courts")
+    @classmethod
+    def _hex_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for court, key in value.items():
+            if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+                raise ValueError(f"audit.lower_courts.{court}: expected an Ed25519 public key as 64 lowercase hex")
+        return value
+
+    @model_validator(mode="after")
+    def _upper_needs_a_name(self) -> AuditSettings:
+        if self.upper_url and not self.court_id:
+            raise ValueError("audit.upper_url needs audit.court_id: the upper centre pins this centre's key by court")
+        return self
+
+    @property
+    def signer(self) -> str:
+        return self.court_id or "local"
 
 
 class Gb28181Settings(Section):
@@ -216,9 +307,18 @@ class Settings(BaseSettings):
     queries: QuerySettings = QuerySettings()
     media: MediaSettings = MediaSettings()
     cluster: ClusterSettings = ClusterSettings()
+    audit: AuditSettings = AuditSettings()
     gb28181: Gb28181Settings = Gb28181Settings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        """The embedded database lives with the server's other files: a store URL not given explicitly
+        follows ``data_dir`` (an explicit one, file or environment, is kept as given)."""
+        if "url" not in self.store.model_fields_set:
+            self.store = self.store.model_copy(update={"url": f"sqlite:///{self.data_dir / SQLITE_FILE}"})
+        return self
 
     @classmethod
     def settings_customise_sources(

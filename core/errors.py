@@ -15,10 +15,11 @@ class AppError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal"
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.retry_after = retry_after  # seconds, sent as Retry-After (RFC 9110 §10.2.3) with a 429 or 503
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -95,3 +96,28 @@ class FencedOut(Conflict):
     took the work over (``core.fencing``); the writer must stop that work, not retry it."""
 
     code = "fenced_out"
+
+
+class CheckpointFork(Conflict):
+    """A lower court's checkpoint names a different head for a sequence number already witnessed."""
+
+    code = "checkpoint_fork"
+
+
+class CheckpointBackwards(Conflict):
+    """A lower court's checkpoint is older than one already witnessed: its chain went backwards."""
+
+    code = "checkpoint_backwards"
+
+
+class CaseNotUnderWay(Conflict):
+    """The case is 终本 or 结案 in the case-management system: nothing more may be queried on it."""
+
+    code = "case_not_under_way"
+
+
+class StartupFailed(AppError):
+    """A component could not start: the server stops what it started and ``serve`` exits non-zero."""
+
+    status = 500
+    code = "startup_failed"

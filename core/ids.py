@@ -12,3 +12,5 @@ JobId = NewType("JobId", str)  # also the Idempotency-Key the agency sees
 AssetId = NewType("AssetId", int)
 FollowUpId = NewType("FollowUpId", str)  # also the follow-up's Idempotency-Key
 AgencyId = NewType("AgencyId", str)
+SystemClientId = NewType("SystemClientId", int)  # a case-management system's credential
+ProposalId = NewType("ProposalId", int)  # a proposed party awaiting a supervisor's approval

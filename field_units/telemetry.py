@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.ids import UnitId
 from persistence.models import Position
 
-MAX_FUTURE_MS = 300_000  # a fix more than 5 minutes ahead of the server clock is a broken device clock
+MAX_FUTURE_MS = 60_000  # default: a fix more than a minute ahead of the server clock is a broken device clock
 MAX_AGE_MS = 30 * 24 * 3600 * 1000  # a backlog older than 30 days is not a live unit's backlog
 MAX_SEQ = 2**53 - 1  # exact in JavaScript, which displays it
 MAX_SPEED_MPS = 90.0  # 324 km/h: faster is a GPS glitch, not an enforcement vehicle
@@ -64,8 +64,13 @@ def _explain(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_position(raw: object, *, unit_id: UnitId, index: int, now_ms: int) -> Position | Rejection:
-    """One message of a batch: a Position, or a Rejection naming the field and the rule it broke."""
+def parse_position(
+    raw: object, *, unit_id: UnitId, index: int, now_ms: int, max_future_ms: int = MAX_FUTURE_MS
+) -> Position | Rejection:
+    """One message of a batch: a Position, or a Rejection naming the field and the rule it broke.
+
+    ``max_future_ms`` bounds the clock skew (``tracking.max_clock_skew_seconds``): GPS time is right, but
+    many devices stamp fixes with their own drifting clock."""
     seq = raw.get("seq") if isinstance(raw, Mapping) else None
     seq_hint = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
     if not isinstance(raw, Mapping):
@@ -74,13 +79,13 @@ def parse_position(raw: object, *, unit_id: UnitId, index: int, now_ms: int) -> 
         msg = _Message.model_validate(raw)
     except ValidationError as exc:
         return _reject(index, seq_hint, _explain(exc))
-    if msg.fix_time_ms > now_ms + MAX_FUTURE_MS:
+    if msg.fix_time_ms > now_ms + max_future_ms:
         ahead = (msg.fix_time_ms - now_ms) / 1000
-        limit = MAX_FUTURE_MS // 1000
+        limit = max_future_ms / 1000
         return _reject(
             index,
             msg.seq,
-            f"fix_time_ms: {ahead:.0f} s in the future (limit {limit} s); check the device clock",
+            f"fix_time_ms: {ahead:.0f} s ahead of the server's clock (limit {limit:g} s); check the device clock",
         )
     if msg.fix_time_ms < now_ms - MAX_AGE_MS:
         return _reject(index, msg.seq, "fix_time_ms: older than 30 days")
@@ -100,7 +105,9 @@ def parse_position(raw: object, *, unit_id: UnitId, index: int, now_ms: int) -> 
     )
 
 
-def parse_batch(raw: object, *, unit_id: UnitId, now_ms: int, limit: int) -> tuple[list[Position], list[Rejection]]:
+def parse_batch(
+    raw: object, *, unit_id: UnitId, now_ms: int, limit: int, max_future_ms: int = MAX_FUTURE_MS
+) -> tuple[list[Position], list[Rejection]]:
     """A message or an array of messages: the good ones kept, each bad one explained.
 
     Raises ``ValueError`` when the whole batch is unusable (not an object or array, or too long).
@@ -115,7 +122,7 @@ def parse_batch(raw: object, *, unit_id: UnitId, now_ms: int, limit: int) -> tup
     bad: list[Rejection] = []
     seen: set[int] = set()
     for index, item in enumerate(items):
-        parsed = parse_position(item, unit_id=unit_id, index=index, now_ms=now_ms)
+        parsed = parse_position(item, unit_id=unit_id, index=index, now_ms=now_ms, max_future_ms=max_future_ms)
         if isinstance(parsed, Rejection):
             bad.append(parsed)
         elif parsed.seq in seen:

@@ -23,6 +23,7 @@ from cluster.port import LEADER, Coordinator
 from config.settings import TrackingSettings
 from core.errors import NotFound
 from core.ids import CourtId, UnitId
+from core.startup import ready_or_failed
 from event_bus.port import EventBus, SubscriberLagged
 from field_units import status
 from field_units.geofence_watch import GeofenceWatch
@@ -116,7 +117,15 @@ class Tracker:
         if self._replicate:
             ready = asyncio.get_running_loop().create_future()
             self._tasks.append(asyncio.create_task(self._follow_peers(ready), name="tracker-replication"))
-            await ready
+            try:
+                await ready_or_failed(ready, self._tasks[-1], "tracker: following the other processes' units")
+            except BaseException:
+                replication = self._tasks.pop()  # its failure is the one reported
+                replication.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await replication
+                await self.close()
+                raise
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -151,13 +160,14 @@ class Tracker:
     async def ingest(self, unit: Unit, raw: object) -> Ack:
         """Validate, show live, store durably, answer. Raises ValueError for an unusable batch."""
         now = self._clock_ms()
-        good, bad = parse_batch(raw, unit_id=unit.id, now_ms=now, limit=MAX_BATCH)
+        skew_ms = int(self._settings.max_clock_skew_seconds * 1000)
+        good, bad = parse_batch(raw, unit_id=unit.id, now_ms=now, limit=MAX_BATCH, max_future_ms=skew_ms)
         self._units[unit.id] = unit
         live: Position | None = None
         if good:
-            newest = max(good, key=lambda p: (p.fix_time_ms, p.seq))
+            newest = max(good, key=live_key)
             current = self._latest.get(unit.id)
-            if current is None or (newest.fix_time_ms, newest.seq) > (current.fix_time_ms, current.seq):
+            if current is None or live_key(newest) > live_key(current):
                 live = newest
                 self._latest[unit.id] = newest
                 pending = self._court(unit)
@@ -325,7 +335,7 @@ class Tracker:
             stored = {}
         for unit_id, position in stored.items():
             current = self._latest.get(unit_id)
-            if current is None or _fix(position) > _fix(current):
+            if current is None or live_key(position) > live_key(current):
                 self._latest[unit_id] = position
         return {unit_id: self._latest[unit_id] for unit_id in unit_ids if unit_id in self._latest}
 
@@ -355,6 +365,14 @@ class Tracker:
 
 def _fix(p: Position) -> tuple[int, int]:
     return (p.fix_time_ms, p.seq)
+
+
+def live_key(p: Position) -> tuple[int, int]:
+    """Which of two positions the live view shows: the newer, where a fix stamped ahead of the server's
+    clock counts as received when it arrived. A backlog (older fixes) never moves the marker back, and a
+    fix from a fast device clock cannot hold the marker until real time catches up with its stamp: the
+    next fix received after it moves it on. The store's ``unit_latest`` follows the same rule."""
+    return (min(p.fix_time_ms, p.received_ms), p.seq)
 
 
 def _alarm_changes(old: UnitState, new: UnitState) -> list[tuple[AlarmKind, bool]]:

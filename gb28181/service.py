@@ -53,6 +53,11 @@ class Peer(Protocol):
     def closed(self) -> bool: ...
 
 
+#: Told of each new registration with a callback that ends it; returns the function that stops watching.
+#: The app passes its revocation registry, so revoking the unit on any process ends the registration here.
+Watcher = Callable[[Unit, Callable[[], None]], Callable[[], None]]
+
+
 @dataclass
 class Registration:
     unit: Unit
@@ -60,6 +65,7 @@ class Registration:
     peer: Peer
     call_id: str
     expires_at: float
+    release: Callable[[], None] = lambda: None
 
 
 class GbService:
@@ -70,7 +76,9 @@ class GbService:
         tracker: Tracker,
         *,
         clock: Callable[[], float] = time.time,
+        watcher: Watcher | None = None,
     ) -> None:
+        self._watcher = watcher
         self._settings = settings
         self._store = store
         self._tracker = tracker
@@ -109,8 +117,14 @@ class GbService:
         """The unit was revoked: forget its registration, so its next request is refused."""
         for device_id, registration in list(self._registrations.items()):
             if registration.unit.id == unit_id:
-                del self._registrations[device_id]
+                self._drop(device_id)
                 log.info("gb28181: device %s (unit %s) revoked; registration dropped", device_id, unit_id)
+
+    def _drop(self, device_id: str) -> Registration | None:
+        registration = self._registrations.pop(device_id, None)
+        if registration is not None:
+            registration.release()
+        return registration
 
     # input --------------------------------------------------------------------------------------------
     async def handle(self, data: bytes, peer: Peer) -> None:
@@ -189,14 +203,19 @@ class GbService:
             return
         expires = _expires(msg)
         if expires == 0:
-            self._registrations.pop(device_id, None)
+            self._drop(device_id)
             self._reply(peer, sip.response(msg, 200, extra=[("Expires", "0"), ("Date", _gb_date())]))
             log.info("gb28181: device %s (unit %s) unregistered", device_id, unit.id)
             await self._tracker.gone(unit)
             return
         granted = min(expires, self._settings.max_expires_seconds)
         previous = self._registrations.get(device_id)
-        self._registrations[device_id] = Registration(unit, device, peer, msg.call_id, now + granted)
+        registration = Registration(unit, device, peer, msg.call_id, now + granted)
+        if previous is not None:
+            registration.release = previous.release  # still watched
+        elif self._watcher is not None:
+            registration.release = self._watcher(unit, lambda: self.end_unit(unit.id))
+        self._registrations[device_id] = registration
         contact = msg.get("contact") or f"<sip:{device_id}@{peer.address[0]}:{peer.address[1]}>"
         extra = [("Contact", contact), ("Expires", str(granted)), ("Date", _gb_date())]
         self._reply(peer, sip.response(msg, 200, extra=extra))
@@ -223,7 +242,7 @@ class GbService:
             now = self._clock()
             for device_id, registration in list(self._registrations.items()):
                 if registration.expires_at <= now:
-                    del self._registrations[device_id]
+                    self._drop(device_id)
                     log.info("gb28181: device %s (unit %s): registration expired", device_id, registration.unit.id)
                     try:
                         await self._tracker.gone(registration.unit)

@@ -57,6 +57,7 @@ class Report:
     places: list[Place] = field(default_factory=list)
     fences: list[dict[str, Any]] = field(default_factory=list)  # GeoJSON Features (properties.kind, name)
     timeline: list[tuple[int, str]] = field(default_factory=list)  # (at_ms, text)
+    notes: list[str] = field(default_factory=list)  # shown under the title (e.g. a track was simplified)
 
 
 def _time(ms: int) -> str:
@@ -119,6 +120,9 @@ def render(report: Report, *, centre: tuple[float, float], zoom: int, basemap: d
     page = fmap.get_root()
     assert isinstance(page, folium.Figure)
     page.html.add_child(folium.Element(header))
+    for note in report.notes:
+        page.html.add_child(folium.Element(f"<div style='font:13px sans-serif;padding:4px 12px;background:#fff3cd'>"
+                                           f"{html.escape(note)}</div>"))  # fmt: skip
     if report.timeline:
         rows = "".join(f"<tr><td>{_time(at)}</td><td>{html.escape(text)}</td></tr>" for at, text in report.timeline)
         table = (f"<div style='font:13px sans-serif;padding:8px 12px;max-height:30vh;overflow:auto'>"

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from shapely.geometry import LineString
 
+from core.errors import ValidationFailed
 from maps.geo import EARTH_RADIUS_M, haversine_m
+
+if TYPE_CHECKING:
+    from core.ids import UnitId
+    from persistence.models import Position
+    from persistence.port import Store
 
 
 def simplify_indices(points: Sequence[tuple[float, float]], tolerance_m: float = 5.0) -> list[int]:
@@ -61,3 +68,56 @@ def find_stops(
         else:
             i += 1
     return stops
+
+
+class TooManyPositions(ValidationFailed):
+    """The period holds more positions than one read may (``MAX_READ_POSITIONS``): ask for a shorter one."""
+
+
+#: Points a track is shown with at most (a report, the track route): a day at 1 Hz is 86,400 fixes, which a
+#: browser draws slowly and folium renders for seconds; beyond this the track is simplified, and says so.
+MAX_SHOWN_POINTS = 10_000
+#: Positions one track read may hold (a day at about 5.8 Hz, some 100 MB while it is simplified); a period
+#: with more is refused with the count, never cut: the caller asks for a shorter one.
+MAX_READ_POSITIONS = 500_000
+_PAGE = 10_000  # positions read from the store at a time
+
+
+def simplify_within(
+    points: Sequence[tuple[float, float]], cap: int = MAX_SHOWN_POINTS, tolerance_m: float = 0.0
+) -> tuple[list[int], float]:
+    """Indices of at most ``cap`` of the (lat, lon) points, and the tolerance it took: ``tolerance_m`` first
+    (0: every point, when they fit), then from 5 m doubling until the simplified track fits. A track is
+    never cut short: its first and last points are always kept."""
+    if tolerance_m <= 0 and len(points) <= cap:
+        return list(range(len(points))), 0.0
+    tolerance = tolerance_m if tolerance_m > 0 else 5.0
+    while True:
+        kept = simplify_indices(points, tolerance)
+        if len(kept) <= cap:
+            return kept, tolerance
+        tolerance *= 2
+
+
+async def read_track(store: Store, unit_id: UnitId, *, since_ms: int, until_ms: int) -> list[Position]:
+    """Every position of the unit in [since_ms, until_ms), oldest first, read a page at a time (the store
+    returns at most a page per call; one call would silently drop the end of a busy day).
+
+    ``TooManyPositions`` past ``MAX_READ_POSITIONS``."""
+    positions: list[Position] = []
+    start, after = since_ms, (-1, -1)
+    while True:
+        page = await store.track(unit_id, since_ms=start, until_ms=until_ms, limit=_PAGE)
+        fresh = [p for p in page if (p.fix_time_ms, p.seq) > after]
+        positions.extend(fresh)
+        if len(page) < _PAGE:
+            return positions
+        if len(positions) > MAX_READ_POSITIONS:
+            raise TooManyPositions(
+                f"unit {unit_id} has more than {MAX_READ_POSITIONS} positions from {since_ms} to {until_ms}; "
+                "ask for a shorter period"
+            )
+        after = (page[-1].fix_time_ms, page[-1].seq)
+        # the next page starts at the last fix time (positions sharing it are told apart by seq); a page
+        # that brought nothing new moves on by a millisecond, so the loop always ends
+        start = page[-1].fix_time_ms if fresh else page[-1].fix_time_ms + 1

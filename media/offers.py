@@ -61,6 +61,11 @@ class Section:
     direction: str
     codecs: tuple[Codec, ...]
     bundle_only: bool = False  # RFC 8843 §6: port 0 yet in use, on the transport of the BUNDLE group
+    # Transport attributes (RFC 8839 ICE, RFC 8842 DTLS), the section's own or else the session's.
+    ice_ufrag: str | None = None
+    ice_pwd: str | None = None
+    fingerprints: tuple[tuple[str, str], ...] = ()  # (hash function, lower case; value)
+    setup: str | None = None
 
     @property
     def active(self) -> bool:
@@ -97,6 +102,7 @@ def parse_offer(text: str) -> Offer:
     if len(lines) > MAX_LINES:
         raise _malformed(f"SDP has {len(lines)} lines; limit {MAX_LINES}")
     session_direction = "sendrecv"
+    session_transport: dict[str, object] = {"ice_ufrag": None, "ice_pwd": None, "fingerprints": [], "setup": None}
     raw: list[dict[str, object]] = []
     for number, line in enumerate(lines, start=1):
         if len(line) > MAX_LINE or not _LINE.match(line) or any(ord(c) < 32 and c != "\t" for c in line):
@@ -109,7 +115,8 @@ def parse_offer(text: str) -> Offer:
                 raise _unusable(f"more than {MAX_SECTIONS} media sections")
             kind, port, protocol, _formats = match.groups()
             raw.append({"kind": kind, "port": int(port), "protocol": protocol, "mid": None,
-                        "direction": None, "rtpmap": {}, "fmtp": {}, "bundle_only": False})  # fmt: skip
+                        "direction": None, "rtpmap": {}, "fmtp": {}, "bundle_only": False,
+                        "ice_ufrag": None, "ice_pwd": None, "fingerprints": [], "setup": None})  # fmt: skip
             continue
         if not line.startswith("a="):
             continue
@@ -120,6 +127,8 @@ def parse_offer(text: str) -> Offer:
                 session_direction = attribute
             else:
                 section["direction"] = attribute
+        elif attribute.startswith(_TRANSPORT):
+            _transport(section if section is not None else session_transport, attribute, number)
         elif section is None:
             continue
         elif attribute.startswith("mid:"):
@@ -142,10 +151,13 @@ def parse_offer(text: str) -> Offer:
         fmtps = _fmtp(section)
         codecs = tuple(Codec(pt, name, clock, fmtps.get(pt, {})) for pt, (name, clock) in _rtpmap(section).items())
         direction = section["direction"] or session_direction
+        fingerprints = _fingerprints(section) or _fingerprints(session_transport)
+        ufrag, pwd, setup = (_text(section, key) or _text(session_transport, key) for key in ("ice_ufrag", "ice_pwd",
+                                                                                               "setup"))  # fmt: skip
         sections.append(
             Section(str(section["kind"]), int(str(section["port"])), str(section["protocol"]),
                     None if section["mid"] is None else str(section["mid"]), str(direction), codecs,
-                    bool(section["bundle_only"]))
+                    bool(section["bundle_only"]), ufrag, pwd, tuple(fingerprints), setup)
         )  # fmt: skip
     return Offer(tuple(sections))
 
@@ -162,6 +174,33 @@ def _fmtp(section: dict[str, object]) -> dict[int, dict[str, str]]:
     return value
 
 
+_TRANSPORT = ("ice-ufrag:", "ice-pwd:", "fingerprint:", "setup:")
+_FINGERPRINT = re.compile(r"^([A-Za-z0-9-]{1,16}) ([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){15,63})$")
+
+
+def _transport(target: dict[str, object], attribute: str, number: int) -> None:
+    """Record an ICE or DTLS attribute of a section (or of the session, which every section inherits)."""
+    name, _, value = attribute.partition(":")
+    if name == "fingerprint":
+        match = _FINGERPRINT.match(value)
+        if match is None:
+            raise _malformed(f"SDP line {number}: malformed fingerprint (want '<hash> <hex:hex:...>', RFC 8122)")
+        _fingerprints(target).append((match.group(1).lower(), match.group(2)))
+    else:
+        target[name.replace("-", "_")] = value
+
+
+def _fingerprints(section: dict[str, object]) -> list[tuple[str, str]]:
+    value = section["fingerprints"]
+    assert isinstance(value, list)
+    return value
+
+
+def _text(section: dict[str, object], key: str) -> str | None:
+    value = section[key]
+    return None if value is None else str(value)
+
+
 def _parameters(text: str) -> dict[str, str]:
     parameters = {}
     for item in text.split(";"):
@@ -169,6 +208,45 @@ def _parameters(text: str) -> dict[str, str]:
         if key:
             parameters[key.lower()] = value.strip() if sep else ""
     return parameters
+
+
+#: Fingerprint hash functions aiortc verifies a peer's certificate with (others are ignored by it).
+FINGERPRINT_HASHES = ("sha-256", "sha-384", "sha-512")
+SETUP_ROLES = ("actpass", "active", "passive")  # RFC 8842 §5.1: holdconn cannot carry media
+_ICE_CHAR = re.compile(r"^[A-Za-z0-9+/]+$")  # RFC 8839 §5.4 ice-char
+
+
+def check_transport(offer: Offer) -> None:
+    """Every section the peer connection will use can be connected and encrypted (WebRTC: RFC 8827 §6.5).
+
+    aiortc accepts an offer without a DTLS fingerprint or ICE credentials and only fails (an
+    ``AssertionError`` in a background task) after the answer has gone out: such an offer would be
+    answered 201 and replace a unit's working session for nothing. A section that shares the BUNDLE
+    transport (``a=bundle-only``) needs only its DTLS role; a rejected section (port 0) nothing.
+    """
+    for section in offer.sections:
+        if not section.active:
+            continue
+        name = f"the {section.kind} section" + (f" (mid {section.mid})" if section.mid is not None else "")
+        if section.kind in MEDIA_KINDS and "TLS" not in section.protocol.upper().split("/"):
+            raise _unusable(f"{name} uses {section.protocol}, not DTLS-SRTP (UDP/TLS/RTP/SAVPF)")
+        if section.setup is None:
+            raise _unusable(f"{name} has no a=setup (the DTLS role, RFC 8842)")
+        if section.setup not in SETUP_ROLES:
+            raise _unusable(f"{name}: a=setup:{section.setup} cannot carry media; use actpass, active or passive")
+        if section.bundle_only:
+            continue
+        if not section.fingerprints:
+            raise _unusable(f"{name} has no DTLS fingerprint (a=fingerprint): media must be encrypted (RFC 8827)")
+        if not any(algorithm in FINGERPRINT_HASHES for algorithm, _ in section.fingerprints):
+            used = ", ".join(sorted({algorithm for algorithm, _ in section.fingerprints}))
+            raise _unusable(f"{name}: fingerprint hash {used} not supported; use {', '.join(FINGERPRINT_HASHES)}")
+        if section.ice_ufrag is None or section.ice_pwd is None:
+            raise _unusable(f"{name} has no ICE credentials (a=ice-ufrag and a=ice-pwd, RFC 8839)")
+        if not 4 <= len(section.ice_ufrag) <= 256 or not _ICE_CHAR.match(section.ice_ufrag):
+            raise _unusable(f"{name}: a=ice-ufrag must be 4 to 256 ice-chars (RFC 8839 §5.4)")
+        if not 22 <= len(section.ice_pwd) <= 256 or not _ICE_CHAR.match(section.ice_pwd):
+            raise _unusable(f"{name}: a=ice-pwd must be 22 to 256 ice-chars (RFC 8839 §5.4)")
 
 
 def forwardable(kind: str, codec: Codec) -> bool:

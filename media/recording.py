@@ -28,6 +28,8 @@ from typing import Any
 
 import av
 
+from core.private_files import private_dir, private_file
+
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 2_000  # about a minute of video and audio; beyond it frames are dropped and counted
@@ -124,7 +126,7 @@ class SessionRecorder:
         self.dropped = 0  # frames lost to a full queue
         self.segments = 0
         self._thread = threading.Thread(target=self._write, name=f"recorder-{unit_id}", daemon=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)  # evidence: the server's user only (0700 folders, 0600 segments)
         self._thread.start()
         want_keyframe()
 
@@ -177,7 +179,7 @@ class SessionRecorder:
                 self._finish(current)
 
     def _open(self, index: int, keyframe: bytes | None) -> _Open:
-        path = self.folder / f"{index:05d}.mkv.part"
+        path = private_file(self.folder / f"{index:05d}.mkv.part")
         container = av.open(str(path), mode="w", format="matroska")
         segment = _Open(container, path, index, int(time.time() * 1000), dropped_before=self.dropped)
         for kind, mime in self.media.items():
@@ -227,6 +229,7 @@ def recover(root: Path) -> list[Segment]:
         final = part.with_suffix("")
         frames = {"video": 0, "audio": 0}
         try:
+            private_file(final)
             with av.open(str(part)) as source, av.open(str(final), mode="w", format="matroska") as target:
                 mapping: dict[int, Any] = {}
                 stream: Any

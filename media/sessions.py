@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NewType, Protocol
 
@@ -26,13 +28,30 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from cluster.port import Coordinator, media_lease
 from config.settings import MediaSettings
-from core.errors import AppError, BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
-from core.ids import UnitId, UserId
+from core.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    ValidationFailed,
+)
+from core.ids import CourtId, UnitId, UserId
 from media import passthrough, telemetry_channel
 from media.evidence import SEGMENT_ACTION
 from media.frames import Feed, KeyframeRequests, is_keyframe
 from media.ice import restrict_host_addresses
-from media.offers import OfferError, parse_offer, plan_publish, plan_talk, plan_view, prefer_dtls_server, talks_back
+from media.offers import (
+    OfferError,
+    check_transport,
+    parse_offer,
+    plan_publish,
+    plan_talk,
+    plan_view,
+    prefer_dtls_server,
+    talks_back,
+)
 from media.recording import Segment, SessionRecorder, recover
 from persistence.models import Unit
 
@@ -57,6 +76,11 @@ class ViewRecorder(Protocol):
 class Viewer:
     user_id: UserId
     username: str
+    #: The viewer's session (its token's SHA-256) and when it expires: logging out, revoking or expiring
+    #: it ends the view and the talkback (``end_views``).
+    session: str | None = None
+    expires_at: datetime | None = None
+    court_id: CourtId | None = None  # the user's court: its users' sessions together are capped
 
 
 @dataclass(eq=False)
@@ -133,8 +157,10 @@ class MediaHub:
         self._views = views
         self._clock = clock
         self._pcs: set[RTCPeerConnection] = set()
+        self._owners: dict[RTCPeerConnection, Viewer] = {}  # whose view or talkback each one is (caps per user/court)
         self._publishers: dict[SessionId, Publisher] = {}
         self._by_unit: dict[UnitId, Publisher] = {}
+        self._pending: dict[UnitId, Publisher] = {}  # a unit's new session, until connected (one per unit)
         self._viewers: dict[SessionId, ViewerSession] = {}
         self._talkers: dict[SessionId, TalkSession] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -210,16 +236,57 @@ class MediaHub:
             raise
         self._own(publisher, self._telemetry(publisher), "telemetry")
         self._own(publisher, self._keyframe_requests(publisher), "keyframes")
+        self._publishers[publisher.id] = publisher
+        previous = self._by_unit.get(unit.id)
+        working = previous is not None and previous.closing is None and previous.connected_at is not None
+        if working or (previous is None and await self._streams_elsewhere(unit.id)):
+            # The unit streams now (here or on another process): the new session takes over only once
+            # connected (_promote); until then the old one keeps streaming, recording and serving its
+            # viewers, and stays if this one fails.
+            stale, self._pending[unit.id] = self._pending.get(unit.id), publisher
+            pc.on(
+                "connectionstatechange", lambda: self._promote(publisher) if pc.connectionState == "connected" else None
+            )
+            log.info("media: unit %s offered a new session %s (%s); it replaces %s once connected",
+                     unit.id, publisher.id, plan, "another process's" if previous is None else previous.id)  # fmt: skip
+            if stale is not None:
+                await self._end(stale, "replaced by a newer offer of the unit")
+            return publisher.id, answer
         if self._settings.record_sessions:
             self._start_recorder(publisher)
-        previous = self._by_unit.get(unit.id)
-        self._publishers[publisher.id] = publisher
         self._by_unit[unit.id] = publisher
         log.info("media: unit %s publishing (session %s, %s)", unit.id, publisher.id, plan)
         await self._announce(unit.id, here=True)
         if previous is not None:
             await self._end(previous, "replaced by a new session of the unit")
         return publisher.id, answer
+
+    async def _streams_elsewhere(self, unit_id: UnitId) -> bool:
+        """Another process holds the unit's media lease (its session lives there). Redis away: not known, no."""
+        if self._cluster is None or not self._cluster.shared:
+            return False
+        try:
+            holder = await self._cluster.holder(media_lease(unit_id))
+        except Exception as exc:
+            log.warning("media: unit %s: cannot tell whether it streams elsewhere (%s)", unit_id, exc)
+            return False
+        return holder is not None and holder != self._cluster.node_id
+
+    def _promote(self, publisher: Publisher) -> None:
+        """A unit's new session connected (or its old one ended): it becomes the unit's session, carrying on
+        the recording, and the old one is closed with its viewers (they watch again, on the new one)."""
+        unit_id = _unit_id(publisher)
+        if self._pending.get(unit_id) is not publisher or publisher.closing is not None:
+            return
+        del self._pending[unit_id]
+        previous = self._by_unit.get(unit_id)
+        self._by_unit[unit_id] = publisher
+        if self._settings.record_sessions or (previous is not None and previous.recorder is not None):
+            self._start_recorder(publisher)
+        log.info("media: unit %s session %s connected and takes over", unit_id, publisher.id)
+        self._own(publisher, self._announce(unit_id, here=True), "announce")
+        if previous is not None:
+            self._close_later(previous, "replaced by a new session of the unit")
 
     async def _announce(self, unit_id: UnitId, *, here: bool) -> None:
         """Take (or give up) the unit's media lease, so viewers reaching another process are sent here.
@@ -236,11 +303,26 @@ class MediaHub:
 
     async def end_unit(self, unit_id: UnitId, reason: str) -> bool:
         """End the unit's session (and its viewers and talkback), e.g. when its credential is revoked."""
+        pending = self._pending.pop(unit_id, None)  # not promoted when the working one ends
+        if pending is not None:
+            await self._end(pending, reason)
         publisher = self.publisher(unit_id)
         if publisher is None:
-            return False
+            return pending is not None
         await self._end(publisher, reason)
         return True
+
+    def viewers(self) -> list[Viewer]:
+        """Who is viewing or talking now (on this process)."""
+        peers: list[ViewerSession | TalkSession] = [*self._viewers.values(), *self._talkers.values()]
+        return [peer.viewer for peer in peers if peer.viewer is not None and peer.closing is None]
+
+    async def end_views(self, match: Callable[[Viewer], bool], reason: str) -> int:
+        """End every WHEP view and talkback whose viewer matches, e.g. a logged-out or revoked session's."""
+        candidates: list[ViewerSession | TalkSession] = [*self._viewers.values(), *self._talkers.values()]
+        peers = [p for p in candidates if p.viewer is not None and p.closing is None and match(p.viewer)]
+        await asyncio.gather(*(self._end(peer, reason) for peer in peers))
+        return len(peers)
 
     async def end_publish(self, unit_id: UnitId, session_id: SessionId) -> None:
         publisher = self._publishers.get(session_id)
@@ -257,7 +339,7 @@ class MediaHub:
         if publisher is None:
             raise Conflict(f"unit {unit_id} is not streaming")
         plan = self._plan(offer_sdp, lambda offer: plan_view(offer, publisher.media))
-        session = ViewerSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(),
+        session = ViewerSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(viewer), self._clock(),
                                 viewer=viewer, publisher=publisher)  # fmt: skip
         pc = session.pc
         try:
@@ -343,7 +425,7 @@ class MediaHub:
             name = talker.viewer.username if talker.viewer else "someone"
             raise Conflict(f"{name} is talking to unit {unit_id}; one talker at a time")
         mime = self._plan(offer_sdp, lambda offer: {"audio": plan_talk(offer)})["audio"]
-        session = TalkSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(), viewer=viewer,
+        session = TalkSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(viewer), self._clock(), viewer=viewer,
                               publisher=publisher)  # fmt: skip
         pc = session.pc
         try:
@@ -429,17 +511,43 @@ class MediaHub:
     def _plan(self, offer_sdp: str, plan: Callable[[Any], dict[str, str]]) -> dict[str, str]:
         self._check_available()
         try:
-            return plan(parse_offer(offer_sdp))
+            offer = parse_offer(offer_sdp)
+            check_transport(offer)
+            return plan(offer)
         except OfferError as exc:
             raise (BadRequest if exc.malformed else ValidationFailed)(str(exc)) from None
 
-    def _new_pc(self) -> RTCPeerConnection:
-        limit = self._settings.max_sessions
-        if len(self._pcs) >= limit:
-            raise ServiceUnavailable(f"media sessions are full ({limit} on this server); try again later")
+    def _new_pc(self, owner: Viewer | None = None) -> RTCPeerConnection:
+        """A peer connection counted against the caps: the process's, and for a user's view or talkback
+        their own and their court's (counted from the moment it is asked for, so a burst cannot overshoot).
+
+        Caps are per process, like the peer connections they protect: a user's views live on the processes
+        holding the watched units, so across several processes a user holds at most the cap on each."""
+        settings = self._settings
+        retry = math.ceil(settings.ice_timeout_seconds)  # unconnected sessions holding a place are gone by then
+        if len(self._pcs) >= settings.max_sessions:
+            raise ServiceUnavailable(f"media sessions are full ({settings.max_sessions} on this server); "
+                                     f"try again later", retry_after=retry)  # fmt: skip
+        if owner is not None:
+            mine = sum(1 for o in self._owners.values() if o.user_id == owner.user_id)
+            if mine >= settings.max_sessions_per_user:
+                raise TooManyRequests(f"{owner.username} has {mine} media sessions open on this server (limit "
+                                      f"{settings.max_sessions_per_user} per user); end one first",
+                                      retry_after=retry)  # fmt: skip
+            court = sum(1 for o in self._owners.values() if o.court_id == owner.court_id)
+            if owner.court_id is not None and court >= settings.max_sessions_per_court:
+                raise TooManyRequests(f"court {owner.court_id} has {court} media sessions open on this server "
+                                      f"(limit {settings.max_sessions_per_court} per court); try again later",
+                                      retry_after=retry)  # fmt: skip
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._pcs.add(pc)
+        if owner is not None:
+            self._owners[pc] = owner
         return pc
+
+    def _forget(self, pc: RTCPeerConnection) -> None:
+        self._pcs.discard(pc)
+        self._owners.pop(pc, None)
 
     async def _answer(self, pc: RTCPeerConnection, offer_sdp: str) -> str:
         """Non-trickle answer (RFC 9725 §4.2): every local candidate is in it; the server is the DTLS server."""
@@ -459,7 +567,7 @@ class MediaHub:
         try:
             await peer.pc.close()
         finally:
-            self._pcs.discard(peer.pc)
+            self._forget(peer.pc)
 
     # Media ------------------------------------------------------------------------------------------
 
@@ -553,6 +661,7 @@ class MediaHub:
                         peer.connected_at = now
                         if isinstance(peer, Publisher):
                             peer.last_media = now
+                            self._promote(peer)
                     elif now - peer.created > settings.ice_timeout_seconds:
                         self._close_later(peer, f"not connected after {settings.ice_timeout_seconds:g} s")
                 elif isinstance(peer, Publisher) and now - peer.last_media > settings.silence_timeout_seconds:
@@ -579,14 +688,19 @@ class MediaHub:
         except Exception:
             log.exception("media: closing session %s failed", peer.id)
         finally:
-            self._pcs.discard(peer.pc)
+            self._forget(peer.pc)
 
     async def _close_publisher(self, publisher: Publisher, reason: str) -> None:
         unit_id = _unit_id(publisher)
         self._publishers.pop(publisher.id, None)
+        if self._pending.get(unit_id) is publisher:
+            del self._pending[unit_id]
         if self._by_unit.get(unit_id) is publisher:
             del self._by_unit[unit_id]
-            await self._announce(unit_id, here=False)
+            if unit_id in self._pending:  # the unit's newer session, still connecting, takes over at once
+                self._promote(self._pending[unit_id])
+            else:
+                await self._announce(unit_id, here=False)
         for viewer in list(publisher.viewers.values()):
             self._close_later(viewer, "the unit stopped streaming")
         if publisher.talker is not None:

@@ -23,6 +23,10 @@ class AlarmKind(StrEnum):
     LOW_BATTERY = "low_battery"  # 电量低
     GEOFENCE = "geofence"  # 电子围栏
     TASK_OVERDUE = "task_overdue"  # 任务超时
+    # The abuse watch on asset queries (query_control/abuse.py): about a judge, for the court's supervisors.
+    QUERY_BURST = "query_burst"  # 查控频次异常
+    QUERY_NIGHT = "query_night"  # 夜间查控
+    QUERY_SAME_PERSON = "query_same_person"  # 跨案查询同一人
 
 
 # Kinds whose alarm closes by itself once the condition clears (back online, charged, the task ended);

@@ -12,16 +12,29 @@ from typing import Any, Protocol
 
 from core.ids import CourtId, UnitId, UserId
 from persistence.alarm_port import AlarmStore
+from persistence.case_port import CaseSourceStore
 from persistence.duty_port import DutyStore
 from persistence.gb_port import GbStore
 from persistence.geofence_port import GeofenceStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
 from persistence.operation_port import OperationStore
+from persistence.query_guard_port import QueryGuardStore
 from persistence.query_port import QueryStore
 from persistence.task_port import TaskStore
 
 
-class Store(QueryStore, AlarmStore, TaskStore, DutyStore, OperationStore, GeofenceStore, GbStore, Protocol):
+class Store(
+    QueryStore,
+    AlarmStore,
+    TaskStore,
+    DutyStore,
+    OperationStore,
+    GeofenceStore,
+    CaseSourceStore,
+    QueryGuardStore,
+    GbStore,
+    Protocol,
+):
     dialect: str
 
     async def open(self) -> None:
@@ -62,6 +75,9 @@ class Store(QueryStore, AlarmStore, TaskStore, DutyStore, OperationStore, Geofen
     async def count_users(self) -> int: ...
 
     async def set_password(self, user_id: UserId, password_hash: str) -> None: ...
+
+    async def set_user_disabled(self, user_id: UserId, disabled: bool) -> None:
+        """Disable (or enable again) a user; a disabled user's sessions stop authenticating. NotFound if none."""
 
     async def add_session(self, *, token_hash: str, user_id: UserId, expires_at: datetime) -> Session: ...
 

@@ -28,11 +28,13 @@ from persistence.models import (
     User,
 )
 from persistence.postgres_alarms import PostgresAlarms
+from persistence.postgres_cases import PostgresCaseSource
 from persistence.postgres_duty import PostgresDuty
 from persistence.postgres_gb import PostgresGb
 from persistence.postgres_geofences import PostgresGeofences
 from persistence.postgres_operations import PostgresOperations
 from persistence.postgres_queries import PostgresQueries
+from persistence.postgres_query_guard import PostgresQueryGuard
 from persistence.postgres_tasks import PostgresTasks
 
 _MIGRATION_LOCK = 0x43435F4D  # "CC_M": advisory lock key serialising migrations across processes
@@ -64,6 +66,8 @@ class PostgresStore(
     PostgresDuty,
     PostgresOperations,
     PostgresGeofences,
+    PostgresCaseSource,
+    PostgresQueryGuard,
     PostgresGb,
 ):
     dialect = "postgres"
@@ -228,6 +232,11 @@ class PostgresStore(
 
     async def set_password(self, user_id: UserId, password_hash: str) -> None:
         status = await self._execute("UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, user_id)
+        if self._count(status) == 0:
+            raise NotFound(f"user {user_id} does not exist")
+
+    async def set_user_disabled(self, user_id: UserId, disabled: bool) -> None:
+        status = await self._execute("UPDATE users SET disabled = $1 WHERE id = $2", disabled, user_id)
         if self._count(status) == 0:
             raise NotFound(f"user {user_id} does not exist")
 
@@ -398,13 +407,15 @@ _COLUMN_NAMES = [
 _COLUMNS = ", ".join(_COLUMN_NAMES)
 _UPSERT_LATEST = f"""
 INSERT INTO unit_latest ({_COLUMNS})
-SELECT DISTINCT ON (unit_id) {_COLUMNS} FROM positions_in ORDER BY unit_id, fix_time_ms DESC, seq DESC
+SELECT DISTINCT ON (unit_id) {_COLUMNS} FROM positions_in
+ORDER BY unit_id, LEAST(fix_time_ms, received_ms) DESC, seq DESC
 ON CONFLICT (unit_id) DO UPDATE SET seq = excluded.seq, fix_time_ms = excluded.fix_time_ms, lat = excluded.lat,
     lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps,
     heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct,
     sos = excluded.sos, received_ms = excluded.received_ms
-WHERE (excluded.fix_time_ms, excluded.seq) > (unit_latest.fix_time_ms, unit_latest.seq)
-"""
+WHERE (LEAST(excluded.fix_time_ms, excluded.received_ms), excluded.seq)
+    > (LEAST(unit_latest.fix_time_ms, unit_latest.received_ms), unit_latest.seq)
+"""  # a fix ahead of the server's clock counts as received now (field_units.tracker.live_key)
 
 
 def _position_row(p: Position) -> tuple[Any, ...]:

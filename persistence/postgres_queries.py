@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from core.checkpoint import Checkpoint
 from core.errors import Conflict, FencedOut, NotFound
 from core.fencing import Fence, admitted, newest_per_lease, refusal
 from core.hashchain import GENESIS, chain_hash
@@ -17,6 +18,8 @@ from persistence.query_models import (
     AuditDraft,
     AuditEntry,
     Case,
+    CaseSource,
+    CaseStatus,
     FollowUp,
     FollowUpAction,
     FollowUpStatus,
@@ -27,9 +30,12 @@ from persistence.query_models import (
     PartyKind,
     Query,
     audit_content,
+    decode_details,
+    witness_outcome,
 )
 
 _AUDIT_LOCK = 0x43435F41  # "CC_A": serialises appends to the audit chain across processes
+_WITNESS_LOCK = 0x43435F57  # "CC_W": serialises lower courts' checkpoints, so none forks past the check
 
 
 def _translate(exc: asyncpg.PostgresError) -> Exception:
@@ -80,17 +86,19 @@ class PostgresQueries:
         case_number: str,
         court_id: CourtId,
         title: str,
-        created_by: UserId,
+        created_by: UserId | None,
         created_ms: int,
         parties: Sequence[tuple[PartyKind, str, str]] = (),
         judge_ids: Sequence[UserId] = (),
+        status: CaseStatus = CaseStatus.ACTIVE,
+        source: CaseSource = CaseSource.MANUAL,
     ) -> Case:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 case_id = await conn.fetchval(
-                    "INSERT INTO cases (case_number, court_id, title, created_by, created_ms) "
-                    "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    case_number, court_id, title, created_by, created_ms,
+                    "INSERT INTO cases (case_number, court_id, title, created_by, created_ms, status, source) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    case_number, court_id, title, created_by, created_ms, status.value, source.value,
                 )  # fmt: skip
                 await conn.executemany(
                     "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES ($1, $2, $3, $4)",
@@ -124,10 +132,12 @@ class PostgresQueries:
                 r["case_number"],
                 CourtId(r["court_id"]),
                 r["title"],
-                UserId(r["created_by"]),
+                None if r["created_by"] is None else UserId(r["created_by"]),
                 r["created_ms"],
                 tuple(by_case.get(r["id"], ())),
                 tuple(judges_of.get(r["id"], ())),
+                CaseStatus(r["status"]),
+                CaseSource(r["source"]),
             )
             for r in rows
         ]
@@ -426,9 +436,53 @@ class PostgresQueries:
                 r["reason"],
                 None if r["case_id"] is None else CaseId(r["case_id"]),
                 None if r["query_id"] is None else QueryId(r["query_id"]),
-                json.loads(r["details"]),
+                details,
                 r["prev_hash"],
                 r["hash"],
+                corrupt,
             )
             for r in rows
+            for details, corrupt in (decode_details(r["details"]),)
         ]
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        row = await self.pool.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        return None if row is None else (int(row["seq"]), str(row["hash"]))
+
+    # audit checkpoints --------------------------------------------------------------------------------
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self.pool.execute(
+            "INSERT INTO audit_checkpoints (seq, court, head, at_ms, key, sig) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (seq) DO NOTHING",
+            checkpoint.seq, checkpoint.court, checkpoint.head, checkpoint.at_ms, checkpoint.key, checkpoint.sig,
+        )  # fmt: skip
+
+    async def audit_checkpoints(self) -> list[Checkpoint]:
+        rows = await self.pool.fetch("SELECT * FROM audit_checkpoints ORDER BY seq")
+        return [_checkpoint(r) for r in rows]
+
+    async def witness_checkpoint(self, checkpoint: Checkpoint, *, received_ms: int) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WITNESS_LOCK)
+            later = await conn.fetch(
+                "SELECT seq, head FROM audit_witness WHERE court = $1 AND seq >= $2 ORDER BY seq DESC",
+                checkpoint.court, checkpoint.seq,
+            )  # fmt: skip
+            outcome = witness_outcome(checkpoint, [(int(r["seq"]), str(r["head"])) for r in later])
+            if outcome:
+                await conn.execute(
+                    "INSERT INTO audit_witness (court, seq, head, at_ms, key, sig, received_ms)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    checkpoint.court, checkpoint.seq, checkpoint.head, checkpoint.at_ms, checkpoint.key,
+                    checkpoint.sig, received_ms,
+                )  # fmt: skip
+        return outcome
+
+    async def witnessed_checkpoints(self, court: str) -> list[Checkpoint]:
+        rows = await self.pool.fetch("SELECT * FROM audit_witness WHERE court = $1 ORDER BY seq", court)
+        return [_checkpoint(r) for r in rows]
+
+
+def _checkpoint(r: asyncpg.Record) -> Checkpoint:
+    seq = int(r["seq"])
+    return Checkpoint(r["court"], seq, seq, r["head"], int(r["at_ms"]), r["key"], r["sig"])

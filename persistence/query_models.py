@@ -5,13 +5,28 @@ Times are epoch milliseconds. JSON-shaped fields (``details``) are plain dicts, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from core.checkpoint import Checkpoint
+from core.errors import CheckpointBackwards, CheckpointFork
 from core.fencing import Fence
-from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
+from core.ids import (
+    AgencyId,
+    AssetId,
+    CaseId,
+    CourtId,
+    FollowUpId,
+    JobId,
+    PartyId,
+    ProposalId,
+    QueryId,
+    SystemClientId,
+    UserId,
+)
 
 
 class PartyKind(StrEnum):
@@ -28,6 +43,29 @@ class Party:
     identifier: str  # the ID number or credit code, canonical (upper case)
 
 
+class CaseStatus(StrEnum):
+    """Where a case stands in the case-management system; only a case under way may be queried."""
+
+    ACTIVE = "active"  # 执行中
+    TERMINATED = "terminated"  # 终结本次执行程序 (终本)
+    CLOSED = "closed"  # 结案
+
+    @property
+    def label(self) -> str:
+        return _STATUS_LABELS[self]
+
+
+_STATUS_LABELS = {CaseStatus.ACTIVE: "执行中", CaseStatus.TERMINATED: "终本", CaseStatus.CLOSED: "结案"}
+
+
+class CaseSource(StrEnum):
+    """Who registered a case (立案): a supervisor or admin by hand, the case-management system, or an import."""
+
+    MANUAL = "manual"
+    SYSTEM = "system"
+    IMPORT = "import"
+
+
 @dataclass(frozen=True, slots=True)
 class Case:
     """An enforcement case (执行案件), its parties and the judges assigned to it."""
@@ -36,10 +74,48 @@ class Case:
     case_number: str  # 执行案号, e.g. (2026)黑0102执123号
     court_id: CourtId
     title: str
-    created_by: UserId
+    created_by: UserId | None  # None: registered by the case-management system or an import
     created_ms: int
     parties: tuple[Party, ...] = ()
     judge_ids: tuple[UserId, ...] = ()
+    status: CaseStatus = CaseStatus.ACTIVE
+    source: CaseSource = CaseSource.MANUAL
+
+
+@dataclass(frozen=True, slots=True)
+class SystemClient:
+    """The case-management system's credential (立案系统): bound to a court, stored as its lookup hash."""
+
+    id: SystemClientId
+    name: str
+    court_id: CourtId
+    created_ms: int
+    revoked_ms: int | None = None
+
+
+class ProposalStatus(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"  # the party is on the case (party_id)
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class PartyProposal:
+    """A party proposed for an existing case by hand; on the case only once a supervisor approves."""
+
+    id: ProposalId
+    case_id: CaseId
+    kind: PartyKind
+    name: str
+    identifier: str
+    reason: str
+    proposed_by: UserId
+    proposed_ms: int
+    status: ProposalStatus
+    decided_by: UserId | None = None
+    decided_ms: int | None = None
+    note: str = ""
+    party_id: PartyId | None = None
 
 
 class JobStatus(StrEnum):
@@ -178,6 +254,8 @@ class AuditEntry:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    #: Why the stored row could not be read as written (details that are not a JSON object); None when fine.
+    corrupt: str | None = None
 
     def content(self) -> dict[str, Any]:
         """What the hash covers (everything but the hashes themselves)."""
@@ -197,3 +275,34 @@ def audit_content(
 ) -> dict[str, Any]:
     return {"seq": seq, "action": action, "actor_id": actor_id, "at_ms": at_ms, "reason": reason,
             "case_id": case_id, "query_id": query_id, "details": details}  # fmt: skip
+
+
+def decode_details(raw: object) -> tuple[dict[str, Any], str | None]:
+    """An audit row's stored details, or ``({}, why)`` when the row was damaged: verify reports it, never crashes."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return {}, f"details are not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return {}, f"details are not a JSON object (found {type(value).__name__})"
+    return value, None
+
+
+def witness_outcome(checkpoint: Checkpoint, held: Sequence[tuple[int, str]]) -> bool:
+    """Whether a lower court's checkpoint is new (True) or held already (False), given the (seq, head) pairs
+    the upper centre holds for that court at its seq or later; a fork or a step backwards raises."""
+    for seq, head in held:
+        if seq == checkpoint.seq and head != checkpoint.head:
+            raise CheckpointFork(
+                f"court {checkpoint.court}: checkpoint at seq {seq} has head {checkpoint.head}, but head {head} was"
+                " witnessed there: its chain was rewritten"
+            )
+    if any(seq == checkpoint.seq for seq, _ in held):
+        return False
+    if held:
+        newest = max(seq for seq, _ in held)
+        raise CheckpointBackwards(
+            f"court {checkpoint.court}: checkpoint at seq {checkpoint.seq} is older than the one witnessed at seq"
+            f" {newest}: its chain went backwards"
+        )
+    return True

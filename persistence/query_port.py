@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from core.checkpoint import Checkpoint
 from core.errors import FencedOut
 from core.fencing import Fence
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, JobId, QueryId, UserId
@@ -18,6 +19,8 @@ from persistence.query_models import (
     AuditDraft,
     AuditEntry,
     Case,
+    CaseSource,
+    CaseStatus,
     FollowUp,
     FollowUpStatus,
     Job,
@@ -36,10 +39,12 @@ class QueryStore(Protocol):
         case_number: str,
         court_id: CourtId,
         title: str,
-        created_by: UserId,
+        created_by: UserId | None,
         created_ms: int,
         parties: Sequence[tuple[PartyKind, str, str]] = (),
         judge_ids: Sequence[UserId] = (),
+        status: CaseStatus = CaseStatus.ACTIVE,
+        source: CaseSource = CaseSource.MANUAL,
     ) -> Case:
         """Create a case with its parties (kind, name, identifier) and judges in one transaction."""
 
@@ -127,3 +132,23 @@ class QueryStore(Protocol):
 
     async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         """Entries with seq > after_seq, oldest first."""
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        """The newest entry's (seq, hash); None for an empty log."""
+
+    # audit checkpoints (core.checkpoint) ----------------------------------------------------------------
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint of this centre's chain; one already stored at its seq is kept."""
+
+    async def audit_checkpoints(self) -> list[Checkpoint]:
+        """This centre's stored checkpoints, oldest first."""
+
+    async def witness_checkpoint(self, checkpoint: Checkpoint, *, received_ms: int) -> bool:
+        """Append a lower court's checkpoint: True if new, False if the same one was already held.
+
+        Raises ``CheckpointFork`` when the court's checkpoint at that seq had another head and
+        ``CheckpointBackwards`` when the court already has a later one; serialised across processes.
+        """
+
+    async def witnessed_checkpoints(self, court: str) -> list[Checkpoint]:
+        """A lower court's checkpoints held here, oldest first (what ``audit witness-export`` prints)."""

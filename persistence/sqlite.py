@@ -17,6 +17,7 @@ import aiosqlite
 
 from core.errors import NotFound, ServiceUnavailable
 from core.ids import CourtId, UnitId, UserId
+from core.private_files import private_file
 from persistence.migrations import load_migrations
 from persistence.models import (
     Court,
@@ -31,11 +32,13 @@ from persistence.models import (
     User,
 )
 from persistence.sqlite_alarms import SqliteAlarms
+from persistence.sqlite_cases import SqliteCaseSource
 from persistence.sqlite_duty import SqliteDuty
 from persistence.sqlite_gb import SqliteGb
 from persistence.sqlite_geofences import SqliteGeofences
 from persistence.sqlite_operations import SqliteOperations
 from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
+from persistence.sqlite_query_guard import SqliteQueryGuard
 from persistence.sqlite_tasks import SqliteTasks
 
 _SUBTREE = """
@@ -56,7 +59,17 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOperations, SqliteGeofences, SqliteGb):
+class SqliteStore(
+    SqliteQueries,
+    SqliteAlarms,
+    SqliteTasks,
+    SqliteDuty,
+    SqliteOperations,
+    SqliteGeofences,
+    SqliteCaseSource,
+    SqliteQueryGuard,
+    SqliteGb,
+):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
@@ -71,7 +84,11 @@ class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOp
 
     async def open(self) -> None:
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite first opens it: SQLite gives the -wal and -shm files the database's mode
+            for path in (Path(self._path + suffix) for suffix in ("-wal", "-shm")):
+                if path.exists():
+                    private_file(path)
+            private_file(Path(self._path))
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
@@ -219,6 +236,11 @@ class SqliteStore(SqliteQueries, SqliteAlarms, SqliteTasks, SqliteDuty, SqliteOp
 
     async def set_password(self, user_id: UserId, password_hash: str) -> None:
         cursor = await self._execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+        if cursor.rowcount == 0:
+            raise NotFound(f"user {user_id} does not exist")
+
+    async def set_user_disabled(self, user_id: UserId, disabled: bool) -> None:
+        cursor = await self._execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
         if cursor.rowcount == 0:
             raise NotFound(f"user {user_id} does not exist")
 
@@ -390,8 +412,9 @@ _UPSERT_LATEST = (
     "lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps, "
     "heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct, "
     "sos = excluded.sos, received_ms = excluded.received_ms "
-    "WHERE (excluded.fix_time_ms, excluded.seq) > (unit_latest.fix_time_ms, unit_latest.seq)"
-)
+    "WHERE (min(excluded.fix_time_ms, excluded.received_ms), excluded.seq) "
+    "> (min(unit_latest.fix_time_ms, unit_latest.received_ms), unit_latest.seq)"
+)  # a fix ahead of the server's clock counts as received now (field_units.tracker.live_key)
 
 
 def _position_row(p: Position) -> tuple[Any, ...]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from core.checkpoint import Checkpoint
 from core.errors import Conflict, FencedOut, NotFound
 from core.fencing import Fence, admitted, newest_per_lease, refusal
 from core.hashchain import GENESIS, chain_hash
@@ -24,6 +25,8 @@ from persistence.query_models import (
     AuditDraft,
     AuditEntry,
     Case,
+    CaseSource,
+    CaseStatus,
     FollowUp,
     FollowUpAction,
     FollowUpStatus,
@@ -34,6 +37,8 @@ from persistence.query_models import (
     PartyKind,
     Query,
     audit_content,
+    decode_details,
+    witness_outcome,
 )
 
 
@@ -124,15 +129,18 @@ class SqliteQueries:
         case_number: str,
         court_id: CourtId,
         title: str,
-        created_by: UserId,
+        created_by: UserId | None,
         created_ms: int,
         parties: Sequence[tuple[PartyKind, str, str]] = (),
         judge_ids: Sequence[UserId] = (),
+        status: CaseStatus = CaseStatus.ACTIVE,
+        source: CaseSource = CaseSource.MANUAL,
     ) -> Case:
         async with self._tx() as db:
             cursor = await db.execute(
-                "INSERT INTO cases (case_number, court_id, title, created_by, created_ms) VALUES (?, ?, ?, ?, ?)",
-                (case_number, court_id, title, created_by, created_ms),
+                "INSERT INTO cases (case_number, court_id, title, created_by, created_ms, status, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (case_number, court_id, title, created_by, created_ms, status.value, source.value),
             )
             case_id = cursor.lastrowid
             await cursor.close()
@@ -167,10 +175,12 @@ class SqliteQueries:
                 r["case_number"],
                 CourtId(r["court_id"]),
                 r["title"],
-                UserId(r["created_by"]),
+                None if r["created_by"] is None else UserId(r["created_by"]),
                 r["created_ms"],
                 tuple(by_case.get(r["id"], ())),
                 tuple(judges_of.get(r["id"], ())),
+                CaseStatus(r["status"]),
+                CaseSource(r["source"]),
             )
             for r in rows
         ]
@@ -467,9 +477,55 @@ class SqliteQueries:
                 r["reason"],
                 None if r["case_id"] is None else CaseId(r["case_id"]),
                 None if r["query_id"] is None else QueryId(r["query_id"]),
-                json.loads(r["details"]),
+                details,
                 r["prev_hash"],
                 r["hash"],
+                corrupt,
             )
             for r in rows
+            for details, corrupt in (decode_details(r["details"]),)
         ]
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        rows = await self._q("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        return None if not rows else (int(rows[0]["seq"]), str(rows[0]["hash"]))
+
+    # audit checkpoints --------------------------------------------------------------------------------
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO audit_checkpoints (seq, court, head, at_ms, key, sig) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (seq) DO NOTHING",
+                (checkpoint.seq, checkpoint.court, checkpoint.head, checkpoint.at_ms, checkpoint.key, checkpoint.sig),
+            )
+
+    async def audit_checkpoints(self) -> list[Checkpoint]:
+        rows = await self._q("SELECT * FROM audit_checkpoints ORDER BY seq")
+        return [_checkpoint(r) for r in rows]
+
+    async def witness_checkpoint(self, checkpoint: Checkpoint, *, received_ms: int) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "SELECT seq, head FROM audit_witness WHERE court = ? AND seq >= ? ORDER BY seq DESC",
+                (checkpoint.court, checkpoint.seq),
+            )
+            later = list(await cursor.fetchall())
+            await cursor.close()
+            outcome = witness_outcome(checkpoint, [(int(r[0]), str(r[1])) for r in later])
+            if outcome:
+                await db.execute(
+                    "INSERT INTO audit_witness (court, seq, head, at_ms, key, sig, received_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (checkpoint.court, checkpoint.seq, checkpoint.head, checkpoint.at_ms, checkpoint.key,
+                     checkpoint.sig, received_ms),
+                )  # fmt: skip
+        return outcome
+
+    async def witnessed_checkpoints(self, court: str) -> list[Checkpoint]:
+        rows = await self._q("SELECT * FROM audit_witness WHERE court = ? ORDER BY seq", (court,))
+        return [_checkpoint(r) for r in rows]
+
+
+def _checkpoint(r: aiosqlite.Row) -> Checkpoint:
+    seq = int(r["seq"])
+    return Checkpoint(r["court"], seq, seq, r["head"], int(r["at_ms"]), r["key"], r["sig"])

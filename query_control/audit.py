@@ -8,7 +8,7 @@ order, it names the first one whose sequence, link or hash is wrong. ``verify`` 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,8 @@ class ChainVerifier:
         self.checked += 1
         if entry.seq != self.expected_seq:
             return self._fail(entry.seq, f"expected entry {self.expected_seq}, found {entry.seq} (missing entries)")
+        if entry.corrupt is not None:
+            return self._fail(entry.seq, f"the stored row is damaged: {entry.corrupt}")
         if entry.prev_hash != self.head:
             return self._fail(entry.seq, "prev_hash does not match the hash of the entry before it")
         if chain_hash(entry.prev_hash, entry.content()) != entry.hash:
@@ -88,15 +90,21 @@ def verify_entries(entries: Iterable[AuditEntry]) -> VerifyResult:
     return verifier.result()
 
 
-async def verify(store: Store, *, page: int = 1000) -> VerifyResult:
-    """Walk the whole audit log in pages; stop at the first broken entry."""
-    verifier = ChainVerifier()
+async def walk(store: Store, feed: Callable[[AuditEntry], bool], *, page: int = 1000) -> None:
+    """Feed the whole audit log, oldest first, in pages; stop when ``feed`` returns False."""
     after = 0
     while True:
         entries = await store.audit_entries(after_seq=after, limit=page)
         for entry in entries:
-            if not verifier.feed(entry):
-                return verifier.result()
+            if not feed(entry):
+                return
         if len(entries) < page:
-            return verifier.result()
+            return
         after = entries[-1].seq
+
+
+async def verify(store: Store, *, page: int = 1000) -> VerifyResult:
+    """Walk the whole audit log in pages; stop at the first broken entry."""
+    verifier = ChainVerifier()
+    await walk(store, verifier.feed, page=page)
+    return verifier.result()

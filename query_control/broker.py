@@ -39,6 +39,7 @@ from persistence.query_models import Asset, Case, Job, JobOutcome, JobStatus, Pa
 from query_control.adapters.port import AgencyThrottled, PermanentAgencyError, Subject, TransientAgencyError
 from query_control.agencies import AgencyConfig
 from query_control.breaker import backoff_delay, may_retry
+from query_control.case_access import require_under_way
 from query_control.gateway import AgencyGateway
 from query_control.views import job_view, query_topic
 
@@ -139,6 +140,7 @@ class Broker:
         deadline_seconds: float | None = None,
     ) -> tuple[Query, list[Job]]:
         """Persist the query and its jobs, then start them; returns at once (answers stream on the bus)."""
+        require_under_way(case)  # 终本 / 结案: refused before anything is stored or sent
         pairs = plan_jobs(
             case, list(self._gateway.agencies.values()), party_ids=party_ids, agency_ids=agency_ids, kinds=kinds
         )

@@ -17,6 +17,8 @@ import functools
 import logging
 import random
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cluster.port import Coordinator, fence_of
@@ -61,6 +63,71 @@ def followup_view(f: FollowUp) -> dict[str, Any]:
         "error": f.error,
         "updated_ms": f.updated_ms,
     }
+
+
+IN_FLIGHT = (FollowUpStatus.AWAITING_APPROVAL, FollowUpStatus.APPROVED, FollowUpStatus.SENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class AssetHold:
+    """What the confirmed follow-ups of one asset add up to (pure; ``asset_hold``)."""
+
+    frozen: bool = False
+    unfrozen: bool = False  # an unfreeze was confirmed after the last freeze
+    frozen_cents: int | None = None  # the freeze's cap, or the asset's known value; None: not known
+    deducted_cents: int = 0  # confirmed deductions since the last freeze
+
+
+def asset_hold(asset_value_cents: int | None, history: Sequence[FollowUp]) -> AssetHold:
+    """Fold the asset's confirmed follow-ups, in the order the agency confirmed them."""
+    hold = AssetHold()
+    for f in sorted((f for f in history if f.status is FollowUpStatus.CONFIRMED), key=lambda f: f.updated_ms):
+        if f.action is FollowUpAction.FREEZE:
+            caps = [c for c in (f.amount_cents, asset_value_cents) if c is not None]
+            hold = AssetHold(frozen=True, frozen_cents=min(caps) if caps else None)
+        elif f.action is FollowUpAction.UNFREEZE:
+            hold = AssetHold(unfrozen=True)
+        elif f.action is FollowUpAction.DEDUCT and hold.frozen:
+            hold = replace(hold, deducted_cents=hold.deducted_cents + (f.amount_cents or 0))
+    return hold
+
+
+def check_followup(
+    action: FollowUpAction, amount_cents: int | None, asset_value_cents: int | None, history: Sequence[FollowUp]
+) -> None:
+    """The per-asset rules a new follow-up request must keep, given every earlier follow-up of that asset
+    (any status): Conflict (409) saying which one it breaks. Pure, called when the judge asks.
+
+    - renew, unfreeze and deduct need a confirmed freeze; after a confirmed unfreeze only a new freeze;
+    - a frozen asset is not frozen again (renew it), and one freeze or unfreeze at a time is in flight;
+    - deductions (confirmed, and those awaiting approval or being sent) never exceed what is frozen: the
+      freeze's amount, or the asset's value the agency reported, whichever is smaller; with neither known
+      nothing may be deducted.
+    """
+    hold = asset_hold(asset_value_cents, history)
+    in_flight = [f for f in history if f.status in IN_FLIGHT]
+    if action is FollowUpAction.FREEZE:
+        if hold.frozen:
+            raise Conflict("this asset is frozen already; renew the freeze instead")
+        if any(f.action is FollowUpAction.FREEZE for f in in_flight):
+            raise Conflict("a freeze of this asset is already awaiting approval or being sent")
+        return
+    if hold.unfrozen:
+        raise Conflict(f"this asset was unfrozen: nothing but a new freeze may follow, not {action.value}")
+    if not hold.frozen:
+        raise Conflict(f"{action.value} needs a confirmed freeze of this asset first")
+    if action is FollowUpAction.UNFREEZE and any(f.action is FollowUpAction.UNFREEZE for f in in_flight):
+        raise Conflict("an unfreeze of this asset is already awaiting approval or being sent")
+    if action is FollowUpAction.DEDUCT:
+        if hold.frozen_cents is None:
+            raise Conflict("the frozen amount of this asset is not known; a deduction needs a freeze with an amount")
+        pending = sum(f.amount_cents or 0 for f in in_flight if f.action is FollowUpAction.DEDUCT)
+        left = hold.frozen_cents - hold.deducted_cents - pending
+        if amount_cents is None or amount_cents > left:
+            raise Conflict(
+                f"amount_cents: {amount_cents} is more than remains frozen on this asset ({left} of"
+                f" {hold.frozen_cents}; {hold.deducted_cents} deducted, {pending} awaiting approval or being sent)"
+            )
 
 
 def followup_lease(followup_id: FollowUpId) -> str:
@@ -125,19 +192,14 @@ class FollowUps:
         query = await self._store.get_query(asset.query_id)
         case = await self._store.get_case(query.case_id)
         if judge.id not in case.judge_ids:
-            raise Forbidden(f"you are not assigned to case {case.case_number}")
+            raise Forbidden("you are not assigned to this case")
         agency = self._gateway.agency(asset.agency_id)
         if action not in agency.followups:
             raise ValidationFailed(f"{agency.name} does not accept {action.value}")
-        if action is FollowUpAction.DEDUCT:
-            if amount_cents is None:
-                raise ValidationFailed("amount_cents: required for a deduction")
-            if asset.value_cents is not None and amount_cents > asset.value_cents:
-                raise ValidationFailed(f"amount_cents: more than the asset's value ({asset.value_cents})")
-        if action in (FollowUpAction.RENEW, FollowUpAction.UNFREEZE, FollowUpAction.DEDUCT):
-            earlier = await self._store.list_followups(query_id=query.id, statuses=[FollowUpStatus.CONFIRMED])
-            if not any(f.asset_id == asset.id and f.action is FollowUpAction.FREEZE for f in earlier):
-                raise Conflict(f"{action.value} needs a confirmed freeze of this asset first")
+        if action is FollowUpAction.DEDUCT and amount_cents is None:
+            raise ValidationFailed("amount_cents: required for a deduction")
+        history = [f for f in await self._store.list_followups(query_id=query.id) if f.asset_id == asset.id]
+        check_followup(action, amount_cents, asset.value_cents, history)
         at = now_ms()
         followup = FollowUp(
             FollowUpId(key or uuid.uuid4().hex),
@@ -176,7 +238,7 @@ class FollowUps:
         followup = await self._store.get_followup(followup_id)
         case = await self._store.get_case(followup.case_id)
         if case.court_id not in await self._store.court_subtree(supervisor.court_id):
-            raise Forbidden(f"case {case.case_number} is outside your jurisdiction")
+            raise Forbidden("this follow-up's case is outside your jurisdiction")
         if supervisor.id == followup.requested_by:
             raise Forbidden("the second approval must come from another person")
         status = FollowUpStatus.APPROVED if approve else FollowUpStatus.REJECTED

@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from command_center.access_log import AccessLogger
 from command_center.app import create_app
 from command_center.bootstrap import import_courts
 from command_center.credentials import Passwords, lookup_hash, new_device_secret
@@ -148,6 +149,13 @@ class World:
         )
         self.passwords[username] = password
 
+    async def ticket(self, who: str) -> str:
+        """A single-use WebSocket ticket for ``who``'s credential, as a browser page gets one."""
+        response = await self.client.post("/api/auth/ticket", headers=self.auth(who))
+        assert response.status == 200, await response.text()
+        ticket: str = (await response.json())["ticket"]
+        return ticket
+
     async def login(self, username: str) -> str:
         response = await self.client.post(
             "/api/auth/login", json={"username": username, "password": self.passwords[username]}
@@ -180,7 +188,11 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
             data_dir=tmp_path,
             server=server or ServerSettings(),
         )
-        client = await aiohttp_client(create_app(settings, store_schema=schema))
+        # With the access logger `serve` uses, so tests see what production logs (never a secret);
+        # TestServer ignores runner options given to its constructor, start_server takes them.
+        running = TestServer(create_app(settings, store_schema=schema))
+        await running.start_server(access_log_class=AccessLogger)
+        client = await aiohttp_client(running)
         world = World(client)
         restarted = bool(await world.store.list_users(None))  # a second app on the database of a first
         if not restarted:

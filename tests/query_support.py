@@ -65,13 +65,14 @@ async def query_app(
     store: StoreSettings | None = None,
     schema: str | None = None,
     tokens: dict[str, str] | None = None,
+    queries: QuerySettings | None = None,
 ) -> AsyncIterator[World]:
     """A running app; people are created (and logged in) unless ``tokens`` of an earlier app are given."""
     settings = Settings(
         store=store or StoreSettings(url=f"sqlite:///{tmp_path / 'queries.db'}"),
         auth=FAST_AUTH,
         data_dir=tmp_path,
-        queries=QuerySettings(deadline_seconds=deadline),
+        queries=queries or QuerySettings(deadline_seconds=deadline),
     )
     client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, store_schema=schema, agencies=agencies)))
     await client.start_server()
@@ -94,7 +95,10 @@ async def query_app(
         await client.close()
 
 
-async def open_case(world: World, who: str = "judge") -> dict[str, Any]:
+async def open_case(world: World, who: str = "judge", registrar: str = "supervisor") -> dict[str, Any]:
+    """The case of two debtors, registered by hand by ``registrar`` (judges do not open cases) for ``who``."""
+    judge = await world.store.find_user(who)
+    assert judge is not None
     response = await world.client.post(
         "/api/cases",
         json={
@@ -104,8 +108,9 @@ async def open_case(world: World, who: str = "judge") -> dict[str, Any]:
                 {"kind": "person", "name": PERSON[0], "identifier": PERSON[1]},
                 {"kind": "organisation", "name": ORG[0], "identifier": ORG[1]},
             ],
+            "judge_ids": [judge.id],
         },
-        headers=world.auth(who),
+        headers=world.auth(registrar),
     )
     assert response.status == 201, await response.text()
     case: dict[str, Any] = await response.json()
@@ -171,7 +176,7 @@ class QueryScreen:
 
 
 async def open_query_screen(world: World, query_id: str, who: str = "judge") -> QueryScreen:
-    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens[who]}")
+    ws = await world.client.ws_connect("/api/screen/ws", headers=world.auth(who))
     await ws.send_json({"type": "subscribe", "topics": [f"query:{query_id}"]})
     return QueryScreen(ws)
 

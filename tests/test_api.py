@@ -19,7 +19,14 @@ async def _json(response: Any) -> Any:
 
 
 async def test_health_reports_store_and_bus(world: World) -> None:
-    response = await world.client.get("/api/health")
+    """Anyone may ask whether the server is up, and learns only that; the staff see what it runs on."""
+    public = await world.client.get("/api/health")
+    assert public.status == 200 and await _json(public) == {"status": "ok"}
+    forged = await world.client.get("/api/health", headers={"Authorization": "Bearer forged"})
+    assert forged.status == 200 and await _json(forged) == {"status": "ok"}
+    anonymous = await world.client.get("/api/health/details")
+    assert anonymous.status == 401
+    response = await world.client.get("/api/health/details", headers=world.auth("operator"))
     body = await _json(response)
     assert response.status == 200
     assert body["status"] == "ok"
@@ -279,7 +286,7 @@ async def test_production_adapters_end_to_end(make_world: AppFactory, pg_schema:
         bus=BusSettings(url=REDIS_URL, namespace=redis_namespace),
         schema=pg_schema,
     )
-    health = await _json(await world.client.get("/api/health"))
+    health = await _json(await world.client.get("/api/health/details", headers=world.auth("admin")))
     assert health["status"] == "ok" and health["store"]["dialect"] == "postgres" and health["bus"]["adapter"] == "redis"
     units = await _json(await world.client.get("/api/units", headers=world.auth("supervisor")))
     assert [u["id"] for u in units["units"]] == ["HLJ0102-U01"]
@@ -347,10 +354,12 @@ async def test_another_origin_gets_no_cors_and_cannot_open_a_socket(world: World
     read = await world.client.get("/api/units", headers={**evil, **world.auth("operator")})
     assert "Access-Control-Allow-Origin" not in read.headers
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}", headers=evil)
+        await world.client.ws_connect(f"/api/screen/ws?ticket={await world.ticket('operator')}", headers=evil)
     assert refused.value.status == 403
     own = f"http://{world.client.host}:{world.client.port}"
-    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}", headers={"Origin": own})
+    ws = await world.client.ws_connect(
+        f"/api/screen/ws?ticket={await world.ticket('operator')}", headers={"Origin": own}
+    )
     await ws.send_json({"type": "ping"})
     assert (await ws.receive_json(timeout=5))["type"] == "pong"
     await ws.close()

@@ -11,16 +11,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from command_center.api.routes import all_endpoints
-from command_center.credentials import lookup_hash, new_session_token
-from core.ids import UserId
+from command_center.credentials import lookup_hash, new_session_token, new_system_secret
+from core.ids import CourtId, UserId
 from tests.conftest import World
 
 OP, J, S, A, D = "operator", "judge", "supervisor", "admin", "device"
+SY = "system"  # the case-management system's client: the integration route, nothing else
 PEOPLE = {OP, J, S, A}
 PUBLIC: set[str] = set()  # marker: no token needed
 
 POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/health"): PUBLIC,
+    ("GET", "/api/health/details"): {OP, S, A},
     ("GET", "/api/openapi.json"): PEOPLE | {D},
     ("POST", "/api/auth/login"): PUBLIC,
     ("POST", "/api/auth/logout"): PEOPLE,
@@ -73,11 +75,18 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/reports/cases/{case_id}"): {J, S, A},
     ("GET", "/api/units/{unit_id}/track"): PEOPLE,
     ("GET", "/api/screen/ws"): PEOPLE,
-    ("POST", "/api/cases"): {J, S, A},
+    ("POST", "/api/cases"): {S, A},
     ("GET", "/api/cases"): {J, S, A},
     ("GET", "/api/cases/{case_id}"): {J, S, A},
     ("PUT", "/api/cases/{case_id}/judges"): {S, A},
-    ("POST", "/api/cases/{case_id}/parties"): {J, S, A},
+    ("POST", "/api/cases/{case_id}/parties"): {J, S},
+    ("POST", "/api/system-clients"): {A},
+    ("GET", "/api/system-clients"): {A},
+    ("POST", "/api/system-clients/{client_id}/revoke"): {A},
+    ("POST", "/api/integration/cases"): {SY},
+    ("GET", "/api/party-proposals"): {J, S},
+    ("POST", "/api/party-proposals/{proposal_id}/approve"): {S},
+    ("POST", "/api/party-proposals/{proposal_id}/reject"): {S},
     ("POST", "/api/queries"): {J},
     ("GET", "/api/queries"): {J, S},
     ("GET", "/api/queries/{query_id}"): {J, S},
@@ -96,8 +105,13 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/api/units/{unit_id}/recording"): {OP, S, A},
     ("GET", "/api/units/{unit_id}/recordings"): {OP, S, A},
     ("DELETE", "/api/talk/{unit_id}/{session_id}"): {OP, S, A},
+    ("POST", "/api/audit/witness"): PUBLIC,  # no token: signed by the lower court's pinned key (test_audit_witness)
+    ("POST", "/api/auth/ticket"): PEOPLE | {D},
+    ("POST", "/api/users/{user_id}/disable"): {A},
+    ("POST", "/api/users/{user_id}/enable"): {A},
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
+PUBLIC_ROUTES.add(("POST", "/api/audit/witness"))
 
 #: Path parameters name records that do not exist, so an admitted call changes nothing.
 SAMPLE_PARAMS = {
@@ -113,6 +127,8 @@ SAMPLE_PARAMS = {
     "{day}": "2026-11-22",
     "{operation_id}": "no-such-operation",
     "{fence_id}": "no-such-fence",
+    "{client_id}": "999999",
+    "{proposal_id}": "999999",
 }
 
 
@@ -149,7 +165,13 @@ async def _bad_tokens(world: World) -> dict[str, dict[str, str]]:
         expires_at=datetime.now(UTC) + timedelta(hours=1),
     )
     await world.store.revoke_session(lookup_hash(revoked))
+    revoked_system = await _system_token(world, "revoked-system")
+    client = await world.store.find_system_client_by_name("revoked-system")
+    assert client is not None
+    await world.store.revoke_system_client(client.id, 1)
     return {
+        "revoked-system": {"Authorization": f"Bearer {revoked_system}"},
+        "unknown-system": {"Authorization": "Bearer cc_y_not-a-real-secret"},
         "none": {},
         "expired": {"Authorization": f"Bearer {expired}"},
         "revoked": {"Authorization": f"Bearer {revoked}"},
@@ -173,8 +195,19 @@ async def test_every_route_refuses_missing_or_bad_tokens(world: World) -> None:
                 assert body["error"]["code"] == "token_expired"
 
 
-@pytest.mark.parametrize("role", [OP, J, S, A, D])
+async def _system_token(world: World, name: str) -> str:
+    """A case-management system's credential of the world's court (made in the store, as the CLI does)."""
+    secret = new_system_secret()
+    await world.store.add_system_client(
+        name=name, court_id=CourtId("HLJ01"), secret_hash=lookup_hash(secret), created_ms=0
+    )
+    return secret
+
+
+@pytest.mark.parametrize("role", [OP, J, S, A, D, SY])
 async def test_every_route_admits_exactly_its_roles(world: World, role: str) -> None:
+    if role == SY:
+        world.tokens[SY] = await _system_token(world, "立案系统")
     # Logging out ends the caller's own session, so it runs last.
     routes = sorted(POLICY.items(), key=lambda item: item[0][1] == "/api/auth/logout")
     for (method, template), allowed in routes:
@@ -184,3 +217,22 @@ async def test_every_route_admits_exactly_its_roles(world: World, role: str) -> 
         else:
             assert response.status == 403, f"{role} admitted on {method} {template}: {response.status}"
             assert (await response.json())["error"]["code"] == "forbidden"
+
+
+async def test_no_route_takes_a_credential_or_a_ticket_in_its_url(world: World) -> None:
+    """A valid token in ``?token=`` is refused everywhere (with or without a header), and a valid ticket
+    opens WebSockets only; both 401 with a message saying what to do instead."""
+    for (method, template), allowed in POLICY.items():
+        if not allowed:
+            continue
+        path = _path(template)
+        for label, query, headers in (
+            ("token in URL", f"token={world.tokens[A]}", {}),
+            ("token in URL beside a header", f"token={world.tokens[A]}", world.auth(A)),
+            ("ticket on plain HTTP", f"ticket={await world.ticket(A)}", {}),
+        ):
+            response = await world.client.request(method, f"{path}?{query}", headers=headers, json={})
+            body = await response.json()
+            assert response.status == 401, f"{method} {template} with {label}: {response.status}"
+            assert body["error"]["code"] == "unauthenticated", body
+            assert ("?token=" if "token" in label else "WebSocket") in body["error"]["message"], body

@@ -123,3 +123,37 @@ async def test_query_outcomes_count_timed_out_agencies(store: Store) -> None:
         "q-on-time": (True, 0), "q-late": (False, 1), "q-running": (False, 0)}  # fmt: skip
     assert await store.query_outcomes([CourtId("HLJ0103")], now - 1) == []
     assert len(await store.query_outcomes(None, now + 1)) == 0
+
+
+async def test_days_a_calendar_cannot_hold_are_refused_not_crashed_on(world: World) -> None:
+    """Year 1 in Harbin begins in year 0 UTC and 9999-12-31 ends in year 10000: neither exists for datetime,
+    which raised OverflowError (500). They are outside the days a duty roster can name."""
+    officer = await _uid(world, "operator")
+    for day in ("0001-01-01", "0001-01-02", "1969-12-31", "9999-12-31"):
+        for method, path, payload in [
+            ("GET", f"/api/duty?day={day}", None),
+            ("GET", f"/api/duty/log?day={day}", None),
+            ("PUT", f"/api/duty/HLJ01/{day}", {"officer_id": officer, "technician_id": officer}),
+        ]:
+            response = await world.client.request(method, path, json=payload, headers=world.auth("supervisor"))
+            assert response.status == 422, (path, await response.text())
+            message = (await response.json())["error"]["message"]
+            assert message == f"day must be from 1970-01-01 to 9999-12-30, got {day}"
+    for day in ("1970-01-01", "9999-12-30"):
+        assert (await world.client.get(f"/api/duty/log?day={day}", headers=world.auth("supervisor"))).status == 200
+
+
+async def test_duty_is_given_only_to_the_courts_own_staff(world: World) -> None:
+    day = today(int(time.time() * 1000))
+    await world.add_user("daoli_operator", Role.OPERATOR, "HLJ0102")  # a court below: not HLJ01's staff
+    own, below = await _uid(world, "operator"), await _uid(world, "daoli_operator")
+    for officer, technician, field, user in ((below, own, "officer_id", below), (own, 999_999, "technician_id",
+                                                                                  999_999)):  # fmt: skip
+        refused = await world.client.put(f"/api/duty/HLJ01/{day}", json={"officer_id": officer,
+                                         "technician_id": technician}, headers=world.auth("admin"))  # fmt: skip
+        assert refused.status == 422, await refused.text()
+        assert (await refused.json())["error"]["message"] == f"{field}: user {user} is not on the staff of court HLJ01"
+    assert await world.store.duty_roster(None, day) == []  # nothing of a refused roster is kept
+    there = await world.client.put(f"/api/duty/HLJ0102/{day}", json={"officer_id": below, "technician_id": below},
+                                   headers=world.auth("supervisor"))  # fmt: skip
+    assert there.status == 200, await there.text()

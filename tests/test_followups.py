@@ -10,6 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from core.errors import Conflict
+from core.ids import AgencyId, AssetId, CaseId, FollowUpId, QueryId, UserId
+from persistence.query_models import FollowUp, FollowUpAction, FollowUpStatus
+from query_control.followups import asset_hold, check_followup
 from tests.conftest import World
 from tests.query_support import (
     PERSON,
@@ -98,7 +104,7 @@ async def test_a_freeze_waits_for_a_second_approval_and_is_tracked_to_confirmati
         assert fleet[bank].asset_state(asset["ref"]).frozen  # a rejected follow-up is never sent
 
         deduct = await (await _request(world, asset, "deduct", amount_cents=asset["value_cents"] + 1)).json()
-        assert deduct["error"]["code"] == "validation_failed"
+        assert deduct["error"]["code"] == "conflict"  # more than is frozen (the asset's whole value)
         actions = [e.action for e in await world.store.audit_entries()]
         for action in ("followup.request", "followup.approve", "followup.confirmed", "followup.reject"):
             assert action in actions
@@ -189,3 +195,85 @@ def test_audit_verify_command_detects_tampering(tmp_path: Path) -> None:
         conn.execute("UPDATE audit_log SET actor_id = 99 WHERE seq = 3")
     bad = run()
     assert bad.returncode == 1 and "TAMPERED at entry 3" in bad.stderr
+
+
+# the per-asset rules, pure ------------------------------------------------------------------------------
+def _f(action: str, status: str = "confirmed", amount: int | None = None, at: int = 0) -> FollowUp:
+    kind, state = FollowUpAction(action), FollowUpStatus(status)
+    ids = (FollowUpId(f"{action}-{at}"), AssetId(1), QueryId("q"), CaseId(1), AgencyId("icbc"))
+    return FollowUp(*ids, kind, amount, "r", UserId(1), at, state, updated_ms=at)
+
+
+def _refused(action: str, amount: int | None, value: int | None, history: list[FollowUp]) -> str:
+    with pytest.raises(Conflict) as caught:
+        check_followup(FollowUpAction(action), amount, value, history)
+    return caught.value.message
+
+
+def test_a_deduction_never_exceeds_what_is_frozen() -> None:
+    frozen = [_f("freeze", amount=10_000, at=1)]
+    assert asset_hold(50_000, frozen).frozen_cents == 10_000  # the freeze's cap, below the value
+    assert asset_hold(5_000, frozen).frozen_cents == 5_000  # the value, below the cap
+    check_followup(FollowUpAction.DEDUCT, 10_000, 50_000, frozen)
+    assert _refused("deduct", 10_001, 50_000, frozen) == (
+        "amount_cents: 10001 is more than remains frozen on this asset (10000 of 10000; 0 deducted, 0 awaiting"
+        " approval or being sent)"
+    )
+    after = [*frozen, _f("deduct", amount=6_000, at=2), _f("deduct", "awaiting_approval", 3_000, at=3)]
+    check_followup(FollowUpAction.DEDUCT, 1_000, 50_000, after)
+    assert "(1000 of 10000; 6000 deducted, 3000 awaiting" in _refused("deduct", 1_001, 50_000, after)
+    rejected = [*frozen, _f("deduct", "rejected", 9_000, at=2)]
+    check_followup(FollowUpAction.DEDUCT, 10_000, 50_000, rejected)  # a refused deduction holds nothing
+    unknown = [_f("freeze", at=1)]
+    assert "not known" in _refused("deduct", 1, None, unknown)
+    assert "confirmed freeze" in _refused("deduct", 1, 50_000, [_f("freeze", "awaiting_approval", at=1)])
+
+
+def test_after_an_unfreeze_nothing_but_a_new_freeze() -> None:
+    unfrozen = [_f("freeze", amount=10_000, at=1), _f("deduct", amount=2_000, at=2), _f("unfreeze", at=3)]
+    for action in ("renew", "unfreeze", "deduct"):
+        assert "unfrozen: nothing but a new freeze may follow" in _refused(action, 1, 50_000, unfrozen)
+    check_followup(FollowUpAction.FREEZE, None, 50_000, unfrozen)
+    refrozen = [*unfrozen, _f("freeze", at=4)]
+    assert asset_hold(50_000, refrozen).deducted_cents == 0  # a new freeze starts a new account
+    check_followup(FollowUpAction.DEDUCT, 50_000, 50_000, refrozen)
+    assert _refused("freeze", None, 50_000, refrozen) == "this asset is frozen already; renew the freeze instead"
+    check_followup(FollowUpAction.RENEW, None, 50_000, refrozen)
+    twice = [*refrozen, _f("unfreeze", "approved", at=5)]
+    assert "already awaiting approval" in _refused("unfreeze", None, 50_000, twice)
+    assert "already awaiting approval" in _refused("freeze", None, 50_000, [_f("freeze", "sending", at=1)])
+
+
+async def test_the_api_refuses_what_the_asset_does_not_allow_with_409(tmp_path: Path) -> None:
+    bank = _bank_with_assets()
+    async with running_fleet(test_agencies()) as (_, pointed), query_app(tmp_path, pointed) as world:
+        _, _, asset = await _an_asset(world, [bank])
+        cap = min(asset["value_cents"], 10_000)
+        for bad in ("冻结-1", "a b", "x" * 129):
+            refused = await _request(world, asset, "freeze", key=bad, amount_cents=cap)
+            assert refused.status == 422 and "Idempotency-Key:" in (await refused.json())["error"]["message"]
+        first = await _request(world, asset, "freeze", key="freeze/01?#", amount_cents=cap)
+        assert first.status == 201, await first.text()
+        freeze = await first.json()
+        assert freeze["id"].startswith("k-")  # usable in a path; the same key finds it again
+        again = await _request(world, asset, "freeze", key="freeze/01?#", amount_cents=cap)
+        assert again.status == 200 and (await again.json())["id"] == freeze["id"]
+        assert (await _request(world, asset, "freeze")).status == 409  # one freeze in flight
+        assert (await _decide(world, freeze["id"])).status == 200
+        await _until(world, freeze["id"], "confirmed")
+
+        over = await _request(world, asset, "deduct", amount_cents=cap + 1)
+        assert over.status == 409
+        assert (await over.json())["error"]["message"].startswith(f"amount_cents: {cap + 1} is more than remains")
+        assert (await _request(world, asset, "deduct", amount_cents=cap - 1)).status == 201
+        pending = await _request(world, asset, "deduct", amount_cents=2)  # the one awaiting approval counts
+        assert pending.status == 409, await pending.text()
+
+        unfreeze = await (await _request(world, asset, "unfreeze")).json()
+        assert (await _decide(world, unfreeze["id"])).status == 200
+        await _until(world, unfreeze["id"], "confirmed")
+        for action, amount in (("renew", None), ("deduct", 1), ("unfreeze", None)):
+            after = await _request(world, asset, action, amount_cents=amount)
+            assert after.status == 409
+            assert "unfrozen: nothing but a new freeze" in (await after.json())["error"]["message"]
+        assert (await _request(world, asset, "freeze")).status == 201

@@ -62,7 +62,7 @@ class Screen:
 
 async def open_screen(world: World, role: str = "operator", *topics: str, resume: dict[str, int] | None = None
                       ) -> Screen:  # fmt: skip
-    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens[role]}")
+    ws = await world.client.ws_connect("/api/screen/ws", headers=world.auth(role))
     screen = Screen(ws)
     await ws.send_json({"type": "subscribe", "topics": list(topics or ("units", "alarms")), "resume": resume or {}})
     await screen.next("subscribed")
@@ -201,8 +201,9 @@ async def test_a_stalled_screen_is_dropped_and_does_not_slow_the_others(make_wor
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((world.client.host, world.client.port))
-    url = f"ws://{world.client.host}:{world.client.port}/api/screen/ws?token={world.tokens['operator']}"
-    stalled = await websockets.connect(url, sock=sock, compression=None, max_queue=1, ping_interval=None)
+    url = f"ws://{world.client.host}:{world.client.port}/api/screen/ws"
+    stalled = await websockets.connect(url, sock=sock, compression=None, max_queue=1, ping_interval=None,
+                                       additional_headers=world.auth("operator"))  # fmt: skip
     await stalled.send(json.dumps({"type": "subscribe", "topics": ["units"]}))
     healthy = await open_screen(world, "supervisor", "units")
     hub = world.client.app[HUB]
@@ -395,7 +396,7 @@ SCREEN_JUNK = st.one_of(SUBSCRIBE_LIKE, ANY_JSON)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(junk=st.lists(SCREEN_JUNK, min_size=1, max_size=4))
 async def test_fuzzed_screen_messages_never_kill_the_connection(world: World, junk: list[Any]) -> None:
-    ws = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}")
+    ws = await world.client.ws_connect("/api/screen/ws", headers=world.auth("operator"))
     screen = Screen(ws)
     for item in junk:
         await ws.send_json(item)

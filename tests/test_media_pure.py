@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.frames import Feed, KeyframeRequests, is_keyframe, nal_units
-from media.offers import OfferError, parse_offer, plan_publish, plan_view, prefer_dtls_server
+from media.offers import OfferError, check_transport, parse_offer, plan_publish, plan_view, prefer_dtls_server
 
 HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
 
@@ -71,6 +71,48 @@ def test_a_viewer_must_accept_the_units_own_codec() -> None:
         plan_view(parse_offer(HEAD + VP8.replace("a=sendonly", "a=inactive")), {"video": "video/VP8"})
 
 
+FINGERPRINT = "a=fingerprint:sha-256 " + ":".join(["AB"] * 32)
+TRANSPORT = f"a=ice-ufrag:Ab12\r\na=ice-pwd:{'p' * 22}\r\n{FINGERPRINT}\r\n"
+
+
+def test_an_offer_with_ice_credentials_and_a_fingerprint_can_be_connected() -> None:
+    check_transport(parse_offer(HEAD + TRANSPORT + VP8 + OPUS + DATA.replace("a=mid:2", "a=mid:2\r\na=setup:actpass")))
+    per_section = HEAD + VP8.replace("a=mid:0", "a=mid:0\r\n" + TRANSPORT.rstrip())  # attributes in the section
+    check_transport(parse_offer(per_section))
+    bundled = VP8.replace("m=video 9", "m=video 0").replace("a=mid:0", "a=mid:1\r\na=bundle-only")
+    check_transport(parse_offer(HEAD + OPUS.replace("a=mid:1", "a=mid:0\r\n" + TRANSPORT.rstrip()) + bundled))
+    check_transport(parse_offer(HEAD + VP8.replace("m=video 9", "m=video 0")))  # rejected: nothing needed
+
+
+@pytest.mark.parametrize(
+    ("offer", "reason"),
+    [
+        (HEAD + VP8, "has no DTLS fingerprint"),
+        (HEAD + TRANSPORT.replace(FINGERPRINT + "\r\n", "") + VP8, "the video section (mid 0) has no DTLS fingerprint"),
+        (HEAD + TRANSPORT.replace("sha-256", "sha-1").replace(":AB" * 12, "", 1) + VP8, "hash sha-1 not supported"),
+        (HEAD + TRANSPORT.replace("a=ice-ufrag:Ab12\r\n", "") + VP8, "has no ICE credentials"),
+        (HEAD + TRANSPORT.replace("a=ice-pwd:", "a=x-pwd:") + VP8, "has no ICE credentials"),
+        (HEAD + TRANSPORT.replace("Ab12", "A_b1") + VP8, "ice-ufrag must be 4 to 256 ice-chars"),
+        (HEAD + TRANSPORT.replace("p" * 22, "short") + VP8, "ice-pwd must be 22 to 256"),
+        (HEAD + TRANSPORT + VP8.replace("a=setup:actpass\r\n", ""), "has no a=setup"),
+        (HEAD + TRANSPORT + VP8.replace("actpass", "holdconn"), "a=setup:holdconn cannot carry media"),
+        (HEAD + TRANSPORT + VP8.replace("UDP/TLS/RTP/SAVPF", "RTP/AVP"), "uses RTP/AVP, not DTLS-SRTP"),
+        (HEAD + TRANSPORT + VP8 + DATA, "the application section (mid 2) has no a=setup"),
+    ],
+)
+def test_offers_that_cannot_connect_are_refused_before_any_peer_connection(offer: str, reason: str) -> None:
+    with pytest.raises(OfferError) as caught:
+        check_transport(parse_offer(offer))
+    assert caught.value.malformed is False
+    assert reason in str(caught.value)
+
+
+def test_a_malformed_fingerprint_is_unreadable_sdp() -> None:
+    with pytest.raises(OfferError, match="line 6: malformed fingerprint") as caught:
+        parse_offer(HEAD + "a=fingerprint:sha-256 not-hex\r\n" + VP8)
+    assert caught.value.malformed is True
+
+
 def test_the_answerer_becomes_the_dtls_server() -> None:
     offer = HEAD + VP8 + OPUS
     changed = prefer_dtls_server(offer)
@@ -82,11 +124,15 @@ def test_the_answerer_becomes_the_dtls_server() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=400) | st.lists(st.sampled_from(
     ["v=0", "m=video 9 RTP 96", "m=audio 0 RTP 0", "a=rtpmap:96 VP8/90000", "a=rtpmap:x", "a=fmtp:96 a=b;c",
-     "a=sendonly", "a=recvonly", "a=mid:0", "m=application 9 DTLS webrtc", "x", "", "a=rtpmap:0 PCMU/8000"]),
+     "a=sendonly", "a=recvonly", "a=mid:0", "m=application 9 DTLS webrtc", "x", "", "a=rtpmap:0 PCMU/8000",
+     "a=setup:actpass", "a=setup:", "a=ice-ufrag:", "a=ice-ufrag:abcd", "a=ice-pwd:" + "p" * 22, FINGERPRINT,
+     "a=fingerprint:sha-256", "a=fingerprint:x AB:CD", "a=bundle-only"]),
     max_size=30).map("\r\n".join))  # fmt: skip
 def test_any_text_is_either_planned_or_refused_with_offer_error(text: str) -> None:
     try:
-        plan = plan_publish(parse_offer(text))
+        offer = parse_offer(text)
+        check_transport(offer)
+        plan = plan_publish(offer)
     except OfferError:
         return
     assert set(plan) <= {"audio", "video"} and plan

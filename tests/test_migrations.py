@@ -47,3 +47,29 @@ async def test_migrated_schemas_match_across_dialects(tmp_path: Path, pg_schema:
     for record in records:
         pg_columns.setdefault(record["table_name"], []).append(record["column_name"])
     assert {t: sorted(c) for t, c in pg_columns.items()} == sqlite_columns
+
+
+def test_migration_010_keeps_every_alarm_and_never_reuses_an_id() -> None:
+    """010 rebuilds SQLite's alarms table (to drop the CHECK on kinds): rows, indexes and AUTOINCREMENT's
+    promise survive it."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    migrations = load_migrations("sqlite")
+    for migration in [m for m in migrations if m.version < 10]:
+        db.executescript(migration.sql)
+    db.execute("INSERT INTO courts (id, name, level, parent_id) VALUES ('C', 'c', 'high', NULL)")
+    insert = (
+        "INSERT INTO alarms (kind, subject, court_id, details, raised_ms, state, active)"
+        " VALUES (?, ?, 'C', '{}', 1, 'open', 1)"
+    )
+    for subject in ("u1", "u2", "u3"):
+        db.execute(insert, ("sos", subject))
+    db.execute("DELETE FROM alarms WHERE subject = 'u3'")
+    for migration in [m for m in migrations if m.version == 10]:
+        db.executescript(f"BEGIN; {migration.sql}; COMMIT;")
+    assert list(db.execute("SELECT id, kind, subject FROM alarms")) == [(1, "sos", "u1"), (2, "sos", "u2")]
+    db.execute(insert, ("query_burst", "7"))
+    assert list(db.execute("SELECT id FROM alarms WHERE kind = 'query_burst'")) == [(4,)]
+    with pytest.raises(sqlite3.IntegrityError):  # still one live alarm per condition
+        db.execute(insert, ("query_burst", "7"))

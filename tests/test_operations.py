@@ -90,3 +90,37 @@ async def test_units_can_change_while_planned_and_bad_requests_are_refused(world
     late = await world.client.put(f"/api/operations/{op['id']}/units", json={"unit_ids": []},
                                   headers=world.auth("operator"))  # fmt: skip
     assert late.status == 409
+
+
+async def test_an_operation_names_no_other_courts_commander_case_or_query(world: World) -> None:
+    from core.ids import CaseId, CourtId, QueryId, UserId
+    from persistence.query_models import PartyKind, Query
+
+    await world.add_user("songbei_op", Role.OPERATOR, "HLJ0109")  # a sibling basic court
+    await world.add_user("daoli_op", Role.OPERATOR, "HLJ0102")
+    songbei = await world.store.find_user("songbei_op")
+    daoli = await world.store.find_user("daoli_op")
+    assert songbei is not None and daoli is not None
+    for commander in (songbei.id, 999_999):
+        refused = await _plan(world, commander_id=commander)
+        assert refused.status == 422, await refused.text()
+        assert (await refused.json())["error"]["message"] == (
+            f"commander_id: user {commander} is not on the staff of court HLJ0102 or a court above"
+        )
+    for commander in (daoli.id, (await world.store.find_user("supervisor")).id):  # type: ignore[union-attr]
+        assert (await _plan(world, commander_id=commander)).status == 201  # the court, or the centre above
+
+    theirs = await world.store.add_case(case_number="(2026)黑0109执77号", court_id=CourtId("HLJ0109"), title="t",
+                                        created_by=UserId(songbei.id), created_ms=1,
+                                        parties=[(PartyKind.PERSON, "王五", "11010519491231002X")])  # fmt: skip
+    wrong_case = await _plan(world, case_id=theirs.id)
+    assert wrong_case.status == 422
+    assert "黑0109" not in await wrong_case.text() and "王五" not in await wrong_case.text()
+    await world.store.add_query(Query(QueryId("q-songbei"), CaseId(theirs.id), UserId(songbei.id), "r", 1, 2), [])
+    op = (await (await _plan(world)).json())["operation"]
+    link = {"text": "查控", "query_id": "q-songbei"}
+    linked = await world.client.post(f"/api/operations/{op['id']}/events", json=link, headers=world.auth("operator"))
+    assert linked.status == 422
+    assert (await linked.json())["error"]["message"] == "query_id: not a query of this operation's court"
+    events = await (await world.client.get(f"/api/operations/{op['id']}", headers=world.auth("operator"))).json()
+    assert [e["kind"] for e in events["operation"]["timeline"]] == ["created"]

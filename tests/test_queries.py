@@ -112,7 +112,7 @@ async def test_bad_parties_are_refused_with_a_precise_error(tmp_path: Path) -> N
                 "title": "t",
                 "parties": [{"kind": "person", "name": "李四", "identifier": "110105194912310021"}],
             },
-            headers=world.auth("judge"),
+            headers=world.auth("supervisor"),
         )
         error = (await bad_id.json())["error"]
         assert bad_id.status == 422 and error["message"] == (
@@ -125,11 +125,11 @@ async def test_bad_parties_are_refused_with_a_precise_error(tmp_path: Path) -> N
                 "title": "t",
                 "parties": [{"kind": "organisation", "name": "某公司", "identifier": "91350100M000100Y44"}],
             },
-            headers=world.auth("judge"),
+            headers=world.auth("supervisor"),
         )
         assert "check character is 4, expected 3 (GB 32100)" in (await bad_code.json())["error"]["message"]
         bad_number = await world.client.post(
-            "/api/cases", json={"case_number": "黑01执9号", "title": "t"}, headers=world.auth("judge")
+            "/api/cases", json={"case_number": "黑01执9号", "title": "t"}, headers=world.auth("supervisor")
         )
         assert bad_number.status == 422 and "case_number" in (await bad_number.json())["error"]["message"]
         assert await world.store.list_cases() == []

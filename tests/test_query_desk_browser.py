@@ -79,6 +79,11 @@ async def test_a_judge_queries_and_watches_the_answers_arrive(tmp_path: Path, br
                 "followups"
             ]
             assert followup["action"] == "freeze" and followup["status"] == "awaiting_approval"
+            # the supervisor approves elsewhere: the agency's confirmation reaches the page on the query's socket
+            approved = await world.client.post(f"/api/followups/{followup['id']}/approve", json={"note": "同意"},
+                                               headers=world.auth("supervisor"))  # fmt: skip
+            assert approved.status == 200, await approved.text()
+            await page.locator("#assets .followup.confirmed").first.wait_for()
             await page.screenshot(path=str(SCREENSHOT))
 
             # the case's map report (folium, offline) puts the located assets on the map

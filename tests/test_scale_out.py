@@ -70,6 +70,7 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster.init()
     cluster.add_user("op1", "operator", PASSWORD)
     cluster.add_user("judge1", "judge", PASSWORD, court="HLJ0102")
+    cluster.add_user("sup1", "supervisor", PASSWORD, court="HLJ0102")  # registers the judge's case
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3", "HLJ0102-C4")}  # type: ignore[attr-defined]
     for quiet in QUIET:
         cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
@@ -92,8 +93,15 @@ async def login(http: aiohttp.ClientSession, base: str) -> str:
         return str((await answer.json())["token"])
 
 
+async def ticket(http: aiohttp.ClientSession, base: str, token: str) -> str:
+    """A single-use WebSocket ticket, as a browser page gets one."""
+    async with http.post(f"{base}/api/auth/ticket", headers={"Authorization": f"Bearer {token}"}) as answer:
+        assert answer.status == 200, await answer.text()
+        return str((await answer.json())["ticket"])
+
+
 async def screen_on(http: aiohttp.ClientSession, base: str, token: str, resume: dict[str, int] | None = None) -> Screen:
-    ws = await http.ws_connect(f"{base}/api/screen/ws?token={token}")
+    ws = await http.ws_connect(f"{base}/api/screen/ws", headers={"Authorization": f"Bearer {token}"})
     screen = Screen(ws)
     await ws.send_json({"type": "subscribe", "topics": ["units", "alarms"], "resume": resume or {}})
     await screen.next("subscribed")
@@ -145,12 +153,15 @@ async def test_a_page_served_through_nginx_opens_its_socket_through_nginx(cluste
         token = await login(http, cluster.url)
         async with http.get(f"{cluster.url}/wall") as page:
             assert page.status == 200
-        ws = await http.ws_connect(f"{cluster.url}/api/screen/ws?token={token}", headers={"Origin": cluster.url})
+        # As the page does: a ticket (which nginx may take to either process), then the socket with it.
+        ws = await http.ws_connect(f"{cluster.url}/api/screen/ws?ticket={await ticket(http, cluster.url, token)}",
+                                   headers={"Origin": cluster.url})  # fmt: skip
         await ws.send_json({"type": "ping"})
         assert (await ws.receive_json(timeout=5))["type"] == "pong"
         await ws.close()
         with pytest.raises(aiohttp.WSServerHandshakeError):
-            await http.ws_connect(f"{cluster.url}/api/screen/ws?token={token}", headers={"Origin": "http://x.example"})
+            await http.ws_connect(f"{cluster.url}/api/screen/ws?ticket={await ticket(http, cluster.url, token)}",
+                                  headers={"Origin": "http://x.example"})  # fmt: skip
 
 
 async def test_a_command_on_either_process_changes_the_unit_on_both(cluster: Cluster) -> None:
@@ -274,9 +285,13 @@ async def test_a_query_runs_once_and_is_finished_by_the_survivor_when_its_proces
     async with session() as http:
         async with http.post(f"{b}/api/auth/login", json={"username": "judge1", "password": PASSWORD}) as answer:
             auth = {"Authorization": f"Bearer {(await answer.json())['token']}"}
-        case = {"case_number": "(2026)黑0102执9号", "title": "借款合同纠纷执行",
+        async with http.get(f"{b}/api/me", headers=auth) as answer:
+            judge_id = (await answer.json())["user"]["id"]
+        async with http.post(f"{b}/api/auth/login", json={"username": "sup1", "password": PASSWORD}) as answer:
+            registrar = {"Authorization": f"Bearer {(await answer.json())['token']}"}
+        case = {"case_number": "(2026)黑0102执9号", "title": "借款合同纠纷执行", "judge_ids": [judge_id],
                 "parties": [{"kind": "person", "name": "张三", "identifier": "11010519491231002X"}]}  # fmt: skip
-        async with http.post(f"{b}/api/cases", json=case, headers=auth) as answer:
+        async with http.post(f"{b}/api/cases", json=case, headers=registrar) as answer:
             assert answer.status == 201, await answer.text()
             case_id = (await answer.json())["id"]
 

@@ -41,3 +41,20 @@ async def test_a_units_track_raw_and_simplified(world: World) -> None:
                           (f"since_ms={start}&until_ms={start}", 422)]:  # fmt: skip
         bad = await world.client.get(f"/api/units/{UNIT}/track?{query}", headers=world.auth("operator"))
         assert bad.status == status, query
+
+
+async def test_times_beyond_any_date_are_refused_with_the_parameter_named(world: World) -> None:
+    """Epoch milliseconds past 9999-12-31 overflowed the database's integer (500); now each is named."""
+    huge = "99999999999999999999"
+    for path in (f"/api/units/{UNIT}/track?", f"/api/reports/units?unit_ids={UNIT}&"):
+        for query, name in [(f"since_ms={huge}&until_ms=10", "since_ms"), (f"since_ms=0&until_ms={huge}",
+                            "until_ms"), ("since_ms=-5&until_ms=10", "since_ms"), ("since_ms=1.5&until_ms=10",
+                            "since_ms"), ("since_ms=0&until_ms=253402300800000", "until_ms")]:  # fmt: skip
+            response = await world.client.get(path + query, headers=world.auth("operator"))
+            assert response.status == 422, (path, query, await response.text())
+            message = (await response.json())["error"]["message"]
+            assert message.startswith(f"{name} must be epoch milliseconds from 0 to 253402300799999"), message
+    end = 253_402_300_799_999
+    edge = await world.client.get(f"/api/units/{UNIT}/track?since_ms={end - 1000}&until_ms={end}",
+                                  headers=world.auth("operator"))  # fmt: skip
+    assert edge.status == 200 and (await edge.json())["raw_points"] == 0

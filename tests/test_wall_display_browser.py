@@ -395,3 +395,36 @@ async def test_the_console_shows_figures_sends_tasks_keeps_duty_and_downloads_re
     assert [f for f in watched.failed if refused not in f] == []
     assert [e for e in watched.console_errors if refused not in e] == []
     assert watched.outside() == [] and watched.exceptions == []
+
+
+async def test_the_wall_lists_the_query_watchs_alarms_by_judge(world: World, watched: Watched) -> None:
+    from command_center.keys import ALARMS
+    from core.ids import CourtId
+    from persistence.alarm_models import AlarmKind
+
+    page = watched.page
+    await open_wall(watched, world)
+    details = {"judge_id": 3, "judge_name": "王法官", "count": 21, "minutes": 10, "query_id": "q1"}
+    await world.client.app[ALARMS].raise_(AlarmKind.QUERY_BURST, "3", court_id=CourtId("HLJ01"), details=details)
+    await page.wait_for_selector("#alarms li.query_burst.raised")
+    text = await page.text_content("#alarms li.query_burst.raised") or ""
+    assert "查控频次异常" in text and "王法官 · 21" in text
+    assert watched.exceptions == [] and watched.console_errors == []
+
+
+async def test_the_wall_opens_its_socket_with_a_ticket_and_leaves_when_its_session_is_revoked(
+    world: World, watched: Watched
+) -> None:
+    """No token in the socket's URL (a single-use ticket instead); revoking the operator's sessions closes
+    the wall's socket (4401) and the page goes back to the login."""
+    sockets: list[str] = []
+    watched.page.on("websocket", lambda ws: sockets.append(ws.url))
+    await open_wall(watched, world)
+    assert sockets and all("ticket=cc_t_" in url and "token" not in url for url in sockets), sockets
+    operator = await world.store.find_user("operator")
+    assert operator is not None
+    revoked = await world.client.post(f"/api/users/{operator.id}/revoke-sessions", headers=world.auth("admin"))
+    assert revoked.status == 200
+    await watched.page.wait_for_url(f"{watched.base}/")
+    assert await watched.page.evaluate("() => sessionStorage.getItem('token')") is None
+    assert not watched.exceptions

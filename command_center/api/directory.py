@@ -23,7 +23,8 @@ from command_center.api.schemas import (
 )
 from command_center.auth import PEOPLE, Access, current_caller
 from command_center.credentials import lookup_hash, new_device_secret
-from command_center.keys import GB28181, MEDIA, PASSWORDS, SETTINGS, STORE
+from command_center.keys import PASSWORDS, REVOCATIONS, SETTINGS, STORE
+from command_center.revocation import Revocation, Subject
 from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound
 from core.ids import CourtId, UnitId, UserId
@@ -129,7 +130,48 @@ async def revoke_user_sessions(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"user {raw} does not exist")
     store = request.app[STORE]
     user = await store.get_user(UserId(user_id))
-    return json_response(Revoked(revoked=await store.revoke_user_sessions(user.id)))
+    revoked = await store.revoke_user_sessions(user.id)
+    await request.app[REVOCATIONS].announce(Revocation(Subject.USER, str(user.id), "revoked"))  # open sockets too
+    return json_response(Revoked(revoked=revoked))
+
+
+async def _set_disabled(request: web.Request, disabled: bool) -> UserOut:
+    raw = request.match_info["user_id"]
+    user_id = whole_number(raw)
+    if user_id is None:
+        raise NotFound(f"user {raw} does not exist")
+    store = request.app[STORE]
+    await store.set_user_disabled(UserId(user_id), disabled)
+    return UserOut.of(await store.get_user(UserId(user_id)))
+
+
+@api.route(
+    "POST",
+    "/api/users/{user_id}/disable",
+    summary="Disable a user: their sessions stop working and their open screens, views and talkback end",
+    tag="directory",
+    access=ADMIN,
+    response=UserOut,
+    errors=(NotFound,),
+)
+async def disable_user(request: web.Request) -> web.StreamResponse:
+    user = await _set_disabled(request, True)
+    await request.app[STORE].revoke_user_sessions(UserId(user.id))
+    await request.app[REVOCATIONS].announce(Revocation(Subject.USER, str(user.id), "disabled"))
+    return json_response(user)
+
+
+@api.route(
+    "POST",
+    "/api/users/{user_id}/enable",
+    summary="Enable a disabled user again (they log in anew: sessions that were open stay ended)",
+    tag="directory",
+    access=ADMIN,
+    response=UserOut,
+    errors=(NotFound,),
+)
+async def enable_user(request: web.Request) -> web.StreamResponse:
+    return json_response(await _set_disabled(request, False))
 
 
 @api.route(
@@ -208,7 +250,6 @@ async def revoke_unit(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     unit_id = UnitId(request.match_info["unit_id"])
     await store.revoke_unit(unit_id)
-    await request.app[MEDIA].end_unit(unit_id, "the unit's device credential was revoked")  # a stolen phone stops now
-    if (gb := request.app.get(GB28181)) is not None:
-        gb.end_unit(unit_id)  # its next SIP request is refused
+    # A stolen phone stops now: its sockets, its media session and data channel, on every process.
+    await request.app[REVOCATIONS].announce(Revocation(Subject.UNIT, unit_id, "revoked"))
     return json_response(UnitOut.of(await store.get_unit(unit_id)))

@@ -20,7 +20,7 @@ from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.ids import CourtId, UserId
 from persistence.duty_models import DutyPost, RosterEntry
-from persistence.models import Role
+from persistence.models import Role, User
 from persistence.port import Store
 
 api = Registry()
@@ -85,13 +85,27 @@ async def set_roster(request: web.Request) -> web.StreamResponse:
     day = request.match_info["day"]
     bounds(day)
     data = body(request, RosterIn)
-    entries = []
+    posts = []
     for post, user_id in ((DutyPost.OFFICER, data.officer_id), (DutyPost.TECHNICIAN, data.technician_id)):
-        user = await store.get_user(UserId(user_id))
+        user = await _staff_of(store, court.id, user_id, f"{post.value}_id")
         if user.role not in CENTRE_ROLES:
             raise ValidationFailed(f"user {user_id} is a {user.role.value}: duty posts are for the centre's staff")
-        entries.append(await store.set_duty_post(court.id, day, post, user.id, assigned_by=caller.user.id))
+        posts.append((post, user))
+    entries = [await store.set_duty_post(court.id, day, post, user.id, assigned_by=caller.user.id)
+               for post, user in posts]  # both checked before either is set  # fmt: skip
     return json_response(RosterOut(day=day, roster=await _roster_view(store, entries)))
+
+
+async def _staff_of(store: Store, court_id: CourtId, user_id: int, field: str) -> User:
+    """Duty at a court is held by that court's own staff; whether the user exists elsewhere, and what they
+    are there, is not told."""
+    try:
+        user = await store.get_user(UserId(user_id))
+    except NotFound:
+        user = None
+    if user is None or user.court_id != court_id:
+        raise ValidationFailed(f"{field}: user {user_id} is not on the staff of court {court_id}")
+    return user
 
 
 @api.route("POST", "/api/duty/sign-in", summary="Sign in on the posts you hold today", tag="duty",

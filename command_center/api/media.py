@@ -26,6 +26,7 @@ from core.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -42,6 +43,7 @@ VIEWERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
 SDP = "application/sdp"
 MAX_SDP_BYTES = 64 * 1024
 OFFER_ERRORS = (BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, ServiceUnavailable)
+VIEW_ERRORS = (*OFFER_ERRORS, NotFound, Conflict, TooManyRequests)  # 429: the caller's or their court's cap
 
 
 async def read_offer(request: web.Request) -> str:
@@ -86,7 +88,7 @@ async def whip_end(request: web.Request) -> web.StreamResponse:
 
 @api.route(
     "POST", "/api/whep/{unit_id}", summary="Watch a unit's live audio/video (WHEP, body: SDP offer)", tag="media",
-    access=VIEWERS, status=201, errors=(*OFFER_ERRORS, NotFound, Conflict),
+    access=VIEWERS, status=201, errors=VIEW_ERRORS,
 )  # fmt: skip
 async def whep_view(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
@@ -96,7 +98,8 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
-    viewer = Viewer(caller.user.id, caller.user.username)
+    viewer = Viewer(caller.user.id, caller.user.username, caller.session.token_hash, caller.session.expires_at,
+                    caller.user.court_id)  # fmt: skip
     session_id, answer = await request.app[MEDIA].view(viewer, unit.id, offer)
     return sdp_created(answer, f"/api/whep/{unit.id}/{session_id}")
 
@@ -117,7 +120,7 @@ async def whep_end(request: web.Request) -> web.StreamResponse:
 @api.route(
     "POST", "/api/talk/{unit_id}", summary="Talk to a unit, push-to-talk (WHIP-like, body: SDP offer with the "
     "operator's microphone); one talker per unit", tag="media", access=VIEWERS, status=201,
-    errors=(*OFFER_ERRORS, NotFound, Conflict),
+    errors=VIEW_ERRORS,
 )  # fmt: skip
 async def talk_start(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
@@ -127,7 +130,9 @@ async def talk_start(request: web.Request) -> web.StreamResponse:
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
-    session_id, answer = await request.app[MEDIA].talk(Viewer(caller.user.id, caller.user.username), unit.id, offer)
+    viewer = Viewer(caller.user.id, caller.user.username, caller.session.token_hash, caller.session.expires_at,
+                    caller.user.court_id)  # fmt: skip
+    session_id, answer = await request.app[MEDIA].talk(viewer, unit.id, offer)
     return sdp_created(answer, f"/api/talk/{unit.id}/{session_id}")
 
 

@@ -17,6 +17,7 @@ from command_center.operations import operation_view
 from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.ids import CaseId, CourtId, QueryId, UnitId, UserId
+from persistence.models import User
 from persistence.operation_models import LIVE_OPERATIONS, Operation, OperationKind, OperationStatus
 from persistence.port import Store
 
@@ -77,6 +78,19 @@ async def _units(store: Store, caller: Any, unit_ids: list[str]) -> list[UnitId]
     return [UnitId(u) for u in unit_ids]
 
 
+async def _commander(store: Store, user_id: int, court_id: CourtId) -> User:
+    """The overall commander: staff of the operation's court or of a court above it (whose centre watches it,
+    上下一体), never another court's; an unknown id gets the same answer, so nothing is learnt of other courts."""
+    refusal = ValidationFailed(f"commander_id: user {user_id} is not on the staff of court {court_id} or a court above")
+    try:
+        user = await store.get_user(UserId(user_id))
+    except NotFound:
+        raise refusal from None
+    if court_id not in await store.court_subtree(user.court_id):
+        raise refusal
+    return user
+
+
 async def _operation(request: web.Request) -> Operation:
     store = request.app[STORE]
     op = await store.get_operation(request.match_info["operation_id"])
@@ -95,9 +109,9 @@ async def create_operation(request: web.Request) -> web.StreamResponse:
     await require_visible(store, caller, court_id)
     if data.case_id is not None:
         case = await store.get_case(CaseId(data.case_id))
-        if case.court_id != court_id:
-            raise ValidationFailed(f"case {case.case_number} belongs to {case.court_id}, not {court_id}")
-    commander = await store.get_user(UserId(data.commander_id)) if data.commander_id else caller.user
+        if case.court_id != court_id:  # say nothing of the case: it may be another court's
+            raise ValidationFailed(f"case_id: case {data.case_id} is not a case of court {court_id}")
+    commander = caller.user if data.commander_id is None else await _commander(store, data.commander_id, court_id)
     op = await request.app[OPERATIONS].create(
         court_id=court_id, kind=data.kind, title=data.title,
         case_id=None if data.case_id is None else CaseId(data.case_id), commander_id=commander.id,
@@ -164,8 +178,11 @@ async def add_event(request: web.Request) -> web.StreamResponse:
     kind = "note"
     if data.query_id is not None:
         query = await store.get_query(QueryId(data.query_id))
+        case = await store.get_case(query.case_id)
+        if case.court_id != op.court_id:  # another court's query: say nothing of its case or its judge
+            raise ValidationFailed("query_id: not a query of this operation's court")
         if op.case_id is not None and query.case_id != op.case_id:
-            raise ValidationFailed(f"query {query.id} is not of the operation's case")
+            raise ValidationFailed("query_id: not a query of this operation's case")
         ref, kind = {"query_id": query.id}, "query"
     elif data.recording is not None:
         ref, kind = {"recording": data.recording}, "recording"

@@ -30,3 +30,21 @@ def bounded_int(request: web.Request, name: str, *, default: int, low: int, high
     if value is None or not low <= value <= high:
         raise ValidationFailed(f"{name} must be an integer from {low} to {high}, got {raw!r}")
     return value
+
+
+#: The largest epoch millisecond accepted (9999-12-31T23:59:59.999Z): beyond it no date exists, and the
+#: database's BIGINT and Python's datetime both give up a little further on (a 500 instead of a reason).
+MAX_EPOCH_MS = 253_402_300_799_999
+
+
+def epoch_ms(request: web.Request, name: str, *, default: int | None = None) -> int:
+    """``?name=<epoch milliseconds from 0 to 9999-12-31>``; required when ``default`` is None."""
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise ValidationFailed(f"{name} is required (epoch milliseconds)")
+        return default
+    value = whole_number(raw)
+    if value is None or value > MAX_EPOCH_MS:
+        raise ValidationFailed(f"{name} must be epoch milliseconds from 0 to {MAX_EPOCH_MS}, got {raw!r}")
+    return value

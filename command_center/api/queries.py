@@ -13,19 +13,25 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints
 
+from command_center.api.case_source import PartyProposalIn, PartyProposalOut
 from command_center.api.params import whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
-from command_center.keys import AGENCIES, AUDIT, BROKER, FOLLOWUPS, GATEWAY, STORE
+from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, STORE
+from command_center.query_guard import bind_query, claim_query, release_query, watch_query
 from command_center.visibility import require_visible, visible_courts
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, QueryId, UserId
 from persistence.models import Role
-from persistence.query_models import Case, FollowUpAction, FollowUpStatus, PartyKind, Query
+from persistence.query_models import Case, CaseSource, CaseStatus, FollowUpAction, FollowUpStatus, PartyKind, Query
 from query_control.agencies import AgencyKind
+from query_control.case_access import require_on_case
+from query_control.case_source import revoke_screens
 from query_control.cases import InvalidCaseNumber, InvalidIdentifier, validate_case_number, validate_party_identifier
 from query_control.followups import followup_view
+from query_control.guard import check_idempotency_key, followup_id_for
+from query_control.party_proposals import PartyProposals
 from query_control.views import load_query_view
 
 api = Registry()
@@ -70,10 +76,13 @@ class CaseOut(BaseModel):
     case_number: str
     court_id: str
     title: str
-    created_by: int
+    created_by: int | None = Field(description="null: registered by the case-management system or an import")
     created_ms: int
     parties: list[PartyOut]
     judge_ids: list[int]
+    status: CaseStatus = Field(description="active (执行中), terminated (终本), closed (结案): only active is queried")
+    status_label: str
+    source: CaseSource
 
     @classmethod
     def of(cls, case: Case) -> CaseOut:
@@ -86,6 +95,9 @@ class CaseOut(BaseModel):
             created_ms=case.created_ms,
             parties=[PartyOut(id=p.id, kind=p.kind, name=p.name, identifier=p.identifier) for p in case.parties],
             judge_ids=list(case.judge_ids),
+            status=case.status,
+            status_label=case.status.label,
+            source=case.source,
         )
 
 
@@ -190,10 +202,12 @@ async def _case_for(request: web.Request, case_id: int, *, write: bool = False) 
     case = await store.get_case(CaseId(case_id))
     caller = current_user(request)
     if caller.access is Access.JUDGE:
-        if caller.user.id not in case.judge_ids:
-            raise Forbidden(f"you are not assigned to case {case.case_number}")
+        require_on_case(case, caller.user.id)
     else:
-        await require_visible(store, caller, case.court_id)
+        try:
+            await require_visible(store, caller, case.court_id)
+        except Forbidden:  # not even which court holds it
+            raise Forbidden("this case is outside your jurisdiction") from None
     return case
 
 
@@ -217,8 +231,8 @@ async def _check_judges(request: web.Request, court_id: CourtId, judge_ids: list
         try:
             user = await store.get_user(UserId(judge_id))
         except NotFound:
-            raise ValidationFailed(f"judge_ids: user {judge_id} does not exist") from None
-        if user.role is not Role.JUDGE or user.court_id != court_id:
+            user = None  # told like another court's user: nothing is learnt of who exists where
+        if user is None or user.role is not Role.JUDGE or user.court_id != court_id:
             raise ValidationFailed(f"judge_ids: user {judge_id} is not a judge of court {court_id}")
         checked.append(user.id)
     return checked
@@ -228,9 +242,9 @@ async def _check_judges(request: web.Request, court_id: CourtId, judge_ids: list
 @api.route(
     "POST",
     "/api/cases",
-    summary="Open a case with its parties and assigned judges",
+    summary="Register a case by hand (supervisor or admin; judges get their cases from the case source)",
     tag="queries",
-    access=CASE_PEOPLE,
+    access=frozenset({S, A}),
     body=CaseIn,
     response=CaseOut,
     status=201,
@@ -247,12 +261,7 @@ async def add_case(request: web.Request) -> web.StreamResponse:
     court_id = CourtId(data.court_id or caller.court_id)
     await store.get_court(court_id)
     judges = await _check_judges(request, court_id, data.judge_ids)
-    if caller.access is Access.JUDGE:
-        if court_id != caller.court_id:
-            raise Forbidden("a judge opens cases of their own court only")
-        judges = [caller.user.id, *[j for j in judges if j != caller.user.id]]
-    else:
-        await require_visible(store, caller, court_id)
+    await require_visible(store, caller, court_id)
     case = await store.add_case(
         case_number=number,
         court_id=court_id,
@@ -316,6 +325,7 @@ async def set_judges(request: web.Request) -> web.StreamResponse:
     judges = await _check_judges(request, case.court_id, data.judge_ids)
     store = request.app[STORE]
     await store.set_case_judges(case.id, judges)
+    await revoke_screens(store, request.app[BUS], case.id, [j for j in case.judge_ids if j not in judges])
     await request.app[AUDIT].record(
         "case.judges", current_user(request).user.id, case_id=case.id, details={"judge_ids": list(judges)}
     )
@@ -325,50 +335,65 @@ async def set_judges(request: web.Request) -> web.StreamResponse:
 @api.route(
     "POST",
     "/api/cases/{case_id}/parties",
-    summary="Add a party to a case",
+    summary="Propose a party for a case (the judge on it or a supervisor); on the case once another "
+    "supervisor approves it (POST /api/party-proposals/{proposal_id}/approve)",
     tag="queries",
-    access=CASE_PEOPLE,
-    body=PartyIn,
-    response=CaseOut,
-    status=201,
+    access=frozenset({J, S}),
+    body=PartyProposalIn,
+    response=PartyProposalOut,
+    status=202,
     errors=(NotFound, Conflict),
 )
 async def add_party(request: web.Request) -> web.StreamResponse:
-    data = body(request, PartyIn)
+    data = body(request, PartyProposalIn)
     case = await _case_for(request, _int_id(request.match_info["case_id"], "case"))
-    [(kind, name, identifier)] = _parties([data])
-    store = request.app[STORE]
-    party = await store.add_party(case.id, kind, name, identifier)
-    await request.app[AUDIT].record(
-        "case.party", current_user(request).user.id, case_id=case.id, details={"party_id": party.id, "kind": kind.value}
+    try:
+        identifier = validate_party_identifier(data.kind, data.identifier)
+    except InvalidIdentifier as exc:
+        raise ValidationFailed(f"identifier: {exc}", details=[{"field": "identifier", "problem": str(exc)}]) from None
+    proposal = await PartyProposals(request.app[STORE], request.app[AUDIT]).propose(
+        current_user(request).user, case, data.kind, data.name, identifier, data.reason
     )
-    return json_response(CaseOut.of(await store.get_case(case.id)), status=201)
+    return json_response(PartyProposalOut.of(proposal), status=202)
 
 
 # queries --------------------------------------------------------------------------------------------
 @api.route(
     "POST",
     "/api/queries",
-    summary="Query parties' assets at agencies (judge assigned to the case)",
+    summary="Query parties' assets at agencies (judge assigned to the case); an Idempotency-Key header makes a "
+    "double click one query (202 when made, 200 with the same query when the key was used before)",
     tag="queries",
     access=frozenset({J}),
     body=QueryIn,
     response=QueryOut,
     status=202,
-    errors=(NotFound,),
+    errors=(NotFound, Conflict, TooManyRequests),
 )
 async def submit_query(request: web.Request) -> web.StreamResponse:
     data = body(request, QueryIn)
+    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     caller = current_user(request)
     case = await _case_for(request, data.case_id)
-    query, jobs = await request.app[BROKER].submit(
-        case,
-        caller.user.id,
-        data.reason,
-        party_ids=data.party_ids,
-        agency_ids=data.agency_ids,
-        kinds=None if data.asset_kinds is None else [k.value for k in data.asset_kinds],
-    )
+    store = request.app[STORE]
+    earlier = await claim_query(request.app, caller.user, key, data.model_dump(mode="json"))
+    if earlier is not None:  # the same request again (a double click, a retry): the query it made
+        view = await load_query_view(store, earlier, _names(request))
+        await _audit_view(request, view, replay=True)
+        return json_response(QueryOut.model_validate(view), status=200)
+    try:
+        query, jobs = await request.app[BROKER].submit(
+            case,
+            caller.user.id,
+            data.reason,
+            party_ids=data.party_ids,
+            agency_ids=data.agency_ids,
+            kinds=None if data.asset_kinds is None else [k.value for k in data.asset_kinds],
+        )
+    except BaseException:
+        await release_query(request.app, caller.user, key)
+        raise
+    await bind_query(request.app, caller.user, key, query.id)
     await request.app[AUDIT].record(
         "query.submit",
         caller.user.id,
@@ -381,7 +406,8 @@ async def submit_query(request: web.Request) -> web.StreamResponse:
             "jobs": len(jobs),
         },
     )
-    view = await load_query_view(request.app[STORE], query.id, _names(request))
+    await watch_query(request.app, caller.user, query.id)
+    view = await load_query_view(store, query.id, _names(request))
     return json_response(QueryOut.model_validate(view), status=202)
 
 
@@ -398,8 +424,9 @@ async def list_queries(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     raw_case = request.query.get("case_id")
     case_id = CaseId(_int_id(raw_case, "case")) if raw_case else None
-    if caller.access is Access.JUDGE:
-        queries = await store.list_queries(case_id=case_id, judge_id=caller.user.id)
+    if caller.access is Access.JUDGE:  # a judge taken off a case no longer sees its queries
+        on = {c.id for c in await store.list_cases(judge_id=caller.user.id)}
+        queries = [q for q in await store.list_queries(case_id=case_id, judge_id=caller.user.id) if q.case_id in on]
     else:
         courts = await visible_courts(store, caller)
         cases = {c.id for c in await store.list_cases(court_ids=courts)}
@@ -417,23 +444,27 @@ async def list_queries(request: web.Request) -> web.StreamResponse:
     errors=(NotFound,),
 )
 async def get_query(request: web.Request) -> web.StreamResponse:
-    caller = current_user(request)
     store = request.app[STORE]
     query = await store.get_query(QueryId(request.match_info["query_id"]))
-    if caller.access is Access.JUDGE and query.judge_id != caller.user.id:
-        await _case_for(request, query.case_id)  # another judge of the same case may look; others may not
-    elif caller.access is not Access.JUDGE:
-        await _case_for(request, query.case_id)
+    await _case_for(request, query.case_id)  # judges on the case (its querying judge too, while on it)
     view = await load_query_view(store, query.id, _names(request))
+    await _audit_view(request, view)
+    return json_response(QueryOut.model_validate(view))
+
+
+async def _audit_view(request: web.Request, view: dict[str, Any], *, replay: bool = False) -> None:
+    """Every read of a query's results is in the audit chain: who, which query, how many assets they saw."""
+    details: dict[str, Any] = {"assets": sum(len(j["assets"]) for j in view["jobs"])}
+    if replay:
+        details["idempotent_replay"] = True
     await request.app[AUDIT].record(
         "query.view",
-        caller.user.id,
+        current_user(request).user.id,
         reason=request.query.get("reason", ""),
-        case_id=query.case_id,
-        query_id=query.id,
-        details={"assets": sum(len(j["assets"]) for j in view["jobs"])},
+        case_id=view["case_id"],
+        query_id=view["id"],
+        details=details,
     )
-    return json_response(QueryOut.model_validate(view))
 
 
 # follow-ups -----------------------------------------------------------------------------------------
@@ -451,16 +482,14 @@ async def get_query(request: web.Request) -> web.StreamResponse:
 )
 async def request_followup(request: web.Request) -> web.StreamResponse:
     data = body(request, FollowUpIn)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (8 <= len(key) <= 64 and key.replace("-", "").isalnum()):
-        raise ValidationFailed("Idempotency-Key: 8…64 letters, digits or dashes")
+    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     followup, created = await request.app[FOLLOWUPS].request(
         current_user(request).user,
         asset_id=AssetId(data.asset_id),
         action=data.action,
         amount_cents=data.amount_cents,
         reason=data.reason,
-        key=key,
+        key=None if key is None else followup_id_for(key),
     )
     return json_response(FollowUpOut.model_validate(followup_view(followup)), status=201 if created else 200)
 
@@ -525,6 +554,12 @@ async def list_followups(request: web.Request) -> web.StreamResponse:
     followups = await store.list_followups(
         query_id=QueryId(raw_query) if raw_query else None, case_ids=[c.id for c in cases], statuses=statuses
     )
+    await request.app[AUDIT].record(
+        "followup.list",
+        caller.user.id,
+        query_id=QueryId(raw_query) if raw_query else None,
+        details={"followups": [f.id for f in followups], "status": status},
+    )  # follow-ups carry what was found (asset, amount): reading them is audited like the results
     return json_response(FollowUpList(followups=[FollowUpOut.model_validate(followup_view(f)) for f in followups]))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from command_center.api import (
     alarms,
+    audit,
+    case_source,
     directory,
     dispatch,
     duty,
@@ -21,6 +23,7 @@ from command_center.api import (
     system,
     tasks,
     telemetry,
+    tickets,
 )
 from command_center.api.registry import Endpoint, Registry
 
@@ -40,7 +43,10 @@ REGISTRIES: tuple[Registry, ...] = (
     reports.api,
     screens.api,
     queries.api,
+    case_source.api,
     media.api,
+    audit.api,
+    tickets.api,
     gb28181.api,
 )
 

@@ -9,10 +9,11 @@ from aiohttp import web
 
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import LoginIn, LoginOut, MeOut, UserOut
-from command_center.auth import PEOPLE, Access, UserCaller, current_caller, current_user
+from command_center.auth import PEOPLE, Access, DeviceCaller, UserCaller, current_caller, current_user
 from command_center.credentials import lookup_hash, new_session_token
-from command_center.keys import LOGIN_THROTTLE, PASSWORDS, SETTINGS, STORE
-from core.errors import TooManyRequests, Unauthenticated
+from command_center.keys import LOGIN_THROTTLE, PASSWORDS, REVOCATIONS, SETTINGS, STORE
+from command_center.revocation import Revocation, Subject
+from core.errors import Forbidden, TooManyRequests, Unauthenticated
 
 api = Registry()
 
@@ -63,6 +64,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     await request.app[STORE].revoke_session(caller.session.token_hash)
+    # The session's screens, views and talkback end too, on every process.
+    await request.app[REVOCATIONS].announce(Revocation(Subject.SESSION, caller.session.token_hash, "logged out"))
     return web.Response(status=204)
 
 
@@ -78,6 +81,8 @@ async def me(request: web.Request) -> web.StreamResponse:
     caller = current_caller(request)
     if isinstance(caller, UserCaller):
         out = MeOut(kind="user", access=caller.access, court_id=caller.court_id, user=UserOut.of(caller.user))
-    else:
+    elif isinstance(caller, DeviceCaller):
         out = MeOut(kind="device", access=caller.access, court_id=caller.court_id, unit_id=caller.unit.id)
+    else:  # not admitted by the route; kept total for the type checker
+        raise Forbidden("only people and devices have a profile here")
     return json_response(out)

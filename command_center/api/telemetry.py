@@ -6,6 +6,7 @@ WebRTC data channel of the media work will call it too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated, Any
@@ -14,15 +15,16 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, Field
 
+from command_center.api.params import epoch_ms
 from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, current_caller, current_device
-from command_center.keys import STORE, TASKS, TRACKER
+from command_center.keys import REVOCATIONS, STORE, TASKS, TRACKER
 from command_center.visibility import require_visible
 from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
 from field_units.messages import MAX_MESSAGE, answer
 from field_units.tracker import MAX_BATCH
-from maps.tracks import simplify_indices
+from maps.tracks import MAX_SHOWN_POINTS, read_track, simplify_within
 from persistence.models import Duty
 
 log = logging.getLogger(__name__)
@@ -57,12 +59,15 @@ class AckOut(BaseModel):
     "GET", "/api/telemetry/ws", summary="Live telemetry from a field unit (WebSocket)", tag="telemetry", access=DEVICE
 )
 async def telemetry_socket(request: web.Request) -> web.StreamResponse:
-    unit = current_device(request).unit
+    caller = current_device(request)
+    unit = caller.unit
     tracker = request.app[TRACKER]
     tasks = request.app[TASKS]
     ws = web.WebSocketResponse(heartbeat=30.0, compress=False, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
+    # Revoking the unit closes this socket (4401); ``watch.ended`` is set first, so nothing more is stored.
+    watch = request.app[REVOCATIONS].watch_socket(caller, ws)
 
     async def push(message: dict[str, Any]) -> None:
         await _reply(ws, orjson.dumps(message))
@@ -70,6 +75,8 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     try:
         async with tasks.channel(unit, push):
             async for message in ws:
+                if watch.ended:
+                    break
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
     except ConnectionError:
@@ -77,6 +84,8 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     except Exception:  # never an HTTP error on an upgraded connection: close it properly instead
         log.exception("unit %s: telemetry socket failed", unit.id)
         await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+    finally:
+        await watch.settle()
     log.info("unit %s: telemetry socket closed (%s)", unit.id, ws.close_code)
     return ws
 
@@ -167,6 +176,11 @@ class TrackOut(BaseModel):
     unit_id: str
     points: list[dict[str, Any]]
     raw_points: int = Field(description="positions stored in the period (before simplification)")
+    simplified_m: float = Field(
+        0.0,
+        description="the Douglas–Peucker tolerance the points were simplified with (0: every stored point); "
+        f"a period of more than {MAX_SHOWN_POINTS} points is simplified until it fits, never cut short",
+    )
 
 
 @api.route(
@@ -181,21 +195,25 @@ class TrackOut(BaseModel):
 async def track(request: web.Request) -> web.StreamResponse:
     unit_id = await _visible_unit(request)
     now = int(time.time() * 1000)
+    until = epoch_ms(request, "until_ms", default=now + 1)
+    since = epoch_ms(request, "since_ms", default=max(0, until - 3_600_000))
     try:
-        until = int(request.query.get("until_ms", now + 1))
-        since = int(request.query.get("since_ms", until - 3_600_000))
         tolerance = float(request.query.get("simplify_m", "0"))
     except ValueError:
-        raise BadRequest("since_ms and until_ms must be integers (epoch milliseconds), simplify_m a number") from None
+        raise BadRequest("simplify_m must be a number (metres)") from None
     if not 0 < until - since <= MAX_TRACK_MS:
         raise ValidationFailed(f"the period must be positive and at most {MAX_TRACK_MS // 3_600_000} hours")
     if not 0 <= tolerance <= 1000:
         raise ValidationFailed("simplify_m must be from 0 (every point) to 1000 metres")
-    positions = await request.app[STORE].track(unit_id, since_ms=since, until_ms=until)
+    positions = await read_track(request.app[STORE], unit_id, since_ms=since, until_ms=until)
     raw = len(positions)
-    if tolerance > 0 and raw > 2:
-        positions = [positions[i] for i in simplify_indices([(p.lat, p.lon) for p in positions], tolerance)]
-    return json_response(TrackOut(unit_id=unit_id, points=[p.view() for p in positions], raw_points=raw))
+    # GEOS simplifies with the GIL released: a day of fixes takes it a second, which the loop must not wait
+    kept, used = await asyncio.to_thread(simplify_within, [(p.lat, p.lon) for p in positions], MAX_SHOWN_POINTS,
+                                         tolerance)  # fmt: skip
+    if used > 0:
+        positions = [positions[i] for i in kept]
+    out = TrackOut(unit_id=unit_id, points=[p.view() for p in positions], raw_points=raw, simplified_m=used)
+    return json_response(out)
 
 
 async def _visible_unit(request: web.Request) -> UnitId:

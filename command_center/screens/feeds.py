@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -20,6 +21,7 @@ import orjson
 from alarms.views import alarm_view
 from command_center.operations import operation_view, operations_topic
 from command_center.screens.connection import ScreenConnection
+from core.errors import NotFound
 from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import Event, EventBus, SubscriberLagged
 from field_units.tasks import tasks_topic
@@ -51,6 +53,21 @@ class Feed:
         self._screens: set[ScreenConnection] = set()
         self._stack = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
+        #: Since when no screen uses the feed (monotonic); None while a screen is attached or about to be.
+        self.idle_since: float | None = time.monotonic()
+
+    @property
+    def screens(self) -> int:
+        return len(self._screens)
+
+    def claim(self) -> None:
+        """A screen is about to attach: the hub must not remove the feed meanwhile."""
+        self.idle_since = None
+
+    def release(self) -> None:
+        """Idle from now if no screen is attached (a claim that did not lead to an attach ends here too)."""
+        if not self._screens and self.idle_since is None:
+            self.idle_since = time.monotonic()
 
     async def start(self) -> None:
         subscription = await self._stack.enter_async_context(self._bus.subscribe([self.topic], max_queue=10_000))
@@ -130,9 +147,11 @@ class Feed:
         else:
             self.send_snapshot(screen)
         self._screens.add(screen)
+        self.idle_since = None
 
     def detach(self, screen: ScreenConnection) -> None:
         self._screens.discard(screen)
+        self.release()
 
     def apply(self, event: Event) -> bytes | None:
         """Fold the event into the picture; return the message for screens (None: nothing for them)."""
@@ -188,8 +207,17 @@ class UnitFeed(UnitsFeed):
         self.name = f"unit:{unit_id}"
 
     async def reload(self) -> None:
-        await super().reload()
-        self.units = {k: v for k, v in self.units.items() if k == self.unit_id}
+        """Only this unit's rows: a court may hold thousands of units, and every unit topic watched reloads."""
+        await Feed.reload(self)
+        self.units = {}
+        try:
+            unit = await self._store.get_unit(self.unit_id)
+        except NotFound:
+            return
+        if unit.revoked_at is None:
+            latest = await self._store.latest_positions([unit.id])
+            states = await self._store.unit_states([unit.id])
+            self.units[unit.id] = unit_view(unit, states.get(unit.id, UnitState()), latest.get(unit.id))
 
     def apply(self, event: Event) -> bytes | None:
         views = [v for v in event.data["units"] if v["unit_id"] == self.unit_id]
@@ -300,12 +328,17 @@ class QueryFeed(Feed):
         self._store = store
         self._agency_names = agency_names
         self.view: dict[str, Any] = {}
+        self._replaying = False
 
     async def reload(self) -> None:
-        await super().reload()
+        self._replaying = True  # a judge's removal in the history must not cut off screens admitted since
+        try:
+            await super().reload()
+        finally:
+            self._replaying = False
         self.view = await load_query_view(self._store, self.query_id, self._agency_names)
 
-    def apply(self, event: Event) -> bytes:
+    def apply(self, event: Event) -> bytes | None:
         data = dict(event.data)
         if data.get("event") == "job":
             jobs = self.view.setdefault("jobs", [])
@@ -316,8 +349,17 @@ class QueryFeed(Feed):
                 jobs[index] = data["job"]
         elif data.get("event") == "complete":
             self.view["completed_ms"], self.view["complete"] = data["completed_ms"], True
-        return orjson.dumps({"type": "query_update", "topic": self.name, "seq": event.seq,
-                             "ts_ms": int(event.ts * 1000), **data})  # fmt: skip
+        message = orjson.dumps({"type": "query_update", "topic": self.name, "seq": event.seq,
+                                "ts_ms": int(event.ts * 1000), **data})  # fmt: skip
+        if data.get("event") == "access_revoked":
+            # Only the query's judge may follow it, and that judge was taken off the case: tell its screens,
+            # then send them nothing more of this query (a new subscribe is refused while off the case).
+            if not self._replaying:
+                for screen in self._screens:
+                    screen.send(message, topic=self.name, seq=event.seq)
+                self._screens.clear()
+            return None
+        return message
 
     def send_snapshot(self, screen: ScreenConnection) -> None:
         snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "query": self.view}

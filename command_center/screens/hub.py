@@ -17,6 +17,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from command_center.auth import Caller, UserCaller
+from command_center.keys import REVOCATIONS
 from command_center.screens.connection import ScreenConnection
 from command_center.screens.feeds import (
     AlarmsFeed,
@@ -34,6 +35,8 @@ from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import EventBus
 from persistence.availability import store_unavailable
 from persistence.port import Store
+from query_control.audit import AuditLog
+from query_control.case_access import require_on_case
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +53,32 @@ class ScreenHub:
         self._feeds: dict[str, asyncio.Task[Feed]] = {}
         self._screens: set[ScreenConnection] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.agency_names: dict[str, str] = {}  # set by the asset-query context; names in query snapshots
+        # Set by the asset-query context: watching a query's results is a read of them, so it is audited.
+        self.audit: AuditLog | None = None
 
     @property
     def screens(self) -> int:
         return len(self._screens)
 
+    @property
+    def feeds(self) -> int:
+        """Feeds held (started, starting or failed): each one a bus subscription, a task and a ring."""
+        return len(self._feeds)
+
     async def start(self) -> None:
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="screen-heartbeat")
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="screen-feed-sweeper")
 
     async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for owned in (self._heartbeat, self._sweeper):
+            if owned is not None:
+                owned.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await owned
         for task in self._feeds.values():
-            if task.done() and task.exception() is None:
+            if task.done() and not task.cancelled() and task.exception() is None:
                 await task.result().close()
             else:
                 task.cancel()
@@ -78,18 +91,55 @@ class ScreenHub:
             for screen in list(self._screens):
                 screen.send(beat)
 
+    async def _sweep_forever(self) -> None:
+        grace = self._settings.screen_feed_grace_seconds
+        while True:
+            await asyncio.sleep(min(max(grace / 2, 0.05), HEARTBEAT_SECONDS))
+            try:
+                await self.sweep()
+            except Exception:  # a feed that fails to close must not stop the sweeping of the others
+                log.exception("screens: removing idle feeds failed")
+
+    async def sweep(self) -> int:
+        """Remove the feeds no screen has used for the grace period (and those that failed to start): without
+        this every topic ever watched (each asset query's, each unit's) would keep its subscription, task and
+        ring for the life of the process. Returns how many were removed."""
+        deadline = time.monotonic() - self._settings.screen_feed_grace_seconds
+        idle: list[Feed] = []
+        for key, task in list(self._feeds.items()):
+            if not task.done():
+                continue
+            if task.cancelled() or task.exception() is not None:
+                del self._feeds[key]
+                continue
+            feed = task.result()
+            if feed.idle_since is not None and feed.idle_since <= deadline:
+                del self._feeds[key]
+                idle.append(feed)
+        for feed in idle:
+            await feed.close()
+        if idle:
+            log.debug("screens: removed %d idle feeds; %d remain", len(idle), len(self._feeds))
+        return len(idle)
+
     async def _feed(self, key: str, make: Any) -> Feed:
-        """The shared feed for ``key``, started once even when several screens ask at the same moment."""
+        """The shared feed for ``key``, started once even when several screens ask at the same moment;
+        claimed for the caller, which attaches a screen or releases it."""
         task = self._feeds.get(key)
-        if task is None or (task.done() and task.exception() is not None):
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
 
             async def start() -> Feed:
                 feed: Feed = make()
+                feed.claim()
                 await feed.start()
                 return feed
 
             task = self._feeds[key] = asyncio.create_task(start(), name=f"start-feed:{key}")
-        return await asyncio.shield(task)
+        elif task.done():
+            task.result().claim()
+        feed = await asyncio.shield(task)
+        feed.claim()
+        return feed
 
     # one screen ---------------------------------------------------------------------------------------
     async def serve(self, request: web.Request, caller: Caller) -> web.WebSocketResponse:
@@ -106,6 +156,7 @@ class ScreenHub:
         attached: dict[str, Feed] = {}
         writer = asyncio.create_task(screen.write_forever(), name=f"screen-writer:{screen.label}")
         self._screens.add(screen)
+        watch = request.app[REVOCATIONS].watch_socket(caller, ws)  # logout, revocation, expiry close it (4401)
         try:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
@@ -125,6 +176,7 @@ class ScreenHub:
                 if writer.done():
                     break
         finally:
+            await watch.settle()
             self._screens.discard(screen)
             for feed in attached.values():
                 feed.detach(screen)
@@ -163,11 +215,15 @@ class ScreenHub:
         ):
             raise BadRequest("'resume' must map topic names to integer sequence numbers")
         feeds = await self._resolve(caller, topics)
-        for feed in feeds:
-            if feed.name in attached:
-                continue
-            feed.attach(screen, resume.get(feed.name))
-            attached[feed.name] = feed
+        try:
+            for feed in feeds:
+                if feed.name in attached:
+                    continue
+                feed.attach(screen, resume.get(feed.name))
+                attached[feed.name] = feed
+        finally:
+            for feed in feeds:
+                feed.release()
         screen.send_json({"type": "subscribed", "topics": sorted(f.name for f in feeds)})
 
     async def _resolve(self, caller: Caller, topics: list[str]) -> list[Feed]:
@@ -175,6 +231,16 @@ class ScreenHub:
         if courts is None:
             courts = [c.id for c in await self._store.list_courts()]
         feeds: list[Feed] = []
+        try:
+            return await self._resolve_into(feeds, courts, caller, topics)
+        except BaseException:
+            for feed in feeds:  # claimed for a subscription that is refused
+                feed.release()
+            raise
+
+    async def _resolve_into(
+        self, feeds: list[Feed], courts: list[CourtId], caller: Caller, topics: list[str]
+    ) -> list[Feed]:
         for topic in topics:
             if topic == "units":
                 for court in courts:
@@ -215,6 +281,12 @@ class ScreenHub:
                 query = await self._store.get_query(query_id)  # NotFound for an unknown query
                 if not isinstance(caller, UserCaller) or caller.user.id != query.judge_id:
                     raise Forbidden(f"query {query_id} belongs to another judge")
+                require_on_case(await self._store.get_case(query.case_id), caller.user.id)  # still on the case
+                if self.audit is not None:
+                    await self.audit.record(
+                        "query.watch", caller.user.id, case_id=query.case_id, query_id=query.id,
+                        details={"topic": topic},
+                    )  # fmt: skip
                 feeds.append(
                     await self._feed(topic, lambda q=query_id: QueryFeed(q, self._bus, self._store, self.agency_names))
                 )

@@ -17,6 +17,7 @@ const TEXT = {
         sent: "任务已下发", metres: "米", eta: "预计", minutes: "分钟", noUnits: "附近没有待命单兵",
         kind_note: "记录", kind_alarm_raised: "告警", kind_alarm_acknowledged: "确认告警", kind_alarm_resolved: "处置告警",
         kind_alarm_false_alarm: "误报", kind_task_sent: "派警", noRoster: "今日未排班（由监督员排班）",
+        query_burst: "查控频次异常", query_night: "夜间查控", query_same_person: "跨案查询同一人", times: "次",
         mapTitle: "地图 · 电子围栏与行动目标", draw: "绘制围栏", fenceName: "围栏名称", saveFence: "保存围栏",
         drawHint: "在地图上依次点击围栏的顶点（至少3个），然后保存", plan: "新建执行行动（在地图上点选目标）",
         opTitle: "行动名称", onsite: "现场指挥", create: "创建", target: "目标", pickTarget: "请在地图上点选行动目标",
@@ -39,6 +40,8 @@ const TEXT = {
         metres: "m", eta: "ETA", minutes: "min", noUnits: "no available unit nearby", kind_note: "note",
         kind_alarm_raised: "alarm", kind_alarm_acknowledged: "alarm acknowledged", kind_alarm_resolved: "alarm resolved",
         kind_alarm_false_alarm: "false alarm", kind_task_sent: "task", noRoster: "no roster today (a supervisor sets it)",
+        query_burst: "query burst", query_night: "queries at night", query_same_person: "same person, several cases",
+        times: "×",
         mapTitle: "Map · geofences and targets", draw: "Draw fence", fenceName: "fence name", saveFence: "Save fence",
         drawHint: "click the fence's corners on the map (3 at least), then save", plan: "New operation (click its target)",
         opTitle: "operation", onsite: "on-site commander", create: "Create", target: "target",
@@ -52,6 +55,10 @@ const TEXT = {
 const TASK_KINDS = ["go_to", "search", "seize", "start_recording", "stop_recording", "call_back"];
 let lang = localStorage.getItem("lang") || "zh";
 const t = (key) => TEXT[lang][key] ?? key;
+// An alarm in the duty log: the unit it is about, or, for the asset-query watch, the judge and the count.
+const alarmText = (alarm) => alarm.details?.judge_name
+  ? `${t(alarm.kind)} · ${alarm.details.judge_name} · ${alarm.details.count} ${t("times")}`
+  : `${alarm.name || alarm.unit_id || ""} ${t(alarm.kind)}`;
 const token = sessionStorage.getItem("token");
 const OPERATION_KINDS = ["search", "seizure", "eviction", "detention"];
 const FENCE_KINDS = [["no_go", "no_go"], ["jurisdiction", "jurisdiction"], ["target", "targetFence"]];
@@ -164,7 +171,7 @@ function renderDuty() {
     `${r.court_id} · ${t(r.post)} · ${r.name || r.user_id} `, badge(r.signed_in_ms ? "signed" : "notSigned")));
   document.getElementById("roster").replaceChildren(...(roster.length ? roster : [el("li", { textContent: t("noRoster") })]));
   document.getElementById("log").replaceChildren(...state.log.map((e) => {
-    const text = e.text || (e.alarm ? `${e.alarm.name || e.alarm.unit_id || ""} ${e.alarm.kind}` : "");
+    const text = e.text || (e.alarm ? alarmText(e.alarm) : "");
     return el("li", {}, time(e.at_ms), `${t(`kind_${e.kind}`)} · ${text}`);
   }));
 }

@@ -42,7 +42,8 @@ const state = { cases: [], agencies: [], query: null, jobs: new Map(), followups
 window.deskState = state;
 
 async function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${token}`, ...(options.body ? { "Content-Type": "application/json" } : {}) };
+  const headers = { Authorization: `Bearer ${token}`, ...(options.body ? { "Content-Type": "application/json" } : {}),
+                    ...(options.headers || {}) };
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) { sessionStorage.removeItem("token"); location.replace("/"); }
   const body = await response.json().catch(() => null);
@@ -100,6 +101,11 @@ async function loadHistory() {
   }));
 }
 
+// The Idempotency-Key of the query being asked: kept while the same request is retried (a lost answer, a
+// second click), so the server makes one query; a new request gets a new key.
+let asking = { body: "", key: "" };
+const newKey = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+
 async function submit() {
   const error = document.getElementById("ask-error");
   error.textContent = "";
@@ -115,7 +121,10 @@ async function submit() {
   const button = document.getElementById("submit");
   button.disabled = true;
   try {
-    const query = await api("/api/queries", { method: "POST", body: JSON.stringify(body) });
+    const json = JSON.stringify(body);
+    if (asking.body !== json) asking = { body: json, key: newKey() };
+    const query = await api("/api/queries", { method: "POST", body: json, headers: { "Idempotency-Key": asking.key } });
+    asking = { body: "", key: "" };
     showQuery(query);
     follow(query.id);
     loadHistory();
@@ -141,10 +150,19 @@ async function openQuery(queryId) {
 }
 
 let socket = null;
-function follow(queryId) {
+async function follow(queryId, reconnecting = false) {
   if (socket) { socket.onclose = null; socket.close(); }
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/api/screen/ws?token=${encodeURIComponent(token)}`);
+  socket = null;
+  let url;
+  try {
+    url = await window.ticket.socketUrl("/api/screen/ws", token);
+  } catch (err) {
+    console.warn("query socket:", err.message);
+    setTimeout(() => { if (state.query?.id === queryId && !socket) follow(queryId); }, 1000);
+    return;
+  }
+  if (socket || state.query?.id !== queryId) return;  // another query was opened meanwhile
+  const ws = new WebSocket(url);
   socket = ws;
   let seq = null;
   ws.onopen = () => ws.send(JSON.stringify({ type: "subscribe", topics: [`query:${queryId}`],
@@ -156,6 +174,12 @@ function follow(queryId) {
     if (message.type === "snapshot") {
       state.query = message.query;
       state.jobs = new Map(message.query.jobs.map((j) => [j.job_id, j]));
+      if (reconnecting) loadFollowups();  // back after a break: follow-up changes may have been missed
+    } else if (message.type === "query_update" && message.event === "followup") {
+      const f = message.followup;
+      const list = (state.followups.get(f.asset_id) || []).filter((g) => g.id !== f.id);
+      state.followups.set(f.asset_id, [...list, f]);
+      renderAssets();
     } else if (message.type === "query_update" && message.event === "job") {
       state.jobs.set(message.job.job_id, message.job);
     } else if (message.type === "query_update" && message.event === "complete") {
@@ -164,7 +188,10 @@ function follow(queryId) {
     state.updates += 1;
     render();
   };
-  ws.onclose = () => { if (socket === ws) setTimeout(() => follow(queryId), 1000); };
+  ws.onclose = (event) => {
+    if (event.code === window.ticket.CLOSE_REVOKED) { window.ticket.signOut(); return; }  // logged out, revoked…
+    if (socket === ws) setTimeout(() => follow(queryId, true), 1000);
+  };
 }
 
 async function loadFollowups() {
@@ -329,11 +356,12 @@ async function start() {
   if (me.user.role !== "judge") document.getElementById("ask-error").textContent = t("onlyJudges");
   [{ cases: state.cases }, { agencies: state.agencies }] = await Promise.all([api("/api/cases"), api("/api/agencies")]);
   const select = document.getElementById("case");
-  select.replaceChildren(...state.cases.map((c) => el("option", { value: c.id, textContent: `${c.case_number} ${c.title}` })));
+  select.replaceChildren(...state.cases.map((c) => el("option", { value: c.id, textContent: `${c.case_number} ${c.title}${c.status === "active" ? "" : ` (${c.status_label})`}` })));
   select.addEventListener("change", () => { renderParties(); loadHistory(); });
   document.getElementById("all-agencies").addEventListener("change", renderAgencies);
   document.getElementById("submit").addEventListener("click", submit);
-  setInterval(loadFollowups, 5000);  // a supervisor approves elsewhere: the state shows here within seconds
+  // A supervisor's approval and the agency's answer arrive on the query's socket (``followup`` updates): no
+  // polling, since every list of follow-ups read is an entry in the audit chain.
   renderParties();
   applyLanguage();
   await Promise.all([loadHistory(), setUpMap()]);

@@ -7,10 +7,10 @@
 const TEXT = {
   zh: { title: "执行指挥中心 · 轨迹回放", unit: "执行单兵", operation: "或执行行动", from: "开始", to: "结束",
         load: "载入轨迹", home: "首页", lang: "English", play: "播放", pause: "暂停", follow: "跟随", points: "个定位点",
-        none: "—", empty: "该时段无轨迹" },
+        none: "—", empty: "该时段无轨迹", simplified: "轨迹已简化，共存储" },
   en: { title: "Command Centre · Track replay", unit: "Unit", operation: "or operation", from: "From", to: "To",
         load: "Load", home: "Home", lang: "中文", play: "Play", pause: "Pause", follow: "Follow", points: "positions",
-        none: "—", empty: "no track in this period" },
+        none: "—", empty: "no track in this period", simplified: "simplified from" },
 };
 const COLORS = ["#2fbf71", "#3d8bfd", "#f5a524", "#e377c2", "#17becf", "#ff7f0e", "#9467bd", "#ff3b46"];
 let lang = localStorage.getItem("lang") || "zh";
@@ -79,7 +79,8 @@ async function load() {
     const loaded = await Promise.all(unitIds.map(async (unitId) => {
       const path = `/api/units/${encodeURIComponent(unitId)}/track?${period}`;
       const [raw, simple] = await Promise.all([api(path), api(`${path}&simplify_m=5`)]);
-      return { unit_id: unitId, points: raw.points, simple: simple.points };
+      return { unit_id: unitId, points: raw.points, simple: simple.points, stored: raw.raw_points,
+               simplified: raw.simplified_m > 0 };
     }));
     trackLayer.clearLayers();
     state.tracks = loaded.filter((track) => track.points.length);
@@ -99,6 +100,8 @@ async function load() {
     state.at = state.start;
     const total = state.tracks.reduce((sum, track) => sum + track.points.length, 0);
     info.textContent = `${state.tracks.length > 1 ? `${state.tracks.length} × ` : ""}${total} ${t("points")}`;
+    const stored = state.tracks.reduce((sum, track) => sum + track.stored, 0);
+    if (state.tracks.some((track) => track.simplified)) info.textContent += ` (${t("simplified")} ${stored})`;
     show();
   } catch (exc) {
     info.textContent = exc.message;

@@ -10,6 +10,7 @@ const TEXT = {
         soundReady: "声音已开启", lang: "English", sosRaised: "紧急求救", sosCleared: "求救已解除",
         offlineRaised: "离线", offlineCleared: "恢复在线", low_battery: "电量低", geofence: "电子围栏",
         task_overdue: "任务超时", open: "未处理", acknowledged: "已确认", conditionCleared: "已解除",
+        query_burst: "查控频次异常", query_night: "夜间查控", query_same_person: "跨案查询同一人",
         acknowledge: "确认", resolve: "处置", false_alarm: "误报", actionFailed: "操作失败", speed: "速度",
         operations: "执行行动", planned: "准备中", under_way: "进行中", search: "搜查", seizure: "查封扣押",
         eviction: "强制迁出", detention: "拘传拘留", noOperations: "暂无执行行动", onsiteCommander: "现场指挥", unitsShort: "单兵", battery: "电量", fix: "定位时间",
@@ -20,6 +21,7 @@ const TEXT = {
         soundOn: "Enable sound", soundReady: "sound on", lang: "中文", sosRaised: "SOS raised",
         sosCleared: "SOS cleared", offlineRaised: "went offline", offlineCleared: "back online",
         low_battery: "low battery", geofence: "geofence", task_overdue: "task overdue", open: "open",
+        query_burst: "query burst", query_night: "queries at night", query_same_person: "same person, several cases",
         acknowledged: "acknowledged", conditionCleared: "cleared", acknowledge: "Ack", resolve: "Resolve",
         false_alarm: "False", actionFailed: "action failed", speed: "speed", operations: "Operations",
         planned: "planned", under_way: "under way", search: "search", seizure: "seizure", eviction: "eviction",
@@ -563,7 +565,8 @@ function renderAlarms() {
     li.dataset.alarmId = alarm.id;
     const time = document.createElement("time");
     time.textContent = new Date(alarm.raised_ms).toLocaleTimeString(locale());
-    const name = alarm.name || state.units.get(alarm.unit_id)?.name || alarm.unit_id || alarm.subject;
+    const judge = alarm.details?.judge_name && `${alarm.details.judge_name} · ${alarm.details.count}`;
+    const name = alarm.name || judge || state.units.get(alarm.unit_id)?.name || alarm.unit_id || alarm.subject;
     const badge = document.createElement("span");
     badge.className = "badge";
     badge.textContent = t(alarm.state) + (alarm.active ? "" : ` · ${t("conditionCleared")}`);
@@ -604,9 +607,17 @@ function renderLink() {
 
 let socket = null;
 let backoff = 500;
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/api/screen/ws?token=${encodeURIComponent(token)}`);
+async function connect() {
+  let url;
+  try {
+    url = await window.ticket.socketUrl("/api/screen/ws", token);
+  } catch (err) {
+    console.warn("screen socket:", err.message);
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 10000);
+    return;
+  }
+  const ws = new WebSocket(url);
   socket = ws;
   ws.onopen = () => {
     backoff = 500;
@@ -638,7 +649,10 @@ function connect() {
     }
     renderLink();
   };
-  ws.onclose = () => linkLost(ws);
+  ws.onclose = (event) => {
+    if (event.code === window.ticket.CLOSE_REVOKED) { window.ticket.signOut(); return; }  // logged out, revoked…
+    linkLost(ws);
+  };
 }
 
 function linkLost(ws) {

@@ -167,7 +167,7 @@ async def device_day(world: World, tmp_path: Path, transport: str) -> None:
     """sipp registers, keeps alive, answers the catalog query and the position subscription, reports a
     position twice and one by NOTIFY, and raises a one-key alarm; each shows where a user looks."""
     password = await add_gb_unit(world, "HLJ0102-GB1", DEVICE)
-    screen = await world.client.ws_connect(f"/api/screen/ws?token={world.tokens['operator']}")
+    screen = await world.client.ws_connect("/api/screen/ws", headers=world.auth("operator"))
     await screen.send_json({"type": "subscribe", "topics": ["unit:HLJ0102-GB1"]})
     fix_time, notify_time = china_time(-20), china_time(-10)
     status = await sipp(
@@ -371,14 +371,19 @@ async def test_bad_input_gets_its_status_and_other_units_carry_on(
     world = await make_world()
     good_password = await add_gb_unit(world, "HLJ0102-GB1", DEVICE)
     revoked_password = await add_gb_unit(world, "HLJ0102-GB2", OTHER)
-    response = await world.client.post("/api/units/HLJ0102-GB2/revoke", headers=world.auth("admin"))
-    assert response.status == 200
     port = sip_port(world)
     raw = RawDevice(port)
     try:
-        # The good device registers first (a raw peer too), and stays registered through the rest.
-        reply = await raw.register(DEVICE, good_password)
-        assert reply is not None and reply.status == 200
+        # Both devices register (a raw peer too); the good one stays registered through the rest.
+        for device_id, password in ((DEVICE, good_password), (OTHER, revoked_password)):
+            reply = await raw.register(device_id, password)
+            assert reply is not None and reply.status == 200
+        # Revoking a registered unit ends its registration at once (through the revocation registry).
+        response = await world.client.post("/api/units/HLJ0102-GB2/revoke", headers=world.auth("admin"))
+        assert response.status == 200
+        reply = await raw.message(OTHER, keepalive(OTHER))
+        assert reply is not None and reply.status == 403
+        assert not (await gb_view(world, "HLJ0102-GB2"))["registered"]
 
         # Malformed SIP: answered 400 when it can be answered at all, dropped when it cannot.
         bad_length = raw.request("MESSAGE", DEVICE).replace(b"Content-Length: 0", b"Content-Length: 500")
