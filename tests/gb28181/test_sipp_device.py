@@ -440,6 +440,29 @@ async def test_bad_input_gets_its_status_and_other_units_carry_on(
     assert (await live(world, "HLJ0102-GB1"))["status"] == "available"
 
 
+async def test_a_revocation_made_in_the_database_ends_the_registration_too(
+    gb_enabled: None, make_world: AppFactory
+) -> None:
+    """``device revoke`` from the CLI announces nothing on an in-process bus: the revocation registry's recheck
+    of the store finds it, and the registration ends like the unit's sockets."""
+    world = await make_world(recheck_seconds=1)
+    password = await add_gb_unit(world, "HLJ0102-GB1", DEVICE)
+    raw = RawDevice(sip_port(world))
+    try:
+        reply = await raw.register(DEVICE, password)
+        assert reply is not None and reply.status == 200
+        await world.store.revoke_unit(UnitId("HLJ0102-GB1"))  # what the CLI does
+
+        async def ended() -> bool:
+            return not (await gb_view(world, "HLJ0102-GB1"))["registered"]
+
+        await eventually(ended, "the recheck to end the registration")
+        reply = await raw.message(DEVICE, keepalive(DEVICE))
+        assert reply is not None and reply.status == 403
+    finally:
+        raw.close()
+
+
 async def test_mutated_messages_never_break_the_server(
     gb_enabled: None, make_world: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
