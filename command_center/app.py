@@ -18,6 +18,7 @@ from command_center.api.reports import report_pool_ctx
 from command_center.api.routes import all_endpoints
 from command_center.audit_ctx import audit_ctx
 from command_center.credentials import Passwords, VerifyGate
+from command_center.gb_ctx import gb28181_ctx
 from command_center.keys import (
     ALARMS,
     BUS,
@@ -176,6 +177,7 @@ def create_app(
     app.cleanup_ctx.append(audit_ctx(settings.audit, settings.data_dir))
     app.cleanup_ctx.append(report_pool_ctx(settings.maps))
     app.cleanup_ctx.append(revocation_ctx(settings))
+    app.cleanup_ctx.append(gb28181_ctx(settings.gb28181))
     return app
 
 

@@ -24,6 +24,7 @@ from config.settings import Settings, load_settings
 from core.checkpoint import public_key_hex
 from core.errors import AppError
 from core.ids import CourtId, UnitId
+from gb28181.enrol import enrol, ensure_free, keepalive_silence
 from media.evidence import SEGMENT_ACTION, check_recordings
 from persistence.factory import build_store
 from persistence.models import Role, UnitKind
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     device_add.add_argument("--kind", required=True, choices=[k.value for k in UnitKind])
     device_add.add_argument("--court", required=True)
     device_add.add_argument("--offline-after", type=float, help="seconds of silence before offline (default: setting)")
+    device_add.add_argument(
+        "--gb-device-id", help="a GB/T 28181 device's 20-digit id: prints its SIP password too (shown once)"
+    )
     device_revoke = device.add_parser("revoke", help="revoke a unit's device secret")
     device_revoke.add_argument("--id", required=True)
 
@@ -316,6 +320,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         async def device_add(store: Store) -> int:
             await store.get_court(CourtId(args.court))
+            gb_id: str | None = args.gb_device_id
+            offline_after = args.offline_after
+            if gb_id is not None:
+                if len(gb_id) != 20 or not gb_id.isdigit():
+                    print("--gb-device-id must be 20 digits (GB/T 28181 device id)", file=sys.stderr)
+                    return 2
+                await ensure_free(store, gb_id)
+                offline_after = offline_after or keepalive_silence(settings.gb28181)
             secret = new_device_secret()
             unit = await store.add_unit(
                 unit_id=UnitId(args.id),
@@ -323,9 +335,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 kind=UnitKind(args.kind),
                 court_id=CourtId(args.court),
                 secret_hash=lookup_hash(secret),
-                offline_after_seconds=args.offline_after,
+                offline_after_seconds=offline_after,
             )
             print(f"unit {unit.id} registered; device secret (shown once): {secret}")
+            if gb_id is not None:
+                password = await enrol(store, unit.id, gb_id, settings.gb28181)
+                print(f"GB/T 28181 device {gb_id}: SIP password (shown once): {password}")
             return 0
 
         return asyncio.run(_with_store(settings, device_add))

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from field_units.tasks import TaskDesk
     from field_units.tracker import Tracker
     from field_units.writer import PositionWriter
+    from gb28181.service import GbService
     from maps.report_pool import ReportPool
     from media.sessions import MediaHub
     from query_control.agencies import AgencyConfig
@@ -59,3 +60,4 @@ CHECKPOINTER: web.AppKey[Checkpointer] = web.AppKey("audit_checkpointer")
 REPORTS: web.AppKey[ReportPool] = web.AppKey("report_pool")
 TICKETS = web.AppKey("tickets", TicketBook)
 REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
+GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled

@@ -269,6 +269,49 @@ class AuditSettings(Section):
         return self.court_id or "local"
 
 
+class Gb28181Settings(Section):
+    """GB/T 28181 devices (body cameras, 4G units) registering over SIP (gb28181/, docs/protocols.md)."""
+
+    #: Run the SIP registrar (UDP and TCP on ``sip_port``).
+    enabled: bool = False
+    #: Address the SIP sockets listen on.
+    sip_host: str = "0.0.0.0"
+    #: SIP port for UDP and TCP (0: an ephemeral port, for tests).
+    sip_port: int = Field(5060, ge=0, le=65535)
+    #: The platform's 20-digit SIP id, configured on every device as the server id.
+    platform_id: str = Field("34020000002000000001", pattern=r"^\d{20}$")
+    #: The 10-digit SIP domain, also the Digest realm; changing it invalidates every device's stored HA1.
+    domain: str = Field("3402000000", pattern=r"^\d{10}$")
+    #: The address devices send media to (used once media INVITE is supported; empty: the SIP address).
+    media_address: str = ""
+    #: RTP ports for device media, ``first-last`` (used once media INVITE is supported).
+    rtp_port_range: str = Field("30000-30499", pattern=r"^\d{1,5}-\d{1,5}$")
+    #: The keepalive period devices are configured with, and how many missed keepalives make a unit offline
+    #: (a GB unit registered without its own silence limit gets interval x misses).
+    keepalive_interval_seconds: float = Field(60.0, gt=0, le=3600)
+    keepalive_misses: int = Field(3, ge=1, le=100)
+    #: MobilePosition subscription interval asked of devices (GB devices report every 1 s at best).
+    mobile_position_interval_seconds: int = Field(5, ge=1, le=3600)
+    #: Longest registration granted; a device asking more gets this (RFC 3261 §10.3 step 7).
+    max_expires_seconds: int = Field(3600, ge=10, le=86_400)
+    #: A Digest nonce is accepted this long after its challenge, then answered 401 with ``stale=TRUE``.
+    nonce_seconds: float = Field(300.0, ge=5, le=3600)
+    #: Largest SIP message accepted (UDP datagram or one message on TCP); larger: 413, or dropped on UDP
+    #: when it cannot even be answered.
+    max_message_bytes: int = Field(65_507, ge=2048, le=1_048_576)
+    #: Failed REGISTERs (unknown or revoked device, wrong digest) one address may make a minute before its
+    #: REGISTERs are answered 503 unchecked. Failures only: many devices may share one carrier NAT address.
+    failed_registers_per_minute: int = Field(30, ge=1, le=100_000)
+
+    @field_validator("rtp_port_range")
+    @classmethod
+    def _ordered_ports(cls, value: str) -> str:
+        first, last = (int(p) for p in value.split("-"))
+        if not 1024 <= first <= last <= 65535:
+            raise ValueError("rtp_port_range must be first-last with 1024 <= first <= last <= 65535")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the server reads at start; passed to ``create_app``, never read from globals."""
 
@@ -284,6 +327,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     cluster: ClusterSettings = ClusterSettings()
     audit: AuditSettings = AuditSettings()
+    gb28181: Gb28181Settings = Gb28181Settings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
 

@@ -189,6 +189,21 @@ class Tracker:
         duplicates = [p.seq for p in good if (p.unit_id, p.seq) not in inserted]
         return Ack(stored, duplicates, bad)
 
+    async def heard_from(self, unit: Unit, *, sos: bool = False) -> None:
+        """A unit spoke without a position (a GB/T 28181 keepalive or alarm): online, SOS raised if asked,
+        through the same status machine and alarms as telemetry."""
+        self._units[unit.id] = unit
+        new = status.heard(self.state(unit.id), at_ms=self._clock_ms(), sos=sos)
+        if new.status != self.state(unit.id).status:
+            await self.positions([unit.id])  # the view screens get shows where the unit is (not on every keepalive)
+        await self._apply(unit, new)
+
+    async def gone(self, unit: Unit) -> None:
+        """The unit left for certain (its GB registration expired or it unregistered): offline now, with the
+        offline alarm, instead of waiting for the silence limit."""
+        self._units[unit.id] = unit
+        await self._apply(unit, status.silence(self.state(unit.id), now_ms=self._clock_ms(), offline_after_ms=0))
+
     # commands from the command centre ---------------------------------------------------------------
     async def set_duty(self, unit_id: UnitId, duty: Duty) -> UnitState:
         unit = await self._unit(unit_id)

@@ -14,6 +14,7 @@ from core.ids import CourtId, UnitId, UserId
 from persistence.alarm_port import AlarmStore
 from persistence.case_port import CaseSourceStore
 from persistence.duty_port import DutyStore
+from persistence.gb_port import GbStore
 from persistence.geofence_port import GeofenceStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
 from persistence.operation_port import OperationStore
@@ -31,6 +32,7 @@ class Store(
     GeofenceStore,
     CaseSourceStore,
     QueryGuardStore,
+    GbStore,
     Protocol,
 ):
     dialect: str

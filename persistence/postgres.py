@@ -30,6 +30,7 @@ from persistence.models import (
 from persistence.postgres_alarms import PostgresAlarms
 from persistence.postgres_cases import PostgresCaseSource
 from persistence.postgres_duty import PostgresDuty
+from persistence.postgres_gb import PostgresGb
 from persistence.postgres_geofences import PostgresGeofences
 from persistence.postgres_operations import PostgresOperations
 from persistence.postgres_queries import PostgresQueries
@@ -67,6 +68,7 @@ class PostgresStore(
     PostgresGeofences,
     PostgresCaseSource,
     PostgresQueryGuard,
+    PostgresGb,
 ):
     dialect = "postgres"
 

@@ -34,6 +34,7 @@ from persistence.models import (
 from persistence.sqlite_alarms import SqliteAlarms
 from persistence.sqlite_cases import SqliteCaseSource
 from persistence.sqlite_duty import SqliteDuty
+from persistence.sqlite_gb import SqliteGb
 from persistence.sqlite_geofences import SqliteGeofences
 from persistence.sqlite_operations import SqliteOperations
 from persistence.sqlite_queries import SqliteQueries, translate_integrity_error
@@ -67,6 +68,7 @@ class SqliteStore(
     SqliteGeofences,
     SqliteCaseSource,
     SqliteQueryGuard,
+    SqliteGb,
 ):
     dialect = "sqlite"
 

@@ -36,6 +36,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/units/{unit_id}"): PEOPLE,
     ("POST", "/api/units"): {A},
     ("POST", "/api/units/{unit_id}/revoke"): {A},
+    ("GET", "/api/units/{unit_id}/gb28181"): PEOPLE,
     ("GET", "/api/map/config"): PEOPLE,
     ("GET", "/api/telemetry/ws"): {D},
     ("POST", "/api/telemetry/batch"): {D},

@@ -25,11 +25,12 @@ from command_center.api.schemas import (
 )
 from command_center.auth import PEOPLE, Access, current_caller, current_user
 from command_center.credentials import check_password_strength, lookup_hash, new_device_secret
-from command_center.keys import AUDIT, LOGIN_THROTTLE, PASSWORDS, REVOCATIONS, STORE
+from command_center.keys import AUDIT, LOGIN_THROTTLE, PASSWORDS, REVOCATIONS, SETTINGS, STORE
 from command_center.revocation import Revocation, Subject
 from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
+from gb28181.enrol import enrol, ensure_free, keepalive_silence
 from persistence.models import Court, User
 
 api = Registry()
@@ -243,6 +244,11 @@ async def add_unit(request: web.Request) -> web.StreamResponse:
     data = body(request, UnitIn)
     store = request.app[STORE]
     await store.get_court(CourtId(data.court_id))
+    gb = request.app[SETTINGS].gb28181
+    offline_after = data.offline_after_seconds
+    if data.gb_device_id is not None:
+        await ensure_free(store, data.gb_device_id)
+        offline_after = offline_after or keepalive_silence(gb)
     secret = new_device_secret()
     unit = await store.add_unit(
         unit_id=UnitId(data.id),
@@ -250,9 +256,10 @@ async def add_unit(request: web.Request) -> web.StreamResponse:
         kind=data.kind,
         court_id=CourtId(data.court_id),
         secret_hash=lookup_hash(secret),
-        offline_after_seconds=data.offline_after_seconds,
+        offline_after_seconds=offline_after,
     )
-    return json_response(UnitCreated(unit=UnitOut.of(unit), secret=secret), status=201)
+    sip_password = None if data.gb_device_id is None else await enrol(store, unit.id, data.gb_device_id, gb)
+    return json_response(UnitCreated(unit=UnitOut.of(unit), secret=secret, sip_password=sip_password), status=201)
 
 
 @api.route(

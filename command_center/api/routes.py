@@ -10,6 +10,7 @@ from command_center.api import (
     directory,
     dispatch,
     duty,
+    gb28181,
     geofences,
     map_config,
     media,
@@ -46,6 +47,7 @@ REGISTRIES: tuple[Registry, ...] = (
     media.api,
     audit.api,
     tickets.api,
+    gb28181.api,
 )
 
 

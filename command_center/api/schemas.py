@@ -119,6 +119,11 @@ class UnitIn(Strict):
     offline_after_seconds: float | None = Field(
         None, gt=0, le=86_400, description="silence after which the unit is offline; null: the configured default"
     )
+    gb_device_id: str | None = Field(
+        None,
+        pattern=r"^\d{20}$",
+        description="a GB/T 28181 device's 20-digit id: the unit registers over SIP and gets a sip_password",
+    )
 
 
 class UnitOut(BaseModel):
@@ -144,6 +149,9 @@ class UnitOut(BaseModel):
 class UnitCreated(BaseModel):
     unit: UnitOut
     secret: str = Field(description="the device secret; shown once, store it on the device")
+    sip_password: str | None = Field(
+        None, description="GB/T 28181 units: the SIP password to configure on the device; shown once"
+    )
 
 
 class UnitList(BaseModel):
@@ -152,3 +160,25 @@ class UnitList(BaseModel):
 
 class Revoked(BaseModel):
     revoked: int
+
+
+class GbChannelOut(BaseModel):
+    channel_id: str
+    name: str
+    manufacturer: str
+    model: str
+    status: str
+    parent_id: str
+    updated_ms: int
+
+
+class GbDeviceOut(BaseModel):
+    """A GB/T 28181 unit's signalling state on this process and the channels its catalog listed."""
+
+    unit_id: str
+    device_id: str
+    registered: bool = Field(description="registered with this server process now")
+    transport: str | None = Field(description="UDP or TCP while registered")
+    address: str | None = Field(description="the device's address as seen by the server, while registered")
+    expires_in_seconds: float | None
+    channels: list[GbChannelOut]

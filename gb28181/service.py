@@ -1,0 +1,376 @@
+"""The platform side of GB/T 28181 signalling: registrar, MANSCDP messages, subscriptions.
+
+Requests arrive as bytes with the ``Peer`` they came from (a UDP address or a TCP connection, owned by
+``transport``); answers and the platform's own requests go back through that peer. A device's events
+become unit events through the tracker, on the same paths as WebSocket telemetry: a keepalive marks the
+unit heard, a MobilePosition is validated and stored like any position, an alarm raises SOS.
+
+No SIP transaction layer: retransmitted requests are handled again, which every handler tolerates
+(positions are deduplicated by their time-derived seq, alarms are one per condition, catalogs upserted);
+the platform's own MESSAGE/SUBSCRIBE are sent once (a device that misses its Catalog query is asked again
+at its next registration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from config.settings import Gb28181Settings
+from core.ids import UnitId
+from field_units.tracker import Tracker
+from gb28181 import digest, manscdp, sip
+from gb28181.throttle import FailureThrottle
+from persistence.gb_port import GbChannel, GbDevice
+from persistence.models import Unit
+from persistence.port import Store
+
+log = logging.getLogger(__name__)
+
+DEVICE_ID_DIGITS = 20
+MANSCDP_TYPE = "Application/MANSCDP+xml"
+SUBSCRIPTION_SECONDS = 3600  # a MobilePosition subscription, renewed at every registration
+ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK"
+
+
+class Peer(Protocol):
+    """Where a message came from and how to send to it (``transport`` supplies UDP and TCP peers)."""
+
+    transport: str  # "UDP" or "TCP"
+    address: tuple[str, int]  # the device's address as seen here
+    local: tuple[str, int]  # our address on that socket, for Via and Contact
+
+    def send(self, data: bytes) -> None: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+#: Told of each new registration with a callback that ends it; returns the function that stops watching.
+#: The app passes its revocation registry, so revoking the unit on any process ends the registration here.
+Watcher = Callable[[Unit, Callable[[], None]], Callable[[], None]]
+
+
+@dataclass
+class Registration:
+    unit: Unit
+    device: GbDevice
+    peer: Peer
+    call_id: str
+    expires_at: float
+    release: Callable[[], None] = lambda: None
+
+
+class GbService:
+    def __init__(
+        self,
+        settings: Gb28181Settings,
+        store: Store,
+        tracker: Tracker,
+        *,
+        clock: Callable[[], float] = time.time,
+        watcher: Watcher | None = None,
+    ) -> None:
+        self._watcher = watcher
+        self._settings = settings
+        self._store = store
+        self._tracker = tracker
+        self._clock = clock
+        self._nonces = digest.Nonces(settings.nonce_seconds)
+        self._throttle = FailureThrottle(settings.failed_registers_per_minute)
+        self._registrations: dict[str, Registration] = {}  # by device id
+        self._sn = secrets.randbelow(100_000)
+        self._cseq = 1
+        self._sweeper: asyncio.Task[None] | None = None
+        self.sip_port = settings.sip_port  # the port bound (set by the transport; differs when 0 was asked)
+
+    # lifecycle ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._expire_forever(), name="gb28181-registration-expiry")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    # reading ------------------------------------------------------------------------------------------
+    @property
+    def max_message_bytes(self) -> int:
+        return self._settings.max_message_bytes
+
+    def registration(self, unit_id: UnitId) -> Registration | None:
+        for registration in self._registrations.values():
+            if registration.unit.id == unit_id:
+                return registration
+        return None
+
+    def end_unit(self, unit_id: UnitId) -> None:
+        """The unit was revoked: forget its registration, so its next request is refused."""
+        for device_id, registration in list(self._registrations.items()):
+            if registration.unit.id == unit_id:
+                self._drop(device_id)
+                log.info("gb28181: device %s (unit %s) revoked; registration dropped", device_id, unit_id)
+
+    def _drop(self, device_id: str) -> Registration | None:
+        registration = self._registrations.pop(device_id, None)
+        if registration is not None:
+            registration.release()
+        return registration
+
+    # input --------------------------------------------------------------------------------------------
+    async def handle(self, data: bytes, peer: Peer) -> None:
+        """One message from a device. Never raises: a bad message is answered or dropped, and logged."""
+        try:
+            msg = sip.parse(data, max_bytes=self._settings.max_message_bytes)
+        except sip.SipParseError as exc:
+            log.warning("gb28181: %s from %s:%s: %s", exc.status, *peer.address, exc.reason)
+            if exc.partial is not None and exc.partial.is_request and exc.partial.method != "ACK":
+                self._reply(peer, sip.response(exc.partial, exc.status))
+            return
+        if not msg.is_request:
+            if msg.status >= 300:
+                log.warning("gb28181: %s answered %s %s to our %s", msg.from_user, msg.status, msg.reason, msg.cseq[1])
+            return
+        try:
+            await self._dispatch(msg, peer)
+        except Exception:
+            log.exception("gb28181: %s from %s failed", msg.method, msg.from_user)
+            self._reply(peer, sip.response(msg, 500))
+
+    async def _dispatch(self, msg: sip.SipMessage, peer: Peer) -> None:
+        if msg.method == "REGISTER":
+            await self._register(msg, peer)
+        elif msg.method in ("MESSAGE", "NOTIFY"):
+            await self._message(msg, peer)
+        elif msg.method == "OPTIONS":
+            self._reply(peer, sip.response(msg, 200, extra=[("Allow", ALLOW)]))
+        elif msg.method != "ACK":
+            self._reply(peer, sip.response(msg, 405, extra=[("Allow", ALLOW)]))
+
+    def _reply(self, peer: Peer, message: sip.SipMessage) -> None:
+        if not peer.closed:
+            peer.send(message.serialise())
+
+    # registrar ----------------------------------------------------------------------------------------
+    async def _register(self, msg: sip.SipMessage, peer: Peer) -> None:
+        now = self._clock()
+        address = peer.address[0]
+        device_id = msg.from_user or ""
+        if self._throttle.blocked(address, now):
+            retry = self._throttle.retry_after(address, now)
+            log.warning("gb28181: REGISTER from %s for %s refused: too many failures", address, device_id)
+            self._reply(peer, sip.response(msg, 503, extra=[("Retry-After", str(retry))]))
+            return
+        if len(device_id) != DEVICE_ID_DIGITS or not device_id.isdigit():
+            self._reply(peer, sip.response(msg, 400))
+            return
+        device = await self._store.find_gb_device(device_id)
+        if device is None:
+            self._fail(msg, peer, 404, f"unknown device {device_id}")
+            return
+        unit = await self._store.get_unit(device.unit_id)
+        if unit.revoked_at is not None:
+            self.end_unit(unit.id)
+            self._fail(msg, peer, 403, f"device {device_id} (unit {unit.id}) is revoked")
+            return
+        header = msg.get("authorization")
+        credentials = digest.parse_credentials(header) if header else None
+        if credentials is None:
+            self._challenge(msg, peer, stale=False)
+            return
+        nonce = self._nonces.check(credentials.get("nonce", ""), now, address)
+        if nonce == "stale":
+            self._challenge(msg, peer, stale=True)
+            return
+        if (
+            nonce != "ok"
+            or credentials.get("username") != device_id
+            or credentials.get("realm") != self._settings.domain
+            or not digest.verify(credentials, method="REGISTER", stored_ha1=device.ha1)
+        ):
+            self._throttle.failed(address, now)
+            log.warning("gb28181: device %s (unit %s) from %s: wrong digest", device_id, unit.id, address)
+            self._challenge(msg, peer, stale=False)
+            return
+        expires = _expires(msg)
+        if expires == 0:
+            self._drop(device_id)
+            self._reply(peer, sip.response(msg, 200, extra=[("Expires", "0"), ("Date", _gb_date())]))
+            log.info("gb28181: device %s (unit %s) unregistered", device_id, unit.id)
+            await self._tracker.gone(unit)
+            return
+        granted = min(expires, self._settings.max_expires_seconds)
+        previous = self._registrations.get(device_id)
+        registration = Registration(unit, device, peer, msg.call_id, now + granted)
+        if previous is not None:
+            registration.release = previous.release  # still watched
+        elif self._watcher is not None:
+            registration.release = self._watcher(unit, lambda: self.end_unit(unit.id))
+        self._registrations[device_id] = registration
+        contact = msg.get("contact") or f"<sip:{device_id}@{peer.address[0]}:{peer.address[1]}>"
+        extra = [("Contact", contact), ("Expires", str(granted)), ("Date", _gb_date())]
+        self._reply(peer, sip.response(msg, 200, extra=extra))
+        await self._tracker.heard_from(unit)
+        if previous is None or previous.peer is not peer or previous.call_id != msg.call_id:
+            log.info("gb28181: device %s (unit %s) registered from %s/%s for %s s",
+                     device_id, unit.id, peer.transport, address, granted)  # fmt: skip
+            self._ask_catalog(device_id, peer)
+            self._subscribe_positions(device_id, peer)
+
+    def _challenge(self, msg: sip.SipMessage, peer: Peer, *, stale: bool) -> None:
+        nonce = self._nonces.issue(self._clock(), peer.address[0])
+        value = digest.challenge(self._settings.domain, nonce, stale=stale)
+        self._reply(peer, sip.response(msg, 401, extra=[("WWW-Authenticate", value)]))
+
+    def _fail(self, msg: sip.SipMessage, peer: Peer, status: int, why: str) -> None:
+        self._throttle.failed(peer.address[0], self._clock())
+        log.warning("gb28181: REGISTER from %s refused (%s): %s", peer.address[0], status, why)
+        self._reply(peer, sip.response(msg, status))
+
+    async def _expire_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = self._clock()
+            for device_id, registration in list(self._registrations.items()):
+                if registration.expires_at <= now:
+                    self._drop(device_id)
+                    log.info("gb28181: device %s (unit %s): registration expired", device_id, registration.unit.id)
+                    try:
+                        await self._tracker.gone(registration.unit)
+                    except Exception:
+                        log.exception("gb28181: marking unit %s offline failed", registration.unit.id)
+
+    # MANSCDP ------------------------------------------------------------------------------------------
+    async def _message(self, msg: sip.SipMessage, peer: Peer) -> None:
+        device_id = msg.from_user or ""
+        registration = self._registrations.get(device_id)
+        if registration is None or registration.peer.address[0] != peer.address[0]:
+            # MESSAGEs carry no credential (GB/T 28181 authenticates the REGISTER only): they are taken from
+            # the address the device registered from, so knowing a device id is not enough to speak for it.
+            why = "unregistered device" if registration is None else "another address than the registration's:"
+            log.warning("gb28181: %s from %s %s at %s refused", msg.method, why, device_id, peer.address[0])
+            self._reply(peer, sip.response(msg, 403))
+            return
+        registration.peer = peer  # a device may reconnect over TCP: answer where it is now
+        try:
+            doc = manscdp.parse(msg.body)
+        except manscdp.ManscdpError as exc:
+            log.warning("gb28181: device %s: %s refused: %s", device_id, msg.method, exc)
+            self._reply(peer, sip.response(msg, 400))
+            return
+        self._reply(peer, sip.response(msg, 200))
+        unit = registration.unit
+        if doc.cmd_type == "Catalog" and doc.root == "Response":
+            await self._catalog(unit, doc)
+            await self._tracker.heard_from(unit)
+        elif doc.cmd_type == "MobilePosition":
+            await self._position(unit, device_id, doc, sos=False)
+        elif doc.cmd_type == "Alarm":
+            log.warning("gb28181: device %s (unit %s): alarm (priority %s, method %s)", device_id, unit.id,
+                        doc.fields.get("AlarmPriority", "?"), doc.fields.get("AlarmMethod", "?"))  # fmt: skip
+            if doc.fields.get("Longitude") and doc.fields.get("Latitude"):
+                await self._position(unit, device_id, doc, sos=True)
+            await self._tracker.heard_from(unit, sos=True)
+            # GB/T 28181 §9.4: the platform confirms the notification, or the device keeps sending it.
+            self._send(peer, "MESSAGE", device_id, manscdp.response_ok("Alarm", doc.sn, device_id))
+        else:  # Keepalive, DeviceInfo, DeviceStatus, …: the device is alive
+            await self._tracker.heard_from(unit)
+
+    async def _catalog(self, unit: Unit, doc: manscdp.Document) -> None:
+        now_ms = int(self._clock() * 1000)
+
+        def text(item: dict[str, str], name: str) -> str:
+            return item.get(name, "")[:200]
+
+        channels = [
+            GbChannel(
+                unit.id,
+                item["DeviceID"][:64],
+                text(item, "Name"),
+                text(item, "Manufacturer"),
+                text(item, "Model"),
+                text(item, "Status"),
+                text(item, "ParentID"),
+                now_ms,
+            )
+            for item in doc.items
+            if item.get("DeviceID")
+        ]
+        await self._store.save_gb_channels(channels)
+        log.info("gb28181: unit %s: catalog of %d channels", unit.id, len(channels))
+
+    async def _position(self, unit: Unit, device_id: str, doc: manscdp.Document, *, sos: bool) -> None:
+        try:
+            message = manscdp.position_message(doc)
+        except manscdp.ManscdpError as exc:
+            log.warning("gb28181: device %s (unit %s): position refused: %s", device_id, unit.id, exc)
+            return
+        message["sos"] = sos
+        ack = await self._tracker.ingest(unit, message)
+        for rejection in ack.rejected:
+            log.warning("gb28181: device %s (unit %s): position refused: %s", device_id, unit.id, rejection.message)
+
+    # the platform's requests ------------------------------------------------------------------------
+    def _ask_catalog(self, device_id: str, peer: Peer) -> None:
+        self._send(peer, "MESSAGE", device_id, manscdp.catalog_query(self._next_sn(), device_id))
+
+    def _subscribe_positions(self, device_id: str, peer: Peer) -> None:
+        interval = self._settings.mobile_position_interval_seconds
+        body = manscdp.mobile_position_query(self._next_sn(), device_id, interval)
+        extra = [("Event", "presence"), ("Expires", str(SUBSCRIPTION_SECONDS))]
+        self._send(peer, "SUBSCRIBE", device_id, body, extra)
+
+    def _send(
+        self, peer: Peer, method: str, device_id: str, body: bytes, extra: list[tuple[str, str]] | None = None
+    ) -> None:
+        host, port = peer.address
+        local_host, local_port = peer.local
+        platform, domain = self._settings.platform_id, self._settings.domain
+        self._cseq += 1
+        request = sip.SipMessage(method=method, uri=f"sip:{device_id}@{host}:{port}")
+        request.headers = [
+            ("via", f"SIP/2.0/{peer.transport} {local_host}:{local_port};rport;branch=z9hG4bK{secrets.token_hex(8)}"),
+            ("from", f"<sip:{platform}@{domain}>;tag={sip.new_tag()}"),
+            ("to", f"<sip:{device_id}@{domain}>"),
+            ("call-id", f"{secrets.token_hex(12)}@{local_host}"),
+            ("cseq", f"{self._cseq} {method}"),
+            ("max-forwards", "70"),
+            ("contact", f"<sip:{platform}@{local_host}:{local_port}>"),
+            *(extra or []),
+            ("content-type", MANSCDP_TYPE),
+        ]
+        request.body = body
+        if not peer.closed:
+            peer.send(request.serialise())
+
+    def _next_sn(self) -> int:
+        self._sn += 1
+        return self._sn
+
+
+def _expires(msg: sip.SipMessage) -> int:
+    """The registration lifetime asked for: the Contact's expires parameter, else Expires, else 3600."""
+    contact = msg.get("contact") or ""
+    for part in contact.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "expires" and value.strip().isdigit():
+            return int(value.strip()[:9])
+    header = (msg.get("expires") or "").strip()
+    return int(header[:9]) if header.isdigit() else 3600
+
+
+def _gb_date() -> str:
+    """The Date header GB/T 28181 devices set their clocks from (local time, milliseconds, no zone)."""
+    return datetime.now(manscdp.CHINA).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+__all__ = ["GbService", "Peer", "Registration"]
