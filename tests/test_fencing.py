@@ -272,9 +272,10 @@ async def test_a_process_paused_past_its_lease_does_not_ask_again(cluster: Clust
                 assert answer.status == 200, await answer.text()
 
         judge, supervisor = await login("judge1"), await login("sup1")
-        case = {"case_number": "(2026)黑0102执77号", "title": "借款合同纠纷执行",
+        judge_id = (await call("GET", f"{b}/api/me", judge, 200))["user"]["id"]
+        case = {"case_number": "(2026)黑0102执77号", "title": "借款合同纠纷执行", "judge_ids": [judge_id],
                 "parties": [{"kind": "person", "name": "张三", "identifier": PERSON}]}  # fmt: skip
-        case_id = (await call("POST", f"{b}/api/cases", judge, 201, json=case))["id"]
+        case_id = (await call("POST", f"{b}/api/cases", supervisor, 201, json=case))["id"]  # judges open no case
         query = {"case_id": case_id, "reason": "查控被执行人财产"}
 
         async def finished(query_id: str) -> dict[str, Any] | None:
