@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from core.errors import CaseNotUnderWay, Forbidden
 from core.ids import UserId
-from persistence.query_models import Case, CaseStatus
+from persistence.query_models import Case, CaseStatus, FollowUpAction
 
 
 def on_case(case: Case, judge_id: UserId) -> bool:
@@ -27,4 +27,14 @@ def require_under_way(case: Case) -> None:
         raise CaseNotUnderWay(
             f"case {case.case_number} is {case.status.label} ({case.status.value}); "
             f"only a case under way ({CaseStatus.ACTIVE.label}) may be queried"
+        )
+
+
+def require_followup_allowed(case: Case, action: FollowUpAction) -> None:
+    """On a case no longer under way (终本/结案) nothing more is frozen, renewed or deducted; an unfreeze is still
+    asked and sent, since releasing what the court holds is part of closing a case."""
+    if case.status is not CaseStatus.ACTIVE and action is not FollowUpAction.UNFREEZE:
+        raise CaseNotUnderWay(
+            f"case {case.case_number} is {case.status.label} ({case.status.value}): only an unfreeze may be asked"
+            f" or approved on it, not {action.value}"
         )

@@ -33,6 +33,7 @@ from query_control.adapters.port import FollowUpOrder, PermanentAgencyError, Sub
 from query_control.audit import AuditLog
 from query_control.breaker import backoff_delay
 from query_control.broker import now_ms
+from query_control.case_access import require_followup_allowed, require_on_case
 from query_control.gateway import AgencyGateway
 from query_control.views import query_topic
 
@@ -191,8 +192,8 @@ class FollowUps:
         asset = await self._store.get_asset(asset_id)
         query = await self._store.get_query(asset.query_id)
         case = await self._store.get_case(query.case_id)
-        if judge.id not in case.judge_ids:
-            raise Forbidden("you are not assigned to this case")
+        require_on_case(case, judge.id)
+        require_followup_allowed(case, action)
         agency = self._gateway.agency(asset.agency_id)
         if action not in agency.followups:
             raise ValidationFailed(f"{agency.name} does not accept {action.value}")
@@ -241,6 +242,8 @@ class FollowUps:
             raise Forbidden("this follow-up's case is outside your jurisdiction")
         if supervisor.id == followup.requested_by:
             raise Forbidden("the second approval must come from another person")
+        if approve:
+            require_followup_allowed(case, followup.action)  # the case may have closed since it was asked
         status = FollowUpStatus.APPROVED if approve else FollowUpStatus.REJECTED
         decided = await self._store.update_followup(
             followup_id,

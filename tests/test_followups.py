@@ -277,3 +277,30 @@ async def test_the_api_refuses_what_the_asset_does_not_allow_with_409(tmp_path: 
             assert after.status == 409
             assert "unfrozen: nothing but a new freeze" in (await after.json())["error"]["message"]
         assert (await _request(world, asset, "freeze")).status == 201
+
+
+async def test_a_case_no_longer_under_way_takes_only_unfreezes(tmp_path: Path) -> None:
+    """终本/结案: nothing more is frozen, renewed or deducted (asked or approved); releasing an asset still is."""
+    from persistence.query_models import CaseStatus
+
+    async with running_fleet(test_agencies()) as (_, pointed), query_app(tmp_path, pointed) as world:
+        case, _, asset = await _an_asset(world, [_bank_with_assets()])
+        freeze = await (await _request(world, asset, "freeze", amount_cents=100)).json()
+        assert (await _decide(world, freeze["id"])).status == 200
+        await _until(world, freeze["id"], "confirmed")
+        asked = await _request(world, asset, "deduct", amount_cents=50)  # asked while the case is under way
+        assert asked.status == 201, await asked.text()
+        stored = await world.store.get_case(CaseId(case["id"]))
+        await world.store.update_case(stored.id, title=stored.title, status=CaseStatus.TERMINATED)
+        for action, amount in (("renew", None), ("deduct", 10)):
+            refused = await _request(world, asset, action, amount_cents=amount)
+            assert refused.status == 409, await refused.text()
+            error = (await refused.json())["error"]
+            assert error["code"] == "case_not_under_way" and "only an unfreeze" in error["message"], error
+        late = await _decide(world, (await asked.json())["id"])  # not approved once the case has ended
+        assert late.status == 409 and (await late.json())["error"]["code"] == "case_not_under_way"
+        unfreeze = await _request(world, asset, "unfreeze")
+        assert unfreeze.status == 201, await unfreeze.text()
+        unfreeze_id = (await unfreeze.json())["id"]
+        assert (await _decide(world, unfreeze_id)).status == 200
+        await _until(world, unfreeze_id, "confirmed")
