@@ -8,6 +8,7 @@ printed, and kept (readable by the owner only) in the data directory, like the f
 from __future__ import annotations
 
 import contextlib
+import time
 from datetime import date
 from pathlib import Path
 
@@ -42,7 +43,8 @@ async def ensure_demo(store: Store, passwords: Passwords, data_dir: Path) -> tup
     ]
     with contextlib.suppress(Conflict):  # created on an earlier run
         await store.add_case(case_number=DEMO_CASE, court_id=DEMO_COURT, title="买卖合同纠纷执行（演示）",
-                             created_by=judge.id, created_ms=0, parties=parties, judge_ids=[judge.id])  # fmt: skip
+                             created_by=judge.id, created_ms=int(time.time() * 1000), parties=parties,
+                             judge_ids=[judge.id])  # fmt: skip
     kept = read_private(secret_file)
     if kept is not None and passwords.verify(judge.password_hash, kept):
         return DEMO_JUDGE, kept
