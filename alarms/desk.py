@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from alarms.views import alarm_view
+from alarms.views import alarm_view, alarms_topic
 from core.ids import CourtId, UnitId, UserId
 from event_bus.port import EventBus
-from field_units.views import alarms_topic
 from persistence.alarm_models import SELF_RESOLVING, Alarm, AlarmAction, AlarmKind
 from persistence.port import Store
 

@@ -18,14 +18,14 @@ from typing import Any
 
 import orjson
 
-from alarms.views import alarm_view
+from alarms.views import alarm_view, alarms_topic
 from command_center.operations import operation_view, operations_topic
 from command_center.screens.connection import ScreenConnection
 from core.errors import NotFound
 from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import Event, EventBus, SubscriberLagged
 from field_units.tasks import tasks_topic
-from field_units.views import alarms_topic, unit_view, units_topic
+from field_units.views import unit_view, units_topic
 from persistence.alarm_models import LIVE_STATES
 from persistence.models import UnitState
 from persistence.operation_models import LIVE_OPERATIONS
