@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from alarms.models import Alarm
 from core.ids import CourtId
-from persistence.alarm_models import Alarm
 
 
 def alarms_topic(court_id: CourtId) -> str:

@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from alarms.desk import AlarmDesk
+from alarms.models import AlarmKind
 from cluster.port import LEADER, Coordinator
 from core.errors import Conflict, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
 from event_bus.port import EventBus
-from persistence.alarm_models import AlarmKind
 from persistence.models import Unit
 from persistence.port import Store
 from persistence.task_models import LIVE, UNDELIVERED, UNIT_MOVES, Task, TaskKind, TaskStatus, check_move, task_view

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from alarms.port import AlarmStore
 from core.ids import CourtId, UnitId, UserId
-from persistence.alarm_port import AlarmStore
 from persistence.case_port import CaseSourceStore
 from persistence.duty_port import DutyStore
 from persistence.gb_port import GbStore

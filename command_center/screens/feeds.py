@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from alarms.models import LIVE_STATES
 from alarms.views import alarm_view, alarms_topic
 from command_center.operations import operation_view, operations_topic
 from command_center.screens.connection import ScreenConnection
@@ -26,7 +27,6 @@ from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import Event, EventBus, SubscriberLagged
 from field_units.tasks import tasks_topic
 from field_units.views import unit_view, units_topic
-from persistence.alarm_models import LIVE_STATES
 from persistence.models import UnitState
 from persistence.operation_models import LIVE_OPERATIONS
 from persistence.port import Store
