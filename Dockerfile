@@ -18,6 +18,7 @@ COPY persistence persistence
 COPY event_bus event_bus
 COPY cluster cluster
 COPY alarms alarms
+COPY tasks tasks
 COPY command_center command_center
 COPY field_units field_units
 COPY query_control query_control

@@ -16,7 +16,7 @@ from event_bus.port import EventBus
 from field_units.tasks import TaskDesk
 from persistence.operation_models import MOVES, Operation, OperationEvent, OperationKind, OperationStatus
 from persistence.port import Store
-from persistence.task_models import TaskKind
+from tasks.models import TaskKind
 
 log = logging.getLogger(__name__)
 

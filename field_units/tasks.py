@@ -28,7 +28,8 @@ from core.ids import CourtId, UnitId, UserId
 from event_bus.port import EventBus
 from persistence.models import Unit
 from persistence.port import Store
-from persistence.task_models import LIVE, UNDELIVERED, UNIT_MOVES, Task, TaskKind, TaskStatus, check_move, task_view
+from tasks.models import LIVE, UNDELIVERED, UNIT_MOVES, Task, TaskKind, TaskStatus, check_move
+from tasks.views import task_view
 
 log = logging.getLogger(__name__)
 

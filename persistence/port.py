@@ -20,7 +20,7 @@ from persistence.models import Court, Position, Role, Session, Unit, UnitKind, U
 from persistence.operation_port import OperationStore
 from persistence.query_guard_port import QueryGuardStore
 from persistence.query_port import QueryStore
-from persistence.task_port import TaskStore
+from tasks.port import TaskStore
 
 
 class Store(

@@ -31,6 +31,7 @@ SERVER = (
     "core",
     "config",
     "gb28181",
+    "tasks",
 )
 #: The unit's own code, which runs on the device.
 DEVICE = ("field_device",)

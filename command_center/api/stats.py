@@ -16,7 +16,7 @@ from command_center.duty_day import bounds, today
 from command_center.keys import STORE, TRACKER
 from command_center.visibility import visible_courts
 from persistence.models import Status
-from persistence.task_models import LIVE
+from tasks.models import LIVE
 
 api = Registry()
 

@@ -18,7 +18,8 @@ from command_center.keys import STORE, TASKS
 from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.ids import UnitId
-from persistence.task_models import LIVE, TaskKind, task_view
+from tasks.models import LIVE, TaskKind
+from tasks.views import task_view
 
 api = Registry()
 

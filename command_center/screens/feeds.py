@@ -30,9 +30,9 @@ from field_units.views import unit_view, units_topic
 from persistence.models import UnitState
 from persistence.operation_models import LIVE_OPERATIONS
 from persistence.port import Store
-from persistence.task_models import LIVE as LIVE_TASKS
-from persistence.task_models import task_view
 from query_control.views import load_query_view, query_topic
+from tasks.models import LIVE as LIVE_TASKS
+from tasks.views import task_view
 
 log = logging.getLogger(__name__)
 
