@@ -19,6 +19,7 @@ COPY event_bus event_bus
 COPY cluster cluster
 COPY alarms alarms
 COPY tasks tasks
+COPY operations operations
 COPY command_center command_center
 COPY field_units field_units
 COPY query_control query_control

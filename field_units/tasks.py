@@ -96,6 +96,15 @@ class TaskDesk:
         await self._bus.publish(unit_tasks_topic(unit.id), {"event": "task", "task_id": task.id})
         return task
 
+    async def create_for(
+        self, unit_id: UnitId, kind: TaskKind, title: str, *, created_by: UserId, details: dict[str, Any]
+    ) -> Task:
+        """``create`` for a unit known only by id (NotFound when there is none): how an operation sends its
+        units to the target without needing the store's unit records (``operations.desk.UnitTasks``)."""
+        return await self.create(
+            await self._store.get_unit(unit_id), kind, title, created_by=created_by, details=details
+        )
+
     async def cancel(self, task: Task, *, note: str | None) -> Task:
         moved = await self._store.move_task(
             task.id, TaskStatus.CANCELLED, allowed=LIVE, at_ms=self._clock_ms(), note=note

@@ -32,6 +32,7 @@ SERVER = (
     "config",
     "gb28181",
     "tasks",
+    "operations",
 )
 #: The unit's own code, which runs on the device.
 DEVICE = ("field_device",)

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.async_api import Browser, Page, WebSocket, async_playwright
 
-from persistence.operation_models import OperationStatus
+from operations.models import OperationStatus
 from tests.conftest import World
 from tests.test_live_tracking import open_screen, open_unit, send
 
