@@ -157,6 +157,21 @@ def test_no_import_cycle_between_top_level_packages() -> None:
     assert not report, "import cycles between packages:\n" + "\n".join(report)
 
 
+def test_storage_imports_only_records_and_ports() -> None:
+    """Adapters implement the domain's ports and hold no rules of their own: besides core, config and
+    themselves they may import a domain package's ``models`` (records and the pure rules the adapters apply
+    as compare-and-set) and ``port``, never its desks or views, nor any service or the edge."""
+    bad = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in files_of(("persistence",))
+        for line, name in imports_of(path)
+        if name.split(".")[0] in FIRST_PARTY
+        and name.split(".")[0] not in ("persistence", "core", "config")
+        and name.split(".")[-1] not in ("models", "port")
+    ]
+    assert not bad, "storage imports beyond records and ports:\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize(
     ("graph", "expected"),
     [
