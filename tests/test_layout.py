@@ -172,6 +172,18 @@ def test_storage_imports_only_records_and_ports() -> None:
     assert not bad, "storage imports beyond records and ports:\n" + "\n".join(bad)
 
 
+def test_the_server_image_holds_the_server_and_nothing_else() -> None:
+    """The Dockerfile copies package by package: a server package left out breaks the image at start, and
+    the device or simulator code has no place in it."""
+    copied = {
+        line.split()[1].rstrip("/")
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and not line.startswith("COPY --")
+    }
+    assert set(SERVER) - copied == set(), f"the Dockerfile does not copy {sorted(set(SERVER) - copied)}"
+    assert copied & set(DEVICE + SIMULATORS) == set()
+
+
 @pytest.mark.parametrize(
     ("graph", "expected"),
     [
