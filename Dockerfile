@@ -18,11 +18,16 @@ COPY persistence persistence
 COPY event_bus event_bus
 COPY cluster cluster
 COPY alarms alarms
+COPY tasks tasks
+COPY operations operations
+COPY courts courts
 COPY command_center command_center
 COPY field_units field_units
 COPY query_control query_control
 COPY media media
 COPY maps maps
+COPY gb28181 gb28181
+# field_device/ (the unit's own code) and simulators/ are not part of the server and stay out of its image.
 COPY --from=web /web/node_modules node_modules
 RUN pip install . && useradd --system --home /srv/command-centre cc && mkdir -p /var/lib/command-centre \
     && chown cc /var/lib/command-centre

@@ -20,8 +20,8 @@ if [ "${CC_DEMO:-1}" = "0" ]; then
 fi
 
 .venv/bin/python -m command_center demo
-echo "demo: the 18 partner agencies are simulated on 127.0.0.1:9101-9118 (python -m query_control.simulator)"
-.venv/bin/python -m query_control.simulator >var/agency-simulator.log 2>&1 &
+echo "demo: the 18 partner agencies are simulated on 127.0.0.1:9101-9118 (python -m simulators.agencies)"
+.venv/bin/python -m simulators.agencies >var/agency-simulator.log 2>&1 &
 agencies=$!
 .venv/bin/python -m command_center serve "$@" &
 server=$!
@@ -31,7 +31,7 @@ for _ in $(seq 1 60); do
   kill -0 "$server" 2>/dev/null || exit 1
   sleep 0.5
 done
-echo "demo: 20 simulated field units report around Harbin (python -m field_units.simulate); CC_DEMO=0 turns them off"
-.venv/bin/python -m field_units.simulate --url "http://127.0.0.1:${port}" --units 20 --register --report-every 60 &
+echo "demo: 20 simulated field units report around Harbin (python -m simulators.units); CC_DEMO=0 turns them off"
+.venv/bin/python -m simulators.units --url "http://127.0.0.1:${port}" --units 20 --register --report-every 60 &
 simulator=$!
 wait "$server"

@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from alarms.views import alarm_view
+from alarms.models import SELF_RESOLVING, Alarm, AlarmAction, AlarmKind
+from alarms.port import AlarmStore
+from alarms.views import alarm_view, alarms_topic
 from core.ids import CourtId, UnitId, UserId
 from event_bus.port import EventBus
-from field_units.views import alarms_topic
-from persistence.alarm_models import SELF_RESOLVING, Alarm, AlarmAction, AlarmKind
-from persistence.port import Store
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def _now_ms() -> int:
 
 
 class AlarmDesk:
-    def __init__(self, store: Store, bus: EventBus, *, clock_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(self, store: AlarmStore, bus: EventBus, *, clock_ms: Callable[[], int] = _now_ms) -> None:
         self._store = store
         self._bus = bus
         self._clock_ms = clock_ms

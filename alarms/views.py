@@ -1,10 +1,17 @@
-"""What screens and the API show of an alarm."""
+"""What screens and the API show of an alarm, and the bus topic it travels on (docs/protocols.md)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from persistence.alarm_models import Alarm
+from alarms.models import Alarm
+from core.ids import CourtId
+
+
+def alarms_topic(court_id: CourtId) -> str:
+    """The court's alarm topic: the desk publishes here, screens subscribe (kept with the alarms, not the
+    units, so field_units can use the desk without alarms importing field_units back)."""
+    return f"alarms.{court_id}"
 
 
 def alarm_view(alarm: Alarm) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import asyncpg
 
 from bench.cluster import Cluster
 from bench.own_services import OwnPostgres, OwnRedis
-from field_units.client import TelemetryClient
+from field_device.client import TelemetryClient
 
 PASSWORD = "fault drill operator"
 

@@ -223,7 +223,7 @@ async def run(args: argparse.Namespace) -> None:
         concurrency = None if args.throttled else max(counts)
         data = write_agencies(agencies_file, concurrency=concurrency, faults=args.faults)
         agencies = [{**data["defaults"], **a} for a in data["agency"]]
-        sims_command = [sys.executable, "-m", "query_control.simulator", "--agencies", str(agencies_file)]
+        sims_command = [sys.executable, "-m", "simulators.agencies", "--agencies", str(agencies_file)]
         if (os.cpu_count() or 1) > 1:
             sims_command = ["taskset", "-c", "1", *sims_command]
         sims_log = folder / "simulators.log"

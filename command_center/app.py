@@ -39,7 +39,6 @@ from command_center.keys import (
 )
 from command_center.media_ctx import media_ctx
 from command_center.middleware import body_in_time, errors_as_json, same_origin_websockets, security_headers
-from command_center.operations import OperationDesk
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
 from command_center.revocation_ctx import revocation_ctx
@@ -52,6 +51,7 @@ from field_units.geofence_watch import GeofenceWatch
 from field_units.tasks import TaskDesk
 from field_units.tracker import Tracker
 from field_units.writer import PositionWriter
+from operations.desk import OperationDesk
 from persistence.factory import build_store
 from query_control.agencies import AgencyConfig
 

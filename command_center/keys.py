@@ -17,7 +17,6 @@ from persistence.port import Store
 
 if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys above
     from alarms.desk import AlarmDesk
-    from command_center.operations import OperationDesk
     from command_center.revocation import Revocations
     from command_center.screens.hub import ScreenHub
     from field_units.geofence_watch import GeofenceWatch
@@ -27,6 +26,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from gb28181.service import GbService
     from maps.report_pool import ReportPool
     from media.sessions import MediaHub
+    from operations.desk import OperationDesk
     from query_control.agencies import AgencyConfig
     from query_control.audit import AuditLog
     from query_control.broker import Broker

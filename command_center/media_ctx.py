@@ -12,10 +12,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from alarms.models import Alarm, AlarmKind
 from command_center.keys import ALARMS, AUDIT, CLUSTER, MEDIA, TRACKER
 from config.settings import MediaSettings
 from media.sessions import MediaHub
-from persistence.alarm_models import Alarm, AlarmKind
 
 
 def media_ctx(settings: MediaSettings, recordings: Path) -> Callable[[web.Application], AsyncIterator[None]]:

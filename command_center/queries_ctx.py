@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -33,14 +32,6 @@ def query_control_ctx(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         configured = agencies if agencies is not None else load_agencies(settings.agencies_file)
         async with AsyncExitStack() as stack:
-            if settings.simulator:
-                from query_control.simulator.server import SimulatorFleet
-
-                ports = {a.id: urlsplit(a.endpoint).port or 80 for a in configured}
-                fleet = SimulatorFleet(configured, ports=ports)
-                await fleet.start()
-                stack.push_async_callback(fleet.close)
-                log.info("agency simulator: %d agencies on their configured ports", len(configured))
             gateway = AgencyGateway(configured)
             await gateway.start()
             stack.push_async_callback(gateway.close)

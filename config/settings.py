@@ -154,8 +154,6 @@ class QuerySettings(Section):
     deadline_seconds: float = Field(30.0, gt=0, le=3600)
     #: The partner agencies (``config/agencies.toml`` format); empty: the default set shipped with the app.
     agencies_file: Path | None = None
-    #: Start the agency simulator inside the server, on the ports of the agencies' endpoints (development only).
-    simulator: bool = False
     #: Per judge, asset queries admitted in any rolling hour and 24 hours (429 beyond, with Retry-After);
     #: counted from the store, so the limits hold across server processes. A busy enforcement judge carries a
     #: few hundred cases and queries a batch of newly filed ones in a morning: 120 an hour is one every 30 s

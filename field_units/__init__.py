@@ -1,2 +1,2 @@
-"""Field units (执行单兵): telemetry validation, the status state machine, the batched position writer and
-the live tracker (server side); the outbox, telemetry client, routes and simulator (device side)."""
+"""Field units (执行单兵), server side: telemetry validation, the status state machine, the batched position
+writer and the live tracker. The unit's own code is in ``field_device``; simulated units in ``simulators.units``."""

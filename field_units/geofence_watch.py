@@ -17,10 +17,10 @@ from collections.abc import Callable
 from shapely.geometry import shape
 
 from alarms.desk import AlarmDesk
+from alarms.models import AlarmKind
 from core.ids import CourtId
 from event_bus.port import EventBus
 from maps.geofences import Crossing, Debouncer, FenceEvent, FenceKind, Geofence, GeofenceIndex
-from persistence.alarm_models import AlarmKind
 from persistence.geofence_models import AlarmOn, StoredGeofence
 from persistence.models import Position, Unit
 from persistence.port import Store

@@ -21,14 +21,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from alarms.desk import AlarmDesk
+from alarms.models import AlarmKind
 from cluster.port import LEADER, Coordinator
 from core.errors import Conflict, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
 from event_bus.port import EventBus
-from persistence.alarm_models import AlarmKind
 from persistence.models import Unit
 from persistence.port import Store
-from persistence.task_models import LIVE, UNDELIVERED, UNIT_MOVES, Task, TaskKind, TaskStatus, check_move, task_view
+from tasks.models import LIVE, UNDELIVERED, UNIT_MOVES, Task, TaskKind, TaskStatus, check_move
+from tasks.views import task_view
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,15 @@ class TaskDesk:
         await self._changed(task)
         await self._bus.publish(unit_tasks_topic(unit.id), {"event": "task", "task_id": task.id})
         return task
+
+    async def create_for(
+        self, unit_id: UnitId, kind: TaskKind, title: str, *, created_by: UserId, details: dict[str, Any]
+    ) -> Task:
+        """``create`` for a unit known only by id (NotFound when there is none): how an operation sends its
+        units to the target without needing the store's unit records (``operations.desk.UnitTasks``)."""
+        return await self.create(
+            await self._store.get_unit(unit_id), kind, title, created_by=created_by, details=details
+        )
 
     async def cancel(self, task: Task, *, note: str | None) -> Task:
         moved = await self._store.move_task(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alarms.desk import AlarmDesk
+from alarms.models import AlarmKind
 from cluster.port import LEADER, Coordinator
 from config.settings import TrackingSettings
 from core.errors import NotFound
@@ -31,7 +32,6 @@ from field_units.replication import STATES_TOPIC, apply_delta, heard_at, state_d
 from field_units.telemetry import Rejection, parse_batch
 from field_units.views import unit_view, units_topic
 from field_units.writer import PositionWriter
-from persistence.alarm_models import AlarmKind
 from persistence.models import Duty, Position, Status, Unit, UnitState
 from persistence.port import Store
 

@@ -1,4 +1,4 @@
-"""What screens receive about units, and the bus topics it travels on (docs/protocols.md)."""
+"""What screens receive about units, and the bus topic it travels on (docs/protocols.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ from persistence.models import Position, Unit, UnitState
 
 def units_topic(court_id: CourtId) -> str:
     return f"units.{court_id}"
-
-
-def alarms_topic(court_id: CourtId) -> str:
-    return f"alarms.{court_id}"
 
 
 def unit_view(unit: Unit, state: UnitState, position: Position | None) -> dict[str, Any]:

@@ -10,17 +10,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from alarms.port import AlarmStore
 from core.ids import CourtId, UnitId, UserId
-from persistence.alarm_port import AlarmStore
+from operations.port import OperationStore
 from persistence.case_port import CaseSourceStore
 from persistence.duty_port import DutyStore
 from persistence.gb_port import GbStore
 from persistence.geofence_port import GeofenceStore
 from persistence.models import Court, Position, Role, Session, Unit, UnitKind, UnitState, User
-from persistence.operation_port import OperationStore
 from persistence.query_guard_port import QueryGuardStore
 from persistence.query_port import QueryStore
-from persistence.task_port import TaskStore
+from tasks.port import TaskStore
 
 
 class Store(

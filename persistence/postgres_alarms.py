@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from alarms.models import Alarm, AlarmAction, AlarmKind, AlarmState, allowed_from, next_state
 from core.errors import NotFound
 from core.ids import CourtId, UnitId, UserId
-from persistence.alarm_models import Alarm, AlarmAction, AlarmKind, AlarmState, allowed_from, next_state
 
 LIVE = ["open", "acknowledged"]
 

@@ -1,4 +1,4 @@
-"""Enforcement operations on PostgreSQL (see ``operation_port``)."""
+"""Enforcement operations on PostgreSQL (see ``operations.port``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import asyncpg
 
 from core.errors import Conflict, NotFound
 from core.ids import CaseId, CourtId, UnitId, UserId
-from persistence.operation_models import Operation, OperationEvent, OperationKind, OperationStatus
+from operations.models import Operation, OperationEvent, OperationKind, OperationStatus
 
 
 def operation_from_row(r: Any) -> Operation:

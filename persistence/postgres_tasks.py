@@ -10,7 +10,7 @@ import asyncpg
 
 from core.errors import Conflict, NotFound
 from core.ids import CourtId, UnitId, UserId
-from persistence.task_models import Task, TaskKind, TaskStatus
+from tasks.models import Task, TaskKind, TaskStatus
 
 
 def task_from_row(r: Any) -> Task:

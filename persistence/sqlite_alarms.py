@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from alarms.models import Alarm, AlarmAction, AlarmKind, allowed_from, next_state
 from core.errors import NotFound
 from core.ids import CourtId, UnitId, UserId
-from persistence.alarm_models import Alarm, AlarmAction, AlarmKind, allowed_from, next_state
 from persistence.postgres_alarms import alarm_from_row
 
 LIVE = ("open", "acknowledged")

@@ -1,4 +1,4 @@
-"""Enforcement operations on SQLite (see ``operation_port``)."""
+"""Enforcement operations on SQLite (see ``operations.port``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import aiosqlite
 
 from core.errors import NotFound
 from core.ids import CourtId, UnitId, UserId
-from persistence.operation_models import Operation, OperationEvent, OperationStatus
+from operations.models import Operation, OperationEvent, OperationStatus
 from persistence.postgres_operations import STAMP, event_from_row, operation_from_row, operation_row
 
 

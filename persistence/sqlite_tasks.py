@@ -10,7 +10,7 @@ import aiosqlite
 from core.errors import NotFound
 from core.ids import CourtId, UnitId
 from persistence.postgres_tasks import task_from_row, task_row
-from persistence.task_models import Task, TaskStatus
+from tasks.models import Task, TaskStatus
 
 
 def _marks(values: Sequence[Any]) -> str:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from alarms.models import AlarmKind
 from core.ids import QueryId, UserId
-from persistence.alarm_models import AlarmKind
 from persistence.query_guard_port import QueriedParty
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")

@@ -40,7 +40,7 @@ class _Model(BaseModel):
 
 
 class SimulatorProfile(_Model):
-    """How the agency's simulator behaves (``query_control.simulator``)."""
+    """How the agency's simulator behaves (``simulators.agencies``)."""
 
     #: Answer latency: lognormal with this median and shape, plus, with ``tail_probability``, ``tail_ms`` more.
     latency_median_ms: float = Field(80.0, ge=0)

@@ -12,7 +12,7 @@ import time
 
 import aioice.ice
 
-from field_units.media_unit import MediaUnit
+from field_device.media_unit import MediaUnit
 
 
 async def main(base: str, secret: str, address: str, seconds: float, drain_within: float) -> None:

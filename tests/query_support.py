@@ -21,8 +21,8 @@ from config.settings import QuerySettings, Settings, StoreSettings
 from persistence.models import Role
 from query_control.adapters.kinds import MAPPERS
 from query_control.agencies import AgencyConfig, SimulatorProfile, load_agencies, with_endpoints
-from query_control.simulator.data import holdings
-from query_control.simulator.server import SimulatorFleet
+from simulators.agencies.data import holdings
+from simulators.agencies.server import SimulatorFleet
 from tests.conftest import COURTS_FILE, FAST_AUTH, World
 
 PERSON = ("张三", "11010519491231002X")
@@ -183,9 +183,9 @@ async def open_query_screen(world: World, query_id: str, who: str = "judge") -> 
 
 @contextmanager
 def simulator_process(agencies_file: Path) -> Iterator[subprocess.Popen[str]]:
-    """The agency simulator as a process of its own (``python -m query_control.simulator``), up and serving
+    """The agency simulator as a process of its own (``python -m simulators.agencies``), up and serving
     every agency of the file on its configured port; stopped afterwards."""
-    simulator = subprocess.Popen([sys.executable, "-m", "query_control.simulator", "--agencies", str(agencies_file)],
+    simulator = subprocess.Popen([sys.executable, "-m", "simulators.agencies", "--agencies", str(agencies_file)],
                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert simulator.stdout is not None
     for line in simulator.stdout:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from alarms.models import AlarmAction, AlarmKind, AlarmState
 from core.errors import Conflict, NotFound
 from core.ids import CourtId, UnitId, UserId
-from persistence.alarm_models import AlarmAction, AlarmKind, AlarmState
 from persistence.models import Role, UnitKind
 from persistence.port import Store
 from tests.conftest import AppFactory, World

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from command_center.duty_day import bounds, today
 from core.errors import ValidationFailed
 from core.ids import CourtId, QueryId
+from courts.duty_day import bounds, today
 from persistence.models import Role
 from persistence.port import Store
 from persistence.query_models import JobOutcome, JobStatus, Query

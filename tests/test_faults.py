@@ -106,7 +106,7 @@ async def test_a_server_killed_mid_stream_loses_and_doubles_nothing(tmp_path: Pa
     answers again (here the same address restarted; behind a proxy, another process) and delivers its backlog:
     every position stored exactly once."""
     from bench.harness import Server
-    from field_units.client import TelemetryClient
+    from field_device.client import TelemetryClient
     from tests.test_field_client import fix_now
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}

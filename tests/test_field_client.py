@@ -17,8 +17,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from command_center.keys import TRACKER
 from core.ids import UnitId
-from field_units.client import TelemetryClient
-from field_units.outbox import JournalledOutbox, Outbox, OutboxFull, seq_floor
+from field_device.client import TelemetryClient
+from field_device.outbox import JournalledOutbox, Outbox, OutboxFull, seq_floor
 from tests.conftest import World
 from tests.test_live_tracking import open_screen
 

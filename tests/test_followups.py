@@ -69,7 +69,7 @@ async def _until(world: World, followup_id: str, status: str, within: float = 10
 
 
 def _bank_with_assets() -> str:
-    from query_control.simulator.data import holdings
+    from simulators.agencies.data import holdings
 
     return next(a.id for a in test_agencies() if a.kind.value == "bank" and holdings(a, PERSON[1]))
 

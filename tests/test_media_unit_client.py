@@ -10,7 +10,7 @@ import pytest
 
 from command_center.keys import MEDIA
 from core.ids import UnitId
-from field_units.media_unit import MediaUnit
+from field_device.media_unit import MediaUnit
 from tests.conftest import World
 from tests.media_support import UNIT, ViewerPeer, eventually, loopback  # noqa: F401 (fixture)
 from tests.test_field_client import base

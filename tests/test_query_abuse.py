@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alarms.models import AlarmKind
 from config.settings import QuerySettings, StoreSettings
 from core.errors import ValidationFailed
 from core.ids import CaseId, PartyId, QueryId, UserId
-from persistence.alarm_models import AlarmKind
 from persistence.query_guard_port import QueriedParty
 from query_control.abuse import SHANGHAI, AbuseRules, findings, is_night, mask_identifier, night_of, utc_ms
 from query_control.guard import DAY_MS, HOUR_MS, check_idempotency_key, check_limits, request_hash

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from playwright.async_api import Browser
 
 from query_control.agencies import load_agencies
-from query_control.simulator.data import holdings
+from simulators.agencies.data import holdings
 from tests.query_support import ORG, PERSON, open_case, query_app, running_fleet, test_agencies
 from tests.test_wall_display_browser import browser, chromium  # noqa: F401 (fixtures)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser
 
-from persistence.operation_models import OperationStatus
+from operations.models import OperationStatus
 from tests.conftest import World
 from tests.test_live_tracking import fix, open_unit, send
 from tests.test_wall_display_browser import browser, chromium  # noqa: F401 (fixtures)

@@ -25,8 +25,8 @@ from bench.cluster import NGINX, Cluster
 from bench.harness import free_port, fresh_store_url
 from config.settings import StoreSettings
 from core.ids import UnitId
-from field_units.client import TelemetryClient
-from field_units.media_unit import MediaUnit
+from field_device.client import TelemetryClient
+from field_device.media_unit import MediaUnit
 from persistence.factory import build_store
 from tests.media_support import SDP_HEADERS, connected, loopback, new_pc
 from tests.query_support import simulator_process

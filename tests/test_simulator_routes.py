@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.ids import UnitId
-from field_units.routes import (
+from field_units.telemetry import Rejection, parse_position
+from persistence.models import UnitKind
+from simulators.units.routes import (
     BLOCK_M,
     HARBIN,
     Area,
@@ -28,9 +30,7 @@ from field_units.routes import (
     to_latlon,
     to_metres,
 )
-from field_units.simulate import area_for, load_secrets, save_secrets, unit_plan
-from field_units.telemetry import Rejection, parse_position
-from persistence.models import UnitKind
+from simulators.units.simulate import area_for, load_secrets, save_secrets, unit_plan
 from tests.conftest import World
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +175,7 @@ async def simulate(world: World, tmp_path: Path, *args: str) -> tuple[int, str, 
     password_file.write_text(world.passwords["admin"] + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "field_units.simulate", "--url", str(world.client.make_url("")).rstrip("/"),
+        sys.executable, "-m", "simulators.units", "--url", str(world.client.make_url("")).rstrip("/"),
         "--secrets", str(tmp_path / "simulated-units.json"), "--admin-password-file", str(password_file),
         "--report-every", "1", *args,
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import ClientWebSocketResponse
 
 from command_center.keys import TASKS
-from field_units.client import TelemetryClient
+from field_device.client import TelemetryClient
 from tests.conftest import World
 from tests.test_field_client import base, until
 from tests.test_live_tracking import open_screen, open_unit

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.async_api import Browser, Page, WebSocket, async_playwright
 
-from persistence.operation_models import OperationStatus
+from operations.models import OperationStatus
 from tests.conftest import World
 from tests.test_live_tracking import open_screen, open_unit, send
 
@@ -398,9 +398,9 @@ async def test_the_console_shows_figures_sends_tasks_keeps_duty_and_downloads_re
 
 
 async def test_the_wall_lists_the_query_watchs_alarms_by_judge(world: World, watched: Watched) -> None:
+    from alarms.models import AlarmKind
     from command_center.keys import ALARMS
     from core.ids import CourtId
-    from persistence.alarm_models import AlarmKind
 
     page = watched.page
     await open_wall(watched, world)

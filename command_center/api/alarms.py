@@ -12,16 +12,16 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, StringConstraints
 
+from alarms.models import AlarmAction, AlarmKind
 from alarms.views import alarm_view
 from command_center.api.params import bounded_int, flag, whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
 from command_center.auth import Access, current_user
 from command_center.keys import ALARMS, STORE, TRACKER
-from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.ids import UnitId
-from persistence.alarm_models import AlarmAction, AlarmKind
+from courts.visibility import require_visible, visible_courts
 
 api = Registry()
 

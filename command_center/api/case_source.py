@@ -19,9 +19,9 @@ from command_center.api.schemas import Strict
 from command_center.auth import Access, UserCaller, current_system, current_user
 from command_center.credentials import lookup_hash, new_system_secret
 from command_center.keys import AUDIT, BUS, STORE
-from command_center.visibility import visible_courts
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import CaseId, CourtId, ProposalId, SystemClientId, UserId
+from courts.visibility import visible_courts
 from persistence.port import Store
 from persistence.query_models import (
     Case,

@@ -27,9 +27,9 @@ from command_center.auth import PEOPLE, Access, current_caller, current_user
 from command_center.credentials import check_password_strength, lookup_hash, new_device_secret
 from command_center.keys import AUDIT, LOGIN_THROTTLE, PASSWORDS, REVOCATIONS, SETTINGS, STORE
 from command_center.revocation import Revocation, Subject
-from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
+from courts.visibility import require_visible, visible_courts
 from gb28181.enrol import enrol, ensure_free, keepalive_silence
 from persistence.models import Court, User
 

@@ -13,9 +13,9 @@ from command_center.api.params import bounded_int, flag
 from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_user
 from command_center.keys import SETTINGS, STORE, TRACKER
-from command_center.visibility import visible_courts
 from core.errors import ValidationFailed
 from core.ids import UnitId
+from courts.visibility import visible_courts
 from maps.nearest import nearest_units
 from persistence.models import Status
 

@@ -14,11 +14,11 @@ from alarms.views import alarm_view
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import RowId, Strict
 from command_center.auth import Access, current_user
-from command_center.duty_day import bounds, today
 from command_center.keys import STORE
-from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.ids import CourtId, UserId
+from courts.duty_day import bounds, today
+from courts.visibility import require_visible, visible_courts
 from persistence.duty_models import DutyPost, RosterEntry
 from persistence.models import Role, User
 from persistence.port import Store

@@ -10,9 +10,9 @@ from command_center.api.registry import Registry, json_response
 from command_center.api.schemas import GbChannelOut, GbDeviceOut
 from command_center.auth import PEOPLE, current_caller
 from command_center.keys import GB28181, STORE
-from command_center.visibility import require_visible
 from core.errors import NotFound
 from core.ids import UnitId
+from courts.visibility import require_visible
 
 api = Registry()
 

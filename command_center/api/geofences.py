@@ -19,9 +19,9 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
 from command_center.auth import Access, UserCaller, current_user
 from command_center.keys import BUS, CLUSTER, GEOFENCES, STORE
-from command_center.visibility import require_visible, visible_courts
 from core.errors import NotFound, ValidationFailed
 from core.ids import CourtId
+from courts.visibility import require_visible, visible_courts
 from maps.geofences import FenceKind
 from maps.geojson_input import BadFeature, fence_from_feature
 from persistence.geofence_models import AlarmOn, StoredGeofence

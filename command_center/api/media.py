@@ -19,7 +19,6 @@ from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_device, current_user
 from command_center.forwarding import on_unit_node
 from command_center.keys import CLUSTER, MEDIA, STORE
-from command_center.visibility import require_visible, visible_courts
 from core.errors import (
     BadRequest,
     Conflict,
@@ -31,6 +30,7 @@ from core.errors import (
     ValidationFailed,
 )
 from core.ids import UnitId
+from courts.visibility import require_visible, visible_courts
 from media.evidence import SEGMENT_ACTION
 from media.sessions import SessionId, Viewer
 from persistence.models import Unit

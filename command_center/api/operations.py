@@ -13,12 +13,12 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import RowId, Strict
 from command_center.auth import Access, current_user
 from command_center.keys import OPERATIONS, STORE
-from command_center.operations import operation_view
-from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.ids import CaseId, CourtId, QueryId, UnitId, UserId
+from courts.visibility import require_visible, visible_courts
+from operations.models import LIVE_OPERATIONS, Operation, OperationKind, OperationStatus
+from operations.views import operation_view
 from persistence.models import User
-from persistence.operation_models import LIVE_OPERATIONS, Operation, OperationKind, OperationStatus
 from persistence.port import Store
 
 api = Registry()

@@ -20,9 +20,9 @@ from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
 from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, STORE
 from command_center.query_guard import bind_query, claim_query, release_query, watch_query
-from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, QueryId, UserId
+from courts.visibility import require_visible, visible_courts
 from persistence.models import Role
 from persistence.query_models import Case, CaseSource, CaseStatus, FollowUpAction, FollowUpStatus, PartyKind, Query
 from query_control.agencies import AgencyKind

@@ -18,10 +18,10 @@ from command_center.auth import Access, current_user
 from command_center.keys import AUDIT, REPORTS, SETTINGS, STORE
 from command_center.middleware import error_response
 from command_center.pages import BASEMAP, WEB_ROOT
-from command_center.visibility import require_visible
 from config.settings import MapSettings
 from core.errors import Forbidden, NotFound, ValidationFailed
 from core.ids import CaseId, UnitId
+from courts.visibility import require_visible
 from maps.report import Place, Report, track_points
 from maps.report_pool import RETRY_AFTER_SECONDS, PreparedTrack, ReportPool, ReportsBusy, prepare_track, render_document
 from maps.tracks import read_track

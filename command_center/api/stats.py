@@ -12,11 +12,11 @@ from pydantic import BaseModel
 
 from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_user
-from command_center.duty_day import bounds, today
 from command_center.keys import STORE, TRACKER
-from command_center.visibility import visible_courts
+from courts.duty_day import bounds, today
+from courts.visibility import visible_courts
 from persistence.models import Status
-from persistence.task_models import LIVE
+from tasks.models import LIVE
 
 api = Registry()
 

@@ -15,10 +15,11 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import BigInt, Strict
 from command_center.auth import Access, current_user
 from command_center.keys import STORE, TASKS
-from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.ids import UnitId
-from persistence.task_models import LIVE, TaskKind, task_view
+from courts.visibility import require_visible, visible_courts
+from tasks.models import LIVE, TaskKind
+from tasks.views import task_view
 
 api = Registry()
 

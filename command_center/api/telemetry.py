@@ -19,9 +19,9 @@ from command_center.api.params import epoch_ms
 from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, current_caller, current_device
 from command_center.keys import REVOCATIONS, STORE, TASKS, TRACKER
-from command_center.visibility import require_visible
 from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
+from courts.visibility import require_visible
 from field_units.messages import MAX_MESSAGE, answer
 from field_units.tracker import MAX_BATCH
 from maps.tracks import MAX_SHOWN_POINTS, read_track, simplify_within

@@ -18,21 +18,21 @@ from typing import Any
 
 import orjson
 
-from alarms.views import alarm_view
-from command_center.operations import operation_view, operations_topic
+from alarms.models import LIVE_STATES
+from alarms.views import alarm_view, alarms_topic
 from command_center.screens.connection import ScreenConnection
 from core.errors import NotFound
 from core.ids import CourtId, QueryId, UnitId
 from event_bus.port import Event, EventBus, SubscriberLagged
 from field_units.tasks import tasks_topic
-from field_units.views import alarms_topic, unit_view, units_topic
-from persistence.alarm_models import LIVE_STATES
+from field_units.views import unit_view, units_topic
+from operations.models import LIVE_OPERATIONS
+from operations.views import operation_view, operations_topic
 from persistence.models import UnitState
-from persistence.operation_models import LIVE_OPERATIONS
 from persistence.port import Store
-from persistence.task_models import LIVE as LIVE_TASKS
-from persistence.task_models import task_view
 from query_control.views import load_query_view, query_topic
+from tasks.models import LIVE as LIVE_TASKS
+from tasks.views import task_view
 
 log = logging.getLogger(__name__)
 

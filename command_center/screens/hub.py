@@ -28,10 +28,10 @@ from command_center.screens.feeds import (
     UnitFeed,
     UnitsFeed,
 )
-from command_center.visibility import visible_courts
 from config.settings import TrackingSettings
 from core.errors import AppError, BadRequest, Forbidden, NotFound, ServiceUnavailable
 from core.ids import CourtId, QueryId, UnitId
+from courts.visibility import visible_courts
 from event_bus.port import EventBus
 from persistence.availability import store_unavailable
 from persistence.port import Store

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from query_control.agencies import AgencyConfig, SimulatorProfile
-from query_control.simulator.data import holdings
+from simulators.agencies.data import holdings
 
 log = logging.getLogger(__name__)
 

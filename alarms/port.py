@@ -1,13 +1,15 @@
-"""The storage alarms need; part of the ``Store`` port. State moves are compare-and-set in the database,
-so two operators acting on one alarm at once cannot both win, and a restart finds every live alarm."""
+"""The storage alarms need: the alarm desk's narrow port (``persistence.port.Store`` includes it).
+
+State moves are compare-and-set in the database, so two operators acting on one alarm at once cannot both
+win, and a restart finds every live alarm."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from alarms.models import Alarm, AlarmAction, AlarmKind
 from core.ids import CourtId, UnitId, UserId
-from persistence.alarm_models import Alarm, AlarmAction, AlarmKind
 
 
 class AlarmStore(Protocol):

@@ -24,7 +24,7 @@ from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from field_units.outbox import Outbox, OutboxFull
+from field_device.outbox import Outbox, OutboxFull
 
 log = logging.getLogger(__name__)
 

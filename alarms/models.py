@@ -1,4 +1,5 @@
-"""What an alarm is and how it may move (告警处置): pure, shared by the store, the alarm desk and the API.
+"""What an alarm is and how it may move (告警处置): pure, shared by the alarm desk, the API and the storage
+adapters (which apply ``next_state`` as a compare-and-set).
 
 An alarm is about a condition (a unit calls for help, goes silent, runs low on battery, breaks a geofence,
 lets a task run overdue). At most one alarm per (kind, subject) is live at a time: the same condition

@@ -1,4 +1,4 @@
-"""``python -m query_control.simulator``: every configured agency's simulator on consecutive local ports."""
+"""``python -m simulators.agencies``: every configured agency's simulator on consecutive local ports."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from query_control.agencies import load_agencies
-from query_control.simulator.server import SimulatorFleet
+from simulators.agencies.server import SimulatorFleet
 
 
 async def _serve(agencies_file: Path | None, host: str, base_port: int | None) -> None:
@@ -35,7 +35,7 @@ async def _serve(agencies_file: Path | None, host: str, base_port: int | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m query_control.simulator", description="partner agency simulator")
+    parser = argparse.ArgumentParser(prog="python -m simulators.agencies", description="partner agency simulator")
     parser.add_argument("--agencies", type=Path, help="agencies TOML (default: config/agencies.toml)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--base-port", type=int, help="consecutive ports from here (default: each endpoint's port)")

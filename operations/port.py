@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from core.ids import CourtId, UnitId, UserId
-from persistence.operation_models import Operation, OperationEvent, OperationStatus
+from operations.models import Operation, OperationEvent, OperationStatus
 
 
 class OperationStore(Protocol):

@@ -1,4 +1,4 @@
-"""Simulated field units on the real transports: ``python -m field_units.simulate``.
+"""Simulated field units on the real transports: ``python -m simulators.units``.
 
 Each unit walks (body camera, handheld) or drives (vehicle) a street-grid route in its court's district
 of the city (default 哈尔滨: 道里, 南岗, 道外, 松北), reports at a fixed rate through ``TelemetryClient``
@@ -27,12 +27,12 @@ from typing import NamedTuple
 
 import aiohttp
 
-from field_units.client import TelemetryClient
-from field_units.outbox import JournalledOutbox, Outbox, seq_floor
-from field_units.routes import HARBIN, HARBIN_COURT_AREAS, Area, City, RouteWalker
+from field_device.client import TelemetryClient
+from field_device.outbox import JournalledOutbox, Outbox, seq_floor
 from persistence.models import UnitKind
+from simulators.units.routes import HARBIN, HARBIN_COURT_AREAS, Area, City, RouteWalker
 
-log = logging.getLogger("field_units.simulate")
+log = logging.getLogger("simulators.units.simulate")
 
 DEFAULT_COURTS = ("HLJ0102", "HLJ0103", "HLJ0104", "HLJ0109")
 KINDS = (UnitKind.BODY_CAMERA, UnitKind.BODY_CAMERA, UnitKind.HANDHELD, UnitKind.VEHICLE)
@@ -270,7 +270,7 @@ def raise_file_limit(wanted: int) -> None:
 
 def parser() -> argparse.ArgumentParser:
     data_dir = Path(os.environ.get("CC_DATA_DIR", "var"))
-    p = argparse.ArgumentParser(prog="python -m field_units.simulate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m simulators.units", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--url", default="http://127.0.0.1:8080", help="the command centre")
     p.add_argument("--units", type=int, default=20)

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from field_units.outbox import Outbox, OutboxFull
+from field_device.outbox import Outbox, OutboxFull
 
 log = logging.getLogger(__name__)
 

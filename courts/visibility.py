@@ -6,22 +6,37 @@ court's command centre watches the whole province. Judges and devices see their 
 
 from __future__ import annotations
 
-from command_center.auth import Access, Caller
+from typing import Protocol
+
 from core.errors import Forbidden
 from core.ids import CourtId
-from persistence.port import Store
+from persistence.models import Role
 
 
-async def visible_courts(store: Store, caller: Caller) -> list[CourtId] | None:
+class Viewer(Protocol):
+    """Who asks (``command_center.auth.Caller``; a protocol, so the courts' rule needs nothing of the edge)."""
+
+    @property
+    def access(self) -> str: ...
+
+    @property
+    def court_id(self) -> CourtId: ...
+
+
+class CourtTree(Protocol):
+    async def court_subtree(self, court_id: CourtId) -> list[CourtId]: ...
+
+
+async def visible_courts(store: CourtTree, caller: Viewer) -> list[CourtId] | None:
     """The court ids the caller may see; ``None`` means all."""
-    if caller.access is Access.ADMIN:
+    if caller.access == Role.ADMIN:
         return None
-    if caller.access in (Access.SUPERVISOR, Access.OPERATOR):
+    if caller.access in (Role.SUPERVISOR, Role.OPERATOR):
         return await store.court_subtree(caller.court_id)
     return [caller.court_id]
 
 
-async def require_visible(store: Store, caller: Caller, court_id: CourtId) -> None:
+async def require_visible(store: CourtTree, caller: Viewer, court_id: CourtId) -> None:
     courts = await visible_courts(store, caller)
     if courts is not None and court_id not in courts:
         raise Forbidden(f"court {court_id} is outside your jurisdiction")

@@ -67,20 +67,3 @@ class Task:
     status: TaskStatus
     updated_ms: int
     note: str | None  # the unit's last report, or the reason for a cancel
-
-
-def task_view(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "unit_id": task.unit_id,
-        "court_id": task.court_id,
-        "kind": task.kind.value,
-        "title": task.title,
-        "details": task.details,
-        "created_by": task.created_by,
-        "created_ms": task.created_ms,
-        "due_ms": task.due_ms,
-        "status": task.status.value,
-        "updated_ms": task.updated_ms,
-        "note": task.note,
-    }

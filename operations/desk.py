@@ -8,15 +8,15 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from core.errors import Conflict
 from core.ids import CaseId, CourtId, UnitId, UserId
 from event_bus.port import EventBus
-from field_units.tasks import TaskDesk
-from persistence.operation_models import MOVES, Operation, OperationEvent, OperationKind, OperationStatus
-from persistence.port import Store
-from persistence.task_models import TaskKind
+from operations.models import MOVES, Operation, OperationEvent, OperationKind, OperationStatus
+from operations.port import OperationStore
+from operations.views import operation_view, operations_topic
+from tasks.models import TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +28,20 @@ def _now_ms() -> int:
 TARGET_FIELDS: tuple[str, ...] = ("lat", "lon", "address")
 
 
-def operations_topic(court_id: CourtId) -> str:
-    return f"operations.{court_id}"
+class UnitTasks(Protocol):
+    """How the desk sends a unit a task (``field_units.tasks.TaskDesk``): a port, so operations depends on
+    neither field_units nor the store's unit records, and the storage adapters may import operations' models
+    without an import cycle."""
 
-
-def operation_view(op: Operation, events: Sequence[OperationEvent] | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": op.id, "court_id": op.court_id, "kind": op.kind.value, "title": op.title, "case_id": op.case_id,
-        "commander_id": op.commander_id, "onsite_commander": op.onsite_commander, "target": op.target,
-        "unit_ids": list(op.unit_ids), "status": op.status.value, "created_by": op.created_by,
-        "created_ms": op.created_ms, "started_ms": op.started_ms, "ended_ms": op.ended_ms,
-    }  # fmt: skip
-    if events is not None:
-        view["timeline"] = [{"at_ms": e.at_ms, "kind": e.kind, "user_id": e.user_id, "text": e.text, "ref": e.ref}
-                            for e in events]  # fmt: skip
-    return view
+    async def create_for(
+        self, unit_id: UnitId, kind: TaskKind, title: str, *, created_by: UserId, details: dict[str, Any]
+    ) -> object: ...
 
 
 class OperationDesk:
-    def __init__(self, store: Store, bus: EventBus, tasks: TaskDesk, *, clock_ms: Callable[[], int] = _now_ms):
+    def __init__(
+        self, store: OperationStore, bus: EventBus, tasks: UnitTasks, *, clock_ms: Callable[[], int] = _now_ms
+    ):
         self._store = store
         self._bus = bus
         self._tasks = tasks
@@ -100,9 +95,8 @@ class OperationDesk:
         details: dict[str, Any] = {key: op.target[key] for key in TARGET_FIELDS if key in op.target}
         details["note"] = f"执行行动：{op.title}"
         for unit_id in op.unit_ids:
-            unit = await self._store.get_unit(unit_id)
-            await self._tasks.create(
-                unit, TaskKind.GO_TO, f"{op.title} · 前往现场", created_by=user_id, details=details
+            await self._tasks.create_for(
+                unit_id, TaskKind.GO_TO, f"{op.title} · 前往现场", created_by=user_id, details=details
             )
 
     async def _event(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from core.ids import CourtId, UnitId
-from persistence.task_models import Task, TaskStatus
+from tasks.models import Task, TaskStatus
 
 
 class TaskStore(Protocol):
