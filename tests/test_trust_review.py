@@ -1,0 +1,149 @@
+"""A second look at issue 12 ("Trust"), as an outside tester: holes found after the first fixes were merged.
+
+Each test drives the running app over HTTP as a caller of another court (or with a credential where it does
+not belong) and checks what it can reach and what an error tells it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import aiohttp
+
+from core.ids import CourtId
+from persistence.models import Role
+from query_control.identifiers import make_id_number
+from tests.conftest import AppFactory, World
+
+FAR_CASE = "(2026)黑0103执5号"  # a case of Nangang court (HLJ0103), outside Daoli's (HLJ0102) and not the judge's
+PARTY = ("张三", make_id_number("230103", date(1980, 1, 2), 123))
+OTHER = ("李四", make_id_number("230103", date(1985, 3, 9), 456))
+
+
+async def _system_client(world: World, court: str) -> str:
+    created = await world.client.post(
+        "/api/system-clients", json={"name": f"{court} 立案系统", "court_id": court}, headers=world.auth("admin")
+    )
+    assert created.status == 201, await created.text()
+    secret: str = (await created.json())["secret"]
+    return secret
+
+
+async def _sync(world: World, secret: str, case: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = await world.client.post(
+        "/api/integration/cases", json=case, headers={"Authorization": f"Bearer {secret}"}
+    )
+    return response.status, await response.json()
+
+
+async def _far_court(world: World) -> dict[str, Any]:
+    """Nangang's judge, supervisor and case (registered by its own system), and a Daoli supervisor."""
+    for username, role, court in (
+        ("far_judge", Role.JUDGE, "HLJ0103"),
+        ("far_supervisor", Role.SUPERVISOR, "HLJ0103"),
+        ("near_supervisor", Role.SUPERVISOR, "HLJ0102"),
+    ):
+        await world.add_user(username, role, court)
+        world.tokens[username] = await world.login(username)
+    far_system = await _system_client(world, "HLJ0103")
+    status, synced = await _sync(world, far_system, {
+        "case_number": FAR_CASE, "title": "借款合同纠纷执行", "judges": ["far_judge"],
+        "parties": [{"kind": "person", "name": PARTY[0], "identifier": PARTY[1]}],
+    })  # fmt: skip
+    assert status == 201, synced
+    return synced
+
+
+def _discloses_nothing_of_the_far_court(error: dict[str, Any]) -> None:
+    text = str(error)
+    assert FAR_CASE not in text and "HLJ0103" not in text and "far_" not in text, text
+
+
+async def test_case_report_refusals_name_no_case_or_court_of_another_court(make_world: AppFactory) -> None:
+    """The map report said "you are not a judge of case (2026)黑0103执5号" to any judge, and a supervisor of
+    another court learnt which court holds the case id they tried."""
+    world = await make_world()
+    case = await _far_court(world)
+    for who, message in (
+        ("judge", "you are not assigned to this case"),
+        ("near_supervisor", "this case is outside your jurisdiction"),
+    ):
+        refused = await world.client.get(f"/api/reports/cases/{case['case_id']}", headers=world.auth(who))
+        error = (await refused.json())["error"]
+        assert refused.status == 403 and error["message"] == message, error
+        _discloses_nothing_of_the_far_court(error)
+    shown = await world.client.get(f"/api/reports/cases/{case['case_id']}", headers=world.auth("far_judge"))
+    assert shown.status == 200 and FAR_CASE in await shown.text()
+
+
+async def test_a_party_approval_from_another_court_names_no_case(make_world: AppFactory) -> None:
+    world = await make_world()
+    case = await _far_court(world)
+    proposal = {"kind": "person", "name": OTHER[0], "identifier": OTHER[1], "reason": "申请执行人提供线索"}
+    proposed = await world.client.post(
+        f"/api/cases/{case['case_id']}/parties", json=proposal, headers=world.auth("far_judge")
+    )
+    assert proposed.status == 202, await proposed.text()
+    proposal_id = (await proposed.json())["id"]
+    decision = {"reason": "核实无误"}
+    refused = await world.client.post(
+        f"/api/party-proposals/{proposal_id}/approve", json=decision, headers=world.auth("near_supervisor")
+    )
+    error = (await refused.json())["error"]
+    assert refused.status == 403 and error["message"] == "this case is outside your jurisdiction", error
+    _discloses_nothing_of_the_far_court(error)
+    approved = await world.client.post(
+        f"/api/party-proposals/{proposal_id}/approve", json=decision, headers=world.auth("far_supervisor")
+    )
+    assert approved.status == 200 and (await approved.json())["status"] == "approved"
+
+
+async def test_a_system_client_learns_no_case_court_or_staff_of_another_court(make_world: AppFactory) -> None:
+    """Daoli's case-management system sent Nangang's case number and staff usernames: the 409 named the court
+    holding the case and the 422 each user's role and court ("far_judge (judge of HLJ0103)")."""
+    world = await make_world()
+    await _far_court(world)
+    near_system = await _system_client(world, "HLJ0102")
+    status, body = await _sync(world, near_system, {"case_number": FAR_CASE, "title": "x"})
+    assert status == 409, body
+    assert body["error"]["message"] == f"case {FAR_CASE} is registered to a court outside your jurisdiction"
+    assert "HLJ0103" not in str(body)
+    status, body = await _sync(world, near_system, {
+        "case_number": "(2026)黑0102执9号", "title": "x", "judges": ["far_judge", "far_supervisor", "nobody"],
+    })  # fmt: skip
+    assert status == 422, body
+    # told exactly like a user who does not exist: nothing learnt of who works where
+    assert body["error"]["message"] == "judges: no such user: far_judge, far_supervisor, nobody", body
+    assert "HLJ0103" not in str(body) and "supervisor of" not in str(body) and "judge of" not in str(body)
+    # staff within its jurisdiction are still named precisely, so an integrator can fix its data
+    await world.add_user("near_operator", Role.OPERATOR, "HLJ0102")
+    status, body = await _sync(world, near_system, {"case_number": "(2026)黑0102执9号", "title": "x",
+                                                    "judges": ["near_operator"]})  # fmt: skip
+    assert status == 422 and "near_operator (operator of HLJ0102)" in body["error"]["message"], body
+    assert await world.store.list_cases(court_ids=[CourtId("HLJ0102")]) == []
+
+
+async def test_a_ticket_opens_only_a_websocket_route(make_world: AppFactory) -> None:
+    """A ticket travels in a URL, so it must open nothing but the socket it was made for: with a forged
+    ``Upgrade: websocket`` header it answered a plain GET of /api/cases (and a case's map report) as HTTP."""
+    world = await make_world()
+    ticket = await world.ticket("supervisor")
+    for path in ("/api/cases", "/api/me", "/api/units"):
+        plain = await world.client.get(
+            f"{path}?ticket={ticket}", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
+        )
+        assert plain.status == 401, (path, await plain.text())
+        assert "a ticket only opens a WebSocket" in (await plain.json())["error"]["message"]
+    # refused before it was redeemed, so it still opens the screen socket it was made for, once
+    socket = await world.client.ws_connect(f"/api/screen/ws?ticket={ticket}")
+    try:
+        hello = await socket.receive_json(timeout=5)
+        assert "type" in hello, hello  # the screen socket is open and speaking
+    finally:
+        await socket.close()
+    try:
+        await world.client.ws_connect(f"/api/screen/ws?ticket={ticket}")
+        raise AssertionError("a used ticket opened a second socket")
+    except aiohttp.WSServerHandshakeError as refused:
+        assert refused.status == 401
