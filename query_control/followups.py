@@ -187,6 +187,8 @@ class FollowUps:
             else:
                 if existing.asset_id != asset_id or existing.action is not action or existing.requested_by != judge.id:
                     raise Conflict("this Idempotency-Key was used for another follow-up")
+                if judge.id not in (await self._store.get_case(existing.case_id)).judge_ids:
+                    raise Forbidden("you are not assigned to this case")  # taken off it: not even a replay
                 return existing, False
         asset = await self._store.get_asset(asset_id)
         query = await self._store.get_query(asset.query_id)

@@ -7,6 +7,7 @@ not belong) and checks what it can reach and what an error tells it.
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -147,3 +148,27 @@ async def test_a_ticket_opens_only_a_websocket_route(make_world: AppFactory) -> 
         raise AssertionError("a used ticket opened a second socket")
     except aiohttp.WSServerHandshakeError as refused:
         assert refused.status == 401
+
+
+async def test_a_judge_taken_off_a_case_gets_no_replay_of_a_follow_up(tmp_path: Path) -> None:
+    """Sending a follow-up again with its Idempotency-Key answered with the follow-up (asset, amount, status)
+    before the judge was checked to be still on the case: a judge taken off it could still read it."""
+    from tests.query_support import query_app, running_fleet, test_agencies
+    from tests.test_followups import _an_asset, _bank_with_assets, _request
+
+    async with running_fleet(test_agencies()) as (_, pointed), query_app(tmp_path, pointed) as world:
+        case, _, asset = await _an_asset(world, [_bank_with_assets()])
+        amount = min(asset["value_cents"], 10_000)
+        first = await _request(world, asset, "freeze", key="freeze-1", amount_cents=amount)
+        assert first.status == 201, await first.text()
+        again = await _request(world, asset, "freeze", key="freeze-1", amount_cents=amount)
+        assert again.status == 200  # a double click while on the case: the same follow-up
+        judge2 = await world.store.find_user("judge2")
+        assert judge2 is not None
+        moved = await world.client.put(
+            f"/api/cases/{case['id']}/judges", json={"judge_ids": [judge2.id]}, headers=world.auth("supervisor")
+        )
+        assert moved.status == 200, await moved.text()
+        replay = await _request(world, asset, "freeze", key="freeze-1", amount_cents=amount)
+        error = (await replay.json())["error"]
+        assert replay.status == 403 and error["message"] == "you are not assigned to this case", error
