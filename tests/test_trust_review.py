@@ -172,3 +172,22 @@ async def test_a_judge_taken_off_a_case_gets_no_replay_of_a_follow_up(tmp_path: 
         replay = await _request(world, asset, "freeze", key="freeze-1", amount_cents=amount)
         error = (await replay.json())["error"]
         assert replay.status == 403 and error["message"] == "you are not assigned to this case", error
+
+
+async def test_registering_a_case_by_hand_tells_nothing_of_another_courts_judges(make_world: AppFactory) -> None:
+    """``POST /api/cases`` checked the judges before the court: for another court, a judge's id got 403 and any
+    other id 422, so a supervisor could find out who the judges of every court are."""
+    world = await make_world()
+    await _far_court(world)
+    far_judge = await world.store.find_user("far_judge")
+    far_supervisor = await world.store.find_user("far_supervisor")
+    assert far_judge is not None and far_supervisor is not None
+    answers = set()
+    for user_id in (far_judge.id, far_supervisor.id, 999_999):
+        refused = await world.client.post(
+            "/api/cases",
+            json={"case_number": "(2026)黑0103执77号", "title": "x", "court_id": "HLJ0103", "judge_ids": [user_id]},
+            headers=world.auth("near_supervisor"),
+        )
+        answers.add((refused.status, (await refused.json())["error"]["message"]))
+    assert answers == {(403, "court HLJ0103 is outside your jurisdiction")}, answers

@@ -260,8 +260,10 @@ async def add_case(request: web.Request) -> web.StreamResponse:
         raise ValidationFailed(f"case_number: {exc}") from None
     court_id = CourtId(data.court_id or caller.court_id)
     await store.get_court(court_id)
-    judges = await _check_judges(request, court_id, data.judge_ids)
+    # jurisdiction first: checking judges of a court the caller may not see would tell (403 or 422) who the
+    # judges of any court are
     await require_visible(store, caller, court_id)
+    judges = await _check_judges(request, court_id, data.judge_ids)
     case = await store.add_case(
         case_number=number,
         court_id=court_id,
