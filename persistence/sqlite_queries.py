@@ -527,5 +527,8 @@ class SqliteQueries:
 
 
 def _checkpoint(r: aiosqlite.Row) -> Checkpoint:
+    """SQLite keeps whatever is written into a column: an ``at_ms`` that is not an integer cannot be what was
+    signed, so it is read as -1 and the checkpoint fails its signature check (reported as forged, no crash)."""
     seq = int(r["seq"])
-    return Checkpoint(r["court"], seq, seq, r["head"], int(r["at_ms"]), r["key"], r["sig"])
+    at_ms = r["at_ms"] if isinstance(r["at_ms"], int) else -1
+    return Checkpoint(r["court"], seq, seq, r["head"], at_ms, r["key"], r["sig"])

@@ -6,11 +6,14 @@ not belong) and checks what it can reach and what an error tells it.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from core.ids import CourtId
 from persistence.models import Role
@@ -191,3 +194,42 @@ async def test_registering_a_case_by_hand_tells_nothing_of_another_courts_judges
         )
         answers.add((refused.status, (await refused.json())["error"]["message"]))
     assert answers == {(403, "court HLJ0103 is outside your jurisdiction")}, answers
+
+
+def test_audit_verify_reports_a_value_of_the_wrong_type_instead_of_crashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite keeps whatever is written into a column: a BLOB put in ``reason`` made ``audit verify`` end in a
+    TypeError traceback (``bytes is not JSON serializable``) instead of naming the entry."""
+    from command_center.cli import main
+    from tests.test_audit_tampering import Centre
+
+    database = tmp_path / "centre.db"
+    url = f"sqlite:///{database}"
+    for name in [k for k in os.environ if k.startswith("CC_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CC_STORE__URL", url)
+    monkeypatch.setenv("CC_DATA_DIR", str(tmp_path / "data"))
+    centre = Centre("sqlite", tmp_path, url, capsys)
+    centre.record(4)
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE audit_log SET reason = X'FF00' WHERE seq = 3")
+    capsys.readouterr()
+    code = main(["audit", "verify"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "TAMPERED at entry 3: the stored row is damaged" in err and "Traceback" not in err, err
+    # and a checkpoint row with a field of another type is a forged checkpoint, not a crash
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE audit_log SET reason = ? WHERE seq = 3", ("查看 3",))
+    assert main(["audit", "checkpoint"]) == 0 and main(["audit", "verify"]) == 0
+    for damage in ("head = X'00'", "at_ms = 'x'", "sig = X'00'"):
+        with sqlite3.connect(database) as db:
+            kept = db.execute("SELECT head, at_ms, sig FROM audit_checkpoints").fetchone()
+            db.execute(f"UPDATE audit_checkpoints SET {damage}")
+        capsys.readouterr()
+        code = main(["audit", "verify"])
+        err = capsys.readouterr().err
+        assert code == 1 and "database: FORGED checkpoint at seq 4" in err, (damage, err)
+        with sqlite3.connect(database) as db:
+            db.execute("UPDATE audit_checkpoints SET head = ?, at_ms = ?, sig = ?", kept)
