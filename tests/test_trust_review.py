@@ -233,3 +233,19 @@ def test_audit_verify_reports_a_value_of_the_wrong_type_instead_of_crashing(
         assert code == 1 and "database: FORGED checkpoint at seq 4" in err, (damage, err)
         with sqlite3.connect(database) as db:
             db.execute("UPDATE audit_checkpoints SET head = ?, at_ms = ?, sig = ?", kept)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_parallel_queries_do_not_get_past_the_per_judge_limit(tmp_path: Path, kind: str) -> None:
+    """The limit was counted, then the query made: requests sent at once all saw the same count."""
+    import asyncio
+
+    from tests.query_support import open_case
+    from tests.test_query_abuse import REASON, _post, apps
+
+    async with apps(tmp_path, kind, 2, max_per_judge_hour=3) as (one, two):
+        case = await open_case(one)
+        body = {"case_id": case["id"], "reason": REASON, "agency_ids": ["icbc"]}
+        answers = await asyncio.gather(*(_post((one, two)[i % 2], body, key=f"k{i}") for i in range(12)))
+        statuses = sorted(a.status for a in answers)
+        assert statuses == [202] * 3 + [429] * 9, statuses

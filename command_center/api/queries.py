@@ -19,7 +19,7 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
 from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, STORE
-from command_center.query_guard import bind_query, claim_query, release_query, watch_query
+from command_center.query_guard import bind_query, claim_query, release_query, request_key, watch_query
 from command_center.visibility import require_visible, visible_courts
 from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, QueryId, UserId
@@ -374,7 +374,7 @@ async def add_party(request: web.Request) -> web.StreamResponse:
 )
 async def submit_query(request: web.Request) -> web.StreamResponse:
     data = body(request, QueryIn)
-    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
+    key = check_idempotency_key(request.headers.get("Idempotency-Key")) or request_key()
     caller = current_user(request)
     case = await _case_for(request, data.case_id)
     store = request.app[STORE]
