@@ -217,7 +217,10 @@ class FollowUps:
             FollowUpStatus.AWAITING_APPROVAL,
             updated_ms=at,
         )
-        stored = await self._store.add_followup(followup)
+        # checked again with the asset's history in the store's transaction: requests sent at once are serialised
+        stored = await self._store.add_followup(
+            followup, check=lambda history: check_followup(action, amount_cents, asset.value_cents, history)
+        )
         await self._audit.record(
             "followup.request",
             judge.id,

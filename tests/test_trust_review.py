@@ -249,3 +249,34 @@ async def test_parallel_queries_do_not_get_past_the_per_judge_limit(tmp_path: Pa
         answers = await asyncio.gather(*(_post((one, two)[i % 2], body, key=f"k{i}") for i in range(12)))
         statuses = sorted(a.status for a in answers)
         assert statuses == [202] * 3 + [429] * 9, statuses
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_deductions_sent_at_once_do_not_exceed_the_frozen_amount(tmp_path: Path, kind: str) -> None:
+    """Each deduction was checked against the asset's history, then recorded: several sent at once all passed
+    the same check, together exceeding what was frozen."""
+    import asyncio
+
+    from config.settings import StoreSettings
+    from tests.conftest import POSTGRES_DSN, fresh_pg_schema
+    from tests.query_support import query_app, running_fleet, test_agencies
+    from tests.test_followups import _an_asset, _bank_with_assets, _decide, _request, _until
+
+    async with (
+        running_fleet(test_agencies()) as (_, pointed),
+        fresh_pg_schema() as schema,
+        query_app(
+            tmp_path,
+            pointed,
+            store=StoreSettings(url=POSTGRES_DSN) if kind == "postgres" else None,
+            schema=schema if kind == "postgres" else None,
+        ) as world,
+    ):
+        _, _, asset = await _an_asset(world, [_bank_with_assets()])
+        frozen = min(asset["value_cents"], 10_000)
+        freeze = await (await _request(world, asset, "freeze", amount_cents=frozen)).json()
+        assert (await _decide(world, freeze["id"])).status == 200
+        await _until(world, freeze["id"], "confirmed")
+        answers = await asyncio.gather(*(_request(world, asset, "deduct", amount_cents=frozen) for _ in range(6)))
+        statuses = sorted(a.status for a in answers)
+        assert statuses == [201] + [409] * 5, statuses
