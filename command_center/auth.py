@@ -106,8 +106,17 @@ def ticket_credential(request: web.Request, caller: Caller) -> str:
     return f"{kind}:{lookup_hash(token)}"
 
 
+#: The WebSocket routes, the only ones a ticket opens. The Upgrade header alone proves nothing: any client
+#: can send it on a plain GET (``/api/cases?ticket=…`` with ``Upgrade: websocket`` would answer as HTTP).
+WEBSOCKET_PATHS = frozenset({"/api/screen/ws", "/api/telemetry/ws"})
+
+
 def _websocket_handshake(request: web.Request) -> bool:
-    return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
+    return (
+        request.method == "GET"
+        and request.path in WEBSOCKET_PATHS
+        and request.headers.get("Upgrade", "").lower() == "websocket"
+    )
 
 
 async def authenticate(request: web.Request) -> Caller:

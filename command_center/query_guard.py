@@ -2,15 +2,18 @@
 the abuse watch's alarms (the rules themselves are pure: ``query_control.guard`` and ``query_control.abuse``).
 
 Everything is read from the store, never from this process's memory, so a judge's double click sent to two
-processes makes one query and the limits count every process's queries. Two requests racing past the
-limit at the same instant may both be admitted (one over the limit): the limit is a brake on abuse, not
-an accounting rule, and holding a lock per judge across processes would cost every query a round trip.
+processes makes one query and the limits count every process's queries. Every request claims a key (the
+judge's Idempotency-Key, or one made up for it) in the same store transaction that counts the judge's
+queries and requests in flight, one request of a judge at a time: requests sent at once cannot all pass the
+same count (a script sending 400 at once got 400 queries past a limit of 120 an hour). Queries are rare
+(a judge's limit is 120 an hour), so the lock costs nothing that matters.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +23,7 @@ from core.errors import Conflict, TooManyRequests
 from core.ids import QueryId
 from persistence.models import User
 from query_control.abuse import AbuseRules, findings
-from query_control.guard import DAY_MS, check_limits, request_hash
+from query_control.guard import DAY_MS, LimitRefusal, check_limits, request_hash
 
 log = logging.getLogger(__name__)
 
@@ -33,38 +36,40 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def claim_query(app: web.Application, judge: User, key: str | None, body: dict[str, Any]) -> QueryId | None:
-    """The query an earlier request with this key made (a replay: answer it again), or None to go ahead;
-    Conflict when the key was used for another request, TooManyRequests past the judge's limits."""
+async def claim_query(app: web.Application, judge: User, key: str, body: dict[str, Any]) -> QueryId | None:
+    """The query an earlier request with this key made (a replay: answer it again), or None to go ahead (the
+    key is then claimed: bind or release it); Conflict when the key was used for another request,
+    TooManyRequests past the judge's limits. ``key``: the client's, or ``request_key()`` when it sent none."""
     store = app[STORE]
     now = _now_ms()
-    if key is not None:
-        claim, created = await store.claim_query_key(judge.id, key, request_hash(body), now)
-        if not created:
-            if claim.body_hash != request_hash(body):
-                raise Conflict(
-                    "Idempotency-Key: already used for a different query request; a new query needs a new key"
-                )
-            if claim.query_id is None:
-                if now - claim.created_ms < STALE_CLAIM_MS:
-                    raise Conflict(
-                        "Idempotency-Key: the query with this key is still being submitted; retry in a moment"
-                    )
-                # the request that claimed it died between claim and query (a killed process): start afresh
-                await store.release_query_key(judge.id, key)
-                return await claim_query(app, judge, key, body)
-            return claim.query_id
     settings = app[SETTINGS].queries
-    refusal = check_limits(
-        await store.judge_query_times(judge.id, now - DAY_MS),
-        now,
-        per_hour=settings.max_per_judge_hour,
-        per_day=settings.max_per_judge_day,
-    )
-    if refusal is not None:
-        await release_query(app, judge, key)
+    refusal: LimitRefusal | None = None
+
+    def admit(times: list[int]) -> bool:
+        nonlocal refusal
+        refusal = check_limits(times, now, per_hour=settings.max_per_judge_hour, per_day=settings.max_per_judge_day)
+        return refusal is None
+
+    claim, created = await store.claim_query_slot(judge.id, key, request_hash(body), now, now - DAY_MS, admit)
+    if claim is None:
+        assert refusal is not None
         raise TooManyRequests(refusal.message, retry_after=refusal.retry_after_seconds)
+    if not created:
+        if claim.body_hash != request_hash(body):
+            raise Conflict("Idempotency-Key: already used for a different query request; a new query needs a new key")
+        if claim.query_id is None:
+            if now - claim.created_ms < STALE_CLAIM_MS:
+                raise Conflict("Idempotency-Key: the query with this key is still being submitted; retry in a moment")
+            # the request that claimed it died between claim and query (a killed process): start afresh
+            await store.release_query_key(judge.id, key)
+            return await claim_query(app, judge, key, body)
+        return claim.query_id
     return None
+
+
+def request_key() -> str:
+    """The key claimed for a request sent without an Idempotency-Key (so it is counted while in flight)."""
+    return f"auto-{uuid.uuid4().hex}"
 
 
 async def bind_query(app: web.Application, judge: User, key: str | None, query_id: QueryId) -> None:

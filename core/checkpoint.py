@@ -67,13 +67,13 @@ def sign(key: Ed25519PrivateKey, *, court: str, seq: int, head: str, at_ms: int)
 
 def signature_valid(checkpoint: Checkpoint, public_key: str) -> bool:
     """Whether ``checkpoint`` was signed by the key ``public_key`` (hex); False for a malformed key too."""
-    if not _HEX64.match(public_key) or not _HEX128.match(checkpoint.sig):
+    if not isinstance(checkpoint.sig, str) or not _HEX64.match(public_key) or not _HEX128.match(checkpoint.sig):
         return False
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(
             bytes.fromhex(checkpoint.sig), checkpoint.signed_bytes()
         )
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, TypeError):  # TypeError: a stored field of another type (SQLite)
         return False
     return True
 

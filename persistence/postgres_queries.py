@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -343,17 +343,25 @@ class PostgresQueries:
             agency_ref=r["agency_ref"], error=r["error"], updated_ms=r["updated_ms"],
         )  # fmt: skip
 
-    async def add_followup(self, followup: FollowUp) -> FollowUp:
+    async def add_followup(self, followup: FollowUp, check: Callable[[list[FollowUp]], None] | None = None) -> FollowUp:
         f = followup
         try:
-            row = await self.pool.fetchrow(
-                "INSERT INTO followups (id, asset_id, query_id, case_id, agency_id, action, amount_cents, reason,"
-                " requested_by, requested_ms, status, attempts, approved_by, decided_ms, agency_ref, error, updated_ms)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING *",
-                f.id, f.asset_id, f.query_id, f.case_id, f.agency_id, f.action.value, f.amount_cents, f.reason,
-                f.requested_by, f.requested_ms, f.status.value, f.attempts, f.approved_by, f.decided_ms, f.agency_ref,
-                f.error, f.updated_ms or f.requested_ms,
-            )  # fmt: skip
+            async with self.pool.acquire() as conn, conn.transaction():
+                if check is not None:  # the asset's row lock: one follow-up of an asset at a time
+                    await conn.execute("SELECT id FROM assets WHERE id = $1 FOR UPDATE", f.asset_id)
+                    rows = await conn.fetch(
+                        "SELECT * FROM followups WHERE asset_id = $1 ORDER BY requested_ms, id", f.asset_id
+                    )
+                    check([self._followup(r) for r in rows])
+                row = await conn.fetchrow(
+                    "INSERT INTO followups (id, asset_id, query_id, case_id, agency_id, action, amount_cents, reason,"
+                    " requested_by, requested_ms, status, attempts, approved_by, decided_ms, agency_ref, error,"
+                    " updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                    " RETURNING *",
+                    f.id, f.asset_id, f.query_id, f.case_id, f.agency_id, f.action.value, f.amount_cents, f.reason,
+                    f.requested_by, f.requested_ms, f.status.value, f.attempts, f.approved_by, f.decided_ms,
+                    f.agency_ref, f.error, f.updated_ms or f.requested_ms,
+                )  # fmt: skip
         except asyncpg.PostgresError as exc:
             raise _translate(exc) from exc
         assert row is not None

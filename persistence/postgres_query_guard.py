@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from core.ids import CaseId, PartyId, QueryId, UserId
 from persistence.query_guard_port import QueriedParty, QueryRequestKey
+
+#: First key of the per-judge advisory lock taken while a query request is counted against the limits.
+_QUERY_SLOT_LOCK = 0x51534C54
 
 
 def _key(row: Any) -> QueryRequestKey:
@@ -34,6 +38,29 @@ class PostgresQueryGuard:
         row = await self.pool.fetchrow("SELECT * FROM query_requests WHERE judge_id = $1 AND key = $2", judge_id, key)
         assert row is not None  # claims are deleted only while unbound, by the request that made them
         return _key(row), False
+
+    async def claim_query_slot(
+        self, judge_id: UserId, key: str, body_hash: str, at_ms: int, since_ms: int, admit: Callable[[list[int]], bool]
+    ) -> tuple[QueryRequestKey | None, bool]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _QUERY_SLOT_LOCK, judge_id)  # per judge
+            earlier = await conn.fetchrow(
+                "SELECT * FROM query_requests WHERE judge_id = $1 AND key = $2", judge_id, key
+            )
+            if earlier is not None:
+                return _key(earlier), False
+            rows = await conn.fetch(
+                "SELECT created_ms FROM queries WHERE judge_id = $1 AND created_ms >= $2 UNION ALL SELECT created_ms"
+                " FROM query_requests WHERE judge_id = $1 AND query_id IS NULL AND created_ms >= $2",
+                judge_id, since_ms,
+            )  # fmt: skip
+            if not admit(sorted(int(r[0]) for r in rows)):
+                return None, False
+            row = await conn.fetchrow(
+                "INSERT INTO query_requests (judge_id, key, body_hash, created_ms) VALUES ($1, $2, $3, $4) RETURNING *",
+                judge_id, key, body_hash, at_ms,
+            )  # fmt: skip
+            return _key(row), True
 
     async def bind_query_key(self, judge_id: UserId, key: str, query_id: QueryId) -> None:
         await self.pool.execute(

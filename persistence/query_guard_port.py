@@ -7,6 +7,7 @@ query is made, so a double click sent to two processes at once still makes one q
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +42,15 @@ class QueryGuardStore(Protocol):
     ) -> tuple[QueryRequestKey, bool]:
         """Claim the key for this judge; the record and True when claimed now, the earlier record and False
         when the judge used the key before (whoever claimed it: this process or another)."""
+
+    async def claim_query_slot(
+        self, judge_id: UserId, key: str, body_hash: str, at_ms: int, since_ms: int, admit: Callable[[list[int]], bool]
+    ) -> tuple[QueryRequestKey | None, bool]:
+        """``claim_query_key`` and the judge's limits in one step, one request of a judge at a time across
+        processes (so requests sent at once cannot all pass the same count): the earlier record and False when
+        the judge used the key before; otherwise ``admit`` is given the creation times since ``since_ms`` of the
+        judge's queries and of its requests in flight (claimed, no query yet), and the key is claimed (record,
+        True) only when it returns True, else (None, False)."""
 
     async def bind_query_key(self, judge_id: UserId, key: str, query_id: QueryId) -> None:
         """The query the claimed key made."""

@@ -7,7 +7,7 @@ move a record backwards or apply twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from core.checkpoint import Checkpoint
@@ -96,8 +96,11 @@ class QueryStore(Protocol):
     async def get_asset(self, asset_id: AssetId) -> Asset: ...
 
     # follow-ups ---------------------------------------------------------------------------------------
-    async def add_followup(self, followup: FollowUp) -> FollowUp:
-        """Conflict when a follow-up with this id exists."""
+    async def add_followup(self, followup: FollowUp, check: Callable[[list[FollowUp]], None] | None = None) -> FollowUp:
+        """Conflict when a follow-up with this id exists. ``check`` is given the asset's follow-ups (oldest
+        first) in the same transaction, one follow-up of an asset at a time across processes, and raises to
+        refuse: requests sent at once cannot all pass the same history (six deductions of the whole frozen
+        amount were all recorded)."""
 
     async def get_followup(self, followup_id: FollowUpId) -> FollowUp: ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -380,17 +380,27 @@ class SqliteQueries:
             agency_ref=r["agency_ref"], error=r["error"], updated_ms=r["updated_ms"],
         )  # fmt: skip
 
-    async def add_followup(self, followup: FollowUp) -> FollowUp:
+    async def add_followup(self, followup: FollowUp, check: Callable[[list[FollowUp]], None] | None = None) -> FollowUp:
         f = followup
-        rows = await self._q(
-            "INSERT INTO followups (id, asset_id, query_id, case_id, agency_id, action, amount_cents, reason,"
-            " requested_by, requested_ms, status, attempts, approved_by, decided_ms, agency_ref, error, updated_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-            (f.id, f.asset_id, f.query_id, f.case_id, f.agency_id, f.action.value, f.amount_cents, f.reason,
-             f.requested_by, f.requested_ms, f.status.value, f.attempts, f.approved_by, f.decided_ms, f.agency_ref,
-             f.error, f.updated_ms or f.requested_ms),
-        )  # fmt: skip
-        return self._followup(rows[0])
+        async with self._tx() as db:  # BEGIN IMMEDIATE: the check and the insert, one writer at a time
+            if check is not None:
+                cursor = await db.execute(
+                    "SELECT * FROM followups WHERE asset_id = ? ORDER BY requested_ms, id", (f.asset_id,)
+                )
+                check([self._followup(r) for r in await cursor.fetchall()])
+                await cursor.close()
+            cursor = await db.execute(
+                "INSERT INTO followups (id, asset_id, query_id, case_id, agency_id, action, amount_cents, reason,"
+                " requested_by, requested_ms, status, attempts, approved_by, decided_ms, agency_ref, error, updated_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (f.id, f.asset_id, f.query_id, f.case_id, f.agency_id, f.action.value, f.amount_cents, f.reason,
+                 f.requested_by, f.requested_ms, f.status.value, f.attempts, f.approved_by, f.decided_ms, f.agency_ref,
+                 f.error, f.updated_ms or f.requested_ms),
+            )  # fmt: skip
+            row = await cursor.fetchone()
+            await cursor.close()
+        assert row is not None
+        return self._followup(row)
 
     async def get_followup(self, followup_id: FollowUpId) -> FollowUp:
         rows = await self._q("SELECT * FROM followups WHERE id = ?", (followup_id,))
@@ -527,5 +537,8 @@ class SqliteQueries:
 
 
 def _checkpoint(r: aiosqlite.Row) -> Checkpoint:
+    """SQLite keeps whatever is written into a column: an ``at_ms`` that is not an integer cannot be what was
+    signed, so it is read as -1 and the checkpoint fails its signature check (reported as forged, no crash)."""
     seq = int(r["seq"])
-    return Checkpoint(r["court"], seq, seq, r["head"], int(r["at_ms"]), r["key"], r["sig"])
+    at_ms = r["at_ms"] if isinstance(r["at_ms"], int) else -1
+    return Checkpoint(r["court"], seq, seq, r["head"], at_ms, r["key"], r["sig"])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -20,6 +21,7 @@ class SqliteQueryGuard:
     if TYPE_CHECKING:
 
         async def _q(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]: ...
+        def _tx(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
 
     async def claim_query_key(
         self, judge_id: UserId, key: str, body_hash: str, at_ms: int
@@ -33,6 +35,32 @@ class SqliteQueryGuard:
             return _key(rows[0]), True
         rows = await self._q("SELECT * FROM query_requests WHERE judge_id = ? AND key = ?", (judge_id, key))
         return _key(rows[0]), False
+
+    async def claim_query_slot(
+        self, judge_id: UserId, key: str, body_hash: str, at_ms: int, since_ms: int, admit: Callable[[list[int]], bool]
+    ) -> tuple[QueryRequestKey | None, bool]:
+        async with self._tx() as db:  # BEGIN IMMEDIATE: one writer at a time, across processes
+            cursor = await db.execute("SELECT * FROM query_requests WHERE judge_id = ? AND key = ?", (judge_id, key))
+            earlier = await cursor.fetchone()
+            await cursor.close()
+            if earlier is not None:
+                return _key(earlier), False
+            cursor = await db.execute(
+                "SELECT created_ms FROM queries WHERE judge_id = ? AND created_ms >= ? UNION ALL SELECT created_ms"
+                " FROM query_requests WHERE judge_id = ? AND query_id IS NULL AND created_ms >= ?",
+                (judge_id, since_ms, judge_id, since_ms),
+            )
+            times = sorted(int(r[0]) for r in await cursor.fetchall())
+            await cursor.close()
+            if not admit(times):
+                return None, False
+            cursor = await db.execute(
+                "INSERT INTO query_requests (judge_id, key, body_hash, created_ms) VALUES (?, ?, ?, ?) RETURNING *",
+                (judge_id, key, body_hash, at_ms),
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+            return _key(row), True
 
     async def bind_query_key(self, judge_id: UserId, key: str, query_id: QueryId) -> None:
         await self._q(

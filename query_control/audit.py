@@ -68,7 +68,11 @@ class ChainVerifier:
             return self._fail(entry.seq, f"the stored row is damaged: {entry.corrupt}")
         if entry.prev_hash != self.head:
             return self._fail(entry.seq, "prev_hash does not match the hash of the entry before it")
-        if chain_hash(entry.prev_hash, entry.content()) != entry.hash:
+        try:
+            digest = chain_hash(entry.prev_hash, entry.content())
+        except (TypeError, ValueError) as exc:  # a value of another type (SQLite keeps whatever is written)
+            return self._fail(entry.seq, f"the stored row is damaged: {exc}")
+        if digest != entry.hash:
             return self._fail(entry.seq, "content does not match its hash (the entry was altered)")
         self.head = entry.hash
         self.expected_seq += 1

@@ -83,10 +83,11 @@ class CaseSourceDesk:
             await store.get_court(record.court_id)
         except NotFound:
             raise ValidationFailed(f"court_id: court {record.court_id} does not exist") from None
-        if within is not None and record.court_id not in await store.court_subtree(within):
+        reach = None if within is None else await store.court_subtree(within)
+        if reach is not None and record.court_id not in reach:
             raise Forbidden(f"court {record.court_id} is neither {within} nor a court below it")
         parties = _checked_parties(record.parties, problems)
-        judges = await self._judges(record.court_id, record.judges, problems)
+        judges = await self._judges(record.court_id, record.judges, problems, reach)
         if problems:
             raise ValidationFailed("; ".join(f"{p['field']}: {p['problem']}" for p in problems), details=problems)
 
@@ -111,6 +112,9 @@ class CaseSourceDesk:
                 if existing is None:
                     raise
         if existing is not None:
+            if reach is not None and existing.court_id not in reach:
+                # case numbers are unique, so that it exists cannot be hidden; which court holds it can
+                raise Conflict(f"case {number} is registered to a court outside your jurisdiction")
             case, changes = await self._update(existing, record, parties, judges)
             outcome = "updated" if changes else "unchanged"
             if changes.get("judges_removed") and self._bus is not None:
@@ -152,14 +156,20 @@ class CaseSourceDesk:
         return (await store.get_case(case.id) if changes else case), changes
 
     async def _judges(
-        self, court_id: CourtId, usernames: Sequence[str], problems: list[dict[str, str]]
+        self,
+        court_id: CourtId,
+        usernames: Sequence[str],
+        problems: list[dict[str, str]],
+        reach: Sequence[CourtId] | None,
     ) -> list[UserId]:
+        """``reach``: the courts whose staff the source may learn of (None: all); a user of another court is
+        told like one that does not exist, so a source cannot map another court's staff by trying names."""
         found: list[UserId] = []
         unknown: list[str] = []
         elsewhere: list[str] = []
         for username in dict.fromkeys(usernames):
             user = await self._store.find_user(username)
-            if user is None:
+            if user is None or (reach is not None and user.court_id not in reach):
                 unknown.append(username)
             elif user.role is not Role.JUDGE or user.court_id != court_id:
                 elsewhere.append(f"{username} ({user.role.value} of {user.court_id})")

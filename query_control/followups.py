@@ -188,6 +188,8 @@ class FollowUps:
             else:
                 if existing.asset_id != asset_id or existing.action is not action or existing.requested_by != judge.id:
                     raise Conflict("this Idempotency-Key was used for another follow-up")
+                if judge.id not in (await self._store.get_case(existing.case_id)).judge_ids:
+                    raise Forbidden("you are not assigned to this case")  # taken off it: not even a replay
                 return existing, False
         asset = await self._store.get_asset(asset_id)
         query = await self._store.get_query(asset.query_id)
@@ -216,7 +218,10 @@ class FollowUps:
             FollowUpStatus.AWAITING_APPROVAL,
             updated_ms=at,
         )
-        stored = await self._store.add_followup(followup)
+        # checked again with the asset's history in the store's transaction: requests sent at once are serialised
+        stored = await self._store.add_followup(
+            followup, check=lambda history: check_followup(action, amount_cents, asset.value_cents, history)
+        )
         await self._audit.record(
             "followup.request",
             judge.id,

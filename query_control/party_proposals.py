@@ -55,7 +55,7 @@ class PartyProposals:
         proposal = await self._store.get_party_proposal(proposal_id)
         case = await self._store.get_case(proposal.case_id)
         if case.court_id not in await self._store.court_subtree(supervisor.court_id):
-            raise Forbidden(f"case {case.case_number} is outside your jurisdiction")
+            raise Forbidden("this case is outside your jurisdiction")  # not even its number
         if supervisor.id == proposal.proposed_by:
             raise Forbidden("the second approval must come from another person than the proposer")
         decided = await self._store.decide_party_proposal(

@@ -19,7 +19,7 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
 from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, STORE
-from command_center.query_guard import bind_query, claim_query, release_query, watch_query
+from command_center.query_guard import bind_query, claim_query, release_query, request_key, watch_query
 from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, QueryId, UserId
 from courts.visibility import require_visible, visible_courts
@@ -260,8 +260,10 @@ async def add_case(request: web.Request) -> web.StreamResponse:
         raise ValidationFailed(f"case_number: {exc}") from None
     court_id = CourtId(data.court_id or caller.court_id)
     await store.get_court(court_id)
-    judges = await _check_judges(request, court_id, data.judge_ids)
+    # jurisdiction first: checking judges of a court the caller may not see would tell (403 or 422) who the
+    # judges of any court are
     await require_visible(store, caller, court_id)
+    judges = await _check_judges(request, court_id, data.judge_ids)
     case = await store.add_case(
         case_number=number,
         court_id=court_id,
@@ -372,7 +374,7 @@ async def add_party(request: web.Request) -> web.StreamResponse:
 )
 async def submit_query(request: web.Request) -> web.StreamResponse:
     data = body(request, QueryIn)
-    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
+    key = check_idempotency_key(request.headers.get("Idempotency-Key")) or request_key()
     caller = current_user(request)
     case = await _case_for(request, data.case_id)
     store = request.app[STORE]

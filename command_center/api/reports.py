@@ -26,6 +26,7 @@ from maps.report import Place, Report, track_points
 from maps.report_pool import RETRY_AFTER_SECONDS, PreparedTrack, ReportPool, ReportsBusy, prepare_track, render_document
 from maps.tracks import read_track
 from persistence.port import Store
+from query_control.case_access import require_on_case
 from query_control.views import asset_view
 
 api = Registry()
@@ -155,9 +156,13 @@ async def case_report(request: web.Request) -> web.StreamResponse:
     if case_id is None:
         raise ValidationFailed(f"case id must be a number, got {raw!r}")
     case = await store.get_case(CaseId(case_id))
-    if caller.access is Access.JUDGE and caller.user.id not in case.judge_ids:
-        raise Forbidden(f"you are not a judge of case {case.case_number}")
-    await require_visible(store, caller, case.court_id)
+    # refusals name neither the case nor its court: the caller may be of another court (as in api/queries.py)
+    if caller.access is Access.JUDGE:
+        require_on_case(case, caller.user.id)
+    try:
+        await require_visible(store, caller, case.court_id)
+    except Forbidden:
+        raise Forbidden("this case is outside your jurisdiction") from None
     places: list[Place] = []
     timeline: list[tuple[int, str]] = []
     queries = await store.list_queries(case_id=case.id)
