@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,16 +39,14 @@ def check_idempotency_key(raw: str | None) -> str | None:
     return raw
 
 
-_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")  # RFC 3986 unreserved characters
 
 
-def followup_id_for(key: str) -> str:
-    """A follow-up's id is its Idempotency-Key (the agency sees it too, and a retry finds it by it); it is
-    also a path segment (``/api/followups/{id}/approve``), so a key with any other character is mapped to
-    a digest of itself: the same key still finds the same follow-up."""
-    if _URL_SAFE.fullmatch(key):
-        return key
-    return "k-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+def followup_id_for(key: str, requester: int) -> str:
+    """A follow-up's id, from its Idempotency-Key and who asked: the same judge's retry finds the same
+    follow-up, while two judges who happen to choose the same key get two follow-ups and never learn of each
+    other's (a key alone would be global). It is the agency's Idempotency-Key too, and a path segment
+    (``/api/followups/{id}/approve``), so it is a digest: URL-safe whatever the key holds."""
+    return "k-" + hashlib.sha256(f"{requester}\n{key}".encode()).hexdigest()[:40]
 
 
 def request_hash(body: Mapping[str, Any]) -> str:

@@ -132,24 +132,23 @@ async def test_a_freeze_retried_after_a_crash_is_applied_once(tmp_path: Path) ->
             fleet[bank].profile = fleet[bank].profile.model_copy(update={"latency_median_ms": 800, "latency_sigma": 0})
             await _decide(first, followup["id"])
             await asyncio.sleep(0.3)  # the freeze is at the bank; the server dies before the confirmation
-        assert fleet[bank].stats.new_requests["freeze-crash-1"] == 1
-        stored = await _status_in_file(tmp_path)
+        assert fleet[bank].stats.new_requests[followup["id"]] == 1
+        sent = followup["id"]  # the agency's Idempotency-Key
+        stored = await _status_in_file(tmp_path, sent)
         assert stored == "sending"
         async with query_app(tmp_path, pointed, tokens=tokens) as second:
-            confirmed = await _until(second, "freeze-crash-1", "confirmed")
+            confirmed = await _until(second, sent, "confirmed")
             assert confirmed["attempts"] == 2  # sent again after the restart, with the same key
         stats = fleet[bank].stats
-        assert stats.new_requests["freeze-crash-1"] == 1 and stats.replays["freeze-crash-1"] == 1
-        assert [a for a in stats.followups_applied if a[0] == "freeze-crash-1"] == [
-            ("freeze-crash-1", "freeze", asset["ref"])
-        ]
+        assert stats.new_requests[sent] == 1 and stats.replays[sent] == 1
+        assert [a for a in stats.followups_applied if a[0] == sent] == [(sent, "freeze", asset["ref"])]
 
 
-async def _status_in_file(tmp_path: Path) -> str:
+async def _status_in_file(tmp_path: Path, followup_id: str) -> str:
     import aiosqlite
 
     async with aiosqlite.connect(tmp_path / "queries.db") as db:
-        cursor = await db.execute("SELECT status FROM followups WHERE id = 'freeze-crash-1'")
+        cursor = await db.execute("SELECT status FROM followups WHERE id = ?", (followup_id,))
         row = await cursor.fetchone()
     assert row is not None
     return str(row[0])
@@ -304,3 +303,13 @@ async def test_a_case_no_longer_under_way_takes_only_unfreezes(tmp_path: Path) -
         unfreeze_id = (await unfreeze.json())["id"]
         assert (await _decide(world, unfreeze_id)).status == 200
         await _until(world, unfreeze_id, "confirmed")
+
+
+def test_a_follow_up_key_is_the_judges_own() -> None:
+    """Two judges choosing the same key get two follow-ups (neither learns the other's exists); one judge's
+    retry finds its own again; whatever the key holds, the id is URL-safe."""
+    from query_control.guard import followup_id_for
+
+    assert followup_id_for("freeze-1", 7) == followup_id_for("freeze-1", 7)
+    assert followup_id_for("freeze-1", 7) != followup_id_for("freeze-1", 8)
+    assert followup_id_for("冻结/1?#", 7).startswith("k-") and followup_id_for("冻结/1?#", 7).isascii()

@@ -491,7 +491,7 @@ async def request_followup(request: web.Request) -> web.StreamResponse:
         action=data.action,
         amount_cents=data.amount_cents,
         reason=data.reason,
-        key=None if key is None else followup_id_for(key),
+        key=None if key is None else followup_id_for(key, current_user(request).user.id),
     )
     return json_response(FollowUpOut.model_validate(followup_view(followup)), status=201 if created else 200)
 
