@@ -159,11 +159,15 @@ def loop_lag(path: Path, start: float, end: float) -> dict[str, float]:
     """The server's event-loop lag p99 and max within [start, end] (time.monotonic), from its probe's file
     (command_center/loop_lag.py): a line written at ``at`` holds the second of samples before it."""
     lags: list[float] = []
+    pauses: list[list[float]] = []
     for line in path.read_text().splitlines() if path.exists() else []:
         entry = json.loads(line)
         if start < entry["at"] <= end + 1.0:
             lags.extend(entry["lag_ms"])
-    return {"p99": percentile(lags, 99), "max": max(lags, default=float("nan")), "samples": len(lags)}
+            pauses.extend(entry.get("gc_ms", []))
+    return {"p99": percentile(lags, 99), "max": max(lags, default=float("nan")), "samples": len(lags),
+            "gc_passes": len(pauses), "gc_max_ms": max((ms for _, ms in pauses), default=0.0),
+            "gc_max_generation": max(pauses, key=lambda p: p[1], default=[-1, 0])[0]}  # fmt: skip
 
 
 async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: Path) -> dict[str, Any]:
@@ -252,7 +256,8 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
     )
     lag = ours["loop_lag_ms"]
     print(f"event loop        lag p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms (sampled in the server every 10 ms, "
-          f"{lag['samples']} samples)")  # fmt: skip
+          f"{lag['samples']} samples); collector passes of 1 ms or more: {lag['gc_passes']}, longest "
+          f"{lag['gc_max_ms']:.0f} ms (generation {lag['gc_max_generation']})")  # fmt: skip
     ratio = ours["server_cpu_us_per_position"] / bare["cpu_us_per_position"]
     print(f"cpu per position  ours {ours['server_cpu_us_per_position']:.0f} µs; bare aiohttp ingest "
           "(receive, orjson, ack) "

@@ -4,6 +4,7 @@ reports a stall of the loop at its length."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 
@@ -38,3 +39,16 @@ async def test_the_server_runs_the_probe_only_when_its_file_is_set(make_world: A
     assert (await world.client.get("/api/health")).status == 200
     assert _lines(path) and all(line["lag_ms"] for line in _lines(path))
     assert ServerSettings().loop_lag_file is None
+
+
+async def test_a_collector_pass_over_many_objects_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "lag.jsonl"
+    probe = asyncio.create_task(sample_forever(path))
+    await asyncio.sleep(0.02)
+    garbage = [[i] for i in range(300_000)]  # enough objects for a full pass to take milliseconds
+    gc.collect()
+    del garbage
+    probe.cancel()
+    await asyncio.gather(probe, return_exceptions=True)
+    pauses = [pause for line in _lines(path) for pause in line["gc_ms"]]  # type: ignore[attr-defined]
+    assert any(generation == 2 and ms >= 1 for generation, ms in pauses), pauses
