@@ -14,6 +14,8 @@ Two more lines per load:
 - ``event loop``: the server's event-loop lag p99 and max over the measuring window, sampled every 10 ms
   inside the server process (``server.loop_lag_file``, command_center/loop_lag.py); a stall of the loop
   (a collector pass, a big batch serialised at once) shows here at its full length.
+- ``server``: also the share of the window the server's event-loop thread was ready but waited for a core
+  (/proc/PID/schedstat): high means other processes shared its core and the run measured the machine.
 - ``cpu per position``: the server's CPU time per position ingested (fan-out to the screens included),
   against a bare aiohttp WebSocket ingest of the same units' messages (receive, ``orjson.loads``, ack;
   bench/ingest_baseline.py) on the same core, driven by the same load generator without screens right
@@ -46,6 +48,7 @@ from bench.harness import (
     percentile,
     processes_named,
     sample,
+    wait_share,
 )
 from command_center.bootstrap import import_courts
 from command_center.credentials import Passwords, lookup_hash, new_device_secret
@@ -146,6 +149,7 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
     if before is None or after is None or load_before is None or load_after is None:
         raise RuntimeError("the load generator did not report its measuring window")
     result["server_cpu_share"] = round(cpu_share(before, after), 3)
+    result["server_waited_for_cpu_share"] = round(wait_share(before, after), 3)
     result["load_cpu_share"] = round(cpu_share(load_before, load_after), 3)
     result["database_cpu_share"] = round(database_share, 3) if args.store == "postgres" else None
     result["server_rss_mib"] = round(after.rss_mib, 1)
@@ -155,7 +159,7 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
     return result
 
 
-def loop_lag(path: Path, start: float, end: float) -> dict[str, float]:
+def loop_lag(path: Path, start: float, end: float) -> dict[str, Any]:
     """The server's event-loop lag p99 and max within [start, end] (time.monotonic), from its probe's file
     (command_center/loop_lag.py): a line written at ``at`` holds the second of samples before it."""
     lags: list[float] = []
@@ -167,7 +171,11 @@ def loop_lag(path: Path, start: float, end: float) -> dict[str, float]:
             pauses.extend(entry.get("gc_ms", []))
     return {"p99": percentile(lags, 99), "max": max(lags, default=float("nan")), "samples": len(lags),
             "gc_passes": len(pauses), "gc_max_ms": max((ms for _, ms in pauses), default=0.0),
-            "gc_max_generation": max(pauses, key=lambda p: p[1], default=[-1, 0])[0]}  # fmt: skip
+            "gc_max_generation": max(pauses, key=lambda p: p[1], default=[-1, 0])[0],
+            "gc_by_generation": {g: {"passes": sum(1 for q, _ in pauses if q == g),
+                                     "max_ms": max((ms for q, ms in pauses if q == g), default=0.0),
+                                     "total_ms": round(sum(ms for q, ms in pauses if q == g), 1)}
+                                 for g in (0, 1, 2)}}  # fmt: skip
 
 
 async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: Path) -> dict[str, Any]:
@@ -206,6 +214,7 @@ async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: P
         raise RuntimeError("the load generator did not report its measuring window")
     share = cpu_share(before, after)
     return {
+        "waited_for_cpu_share": round(wait_share(before, after), 3),
         "positions_per_s": result["positions_per_s"],
         "ack_ms": result["ack_ms"],
         "cpu_share": round(share, 3),
@@ -247,7 +256,8 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
     print(
         f"server            {ours['server_cpu_share'] * 100:.0f}% of one core, {ours['server_rss_mib']:.0f} MiB RSS "
         f"(load generator {ours['load_cpu_share'] * 100:.0f}%, "
-        f"PostgreSQL {(ours['database_cpu_share'] or 0) * 100:.0f}%)"
+        f"PostgreSQL {(ours['database_cpu_share'] or 0) * 100:.0f}%); waited for a core "
+        f"{ours['server_waited_for_cpu_share'] * 100:.0f}% of the time (other processes on its core)"
     )
     print(
         f"lost              {ours['lost_in_store']} in the store; units behind on screens at the end: "
@@ -262,7 +272,8 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
     print(f"cpu per position  ours {ours['server_cpu_us_per_position']:.0f} µs; bare aiohttp ingest "
           "(receive, orjson, ack) "
           f"{bare['cpu_us_per_position']:.0f} µs at {bare['positions_per_s']:.0f} positions/s "
-          f"(ack p99 {bare['ack_ms']['p99']:.0f} ms); ratio {ratio:.1f}x")  # fmt: skip
+          f"(ack p99 {bare['ack_ms']['p99']:.0f} ms, waited for a core {bare['waited_for_cpu_share'] * 100:.0f}%); "
+          f"ratio {ratio:.1f}x")  # fmt: skip
     ceiling = base["flat_positions_per_s"] or float("nan")
     print(
         f"baseline          bare websockets.broadcast, same frames: p50 {base['paced_ms']['p50']:.0f} ms, "
