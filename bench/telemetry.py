@@ -16,6 +16,8 @@ Two more lines per load:
   (a collector pass, a big batch serialised at once) shows here at its full length.
 - ``server``: also the share of the window the server's event-loop thread was ready but waited for a core
   (/proc/PID/schedstat): high means other processes shared its core and the run measured the machine.
+- ``load generator``: the same lag figures for the load generator's own loop: latencies above are only
+  the server's when these are small.
 - ``cpu per position``: the server's CPU time per position ingested (fan-out to the screens included),
   against a bare aiohttp WebSocket ingest of the same units' messages (receive, ``orjson.loads``, ack;
   bench/ingest_baseline.py) on the same core, driven by the same load generator without screens right
@@ -120,7 +122,7 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
         load = await asyncio.create_subprocess_exec(
             *pinned(1, [sys.executable, "-m", "bench.telemetry_load", "--url", server.url, "--plan", str(plan_file),
                         "--units", str(units), "--screens", str(args.screens), "--duration", str(args.duration),
-                        "--ramp", str(max(3.0, units / 1000))]),
+                        "--ramp", str(max(3.0, units / 1000)), "--lag-file", str(workdir / "load-lag.jsonl")]),
             cwd=ROOT, stdout=subprocess.PIPE, limit=64 * 1024 * 1024,
         )  # fmt: skip
         assert load.stdout is not None
@@ -155,6 +157,7 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
     result["server_rss_mib"] = round(after.rss_mib, 1)
     result["lost_in_store"] = lost_store
     result["loop_lag_ms"] = loop_lag(workdir / "loop-lag.jsonl", before.at, after.at)
+    result["load_loop_lag_ms"] = loop_lag(workdir / "load-lag.jsonl", before.at, after.at)
     result["server_cpu_us_per_position"] = round(result["server_cpu_share"] / result["positions_per_s"] * 1e6, 1)
     return result
 
@@ -268,6 +271,9 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
     print(f"event loop        lag p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms (sampled in the server every 10 ms, "
           f"{lag['samples']} samples); collector passes of 1 ms or more: {lag['gc_passes']}, longest "
           f"{lag['gc_max_ms']:.0f} ms (generation {lag['gc_max_generation']})")  # fmt: skip
+    load_lag = ours["load_loop_lag_ms"]
+    print(f"load generator    lag p99 {load_lag['p99']:.0f} ms, max {load_lag['max']:.0f} ms, longest collector pass "
+          f"{load_lag['gc_max_ms']:.0f} ms (its stalls count in the latencies above)")  # fmt: skip
     ratio = ours["server_cpu_us_per_position"] / bare["cpu_us_per_position"]
     print(f"cpu per position  ours {ours['server_cpu_us_per_position']:.0f} µs; bare aiohttp ingest "
           "(receive, orjson, ack) "
