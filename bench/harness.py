@@ -50,6 +50,9 @@ class ProcessSample:
     cpu_seconds: float
     rss_mib: float
     at: float
+    #: Seconds the process's main thread (the event loop) was runnable but waited for a core (schedstat):
+    #: other processes on its core; a benchmark whose server waited much measured the machine, not the server.
+    waited_seconds: float = 0.0
 
 
 def sample(pid: int) -> ProcessSample:
@@ -61,7 +64,11 @@ def sample(pid: int) -> ProcessSample:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines()
         if line.startswith("VmRSS")
     )
-    return ProcessSample(cpu, rss_kib / 1024, time.monotonic())
+    try:
+        waited = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):  # a kernel without schedstats
+        waited = 0.0
+    return ProcessSample(cpu, rss_kib / 1024, time.monotonic(), waited)
 
 
 def processes_named(name: str) -> list[int]:
@@ -86,6 +93,11 @@ def cpu_seconds(pids: Sequence[int]) -> float:
         except (OSError, StopIteration):
             continue
     return total
+
+
+def wait_share(before: ProcessSample, after: ProcessSample) -> float:
+    """Share of the time between two samples the process was ready to run but had no core."""
+    return (after.waited_seconds - before.waited_seconds) / max(1e-9, after.at - before.at)
 
 
 def cpu_share(before: ProcessSample, after: ProcessSample) -> float:

@@ -8,6 +8,22 @@ core 1. For each load it prints positions/s ingested, unit→screen latency p50/
 server's CPU share and memory, and positions lost (sent by units but missing in the store or on a screen).
 The baseline, measured in the same run, is a bare ``websockets.broadcast`` of frames of the same shape
 to the same number of screens (bench/broadcast_baseline.py).
+
+Two more lines per load:
+
+- ``event loop``: the server's event-loop lag p99 and max over the measuring window, sampled every 10 ms
+  inside the server process (``server.loop_lag_file``, command_center/loop_lag.py); a stall of the loop
+  (a collector pass, a big batch serialised at once) shows here at its full length.
+- ``server``: also the share of the window the server's event-loop thread was ready but waited for a core
+  (/proc/PID/schedstat): high means other processes shared its core and the run measured the machine.
+- ``load generator``: the same lag figures for the load generator's own loop: latencies above are only
+  the server's when these are small.
+- ``cpu per position``: the server's CPU time per position ingested (fan-out to the screens included),
+  against a bare aiohttp WebSocket ingest of the same units' messages (receive, ``orjson.loads``, ack;
+  bench/ingest_baseline.py) on the same core, driven by the same load generator without screens right
+  after; and their ratio (target: at most 2x).
+
+The JSON on stderr carries ``ours.loop_lag_ms``, ``ours.server_cpu_us_per_position`` and ``bare_ingest``.
 """
 
 from __future__ import annotations
@@ -26,12 +42,15 @@ from bench.harness import (
     ROOT,
     ProcessSample,
     Server,
+    answers,
     cpu_seconds,
     cpu_share,
     free_port,
     fresh_store_url,
+    percentile,
     processes_named,
     sample,
+    wait_share,
 )
 from command_center.bootstrap import import_courts
 from command_center.credentials import Passwords, lookup_hash, new_device_secret
@@ -87,7 +106,15 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
     plan_file = workdir / "plan.json"
     plan_file.write_text(json.dumps(plan))
     port = free_port()
-    env = {"CC_STORE__URL": url, "CC_BUS__URL": args.bus, "CC_DATA_DIR": str(workdir), "CC_CONFIG": ""}
+    env = {
+        "CC_STORE__URL": url,
+        "CC_BUS__URL": args.bus,
+        "CC_DATA_DIR": str(workdir),
+        "CC_CONFIG": "",
+        # every simulated unit connects from 127.0.0.1: lift the per-address cap meant for real clients
+        "CC_SERVER__MAX_CONNECTIONS_PER_ADDRESS": str(units + 1000),
+        "CC_SERVER__LOOP_LAG_FILE": str(workdir / "loop-lag.jsonl"),
+    }
     server = Server(env, port=port, core=0)
     server.start(workdir / f"server-{units}.log")
     try:
@@ -95,7 +122,7 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
         load = await asyncio.create_subprocess_exec(
             *pinned(1, [sys.executable, "-m", "bench.telemetry_load", "--url", server.url, "--plan", str(plan_file),
                         "--units", str(units), "--screens", str(args.screens), "--duration", str(args.duration),
-                        "--ramp", str(max(3.0, units / 1000))]),
+                        "--ramp", str(max(3.0, units / 1000)), "--lag-file", str(workdir / "load-lag.jsonl")]),
             cwd=ROOT, stdout=subprocess.PIPE, limit=64 * 1024 * 1024,
         )  # fmt: skip
         assert load.stdout is not None
@@ -124,11 +151,78 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
     if before is None or after is None or load_before is None or load_after is None:
         raise RuntimeError("the load generator did not report its measuring window")
     result["server_cpu_share"] = round(cpu_share(before, after), 3)
+    result["server_waited_for_cpu_share"] = round(wait_share(before, after), 3)
     result["load_cpu_share"] = round(cpu_share(load_before, load_after), 3)
     result["database_cpu_share"] = round(database_share, 3) if args.store == "postgres" else None
     result["server_rss_mib"] = round(after.rss_mib, 1)
     result["lost_in_store"] = lost_store
+    result["loop_lag_ms"] = loop_lag(workdir / "loop-lag.jsonl", before.at, after.at)
+    result["load_loop_lag_ms"] = loop_lag(workdir / "load-lag.jsonl", before.at, after.at)
+    result["server_cpu_us_per_position"] = round(result["server_cpu_share"] / result["positions_per_s"] * 1e6, 1)
     return result
+
+
+def loop_lag(path: Path, start: float, end: float) -> dict[str, Any]:
+    """The server's event-loop lag p99 and max within [start, end] (time.monotonic), from its probe's file
+    (command_center/loop_lag.py): a line written at ``at`` holds the second of samples before it."""
+    lags: list[float] = []
+    pauses: list[list[float]] = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        entry = json.loads(line)
+        if start < entry["at"] <= end + 1.0:
+            lags.extend(entry["lag_ms"])
+            pauses.extend(entry.get("gc_ms", []))
+    return {"p99": percentile(lags, 99), "max": max(lags, default=float("nan")), "samples": len(lags),
+            "gc_passes": len(pauses), "gc_max_ms": max((ms for _, ms in pauses), default=0.0),
+            "gc_max_generation": max(pauses, key=lambda p: p[1], default=[-1, 0])[0],
+            "gc_by_generation": {g: {"passes": sum(1 for q, _ in pauses if q == g),
+                                     "max_ms": max((ms for q, ms in pauses if q == g), default=0.0),
+                                     "total_ms": round(sum(ms for q, ms in pauses if q == g), 1)}
+                                 for g in (0, 1, 2)}}  # fmt: skip
+
+
+async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: Path) -> dict[str, Any]:
+    """A bare aiohttp ingest (bench/ingest_baseline.py) on the same core, driven by the same load generator
+    with the same units and no screens: its CPU per position is what receiving, parsing and acking cost."""
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        *pinned(0, [sys.executable, "-m", "bench.ingest_baseline", "--port", str(port)]), cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not await answers(f"{url}/api/health", 30):
+            raise RuntimeError("the bare ingest baseline did not start")
+        load = await asyncio.create_subprocess_exec(
+            *pinned(1, [sys.executable, "-m", "bench.telemetry_load", "--url", url, "--plan", str(plan_file),
+                        "--units", str(units), "--screens", "0", "--duration", str(args.duration),
+                        "--ramp", str(max(3.0, units / 1000))]),
+            cwd=ROOT, stdout=subprocess.PIPE, limit=64 * 1024 * 1024,
+        )  # fmt: skip
+        assert load.stdout is not None
+        before = after = None
+        result: dict[str, Any] = {}
+        async for line in load.stdout:
+            message = json.loads(line)
+            if message.get("event") == "measuring":
+                before = sample(server.pid)
+            elif message.get("event") == "measured":
+                after = sample(server.pid)
+            else:
+                result = message
+        await load.wait()
+    finally:
+        server.send_signal(2)
+        await server.wait()
+    if before is None or after is None:
+        raise RuntimeError("the load generator did not report its measuring window")
+    share = cpu_share(before, after)
+    return {
+        "waited_for_cpu_share": round(wait_share(before, after), 3),
+        "positions_per_s": result["positions_per_s"],
+        "ack_ms": result["ack_ms"],
+        "cpu_share": round(share, 3),
+        "cpu_us_per_position": round(share / result["positions_per_s"] * 1e6, 1),
+    }
 
 
 async def run_baseline(args: argparse.Namespace, units: int) -> dict[str, Any]:
@@ -151,7 +245,7 @@ async def run_baseline(args: argparse.Namespace, units: int) -> dict[str, Any]:
     return result
 
 
-def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int) -> None:
+def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int, bare: dict[str, Any]) -> None:
     delivered = ours["screen_positions_per_s"] * screens / ours["measuring_screens"]
     offered = ours["positions_per_s"] * screens
     print(f"\n== {units} units at 1 Hz, {screens} screens ({ours['window_s']} s measured)")
@@ -165,13 +259,27 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int)
     print(
         f"server            {ours['server_cpu_share'] * 100:.0f}% of one core, {ours['server_rss_mib']:.0f} MiB RSS "
         f"(load generator {ours['load_cpu_share'] * 100:.0f}%, "
-        f"PostgreSQL {(ours['database_cpu_share'] or 0) * 100:.0f}%)"
+        f"PostgreSQL {(ours['database_cpu_share'] or 0) * 100:.0f}%); waited for a core "
+        f"{ours['server_waited_for_cpu_share'] * 100:.0f}% of the time (other processes on its core)"
     )
     print(
         f"lost              {ours['lost_in_store']} in the store; units behind on screens at the end: "
         f"{max(ours['units_behind_on_screens'], default=0)}; errors {ours['errors']}, "
         f"rejected {ours['rejected']}, duplicates {ours['duplicates']}, unit failures {ours['unit_failure_count']}"
     )
+    lag = ours["loop_lag_ms"]
+    print(f"event loop        lag p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms (sampled in the server every 10 ms, "
+          f"{lag['samples']} samples); collector passes of 1 ms or more: {lag['gc_passes']}, longest "
+          f"{lag['gc_max_ms']:.0f} ms (generation {lag['gc_max_generation']})")  # fmt: skip
+    load_lag = ours["load_loop_lag_ms"]
+    print(f"load generator    lag p99 {load_lag['p99']:.0f} ms, max {load_lag['max']:.0f} ms, longest collector pass "
+          f"{load_lag['gc_max_ms']:.0f} ms (its stalls count in the latencies above)")  # fmt: skip
+    ratio = ours["server_cpu_us_per_position"] / bare["cpu_us_per_position"]
+    print(f"cpu per position  ours {ours['server_cpu_us_per_position']:.0f} µs; bare aiohttp ingest "
+          "(receive, orjson, ack) "
+          f"{bare['cpu_us_per_position']:.0f} µs at {bare['positions_per_s']:.0f} positions/s "
+          f"(ack p99 {bare['ack_ms']['p99']:.0f} ms, waited for a core {bare['waited_for_cpu_share'] * 100:.0f}%); "
+          f"ratio {ratio:.1f}x")  # fmt: skip
     ceiling = base["flat_positions_per_s"] or float("nan")
     print(
         f"baseline          bare websockets.broadcast, same frames: p50 {base['paced_ms']['p50']:.0f} ms, "
@@ -196,9 +304,10 @@ async def main() -> None:
     for units in [int(u) for u in args.units.split(",")]:
         with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
             ours = await run_level(args, units, Path(tmp))
+            bare = await run_ingest_baseline(args, units, Path(tmp) / "plan.json")
         base = await run_baseline(args, units)
-        report(units, ours, base, args.screens)
-        print(json.dumps({"units": units, "ours": ours, "baseline": base}), file=sys.stderr)
+        report(units, ours, base, args.screens, bare)
+        print(json.dumps({"units": units, "ours": ours, "baseline": base, "bare_ingest": bare}), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
 from bench.harness import percentile, tune_gc
+from command_center.loop_lag import sample_forever
 
 
 def now_ms() -> int:
@@ -110,6 +112,8 @@ async def run_screen(http: aiohttp.ClientSession, url: str, token: str, stop: fl
 async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
     figures = Figures()
     rng = random.Random(7)
+    # its own loop's lag, as the server's: a load generator that stalls reports its stall as our latency
+    probe = asyncio.create_task(sample_forever(Path(args.lag_file))) if args.lag_file else None
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as http:
         tokens = []
@@ -140,6 +144,9 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
         sent_in_window = figures.sent - sent_before
         results = await asyncio.gather(*units, return_exceptions=True)
         await asyncio.gather(*screens, return_exceptions=True)
+    if probe is not None:
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)
     unit_failures = [repr(r) for r in results if isinstance(r, BaseException)]
     behind = [
         sum(1 for unit_id, seq in figures.last_sent.items() if last.get(unit_id, 0) < seq)
@@ -182,6 +189,7 @@ if __name__ == "__main__":
     parser.add_argument("--ramp", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--lag-file", default="", help="sample this process's event-loop lag into this file")
     arguments = parser.parse_args()
     with open(arguments.plan) as plan_file:
         plan = json.load(plan_file)

@@ -6,6 +6,10 @@ aiohttp's default access log prints the whole request line, query string include
 Query values are left out rather than a list of known names redacted: a name nobody thought of (a
 client's ``?access_token=``) must not leak either, and the names still tell what was asked.
 Headers (``Authorization``) are never logged.
+
+A successful health probe (``GET /api/health``, which a proxy or orchestrator asks every few seconds) is not
+logged: a line per probe buries the requests worth reading and costs the event loop a formatted write each
+time. A failing probe is logged like any other request.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+#: Paths whose successful requests are not logged (health probes).
+QUIET_PATHS = frozenset({"/api/health"})
 
 
 def safe_target(request: web.BaseRequest) -> str:
@@ -27,6 +34,8 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request: client, time, method, path (query values left out), status, size, duration."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if response.status == 200 and request.path in QUIET_PATHS:
+            return
         now = datetime.datetime.now(datetime.UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
         self.logger.info(
             '%s [%s] "%s %s HTTP/%d.%d" %d %d %.3fs "%s"',

@@ -37,6 +37,7 @@ from command_center.keys import (
     TRACKER,
     WRITER,
 )
+from command_center.loop_lag import loop_lag_ctx
 from command_center.media_ctx import media_ctx
 from command_center.middleware import body_in_time, errors_as_json, same_origin_websockets, security_headers
 from command_center.pages import install_pages
@@ -178,6 +179,7 @@ def create_app(
     app.cleanup_ctx.append(report_pool_ctx(settings.maps))
     app.cleanup_ctx.append(revocation_ctx(settings))
     app.cleanup_ctx.append(gb28181_ctx(settings.gb28181))
+    app.cleanup_ctx.append(loop_lag_ctx(settings.server.loop_lag_file))
     return app
 
 

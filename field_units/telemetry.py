@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.ids import UnitId
@@ -37,6 +38,34 @@ class _Message(BaseModel):
     altitude_m: Annotated[Finite, Field(ge=-500, le=9_000)] | None = None
     battery_pct: Annotated[Finite, Field(ge=0, le=100)] | None = None
     sos: bool = False
+
+
+class _Fast(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``_Message``'s rules for msgspec, which checks a good message in about a fifth of pydantic's time.
+
+    Only an acceptance is taken from it: anything it refuses goes through ``_Message`` again, whose
+    per-field reasons units and tests rely on. A test holds the two to accepting the same messages."""
+
+    seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+    fix_time_ms: Annotated[int, msgspec.Meta(ge=0)]
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]  # NaN and infinities fail the bounds
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+    accuracy_m: Annotated[float, msgspec.Meta(ge=0, le=10_000)] | None = None
+    speed_mps: Annotated[float, msgspec.Meta(ge=0, le=MAX_SPEED_MPS)] | None = None
+    heading_deg: Annotated[float, msgspec.Meta(ge=0, lt=360)] | None = None
+    altitude_m: Annotated[float, msgspec.Meta(ge=-500, le=9_000)] | None = None
+    battery_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
+    sos: bool = False
+
+
+def _validate(raw: Mapping[str, Any]) -> _Fast | _Message:
+    """The message checked: by msgspec when it passes, else by pydantic (raises its ValidationError)."""
+    if type(raw) is dict:
+        try:
+            return msgspec.convert(raw, _Fast, strict=True)
+        except msgspec.ValidationError:
+            pass
+    return _Message.model_validate(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +105,7 @@ def parse_position(
     if not isinstance(raw, Mapping):
         return Rejection(index, None, "validation_failed", f"a position must be a JSON object, not {_kind(raw)}")
     try:
-        msg = _Message.model_validate(raw)
+        msg = _validate(raw)
     except ValidationError as exc:
         return _reject(index, seq_hint, _explain(exc))
     if msg.fix_time_ms > now_ms + max_future_ms:

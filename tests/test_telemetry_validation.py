@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -112,3 +113,45 @@ def test_any_input_is_either_a_valid_position_or_an_explained_rejection(batch: l
         assert p.speed_mps is None or 0 <= p.speed_mps <= 90
     for r in rejections:
         assert r.message and 0 <= r.index < len(batch)
+
+
+number_values = (
+    st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.sampled_from([0, 90, -90, 180, -180, 360, 359.99, 100, 10_000, 9_000, -500, 2**53 - 1, 2**53, 10**400])
+)
+any_field = number_values | st.none() | st.booleans() | st.text(max_size=3)
+fields = ("seq", "fix_time_ms", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery_pct")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from((*fields, "sos")), any_field, max_size=4),
+    st.lists(st.sampled_from(fields), max_size=2),
+    st.booleans(),
+)
+def test_the_fast_check_accepts_exactly_what_the_precise_one_does(
+    changes: dict[str, Any], removed: list[str], extra: bool
+) -> None:
+    """msgspec checks good messages on the hot path; a message it passes must pass pydantic's rules with the
+    same values, and one it refuses goes to pydantic for the reason (so the reasons never change)."""
+    from pydantic import ValidationError
+
+    from field_units.telemetry import _Fast, _Message
+
+    message = good(**changes)
+    for name in removed:
+        message.pop(name, None)
+    if extra:
+        message["unit_id"] = "HLJ0102-U09"
+    try:
+        precise: Any = _Message.model_validate(message)
+    except ValidationError:
+        precise = None
+    try:
+        fast: Any = msgspec.convert(message, _Fast, strict=True)
+    except msgspec.ValidationError:
+        fast = None
+    assert (fast is None) == (precise is None), (message, fast, precise)
+    if fast is not None:
+        assert msgspec.structs.asdict(fast) == precise.model_dump()
