@@ -20,9 +20,13 @@ NGINX = Path("/usr/sbin/nginx")
 CLI = [sys.executable, "-m", "command_center"]
 
 
-def render_nginx(upstreams: list[str], port: int, workdir: Path) -> str:
-    """config/nginx/nginx.conf with these upstreams, this port and a pid file in ``workdir``."""
+def render_nginx(upstreams: list[str], port: int, workdir: Path, per_address: int | None = None) -> str:
+    """config/nginx/nginx.conf with these upstreams, this port and a pid file in ``workdir``; ``per_address``
+    replaces its cap on connections from one client address (a benchmark's thousands of units all come from
+    127.0.0.1, where in service they come from as many addresses)."""
     text = (ROOT / "config" / "nginx" / "nginx.conf").read_text()
+    if per_address is not None:
+        text = re.sub(r"limit_conn per_address \d+;", f"limit_conn per_address {per_address};", text)
     servers = "\n        ".join(f"server {u} max_fails=1 fail_timeout=3s;" for u in upstreams)
     text = re.sub(r"^\s*server .*# cc:upstreams.*\n", "", text, flags=re.M)
     text = text.replace("        keepalive 64;", f"        {servers}\n        keepalive 64;")
@@ -35,8 +39,10 @@ class Cluster:
     """``processes`` server processes sharing ``store_url`` and a Redis namespace of their own."""
 
     def __init__(self, workdir: Path, *, processes: int, store_url: str, redis_url: str = "redis://127.0.0.1:6379/0",
-                 env: dict[str, str] | None = None, core: int | None = None) -> None:  # fmt: skip
+                 env: dict[str, str] | None = None, core: int | None = None,
+                 per_address: int | None = None) -> None:  # fmt: skip
         self.workdir = workdir
+        self.per_address = per_address
         self.namespace = f"cluster-{uuid.uuid4().hex[:8]}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
         self.env |= {"CC_STORE__URL": store_url, "CC_BUS__URL": redis_url, "CC_BUS__NAMESPACE": self.namespace,
@@ -87,7 +93,8 @@ class Cluster:
 
     def spawn_proxy(self) -> None:
         conf = self.workdir / "nginx.conf"
-        conf.write_text(render_nginx([f"127.0.0.1:{s.port}" for s in self.servers], self.proxy_port, self.workdir))
+        conf.write_text(render_nginx([f"127.0.0.1:{s.port}" for s in self.servers], self.proxy_port, self.workdir,
+                                     self.per_address))  # fmt: skip
         log = (self.workdir / "nginx.log").open("wb")
         self._nginx = subprocess.Popen([str(NGINX), "-p", str(self.workdir), "-c", str(conf), "-g", "daemon off;"],
                                        stdout=log, stderr=subprocess.STDOUT)  # fmt: skip

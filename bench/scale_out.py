@@ -43,7 +43,7 @@ async def run(args: argparse.Namespace, processes: int, workdir: Path, *, embedd
     plan_file.write_text(json.dumps(await prepare(url, args.units)))
     bus = "memory://" if embedded else "redis://127.0.0.1:6379/0"
     cluster = Cluster(workdir, processes=processes, store_url=url, redis_url=bus,
-                      env={"CC_CLUSTER__LEASE_SECONDS": "6"})  # fmt: skip
+                      env={"CC_CLUSTER__LEASE_SECONDS": "6"}, per_address=args.units + 1_000)  # fmt: skip
     await cluster.start(proxy=not embedded)
     entry = cluster.servers[0].url if embedded else cluster.url
     try:

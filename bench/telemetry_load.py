@@ -1,7 +1,7 @@
 """Load for the telemetry benchmark, run in its own process: N units at a fixed rate, M screens.
 
 Units speak the real protocol (docs/protocols.md) on the real unit socket and wait for each ack, as
-``field_units.client`` does; screens log in like a wall display and measure unit→screen latency with
+``field_device.client`` does; screens log in like a wall display and measure unit→screen latency with
 the fix time the unit stamped (same machine, same clock). Prints one JSON object of figures.
 """
 

@@ -39,8 +39,6 @@ def check_idempotency_key(raw: str | None) -> str | None:
     return raw
 
 
-
-
 def followup_id_for(key: str, requester: int) -> str:
     """A follow-up's id, from its Idempotency-Key and who asked: the same judge's retry finds the same
     follow-up, while two judges who happen to choose the same key get two follow-ups and never learn of each
