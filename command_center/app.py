@@ -17,7 +17,7 @@ from command_center.api.registry import Registry, openapi_document
 from command_center.api.reports import report_pool_ctx
 from command_center.api.routes import all_endpoints
 from command_center.audit_ctx import audit_ctx
-from command_center.credentials import Passwords, VerifyGate
+from command_center.credentials import Passwords, VerifyGate, verify_threads
 from command_center.gb_ctx import gb28181_ctx
 from command_center.keys import (
     ALARMS,
@@ -163,7 +163,7 @@ def create_app(
 
     async def login_gate_ctx(app: web.Application) -> AsyncIterator[None]:
         auth = settings.auth
-        gate = VerifyGate(app[PASSWORDS], workers=auth.verify_workers, waiting=auth.verify_waiting,
+        gate = VerifyGate(app[PASSWORDS], workers=auth.verify_workers or verify_threads(), waiting=auth.verify_waiting,
                           per_address=auth.verify_per_address)  # fmt: skip
         app[LOGIN_GATE] = gate
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
 import time
 from collections import Counter
@@ -165,3 +166,13 @@ def lookup_hash(secret: str) -> str:
 def new_password() -> str:
     """A generated password for the first administrator (shown once)."""
     return secrets.token_urlsafe(15)
+
+
+def verify_threads() -> int:
+    """Password checks at once when not configured: the cores this process may run on less one for the event
+    loop, at least one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)

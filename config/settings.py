@@ -102,8 +102,10 @@ class AuthSettings(Section):
     #: How often the credentials of open sockets and media sessions are checked against the store, for a
     #: revocation no event announced (revocations are announced at once; expiry is checked every second).
     recheck_seconds: float = Field(30.0, ge=1)
-    #: Password verifications run at once (each is tens of milliseconds of CPU and 64 MiB) ...
-    verify_workers: int = Field(2, ge=1, le=64)
+    #: Password verifications run at once (each is tens of milliseconds of CPU and 64 MiB); 0: one less than
+    #: the cores this process may run on, at least one (Argon2 threads release the GIL but share the cores
+    #: with the event loop: on a one-core placement two of them starved it under a flood) ...
+    verify_workers: int = Field(0, ge=0, le=64)
     #: ... and queued behind them; logins beyond get 503 with Retry-After at once instead of waiting (a third
     #: of the places, at least one, is kept for existing usernames). Small: a real user waits behind at most
     #: (workers + waiting) / workers verifications.
