@@ -8,9 +8,11 @@ against guessing 2^256, and a per-request KDF would cost a device 50 ms on every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -97,7 +99,8 @@ class VerifyGate:
         self._passwords = passwords
         self._workers, self._capacity, self._per_address = workers, workers + waiting, per_address
         self._unknown_capacity = self._capacity - max(1, self._capacity // 3)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2",
+                                            initializer=_yield_to_the_event_loop)  # fmt: skip
         self._queued = self._queued_unknown = 0
         self._by_address: Counter[str] = Counter()
         self._seconds = 0.1  # running estimate of one verification, for Retry-After
@@ -176,3 +179,10 @@ def verify_threads() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, cores - 1)
+
+
+def _yield_to_the_event_loop() -> None:
+    """Each password-check thread runs at a lower CPU priority than the event loop (Linux: per-thread nice): on
+    a core they share, refusing a flood and serving everyone else comes before hashing guesses."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: plain priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
