@@ -160,10 +160,10 @@ class TelemetryClient:
         for task in (self._link, self._task):
             if task is not None:
                 task.cancel()
-        for task in (self._link, self._task):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # The link may already have failed (its error not yet seen by ``_run``): what the loop would have
+        # logged and retried is no reason for close() to raise, so outcomes are collected, not re-raised.
+        tasks = [task for task in (self._link, self._task) if task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._link = self._task = None
         if self._own_session and self._session is not None:
             await self._session.close()

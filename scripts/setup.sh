@@ -62,6 +62,13 @@ if [ -n "$extras" ] && ! command -v whip-client >/dev/null && [ "$(id -u)" = 0 ]
     || echo "setup: simple-whip-client could not be installed; its interop test will be skipped" >&2
 fi
 
+# The GB/T 28181 tests use sipp (Debian sip-tester) as the device: a real SIP peer, not a mock.
+if [ -n "$extras" ] && ! command -v sipp >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing sipp for the GB/T 28181 device tests (apt-get)…"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >.venv/apt-sipp.log 2>&1 \
+    || echo "setup: sipp could not be installed; the GB/T 28181 device tests will be skipped" >&2
+fi
+
 # The scale-out tests and benchmark put several server processes behind Debian's nginx (the same
 # config/nginx/nginx.conf as docker-compose); the field-conditions test needs ethtool to switch off veth
 # offloads. Without them (not root, no apt) those tests are skipped with the reason.

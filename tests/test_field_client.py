@@ -373,3 +373,14 @@ async def test_reconnects_back_off_exponentially_with_jitter() -> None:
     await client.close()  # idempotent
     # 0.05, 0.1, 0.2, 0.4, 0.4, ... (each 0.5-1.5x): a handful of tries in 2 s, not hundreds
     assert 4 <= client.reconnects <= 15 and len(client.outbox) == 1
+
+
+async def test_close_does_not_raise_what_the_link_already_failed_with() -> None:
+    """CI once failed here: close() landed between the link failing and the loop seeing it, and re-raised
+    the connection error the loop would have logged and retried."""
+    client = TelemetryClient("http://127.0.0.1:9", "cc_d_x")
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failed.set_exception(OSError("Connect call failed"))
+    client._link = failed  # type: ignore[assignment]
+    await client.close()
+    assert client._link is None
