@@ -1,4 +1,4 @@
-"""Typed application keys: every long-lived object the app owns, created in a cleanup context."""
+"""Typed application keys: every long-lived object the app owns, created in the composition root."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from field_units.tracker import Tracker
     from field_units.writer import PositionWriter
     from gb28181.service import GbService
+    from gb28181.transport import SipServer
     from maps.report_pool import ReportPool
     from media.sessions import MediaHub
     from operations.desk import OperationDesk
@@ -61,3 +62,4 @@ REPORTS: web.AppKey[ReportPool] = web.AppKey("report_pool")
 TICKETS = web.AppKey("tickets", TicketBook)
 REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
 GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled
+GB28181_SIP: web.AppKey[SipServer] = web.AppKey("gb28181_sip")  # its sockets; ``port`` is the one bound

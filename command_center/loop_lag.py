@@ -12,14 +12,12 @@ long as they last. Nothing of it runs per message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from aiohttp import web
 
 INTERVAL = 0.01  # seconds between samples: a stall longer than this shows at its full length
 FLUSH_EVERY = 1.0  # seconds between lines written
@@ -69,21 +67,3 @@ def _append(path: Path, at: float, lags: list[float], pauses: list[list[float]])
     # a line of a few hundred bytes once a second: a blocking write is cheaper than a thread hop
     with path.open("ab") as out:
         out.write(orjson.dumps({"at": at, "lag_ms": lags, "gc_ms": pauses}) + b"\n")
-
-
-def loop_lag_ctx(path: Path | None) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context running the probe when ``path`` is set (``server.loop_lag_file``)."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        if path is None:
-            yield
-            return
-        task = asyncio.create_task(sample_forever(path), name="loop-lag-probe")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return ctx

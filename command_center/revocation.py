@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -39,7 +39,7 @@ from core.errors import Forbidden
 from core.ids import UnitId
 from event_bus.factory import build_bus
 from event_bus.port import EventBus
-from media.sessions import MediaHub, Viewer
+from media.sessions import Viewer
 from persistence.port import Store
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,18 @@ class Watch:
             await asyncio.shield(self.closing)
 
 
+class LiveMedia(Protocol):
+    """The media sessions a revocation ends (``media.sessions.MediaHub``): views, talkback, a unit's session."""
+
+    def viewers(self) -> list[Viewer]: ...
+
+    def streaming_units(self) -> set[UnitId]: ...
+
+    async def end_views(self, match: Callable[[Viewer], bool], reason: str) -> int: ...
+
+    async def end_unit(self, unit_id: UnitId, reason: str) -> bool: ...
+
+
 class Revocations:
     """The registry of live connections of this process, and the way revocations reach them."""
 
@@ -140,8 +152,11 @@ class Revocations:
         bus: EventBus,
         *,
         recheck_seconds: float,
+        media: LiveMedia | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``media``: this process's media sessions, ended with the credential that opened them (none in tools
+        that run without media)."""
         self._store = store
         self._bus = bus
         self._recheck_seconds = recheck_seconds
@@ -152,8 +167,7 @@ class Revocations:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._follow: asyncio.Task[None] | None = None
         self._sweep: asyncio.Task[None] | None = None
-        #: The media hub, set once the media context runs (views and unit sessions end through it).
-        self.media: MediaHub | None = None
+        self._media = media
 
     # life cycle
     async def start(self) -> None:
@@ -216,7 +230,7 @@ class Revocations:
             self._recent.popleft()
         self._recent.append((now, revocation))
         ended = self._end(lambda c: matches(c, revocation), revocation.reason)
-        media = self.media
+        media = self._media
         if media is not None:
             if revocation.subject is Subject.UNIT:
                 ended += int(await media.end_unit(UnitId(revocation.key), f"device credential {revocation.reason}"))
@@ -274,8 +288,8 @@ class Revocations:
     async def end_expired(self) -> int:
         now = self._clock()
         ended = self._end(lambda c: expired(c, now), "expired")
-        if self.media is not None:
-            ended += await self.media.end_views(lambda v: v.expires_at is not None and v.expires_at <= now, "expired")
+        if self._media is not None:
+            ended += await self._media.end_views(lambda v: v.expires_at is not None and v.expires_at <= now, "expired")
         return ended
 
     async def _recheck_logged(self) -> None:
@@ -287,9 +301,9 @@ class Revocations:
     async def recheck(self) -> int:
         """Check the open credentials against the store: catches what no event announced."""
         credentials = [w.credential for w in self._watches.values()]
-        if self.media is not None:
-            credentials += [Credential(v.session, str(v.user_id), None, v.expires_at) for v in self.media.viewers()]
-            credentials += [Credential(unit_id=str(unit_id)) for unit_id in self.media.streaming_units()]
+        if self._media is not None:
+            credentials += [Credential(v.session, str(v.user_id), None, v.expires_at) for v in self._media.viewers()]
+            credentials += [Credential(unit_id=str(unit_id)) for unit_id in self._media.streaming_units()]
         unit_ids = {c.unit_id for c in credentials if c.unit_id is not None}
         ended = 0
         if unit_ids:

@@ -89,7 +89,6 @@ class GbService:
         self._sn = secrets.randbelow(100_000)
         self._cseq = 1
         self._sweeper: asyncio.Task[None] | None = None
-        self.sip_port = settings.sip_port  # the port bound (set by the transport; differs when 0 was asked)
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +17,6 @@ from command_center.auth import Access, current_user
 from command_center.keys import AUDIT, REPORTS, SETTINGS, STORE
 from command_center.middleware import error_response
 from command_center.pages import BASEMAP, WEB_ROOT
-from config.settings import MapSettings
 from core.errors import Forbidden, NotFound, ValidationFailed
 from core.ids import CaseId, UnitId
 from courts.visibility import require_visible
@@ -34,20 +32,6 @@ api = Registry()
 COMMANDERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
 MAX_PERIOD_MS = 24 * 3_600_000
 MAX_UNITS = 50
-
-
-def report_pool_ctx(settings: MapSettings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The worker processes that render reports, owned by the app (one line in the app factory)."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        pool = ReportPool(settings.report_workers)
-        app[REPORTS] = pool
-        try:
-            yield
-        finally:
-            await pool.close()
-
-    return ctx
 
 
 def _retry_later(handler: Handler) -> Handler:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -46,7 +47,17 @@ MAX_TOPICS = 64
 
 
 class ScreenHub:
-    def __init__(self, store: Store, bus: EventBus, settings: TrackingSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        settings: TrackingSettings,
+        *,
+        agency_names: Mapping[str, str],
+        audit: AuditLog,
+    ) -> None:
+        """``agency_names`` label the answers in query snapshots; watching a query's results is a read of them,
+        so it is recorded in ``audit``."""
         self._store = store
         self._bus = bus
         self._settings = settings
@@ -54,9 +65,8 @@ class ScreenHub:
         self._screens: set[ScreenConnection] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self.agency_names: dict[str, str] = {}  # set by the asset-query context; names in query snapshots
-        # Set by the asset-query context: watching a query's results is a read of them, so it is audited.
-        self.audit: AuditLog | None = None
+        self._agency_names = agency_names
+        self._audit = audit
 
     @property
     def screens(self) -> int:
@@ -282,13 +292,11 @@ class ScreenHub:
                 if not isinstance(caller, UserCaller) or caller.user.id != query.judge_id:
                     raise Forbidden(f"query {query_id} belongs to another judge")
                 require_on_case(await self._store.get_case(query.case_id), caller.user.id)  # still on the case
-                if self.audit is not None:
-                    await self.audit.record(
-                        "query.watch", caller.user.id, case_id=query.case_id, query_id=query.id,
-                        details={"topic": topic},
-                    )  # fmt: skip
+                await self._audit.record(
+                    "query.watch", caller.user.id, case_id=query.case_id, query_id=query.id, details={"topic": topic}
+                )
                 feeds.append(
-                    await self._feed(topic, lambda q=query_id: QueryFeed(q, self._bus, self._store, self.agency_names))
+                    await self._feed(topic, lambda q=query_id: QueryFeed(q, self._bus, self._store, self._agency_names))
                 )
             else:
                 raise BadRequest(

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from command_center.keys import GB28181
+from command_center.keys import GB28181_SIP
 from config.settings import BusSettings, StoreSettings
 from core.ids import UnitId
 from gb28181 import manscdp, sip
@@ -49,7 +49,7 @@ def gb_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def sip_port(world: World) -> int:
-    return world.client.app[GB28181].sip_port
+    return world.client.app[GB28181_SIP].port
 
 
 async def add_gb_unit(world: World, unit_id: str, device_id: str) -> str:

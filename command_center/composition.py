@@ -1,0 +1,468 @@
+"""The composition root: what the server runs, in what order, and how it stops.
+
+``components`` reads top to bottom. Each step builds one component from the collaborators it names (passed
+to its constructor, never set on it afterwards), starts it, registers how it stops on one exit stack, and
+publishes it under its typed app key for the routes. Stopping runs the stack: the reverse of the start.
+A step that fails unwinds every step before it, and the error names what failed (``core.startup``).
+
+To add a component: write one ``_start_<name>`` step below, in the section where its collaborators already
+exist, and call it in ``components`` in that place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from alarms.desk import AlarmDesk
+from alarms.models import Alarm, AlarmKind
+from cluster.factory import build_coordinator
+from cluster.port import LEADER, Coordinator
+from command_center.auth import DeviceCaller
+from command_center.credentials import Passwords, VerifyGate, verify_threads
+from command_center.keys import (
+    AGENCIES,
+    ALARMS,
+    AUDIT,
+    BROKER,
+    BUS,
+    CHECKPOINTER,
+    CLUSTER,
+    FOLLOWUPS,
+    GATEWAY,
+    GB28181,
+    GB28181_SIP,
+    GEOFENCES,
+    HTTP_CLIENT,
+    HUB,
+    LOGIN_GATE,
+    LOGIN_THROTTLE,
+    MEDIA,
+    OPERATIONS,
+    PASSWORDS,
+    REPORTS,
+    REVOCATIONS,
+    STORE,
+    TASKS,
+    TICKETS,
+    TRACKER,
+    WRITER,
+)
+from command_center.loop_lag import sample_forever
+from command_center.revocation import Revocations
+from command_center.screens.hub import ScreenHub
+from command_center.throttle import LocalLoginGuard, LoginGuard
+from command_center.tickets import LocalTickets, RedisTickets, TicketBook
+from config.settings import (
+    AuditSettings,
+    AuthSettings,
+    BusSettings,
+    Gb28181Settings,
+    MediaSettings,
+    QuerySettings,
+    Settings,
+    StoreSettings,
+    TrackingSettings,
+)
+from core.startup import ready_or_failed
+from event_bus.factory import build_bus
+from event_bus.port import EventBus
+from field_units.geofence_watch import GeofenceWatch
+from field_units.tasks import TaskDesk
+from field_units.tracker import Tracker
+from field_units.writer import PositionWriter
+from gb28181.enrol import keepalive_silence
+from gb28181.service import GbService
+from gb28181.transport import SipServer
+from maps.report_pool import ReportPool
+from media.sessions import MediaHub
+from operations.desk import OperationDesk
+from persistence.factory import build_store
+from persistence.models import Unit
+from persistence.port import Store
+from query_control.agencies import AgencyConfig, load_agencies
+from query_control.audit import AuditLog
+from query_control.broker import Broker
+from query_control.checkpoints import Checkpointer
+from query_control.followups import FollowUps
+from query_control.gateway import AgencyGateway
+from query_control.takeover import adopt_forever
+
+log = logging.getLogger(__name__)
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def components(
+    settings: Settings, *, store_schema: str | None = None, agencies: list[AgencyConfig] | None = None
+) -> CleanupContext:
+    """The app's one cleanup context: every long-lived component, started in order, stopped in reverse."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            # ── foundations: storage, events, the other processes ──────────────────────────────────────
+            store = await _start_store(stack, app, settings.store, store_schema)
+            bus = await _start_bus(stack, app, settings.bus)
+            cluster = await _start_cluster(stack, app, settings)
+            http = _start_http_client(stack, app)
+            _start_login_throttle(stack, app, settings.bus, shared=cluster.shared)
+            audit = _audit_log(app, store)
+            configured = _agencies(app, settings.queries, agencies)
+
+            # ── tracking and command: units, alarms, geofences, tasks, operations, screens ─────────────
+            alarms = _alarm_desk(app, store, bus)
+            tracker = await _start_tracking(stack, app, settings.tracking, store, bus, cluster, alarms)
+            await _start_screens(stack, app, settings.tracking, store, bus, configured, audit)
+
+            # ── people: password checks ───────────────────────────────────────────────────────────────
+            _start_login_gate(stack, app, settings.auth, app[PASSWORDS])
+
+            # ── asset queries: agencies, broker, follow-ups, the audit chain's checkpoints ──────────────
+            await _start_queries(stack, app, settings, store, bus, cluster, configured, audit)
+            await _start_checkpointer(stack, app, settings.audit, settings.data_dir, store, cluster, http)
+
+            # ── media: WHIP/WHEP sessions, recording, SOS recording ───────────────────────────────────
+            media = await _start_media(stack, app, settings.media, settings.data_dir, tracker, audit, cluster)
+            _record_sos(stack, alarms, media)
+
+            # ── reports, revocation of live connections, GB/T 28181 devices ───────────────────────────
+            _start_report_pool(stack, app, settings.maps.report_workers)
+            revocations = await _start_revocations(stack, app, settings, store, bus, media, shared=cluster.shared)
+            await _start_gb28181(stack, app, settings.gb28181, store, tracker, revocations)
+
+            # ── diagnostics ───────────────────────────────────────────────────────────────────────────
+            _start_loop_lag_probe(stack, settings.server.loop_lag_file)
+            yield
+
+    return run
+
+
+# ── foundations ──────────────────────────────────────────────────────────────────────────────────────────
+
+
+async def _start_store(
+    stack: AsyncExitStack, app: web.Application, settings: StoreSettings, schema: str | None
+) -> Store:
+    """Opened and migrated before anything reads it (forward-only migrations, recorded in the database)."""
+    store = build_store(settings, schema=schema)
+    await store.open()
+    stack.push_async_callback(store.close)
+    applied = await store.migrate()
+    if applied:
+        log.info("store: applied migrations %s", applied)
+    app[STORE] = store
+    return store
+
+
+async def _start_bus(stack: AsyncExitStack, app: web.Application, settings: BusSettings) -> EventBus:
+    bus = build_bus(settings)
+    await bus.start()
+    stack.push_async_callback(bus.close)
+    app[BUS] = bus
+    return bus
+
+
+async def _start_cluster(stack: AsyncExitStack, app: web.Application, settings: Settings) -> Coordinator:
+    """The process's place among the others: leases, and the leader's role (sweepers run in the leader only)."""
+    cluster = build_coordinator(settings)
+    await cluster.start()
+    stack.push_async_callback(cluster.close)
+    cluster.want(LEADER)
+    app[CLUSTER] = cluster
+    return cluster
+
+
+def _start_http_client(stack: AsyncExitStack, app: web.Application) -> aiohttp.ClientSession:
+    """Requests to the other processes (forwarding) and to the audit witnesses."""
+    http = aiohttp.ClientSession()
+    stack.push_async_callback(http.close)
+    app[HTTP_CLIENT] = http
+    return http
+
+
+def _start_login_throttle(stack: AsyncExitStack, app: web.Application, bus: BusSettings, *, shared: bool) -> None:
+    """Shared between processes when there are several: a guesser must not get five tries per process."""
+    throttle: LoginGuard
+    if shared:
+        from command_center.shared_throttle import RedisLoginGuard
+
+        redis_guard = RedisLoginGuard(bus.url, namespace=bus.namespace)
+        stack.push_async_callback(redis_guard.close)
+        throttle = redis_guard
+    else:
+        throttle = LocalLoginGuard()
+    app[LOGIN_THROTTLE] = throttle
+
+
+def _audit_log(app: web.Application, store: Store) -> AuditLog:
+    """The hash-chained audit log: every query, read of results and view of a stream is appended to it."""
+    audit = AuditLog(store)
+    app[AUDIT] = audit
+    return audit
+
+
+def _agencies(app: web.Application, settings: QuerySettings, given: list[AgencyConfig] | None) -> list[AgencyConfig]:
+    """The partner agencies: from the settings' file, or those given (tests point them at simulators)."""
+    configured = given if given is not None else load_agencies(settings.agencies_file)
+    app[AGENCIES] = configured
+    return configured
+
+
+# ── tracking and command ─────────────────────────────────────────────────────────────────────────────────
+
+
+def _alarm_desk(app: web.Application, store: Store, bus: EventBus) -> AlarmDesk:
+    alarms = AlarmDesk(store, bus)
+    app[ALARMS] = alarms
+    return alarms
+
+
+async def _start_tracking(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: TrackingSettings,
+    store: Store,
+    bus: EventBus,
+    cluster: Coordinator,
+    alarms: AlarmDesk,
+) -> Tracker:
+    """Positions in (batched writes), unit states, geofences on every position, tasks and operations."""
+    writer = PositionWriter(store, max_pending=settings.max_pending_positions)
+    geofences = GeofenceWatch(store, alarms, fixes=settings.geofence_fixes, seconds=settings.geofence_seconds)
+    await geofences.reload()
+    tracker = Tracker(store, bus, writer, settings, alarms, geofences=geofences, cluster=cluster)
+    tasks = TaskDesk(store, bus, alarms, cluster=cluster)
+    operations = OperationDesk(store, bus, tasks)
+    await writer.start()
+    stack.push_async_callback(writer.close)
+    await tracker.start()
+    stack.push_async_callback(tracker.close)
+    await tasks.start()
+    stack.push_async_callback(tasks.close)
+    app[WRITER], app[TRACKER], app[TASKS], app[OPERATIONS], app[GEOFENCES] = (
+        writer,
+        tracker,
+        tasks,
+        operations,
+        geofences,
+    )
+    fences_ready = asyncio.get_running_loop().create_future()  # answer only once geofence changes are heard
+    follow = asyncio.create_task(geofences.follow_changes(bus, cluster.node_id, fences_ready), name="geofences-follow")
+    stack.push_async_callback(_stop, follow)
+    await ready_or_failed(fences_ready, follow, "geofences: following changes")
+    return tracker
+
+
+async def _start_screens(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: TrackingSettings,
+    store: Store,
+    bus: EventBus,
+    agencies: list[AgencyConfig],
+    audit: AuditLog,
+) -> ScreenHub:
+    """The wall displays' and consoles' WebSocket hub; agency names label query results, watching them is audited."""
+    hub = ScreenHub(store, bus, settings, agency_names={a.id: a.name for a in agencies}, audit=audit)
+    await hub.start()
+    stack.push_async_callback(hub.close)
+    app[HUB] = hub
+    return hub
+
+
+# ── people ───────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _start_login_gate(
+    stack: AsyncExitStack, app: web.Application, auth: AuthSettings, passwords: Passwords
+) -> VerifyGate:
+    """Password checks in bounded threads: a login flood waits or is refused, the event loop does not."""
+    gate = VerifyGate(passwords, workers=auth.verify_workers or verify_threads(), waiting=auth.verify_waiting,
+                      per_address=auth.verify_per_address)  # fmt: skip
+    stack.callback(gate.close)
+    app[LOGIN_GATE] = gate
+    return gate
+
+
+# ── asset queries ────────────────────────────────────────────────────────────────────────────────────────
+
+
+async def _start_queries(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: Settings,
+    store: Store,
+    bus: EventBus,
+    cluster: Coordinator,
+    agencies: list[AgencyConfig],
+    audit: AuditLog,
+) -> Broker:
+    """Agencies behind one gateway, the broker and follow-ups; what a previous process left pending resumes."""
+    gateway = AgencyGateway(agencies)
+    await gateway.start()
+    stack.push_async_callback(gateway.close)
+    broker = Broker(store, bus, gateway, deadline_seconds=settings.queries.deadline_seconds, cluster=cluster)
+    stack.push_async_callback(broker.close)
+    followups = FollowUps(store, bus, gateway, audit, cluster=cluster)
+    stack.push_async_callback(followups.close)
+    app[GATEWAY], app[BROKER], app[FOLLOWUPS] = gateway, broker, followups
+    resumed = await broker.resume_pending()
+    reopened = await followups.resume_pending()
+    if resumed or reopened:
+        log.info("asset queries: resumed %d queries and %d follow-ups", resumed, reopened)
+    if cluster.shared:  # take over the queries of a process that died (their leases lapse)
+        period = settings.cluster.lease_seconds
+        adopter = asyncio.create_task(adopt_forever(broker, followups, period), name="query-takeover")
+        stack.push_async_callback(_stop, adopter)
+    return broker
+
+
+async def _start_checkpointer(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: AuditSettings,
+    data_dir: Path,
+    store: Store,
+    cluster: Coordinator,
+    http: aiohttp.ClientSession,
+) -> Checkpointer:
+    """Signed checkpoints of the audit chain sent to the witnesses (leader only)."""
+    sink = settings.witness_file
+    if sink is not None and _same_volume(sink.parent, data_dir):
+        log.warning("audit.witness_file %s is on the data dir's volume: whoever can rewrite one can rewrite both",
+                    sink)  # fmt: skip
+    checkpointer = Checkpointer(store, settings, data_dir, cluster, http)
+    app[CHECKPOINTER] = checkpointer
+    await checkpointer.start()
+    stack.push_async_callback(checkpointer.close)
+    return checkpointer
+
+
+def _same_volume(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
+# ── media ────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+async def _start_media(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: MediaSettings,
+    data_dir: Path,
+    tracker: Tracker,
+    audit: AuditLog,
+    cluster: Coordinator,
+) -> MediaHub:
+    """Every media peer connection of this process; telemetry on its data channel goes to the tracker."""
+    media = MediaHub(settings, tracker.ingest, audit, recordings=data_dir / "recordings", cluster=cluster)
+    stack.push_async_callback(media.close)  # before start: a failed start (recovering a recording) stops what it began
+    await media.start()
+    app[MEDIA] = media
+    return media
+
+
+def _record_sos(stack: AsyncExitStack, alarms: AlarmDesk, media: MediaHub) -> None:
+    """An SOS from a unit that streams starts its recording at once (evidence of what happened)."""
+
+    def record(alarm: Alarm) -> None:
+        if alarm.kind is AlarmKind.SOS and alarm.unit_id is not None:
+            media.start_recording(alarm.unit_id, reason=f"SOS alarm {alarm.id}")
+
+    alarms.on_raised.append(record)
+    stack.callback(alarms.on_raised.remove, record)
+
+
+# ── reports, revocation, GB/T 28181 ──────────────────────────────────────────────────────────────────────
+
+
+def _start_report_pool(stack: AsyncExitStack, app: web.Application, workers: int) -> ReportPool:
+    """The worker processes that render map reports."""
+    pool = ReportPool(workers)
+    stack.push_async_callback(pool.close)
+    app[REPORTS] = pool
+    return pool
+
+
+async def _start_revocations(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: Settings,
+    store: Store,
+    bus: EventBus,
+    media: MediaHub,
+    *,
+    shared: bool,
+) -> Revocations:
+    """WebSocket tickets, and revocation reaching live sockets, WHEP views, talkback and units' sessions."""
+    auth = settings.auth
+    tickets: TicketBook
+    if shared:  # a ticket issued by one process is redeemed by the one the socket reaches
+        tickets = RedisTickets(settings.bus.url, namespace=settings.bus.namespace, ttl_seconds=auth.ticket_ttl_seconds)
+    else:
+        tickets = LocalTickets(auth.ticket_ttl_seconds)
+    stack.push_async_callback(tickets.close)
+    revocations = Revocations(store, bus, recheck_seconds=auth.recheck_seconds, media=media)
+    await revocations.start()
+    stack.push_async_callback(revocations.close)
+    app[TICKETS], app[REVOCATIONS] = tickets, revocations
+    return revocations
+
+
+async def _start_gb28181(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: Gb28181Settings,
+    store: Store,
+    tracker: Tracker,
+    revocations: Revocations,
+) -> None:
+    """The SIP registrar (UDP and TCP), only when enabled: keepalives, positions and alarms go to the tracker."""
+    if not settings.enabled:
+        return
+
+    def watch(unit: Unit, end: Callable[[], None]) -> Callable[[], None]:
+        """A registration is a live connection of the unit's credential: revoking the unit, on any process or
+        from the CLI (the registry's recheck), ends it like the unit's sockets."""
+
+        async def close(code: int, reason: str) -> None:
+            end()
+
+        return revocations.watch(DeviceCaller(unit), close).release
+
+    service = GbService(settings, store, tracker, watcher=watch)
+    idle = keepalive_silence(settings) + 30  # a device silent for its missed keepalives is offline
+    server = SipServer(service, settings.sip_host, settings.sip_port, idle_seconds=idle)
+    await service.start()
+    stack.push_async_callback(service.close)
+    stack.push_async_callback(server.close)
+    await server.start()
+    app[GB28181], app[GB28181_SIP] = service, server
+
+
+# ── diagnostics ──────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _start_loop_lag_probe(stack: AsyncExitStack, path: Path | None) -> None:
+    """Benchmarks only (``server.loop_lag_file``): the event loop's lag and the collector's passes, each second."""
+    if path is None:
+        return
+    probe = asyncio.create_task(sample_forever(path), name="loop-lag-probe")
+    stack.push_async_callback(_stop, probe)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):  # a failed start is reported by whoever awaited it
+        await task
