@@ -3,7 +3,9 @@ connections that never connect or go silent are closed; the cap holds; shutdown 
 
 from __future__ import annotations
 
+import asyncio
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -195,3 +197,28 @@ async def test_a_viewer_offer_for_an_answer_applies(world: World) -> None:
     await viewer.frames("video", 1)
     await viewer.close()
     await unit.close()
+
+
+async def test_a_sessions_close_frees_it_once_however_often_and_concurrently_it_is_called() -> None:
+    from media.frames import KeyframeRequests
+    from media.peers import Publisher, WebRtcLink
+    from media.table import Role, SessionId
+    from persistence.models import Unit
+
+    link = WebRtcLink(new_pc())
+    closes = 0
+    close_pc = link.pc.close
+
+    async def counted_close() -> None:
+        nonlocal closes
+        closes += 1
+        await close_pc()
+
+    link.close = counted_close  # type: ignore[method-assign]
+    unit = Unit(UnitId(UNIT), "U01", UnitKind.BODY_CAMERA, CourtId("HLJ0102"), None, datetime.now(UTC))
+    publisher = Publisher(id=SessionId("s"), role=Role.PUBLISHER, unit_id=unit.id, created=0.0, unit=unit, link=link,
+                          media={"video": "video/VP8"}, keyframes=KeyframeRequests(1.0, lambda: 0.0))  # fmt: skip
+    publisher.own(publisher.keyframe_requests(), "keyframes")
+    await asyncio.gather(publisher.close(), publisher.close())
+    await publisher.close()
+    assert closes == 1 and link.pc.connectionState == "closed" and not publisher.tasks

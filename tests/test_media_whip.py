@@ -11,6 +11,7 @@ import pytest
 from command_center.keys import MEDIA
 from core.ids import UnitId
 from media import passthrough
+from media.peers import WebRtcLink
 from media.sessions import MediaHub
 from tests.conftest import World
 from tests.media_support import HEIGHT, UNIT, WIDTH, UnitPeer, ViewerPeer, eventually, loopback, mean_rgb
@@ -92,7 +93,8 @@ async def test_viewers_receive_the_units_own_video_and_audio_without_transcoding
     publisher = hub(world).publisher(UnitId(UNIT))
     assert publisher is not None
     assert publisher.decoded_frames == 0  # the server decoded nothing …
-    assert passthrough.tapped_frames(publisher.receivers["video"]) > 5
+    assert isinstance(publisher.link, WebRtcLink)
+    assert passthrough.tapped_frames(publisher.link.receivers["video"]) > 5
     for session in hub(world).viewers_of(UnitId(UNIT)):
         for sender in session.pc.getSenders():
             assert not passthrough.sender_encoded(sender)  # … and encoded nothing
