@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from core.checkpoint import Checkpoint
-from core.errors import Conflict, FencedOut, NotFound
+from core.errors import Conflict, FencedOut, NotFound, ServiceUnavailable
 from core.fencing import Fence, admitted, newest_per_lease, refusal
 from core.hashchain import GENESIS, chain_hash
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
@@ -67,6 +67,28 @@ async def _hold_fence(conn: asyncpg.pool.PoolConnectionProxy[Any], fence: Fence 
     """One write's fence: FencedOut (the transaction rolls back) when a newer grant has written."""
     if fence is not None and not admitted(fence, await _hold_fences(conn, [fence])):
         raise refusal(fence)
+
+
+async def _append_audit_in(conn: asyncpg.pool.PoolConnectionProxy[Any], draft: AuditDraft) -> AuditEntry:
+    """Append one entry inside the caller's transaction. The advisory lock, held to its commit, keeps the
+    chain one line across processes; a failed write is ServiceUnavailable and rolls the whole unit back."""
+    try:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
+        last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        seq, prev = (1, GENESIS) if last is None else (last["seq"] + 1, last["hash"])
+        content = audit_content(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id,
+                                draft.query_id, draft.details)  # fmt: skip
+        digest = chain_hash(prev, content)
+        await conn.execute(
+            "INSERT INTO audit_log (seq, action, actor_id, at_ms, reason, case_id, query_id, details, prev_hash,"
+            " hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
+            _dumps(draft.details), prev, digest,
+        )  # fmt: skip
+    except asyncpg.PostgresError as exc:
+        raise ServiceUnavailable(f"the audit log could not be written ({draft.action}): {exc}") from exc
+    return AuditEntry(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
+                      draft.details, prev, digest)  # fmt: skip
 
 
 def _dumps(value: dict[str, Any]) -> str:
@@ -187,7 +209,7 @@ class PostgresQueries:
             raise _translate(exc) from exc
 
     # queries ------------------------------------------------------------------------------------------
-    async def add_query(self, query: Query, jobs: Sequence[Job]) -> None:
+    async def add_query(self, query: Query, jobs: Sequence[Job], *, audit: AuditDraft) -> AuditEntry:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(
@@ -202,6 +224,7 @@ class PostgresQueries:
                     [(j.id, j.query_id, j.party_id, j.agency_id, j.status.value, j.attempts, j.error, j.created_ms,
                       j.updated_ms, j.answered_ms) for j in jobs],
                 )  # fmt: skip
+                return await _append_audit_in(conn, audit)
         except asyncpg.PostgresError as exc:
             raise _translate(exc) from exc
 
@@ -418,20 +441,7 @@ class PostgresQueries:
     # audit --------------------------------------------------------------------------------------------
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
-            last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            seq, prev = (1, GENESIS) if last is None else (last["seq"] + 1, last["hash"])
-            content = audit_content(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id,
-                                    draft.query_id, draft.details)  # fmt: skip
-            digest = chain_hash(prev, content)
-            await conn.execute(
-                "INSERT INTO audit_log (seq, action, actor_id, at_ms, reason, case_id, query_id, details, prev_hash,"
-                " hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
-                _dumps(draft.details), prev, digest,
-            )  # fmt: skip
-        return AuditEntry(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
-                          draft.details, prev, digest)  # fmt: skip
+            return await _append_audit_in(conn, draft)
 
     async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         rows = await self.pool.fetch("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)

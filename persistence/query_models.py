@@ -242,6 +242,17 @@ class AuditDraft:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def submit_audit(query: Query, jobs: Sequence[Job]) -> AuditDraft:
+    """The ``query.submit`` entry recorded with a query (``QueryStore.add_query``): who asked, why, on
+    which case, and whom the jobs will ask."""
+    details = {
+        "parties": sorted({j.party_id for j in jobs}),
+        "agencies": sorted({j.agency_id for j in jobs}),
+        "jobs": len(jobs),
+    }
+    return AuditDraft("query.submit", query.judge_id, query.created_ms, query.reason, query.case_id, query.id, details)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     seq: int

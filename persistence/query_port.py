@@ -60,8 +60,9 @@ class QueryStore(Protocol):
     async def set_case_judges(self, case_id: CaseId, judge_ids: Sequence[UserId]) -> None: ...
 
     # queries and their jobs ---------------------------------------------------------------------------
-    async def add_query(self, query: Query, jobs: Sequence[Job]) -> None:
-        """Persist the query and all its jobs in one transaction (before anything is sent)."""
+    async def add_query(self, query: Query, jobs: Sequence[Job], *, audit: AuditDraft) -> AuditEntry:
+        """Persist the query, all its jobs and its audit entry in one transaction, before anything is sent:
+        a query is never sent unaudited. ServiceUnavailable (and nothing stored) when the audit write fails."""
 
     async def get_query(self, query_id: QueryId) -> Query: ...
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from core.checkpoint import Checkpoint
-from core.errors import Conflict, FencedOut, NotFound
+from core.errors import Conflict, FencedOut, NotFound, ServiceUnavailable
 from core.fencing import Fence, admitted, newest_per_lease, refusal
 from core.hashchain import GENESIS, chain_hash
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
@@ -71,6 +71,29 @@ async def _hold_fence(db: aiosqlite.Connection, fence: Fence | None) -> None:
     """One write's fence: FencedOut (the transaction rolls back) when a newer grant has written."""
     if fence is not None and not admitted(fence, await _hold_fences(db, [fence])):
         raise refusal(fence)
+
+
+async def _append_audit_in(db: aiosqlite.Connection, draft: AuditDraft) -> AuditEntry:
+    """Append one entry inside the caller's ``BEGIN IMMEDIATE`` transaction (the database's write lock keeps
+    the chain one line); a failed write is ServiceUnavailable and rolls the whole unit back."""
+    try:
+        cursor = await db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        last = await cursor.fetchone()
+        await cursor.close()
+        seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
+        content = audit_content(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id,
+                                draft.query_id, draft.details)  # fmt: skip
+        digest = chain_hash(prev, content)
+        await db.execute(
+            "INSERT INTO audit_log (seq, action, actor_id, at_ms, reason, case_id, query_id, details, prev_hash,"
+            " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
+             _dumps(draft.details), prev, digest),
+        )  # fmt: skip
+    except sqlite3.Error as exc:
+        raise ServiceUnavailable(f"the audit log could not be written ({draft.action}): {exc}") from exc
+    return AuditEntry(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
+                      draft.details, prev, digest)  # fmt: skip
 
 
 def _dumps(value: dict[str, Any]) -> str:
@@ -230,7 +253,7 @@ class SqliteQueries:
             )
 
     # queries ------------------------------------------------------------------------------------------
-    async def add_query(self, query: Query, jobs: Sequence[Job]) -> None:
+    async def add_query(self, query: Query, jobs: Sequence[Job], *, audit: AuditDraft) -> AuditEntry:
         async with self._tx() as db:
             await db.execute(
                 "INSERT INTO queries (id, case_id, judge_id, reason, created_ms, deadline_ms, completed_ms) "
@@ -244,6 +267,7 @@ class SqliteQueries:
                 [(j.id, j.query_id, j.party_id, j.agency_id, j.status.value, j.attempts, j.error, j.created_ms,
                   j.updated_ms, j.answered_ms) for j in jobs],
             )  # fmt: skip
+            return await _append_audit_in(db, audit)
 
     @staticmethod
     def _query(r: aiosqlite.Row) -> Query:
@@ -460,21 +484,7 @@ class SqliteQueries:
     # audit --------------------------------------------------------------------------------------------
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:
         async with self._tx() as db:
-            cursor = await db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            last = await cursor.fetchone()
-            await cursor.close()
-            seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
-            content = audit_content(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id,
-                                    draft.query_id, draft.details)  # fmt: skip
-            digest = chain_hash(prev, content)
-            await db.execute(
-                "INSERT INTO audit_log (seq, action, actor_id, at_ms, reason, case_id, query_id, details, prev_hash,"
-                " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
-                 _dumps(draft.details), prev, digest),
-            )  # fmt: skip
-        return AuditEntry(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
-                          draft.details, prev, digest)  # fmt: skip
+            return await _append_audit_in(db, draft)
 
     async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         rows = await self._q("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))

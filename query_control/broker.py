@@ -35,7 +35,7 @@ from core.group_commit import GroupCommit
 from core.ids import AgencyId, JobId, PartyId, QueryId, UserId
 from event_bus.port import EventBus
 from persistence.port import Store
-from persistence.query_models import Asset, Case, Job, JobOutcome, JobStatus, Party, Query
+from persistence.query_models import Asset, Case, Job, JobOutcome, JobStatus, Party, Query, submit_audit
 from query_control.adapters.port import AgencyThrottled, PermanentAgencyError, Subject, TransientAgencyError
 from query_control.agencies import AgencyConfig
 from query_control.breaker import backoff_delay, may_retry
@@ -139,7 +139,8 @@ class Broker:
         kinds: Sequence[str] | None = None,
         deadline_seconds: float | None = None,
     ) -> tuple[Query, list[Job]]:
-        """Persist the query and its jobs, then start them; returns at once (answers stream on the bus)."""
+        """Persist the query, its jobs and its ``query.submit`` audit entry in one transaction, then start
+        them; returns at once (answers stream on the bus). A failed audit write sends nothing."""
         require_under_way(case)  # 终本 / 结案: refused before anything is stored or sent
         pairs = plan_jobs(
             case, list(self._gateway.agencies.values()), party_ids=party_ids, agency_ids=agency_ids, kinds=kinds
@@ -161,7 +162,7 @@ class Broker:
             )
             for party, agency in pairs
         ]
-        await self._store.add_query(query, jobs)
+        await self._store.add_query(query, jobs, audit=submit_audit(query, jobs))
         if self._cluster is not None:
             try:
                 await self._cluster.claim(query_lease(query.id))  # a new name: always free

@@ -13,7 +13,7 @@ from core.ids import CourtId, QueryId
 from courts.duty_day import bounds, today
 from persistence.models import Role
 from persistence.port import Store
-from persistence.query_models import JobOutcome, JobStatus, Query
+from persistence.query_models import JobOutcome, JobStatus, Query, submit_audit
 from tests.conftest import World
 from tests.test_live_tracking import fix, open_unit, send
 from tests.test_query_store import _case, _job
@@ -109,9 +109,9 @@ async def test_query_outcomes_count_timed_out_agencies(store: Store) -> None:
     party = (await store.get_case(case_id)).parties[0].id
     now = int(time.time() * 1000)
     for query_id, late in (("q-on-time", False), ("q-late", True), ("q-running", False)):
-        await store.add_query(Query(QueryId(query_id), case_id, judge, "r", now, now + 30_000),
-                              [_job(query_id, f"{query_id}-a", party, "bank-a"),
-                               _job(query_id, f"{query_id}-b", party, "bank-b")])  # fmt: skip
+        query = Query(QueryId(query_id), case_id, judge, "r", now, now + 30_000)
+        jobs = [_job(query_id, f"{query_id}-a", party, "bank-a"), _job(query_id, f"{query_id}-b", party, "bank-b")]
+        await store.add_query(query, jobs, audit=submit_audit(query, jobs))
         if query_id == "q-running":
             continue
         await store.finish_jobs([JobOutcome(f"{query_id}-a", JobStatus.ANSWERED, now + 1)])  # type: ignore[arg-type]

@@ -29,7 +29,16 @@ from core.errors import FencedOut
 from core.fencing import Fence, admitted, newest_per_lease, next_epoch
 from core.ids import AgencyId, FollowUpId, JobId, QueryId
 from persistence.port import Store
-from persistence.query_models import AssetDraft, FollowUp, FollowUpAction, FollowUpStatus, JobOutcome, JobStatus, Query
+from persistence.query_models import (
+    AssetDraft,
+    FollowUp,
+    FollowUpAction,
+    FollowUpStatus,
+    JobOutcome,
+    JobStatus,
+    Query,
+    submit_audit,
+)
 from tests.conftest import REDIS_URL
 from tests.query_support import simulator_process
 from tests.test_query_store import _case, _job
@@ -108,7 +117,8 @@ async def test_the_store_refuses_a_stale_epoch_and_accepts_a_newer_one(store: St
     party = (await store.get_case(case_id)).parties[0].id
     for q in ("q1", "q2"):
         jobs = [_job(q, f"{q}-j{i}", party, f"bank-{i}") for i in range(3)]
-        await store.add_query(Query(QueryId(q), case_id, judge, "查控", 1, 30_001), jobs)
+        query = Query(QueryId(q), case_id, judge, "查控", 1, 30_001)
+        await store.add_query(query, jobs, audit=submit_audit(query, jobs))
     old, new = Fence("query:q1", 100), Fence("query:q1", 200)
     other = Fence("query:q2", 50)
 

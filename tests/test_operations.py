@@ -94,7 +94,7 @@ async def test_units_can_change_while_planned_and_bad_requests_are_refused(world
 
 async def test_an_operation_names_no_other_courts_commander_case_or_query(world: World) -> None:
     from core.ids import CaseId, CourtId, QueryId, UserId
-    from persistence.query_models import PartyKind, Query
+    from persistence.query_models import PartyKind, Query, submit_audit
 
     await world.add_user("songbei_op", Role.OPERATOR, "HLJ0109")  # a sibling basic court
     await world.add_user("daoli_op", Role.OPERATOR, "HLJ0102")
@@ -116,7 +116,8 @@ async def test_an_operation_names_no_other_courts_commander_case_or_query(world:
     wrong_case = await _plan(world, case_id=theirs.id)
     assert wrong_case.status == 422
     assert "黑0109" not in await wrong_case.text() and "王五" not in await wrong_case.text()
-    await world.store.add_query(Query(QueryId("q-songbei"), CaseId(theirs.id), UserId(songbei.id), "r", 1, 2), [])
+    their_query = Query(QueryId("q-songbei"), CaseId(theirs.id), UserId(songbei.id), "r", 1, 2)
+    await world.store.add_query(their_query, [], audit=submit_audit(their_query, []))
     op = (await (await _plan(world)).json())["operation"]
     link = {"text": "查控", "query_id": "q-songbei"}
     linked = await world.client.post(f"/api/operations/{op['id']}/events", json=link, headers=world.auth("operator"))

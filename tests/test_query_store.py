@@ -24,6 +24,7 @@ from persistence.query_models import (
     JobStatus,
     PartyKind,
     Query,
+    submit_audit,
 )
 from query_control.audit import verify
 
@@ -92,7 +93,7 @@ async def test_jobs_move_forward_only_and_late_answers_are_kept(store: Store) ->
     party = (await store.get_case(case_id)).parties[0].id
     query = Query(QueryId("q1"), case_id, judge, "查控", 1, 30_001)
     jobs = [_job("q1", f"j{i}", party, f"bank-{i}") for i in range(3)]
-    await store.add_query(query, jobs)
+    await store.add_query(query, jobs, audit=submit_audit(query, jobs))
     assert [q.id for q in await store.running_queries()] == ["q1"]
     assert await store.start_job_attempts([JobId("j0"), JobId("j1")], 5) == {"j0": 1, "j1": 1}
     assert await store.start_job_attempts([JobId("j0")], 6) == {"j0": 2}
@@ -124,14 +125,16 @@ async def test_jobs_move_forward_only_and_late_answers_are_kept(store: Store) ->
     assert [(a.ref, a.value_cents, a.details) for a in assets] == [("6222-0001", 12_345, {"bank": "工行"})]
     assert await store.get_asset(assets[0].id) == assets[0]
     with pytest.raises(Conflict):
-        await store.add_query(query, [])
+        await store.add_query(query, [], audit=submit_audit(query, []))
     assert [q.id for q in await store.list_queries(case_id=case_id)] == ["q1"]
 
 
 async def test_followups_are_compare_and_set(store: Store) -> None:
     case_id, judge = await _case(store)
     party = (await store.get_case(case_id)).parties[0].id
-    await store.add_query(Query(QueryId("q1"), case_id, judge, "r", 1, 2), [_job("q1", "j0", party, "bank-0")])
+    query = Query(QueryId("q1"), case_id, judge, "r", 1, 2)
+    jobs = [_job("q1", "j0", party, "bank-0")]
+    await store.add_query(query, jobs, audit=submit_audit(query, jobs))
     await store.finish_jobs(
         [JobOutcome(JobId("j0"), JobStatus.ANSWERED, 3, assets=[AssetDraft("deposit", "A1", "d", 100)])]
     )

@@ -20,7 +20,7 @@ from command_center.api.schemas import BigInt, RowId, Strict
 from command_center.auth import PEOPLE, Access, current_user
 from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, FOLLOWUPS, GATEWAY, STORE
 from command_center.query_guard import bind_query, claim_query, release_query, request_key, watch_query
-from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, ValidationFailed
 from core.ids import AssetId, CaseId, CourtId, FollowUpId, QueryId, UserId
 from courts.visibility import require_visible, visible_courts
 from persistence.models import Role
@@ -370,7 +370,7 @@ async def add_party(request: web.Request) -> web.StreamResponse:
     body=QueryIn,
     response=QueryOut,
     status=202,
-    errors=(NotFound, Conflict, TooManyRequests),
+    errors=(NotFound, Conflict, TooManyRequests, ServiceUnavailable),
 )
 async def submit_query(request: web.Request) -> web.StreamResponse:
     data = body(request, QueryIn)
@@ -384,7 +384,7 @@ async def submit_query(request: web.Request) -> web.StreamResponse:
         await _audit_view(request, view, replay=True)
         return json_response(QueryOut.model_validate(view), status=200)
     try:
-        query, jobs = await request.app[BROKER].submit(
+        query, _ = await request.app[BROKER].submit(
             case,
             caller.user.id,
             data.reason,
@@ -395,19 +395,7 @@ async def submit_query(request: web.Request) -> web.StreamResponse:
     except BaseException:
         await release_query(request.app, caller.user, key)
         raise
-    await bind_query(request.app, caller.user, key, query.id)
-    await request.app[AUDIT].record(
-        "query.submit",
-        caller.user.id,
-        reason=data.reason,
-        case_id=case.id,
-        query_id=query.id,
-        details={
-            "parties": sorted({j.party_id for j in jobs}),
-            "agencies": sorted({j.agency_id for j in jobs}),
-            "jobs": len(jobs),
-        },
-    )
+    await bind_query(request.app, caller.user, key, query.id)  # its audit entry went in with it
     await watch_query(request.app, caller.user, query.id)
     view = await load_query_view(store, query.id, _names(request))
     return json_response(QueryOut.model_validate(view), status=202)
