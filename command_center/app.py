@@ -23,6 +23,7 @@ from command_center.keys import (
     ALARMS,
     BUS,
     CLUSTER,
+    ENTRUSTMENTS,
     GEOFENCES,
     HTTP_CLIENT,
     HUB,
@@ -47,6 +48,7 @@ from command_center.screens.hub import ScreenHub
 from command_center.throttle import LocalLoginGuard
 from config.settings import Settings
 from core.startup import ready_or_failed
+from entrustments.desk import EntrustmentDesk
 from event_bus.factory import build_bus
 from field_units.geofence_watch import GeofenceWatch
 from field_units.tasks import TaskDesk
@@ -55,6 +57,7 @@ from field_units.writer import PositionWriter
 from operations.desk import OperationDesk
 from persistence.factory import build_store
 from query_control.agencies import AgencyConfig
+from query_control.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +153,7 @@ def create_app(
             starting.pop_all()
         app[WRITER], app[TRACKER], app[HUB], app[ALARMS], app[TASKS] = writer, tracker, hub, alarms, tasks
         app[OPERATIONS], app[GEOFENCES] = operations, geofences
+        app[ENTRUSTMENTS] = EntrustmentDesk(app[STORE], tasks, AuditLog(app[STORE]))
         try:
             yield
         finally:
