@@ -20,6 +20,7 @@ COPY cluster cluster
 COPY alarms alarms
 COPY tasks tasks
 COPY operations operations
+COPY entrustments entrustments
 COPY courts courts
 COPY command_center command_center
 COPY field_units field_units

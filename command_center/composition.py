@@ -36,6 +36,7 @@ from command_center.keys import (
     BUS,
     CHECKPOINTER,
     CLUSTER,
+    ENTRUSTMENTS,
     FOLLOWUPS,
     GATEWAY,
     GB28181,
@@ -73,6 +74,7 @@ from config.settings import (
     TrackingSettings,
 )
 from core.startup import ready_or_failed
+from entrustments.desk import EntrustmentDesk
 from event_bus.factory import build_bus
 from event_bus.port import EventBus
 from field_units.geofence_watch import GeofenceWatch
@@ -121,6 +123,7 @@ def components(
             alarms = _alarm_desk(app, store, bus)
             tracker = await _start_tracking(stack, app, settings.tracking, store, bus, cluster, alarms)
             await _start_screens(stack, app, settings.tracking, store, bus, configured, audit)
+            app[ENTRUSTMENTS] = EntrustmentDesk(store, app[TASKS], audit)  # 执行委托 between courts
 
             # ── people: password checks ───────────────────────────────────────────────────────────────
             _start_login_gate(stack, app, settings.auth, app[PASSWORDS])

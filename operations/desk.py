@@ -14,7 +14,7 @@ from core.errors import Conflict
 from core.ids import CaseId, CourtId, UnitId, UserId
 from event_bus.port import EventBus
 from operations.models import MOVES, Operation, OperationEvent, OperationKind, OperationStatus
-from operations.port import OperationStore
+from operations.port import OperationCourtStore, OperationStore
 from operations.views import operation_view, operations_topic
 from tasks.models import TaskKind
 
@@ -38,9 +38,31 @@ class UnitTasks(Protocol):
     ) -> object: ...
 
 
+class DutyLog(Protocol):
+    """Where a step is told to a court's centre (``persistence.duty_port.DutyStore``)."""
+
+    async def add_duty_note(self, court_id: CourtId, user_id: UserId, text: str, at_ms: int) -> object: ...
+
+
+class CourtOfUnit(Protocol):
+    @property
+    def court_id(self) -> CourtId: ...
+
+
+class UnitLookup(Protocol):
+    async def get_unit(self, unit_id: UnitId) -> CourtOfUnit: ...
+
+
+class OperationDeskStore(OperationStore, OperationCourtStore, DutyLog, UnitLookup, Protocol):
+    """What the desk needs of storage: the operations, the courts taking part, the duty log, the units' courts."""
+
+
 class OperationDesk:
+    """Runs operations; an operation of an upper court may take units of any court below it (异地调度): each
+    of those courts is told in its duty log and sees the operation on its wall while its units take part."""
+
     def __init__(
-        self, store: OperationStore, bus: EventBus, tasks: UnitTasks, *, clock_ms: Callable[[], int] = _now_ms
+        self, store: OperationDeskStore, bus: EventBus, tasks: UnitTasks, *, clock_ms: Callable[[], int] = _now_ms
     ):
         self._store = store
         self._bus = bus
@@ -65,6 +87,7 @@ class OperationDesk:
         op = Operation(uuid.uuid4().hex, court_id, kind, title, case_id, commander_id, onsite_commander, target,
                        units, OperationStatus.PLANNED, created_by, now, None, None)  # fmt: skip
         op = await self._store.add_operation(op)
+        await self._share(op, created_by)
         await self._event(op, "created", f"{title}（{onsite_commander} 现场指挥）", created_by)
         return op
 
@@ -72,7 +95,10 @@ class OperationDesk:
         if op.status not in (OperationStatus.PLANNED, OperationStatus.UNDER_WAY):
             raise Conflict(f"operation is {op.status.value}: its units can no longer change")
         op = await self._store.set_operation_units(op.id, list(dict.fromkeys(unit_ids)))
-        await self._event(op, "units", "、".join(op.unit_ids) or "—", user_id, {"unit_ids": list(op.unit_ids)})
+        before = await self._store.operation_courts(op.id)
+        await self._share(op, user_id)
+        await self._event(op, "units", "、".join(op.unit_ids) or "—", user_id, {"unit_ids": list(op.unit_ids)},
+                          also=before)  # fmt: skip
         if op.status is OperationStatus.UNDER_WAY:
             await self._dispatch(op, user_id)
         return op
@@ -90,6 +116,16 @@ class OperationDesk:
     async def note(self, op: Operation, user_id: UserId, text: str, ref: dict[str, Any], kind: str) -> OperationEvent:
         return await self._event(op, kind, text, user_id, ref)
 
+    async def _share(self, op: Operation, user_id: UserId) -> None:
+        """Record which other courts' units take part (so those courts see the operation) and tell each court
+        newly taking part in its duty log."""
+        courts = [(await self._store.get_unit(unit_id)).court_id for unit_id in op.unit_ids]
+        others = [court for court in dict.fromkeys(courts) if court != op.court_id]
+        for court in await self._store.set_operation_courts(op.id, others):
+            units = "、".join(u for u, c in zip(op.unit_ids, courts, strict=True) if c == court)
+            text = f"异地调度：{op.court_id} 指挥中心调度本院单元 {units} 参加执行行动「{op.title}」"
+            await self._store.add_duty_note(court, user_id, text, self._clock_ms())
+
     async def _dispatch(self, op: Operation, user_id: UserId) -> None:
         """Send every assigned unit to the target (a go_to task; a unit offline gets it when it is back)."""
         details: dict[str, Any] = {key: op.target[key] for key in TARGET_FIELDS if key in op.target}
@@ -100,13 +136,25 @@ class OperationDesk:
             )
 
     async def _event(
-        self, op: Operation, kind: str, text: str, user_id: UserId | None, ref: dict[str, Any] | None = None
+        self,
+        op: Operation,
+        kind: str,
+        text: str,
+        user_id: UserId | None,
+        ref: dict[str, Any] | None = None,
+        *,
+        also: Sequence[CourtId] = (),
     ) -> OperationEvent:
+        """Store the step and show it on the walls of the operation's court and of every court whose units
+        take part (``courts``); ``also``: courts that took part until now, so their walls drop it."""
         event = await self._store.add_operation_event(
             op.id, kind=kind, text=text, at_ms=self._clock_ms(), user_id=user_id, ref=ref or {}
         )
-        try:
-            await self._bus.publish(operations_topic(op.court_id), {"operation": operation_view(op), "event": kind})
-        except Exception:  # stored: the wall gets it in its next snapshot
-            log.warning("operation %s: could not publish", op.id, exc_info=True)
+        courts = [op.court_id, *await self._store.operation_courts(op.id)]
+        message = {"operation": operation_view(op), "event": kind, "courts": courts}
+        for court in dict.fromkeys([*courts, *also]):
+            try:
+                await self._bus.publish(operations_topic(court), message)
+            except Exception:  # stored: the wall gets it in its next snapshot
+                log.warning("operation %s: could not publish to court %s", op.id, court, exc_info=True)
         return event

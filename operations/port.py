@@ -32,3 +32,17 @@ class OperationStore(Protocol):
 
     async def operation_events(self, operation_id: str) -> list[OperationEvent]:
         """Oldest first."""
+
+
+class OperationCourtStore(Protocol):
+    """Which other courts' units take part in an operation (异地调度), so each of those courts sees it."""
+
+    async def set_operation_courts(self, operation_id: str, court_ids: Sequence[CourtId]) -> list[CourtId]:
+        """Record the courts whose units take part (replacing the previous set); the courts newly added."""
+
+    async def operation_courts(self, operation_id: str) -> list[CourtId]: ...
+
+    async def operations_with_units_of(
+        self, court_ids: Sequence[CourtId], *, statuses: Sequence[OperationStatus] | None
+    ) -> list[Operation]:
+        """Operations in which units of these courts take part, newest first."""

@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 from alarms.port import AlarmStore
 from core.ids import CourtId, UnitId, UserId
-from operations.port import OperationStore
+from entrustments.port import EntrustmentStore
+from operations.port import OperationCourtStore, OperationStore
 from persistence.case_port import CaseSourceStore
 from persistence.duty_port import DutyStore
 from persistence.gb_port import GbStore
@@ -33,6 +34,8 @@ class Store(
     CaseSourceStore,
     QueryGuardStore,
     GbStore,
+    OperationCourtStore,
+    EntrustmentStore,
     Protocol,
 ):
     dialect: str

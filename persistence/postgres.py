@@ -29,6 +29,7 @@ from persistence.models import (
 )
 from persistence.postgres_alarms import PostgresAlarms
 from persistence.postgres_cases import PostgresCaseSource
+from persistence.postgres_cross_court import PostgresCrossCourt
 from persistence.postgres_duty import PostgresDuty
 from persistence.postgres_gb import PostgresGb
 from persistence.postgres_geofences import PostgresGeofences
@@ -69,6 +70,7 @@ class PostgresStore(
     PostgresCaseSource,
     PostgresQueryGuard,
     PostgresGb,
+    PostgresCrossCourt,
 ):
     dialect = "postgres"
 

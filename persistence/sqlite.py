@@ -33,6 +33,7 @@ from persistence.models import (
 )
 from persistence.sqlite_alarms import SqliteAlarms
 from persistence.sqlite_cases import SqliteCaseSource
+from persistence.sqlite_cross_court import SqliteCrossCourt
 from persistence.sqlite_duty import SqliteDuty
 from persistence.sqlite_gb import SqliteGb
 from persistence.sqlite_geofences import SqliteGeofences
@@ -69,6 +70,7 @@ class SqliteStore(
     SqliteCaseSource,
     SqliteQueryGuard,
     SqliteGb,
+    SqliteCrossCourt,
 ):
     dialect = "sqlite"
 

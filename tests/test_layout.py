@@ -33,6 +33,7 @@ SERVER = (
     "gb28181",
     "tasks",
     "operations",
+    "entrustments",
     "courts",
 )
 #: The unit's own code, which runs on the device.

@@ -13,7 +13,7 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import RowId, Strict
 from command_center.auth import Access, current_user
 from command_center.keys import OPERATIONS, STORE
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import CaseId, CourtId, QueryId, UnitId, UserId
 from courts.visibility import require_visible, visible_courts
 from operations.models import LIVE_OPERATIONS, Operation, OperationKind, OperationStatus
@@ -71,10 +71,15 @@ class OperationList(BaseModel):
     operations: list[dict[str, Any]]
 
 
-async def _units(store: Store, caller: Any, unit_ids: list[str]) -> list[UnitId]:
+async def _units(store: Store, caller: Any, unit_ids: list[str], court_id: CourtId) -> list[UnitId]:
+    """The operation's units: the caller's to command, and of the operation's court or a court below it
+    (异地调度: an upper court's operation may take units of every court it oversees, never a sibling's)."""
+    below = await store.court_subtree(court_id)
     for unit_id in unit_ids:
         unit = await store.get_unit(UnitId(unit_id))
         await require_visible(store, caller, unit.court_id)
+        if unit.court_id not in below:
+            raise ValidationFailed(f"unit_ids: unit {unit_id} is not of court {court_id} or a court below it")
     return [UnitId(u) for u in unit_ids]
 
 
@@ -92,9 +97,20 @@ async def _commander(store: Store, user_id: int, court_id: CourtId) -> User:
 
 
 async def _operation(request: web.Request) -> Operation:
+    """An operation the caller commands: its court's centre or one above (the hierarchy)."""
     store = request.app[STORE]
     op = await store.get_operation(request.match_info["operation_id"])
     await require_visible(store, current_user(request), op.court_id)
+    return op
+
+
+async def _followed_operation(request: web.Request) -> Operation:
+    """An operation the caller may read: one it commands, or one its units take part in (异地调度)."""
+    store = request.app[STORE]
+    op = await store.get_operation(request.match_info["operation_id"])
+    courts = await visible_courts(store, current_user(request))
+    if courts is not None and not {op.court_id, *await store.operation_courts(op.id)} & set(courts):
+        raise Forbidden(f"court {op.court_id} is outside your jurisdiction")
     return op
 
 
@@ -116,24 +132,30 @@ async def create_operation(request: web.Request) -> web.StreamResponse:
         court_id=court_id, kind=data.kind, title=data.title,
         case_id=None if data.case_id is None else CaseId(data.case_id), commander_id=commander.id,
         onsite_commander=data.onsite_commander, target=data.target.model_dump(),
-        unit_ids=await _units(store, caller, data.unit_ids), created_by=caller.user.id,
+        unit_ids=await _units(store, caller, data.unit_ids, court_id), created_by=caller.user.id,
     )  # fmt: skip
     return json_response(OperationOut(operation=operation_view(op, await store.operation_events(op.id))), status=201)
 
 
-@api.route("GET", "/api/operations", summary="Operations of the caller's courts (?all=true includes ended ones)",
+@api.route("GET", "/api/operations", summary="Operations of the caller's courts and those its units take part in "
+           "(?all=true includes ended ones)",
            tag="operations", access=COMMANDERS, response=OperationList)  # fmt: skip
 async def list_operations(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     statuses = None if flag(request, "all") else LIVE_OPERATIONS
-    ops = await store.list_operations(court_ids=await visible_courts(store, current_user(request)), statuses=statuses)
+    courts = await visible_courts(store, current_user(request))
+    ops = await store.list_operations(court_ids=courts, statuses=statuses)
+    if courts is not None:  # and those of upper courts in which units of these courts take part (异地调度)
+        ours = {o.id for o in ops}
+        shared = await store.operations_with_units_of(courts, statuses=statuses)
+        ops = sorted([*ops, *(o for o in shared if o.id not in ours)], key=lambda o: (-o.created_ms, o.id))
     return json_response(OperationList(operations=[operation_view(o) for o in ops]))
 
 
 @api.route("GET", "/api/operations/{operation_id}", summary="One operation with its timeline", tag="operations",
            access=COMMANDERS, response=OperationOut, errors=(NotFound,))  # fmt: skip
 async def get_operation(request: web.Request) -> web.StreamResponse:
-    op = await _operation(request)
+    op = await _followed_operation(request)
     return json_response(OperationOut(operation=operation_view(op, await request.app[STORE].operation_events(op.id))))
 
 
@@ -143,7 +165,7 @@ async def set_units(request: web.Request) -> web.StreamResponse:
     op = await _operation(request)
     store = request.app[STORE]
     caller = current_user(request)
-    units = await _units(store, caller, body(request, UnitsIn).unit_ids)
+    units = await _units(store, caller, body(request, UnitsIn).unit_ids, op.court_id)
     op = await request.app[OPERATIONS].assign(op, units, caller.user.id)
     return json_response(OperationOut(operation=operation_view(op, await store.operation_events(op.id))))
 

@@ -290,7 +290,8 @@ class TasksFeed(Feed):
 
 
 class OperationsFeed(Feed):
-    """Enforcement operations of one court: snapshot = those planned or under way, then each change."""
+    """Enforcement operations of one court, and those of an upper court in which its units take part:
+    snapshot = those planned or under way, then each change."""
 
     def __init__(self, court_id: CourtId, bus: EventBus, store: Store) -> None:
         super().__init__(operations_topic(court_id), bus)
@@ -301,11 +302,13 @@ class OperationsFeed(Feed):
     async def reload(self) -> None:
         await super().reload()
         ops = await self._store.list_operations(court_ids=[self.court_id], statuses=LIVE_OPERATIONS)
+        ops += await self._store.operations_with_units_of([self.court_id], statuses=LIVE_OPERATIONS)  # 异地调度
         self.live = {o.id: operation_view(o) for o in ops}
 
     def apply(self, event: Event) -> bytes:
         view = event.data["operation"]
-        if view["status"] in LIVE_OPERATIONS:
+        taking_part = self.court_id in event.data.get("courts", [view["court_id"]])
+        if view["status"] in LIVE_OPERATIONS and taking_part:
             self.live[view["id"]] = view
         else:
             self.live.pop(view["id"], None)

@@ -1,0 +1,141 @@
+"""The desk that runs entrustments between courts (执行委托): each step is stored on the entrustment's
+timeline, written in both courts' duty logs and appended to the audit chain, so either court's next shift
+and any later review read the same account.
+
+Who may take a step (which side) is decided at the edge from the court hierarchy; the desk enforces the
+order of steps (``models.MOVES``) with compare-and-set, so two operators deciding at once cannot both win.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from core.errors import Conflict, ValidationFailed
+from core.ids import CourtId, UnitId, UserId
+from entrustments.models import MOVES, Entrustment, EntrustmentEvent, EntrustmentStatus, Side
+from entrustments.port import EntrustmentStore
+from operations.desk import DutyLog, UnitTasks
+from tasks.models import TaskKind
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EntrustmentDeskStore(EntrustmentStore, DutyLog, Protocol):
+    pass
+
+
+class Auditor(Protocol):
+    """The hash-chained audit log (``query_control.audit.AuditLog``)."""
+
+    async def record(
+        self, action: str, actor_id: UserId | None, *, reason: str = "", details: dict[str, Any] | None = None
+    ) -> object: ...
+
+
+STEP_WORDS = {
+    "requested": "委托请求", "accepted": "已受理", "refused": "已退回", "units": "派出单元", "report": "进展",
+    "completed": "已办结", "withdrawn": "已撤回",
+}  # fmt: skip
+
+
+class EntrustmentDesk:
+    def __init__(
+        self,
+        store: EntrustmentDeskStore,
+        tasks: UnitTasks,
+        audit: Auditor,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self._store = store
+        self._tasks = tasks
+        self._audit = audit
+        self._clock_ms = clock_ms
+
+    async def request(
+        self,
+        *,
+        from_court_id: CourtId,
+        to_court_id: CourtId,
+        task: str,
+        address: str,
+        lat: float | None,
+        lon: float | None,
+        deadline_ms: int,
+        reason: str,
+        user_id: UserId,
+    ) -> Entrustment:
+        now = self._clock_ms()
+        if from_court_id == to_court_id:
+            raise ValidationFailed(f"to_court_id: court {to_court_id} cannot entrust a task to itself")
+        if deadline_ms <= now:
+            raise ValidationFailed("deadline: it has passed already")
+        draft = Entrustment(uuid.uuid4().hex, from_court_id, to_court_id, task, address, lat, lon, deadline_ms,
+                            reason, EntrustmentStatus.REQUESTED, (), user_id, now, None, None)  # fmt: skip
+        entrustment = await self._store.add_entrustment(draft)
+        await self._step(entrustment, "requested", Side.ASKING, reason, user_id)
+        return entrustment
+
+    async def move(
+        self, entrustment: Entrustment, status: EntrustmentStatus, user_id: UserId, note: str
+    ) -> Entrustment:
+        """Accept, refuse, complete or withdraw (the edge has checked the caller is on the side that may)."""
+        moved = await self._store.move_entrustment(
+            entrustment.id, status, allowed=MOVES[status], at_ms=self._clock_ms()
+        )
+        if moved is None:
+            current = await self._store.get_entrustment(entrustment.id)
+            raise Conflict(f"entrustment is {current.status.value}; it cannot become {status.value}")
+        side = Side.ASKING if status is EntrustmentStatus.WITHDRAWN else Side.RECEIVING
+        await self._step(moved, status.value, side, note, user_id)
+        return moved
+
+    async def assign(self, entrustment: Entrustment, unit_ids: Sequence[UnitId], user_id: UserId) -> Entrustment:
+        """Set the receiving court's units on the task; each newly assigned unit is sent to the address."""
+        units = list(dict.fromkeys(unit_ids))
+        updated = await self._store.set_entrustment_units(entrustment.id, units, allowed=(EntrustmentStatus.ACCEPTED,))
+        if updated is None:
+            current = await self._store.get_entrustment(entrustment.id)
+            raise Conflict(f"entrustment is {current.status.value}: units are assigned once it is accepted")
+        added = [u for u in units if u not in entrustment.unit_ids]
+        details: dict[str, Any] = {"address": updated.address, "note": f"执行委托：{updated.task}"}
+        if updated.lat is not None and updated.lon is not None:
+            details |= {"lat": updated.lat, "lon": updated.lon}
+        for unit_id in added:
+            await self._tasks.create_for(unit_id, TaskKind.GO_TO, f"执行委托 · {updated.task}", created_by=user_id,
+                                         details=details)  # fmt: skip
+        await self._step(updated, "units", Side.RECEIVING, "、".join(units) or "—", user_id, {"unit_ids": units})
+        return updated
+
+    async def report(self, entrustment: Entrustment, user_id: UserId, text: str) -> EntrustmentEvent:
+        """A progress report from the receiving centre, for the asking court to follow."""
+        if entrustment.status is not EntrustmentStatus.ACCEPTED:
+            raise Conflict(f"entrustment is {entrustment.status.value}: progress is reported while it is accepted")
+        return await self._step(entrustment, "report", Side.RECEIVING, text, user_id)
+
+    async def _step(
+        self,
+        e: Entrustment,
+        kind: str,
+        side: Side,
+        text: str,
+        user_id: UserId,
+        ref: dict[str, Any] | None = None,
+    ) -> EntrustmentEvent:
+        at = self._clock_ms()
+        event = await self._store.add_entrustment_event(
+            e.id, kind=kind, court_id=e.court_of(side), text=text, at_ms=at, user_id=user_id, ref=ref or {}
+        )
+        line = f"执行委托「{e.task}」（{e.from_court_id} → {e.to_court_id}）{STEP_WORDS.get(kind, kind)}"
+        line += f"：{text}" if text else ""
+        for court_id in (e.from_court_id, e.to_court_id):
+            await self._store.add_duty_note(court_id, user_id, line, at)
+        details = {"entrustment_id": e.id, "from_court_id": e.from_court_id, "to_court_id": e.to_court_id,
+                   "status": e.status.value} | (ref or {})  # fmt: skip
+        await self._audit.record(f"entrustment.{kind}", user_id, reason=text, details=details)
+        return event

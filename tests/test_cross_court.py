@@ -1,0 +1,236 @@
+"""Cross-court command across real courts of the tree, on SQLite and PostgreSQL: an upper court runs an
+operation with units of two lower courts (异地调度), and a court entrusts a task to another court's centre
+(执行委托), which accepts, assigns its own units, reports and completes it while the asking court follows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from command_center.credentials import lookup_hash, new_device_secret
+from config.settings import StoreSettings
+from core.ids import CourtId, UnitId
+from persistence.models import Role, UnitKind
+from query_control.audit import verify
+from tests.conftest import POSTGRES_DSN, AppFactory, World, fresh_pg_schema
+from tests.test_live_tracking import fix, open_screen
+
+DAOLI_UNIT, NANGANG_UNIT = "HLJ0102-U01", "HLJ0103-U01"
+AIHUI_UNIT, AIHUI_OTHER = "HLJ1102-U01", "HLJ1102-U02"
+TARGET = {"lat": 45.7612, "lon": 126.6201, "address": "道里区经纬街 88 号", "radius_m": 150}
+PEOPLE = {"daoli": "HLJ0102", "nangang": "HLJ0103", "daowai": "HLJ0104", "aihui": "HLJ1102"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def world(request: pytest.FixtureRequest, make_world: AppFactory) -> AsyncIterator[World]:
+    """The app on each store, with an operator in four basic courts (two cities) and units in three."""
+    if request.param == "sqlite":
+        built = await make_world()
+        await _people_and_units(built)
+        yield built
+        return
+    async with fresh_pg_schema() as schema:
+        built = await make_world(store=StoreSettings(url=POSTGRES_DSN), schema=schema)
+        await _people_and_units(built)
+        yield built
+
+
+async def _people_and_units(world: World) -> None:
+    for name, court in PEOPLE.items():
+        await world.add_user(name, Role.OPERATOR, court)
+        world.tokens[name] = await world.login(name)
+    for unit_id in (NANGANG_UNIT, AIHUI_UNIT, AIHUI_OTHER):
+        secret = new_device_secret()
+        court = CourtId(unit_id.split("-")[0])
+        await world.store.add_unit(unit_id=UnitId(unit_id), name=unit_id, kind=UnitKind.BODY_CAMERA, court_id=court,
+                                   secret_hash=lookup_hash(secret))  # fmt: skip
+        world.tokens[unit_id] = secret
+
+
+async def _json(response: Any, status: int) -> Any:
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+async def _duty_log(world: World, who: str) -> list[dict[str, Any]]:
+    body = await _json(await world.client.get("/api/duty/log", headers=world.auth(who)), 200)
+    return [e for e in body["entries"] if e["kind"] == "note"]
+
+
+# 异地调度 --------------------------------------------------------------------------------------------------
+
+
+async def test_an_upper_court_runs_an_operation_with_units_of_two_lower_courts(world: World) -> None:
+    nangang_wall = await open_screen(world, "nangang", "operations")
+    assert (await nangang_wall.next("snapshot", topic="operations.HLJ0103"))["operations"] == []
+    plan = {"kind": "search", "title": "联合搜查被执行人住所", "court_id": "HLJ01", "onsite_commander": "王警官",
+            "target": TARGET, "unit_ids": [DAOLI_UNIT, NANGANG_UNIT]}  # fmt: skip
+    op = (await _json(await world.client.post("/api/operations", json=plan, headers=world.auth("operator")), 201))[
+        "operation"
+    ]
+    told = await nangang_wall.next("operation", topic="operations.HLJ0103")  # the lower court's wall is told
+    assert told["operation"]["id"] == op["id"] and told["event"] == "created"
+    daoli_wall = await open_screen(world, "daoli", "operations")  # and a wall opened later has it
+    snapshot = await daoli_wall.next("snapshot", topic="operations.HLJ0102")
+    assert [o["id"] for o in snapshot["operations"]] == [op["id"]]
+
+    for who, court in (("daoli", "HLJ0102"), ("nangang", "HLJ0103")):
+        listed = await _json(await world.client.get("/api/operations", headers=world.auth(who)), 200)
+        assert [o["id"] for o in listed["operations"]] == [op["id"]]
+        await _json(await world.client.get(f"/api/operations/{op['id']}", headers=world.auth(who)), 200)
+        notes = [e for e in await _duty_log(world, who) if e["court_id"] == court]
+        assert len(notes) == 1 and "异地调度" in notes[0]["text"] and "联合搜查被执行人住所" in notes[0]["text"]
+        # a lower court follows the operation; the upper court's centre commands it
+        refused = await world.client.post(f"/api/operations/{op['id']}/start", json={}, headers=world.auth(who))
+        assert refused.status == 403, await refused.text()
+    outsider = await world.client.get(f"/api/operations/{op['id']}", headers=world.auth("daowai"))
+    assert outsider.status == 403
+    assert (await _json(await world.client.get("/api/operations", headers=world.auth("daowai")), 200))[
+        "operations"
+    ] == []
+
+    # a lower court's operation takes no unit of a sibling court, even from a caller who sees both
+    sibling = plan | {"court_id": "HLJ0102", "unit_ids": [NANGANG_UNIT]}
+    wrong = await world.client.post("/api/operations", json=sibling, headers=world.auth("supervisor"))
+    assert wrong.status == 422
+    assert (await wrong.json())["error"]["message"] == (
+        f"unit_ids: unit {NANGANG_UNIT} is not of court HLJ0102 or a court below it"
+    )
+
+    # once its unit leaves the operation, the lower court no longer sees it
+    units = f"/api/operations/{op['id']}/units"
+    await _json(await world.client.put(units, json={"unit_ids": [DAOLI_UNIT]}, headers=world.auth("operator")), 200)
+    assert (await world.client.get(f"/api/operations/{op['id']}", headers=world.auth("nangang"))).status == 403
+    await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
+    started = await world.client.post(f"/api/operations/{op['id']}/start", json={}, headers=world.auth("operator"))
+    assert started.status == 200
+    await daoli_wall.next("operation", topic="operations.HLJ0102", event="under_way")
+
+
+# 执行委托 --------------------------------------------------------------------------------------------------
+
+
+def _deadline(hours: float = 24) -> str:
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
+
+
+REQUEST = {"to_court_id": "HLJ1102", "task": "查封被执行人名下车辆", "address": "黑河市爱辉区中央街 12 号",
+           "lat": 50.2449, "lon": 127.5289, "reason": "被执行人车辆停放于贵院辖区"}  # fmt: skip
+
+
+async def _entrust(world: World, who: str = "daoli", **fields: Any) -> Any:
+    payload = REQUEST | {"deadline": _deadline()} | fields
+    return await world.client.post("/api/entrustments", json=payload, headers=world.auth(who))
+
+
+async def test_an_entrusted_task_is_accepted_carried_out_and_reported_across_courts(world: World) -> None:
+    created = await _json(await _entrust(world), 201)
+    e = created["entrustment"]
+    assert created["sides"] == ["asking"] and e["status"] == "requested" and e["from_court_id"] == "HLJ0102"
+    path = f"/api/entrustments/{e['id']}"
+    listed = await _json(await world.client.get("/api/entrustments", headers=world.auth("aihui")), 200)
+    assert [x["id"] for x in listed["entrustments"]] == [e["id"]]
+    assert (await _json(await world.client.get(path, headers=world.auth("aihui")), 200))["sides"] == ["receiving"]
+
+    not_theirs = await world.client.post(f"{path}/accept", json={}, headers=world.auth("daoli"))
+    assert not_theirs.status == 403 and "receiving court" in await not_theirs.text()
+    accepted = await _json(await world.client.post(f"{path}/accept", json={"note": "已安排"},
+                                                   headers=world.auth("aihui")), 200)  # fmt: skip
+    assert accepted["entrustment"]["status"] == "accepted" and accepted["entrustment"]["decided_ms"] is not None
+
+    wrong_unit = await world.client.put(f"{path}/units", json={"unit_ids": [DAOLI_UNIT]}, headers=world.auth("aihui"))
+    assert wrong_unit.status == 422
+    assert (await wrong_unit.json())["error"]["message"] == f"unit_ids: {DAOLI_UNIT} is not a unit of court HLJ1102"
+    assigned = await _json(await world.client.put(f"{path}/units", json={"unit_ids": [AIHUI_UNIT]},
+                                                  headers=world.auth("aihui")), 200)  # fmt: skip
+    assert assigned["entrustment"]["unit_ids"] == [AIHUI_UNIT]
+    tasks = await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))
+    assert len(tasks) == 1 and "查封被执行人名下车辆" in tasks[0].title
+    assert (tasks[0].details["lat"], tasks[0].details["address"]) == (50.2449, REQUEST["address"])
+
+    # both units report where they are; the asking court sees the assigned one and nothing of the other
+    for unit_id, lat in ((AIHUI_UNIT, 50.2450), (AIHUI_OTHER, 50.3)):
+        sent = await world.client.post("/api/telemetry/batch", json={"positions": [fix(1, lat=lat, lon=127.53)]},
+                                       headers={"Authorization": f"Bearer {world.tokens[unit_id]}"})  # fmt: skip
+        assert sent.status == 200, await sent.text()
+    followed = await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200)
+    assert [(u["unit_id"], u["position"]["lat"]) for u in followed["units"]] == [(AIHUI_UNIT, 50.2450)]
+    for unit_id in (AIHUI_UNIT, AIHUI_OTHER):
+        assert (await world.client.get(f"/api/units/{unit_id}", headers=world.auth("daoli"))).status == 403
+
+    await _json(await world.client.post(f"{path}/reports", json={"text": "已到达现场，正在查封"},
+                                        headers=world.auth("aihui")), 201)  # fmt: skip
+    done = await _json(await world.client.post(f"{path}/complete", json={"reason": "车辆已查封，清单随后移送"},
+                                               headers=world.auth("aihui")), 200)  # fmt: skip
+    assert done["entrustment"]["status"] == "completed" and done["entrustment"]["ended_ms"] is not None
+    timeline = (await _json(await world.client.get(path, headers=world.auth("daoli")), 200))["entrustment"]["timeline"]
+    assert [(t["kind"], t["court_id"]) for t in timeline] == [
+        ("requested", "HLJ0102"), ("accepted", "HLJ1102"), ("units", "HLJ1102"), ("report", "HLJ1102"),
+        ("completed", "HLJ1102"),
+    ]  # fmt: skip
+    assert timeline[3]["text"] == "已到达现场，正在查封"
+
+    ended = await world.client.get(f"{path}/units", headers=world.auth("daoli"))  # the asking court loses them
+    assert ended.status == 403 and "only while it runs" in await ended.text()
+    assert (await world.client.get(f"{path}/units", headers=world.auth("aihui"))).status == 200
+
+    for who, court in (("daoli", "HLJ0102"), ("aihui", "HLJ1102")):
+        notes = [n["text"] for n in await _duty_log(world, who) if n["court_id"] == court]
+        assert len(notes) == 5 and all("查封被执行人名下车辆" in n for n in notes), notes
+        assert "已办结：车辆已查封，清单随后移送" in notes[-1]
+    entries = await world.store.audit_entries()
+    steps = [(a.action, a.details["entrustment_id"]) for a in entries if a.action.startswith("entrustment.")]
+    assert steps == [(f"entrustment.{k}", e["id"]) for k in ("requested", "accepted", "units", "report", "completed")]
+    assert (await verify(world.store)).ok
+
+
+async def test_refusal_withdrawal_and_bad_requests_are_answered_precisely(world: World) -> None:
+    e = (await _json(await _entrust(world), 201))["entrustment"]
+    path = f"/api/entrustments/{e['id']}"
+    no_reason = await world.client.post(f"{path}/refuse", json={}, headers=world.auth("aihui"))
+    assert no_reason.status == 422 and "reason" in await no_reason.text()
+    refused = await _json(await world.client.post(f"{path}/refuse", json={"reason": "地址不在本院辖区"},
+                                                  headers=world.auth("aihui")), 200)  # fmt: skip
+    assert refused["entrustment"]["status"] == "refused"
+    late = await world.client.post(f"{path}/accept", json={}, headers=world.auth("aihui"))
+    assert late.status == 409 and (await late.json())["error"]["message"] == (
+        "entrustment is refused; it cannot become accepted"
+    )
+    assert (await world.client.get(f"{path}/units", headers=world.auth("daoli"))).status == 403
+    assert "地址不在本院辖区" in (await _duty_log(world, "daoli"))[-1]["text"]
+
+    second = (await _json(await _entrust(world), 201))["entrustment"]
+    other = f"/api/entrustments/{second['id']}"
+    assert (
+        await world.client.post(f"{other}/withdraw", json={"reason": "x"}, headers=world.auth("aihui"))
+    ).status == 403
+    unassigned = await world.client.put(f"{other}/units", json={"unit_ids": [AIHUI_UNIT]}, headers=world.auth("aihui"))
+    assert unassigned.status == 409 and "once it is accepted" in await unassigned.text()
+    withdrawn = await world.client.post(f"{other}/withdraw", json={"reason": "已自行执结"}, headers=world.auth("daoli"))
+    assert (await _json(withdrawn, 200))["entrustment"]["status"] == "withdrawn"
+    # the upper court of the asking court reads it (hierarchy); a court on neither side learns nothing of it
+    assert (await _json(await world.client.get(other, headers=world.auth("supervisor")), 200))["sides"] == ["asking"]
+    assert (await world.client.get(other, headers=world.auth("daowai"))).status == 403
+    assert (await _json(await world.client.get("/api/entrustments?all=true", headers=world.auth("daowai")), 200))[
+        "entrustments"
+    ] == []
+
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"to_court_id": "HLJ0102"}, 422, "to_court_id: court HLJ0102 cannot entrust a task to itself"),
+        ({"to_court_id": "NOPE"}, 404, "NOPE"),
+        ({"deadline": past}, 422, "deadline: it has passed already"),
+        ({"deadline": "2026-12-05T18:00:00"}, 422, "deadline"),
+        ({"lat": 50.1, "lon": None}, 422, "lat and lon go together"),
+        ({"task": ""}, 422, "task"),
+        ({"from_court_id": "HLJ1102"}, 403, "outside your jurisdiction"),
+    ]
+    for fields, status, words in cases:
+        answer = await _entrust(world, **fields)
+        assert answer.status == status, (fields, await answer.text())
+        assert words in await answer.text(), (fields, await answer.text())
+    missing = await world.client.get("/api/entrustments/no-such-id", headers=world.auth("daoli"))
+    assert missing.status == 404
