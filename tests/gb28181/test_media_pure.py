@@ -1,0 +1,162 @@
+"""The GB/T 28181 media path's pure parts, without a loop: RTP, PS demultiplexing, the INVITE's SDP.
+
+Streams come from a real encoder (libx264 through PyAV) and, for PS written by someone else, from FFmpeg's
+``vob`` muxer (MPEG-2 PS) and ``mpeg`` muxer (MPEG-1 system stream, no PSM).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+import av
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gb28181.media.ps import EsFrame, PsDemuxer, pes_packets, ps_frame
+from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
+from simulators.gb28181.clip import h264_clip
+from simulators.gb28181.sender import rtp_packets
+
+SSRC = 12_345_0001
+
+
+@pytest.fixture(scope="module")
+def clip() -> list[tuple[bytes, bool]]:
+    return h264_clip(30, gop=10)
+
+
+def receive(packets: list[bytes]) -> tuple[list[EsFrame], PsOverRtp]:
+    receiver = PsOverRtp()
+    frames: list[EsFrame] = []
+    for packet in packets:
+        frames += receiver.packet(parse_rtp(packet))
+    return frames, receiver
+
+
+def test_every_picture_comes_out_whole_on_its_marker_bit(clip: list[tuple[bytes, bool]]) -> None:
+    pictures = rtp_packets(clip, SSRC)
+    assert sum(len(p) > 1 for p in pictures) > 0, "some pictures span several RTP packets"
+    receiver = PsOverRtp()
+    for index, packets in enumerate(pictures):
+        frames: list[EsFrame] = []
+        for packet in packets:
+            frames += receiver.packet(parse_rtp(packet))
+        assert [f.data for f in frames] == [clip[index][0]], f"picture {index} is handed on at its last packet"
+        assert frames[0].mime == "video/H264" and frames[0].pts == index * 3600
+    assert receiver.demuxer.errors == 0 and receiver.demuxer.skipped == 0
+
+
+def test_reordered_packets_are_put_back_in_order(clip: list[tuple[bytes, bool]]) -> None:
+    packets = [p for picture in rtp_packets(clip, SSRC) for p in picture]
+    swapped = packets[:]
+    for at in range(3, len(swapped) - 1, 7):
+        swapped[at], swapped[at + 1] = swapped[at + 1], swapped[at]
+    frames, _ = receive(swapped)
+    assert [f.data for f in frames] == [data for data, _ in clip]
+
+
+def test_a_lost_packet_drops_only_its_picture(clip: list[tuple[bytes, bool]]) -> None:
+    pictures = rtp_packets(clip, SSRC)
+    victim = next(i for i, p in enumerate(pictures) if len(p) > 2 and i > 0)
+    packets = [p for i, picture in enumerate(pictures) for j, p in enumerate(picture) if (i, j) != (victim, 1)]
+    frames, receiver = receive(packets)
+    got = [f.data for f in frames]
+    assert clip[victim][0] not in got
+    assert got == [data for i, (data, _) in enumerate(clip) if i != victim][: len(got)]
+    assert len(got) >= len(clip) - 3  # the pictures held in the reorder window are still to come
+    assert receiver.lost == 1
+
+
+def test_a_broken_stream_is_survived_and_counted(clip: list[tuple[bytes, bool]]) -> None:
+    """Garbage between packs, a truncated pack, a PES whose header lies: the good pictures still come out."""
+    demuxer = PsDemuxer()
+    out: list[EsFrame] = []
+    rng = random.Random(7)
+    for index, (data, keyframe) in enumerate(clip):
+        pack = ps_frame(0xE0, data, index * 3600, streams={0xE0: 0x1B} if keyframe else None)
+        if index == 5:
+            pack = pack[: len(pack) // 2]  # truncated: the next pack's start ends it
+        if index == 8:
+            pack = pack[:20] + b"\x00\x00\x01\xe0\x00\x04\x80\x80\xff\xff" + pack[20:]  # a lying PES header
+        out += demuxer.feed(bytes(rng.randrange(256) for _ in range(50)) + pack)
+    out += demuxer.flush()
+    got = [f.data for f in out]
+    for index, (data, _) in enumerate(clip):
+        if index not in (4, 5, 7, 8):
+            assert data in got, f"picture {index} lost beside the broken ones"
+    assert demuxer.skipped > 0 and demuxer.errors > 0
+
+
+def test_nothing_is_buffered_past_the_limit() -> None:
+    demuxer = PsDemuxer(max_buffer=10_000)
+    demuxer.feed(b"\x00\x00\x01\xe0\xff\xff" + b"\x80" * 20_000)  # a PES announcing more than ever arrives
+    assert demuxer.errors == 1 and len(demuxer._buffer) == 0
+
+
+def test_g711_audio_is_named_by_the_psm() -> None:
+    streams = {0xE0: 0x1B, 0xC0: 0x90}
+    stream = ps_frame(0xE0, b"\x00\x00\x00\x01\x65\x88", 0, streams=streams) + pes_packets(0xC0, b"\xd5" * 320, 0)
+    stream += pes_packets(0xC0, b"\x55" * 320, 3600) + ps_frame(0xE0, b"\x00\x00\x00\x01\x41\x9a", 3600)
+    demuxer = PsDemuxer()
+    frames = demuxer.feed(stream) + demuxer.flush()
+    assert [(f.mime, f.pts, len(f.data)) for f in frames] == [
+        ("audio/PCMA", 0, 320), ("video/H264", 0, 6), ("audio/PCMA", 3600, 320), ("video/H264", 3600, 6),
+    ]  # fmt: skip
+
+
+def test_h265_is_named_by_the_psm() -> None:
+    demuxer = PsDemuxer()
+    frames = demuxer.feed(ps_frame(0xE0, b"\x00\x00\x00\x01\x40\x01", 0, streams={0xE0: 0x24})) + demuxer.flush()
+    assert frames[0].mime == "video/H265"
+
+
+@pytest.mark.parametrize("muxer", ["vob", "mpeg"])
+def test_ps_written_by_ffmpeg_is_read(clip: list[tuple[bytes, bool]], muxer: str) -> None:
+    """FFmpeg's muxers cut pictures across 2 KiB packs, the first PES of each with its PTS: the same pictures
+    come out, fed in arbitrary pieces, with or without a PSM."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=muxer) as container:
+        stream = container.add_stream("h264", rate=25)
+        stream.width, stream.height = 320, 240
+        for index, (data, keyframe) in enumerate(clip):
+            packet = av.Packet(data)
+            packet.stream = stream
+            packet.pts = packet.dts = index
+            packet.time_base = stream.time_base = stream.codec_context.time_base = __import__("fractions").Fraction(
+                1, 25
+            )
+            packet.is_keyframe = keyframe
+            container.mux(packet)
+    data = buffer.getvalue()
+    demuxer = PsDemuxer()
+    frames: list[EsFrame] = []
+    rng = random.Random(3)
+    at = 0
+    while at < len(data):
+        step = rng.randrange(1, 3000)
+        frames += demuxer.feed(data[at : at + step])
+        at += step
+    frames += demuxer.flush()
+    assert b"".join(f.data for f in frames) == b"".join(d for d, _ in clip)
+    assert len(frames) == len(clip)
+    assert demuxer.errors == 0
+
+
+def test_rtp_that_lies_is_refused() -> None:
+    with pytest.raises(RtpError):
+        parse_rtp(b"\x80\x60\x00")
+    with pytest.raises(RtpError):
+        parse_rtp(b"\x40" + b"\x00" * 20)  # version 1
+    with pytest.raises(RtpError):
+        parse_rtp(b"\x8f" + b"\x00" * 20)  # 15 CSRCs announced, none there
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=400), max_size=20))
+def test_any_bytes_are_survived(pieces: list[bytes]) -> None:
+    demuxer = PsDemuxer(max_buffer=4096)
+    for piece in pieces:
+        demuxer.feed(b"\x00\x00\x01\xba" + piece if piece[:1] == b"\x01" else piece)
+    demuxer.flush()
