@@ -123,7 +123,7 @@ def components(
             await _start_screens(stack, app, settings.tracking, store, bus, configured, audit)
 
             # ── people: password checks ───────────────────────────────────────────────────────────────
-            _start_login_gate(stack, app, settings.auth, app[PASSWORDS])
+            _start_login_gate(stack, app, settings.auth)
 
             # ── asset queries: agencies, broker, follow-ups, the audit chain's checkpoints ──────────────
             await _start_queries(stack, app, settings, store, bus, cluster, configured, audit)
@@ -281,10 +281,11 @@ async def _start_screens(
 # ── people ───────────────────────────────────────────────────────────────────────────────────────────────
 
 
-def _start_login_gate(
-    stack: AsyncExitStack, app: web.Application, auth: AuthSettings, passwords: Passwords
-) -> VerifyGate:
-    """Password checks in bounded threads: a login flood waits or is refused, the event loop does not."""
+def _start_login_gate(stack: AsyncExitStack, app: web.Application, auth: AuthSettings) -> VerifyGate:
+    """Password hashing (Argon2id), and checks in bounded threads: a login flood waits or is refused, the event
+    loop does not."""
+    passwords = Passwords(auth)
+    app[PASSWORDS] = passwords
     gate = VerifyGate(passwords, workers=auth.verify_workers or verify_threads(), waiting=auth.verify_waiting,
                       per_address=auth.verify_per_address)  # fmt: skip
     stack.callback(gate.close)
