@@ -247,13 +247,8 @@ async def _start_tracking(
     stack.push_async_callback(tracker.close)
     await tasks.start()
     stack.push_async_callback(tasks.close)
-    app[WRITER], app[TRACKER], app[TASKS], app[OPERATIONS], app[GEOFENCES] = (
-        writer,
-        tracker,
-        tasks,
-        operations,
-        geofences,
-    )
+    app[WRITER], app[TRACKER], app[GEOFENCES] = writer, tracker, geofences
+    app[TASKS], app[OPERATIONS] = tasks, operations
     fences_ready = asyncio.get_running_loop().create_future()  # answer only once geofence changes are heard
     follow = asyncio.create_task(geofences.follow_changes(bus, cluster.node_id, fences_ready), name="geofences-follow")
     stack.push_async_callback(_stop, follow)
