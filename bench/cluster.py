@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import ssl
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import ROOT, Server, answers, free_port
@@ -20,19 +22,44 @@ NGINX = Path("/usr/sbin/nginx")
 CLI = [sys.executable, "-m", "command_center"]
 
 
-def render_nginx(upstreams: list[str], port: int, workdir: Path, per_address: int | None = None) -> str:
+@dataclass(frozen=True)
+class Tls:
+    """The HTTPS entry point's certificate and key, and the plain-HTTP port that redirects to it."""
+
+    certificate: Path
+    key: Path
+    http_port: int
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client's TLS context trusting this certificate only (as a console that imported it does)."""
+        return ssl.create_default_context(cafile=str(self.certificate))
+
+
+def render_nginx(upstreams: list[str], port: int, workdir: Path, per_address: int | None = None,
+                 tls: Tls | None = None) -> str:  # fmt: skip
     """config/nginx/nginx.conf with these upstreams, this port and a pid file in ``workdir``; ``per_address``
     replaces its cap on connections from one client address (a benchmark's thousands of units all come from
-    127.0.0.1, where in service they come from as many addresses)."""
+    127.0.0.1, where in service they come from as many addresses).
+
+    With ``tls``, HTTPS on ``port`` with that certificate and the redirect on ``tls.http_port``, as in service;
+    without, plain HTTP on ``port`` and no redirect (benchmarks measure the app, not the proxy's TLS)."""
     text = (ROOT / "config" / "nginx" / "nginx.conf").read_text()
     if per_address is not None:
         text = re.sub(r"limit_conn per_address \d+;", f"limit_conn per_address {per_address};", text)
     servers = "\n        ".join(f"server {u} max_fails=1 fail_timeout=3s;" for u in upstreams)
     text = re.sub(r"^\s*server .*# cc:upstreams.*\n", "", text, flags=re.M)
     text = text.replace("        keepalive 64;", f"        {servers}\n        keepalive 64;")
-    text = re.sub(r"^\s*listen .*# cc:listen$", f"        listen 127.0.0.1:{port};", text, flags=re.M)
     text = re.sub(r"^pid .*# cc:pid$", f"pid {workdir / 'nginx.pid'};", text, flags=re.M)
-    return text
+    if tls is None:
+        text = re.sub(r"^[^\n]*cc:redirect-begin\n.*?cc:redirect-end\n", "", text, flags=re.M | re.S)
+        text = re.sub(r"^.*# cc:tls.*\n", "", text, flags=re.M)
+        return re.sub(r"^\s*listen .*# cc:listen$", f"        listen 127.0.0.1:{port};", text, flags=re.M)
+    text = re.sub(r"^\s*listen .*# cc:listen$", f"        listen 127.0.0.1:{port} ssl;", text, flags=re.M)
+    text = re.sub(r"^\s*listen .*# cc:http$", f"        listen 127.0.0.1:{tls.http_port};", text, flags=re.M)
+    text = re.sub(r"https://\$host\$request_uri;(\s*# cc:redirect)$", f"https://$host:{port}$request_uri;\\1",
+                  text, flags=re.M)  # fmt: skip
+    text = re.sub(r"^(\s*ssl_certificate) .*cc:certificate$", f"\\1 {tls.certificate};", text, flags=re.M)
+    return re.sub(r"^(\s*ssl_certificate_key) .*cc:key$", f"\\1 {tls.key};", text, flags=re.M)
 
 
 class Cluster:
@@ -40,8 +67,10 @@ class Cluster:
 
     def __init__(self, workdir: Path, *, processes: int, store_url: str, redis_url: str = "redis://127.0.0.1:6379/0",
                  env: dict[str, str] | None = None, core: int | None = None,
-                 per_address: int | None = None) -> None:  # fmt: skip
+                 per_address: int | None = None, tls: Tls | None = None) -> None:  # fmt: skip
+        """``tls``: nginx serves HTTPS with that certificate (and redirects plain HTTP), as in service."""
         self.workdir = workdir
+        self.tls = tls
         self.per_address = per_address
         self.namespace = f"cluster-{uuid.uuid4().hex[:8]}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
@@ -58,7 +87,7 @@ class Cluster:
                     "CC_DATA_DIR": str(workdir / f"node-{index + 1}")}  # fmt: skip
             self.servers.append(Server(self.env | node, port=port, core=core))
         self.proxy_port = free_port()
-        self.url = f"http://127.0.0.1:{self.proxy_port}"  # the one entry point (nginx)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.proxy_port}"  # the one entry point (nginx)
         self._nginx: subprocess.Popen[bytes] | None = None
 
     # setting up ---------------------------------------------------------------------------------------
@@ -94,15 +123,16 @@ class Cluster:
     def spawn_proxy(self) -> None:
         conf = self.workdir / "nginx.conf"
         conf.write_text(render_nginx([f"127.0.0.1:{s.port}" for s in self.servers], self.proxy_port, self.workdir,
-                                     self.per_address))  # fmt: skip
+                                     self.per_address, self.tls))  # fmt: skip
         log = (self.workdir / "nginx.log").open("wb")
         self._nginx = subprocess.Popen([str(NGINX), "-p", str(self.workdir), "-c", str(conf), "-g", "daemon off;"],
                                        stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
 
     async def start_proxy(self) -> None:
         self.spawn_proxy()
+        trust = self.tls.client_context() if self.tls is not None else True
         if not await answers(f"{self.url}/api/health", 20, alive=lambda: self._nginx is not None
-                             and self._nginx.poll() is None):  # fmt: skip
+                             and self._nginx.poll() is None, tls=trust):  # fmt: skip
             raise RuntimeError(f"nginx did not come up: {(self.workdir / 'nginx.log').read_text()[-2000:]}")
 
     def kill(self, index: int) -> None:

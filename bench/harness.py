@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from ssl import SSLContext
 from typing import IO
 
 import aiohttp
@@ -159,13 +160,16 @@ async def fresh_store_url(kind: str, workdir: Path, database: str) -> str:
     return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{database}"
 
 
-async def answers(url: str, within: float, alive: Callable[[], bool] = lambda: True) -> bool:
-    """Whether ``url`` answers 200 within ``within`` seconds (polled; gives up early once not ``alive``)."""
+async def answers(
+    url: str, within: float, alive: Callable[[], bool] = lambda: True, *, tls: SSLContext | bool = True
+) -> bool:
+    """Whether ``url`` answers 200 within ``within`` seconds (polled; gives up early once not ``alive``);
+    ``tls`` as aiohttp's ``ssl`` takes it (a context trusting a test certificate)."""
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as http:
         while True:
             try:
-                async with http.get(url) as response:
+                async with http.get(url, ssl=tls) as response:
                     if response.status == 200:
                         return True
             except aiohttp.ClientError:

@@ -8,8 +8,7 @@ from aiohttp import web
 from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.composition import components
-from command_center.credentials import Passwords
-from command_center.keys import OPENAPI, PASSWORDS, SETTINGS
+from command_center.keys import OPENAPI, SETTINGS
 from command_center.middleware import body_in_time, errors_as_json, same_origin_websockets, security_headers
 from command_center.pages import install_pages
 from config.settings import Settings
@@ -31,7 +30,6 @@ def create_app(
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app[PASSWORDS] = Passwords(settings.auth)
     registry = Registry(all_endpoints())
     registry.install(app)
     app[OPENAPI] = openapi_document(registry, title=API_TITLE, version="1")

@@ -126,7 +126,7 @@ def components(
             app[ENTRUSTMENTS] = EntrustmentDesk(store, app[TASKS], audit)  # 执行委托 between courts
 
             # ── people: password checks ───────────────────────────────────────────────────────────────
-            _start_login_gate(stack, app, settings.auth, app[PASSWORDS])
+            _start_login_gate(stack, app, settings.auth)
 
             # ── asset queries: agencies, broker, follow-ups, the audit chain's checkpoints ──────────────
             await _start_queries(stack, app, settings, store, bus, cluster, configured, audit)
@@ -250,13 +250,8 @@ async def _start_tracking(
     stack.push_async_callback(tracker.close)
     await tasks.start()
     stack.push_async_callback(tasks.close)
-    app[WRITER], app[TRACKER], app[TASKS], app[OPERATIONS], app[GEOFENCES] = (
-        writer,
-        tracker,
-        tasks,
-        operations,
-        geofences,
-    )
+    app[WRITER], app[TRACKER], app[GEOFENCES] = writer, tracker, geofences
+    app[TASKS], app[OPERATIONS] = tasks, operations
     fences_ready = asyncio.get_running_loop().create_future()  # answer only once geofence changes are heard
     follow = asyncio.create_task(geofences.follow_changes(bus, cluster.node_id, fences_ready), name="geofences-follow")
     stack.push_async_callback(_stop, follow)
@@ -284,10 +279,11 @@ async def _start_screens(
 # ── people ───────────────────────────────────────────────────────────────────────────────────────────────
 
 
-def _start_login_gate(
-    stack: AsyncExitStack, app: web.Application, auth: AuthSettings, passwords: Passwords
-) -> VerifyGate:
-    """Password checks in bounded threads: a login flood waits or is refused, the event loop does not."""
+def _start_login_gate(stack: AsyncExitStack, app: web.Application, auth: AuthSettings) -> VerifyGate:
+    """Password hashing (Argon2id), and checks in bounded threads: a login flood waits or is refused, the event
+    loop does not."""
+    passwords = Passwords(auth)
+    app[PASSWORDS] = passwords
     gate = VerifyGate(passwords, workers=auth.verify_workers or verify_threads(), waiting=auth.verify_waiting,
                       per_address=auth.verify_per_address)  # fmt: skip
     stack.callback(gate.close)

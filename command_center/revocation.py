@@ -152,11 +152,10 @@ class Revocations:
         bus: EventBus,
         *,
         recheck_seconds: float,
-        media: LiveMedia | None = None,
+        media: LiveMedia,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """``media``: this process's media sessions, ended with the credential that opened them (none in tools
-        that run without media)."""
+        """``media``: this process's media sessions, ended with the credential that opened them."""
         self._store = store
         self._bus = bus
         self._recheck_seconds = recheck_seconds
@@ -230,11 +229,9 @@ class Revocations:
             self._recent.popleft()
         self._recent.append((now, revocation))
         ended = self._end(lambda c: matches(c, revocation), revocation.reason)
-        media = self._media
-        if media is not None:
-            if revocation.subject is Subject.UNIT:
-                ended += int(await media.end_unit(UnitId(revocation.key), f"device credential {revocation.reason}"))
-            ended += await media.end_views(lambda viewer: _viewer_matches(viewer, revocation), revocation.reason)
+        if revocation.subject is Subject.UNIT:
+            ended += int(await self._media.end_unit(UnitId(revocation.key), f"device credential {revocation.reason}"))
+        ended += await self._media.end_views(lambda viewer: _viewer_matches(viewer, revocation), revocation.reason)
         if ended:
             log.info("revocation of %s %s ended %d connection(s): %s", revocation.subject,
                      revocation.key[:12], ended, revocation.reason)  # fmt: skip
@@ -288,8 +285,7 @@ class Revocations:
     async def end_expired(self) -> int:
         now = self._clock()
         ended = self._end(lambda c: expired(c, now), "expired")
-        if self._media is not None:
-            ended += await self._media.end_views(lambda v: v.expires_at is not None and v.expires_at <= now, "expired")
+        ended += await self._media.end_views(lambda v: v.expires_at is not None and v.expires_at <= now, "expired")
         return ended
 
     async def _recheck_logged(self) -> None:
@@ -301,9 +297,8 @@ class Revocations:
     async def recheck(self) -> int:
         """Check the open credentials against the store: catches what no event announced."""
         credentials = [w.credential for w in self._watches.values()]
-        if self._media is not None:
-            credentials += [Credential(v.session, str(v.user_id), None, v.expires_at) for v in self._media.viewers()]
-            credentials += [Credential(unit_id=str(unit_id)) for unit_id in self._media.streaming_units()]
+        credentials += [Credential(v.session, str(v.user_id), None, v.expires_at) for v in self._media.viewers()]
+        credentials += [Credential(unit_id=str(unit_id)) for unit_id in self._media.streaming_units()]
         unit_ids = {c.unit_id for c in credentials if c.unit_id is not None}
         ended = 0
         if unit_ids:

@@ -78,3 +78,9 @@ if [ -n "$extras" ] && { [ ! -x /usr/sbin/nginx ] || ! command -v ethtool >/dev/
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light ethtool iproute2 >.venv/apt-nginx.log 2>&1 \
     || echo "setup: nginx/ethtool could not be installed; the scale-out and field tests will be skipped" >&2
 fi
+
+# The HTTPS entry point (nginx in docker-compose.yml) serves var/tls/server.crt and server.key: the court's
+# certificate once it is put there; until then, a self-signed one for a first look (never replaces a pair).
+if [ ! -e var/tls/server.crt ] && command -v openssl >/dev/null; then
+  scripts/make_tls_cert.sh var/tls || echo "setup: no TLS certificate made; see scripts/make_tls_cert.sh" >&2
+fi

@@ -89,3 +89,18 @@ async def test_what_started_before_the_failure_is_stopped(
                "cluster-leases"}  # fmt: skip
     assert not names & started, names & started
     assert app[HTTP_CLIENT].closed  # the contexts that had started were closed too
+
+
+async def test_every_component_started_is_stopped_with_the_app(tmp_path: Path) -> None:
+    """The composition root stops, in reverse, everything it started: no task of a component outlives the app."""
+    settings = Settings(store=StoreSettings(url=f"sqlite:///{tmp_path / 'app.db'}"), data_dir=tmp_path, auth=FAST_AUTH)
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    before = asyncio.all_tasks()
+    await runner.setup()
+    started = asyncio.all_tasks() - before
+    assert {"position-writer", "screen-heartbeat", "revocations-follow"} <= {task.get_name() for task in started}
+    await runner.cleanup()
+    await asyncio.sleep(0)  # let cancelled tasks finish
+    assert not {task.get_name() for task in started if not task.done()}
+    assert app[HTTP_CLIENT].closed
