@@ -37,7 +37,7 @@ def tune_gc() -> None:
     holding thousands of sockets stalls in collector passes and reports its own pauses as latency."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(50_000, 2, 1_000)  # command_center.cli.COLLECTOR_THRESHOLDS (not imported: the whole app)
 
 
 def free_port() -> int:
