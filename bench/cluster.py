@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import ROOT, Server, answers, free_port
+from bench.harness import ROOT, Server, answers, free_port, loop_lag_env
 
 NGINX = Path("/usr/sbin/nginx")
 CLI = [sys.executable, "-m", "command_center"]
@@ -67,7 +67,8 @@ class Cluster:
 
     def __init__(self, workdir: Path, *, processes: int, store_url: str, redis_url: str = "redis://127.0.0.1:6379/0",
                  env: dict[str, str] | None = None, core: int | None = None,
-                 per_address: int | None = None, tls: Tls | None = None) -> None:  # fmt: skip
+                 per_address: int | None = None, tls: Tls | None = None,
+                 sample_loop_lag: bool = False) -> None:  # fmt: skip
         """``tls``: nginx serves HTTPS with that certificate (and redirects plain HTTP), as in service."""
         self.workdir = workdir
         self.tls = tls
@@ -85,10 +86,16 @@ class Cluster:
             port = free_port()
             node = {"CC_CLUSTER__NODE_ID": f"node-{index + 1}", "CC_CLUSTER__NODE_URL": f"http://127.0.0.1:{port}",
                     "CC_DATA_DIR": str(workdir / f"node-{index + 1}")}  # fmt: skip
+            if sample_loop_lag:
+                node |= loop_lag_env(self.lag_file(index))
             self.servers.append(Server(self.env | node, port=port, core=core))
         self.proxy_port = free_port()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.proxy_port}"  # the one entry point (nginx)
         self._nginx: subprocess.Popen[bytes] | None = None
+
+    def lag_file(self, index: int) -> Path:
+        """Where server ``index`` samples its event-loop lag (command_center/loop_lag.py)."""
+        return self.workdir / f"node-{index + 1}-loop-lag.jsonl"
 
     # setting up ---------------------------------------------------------------------------------------
     def cli(self, *args: str, stdin: str | None = None) -> str:

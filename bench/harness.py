@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 import asyncpg
@@ -37,7 +38,7 @@ def tune_gc() -> None:
     holding thousands of sockets stalls in collector passes and reports its own pauses as latency."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(50_000, 2, 1_000)  # command_center.cli.COLLECTOR_THRESHOLDS (not imported: the whole app)
 
 
 def free_port() -> int:
@@ -177,3 +178,34 @@ async def answers(
             if time.monotonic() > deadline or not alive():
                 return False
             await asyncio.sleep(0.2)
+
+
+def loop_lag_env(path: Path) -> dict[str, str]:
+    """The server setting that makes it sample its own event-loop lag into ``path`` (command_center/loop_lag.py)."""
+    return {"CC_SERVER__LOOP_LAG_FILE": str(path)}
+
+
+def loop_lag(path: Path, start: float, end: float) -> dict[str, Any]:
+    """The server's event-loop lag p99 and max within [start, end] (time.monotonic), from its probe's file
+    (command_center/loop_lag.py): a line written at ``at`` holds the second of samples before it."""
+    lags: list[float] = []
+    pauses: list[list[float]] = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        entry = json.loads(line)
+        if start < entry["at"] <= end + 1.0:
+            lags.extend(entry["lag_ms"])
+            pauses.extend(entry.get("gc_ms", []))
+    return {"p99": percentile(lags, 99), "max": max(lags, default=float("nan")), "samples": len(lags),
+            "gc_passes": len(pauses), "gc_max_ms": max((ms for _, ms in pauses), default=0.0),
+            "gc_max_generation": max(pauses, key=lambda p: p[1], default=[-1, 0])[0],
+            "gc_by_generation": {g: {"passes": sum(1 for q, _ in pauses if q == g),
+                                     "max_ms": max((ms for q, ms in pauses if q == g), default=0.0),
+                                     "total_ms": round(sum(ms for q, ms in pauses if q == g), 1)}
+                                 for g in (0, 1, 2)}}  # fmt: skip
+
+
+def lag_line(lag: dict[str, Any]) -> str:
+    """One line of ``loop_lag``'s figures, as every benchmark prints them."""
+    passes = (f"longest collector pass {lag['gc_max_ms']:.0f} ms (generation {lag['gc_max_generation']})"
+              if lag["gc_passes"] else "no collector pass of 1 ms or more")  # fmt: skip
+    return f"lag p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms ({lag['samples']} samples every 10 ms); {passes}"

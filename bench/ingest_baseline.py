@@ -43,7 +43,10 @@ def main() -> None:
     app.router.add_get("/api/telemetry/ws", unit_socket)
     app.router.add_get("/api/health", health)
     tune_gc()
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=uvloop.new_event_loop())
+    # the server's listen backlog (command_center/connection_guard.py): 10,000 units connecting within seconds
+    # overflow aiohttp's default of 128 on a busy machine, and the baseline then measures no units at all
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=uvloop.new_event_loop(),
+                backlog=1024)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from bench.harness import ROOT, Server, answers, free_port, percentile, sample
+from bench.harness import ROOT, Server, answers, free_port, loop_lag, loop_lag_env, percentile, sample
 from bench.telemetry import prepare
+from command_center.loop_lag import FLUSH_EVERY
 from media import passthrough
 from media.ice import restrict_host_addresses
 
@@ -171,6 +172,7 @@ async def run_streams(
     for stream in streams:
         stream.measuring = False
     after = sample(server_pid)
+    await asyncio.sleep(FLUSH_EVERY + 0.1)  # the server's loop-lag probe writes a line a second
     sent = sum(s.sent_count[0] - b for s, b in zip(streams, sent_before, strict=True))
     received = sum(s.received for s in streams)
     latencies = [v for s in streams for v in s.latencies]
@@ -181,6 +183,7 @@ async def run_streams(
         "sent": sent, "received": received, "lost_share": max(0.0, 1 - received / sent) if sent else 0.0,
         "p50_ms": percentile(latencies, 50) if latencies else None,
         "p99_ms": percentile(latencies, 99) if latencies else None,
+        "window": (before.at, after.at),
     }  # fmt: skip
 
 
@@ -209,7 +212,8 @@ async def passthrough_level(clip: list[tuple[bytes, bool]], count: int, seconds:
     plan = await prepare(url, count)
     port = free_port()
     env = {"CC_STORE__URL": url, "CC_DATA_DIR": str(db), "CC_CONFIG": "", "CC_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]',
-           "CC_MEDIA__MAX_SESSIONS": str(4 * count + 8), "CC_MEDIA__SEGMENT_SECONDS": "10"}  # fmt: skip
+           "CC_MEDIA__MAX_SESSIONS": str(4 * count + 8), "CC_MEDIA__SEGMENT_SECONDS": "10",
+           **loop_lag_env(db / "loop-lag.jsonl")}  # fmt: skip
     server = Server(env, port=port, core=0)
     server.start(db / "server.log")
     try:
@@ -225,6 +229,7 @@ async def passthrough_level(clip: list[tuple[bytes, bool]], count: int, seconds:
                 match_bytes=True, seconds=seconds, server_pid=server.pid,
             )  # fmt: skip
         result["rss_per_session_mib"] = result["rss_mib"] / (2 * count)
+        result["loop_lag_ms"] = loop_lag(db / "loop-lag.jsonl", *result.pop("window"))
         return result
     finally:
         server.stop()
@@ -249,6 +254,7 @@ async def baseline_level(clip: list[tuple[bytes, bool]], count: int, seconds: fl
                 match_bytes=False, seconds=seconds, server_pid=process.pid,
             )  # fmt: skip
         result["rss_per_session_mib"] = result["rss_mib"] / (2 * count)
+        result.pop("window")
         return result
     finally:
         process.send_signal(2)
@@ -266,7 +272,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} @ {FPS} fps, {mean_kbps:.0f} kbit/s; {args.seconds:g} s "
               "measured per level after a warm-up", flush=True)  # fmt: skip
         header = (f"{'path':<12} {'streams':>7} {'server CPU':>10} {'CPU/stream':>10} {'RSS/session':>11} "
-                  f"{'p50':>7} {'p99':>7} {'frames lost':>11}")  # fmt: skip
+                  f"{'p50':>7} {'p99':>7} {'frames lost':>11} {'loop lag p99/max':>16}")  # fmt: skip
         print(header, flush=True)
         results = []
         for count in [int(n) for n in args.streams.split(",")]:
@@ -286,8 +292,11 @@ async def run(args: argparse.Namespace) -> None:
 def _print(name: str, r: dict[str, Any]) -> None:
     p50 = "—" if r["p50_ms"] is None else f"{r['p50_ms']:.1f}ms"
     p99 = "—" if r["p99_ms"] is None else f"{r['p99_ms']:.1f}ms"
+    lag = r.get("loop_lag_ms")  # the server's own event loop (the decode-path baseline is not our server)
+    lag_text = "—" if lag is None else f"{lag['p99']:.0f}/{lag['max']:.0f}ms"
     print(f"{name:<12} {r['streams']:>7} {r['cpu_share']:>9.0%} {r['cpu_per_stream']:>9.1%} "
-          f"{r['rss_per_session_mib']:>9.1f}MiB {p50:>7} {p99:>7} {r['lost_share']:>10.2%}", flush=True)  # fmt: skip
+          f"{r['rss_per_session_mib']:>9.1f}MiB {p50:>7} {p99:>7} {r['lost_share']:>10.2%} "
+          f"{lag_text:>16}", flush=True)  # fmt: skip
 
 
 def main() -> None:

@@ -50,9 +50,20 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import ROOT, Server, answers, free_port, fresh_store_url, percentile
+from bench.harness import (
+    ROOT,
+    Server,
+    answers,
+    free_port,
+    fresh_store_url,
+    lag_line,
+    loop_lag,
+    loop_lag_env,
+    percentile,
+)
 from command_center.bootstrap import import_courts
 from command_center.credentials import Passwords
+from command_center.loop_lag import FLUSH_EVERY
 from config.settings import AuthSettings, StoreSettings
 from core.ids import CourtId
 from persistence.factory import build_store
@@ -252,6 +263,7 @@ async def run(args: argparse.Namespace) -> None:
                 "CC_AUTH__ARGON2_MEMORY_KIB": "8",
                 "CC_AUTH__ARGON2_TIME_COST": "1",
                 "CC_AUTH__ARGON2_PARALLELISM": "1",
+                **loop_lag_env(folder / "loop-lag.jsonl"),
             },
             port=port,
         )
@@ -281,6 +293,7 @@ async def run(args: argparse.Namespace) -> None:
                 people = iter(range(len(cases)))
                 await measure(http, server.url, token, cases, people, agencies, max(counts))  # warm-up
                 for count in counts:
+                    level_started = time.monotonic()
                     rounds = [
                         await measure(http, server.url, token, cases, people, agencies, count)
                         for _ in range(args.rounds)
@@ -304,6 +317,9 @@ async def run(args: argparse.Namespace) -> None:
                         f"{sum(reasons.values()):>6}",
                         flush=True,
                     )
+                    await asyncio.sleep(FLUSH_EVERY + 0.1)  # the probe writes a line a second: let it cover the level
+                    lag = loop_lag(folder / "loop-lag.jsonl", level_started, time.monotonic())
+                    print(f"      server event loop: {lag_line(lag)}", flush=True)
                     if len(overhead) < len(results):
                         print(f"      overhead over {len(overhead)} of {len(results)} queries (the rest had a "
                               "failed or timed-out agency)", flush=True)  # fmt: skip

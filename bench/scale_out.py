@@ -22,12 +22,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from bench.cluster import Cluster
-from bench.harness import ROOT, cpu_seconds, fresh_store_url, processes_named
+from bench.harness import ROOT, cpu_seconds, fresh_store_url, loop_lag, processes_named
 from bench.telemetry import prepare, stored_counts
+from command_center.loop_lag import FLUSH_EVERY
 
 BENCH_DB = "cc_bench_scale_out"
 PROVINCE_UNITS, PROVINCE_SCREENS = 800, 30  # the province: 800 units, 30 screens
@@ -43,7 +45,8 @@ async def run(args: argparse.Namespace, processes: int, workdir: Path, *, embedd
     plan_file.write_text(json.dumps(await prepare(url, args.units)))
     bus = "memory://" if embedded else "redis://127.0.0.1:6379/0"
     cluster = Cluster(workdir, processes=processes, store_url=url, redis_url=bus,
-                      env={"CC_CLUSTER__LEASE_SECONDS": "6"}, per_address=args.units + 1_000)  # fmt: skip
+                      env={"CC_CLUSTER__LEASE_SECONDS": "6"}, per_address=args.units + 1_000,
+                      sample_loop_lag=True)  # fmt: skip
     await cluster.start(proxy=not embedded)
     entry = cluster.servers[0].url if embedded else cluster.url
     try:
@@ -58,22 +61,28 @@ async def run(args: argparse.Namespace, processes: int, workdir: Path, *, embedd
         before: dict[str, float] = {}
         spent: dict[str, float] = {}
         result: dict[str, Any] = {}
-        started = 0.0
+        started = window_from = window_to = 0.0
         async for line in load.stdout:
             message = json.loads(line)
             if message.get("event") == "measuring":
                 started = asyncio.get_running_loop().time()  # after the ramp: every connection is open
+                window_from = time.monotonic()
                 others = {name: processes_named(name) for name in ("nginx", "postgres", "redis-server")}
                 before = {"servers": cpu_seconds(servers), **{k: cpu_seconds(v) for k, v in others.items()}}
             elif message.get("event") == "measured":
                 window = asyncio.get_running_loop().time() - started
+                window_to = time.monotonic()
                 now = {"servers": cpu_seconds(servers), **{k: cpu_seconds(v) for k, v in others.items()}}
                 spent = {k: (now[k] - before[k]) / window for k in now}
             else:
                 result = message
         await load.wait()
+        await asyncio.sleep(FLUSH_EVERY + 0.1)  # each server's loop-lag probe writes a line a second
     finally:
         cluster.stop()
+    # the worst of the processes: a stall in any one of them is what its units and screens saw
+    lags = [loop_lag(cluster.lag_file(i), window_from, window_to) for i in range(len(cluster.servers))]
+    result["loop_lag_ms"] = max(lags, key=lambda lag: lag["max"])
     counts = await stored_counts(url)
     last_sent: dict[str, int] = result.pop("last_sent")
     result["lost_in_store"] = sum(max(0, seq - counts.get(unit, 0)) for unit, seq in last_sent.items())
@@ -88,7 +97,7 @@ def row(label: str, r: dict[str, Any]) -> str:
     return (f"{label:<22} {r['positions_per_s']:>8.0f} {r['screen_ms']['p50']:>7.0f} {r['screen_ms']['p99']:>7.0f} "
             f"{r['ack_ms']['p99']:>7.0f} {cores['servers']:>7.2f} {cores.get('nginx', 0):>6.2f} "
             f"{cores.get('postgres', 0):>6.2f} {cores.get('redis-server', 0):>6.2f} {total:>6.2f} {per_1000:>9.3f} "
-            f"{r['lost_in_store']:>5}")  # fmt: skip
+            f"{r['lost_in_store']:>5} {r['loop_lag_ms']['p99']:>5.0f}/{r['loop_lag_ms']['max']:.0f}")  # fmt: skip
 
 
 def estimate(per_position: float, processes: int, screens: int) -> None:
@@ -129,8 +138,9 @@ async def main() -> None:
             workdir.mkdir()
             results.append((label, await run(args, processes, workdir, embedded=embedded)))
     print(f"\n{'layout':<22} {'pos/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ack p99':>7} {'servers':>7} {'nginx':>6} "
-          f"{'pg':>6} {'redis':>6} {'total':>6} {'ms/1k pos':>9} {'lost':>5}")  # fmt: skip
-    print(f"{'':<22} {'':>8} {'screen':>7} {'screen':>7} {'ms':>7} {'(cores)':>7}")
+          f"{'pg':>6} {'redis':>6} {'total':>6} {'ms/1k pos':>9} {'lost':>5} {'loop lag':>9}")  # fmt: skip
+    print(f"{'':<22} {'':>8} {'screen':>7} {'screen':>7} {'ms':>7} {'(cores)':>7} {'':>6} {'':>6} {'':>6} {'':>6} "
+          f"{'':>9} {'':>5} {'p99/max ms':>9}")  # fmt: skip
     for label, result in results:
         print(row(label, result))
     base, widest = results[0][1], results[-1][1]

@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from math import nan
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ from bench.harness import (
     cpu_share,
     free_port,
     fresh_store_url,
-    percentile,
+    loop_lag,
+    loop_lag_env,
     processes_named,
     sample,
     wait_share,
@@ -113,7 +115,7 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
         "CC_CONFIG": "",
         # every simulated unit connects from 127.0.0.1: lift the per-address cap meant for real clients
         "CC_SERVER__MAX_CONNECTIONS_PER_ADDRESS": str(units + 1000),
-        "CC_SERVER__LOOP_LAG_FILE": str(workdir / "loop-lag.jsonl"),
+        **loop_lag_env(workdir / "loop-lag.jsonl"),
     }
     server = Server(env, port=port, core=0)
     server.start(workdir / f"server-{units}.log")
@@ -162,25 +164,6 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
     return result
 
 
-def loop_lag(path: Path, start: float, end: float) -> dict[str, Any]:
-    """The server's event-loop lag p99 and max within [start, end] (time.monotonic), from its probe's file
-    (command_center/loop_lag.py): a line written at ``at`` holds the second of samples before it."""
-    lags: list[float] = []
-    pauses: list[list[float]] = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        entry = json.loads(line)
-        if start < entry["at"] <= end + 1.0:
-            lags.extend(entry["lag_ms"])
-            pauses.extend(entry.get("gc_ms", []))
-    return {"p99": percentile(lags, 99), "max": max(lags, default=float("nan")), "samples": len(lags),
-            "gc_passes": len(pauses), "gc_max_ms": max((ms for _, ms in pauses), default=0.0),
-            "gc_max_generation": max(pauses, key=lambda p: p[1], default=[-1, 0])[0],
-            "gc_by_generation": {g: {"passes": sum(1 for q, _ in pauses if q == g),
-                                     "max_ms": max((ms for q, ms in pauses if q == g), default=0.0),
-                                     "total_ms": round(sum(ms for q, ms in pauses if q == g), 1)}
-                                 for g in (0, 1, 2)}}  # fmt: skip
-
-
 async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: Path) -> dict[str, Any]:
     """A bare aiohttp ingest (bench/ingest_baseline.py) on the same core, driven by the same load generator
     with the same units and no screens: its CPU per position is what receiving, parsing and acking cost."""
@@ -221,7 +204,9 @@ async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: P
         "positions_per_s": result["positions_per_s"],
         "ack_ms": result["ack_ms"],
         "cpu_share": round(share, 3),
-        "cpu_us_per_position": round(share / result["positions_per_s"] * 1e6, 1),
+        # nothing measured (every unit failed to connect: see unit_failures) is reported, not divided by
+        "cpu_us_per_position": round(share / result["positions_per_s"] * 1e6, 1) if result["positions_per_s"] else nan,
+        "unit_failures": result["unit_failures"],
     }
 
 

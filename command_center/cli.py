@@ -213,12 +213,22 @@ async def _unlock(settings: Settings, store: Store, username: str) -> int:
     return 0
 
 
+#: ``gc.set_threshold`` of a serving process (and of the benchmarks' load generators, bench/harness.py).
+COLLECTOR_THRESHOLDS = (50_000, 2, 1_000)
+
+
 def _tune_garbage_collector() -> None:
-    """Fewer collector passes: a live server allocates many short-lived objects per message, and each
-    young-generation pass at the default threshold (700 allocations) walks them all again."""
+    """Fewer and bounded collector passes; each one stops the event loop for as long as it walks.
+
+    A young pass every 50,000 net allocations (the default, 700, walks a busy server's young objects
+    thousands of times a second). A middle pass after every second young one: it walks at most about three
+    young generations' worth (150,000 objects, tens of milliseconds); at 20, as before, it walked up to a
+    million objects that piled up under load (10,000 units: 440 ms stalls). What survives it is long-lived
+    (sockets, the units' newest positions and states) and is walked again only by a full pass, kept as rare
+    as before (every 2,000 young passes, and only once the old generation grew by a quarter)."""
     gc.collect()
     gc.freeze()  # what exists at start (modules, settings) is never garbage: leave it out of every pass
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 async def _freeze_what_started(app: web.Application) -> None:

@@ -109,10 +109,11 @@ class GuardedConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._heads_at_arming = 0
         self._payload: StreamReader | None = None  # the body of the newest request, while it arrives
+        self._upgraded = False  # the connection switched protocols (a WebSocket): no request head comes again
 
-    # The handler's progress, read from four of its attributes (aiohttp 3.x): how many request heads it has
-    # parsed and the newest (with its body stream), whether a request handler is running, and whether it sits
-    # waiting for the next head.
+    # The handler's progress, read from five of its attributes (aiohttp 3.x): how many request heads it has
+    # parsed and the newest (with its body stream), whether a request handler is running, whether it sits
+    # waiting for the next head, and whether the connection was upgraded.
     # tests/test_slow_clients.py pins the behaviour.
     def _heads(self) -> int:
         count: int = self._handler._request_count
@@ -165,6 +166,9 @@ class GuardedConnection(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._upgraded:  # WebSocket frames, one call per message: straight to aiohttp, nothing to watch
+            self._handler.data_received(data)
+            return
         if self._address is None:
             return  # refused: whatever it sends is dropped with the connection
         heads = self._heads()
@@ -176,6 +180,7 @@ class GuardedConnection(asyncio.Protocol):
             self._payload = parsed[-1][1] if parsed else None
         elif self._timer is None and not body and not self._handling():
             self._arm()  # the first bytes of the next request's head
+        self._upgraded = bool(self._handler._upgraded) and self._timer is None
 
     def eof_received(self) -> bool | None:
         if self._address is not None:

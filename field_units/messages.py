@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import orjson
 
 from core.errors import AppError
+from field_units.telemetry import decode_position
 from persistence.availability import store_unavailable
 from persistence.models import Unit
 
@@ -38,6 +39,9 @@ async def answer(ingest: Ingest, unit: Unit, message: str | bytes, report: Repor
         return error("bad_request", "send JSON text messages")
     if len(message) > MAX_MESSAGE:
         return error("payload_too_large", f"message larger than {MAX_MESSAGE} bytes")
+    checked = decode_position(message)  # the common message, parsed and checked at once
+    if checked is not None:
+        return await _ingest(ingest, unit, checked)
     try:
         data = orjson.loads(message)
     except orjson.JSONDecodeError as exc:
@@ -56,6 +60,10 @@ async def answer(ingest: Ingest, unit: Unit, message: str | bytes, report: Repor
             return error("internal", "internal error; it has been logged")
     if isinstance(data, list) and len(data) > MAX_BATCH:
         return error("validation_failed", f"{len(data)} positions in one message; limit {MAX_BATCH}")
+    return await _ingest(ingest, unit, data)
+
+
+async def _ingest(ingest: Ingest, unit: Unit, data: object) -> bytes:
     try:
         ack = await ingest(unit, data)
     except ValueError as exc:

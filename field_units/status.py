@@ -27,7 +27,8 @@ DUTY_TRANSITIONS: dict[Duty, frozenset[Duty]] = {
 def heard(state: UnitState, *, at_ms: int, sos: bool) -> UnitState:
     """The unit sent something: it is online; an SOS flag raises SOS (only an operator clears it)."""
     last = at_ms if state.last_seen_ms is None else max(state.last_seen_ms, at_ms)
-    return replace(state, online=True, last_seen_ms=last, sos=state.sos or sos)
+    # built directly, not with ``replace``: this runs for every message of every unit
+    return UnitState(duty=state.duty, sos=state.sos or sos, online=True, last_seen_ms=last)
 
 
 def silence(state: UnitState, *, now_ms: int, offline_after_ms: int) -> UnitState:

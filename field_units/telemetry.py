@@ -58,6 +58,21 @@ class _Fast(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sos: bool = False
 
 
+_decode_checked = msgspec.json.Decoder(_Fast)
+
+
+def decode_position(text: str | bytes) -> _Fast | None:
+    """One position message (JSON text) decoded and checked in one pass, or None for anything else.
+
+    The unit socket carries one position per message nearly always: parsing it straight into the checked
+    form skips building a dict and converting it. A batch, a task update or a message with a mistake gives
+    None, and the caller parses it the general way (``parse_batch``), whose refusals name the field."""
+    try:
+        return _decode_checked.decode(text)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+
+
 def _validate(raw: Mapping[str, Any]) -> _Fast | _Message:
     """The message checked: by msgspec when it passes, else by pydantic (raises its ValidationError)."""
     if type(raw) is dict:
@@ -99,15 +114,18 @@ def parse_position(
     """One message of a batch: a Position, or a Rejection naming the field and the rule it broke.
 
     ``max_future_ms`` bounds the clock skew (``tracking.max_clock_skew_seconds``): GPS time is right, but
-    many devices stamp fixes with their own drifting clock."""
-    seq = raw.get("seq") if isinstance(raw, Mapping) else None
-    seq_hint = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
-    if not isinstance(raw, Mapping):
+    many devices stamp fixes with their own drifting clock. ``raw`` may be what ``decode_position`` checked."""
+    msg: _Fast | _Message
+    if type(raw) is _Fast:
+        msg = raw
+    elif not isinstance(raw, Mapping):
         return Rejection(index, None, "validation_failed", f"a position must be a JSON object, not {_kind(raw)}")
-    try:
-        msg = _validate(raw)
-    except ValidationError as exc:
-        return _reject(index, seq_hint, _explain(exc))
+    else:
+        try:
+            msg = _validate(raw)
+        except ValidationError as exc:
+            seq = raw.get("seq")
+            return _reject(index, seq if isinstance(seq, int) and not isinstance(seq, bool) else None, _explain(exc))
     if msg.fix_time_ms > now_ms + max_future_ms:
         ahead = (msg.fix_time_ms - now_ms) / 1000
         limit = max_future_ms / 1000
@@ -142,7 +160,7 @@ def parse_batch(
     Raises ``ValueError`` when the whole batch is unusable (not an object or array, or too long).
     Repeated seqs inside one batch keep the first occurrence and reject the rest.
     """
-    items = [raw] if isinstance(raw, Mapping) else raw
+    items = [raw] if type(raw) is _Fast or isinstance(raw, Mapping) else raw
     if not isinstance(items, list):
         raise ValueError(f"expected a position object or an array of them, not {_kind(raw)}")
     if len(items) > limit:

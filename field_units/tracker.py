@@ -89,6 +89,7 @@ class Tracker:
         self._bus = bus
         self._writer = writer
         self._settings = settings
+        self._skew_ms = int(settings.max_clock_skew_seconds * 1000)
         self._alarms = alarms
         self._geofences = geofences
         self._cluster = cluster
@@ -160,33 +161,41 @@ class Tracker:
     async def ingest(self, unit: Unit, raw: object) -> Ack:
         """Validate, show live, store durably, answer. Raises ValueError for an unusable batch."""
         now = self._clock_ms()
-        skew_ms = int(self._settings.max_clock_skew_seconds * 1000)
-        good, bad = parse_batch(raw, unit_id=unit.id, now_ms=now, limit=MAX_BATCH, max_future_ms=skew_ms)
-        self._units[unit.id] = unit
+        good, bad = parse_batch(raw, unit_id=unit.id, now_ms=now, limit=MAX_BATCH, max_future_ms=self._skew_ms)
+        unit_id = unit.id
+        self._units[unit_id] = unit
         live: Position | None = None
         if good:
-            newest = max(good, key=live_key)
-            current = self._latest.get(unit.id)
+            newest = good[0] if len(good) == 1 else max(good, key=live_key)
+            current = self._latest.get(unit_id)
             if current is None or live_key(newest) > live_key(current):
                 live = newest
-                self._latest[unit.id] = newest
+                self._latest[unit_id] = newest
                 pending = self._court(unit)
-                pending.units.add(unit.id)
-                superseded = pending.live.get(unit.id)
+                pending.units.add(unit_id)
+                superseded = pending.live.get(unit_id)
                 if superseded is not None:  # coalesced away before a frame showed it: keep it in the trail
-                    pending.track.setdefault(unit.id, []).append(superseded)
-                pending.live[unit.id] = newest
-            await self._apply(unit, status.heard(self.state(unit.id), at_ms=now, sos=any(p.sos for p in good)))
+                    pending.track.setdefault(unit_id, []).append(superseded)
+                pending.live[unit_id] = newest
+            sos = any(p.sos for p in good)
+            await self._apply(unit, status.heard(self._states.get(unit_id, NEVER_HEARD), at_ms=now, sos=sos))
             if live is not None and live.battery_pct is not None:
                 await self._battery(unit, live.battery_pct)
             if live is not None and self._geofences is not None:
                 await self._geofences.observe(unit, live)  # the newest position only: a backlog is history
         inserted = await self._writer.write(good)
-        late = [p for p in good if (p.unit_id, p.seq) in inserted and p is not live]
+        stored: list[int] = []
+        duplicates: list[int] = []
+        late: list[Position] = []
+        for p in good:
+            if (unit_id, p.seq) in inserted:
+                stored.append(p.seq)
+                if p is not live:
+                    late.append(p)
+            else:
+                duplicates.append(p.seq)
         if late:
-            self._court(unit).track.setdefault(unit.id, []).extend(late)
-        stored = [p.seq for p in good if (p.unit_id, p.seq) in inserted]
-        duplicates = [p.seq for p in good if (p.unit_id, p.seq) not in inserted]
+            self._court(unit).track.setdefault(unit_id, []).extend(late)
         return Ack(stored, duplicates, bad)
 
     async def heard_from(self, unit: Unit, *, sos: bool = False) -> None:

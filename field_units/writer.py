@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Set as AbstractSet
 
 from core.errors import AppError, ServiceUnavailable
 from core.ids import UnitId
@@ -26,10 +26,14 @@ log = logging.getLogger(__name__)
 Key = tuple[UnitId, int]
 
 
-@dataclass
 class _Request:
-    positions: Sequence[Position]
-    done: asyncio.Future[set[Key]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    """One caller's positions and the future it waits on (one per message on the hot path: kept lean)."""
+
+    __slots__ = ("done", "positions")
+
+    def __init__(self, positions: Sequence[Position], done: asyncio.Future[AbstractSet[Key]]) -> None:
+        self.positions = positions
+        self.done = done
 
 
 class PositionWriter:
@@ -79,17 +83,20 @@ class PositionWriter:
                 request.done.set_exception(ServiceUnavailable("server is shutting down; resend later"))
         self._queue.clear()
 
-    async def write(self, positions: Sequence[Position]) -> set[Key]:
-        """Commit the positions; return the keys that were new (the others were stored before)."""
+    async def write(self, positions: Sequence[Position]) -> AbstractSet[Key]:
+        """Commit the positions; return the keys that were new (the others were stored before).
+
+        The set answers for the whole batch the positions were committed in (one set shared by its callers,
+        not one built per caller): ask it about your own keys only."""
         if not positions:
-            return set()
+            return frozenset()
         if self._closing or self._task is None:
             raise ServiceUnavailable("position writer is not running")
         if self._pending + len(positions) > self._max_pending:
             raise ServiceUnavailable(
                 f"{self._pending} positions are waiting for the database; resend later (nothing was stored)"
             )
-        request = _Request(positions)
+        request = _Request(positions, asyncio.get_running_loop().create_future())
         self._queue.append(request)
         self._pending += len(positions)
         self._has_work.set()
@@ -141,9 +148,10 @@ class PositionWriter:
             self._backoff = 0.0
             self.written += len(positions)
             self._pending -= len(positions)
+            new = frozenset(inserted)
             for request in batch:
                 if not request.done.done():
-                    request.done.set_result({(p.unit_id, p.seq) for p in request.positions} & inserted)
+                    request.done.set_result(new)
             return
 
     async def _flush_one_by_one(self, batch: list[_Request]) -> None:
@@ -156,5 +164,5 @@ class PositionWriter:
             else:
                 self.written += len(request.positions)
                 if not request.done.done():
-                    request.done.set_result(inserted)
+                    request.done.set_result(frozenset(inserted))
             self._pending -= len(request.positions)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.ids import UnitId
-from field_units.telemetry import MAX_FUTURE_MS, Rejection, parse_batch, parse_position
+from field_units.telemetry import MAX_FUTURE_MS, Rejection, decode_position, parse_batch, parse_position
 from persistence.models import Position
 
 NOW = 1_763_800_000_000
@@ -155,3 +157,32 @@ def test_the_fast_check_accepts_exactly_what_the_precise_one_does(
     assert (fast is None) == (precise is None), (message, fast, precise)
     if fast is not None:
         assert msgspec.structs.asdict(fast) == precise.model_dump()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from((*fields, "sos")), any_field, max_size=4),
+    st.lists(st.sampled_from(fields), max_size=2),
+    st.booleans(),
+)
+def test_one_pass_decoding_accepts_exactly_what_the_general_path_does(
+    changes: dict[str, Any], removed: list[str], extra: bool
+) -> None:
+    """The unit socket decodes a single position straight from its JSON text; the position it gives must be
+    the one the general path (orjson, then the checks) gives, and what it refuses the general path refuses."""
+    message = good(**changes)
+    for name in removed:
+        message.pop(name, None)
+    if extra:
+        message["unit_id"] = "HLJ0102-U09"
+    text = json.dumps(message)  # NaN and infinities as their (invalid) JSON tokens
+    try:
+        general: Any = parse_position(orjson.loads(text), unit_id=UNIT, index=0, now_ms=NOW)
+    except orjson.JSONDecodeError:
+        general = None
+    checked = decode_position(text)
+    one_pass: Any = None if checked is None else parse_position(checked, unit_id=UNIT, index=0, now_ms=NOW)
+    if isinstance(general, Position):
+        assert one_pass == general, (text, one_pass, general)
+    else:
+        assert not isinstance(one_pass, Position), (text, one_pass, general)
