@@ -2,7 +2,7 @@
 
 Kept apart from ``app.py`` so the app factory gains one line. It runs after the tracking context, since a
 device's keepalives, positions and alarms go through the tracker, and after the revocation context, which
-ends a revoked unit's registration.
+ends a revoked unit's registration, and after the media context: a GB unit's live video goes to its hub.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from alarms.models import Alarm, AlarmKind
 from command_center.auth import DeviceCaller
-from command_center.keys import GB28181, REVOCATIONS, STORE, TRACKER
+from command_center.keys import ALARMS, GB28181, GB_LIVE, MEDIA, REVOCATIONS, STORE, TRACKER
 from config.settings import Gb28181Settings
 from gb28181.enrol import keepalive_silence
+from gb28181.media.live import LiveStreams
 from gb28181.service import GbService
 from gb28181.transport import SipServer
 from persistence.models import Unit
@@ -39,13 +41,26 @@ def gb28181_ctx(settings: Gb28181Settings) -> Callable[[web.Application], AsyncI
         service = GbService(settings, app[STORE], app[TRACKER], watcher=watch)
         idle = keepalive_silence(settings) + 30  # a device silent for its missed keepalives is offline
         server = SipServer(service, settings.sip_host, settings.sip_port, idle_seconds=idle)
+        hub = app[MEDIA]
+        live = LiveStreams(settings, service, hub, app[STORE], host=settings.sip_host)
+
+        def record_sos(alarm: Alarm) -> None:
+            """An SOS from a GB unit opens its video and records it, as the media context does for WHIP units."""
+            if alarm.kind is AlarmKind.SOS and alarm.unit_id is not None:
+                live.open_and_record(alarm.unit_id, f"SOS alarm {alarm.id}",
+                                     lambda unit_id, reason: hub.start_recording(unit_id, reason=reason))  # fmt: skip
+
         await service.start()
+        await live.start()
+        app[ALARMS].on_raised.append(record_sos)
         try:
             await server.start()
             service.sip_port = server.port
-            app[GB28181] = service
+            app[GB28181], app[GB_LIVE] = service, live
             yield
         finally:
+            app[ALARMS].on_raised.remove(record_sos)
+            await live.close()
             await server.close()
             await service.close()
 

@@ -330,6 +330,35 @@ class MediaHub:
             raise NotFound(f"no WHIP session {session_id} of unit {unit_id}")
         await self._end(publisher, "ended by the unit")
 
+    # Publishers other than WebRTC -----------------------------------------------------------------
+
+    def publish_encoded(self, unit: Unit, media: dict[str, str], request_keyframe: Callable[[], None]) -> Publisher:
+        """A unit whose frames arrive encoded from elsewhere than WebRTC (a GB/T 28181 device's PS stream):
+        viewed, recorded and supervised (silence ends it) like a WHIP session, replacing the unit's current one.
+        The caller gives each frame to ``frame_sink(publisher, kind)``; keyframes wanted by a viewer or the
+        recorder call ``request_keyframe``, paced like RTCP PLI. Ended with ``end_unit``."""
+        self._check_available()
+        keyframes = KeyframeRequests(KEYFRAME_INTERVAL, self._clock)
+        publisher = Publisher(SessionId(secrets.token_urlsafe(16)), self._new_pc(), self._clock(), unit=unit,
+                              media=dict(media), keyframes=keyframes)  # fmt: skip
+        publisher.connected_at = publisher.last_media = self._clock()  # never negotiated: its pc stays "new"
+        publisher.fanout = {kind: [] for kind in media}
+        self._own(publisher, self._keyframe_requests(publisher, request_keyframe), "keyframes")
+        self._publishers[publisher.id] = publisher
+        previous = self._by_unit.get(unit.id)
+        self._by_unit[unit.id] = publisher
+        if self._settings.record_sessions or (previous is not None and previous.recorder is not None):
+            self._start_recorder(publisher)
+        self._own(publisher, self._announce(unit.id, here=True), "announce")
+        if previous is not None:
+            self._close_later(previous, "replaced by a new session of the unit")
+        log.info("media: unit %s publishing encoded media (session %s, %s)", unit.id, publisher.id, media)
+        return publisher
+
+    def frame_sink(self, publisher: Publisher, kind: str) -> passthrough.FrameSink:
+        """Where a ``publish_encoded`` publisher's frames of ``kind`` go: its viewers and its recorder."""
+        return self._frame_sink(publisher, kind)
+
     # WHEP -------------------------------------------------------------------------------------------
 
     async def view(self, viewer: Viewer, unit_id: UnitId, offer_sdp: str) -> tuple[SessionId, str]:
@@ -590,7 +619,8 @@ class MediaHub:
 
         return sink
 
-    async def _keyframe_requests(self, publisher: Publisher) -> None:
+    async def _keyframe_requests(self, publisher: Publisher, send: Callable[[], None] | None = None) -> None:
+        """Ask the unit for keyframes, paced: by RTCP PLI, or by ``send`` for a non-WebRTC publisher."""
         assert publisher.keyframes is not None
         receiver = publisher.receivers.get("video")
         while True:
@@ -600,6 +630,9 @@ class MediaHub:
                 await publisher.keyframe_wanted.wait()
             elif delay > 0:
                 await asyncio.sleep(delay)
+            elif send is not None:
+                send()
+                publisher.keyframes.sent()
             else:
                 sent = 0 if receiver is None else await passthrough.request_keyframe(receiver)
                 publisher.keyframes.sent()
