@@ -11,18 +11,18 @@ from collections.abc import Sequence
 from gb28181.media.ps import ps_frame
 from gb28181.media.rtp import build_rtp
 
-H264_STREAMS = {0xE0: 0x1B}  # stream id → stream type (H.264)
 RTP_PAYLOAD = 1_400
 
 
 def rtp_packets(clip: Sequence[tuple[bytes, bool]], ssrc: int, *, fps: int = 25, first_sequence: int = 0,
-                first_pts: int = 0) -> list[list[bytes]]:  # fmt: skip
-    """Each picture of ``clip`` as its RTP packets."""
+                first_pts: int = 0, stream_type: int = 0x1B) -> list[list[bytes]]:  # fmt: skip
+    """Each picture of ``clip`` as its RTP packets; the PSM names the video ``stream_type`` (0x1B H.264,
+    0x24 H.265)."""
     out: list[list[bytes]] = []
     sequence = first_sequence
     for index, (data, keyframe) in enumerate(clip):
         pts = first_pts + index * 90_000 // fps
-        pack = ps_frame(0xE0, data, pts, streams=H264_STREAMS if keyframe else None)
+        pack = ps_frame(0xE0, data, pts, streams={0xE0: stream_type} if keyframe else None)
         chunks = [pack[i : i + RTP_PAYLOAD] for i in range(0, len(pack), RTP_PAYLOAD)]
         packets = []
         for number, chunk in enumerate(chunks):
@@ -34,7 +34,7 @@ def rtp_packets(clip: Sequence[tuple[bytes, bool]], ssrc: int, *, fps: int = 25,
 
 
 async def send_clip(clip: Sequence[tuple[bytes, bool]], ssrc: int, to: tuple[str, int], *, fps: int = 25,
-                    source: str = "127.0.0.1", loops: int = 1) -> int:  # fmt: skip
+                    source: str = "127.0.0.1", loops: int = 1, stream_type: int = 0x1B) -> int:  # fmt: skip
     """Stream ``clip`` in real time to ``to`` from an address of ``source``, ``loops`` times over (sequence
     numbers and timestamps going on, as a live camera's do); the packets sent."""
     sent = 0
@@ -46,7 +46,8 @@ async def send_clip(clip: Sequence[tuple[bytes, bool]], ssrc: int, to: tuple[str
         start = loop.time()
         for round_ in range(loops):
             first = round_ * len(clip)
-            pictures = rtp_packets(clip, ssrc, fps=fps, first_sequence=sequence, first_pts=first * 90_000 // fps)
+            pictures = rtp_packets(clip, ssrc, fps=fps, first_sequence=sequence, first_pts=first * 90_000 // fps,
+                                   stream_type=stream_type)  # fmt: skip
             for index, packets in enumerate(pictures):
                 await asyncio.sleep(max(0.0, start + (first + index) / fps - loop.time()))
                 for packet in packets:

@@ -33,12 +33,13 @@ from tests.gb28181.test_sipp_device import (
     DOMAIN,
     PLATFORM,
     add_gb_unit,
+    china_time,
     free_port,
     gb_enabled,
     gb_view,
     sip_port,
 )
-from tests.media_support import ViewerPeer, eventually, loopback
+from tests.media_support import SDP_HEADERS, ViewerPeer, eventually, loopback
 
 pytestmark = [pytest.mark.usefixtures("loopback"), pytest.mark.usefixtures("gb_enabled")]
 __all__ = ["gb_enabled", "loopback"]  # fixtures
@@ -82,14 +83,14 @@ async def stop(process: asyncio.subprocess.Process) -> None:
     await process.wait()
 
 
-async def camera(world: World, **sent: int) -> None:
+async def camera(world: World, *, stream_type: int = 0x1B) -> None:
     """The camera's media process: once INVITEd, stream the clip to the port and SSRC the INVITE gave."""
     live = world.client.app[GB_LIVE]
     stream: LiveStream | None = None
     while stream is None or stream.dialog is None:
         await asyncio.sleep(0.02)
         stream = live.stream(UnitId(UNIT))
-    sent["packets"] = await send_clip(h264_clip(50), stream.ssrc, ("127.0.0.1", stream.port), loops=20)
+    await send_clip(h264_clip(50), stream.ssrc, ("127.0.0.1", stream.port), loops=20, stream_type=stream_type)
 
 
 def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -155,3 +156,57 @@ async def test_a_camera_is_invited_watched_recorded_and_hung_up(
     await world.client.close()
     verified = _cli(tmp_path, "recording", "verify", "--unit", UNIT)
     assert verified.returncode == 0 and f"{len(segments)} segments match" in verified.stdout, verified.stderr
+
+
+async def segments_of(world: World) -> list[dict[str, object]]:
+    return [e.details for e in await world.store.audit_entries() if e.action == SEGMENT_ACTION]
+
+
+async def test_an_sos_from_a_camera_opens_its_video_and_records_it_unwatched(
+    gb_media: None, make_world: AppFactory, tmp_path: Path
+) -> None:
+    world = await make_world()
+    call = await registered(world, tmp_path, "media_alarm.xml", alarm_time=china_time(-1))
+    sender = asyncio.create_task(camera(world))
+    hub, live = world.client.app[MEDIA], world.client.app[GB_LIVE]
+    try:
+        await eventually(lambda: hub.recording(UnitId(UNIT)), within=10, what="the SOS recording")
+        assert hub.viewers_of(UnitId(UNIT)) == []
+        await asyncio.sleep(2.5)  # past the linger: an SOS recording keeps the call with nobody watching
+        stream = live.stream(UnitId(UNIT))
+        assert stream is not None and stream.frames > 25 and hub.recording(UnitId(UNIT))
+        stopped = await world.client.delete(f"/api/units/{UNIT}/recording", headers=world.auth("operator"))
+        assert stopped.status == 200
+        await eventually(lambda: live.stream(UnitId(UNIT)) is None, within=5, what="BYE once not recorded")
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await stop(call)
+    [segment] = await segments_of(world)
+    assert int(str(segment["video_frames"])) > 25
+
+
+async def test_h265_is_refused_with_the_reason_and_hung_up(
+    gb_media: None, make_world: AppFactory, tmp_path: Path
+) -> None:
+    world = await make_world()
+    call = await registered(world, tmp_path, "media_register.xml")
+    sender = asyncio.create_task(camera(world, stream_type=0x24))
+    viewer = ViewerPeer(world)
+    try:
+        response = await world.client.post(
+            f"/api/whep/{UNIT}", data=await viewer.offer(), headers={**world.auth("operator"), **SDP_HEADERS}
+        )
+        assert response.status == 409
+        message = (await response.json())["error"]["message"]
+        assert "video/H265" in message and "transcoding" in message
+        assert world.client.app[GB_LIVE].stream(UnitId(UNIT)) is None
+        assert world.client.app[MEDIA].publisher(UnitId(UNIT)) is None
+    finally:
+        await viewer.close()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await stop(call)
+    assert "BYE sip:" in (tmp_path / "sipp.msg").read_text(errors="replace")
