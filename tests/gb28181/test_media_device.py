@@ -55,13 +55,15 @@ def gb_media(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC_GB28181__MEDIA_LINGER_SECONDS", "1")
 
 
-async def registered(world: World, tmp_path: Path, scenario: str, **keys: str) -> asyncio.subprocess.Process:
+async def registered(
+    world: World, tmp_path: Path, scenario: str, ooc: str = "media_ooc.xml", **keys: str
+) -> asyncio.subprocess.Process:
     """sipp as the camera, registered and answering the platform's requests (``media_ooc.xml``) meanwhile."""
     password = await add_gb_unit(world, UNIT, DEVICE)
     values = {"device_id": DEVICE, "domain": DOMAIN, "platform_id": PLATFORM, "expires": "3600", **keys}
     local = str(free_port(socket.SOCK_DGRAM))
     command = ["sipp", f"127.0.0.1:{sip_port(world)}", "-sf", str(HERE / scenario), "-oocsf",
-               str(HERE / "media_ooc.xml"), "-d", "40000", "-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", local,
+               str(HERE / ooc), "-d", "40000", "-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", local,
                "-au", DEVICE, "-ap", password, "-nostdin", "-timeout", "60s", "-trace_msg", "-message_file",
                str(tmp_path / "sipp.msg")]  # fmt: skip
     for name, value in values.items():
@@ -210,3 +212,25 @@ async def test_h265_is_refused_with_the_reason_and_hung_up(
             await sender
         await stop(call)
     assert "BYE sip:" in (tmp_path / "sipp.msg").read_text(errors="replace")
+
+
+async def test_a_camera_hanging_up_ends_the_view(gb_media: None, make_world: AppFactory, tmp_path: Path) -> None:
+    world = await make_world()
+    call = await registered(world, tmp_path, "media_register.xml", ooc="media_ooc_bye.xml")
+    sender = asyncio.create_task(camera(world))
+    viewer = ViewerPeer(world)
+    hub, live = world.client.app[MEDIA], world.client.app[GB_LIVE]
+    try:
+        await viewer.watch(UNIT)
+        assert len(await viewer.frames("video", 5)) == 5
+        await eventually(lambda: live.stream(UnitId(UNIT)) is None, within=8, what="the device's BYE taken")
+        await eventually(lambda: hub.publisher(UnitId(UNIT)) is None and not hub.viewers_of(UnitId(UNIT)),
+                         what="the session and its view ended")  # fmt: skip
+    finally:
+        await viewer.close()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await stop(call)
+    trace = (tmp_path / "sipp.msg").read_text(errors="replace")
+    assert "BYE sip:" in trace and "SIP/2.0 200 OK" in trace.split("BYE sip:", 1)[1]
