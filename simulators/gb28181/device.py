@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from gb28181 import digest, sip
@@ -37,7 +37,8 @@ class _Socket(asyncio.DatagramProtocol):
 class SimulatedDevice:
     def __init__(self, device_id: str, password: str, server: tuple[str, int], *, domain: str, platform_id: str,
                  seed: int, clip: Sequence[tuple[bytes, bool]] | None = None, keepalive_seconds: float = 30.0,
-                 position_seconds: float = 5.0, host: str = "127.0.0.1") -> None:  # fmt: skip
+                 position_seconds: float = 5.0, host: str = "127.0.0.1",
+                 on_sent: Callable[[bytes], None] | None = None) -> None:  # fmt: skip
         self.device_id = device_id
         self._password = password
         self._server = server
@@ -47,6 +48,7 @@ class SimulatedDevice:
         self._keepalive = keepalive_seconds
         self._position = position_seconds
         self._host = host
+        self._on_sent = on_sent  # each picture as it leaves (the benchmark's latency clock)
         self._walker = RouteWalker(UnitKind.BODY_CAMERA, seed)
         self._endpoint: asyncio.DatagramTransport | None = None
         self._port = 0
@@ -216,7 +218,8 @@ class SimulatedDevice:
         if invite.call_id not in self._streams:
             clip = self._clip
             task = asyncio.create_task(send_clip(clip, offer.ssrc, (offer.address, offer.port), loops=1_000_000,
-                                                 source=self._host), name=f"gb-video-{self.device_id}")  # fmt: skip
+                                                 source=self._host, on_sent=self._on_sent),
+                                       name=f"gb-video-{self.device_id}")  # fmt: skip
             self._streams[invite.call_id] = task
             task.add_done_callback(lambda _: self._streams.pop(invite.call_id, None))
             self.streams_served += 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gb28181.media.ps import ps_frame
 from gb28181.media.rtp import build_rtp
@@ -34,9 +34,11 @@ def rtp_packets(clip: Sequence[tuple[bytes, bool]], ssrc: int, *, fps: int = 25,
 
 
 async def send_clip(clip: Sequence[tuple[bytes, bool]], ssrc: int, to: tuple[str, int], *, fps: int = 25,
-                    source: str = "127.0.0.1", loops: int = 1, stream_type: int = 0x1B) -> int:  # fmt: skip
+                    source: str = "127.0.0.1", loops: int = 1, stream_type: int = 0x1B,
+                    on_sent: Callable[[bytes], None] | None = None) -> int:  # fmt: skip
     """Stream ``clip`` in real time to ``to`` from an address of ``source``, ``loops`` times over (sequence
-    numbers and timestamps going on, as a live camera's do); the packets sent."""
+    numbers and timestamps going on, as a live camera's do); the packets sent. ``on_sent`` is told of each
+    picture as it leaves (a benchmark's latency clock)."""
     sent = 0
     sequence = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -52,6 +54,8 @@ async def send_clip(clip: Sequence[tuple[bytes, bool]], ssrc: int, to: tuple[str
                 await asyncio.sleep(max(0.0, start + (first + index) / fps - loop.time()))
                 for packet in packets:
                     udp.sendto(packet, to)
+                if on_sent is not None:
+                    on_sent(clip[index][0])
                 sent += len(packets)
                 sequence += len(packets)
     return sent
