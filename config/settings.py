@@ -290,6 +290,9 @@ class Gb28181Settings(Section):
     media_address: str = ""
     #: RTP ports for device media, ``first-last``: one UDP port per live stream, bound on ``sip_host``.
     rtp_port_range: str = Field("30000-30499", pattern=r"^\d{1,5}-\d{1,5}$")
+    #: How devices send live video: RTP over UDP, or over TCP to a port we listen on (``tcp-passive``,
+    #: RFC 4571 framing; for devices behind NAT or on lossy 4G links). For every device of this platform.
+    rtp_transport: Literal["udp", "tcp-passive"] = "udp"
     #: How long a device has to answer an INVITE, and then to send its first keyframe.
     invite_timeout_seconds: float = Field(8.0, gt=0, le=60)
     #: A live stream with no viewer and no recording is hung up (BYE) after this long.

@@ -5,11 +5,12 @@ Opening a GB unit's video (a WHEP view, or an SOS) calls ``LiveStreams.ensure``:
 first keyframe arrives the unit becomes a publisher of the hub (``MediaHub.publish_encoded``), so viewers
 and the recorder get its frames exactly like a WHIP unit's: no decoding, no transcoding.
 
-Only RTP from the device's addresses (where it registered from, and its answer's ``c=``) with the invited
-SSRC is taken; anything else is dropped without an answer and counted. A broken PS stream is survived by the
-demuxer and logged with the device id. The call ends (BYE) when the hub has no viewer and no recording of
-the unit for ``media_linger_seconds``, when the hub ends the session (silence, revocation, shutdown), or
-when the device hangs up.
+RTP comes over UDP, or over TCP when ``gb28181.rtp_transport`` is ``tcp-passive`` (the device connects to
+our port and frames each packet with its length, RFC 4571). Only RTP from the device's addresses (where it
+registered from, and its answer's ``c=``) with the invited SSRC is taken; anything else is dropped without
+an answer and counted. A broken PS stream is survived by the demuxer and logged with the device id. The
+call ends (BYE) when the hub has no viewer and no recording of the unit for ``media_linger_seconds``, when
+the hub ends the session (silence, revocation, shutdown), or when the device hangs up.
 
 Codecs: H.264 of any profile is forwarded as sent (a browser's H.264 decoder takes main and high profile
 even where the negotiated profile-level-id says baseline; aiortc's does too). H.265 cannot reach a browser
@@ -79,6 +80,8 @@ class LiveStream:
     ssrcs: set[int]
     receiver: PsOverRtp = field(default_factory=PsOverRtp)
     socket: asyncio.DatagramTransport | None = None
+    listener: asyncio.Server | None = None  # RTP over TCP (rtp_transport tcp-passive): where the device connects
+    connections: set[asyncio.Task[None]] = field(default_factory=set)
     dialog: Dialog | None = None
     publisher: Any = None
     sink: FrameSink | None = None
@@ -150,6 +153,35 @@ class _RtpSocket(asyncio.DatagramProtocol):
             self._stream.datagram(data, addr)
         except Exception:  # a bug on one packet must not end the stream's socket
             log.exception("gb28181: device %s: an RTP packet broke its handler", self._stream.device_id)
+
+
+class RtpOverTcp:
+    """RTP over TCP for one stream (RFC 4571: each packet after its 16-bit length), from the device's addresses
+    only; a connection from elsewhere is closed at once and counted like uninvited UDP."""
+
+    def __init__(self, stream: LiveStream) -> None:
+        self._stream = stream
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stream = self._stream
+        task = asyncio.current_task()
+        address: tuple[str, int] = writer.get_extra_info("peername")[:2]
+        if address[0] not in stream.hosts or task is None:
+            stream.foreign_packets += 1
+            writer.close()
+            return
+        stream.connections.add(task)
+        try:
+            while True:
+                length = int.from_bytes(await reader.readexactly(2), "big")
+                stream.datagram(await reader.readexactly(length), address)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            log.info("gb28181: device %s (unit %s) closed its RTP connection", stream.device_id, stream.unit.id)
+        except Exception:
+            log.exception("gb28181: device %s: an RTP packet broke its handler", stream.device_id)
+        finally:
+            stream.connections.discard(task)
+            writer.close()
 
 
 class LiveStreams:
@@ -255,7 +287,8 @@ class LiveStreams:
         self._streams[unit.id] = stream
         try:
             media_address = self._settings.media_address or registration.peer.local[0]
-            offer = invite_offer(channel_id, media_address, stream.port, y)
+            tcp = self._settings.rtp_transport == "tcp-passive"
+            offer = invite_offer(channel_id, media_address, stream.port, y, tcp=tcp)
             timeout = self._settings.invite_timeout_seconds
             try:
                 stream.dialog = await self._service.invite(unit.id, channel_id, offer, within_seconds=timeout)
@@ -309,13 +342,16 @@ class LiveStreams:
         for attempt in range(len(ports)):
             port = ports[(self._next_port + attempt) % len(ports)]
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtpSocket(stream), local_addr=(self._host, port)
-                )
+                if self._settings.rtp_transport == "tcp-passive":
+                    stream.listener = await asyncio.start_server(RtpOverTcp(stream).connection, self._host, port)
+                else:
+                    stream.socket, _ = await loop.create_datagram_endpoint(
+                        lambda: _RtpSocket(stream), local_addr=(self._host, port)
+                    )
             except OSError:
                 continue
             self._next_port = (self._next_port + attempt + 1) % len(ports)
-            stream.socket, stream.port = transport, port
+            stream.port = port
             return
         raise ServiceUnavailable(f"no RTP port free in {self._settings.rtp_port_range}", retry_after=5)
 
@@ -330,6 +366,11 @@ class LiveStreams:
         if stream.socket is not None:
             stream.socket.close()
             stream.socket = None
+        if stream.listener is not None:
+            stream.listener.close()
+            stream.listener = None
+        for connection in list(stream.connections):
+            connection.cancel()
         log.info("gb28181: unit %s live video ended (%s): %d frames, %d packets not invited, %d not RTP, "
                  "%d audio frames not forwarded", stream.unit.id, reason, stream.frames, stream.foreign_packets,
                  stream.bad_packets, stream.audio_frames_dropped)  # fmt: skip

@@ -20,15 +20,19 @@ def live_ssrc(domain: str, sequence: int) -> str:
     return f"0{domain[3:8]}{sequence % 10_000:04d}"
 
 
-def invite_offer(channel_id: str, media_address: str, port: int, ssrc: str) -> bytes:
+def invite_offer(channel_id: str, media_address: str, port: int, ssrc: str, *, tcp: bool = False) -> bytes:
+    """The INVITE's SDP; ``tcp``: RTP over TCP with RFC 4571 framing to our listening port (RFC 4145
+    ``a=setup:passive``: the device connects)."""
+    media = f"m=video {port} TCP/RTP/AVP 96" if tcp else f"m=video {port} RTP/AVP 96"
     lines = [
         "v=0",
         f"o={channel_id} 0 0 IN IP4 {media_address}",
         "s=Play",
         f"c=IN IP4 {media_address}",
         "t=0 0",
-        f"m=video {port} RTP/AVP 96",
+        media,
         "a=recvonly",
+        *(["a=setup:passive", "a=connection:new"] if tcp else []),
         "a=rtpmap:96 PS/90000",
         f"y={ssrc}",
     ]

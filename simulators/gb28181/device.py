@@ -198,14 +198,16 @@ class SimulatedDevice:
         if self._clip is None or offer.ssrc is None:
             self._send(sip.response(invite, 488))
             return
+        tcp = offer.transport.upper().startswith("TCP")  # the platform listens: we connect (a=setup:active)
         lines = [
             "v=0",
             f"o={self.device_id} 0 0 IN IP4 {self._host}",
             "s=Play",
             f"c=IN IP4 {self._host}",
             "t=0 0",
-            f"m=video {self._port + 1} RTP/AVP 96",
+            f"m=video {self._port + 1} {'TCP/RTP/AVP' if tcp else 'RTP/AVP'} 96",
             "a=sendonly",
+            *(["a=setup:active", "a=connection:new"] if tcp else []),
             "a=rtpmap:96 PS/90000",
             f"y={offer.ssrc:010d}",
         ]
@@ -218,7 +220,7 @@ class SimulatedDevice:
         if invite.call_id not in self._streams:
             clip = self._clip
             task = asyncio.create_task(send_clip(clip, offer.ssrc, (offer.address, offer.port), loops=1_000_000,
-                                                 source=self._host, on_sent=self._on_sent),
+                                                 source=self._host, on_sent=self._on_sent, tcp=tcp),
                                        name=f"gb-video-{self.device_id}")  # fmt: skip
             self._streams[invite.call_id] = task
             task.add_done_callback(lambda _: self._streams.pop(invite.call_id, None))

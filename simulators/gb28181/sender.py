@@ -34,17 +34,24 @@ def rtp_packets(clip: Sequence[tuple[bytes, bool]], ssrc: int, *, fps: int = 25,
 
 
 async def send_clip(clip: Sequence[tuple[bytes, bool]], ssrc: int, to: tuple[str, int], *, fps: int = 25,
-                    source: str = "127.0.0.1", loops: int = 1, stream_type: int = 0x1B,
+                    source: str = "127.0.0.1", loops: int = 1, stream_type: int = 0x1B, tcp: bool = False,
                     on_sent: Callable[[bytes], None] | None = None) -> int:  # fmt: skip
     """Stream ``clip`` in real time to ``to`` from an address of ``source``, ``loops`` times over (sequence
-    numbers and timestamps going on, as a live camera's do); the packets sent. ``on_sent`` is told of each
-    picture as it leaves (a benchmark's latency clock)."""
+    numbers and timestamps going on, as a live camera's do); the packets sent. ``tcp``: connect to ``to`` and
+    frame each packet with its 16-bit length (RFC 4571), as a device does for ``TCP/RTP/AVP`` with the
+    platform passive. ``on_sent`` is told of each picture as it leaves (a benchmark's latency clock)."""
     sent = 0
     sequence = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    loop = asyncio.get_running_loop()
+    writer: asyncio.StreamWriter | None = None
+    udp: socket.socket | None = None
+    if tcp:
+        _, writer = await asyncio.open_connection(*to, local_addr=(source, 0))
+    else:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp.bind((source, 0))
         udp.setblocking(False)
-        loop = asyncio.get_running_loop()
+    try:
         start = loop.time()
         for round_ in range(loops):
             first = round_ * len(clip)
@@ -52,10 +59,20 @@ async def send_clip(clip: Sequence[tuple[bytes, bool]], ssrc: int, to: tuple[str
                                    stream_type=stream_type)  # fmt: skip
             for index, packets in enumerate(pictures):
                 await asyncio.sleep(max(0.0, start + (first + index) / fps - loop.time()))
-                for packet in packets:
-                    udp.sendto(packet, to)
+                if writer is not None:
+                    writer.write(b"".join(len(p).to_bytes(2, "big") + p for p in packets))
+                    await writer.drain()
+                else:
+                    assert udp is not None
+                    for packet in packets:
+                        udp.sendto(packet, to)
                 if on_sent is not None:
                     on_sent(clip[index][0])
                 sent += len(packets)
                 sequence += len(packets)
+    finally:
+        if writer is not None:
+            writer.close()
+        if udp is not None:
+            udp.close()
     return sent

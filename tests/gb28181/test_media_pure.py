@@ -180,3 +180,9 @@ def test_the_invite_offers_ps_with_a_gb_ssrc_and_reads_the_answer() -> None:
         parse_answer(b"v=0\r\nm=video 1 RTP/AVP 96\r\n")
     with pytest.raises(SdpError, match="malformed"):
         parse_answer(b"v=0\r\nm=video port RTP/AVP 96\r\n")
+
+
+def test_the_tcp_offer_listens_passively() -> None:
+    offer = invite_offer("34020000001310000001", "10.1.2.3", 30002, "0200000001", tcp=True).decode()
+    assert "m=video 30002 TCP/RTP/AVP 96\r\n" in offer and "a=setup:passive\r\n" in offer
+    assert "a=connection:new\r\n" in offer

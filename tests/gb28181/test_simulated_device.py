@@ -21,10 +21,14 @@ __all__ = ["gb_enabled", "loopback"]  # fixtures
 UNIT = "HLJ0102-GB1"
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp-passive"])
 async def test_the_simulated_camera_registers_walks_and_streams(
-    make_world: AppFactory, monkeypatch: pytest.MonkeyPatch
+    make_world: AppFactory, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
+    """Over UDP, and over TCP with the platform listening (RFC 4571 framing), where a connection from an
+    address that was not invited is closed at once."""
     monkeypatch.setenv("CC_GB28181__RTP_PORT_RANGE", "36200-36399")
+    monkeypatch.setenv("CC_GB28181__RTP_TRANSPORT", transport)
     world = await make_world()
     password = await add_gb_unit(world, UNIT, DEVICE)
     device = SimulatedDevice(DEVICE, password, ("127.0.0.1", sip_port(world)), domain=DOMAIN, platform_id=PLATFORM,
@@ -43,7 +47,17 @@ async def test_the_simulated_camera_registers_walks_and_streams(
         await viewer.watch(UNIT)
         frames = await viewer.frames("video", 10)
         assert frames[0].width == 320 and device.streams_served == 1
-        assert world.client.app[GB_LIVE].stream(UnitId(UNIT)) is not None
+        stream = world.client.app[GB_LIVE].stream(UnitId(UNIT))
+        assert stream is not None and (stream.listener is not None) == (transport == "tcp-passive")
+        if transport == "tcp-passive":
+            assert len(stream.connections) == 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", stream.port, local_addr=("127.0.0.2", 0))
+            writer.write(b"\x00\x0c" + b"\x80" * 12)
+            with contextlib.suppress(ConnectionResetError):  # closed at once (reset: our bytes were unread)
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            assert stream.foreign_packets == 1 and len(stream.connections) == 1
+            assert len(await viewer.frames("video", 5)) == 5
     finally:
         await viewer.close()
         stop.set()
