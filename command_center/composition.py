@@ -41,6 +41,7 @@ from command_center.keys import (
     GATEWAY,
     GB28181,
     GB28181_SIP,
+    GB_LIVE,
     GEOFENCES,
     HTTP_CLIENT,
     HUB,
@@ -82,6 +83,7 @@ from field_units.tasks import TaskDesk
 from field_units.tracker import Tracker
 from field_units.writer import PositionWriter
 from gb28181.enrol import keepalive_silence
+from gb28181.media.live import LiveStreams
 from gb28181.service import GbService
 from gb28181.transport import SipServer
 from maps.report_pool import ReportPool
@@ -139,7 +141,7 @@ def components(
             # ── reports, revocation of live connections, GB/T 28181 devices ───────────────────────────
             _start_report_pool(stack, app, settings.maps.report_workers)
             revocations = await _start_revocations(stack, app, settings, store, bus, media, shared=cluster.shared)
-            await _start_gb28181(stack, app, settings.gb28181, store, tracker, revocations)
+            await _start_gb28181(stack, app, settings.gb28181, store, tracker, revocations, alarms, media)
 
             # ── diagnostics ───────────────────────────────────────────────────────────────────────────
             _start_loop_lag_probe(stack, settings.server.loop_lag_file)
@@ -426,8 +428,11 @@ async def _start_gb28181(
     store: Store,
     tracker: Tracker,
     revocations: Revocations,
+    alarms: AlarmDesk,
+    media: MediaHub,
 ) -> None:
-    """The SIP registrar (UDP and TCP), only when enabled: keepalives, positions and alarms go to the tracker."""
+    """The SIP registrar (UDP and TCP), only when enabled: keepalives, positions and alarms go to the tracker;
+    a GB unit's live video (INVITE, PS over RTP) goes to the media hub like a WHIP unit's."""
     if not settings.enabled:
         return
 
@@ -443,11 +448,23 @@ async def _start_gb28181(
     service = GbService(settings, store, tracker, watcher=watch)
     idle = keepalive_silence(settings) + 30  # a device silent for its missed keepalives is offline
     server = SipServer(service, settings.sip_host, settings.sip_port, idle_seconds=idle)
+    live = LiveStreams(settings, service, media, store, host=settings.sip_host)
+
+    def record_sos(alarm: Alarm) -> None:
+        """An SOS from a GB unit opens its video and records it, as ``_record_sos`` does for WHIP units."""
+        if alarm.kind is AlarmKind.SOS and alarm.unit_id is not None:
+            live.open_and_record(alarm.unit_id, f"SOS alarm {alarm.id}",
+                                 lambda unit_id, reason: media.start_recording(unit_id, reason=reason))  # fmt: skip
+
     await service.start()
     stack.push_async_callback(service.close)
+    await live.start()
+    stack.push_async_callback(live.close)
+    alarms.on_raised.append(record_sos)
+    stack.callback(alarms.on_raised.remove, record_sos)
     stack.push_async_callback(server.close)
     await server.start()
-    app[GB28181], app[GB28181_SIP] = service, server
+    app[GB28181], app[GB28181_SIP], app[GB_LIVE] = service, server, live
 
 
 # ── diagnostics ──────────────────────────────────────────────────────────────────────────────────────────

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from field_units.tasks import TaskDesk
     from field_units.tracker import Tracker
     from field_units.writer import PositionWriter
+    from gb28181.media.live import LiveStreams
     from gb28181.service import GbService
     from gb28181.transport import SipServer
     from maps.report_pool import ReportPool
@@ -65,3 +66,4 @@ TICKETS = web.AppKey("tickets", TicketBook)
 REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
 GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled
 GB28181_SIP: web.AppKey[SipServer] = web.AppKey("gb28181_sip")  # its sockets; ``port`` is the one bound
+GB_LIVE: web.AppKey[LiveStreams] = web.AppKey("gb28181_live")  # likewise: GB units' live video

@@ -285,10 +285,18 @@ class Gb28181Settings(Section):
     platform_id: str = Field("34020000002000000001", pattern=r"^\d{20}$")
     #: The 10-digit SIP domain, also the Digest realm; changing it invalidates every device's stored HA1.
     domain: str = Field("3402000000", pattern=r"^\d{10}$")
-    #: The address devices send media to (used once media INVITE is supported; empty: the SIP address).
+    #: The address devices are told to send media to (the INVITE's SDP; empty: our address on the SIP socket
+    #: the device registered through).
     media_address: str = ""
-    #: RTP ports for device media, ``first-last`` (used once media INVITE is supported).
+    #: RTP ports for device media, ``first-last``: one UDP port per live stream, bound on ``sip_host``.
     rtp_port_range: str = Field("30000-30499", pattern=r"^\d{1,5}-\d{1,5}$")
+    #: How devices send live video: RTP over UDP, or over TCP to a port we listen on (``tcp-passive``,
+    #: RFC 4571 framing; for devices behind NAT or on lossy 4G links). For every device of this platform.
+    rtp_transport: Literal["udp", "tcp-passive"] = "udp"
+    #: How long a device has to answer an INVITE, and then to send its first keyframe.
+    invite_timeout_seconds: float = Field(8.0, gt=0, le=60)
+    #: A live stream with no viewer and no recording is hung up (BYE) after this long.
+    media_linger_seconds: float = Field(10.0, ge=0, le=3600)
     #: The keepalive period devices are configured with, and how many missed keepalives make a unit offline
     #: (a GB unit registered without its own silence limit gets interval x misses).
     keepalive_interval_seconds: float = Field(60.0, gt=0, le=3600)

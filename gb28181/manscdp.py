@@ -155,3 +155,8 @@ def response_ok(cmd_type: str, sn: str, device_id: str) -> bytes:
     """The platform's answer to a device's notification that expects one (e.g. Alarm)."""
     return _document("Response", cmd_type, int(sn) if sn.isdigit() and len(sn) < 10 else 0, device_id,
                      "<Result>OK</Result>\r\n")  # fmt: skip
+
+
+def keyframe_request(sn: int, device_id: str) -> bytes:
+    """DeviceControl asking a channel for a keyframe now (GB/T 28181-2016 A.2.3, ``IFameCmd`` as spelt there)."""
+    return _document("Control", "DeviceControl", sn, device_id, "<IFameCmd>Send</IFameCmd>\r\n")

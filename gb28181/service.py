@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 DEVICE_ID_DIGITS = 20
 MANSCDP_TYPE = "Application/MANSCDP+xml"
 SUBSCRIPTION_SECONDS = 3600  # a MobilePosition subscription, renewed at every registration
-ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK"
+ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE"
+SDP_TYPE = "Application/SDP"
+INVITE_RETRANSMIT = (0.5, 1.0, 2.0, 4.0)  # RFC 3261 §17.1.1.2 timer A over UDP, until any answer is heard
 
 
 class Peer(Protocol):
@@ -68,6 +70,27 @@ class Registration:
     release: Callable[[], None] = lambda: None
 
 
+class DeviceUnavailable(Exception):
+    """The device cannot be asked for video now: not registered here, refused the INVITE, or did not answer."""
+
+
+@dataclass(eq=False)
+class Dialog:
+    """A live-video call the platform made (RFC 3261 §12): what its ACK, BYE and the device's BYE need."""
+
+    device_id: str
+    unit_id: UnitId
+    channel_id: str
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    target: str  # the device's Contact URI, where in-dialog requests go
+    cseq: int
+    peer: Peer
+    answer: bytes  # the device's SDP
+    on_bye: Callable[[], None] | None = None  # the device hung up
+
+
 class GbService:
     def __init__(
         self,
@@ -89,6 +112,9 @@ class GbService:
         self._sn = secrets.randbelow(100_000)
         self._cseq = 1
         self._sweeper: asyncio.Task[None] | None = None
+        self._waiting: dict[tuple[str, int], asyncio.Future[sip.SipMessage]] = {}  # our INVITEs' final answers
+        self._heard: set[tuple[str, int]] = set()  # INVITEs answered provisionally: no more retransmission
+        self._dialogs: dict[str, Dialog] = {}  # by Call-ID
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -136,6 +162,13 @@ class GbService:
                 self._reply(peer, sip.response(exc.partial, exc.status))
             return
         if not msg.is_request:
+            key = (msg.call_id, msg.cseq[0])
+            waiter = self._waiting.get(key)
+            if waiter is not None and msg.cseq[1] == "INVITE":
+                self._heard.add(key)
+                if msg.status >= 200 and not waiter.done():
+                    waiter.set_result(msg)
+                return
             if msg.status >= 300:
                 log.warning("gb28181: %s answered %s %s to our %s", msg.from_user, msg.status, msg.reason, msg.cseq[1])
             return
@@ -150,6 +183,8 @@ class GbService:
             await self._register(msg, peer)
         elif msg.method in ("MESSAGE", "NOTIFY"):
             await self._message(msg, peer)
+        elif msg.method == "BYE":
+            self._device_bye(msg, peer)
         elif msg.method == "OPTIONS":
             self._reply(peer, sip.response(msg, 200, extra=[("Allow", ALLOW)]))
         elif msg.method != "ACK":
@@ -351,6 +386,115 @@ class GbService:
         if not peer.closed:
             peer.send(request.serialise())
 
+    # live video (GB/T 28181-2016 §9.2) ----------------------------------------------------------------
+    async def invite(self, unit_id: UnitId, channel_id: str, offer: bytes, *, within_seconds: float) -> Dialog:
+        """INVITE the unit's device to send ``channel_id``'s live video as ``offer`` says; ACK its 200.
+
+        ``DeviceUnavailable`` when the unit is not registered here, refuses, or does not answer in time."""
+        registration = self.registration(unit_id)
+        if registration is None or registration.peer.closed:
+            raise DeviceUnavailable(f"unit {unit_id} is not registered as a GB/T 28181 device on this server")
+        peer, device_id = registration.peer, registration.device.device_id
+        host, port = peer.address
+        local_host, local_port = peer.local
+        call_id = f"{secrets.token_hex(12)}@{local_host}"
+        local_tag = sip.new_tag()
+        self._cseq += 1
+        cseq = self._cseq
+        request = sip.SipMessage(method="INVITE", uri=f"sip:{channel_id}@{host}:{port}")
+        request.headers = [
+            ("via", f"SIP/2.0/{peer.transport} {local_host}:{local_port};rport;branch=z9hG4bK{secrets.token_hex(8)}"),
+            ("from", f"<sip:{self._settings.platform_id}@{self._settings.domain}>;tag={local_tag}"),
+            ("to", f"<sip:{channel_id}@{self._settings.domain}>"),
+            ("call-id", call_id),
+            ("cseq", f"{cseq} INVITE"),
+            ("max-forwards", "70"),
+            ("contact", f"<sip:{self._settings.platform_id}@{local_host}:{local_port}>"),
+            ("subject", f"{channel_id}:{_y_of(offer)},{self._settings.platform_id}:0"),  # GB/T 28181 §9.2.2
+            ("content-type", SDP_TYPE),
+        ]
+        request.body = offer
+        key = (call_id, cseq)
+        waiter: asyncio.Future[sip.SipMessage] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = waiter
+        data = request.serialise()
+        try:
+            async with asyncio.timeout(within_seconds):
+                peer.send(data)
+                for pause in INVITE_RETRANSMIT if peer.transport == "UDP" else ():
+                    with contextlib.suppress(TimeoutError):
+                        return await self._invited(await asyncio.wait_for(asyncio.shield(waiter), pause), request,
+                                                   registration, channel_id, local_tag)  # fmt: skip
+                    if key in self._heard or peer.closed:
+                        break
+                    peer.send(data)
+                return await self._invited(await waiter, request, registration, channel_id, local_tag)
+        except TimeoutError:
+            log.warning("gb28181: device %s (unit %s) did not answer the INVITE in %.0f s", device_id, unit_id,
+                        within_seconds)  # fmt: skip
+            raise DeviceUnavailable(f"the device of unit {unit_id} did not answer the video request") from None
+        finally:
+            self._waiting.pop(key, None)
+            self._heard.discard(key)
+
+    async def _invited(
+        self, answer: sip.SipMessage, request: sip.SipMessage, registration: Registration, channel_id: str,
+        local_tag: str,
+    ) -> Dialog:  # fmt: skip
+        device_id, unit_id = registration.device.device_id, registration.unit.id
+        if answer.status >= 300:
+            log.warning("gb28181: device %s (unit %s) refused the INVITE: %s %s", device_id, unit_id, answer.status,
+                        answer.reason)  # fmt: skip
+            raise DeviceUnavailable(f"the device of unit {unit_id} refused the video request ({answer.status} "
+                                    f"{answer.reason})")  # fmt: skip
+        target = _contact_uri(answer.get("contact")) or request.uri
+        dialog = Dialog(device_id, unit_id, channel_id, request.call_id, local_tag, sip.tag_of(answer.get("to") or "")
+                        or "", target, request.cseq[0], registration.peer, answer.body)  # fmt: skip
+        self._in_dialog(dialog, "ACK", dialog.cseq)  # RFC 3261 §13.2.2.4: the ACK of a 2xx is its own transaction
+        self._dialogs[dialog.call_id] = dialog
+        log.info("gb28181: device %s (unit %s) accepted the INVITE for channel %s", device_id, unit_id, channel_id)
+        return dialog
+
+    def bye(self, dialog: Dialog) -> None:
+        """Hang up a live-video call (its answer is not waited for: the media stops either way)."""
+        if self._dialogs.pop(dialog.call_id, None) is None:
+            return
+        self._cseq += 1
+        self._in_dialog(dialog, "BYE", max(self._cseq, dialog.cseq + 1))
+        log.info("gb28181: BYE to device %s (unit %s)", dialog.device_id, dialog.unit_id)
+
+    def request_keyframe(self, dialog: Dialog) -> None:
+        """Ask the channel for a keyframe now (a viewer joined, a recording segment starts)."""
+        registration = self.registration(dialog.unit_id)
+        if registration is not None:
+            body = manscdp.keyframe_request(self._next_sn(), dialog.channel_id)
+            self._send(registration.peer, "MESSAGE", dialog.channel_id, body)
+
+    def _in_dialog(self, dialog: Dialog, method: str, cseq: int) -> None:
+        peer = dialog.peer
+        local_host, local_port = peer.local
+        request = sip.SipMessage(method=method, uri=dialog.target)
+        request.headers = [
+            ("via", f"SIP/2.0/{peer.transport} {local_host}:{local_port};rport;branch=z9hG4bK{secrets.token_hex(8)}"),
+            ("from", f"<sip:{self._settings.platform_id}@{self._settings.domain}>;tag={dialog.local_tag}"),
+            ("to", f"<sip:{dialog.channel_id}@{self._settings.domain}>;tag={dialog.remote_tag}"),
+            ("call-id", dialog.call_id),
+            ("cseq", f"{cseq} {method}"),
+            ("max-forwards", "70"),
+        ]
+        if not peer.closed:
+            peer.send(request.serialise())
+
+    def _device_bye(self, msg: sip.SipMessage, peer: Peer) -> None:
+        dialog = self._dialogs.pop(msg.call_id, None)
+        if dialog is None:
+            self._reply(peer, sip.response(msg, 481))
+            return
+        self._reply(peer, sip.response(msg, 200))
+        log.info("gb28181: device %s (unit %s) ended its video (BYE)", dialog.device_id, dialog.unit_id)
+        if dialog.on_bye is not None:
+            dialog.on_bye()
+
     def _next_sn(self) -> int:
         self._sn += 1
         return self._sn
@@ -367,9 +511,25 @@ def _expires(msg: sip.SipMessage) -> int:
     return int(header[:9]) if header.isdigit() else 3600
 
 
+def _contact_uri(value: str | None) -> str | None:
+    """The URI of a Contact header (``<sip:…>`` or bare)."""
+    if not value:
+        return None
+    if "<" in value and ">" in value:
+        return value[value.index("<") + 1 : value.index(">")]
+    return value.split(";")[0].strip() or None
+
+
+def _y_of(offer: bytes) -> str:
+    for line in offer.decode("ascii", errors="replace").splitlines():
+        if line.startswith("y="):
+            return line[2:].strip()
+    return "0"
+
+
 def _gb_date() -> str:
     """The Date header GB/T 28181 devices set their clocks from (local time, milliseconds, no zone)."""
     return datetime.now(manscdp.CHINA).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
 
 
-__all__ = ["GbService", "Peer", "Registration"]
+__all__ = ["DeviceUnavailable", "Dialog", "GbService", "Peer", "Registration"]

@@ -18,7 +18,7 @@ from cluster.port import media_lease
 from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_device, current_user
 from command_center.forwarding import on_unit_node
-from command_center.keys import CLUSTER, MEDIA, STORE
+from command_center.keys import CLUSTER, GB_LIVE, MEDIA, STORE
 from core.errors import (
     BadRequest,
     Conflict,
@@ -100,6 +100,7 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
         return elsewhere
     viewer = Viewer(caller.user.id, caller.user.username, caller.session.token_hash, caller.session.expires_at,
                     caller.user.court_id)  # fmt: skip
+    await _gb_live(request, unit)
     session_id, answer = await request.app[MEDIA].view(viewer, unit.id, offer)
     return sdp_created(answer, f"/api/whep/{unit.id}/{session_id}")
 
@@ -149,6 +150,13 @@ async def talk_end(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200)
 
 
+async def _gb_live(request: web.Request, unit: Unit, *, hold: bool = False) -> None:
+    """A GB/T 28181 unit streams only when asked: INVITE its device now (nothing for other units); ``hold``
+    keeps its video while it is recorded, not only while watched."""
+    if (live := request.app.get(GB_LIVE)) is not None:
+        await live.ensure(unit, hold=hold)
+
+
 class RecordingOut(BaseModel):
     unit_id: str
     recording: bool
@@ -166,6 +174,7 @@ async def recording_start(request: web.Request) -> web.StreamResponse:
     unit = await _visible(request)
     if (elsewhere := await on_unit_node(request, unit.id)) is not None:
         return elsewhere
+    await _gb_live(request, unit, hold=True)
     if not request.app[MEDIA].start_recording(unit.id, reason=f"started by {current_user(request).user.username}"):
         raise Conflict(f"unit {unit.id} is not streaming")
     return json_response(RecordingOut(unit_id=unit.id, recording=True))

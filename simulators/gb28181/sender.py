@@ -6,23 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gb28181.media.ps import ps_frame
 from gb28181.media.rtp import build_rtp
 
-H264_STREAMS = {0xE0: 0x1B}  # stream id → stream type (H.264)
 RTP_PAYLOAD = 1_400
 
 
 def rtp_packets(clip: Sequence[tuple[bytes, bool]], ssrc: int, *, fps: int = 25, first_sequence: int = 0,
-                first_pts: int = 0) -> list[list[bytes]]:  # fmt: skip
-    """Each picture of ``clip`` as its RTP packets."""
+                first_pts: int = 0, stream_type: int = 0x1B) -> list[list[bytes]]:  # fmt: skip
+    """Each picture of ``clip`` as its RTP packets; the PSM names the video ``stream_type`` (0x1B H.264,
+    0x24 H.265)."""
     out: list[list[bytes]] = []
     sequence = first_sequence
     for index, (data, keyframe) in enumerate(clip):
         pts = first_pts + index * 90_000 // fps
-        pack = ps_frame(0xE0, data, pts, streams=H264_STREAMS if keyframe else None)
+        pack = ps_frame(0xE0, data, pts, streams={0xE0: stream_type} if keyframe else None)
         chunks = [pack[i : i + RTP_PAYLOAD] for i in range(0, len(pack), RTP_PAYLOAD)]
         packets = []
         for number, chunk in enumerate(chunks):
@@ -34,23 +34,45 @@ def rtp_packets(clip: Sequence[tuple[bytes, bool]], ssrc: int, *, fps: int = 25,
 
 
 async def send_clip(clip: Sequence[tuple[bytes, bool]], ssrc: int, to: tuple[str, int], *, fps: int = 25,
-                    source: str = "127.0.0.1", loops: int = 1) -> int:  # fmt: skip
+                    source: str = "127.0.0.1", loops: int = 1, stream_type: int = 0x1B, tcp: bool = False,
+                    on_sent: Callable[[bytes], None] | None = None) -> int:  # fmt: skip
     """Stream ``clip`` in real time to ``to`` from an address of ``source``, ``loops`` times over (sequence
-    numbers and timestamps going on, as a live camera's do); the packets sent."""
+    numbers and timestamps going on, as a live camera's do); the packets sent. ``tcp``: connect to ``to`` and
+    frame each packet with its 16-bit length (RFC 4571), as a device does for ``TCP/RTP/AVP`` with the
+    platform passive. ``on_sent`` is told of each picture as it leaves (a benchmark's latency clock)."""
     sent = 0
     sequence = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    loop = asyncio.get_running_loop()
+    writer: asyncio.StreamWriter | None = None
+    udp: socket.socket | None = None
+    if tcp:
+        _, writer = await asyncio.open_connection(*to, local_addr=(source, 0))
+    else:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp.bind((source, 0))
         udp.setblocking(False)
-        loop = asyncio.get_running_loop()
+    try:
         start = loop.time()
         for round_ in range(loops):
             first = round_ * len(clip)
-            pictures = rtp_packets(clip, ssrc, fps=fps, first_sequence=sequence, first_pts=first * 90_000 // fps)
+            pictures = rtp_packets(clip, ssrc, fps=fps, first_sequence=sequence, first_pts=first * 90_000 // fps,
+                                   stream_type=stream_type)  # fmt: skip
             for index, packets in enumerate(pictures):
                 await asyncio.sleep(max(0.0, start + (first + index) / fps - loop.time()))
-                for packet in packets:
-                    udp.sendto(packet, to)
+                if writer is not None:
+                    writer.write(b"".join(len(p).to_bytes(2, "big") + p for p in packets))
+                    await writer.drain()
+                else:
+                    assert udp is not None
+                    for packet in packets:
+                        udp.sendto(packet, to)
+                if on_sent is not None:
+                    on_sent(clip[index][0])
                 sent += len(packets)
                 sequence += len(packets)
+    finally:
+        if writer is not None:
+            writer.close()
+        if udp is not None:
+            udp.close()
     return sent

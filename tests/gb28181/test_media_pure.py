@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gb28181.media.ps import EsFrame, PsDemuxer, pes_packets, ps_frame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
+from gb28181.media.sdp import Answer, SdpError, invite_offer, live_ssrc, parse_answer
 from simulators.gb28181.clip import h264_clip
 from simulators.gb28181.sender import rtp_packets
 
@@ -160,3 +161,28 @@ def test_any_bytes_are_survived(pieces: list[bytes]) -> None:
     for piece in pieces:
         demuxer.feed(b"\x00\x00\x01\xba" + piece if piece[:1] == b"\x01" else piece)
     demuxer.flush()
+
+
+def test_the_invite_offers_ps_with_a_gb_ssrc_and_reads_the_answer() -> None:
+    y = live_ssrc("3402000000", 12)
+    assert y == "0200000012" and len(y) == 10
+    offer = invite_offer("34020000001310000001", "10.1.2.3", 30002, y).decode()
+    assert "m=video 30002 RTP/AVP 96\r\n" in offer and "a=rtpmap:96 PS/90000\r\n" in offer
+    assert "a=recvonly\r\n" in offer and offer.endswith(f"y={y}\r\n") and "c=IN IP4 10.1.2.3\r\n" in offer
+    answer = parse_answer(
+        b"v=0\r\no=34020000001310000001 0 0 IN IP4 192.0.2.7\r\ns=Play\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n"
+        b"m=video 15060 RTP/AVP 96\r\na=sendonly\r\na=rtpmap:96 PS/90000\r\ny=0200000012\r\nf=\r\n"
+    )
+    assert answer == Answer("192.0.2.7", 15060, 200000012, "RTP/AVP")
+    with pytest.raises(SdpError, match="no video"):
+        parse_answer(b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 1 RTP/AVP 8\r\n")
+    with pytest.raises(SdpError, match="no connection address"):
+        parse_answer(b"v=0\r\nm=video 1 RTP/AVP 96\r\n")
+    with pytest.raises(SdpError, match="malformed"):
+        parse_answer(b"v=0\r\nm=video port RTP/AVP 96\r\n")
+
+
+def test_the_tcp_offer_listens_passively() -> None:
+    offer = invite_offer("34020000001310000001", "10.1.2.3", 30002, "0200000001", tcp=True).decode()
+    assert "m=video 30002 TCP/RTP/AVP 96\r\n" in offer and "a=setup:passive\r\n" in offer
+    assert "a=connection:new\r\n" in offer

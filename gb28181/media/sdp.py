@@ -1,0 +1,79 @@
+"""The SDP of a GB/T 28181 live-video INVITE (GB/T 28181-2016 §9.2, Annex F) and of the device's answer. Pure.
+
+The platform offers to receive MPEG-PS (``a=rtpmap:96 PS/90000``, ``a=recvonly``) on one RTP port, with the
+SSRC it expects in the GB-specific ``y=`` line: ten decimal digits, 0 for live video, then digits 4–8 of
+the SIP domain, then a 4-digit sequence. The device answers with where it sends from (``c=``/``m=``) and
+may repeat or change ``y=``; either SSRC is accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SdpError(ValueError):
+    pass
+
+
+def live_ssrc(domain: str, sequence: int) -> str:
+    """The ``y=`` value of a live stream: '0' + the domain's digits 4–8 + a 4-digit sequence."""
+    return f"0{domain[3:8]}{sequence % 10_000:04d}"
+
+
+def invite_offer(channel_id: str, media_address: str, port: int, ssrc: str, *, tcp: bool = False) -> bytes:
+    """The INVITE's SDP; ``tcp``: RTP over TCP with RFC 4571 framing to our listening port (RFC 4145
+    ``a=setup:passive``: the device connects)."""
+    media = f"m=video {port} TCP/RTP/AVP 96" if tcp else f"m=video {port} RTP/AVP 96"
+    lines = [
+        "v=0",
+        f"o={channel_id} 0 0 IN IP4 {media_address}",
+        "s=Play",
+        f"c=IN IP4 {media_address}",
+        "t=0 0",
+        media,
+        "a=recvonly",
+        *(["a=setup:passive", "a=connection:new"] if tcp else []),
+        "a=rtpmap:96 PS/90000",
+        f"y={ssrc}",
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    address: str  # where the device says it sends from (c=)
+    port: int  # its RTP port (m=); 0 when it did not say
+    ssrc: int | None  # its y= line, as the RTP SSRC value
+    transport: str  # "RTP/AVP" (UDP) or "TCP/RTP/AVP"
+
+
+def parse_answer(body: bytes) -> Answer:
+    """The device's 200 OK SDP; ``SdpError`` when it has no video section or no address."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("gb18030", errors="replace")
+    address = ""
+    port = -1
+    transport = ""
+    ssrc: int | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("c=") and (address == "" or port >= 0):
+            parts = line[2:].split()
+            if len(parts) == 3 and parts[1] == "IP4":
+                address = parts[2]
+        elif line.startswith("m=video"):
+            parts = line.split()
+            if len(parts) < 3 or not parts[1].isdigit():
+                raise SdpError(f"malformed media line {line[:60]!r}")
+            port, transport = int(parts[1]), parts[2]
+        elif line.startswith("y="):
+            value = line[2:].strip()
+            if value.isdigit() and len(value) <= 10:
+                ssrc = int(value)
+    if port < 0:
+        raise SdpError("the answer has no video section")
+    if not address:
+        raise SdpError("the answer has no connection address")
+    return Answer(address, port, ssrc, transport)
