@@ -13,6 +13,7 @@ from aiohttp import web
 from alarms.desk import AlarmDesk
 from cluster.factory import build_coordinator
 from cluster.port import LEADER
+from command_center.api.map_config import tile_archive_ctx
 from command_center.api.registry import Registry, openapi_document
 from command_center.api.reports import report_pool_ctx
 from command_center.api.routes import all_endpoints
@@ -177,6 +178,7 @@ def create_app(
     app.cleanup_ctx.append(media_ctx(settings.media, settings.data_dir / "recordings"))
     app.cleanup_ctx.append(audit_ctx(settings.audit, settings.data_dir))
     app.cleanup_ctx.append(report_pool_ctx(settings.maps))
+    app.cleanup_ctx.append(tile_archive_ctx(settings.maps))
     app.cleanup_ctx.append(revocation_ctx(settings))
     app.cleanup_ctx.append(gb28181_ctx(settings.gb28181))
     app.cleanup_ctx.append(loop_lag_ctx(settings.server.loop_lag_file))

@@ -33,6 +33,7 @@ from core.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    NotStreaming,
     ServiceUnavailable,
     TooManyRequests,
     ValidationFailed,
@@ -337,7 +338,7 @@ class MediaHub:
         self._check_available()
         publisher = self.publisher(unit_id)
         if publisher is None:
-            raise Conflict(f"unit {unit_id} is not streaming")
+            raise NotStreaming(f"unit {unit_id} is not streaming")
         plan = self._plan(offer_sdp, lambda offer: plan_view(offer, publisher.media))
         session = ViewerSession(SessionId(secrets.token_urlsafe(16)), self._new_pc(viewer), self._clock(),
                                 viewer=viewer, publisher=publisher)  # fmt: skip
@@ -417,7 +418,7 @@ class MediaHub:
         self._check_available()
         publisher = self.publisher(unit_id)
         if publisher is None:
-            raise Conflict(f"unit {unit_id} is not streaming")
+            raise NotStreaming(f"unit {unit_id} is not streaming")
         if publisher.talk is None:
             raise Conflict(f"unit {unit_id} cannot play talkback: its offer's audio is not sendrecv")
         talker = publisher.talker
