@@ -26,7 +26,7 @@ def create_app(
     replaces the configured partner agencies (tests point them at simulators on ephemeral ports).
     """
     app = web.Application(
-        middlewares=[security_headers, errors_as_json, same_origin_websockets, body_in_time],
+        middlewares=[security_headers(settings.maps.tile_url), errors_as_json, same_origin_websockets, body_in_time],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -184,7 +184,9 @@ async def _resolve(store: Store, *, session: str | None = None, device: str | No
 def authorise(caller: Caller, allowed: frozenset[Access]) -> None:
     if caller.access not in allowed:
         wanted = ", ".join(sorted(allowed))
-        raise Forbidden(f"role '{caller.access}' may not do this (allowed: {wanted})")
+        # The role and the roles allowed, as details: a screen says the refusal in the user's language.
+        raise Forbidden(f"role '{caller.access}' may not do this (allowed: {wanted})",
+                        details={"role": str(caller.access), "allowed": sorted(allowed)})  # fmt: skip
 
 
 def current_caller(request: web.Request) -> Caller:

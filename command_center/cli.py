@@ -20,7 +20,7 @@ from command_center.bootstrap import ensure_first_admin, import_courts
 from command_center.case_import import import_cases, system_client_command
 from command_center.connection_guard import serve
 from command_center.credentials import Passwords, check_password_strength, lookup_hash, new_device_secret
-from command_center.demo import ensure_demo
+from command_center.demo import ensure_demo, ensure_demo_unit
 from command_center.revocation import Revocation, Subject, tell_servers
 from config.settings import Settings, load_settings
 from core.checkpoint import public_key_hex
@@ -305,6 +305,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             login = await ensure_demo(store, Passwords(settings.auth), settings.data_dir)
             if login is not None:
                 print(f"demo judge login: username '{login[0]}', password '{login[1]}' (query desk: /desk)")
+            unit = await ensure_demo_unit(store, settings.data_dir)
+            if unit is not None:
+                print(f"demo field unit {unit[0]}: open /field on a phone and enter the device secret '{unit[1]}'")
             return 0
 
         return asyncio.run(_with_store(settings, demo))

@@ -55,6 +55,7 @@ from command_center.keys import (
     STORE,
     TASKS,
     TICKETS,
+    TILE_ARCHIVE,
     TRACKER,
     WRITER,
 )
@@ -68,6 +69,7 @@ from config.settings import (
     AuthSettings,
     BusSettings,
     Gb28181Settings,
+    MapSettings,
     MediaSettings,
     QuerySettings,
     Settings,
@@ -87,6 +89,7 @@ from gb28181.media.live import LiveStreams
 from gb28181.service import GbService
 from gb28181.transport import SipServer
 from maps.report_pool import ReportPool
+from maps.tile_archive import TileArchive
 from media.sessions import MediaHub
 from operations.desk import OperationDesk
 from persistence.factory import build_store
@@ -140,6 +143,7 @@ def components(
 
             # ── reports, revocation of live connections, GB/T 28181 devices ───────────────────────────
             _start_report_pool(stack, app, settings.maps.report_workers)
+            _open_tile_archive(stack, app, settings.maps)
             revocations = await _start_revocations(stack, app, settings, store, bus, media, shared=cluster.shared)
             await _start_gb28181(stack, app, settings.gb28181, store, tracker, revocations, alarms, media)
 
@@ -386,6 +390,15 @@ def _record_sos(stack: AsyncExitStack, alarms: AlarmDesk, media: MediaHub) -> No
 
 
 # ── reports, revocation, GB/T 28181 ──────────────────────────────────────────────────────────────────────
+
+
+def _open_tile_archive(stack: AsyncExitStack, app: web.Application, settings: MapSettings) -> None:
+    """A court's street-level tiles (``maps.tile_archive``), when configured: a bad file stops the start."""
+    if settings.tile_archive is None:
+        return
+    archive = TileArchive(settings.tile_archive)
+    stack.callback(archive.close)
+    app[TILE_ARCHIVE] = archive
 
 
 def _start_report_pool(stack: AsyncExitStack, app: web.Application, workers: int) -> ReportPool:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from gb28181.service import GbService
     from gb28181.transport import SipServer
     from maps.report_pool import ReportPool
+    from maps.tile_archive import TileArchive
     from media.sessions import MediaHub
     from operations.desk import OperationDesk
     from query_control.agencies import AgencyConfig
@@ -62,6 +63,8 @@ AUDIT: web.AppKey[AuditLog] = web.AppKey("audit_log")
 MEDIA: web.AppKey[MediaHub] = web.AppKey("media_hub")
 CHECKPOINTER: web.AppKey[Checkpointer] = web.AppKey("audit_checkpointer")
 REPORTS: web.AppKey[ReportPool] = web.AppKey("report_pool")
+#: The court's tile archive, when maps.tile_archive names one (absent otherwise).
+TILE_ARCHIVE: web.AppKey[TileArchive] = web.AppKey("tile_archive")
 TICKETS = web.AppKey("tickets", TicketBook)
 REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
 GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled

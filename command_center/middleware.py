@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from command_center.keys import SETTINGS
 from core.errors import (
@@ -106,11 +107,31 @@ async def same_origin_websockets(request: web.Request, handler: Handler) -> web.
     return await handler(request)
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+def security_headers(tile_url: str = "") -> Middleware:
+    """The headers above on every response; a court's tile server (maps.tile_url, another host) is the one
+    origin besides this server that pages may load images from, or its tiles would be refused by the CSP."""
+    headers = dict(_SECURITY_HEADERS)
+    origin = tile_origin(tile_url)
+    if origin:
+        headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
+            "img-src 'self' data: blob:", f"img-src 'self' data: blob: {origin}"
+        )
+
+    @web.middleware
+    async def add_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return add_headers
+
+
+def tile_origin(tile_url: str) -> str:
+    """scheme://host[:port] of a tile URL template, or "" when it names no other host."""
+    parts = urlsplit(tile_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"

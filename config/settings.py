@@ -119,6 +119,12 @@ class MapSettings(Section):
     #: basemap (district outlines shipped with the app) is drawn instead, so a closed network still works.
     tile_url: str = ""
     tile_attribution: str = ""
+    #: A raster MBTiles file the app serves itself (street-level maps with no tile server, maps.tile_archive
+    #: wins over tile_url); its ``attribution`` metadata is shown unless tile_attribution is set.
+    tile_archive: Path | None = None
+    #: The datum of the tiles: ``gcj02`` for Chinese map sources (positions, reported in WGS-84, are shifted
+    #: for display and clicks shifted back), ``wgs84`` otherwise.
+    tile_datum: Literal["wgs84", "gcj02"] = "wgs84"
     #: Where the wall display opens (default: Harbin, 哈尔滨).
     center_lat: float = Field(45.757, ge=-90, le=90)
     center_lon: float = Field(126.642, ge=-180, le=180)

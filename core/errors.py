@@ -77,6 +77,18 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class NotStreaming(Conflict):
+    """The unit has no live media here now: the screens say so in the user's language by this code."""
+
+    code = "not_streaming"
+
+
+class NoDutyPost(Conflict):
+    """A duty sign-in by someone the day's roster does not name."""
+
+    code = "no_duty_post"
+
+
 class PayloadTooLarge(AppError):
     status = 413
     code = "payload_too_large"

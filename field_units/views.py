@@ -20,6 +20,9 @@ def unit_view(unit: Unit, state: UnitState, position: Position | None) -> dict[s
         "kind": unit.kind.value,
         "court_id": unit.court_id,
         "status": state.status.value,
+        # The one meaning of "online" (wall, console, /api/stats): heard within the unit's offline delay. A
+        # silent unit in SOS shows status "sos" and is not online.
+        "online": state.online,
         "position": None if position is None else position.view(),
         "last_seen_ms": state.last_seen_ms,
     }

@@ -38,7 +38,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from cluster.port import media_lease
 from config.settings import MediaSettings
-from core.errors import AppError, BadRequest, Conflict, ServiceUnavailable, ValidationFailed
+from core.errors import AppError, BadRequest, Conflict, NotStreaming, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId, UserId
 from media import passthrough, telemetry_channel
 from media.evidence import SEGMENT_ACTION
@@ -288,7 +288,7 @@ class MediaHub:
         self._check_available()
         publisher = self.publisher(unit_id)
         if publisher is None:
-            raise Conflict(f"unit {unit_id} is not streaming")
+            raise NotStreaming(f"unit {unit_id} is not streaming")
         plan = self._plan(offer_sdp, lambda offer: plan_view(offer, publisher.media))
         session = ViewerSession(id=self._hold(viewer), role=Role.VIEWER, unit_id=unit_id, created=self._clock(),
                                 owner=viewer, pc=self._new_pc(), publisher=publisher)  # fmt: skip
@@ -368,7 +368,7 @@ class MediaHub:
         self._check_available()
         publisher = self.publisher(unit_id)
         if publisher is None:
-            raise Conflict(f"unit {unit_id} is not streaming")
+            raise NotStreaming(f"unit {unit_id} is not streaming")
         if publisher.talk is None:
             raise Conflict(f"unit {unit_id} cannot play talkback: its offer's audio is not sendrecv")
         talker = publisher.talker

@@ -272,6 +272,16 @@ async def test_pages_are_served_with_security_headers(world: World) -> None:
     assert script.status == 200
     traversal = await world.client.get("/static/../app.py")
     assert traversal.status == 404
+    assert "img-src 'self' data: blob:;" in page.headers["Content-Security-Policy"]  # no other image origin
+
+
+async def test_a_courts_tile_server_is_the_one_other_image_origin(make_world: AppFactory) -> None:
+    from config.settings import MapSettings
+
+    world = await make_world(maps=MapSettings(tile_url="https://tiles.court.example:8443/{z}/{x}/{y}.png"))
+    policy = (await world.client.get("/wall")).headers["Content-Security-Policy"]
+    assert "img-src 'self' data: blob: https://tiles.court.example:8443;" in policy
+    assert "script-src" not in policy and "default-src 'self';" in policy  # scripts still from this server only
 
 
 @pytest.mark.postgres

@@ -38,6 +38,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/units/{unit_id}/revoke"): {A},
     ("GET", "/api/units/{unit_id}/gb28181"): PEOPLE,
     ("GET", "/api/map/config"): PEOPLE,
+    ("GET", "/api/map/tiles/{z}/{x}/{y}"): PEOPLE,
     ("GET", "/api/telemetry/ws"): {D},
     ("POST", "/api/telemetry/batch"): {D},
     ("GET", "/api/units/{unit_id}/live"): {OP, S, A},
@@ -142,6 +143,9 @@ SAMPLE_PARAMS = {
     "{fence_id}": "no-such-fence",
     "{client_id}": "999999",
     "{proposal_id}": "999999",
+    "{z}": "16",
+    "{x}": "55000",
+    "{y}": "23000",
 }
 
 

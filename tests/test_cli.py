@@ -193,8 +193,11 @@ def test_demo_creates_a_judge_and_a_case_once(tmp_path: Path) -> None:
     assert "demo judge login: username 'demo-judge'" in first.stdout
     password = (tmp_path / "demo-judge-password").read_text().strip()
     assert password in first.stdout and (tmp_path / "demo-judge-password").stat().st_mode & 0o077 == 0
+    secret = (tmp_path / "demo-unit-secret").read_text().strip()  # /field needs a device secret: the demo gives one
+    assert f"demo field unit HLJ0102-F01: open /field on a phone and enter the device secret '{secret}'" in first.stdout
+    assert (tmp_path / "demo-unit-secret").stat().st_mode & 0o077 == 0
     again = _cli(tmp_path, "demo")  # idempotent: the same judge, the same case, the same login shown
-    assert again.returncode == 0 and password in again.stdout
+    assert again.returncode == 0 and password in again.stdout and secret in again.stdout
 
     async def cases() -> list[tuple[str, list[str]]]:
         store = build_store(StoreSettings(url=f"sqlite:///{tmp_path / 'cli.db'}"))

@@ -19,7 +19,9 @@ async def test_the_wall_page_and_leaflet_are_served(world: World) -> None:
     assert script.status == 200 and "Leaflet" in (await script.text())[:300]
     assert (await world.client.get("/vendor/leaflet/leaflet.css")).status == 200
     start = await world.client.get("/")
-    assert 'href="/wall"' in await start.text()
+    assert 'src="/static/app.js"' in await start.text()  # the start page lists the pages the caller's role may use
+    nav = await world.client.get("/static/lib/nav.js")
+    assert nav.status == 200 and 'path: "/wall"' in await nav.text()
 
 
 async def test_the_basemap_covers_harbin_and_heilongjiang(world: World) -> None:

@@ -344,7 +344,9 @@ async def test_the_console_shows_figures_sends_tasks_keeps_duty_and_downloads_re
     assert [await row.nth(i).text_content() for i in (1, 4, 6)] == ["1", "1", "1"]  # 1 unit, in SOS, 1 alarm open
 
     await page.click("#sign-in")  # not on the roster today: the reason is shown
-    await page.wait_for_function("() => document.querySelector('#message').textContent.includes('holds no duty post')")
+    await page.wait_for_function(
+        "() => document.querySelector('#message').textContent.includes('今日没有值班岗位')"
+    )  # said by its code, in Chinese
     await page.fill("#note-form input[name=text]", "接班：一名单兵求救，已联系")
     await page.click("#note-form button[type=submit]")
     await page.wait_for_selector("#log li:has-text('接班：一名单兵求救')")

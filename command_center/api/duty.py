@@ -15,7 +15,7 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import RowId, Strict
 from command_center.auth import Access, current_user
 from command_center.keys import STORE
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, NoDutyPost, NotFound, ValidationFailed
 from core.ids import CourtId, UserId
 from courts.duty_day import bounds, today
 from courts.visibility import require_visible, visible_courts
@@ -116,7 +116,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     day = today(_now_ms())
     entries = await store.sign_in_duty(caller.user.id, day, _now_ms())
     if not entries:
-        raise Conflict(f"{caller.user.display_name} holds no duty post on {day}")
+        raise NoDutyPost(f"{caller.user.display_name} holds no duty post on {day}")
     return json_response(RosterOut(day=day, roster=await _roster_view(store, entries)))
 
 

@@ -23,6 +23,7 @@ from core.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    NotStreaming,
     PayloadTooLarge,
     ServiceUnavailable,
     TooManyRequests,
@@ -176,7 +177,7 @@ async def recording_start(request: web.Request) -> web.StreamResponse:
         return elsewhere
     await _gb_live(request, unit, hold=True)
     if not request.app[MEDIA].start_recording(unit.id, reason=f"started by {current_user(request).user.username}"):
-        raise Conflict(f"unit {unit.id} is not streaming")
+        raise NotStreaming(f"unit {unit.id} is not streaming")
     return json_response(RecordingOut(unit_id=unit.id, recording=True))
 
 

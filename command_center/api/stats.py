@@ -1,5 +1,6 @@
-"""Console statistics: per court the caller sees, units by status, alarms open, tasks under way, and today's
-asset queries with the share that gave complete feedback within the deadline (the 30-second promise)."""
+"""Console statistics: per court the caller sees, units online and offline and by status, alarms open, tasks
+under way, and today's asset queries with the share that gave complete feedback within the deadline (the 30-second
+promise)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,12 @@ async def stats(request: web.Request) -> web.StreamResponse:
     for unit in await store.list_units(courts):
         counter = row(unit.court_id)
         counter["units"] += 1
-        counter[tracker.state(unit.id).status.value] += 1
+        state = tracker.state(unit.id)
+        if state.status is not Status.OFFLINE:
+            counter[state.status.value] += 1
+        # online and offline split the units by the one definition the screens use (UnitView.online): a
+        # silent unit in SOS counts as sos and as offline.
+        counter["online" if state.online else "offline"] += 1
     for alarm in await store.list_alarms(court_ids=courts, live_only=True, limit=10_000):
         row(alarm.court_id)["alarms_open"] += 1
     for task in await store.list_tasks(court_ids=courts, statuses=LIVE, limit=10_000):
@@ -56,7 +62,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
         counter = row(outcome.court_id)
         counter["queries_today"] += 1
         counter["queries_on_time"] += outcome.on_time
-    keys = ["units", *(s.value for s in Status), "alarms_open", "tasks_under_way", "queries_today", "queries_on_time"]
+    keys = ["units", "online", *(s.value for s in Status), "alarms_open", "tasks_under_way", "queries_today",
+            "queries_on_time"]  # fmt: skip
     per_court = []
     for court_id in sorted(rows):
         counter = rows[court_id]

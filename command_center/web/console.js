@@ -1,110 +1,63 @@
 // Operator console (指挥台): today's figures per court, tasks to units (with the nearest available units for a
 // place), operations with their map reports, and the duty roster, sign-in and log. Polls the API every few
 // seconds (the wall is the live view). Test hooks: window.consoleState.
-"use strict";
+import { api, download as fetchDownload, token } from "/static/lib/api.js";
+import { el, fillSelect } from "/static/lib/dom.js";
+import { applyTexts, errorText, formatTime, onLanguage, translator } from "/static/lib/i18n.js";
+import { createMap, drawFences } from "/static/lib/map.js";
+import { courtNames, guard, renderNav, whoText } from "/static/lib/nav.js";
+import { ScreenSocket } from "/static/lib/screen_socket.js";
+import { negotiate, release, watch } from "/static/lib/webrtc.js";
 
-const TEXT = {
-  zh: { title: "执行指挥中心 · 指挥台", signIn: "值班签到", wall: "态势大屏", home: "首页", lang: "English",
-        stats: "今日统计", court: "法院", units: "单兵", online: "在线", on_site: "现场", sos: "求救", offline: "离线",
-        alarms: "未处理告警", tasks: "执行中任务", queries: "今日查控", onTime: "30秒反馈率", tasksTitle: "派警任务",
-        taskTitle: "任务内容", lat: "纬度", lon: "经度", address: "地址", send: "下发", nearest: "就近单兵",
-        operations: "执行行动", duty: "今日值守", note: "值班记录", write: "记录", report: "下载报告",
-        cancel: "撤销", officer: "值班干警", technician: "值班技术员", signed: "已签到", notSigned: "未签到",
-        go_to: "前往地点", search: "搜查", seize: "查封扣押", start_recording: "开始录像", stop_recording: "停止录像",
-        call_back: "回电", queued: "待下发", delivered: "已下发", acknowledged: "已接收", in_progress: "执行中",
-        done: "已完成", failed: "未完成", cancelled: "已撤销", planned: "准备中", under_way: "进行中",
-        concluded: "已结束", seizure: "查封扣押", eviction: "强制迁出", detention: "拘传拘留", signedIn: "签到成功",
-        sent: "任务已下发", metres: "米", eta: "预计", minutes: "分钟", noUnits: "附近没有待命单兵",
-        kind_note: "记录", kind_alarm_raised: "告警", kind_alarm_acknowledged: "确认告警", kind_alarm_resolved: "处置告警",
-        kind_alarm_false_alarm: "误报", kind_task_sent: "派警", noRoster: "今日未排班（由监督员排班）",
-        query_burst: "查控频次异常", query_night: "夜间查控", query_same_person: "跨案查询同一人", times: "次",
-        mapTitle: "地图 · 电子围栏与行动目标", draw: "绘制围栏", fenceName: "围栏名称", saveFence: "保存围栏",
-        drawHint: "在地图上依次点击围栏的顶点（至少3个），然后保存", plan: "新建执行行动（在地图上点选目标）",
-        opTitle: "行动名称", onsite: "现场指挥", create: "创建", target: "目标", pickTarget: "请在地图上点选行动目标",
-        no_go: "禁入区", jurisdiction: "辖区", targetFence: "目标区域", start: "开始", conclude: "结束",
-        remove: "删除", fenceSaved: "围栏已保存", created: "执行行动已创建", alarmOn: "告警",
-        on_enter: "进入时", on_exit: "离开时", on_both: "进出时", on_none: "不告警",
-        videoTitle: "实时音视频", watch: "观看", stopWatch: "停止观看", talk: "按住说话", talking: "正在讲话…",
-        playing: "播放中" },
-  en: { title: "Command Centre · Console", signIn: "Sign in for duty", wall: "Wall", home: "Home", lang: "中文",
-        stats: "Today", court: "Court", units: "Units", online: "Online", on_site: "On site", sos: "SOS",
-        offline: "Offline", alarms: "Open alarms", tasks: "Tasks", queries: "Queries", onTime: "≤30 s",
-        tasksTitle: "Tasks", taskTitle: "task", lat: "lat", lon: "lon", address: "address", send: "Send",
-        nearest: "Nearest units", operations: "Operations", duty: "Duty today", note: "duty note", write: "Write",
-        report: "Report", cancel: "Cancel", officer: "officer", technician: "technician", signed: "signed in",
-        notSigned: "not signed in", go_to: "go to", search: "search", seize: "seize", start_recording: "record",
-        stop_recording: "stop recording", call_back: "call back", queued: "queued", delivered: "delivered",
-        acknowledged: "acknowledged", in_progress: "in progress", done: "done", failed: "failed",
-        cancelled: "cancelled", planned: "planned", under_way: "under way", concluded: "concluded",
-        seizure: "seizure", eviction: "eviction", detention: "detention", signedIn: "signed in", sent: "task sent",
-        metres: "m", eta: "ETA", minutes: "min", noUnits: "no available unit nearby", kind_note: "note",
-        kind_alarm_raised: "alarm", kind_alarm_acknowledged: "alarm acknowledged", kind_alarm_resolved: "alarm resolved",
-        kind_alarm_false_alarm: "false alarm", kind_task_sent: "task", noRoster: "no roster today (a supervisor sets it)",
-        query_burst: "query burst", query_night: "queries at night", query_same_person: "same person, several cases",
-        times: "×",
-        mapTitle: "Map · geofences and targets", draw: "Draw fence", fenceName: "fence name", saveFence: "Save fence",
-        drawHint: "click the fence's corners on the map (3 at least), then save", plan: "New operation (click its target)",
-        opTitle: "operation", onsite: "on-site commander", create: "Create", target: "target",
-        pickTarget: "click the operation's target on the map", no_go: "no-go", jurisdiction: "jurisdiction",
-        targetFence: "target area", start: "Start", conclude: "Conclude", remove: "Remove", fenceSaved: "fence saved",
-        created: "operation created", alarmOn: "alarm",
-        on_enter: "on entering", on_exit: "on leaving", on_both: "either way", on_none: "none",
-        videoTitle: "Live video", watch: "Watch", stopWatch: "Stop", talk: "Hold to talk", talking: "talking…",
-        playing: "playing" },
-};
+const t = translator("console");
 const TASK_KINDS = ["go_to", "search", "seize", "start_recording", "stop_recording", "call_back"];
-let lang = localStorage.getItem("lang") || "zh";
-const t = (key) => TEXT[lang][key] ?? key;
 // An alarm in the duty log: the unit it is about, or, for the asset-query watch, the judge and the count.
 const alarmText = (alarm) => alarm.details?.judge_name
-  ? `${t(alarm.kind)} · ${alarm.details.judge_name} · ${alarm.details.count} ${t("times")}`
-  : `${alarm.name || alarm.unit_id || ""} ${t(alarm.kind)}`;
-const token = sessionStorage.getItem("token");
+  ? `${t(`alarm_${alarm.kind}`)} · ${alarm.details.judge_name} · ${alarm.details.count} ${t("times")}`
+  : `${alarm.name || alarm.unit_id || ""} · ${t(`alarm_${alarm.kind}`)}`;
 const OPERATION_KINDS = ["search", "seizure", "eviction", "detention"];
 const FENCE_KINDS = [["no_go", "no_go"], ["jurisdiction", "jurisdiction"], ["target", "targetFence"]];
-const FENCE_COLORS = { no_go: "#ff3b46", jurisdiction: "#3d8bfd", target: "#f5a524" };
-// drawing: corners clicked so far ([lat, lon]); target: the operation's target picked on the map
+const UNIT_COLORS = { available: "#2fbf71", en_route: "#3d8bfd", on_site: "#f5a524", sos: "#ff3b46", offline: "#7b8597" };
+// drawing: corners clicked so far ([lat, lon], WGS-84); target: the operation's target picked on the map;
+// live: unit_id -> UnitView from the screen socket; streaming: units with live video now
 const state = { stats: null, tasks: [], operations: [], roster: [], log: [], fences: [], refreshes: 0,
-                drawing: null, target: null };
+                drawing: null, target: null, live: new Map(), streaming: [], units: [], names: new Map() };
 window.consoleState = state;
 
-async function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${token}`, ...(options.body ? { "Content-Type": "application/json" } : {}) };
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) { sessionStorage.removeItem("token"); location.replace("/"); }
-  const body = response.status === 204 ? null : await response.json().catch(() => null);
-  if (!response.ok) throw new Error(body?.error?.message || `${path}: ${response.status}`);
-  return body;
-}
-
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
-const time = (ms) => el("time", { textContent: new Date(ms).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB") });
+const time = (ms) => el("time", { textContent: formatTime(ms) });
 const badge = (status) => el("span", { className: `status ${status}`, textContent: t(status) });
 const say = (text) => { document.getElementById("message").textContent = text; };
+const sayError = (exc) => say(errorText(exc));
+const courtName = (id) => state.names.get(id) || id;
 
 function applyLanguage() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
-  document.querySelectorAll("[data-i18n-placeholder]").forEach((node) => { node.placeholder = t(node.dataset.i18nPlaceholder); });
-  document.getElementById("lang").textContent = t("lang");
-  document.title = t("title");
-  const kind = document.querySelector("#task-form select[name=kind]");
-  const chosen = kind.value;
-  kind.replaceChildren(...TASK_KINDS.map((k) => el("option", { value: k, textContent: t(k) })));
-  if (chosen) kind.value = chosen;
-  fill(document.querySelector("#plan-form select[name=kind]"), OPERATION_KINDS.map((k) => [k, k]));
+  applyTexts(t);
+  fill(document.querySelector("#task-form select[name=kind]"), TASK_KINDS.map((k) => [k, k]));
+  fill(document.querySelector("#plan-form select[name=kind]"), OPERATION_KINDS.map((k) => [k, `op_${k}`]));
   fill(document.getElementById("fence-kind"), FENCE_KINDS);
+  renderUnitChoices();
   render();
 }
 
 function fill(select, options) {
-  const chosen = select.value;
-  select.replaceChildren(...options.map(([value, label]) => el("option", { value, textContent: t(label) })));
-  if (chosen) select.value = chosen;
+  fillSelect(select, options.map(([value, label]) => [value, t(label)]));
+}
+
+// Units in the selects, those with live video first and marked, so an operator sees at once what can be watched.
+function renderUnitChoices() {
+  const live = new Set(state.streaming);
+  const label = (u) => `${u.name} (${u.id})${live.has(u.id) ? ` · ${t("hasVideo")}` : ""}`;
+  const all = state.units.map((u) => [u.id, label(u)]);
+  fillSelect(document.querySelector("#task-form select[name=unit]"), all);
+  fillSelect(document.querySelector("#plan-form select[name=units]"), all);
+  const video = document.getElementById("video-unit");
+  const before = video.value;
+  const ordered = [...state.units].sort((a, b) => Number(live.has(b.id)) - Number(live.has(a.id)));
+  fillSelect(video, ordered.map((u) => [u.id, label(u)]));
+  if (!before || (!live.has(before) && state.streaming.length && !media.stopWatching)) video.value = ordered[0]?.id ?? "";
+  document.getElementById("video-list").textContent = state.streaming.length
+    ? `${t("hasVideo")}：${state.streaming.map((id) => state.units.find((u) => u.id === id)?.name || id).join("、")}`
+    : t("noVideo");
 }
 
 function render() {
@@ -118,14 +71,13 @@ function render() {
 function renderStats() {
   if (!state.stats) return;
   const body = document.querySelector("#stats tbody");
-  const rows = [...state.stats.courts, { ...state.stats.total, court_id: "∑" }];
+  const rows = [...state.stats.courts, { ...state.stats.total, court_id: null }];
   body.replaceChildren(...rows.map((c) => {
-    const online = c.available + c.en_route + c.on_site;
     const share = c.queries_on_time_share === null ? "—" : `${(c.queries_on_time_share * 100).toFixed(1)}%`;
-    const cells = [c.court_id, c.units, online, c.on_site, c.sos, c.offline, c.alarms_open, c.tasks_under_way,
+    const cells = [c.court_id ? courtName(c.court_id) : t("total"), c.units, c.online, c.on_site, c.sos, c.offline, c.alarms_open, c.tasks_under_way,
                    c.queries_today, share];
     const row = el("tr");
-    row.dataset.court = c.court_id;
+    row.dataset.court = c.court_id || "total";
     cells.forEach((value, i) => row.append(el("td", { className: i ? (i === 4 && value ? "num sos" : "num") : "", textContent: String(value) })));
     return row;
   }));
@@ -138,7 +90,7 @@ function renderTasks() {
     cancel.addEventListener("click", () => cancelTask(task));
     const row = el("tr");
     row.dataset.task = task.id;
-    row.append(el("td", {}, time(task.created_ms)), el("td", { textContent: task.unit_id }),
+    row.append(el("td", {}, time(task.created_ms)), el("td", { textContent: state.units.find((u) => u.id === task.unit_id)?.name || task.unit_id }),
                el("td", { textContent: `${t(task.kind)} · ${task.title}` }), el("td", {}, badge(task.status)),
                el("td", {}, cancel));
     return row;
@@ -149,7 +101,7 @@ function renderOperations() {
   const body = document.querySelector("#operations tbody");
   body.replaceChildren(...state.operations.map((op) => {
     const report = el("button", { type: "button", textContent: t("report"), className: "report" });
-    report.addEventListener("click", () => download(`/api/reports/operations/${op.id}`, `执行行动-${op.title}.html`));
+    report.addEventListener("click", () => download(`/api/reports/operations/${op.id}`, `${t("reportFile")}-${op.title}.html`));
     const actions = el("td");
     const step = { planned: "start", under_way: "conclude" }[op.status];
     if (step) {
@@ -160,7 +112,7 @@ function renderOperations() {
     actions.append(report);
     const row = el("tr");
     row.dataset.operation = op.id;
-    row.append(el("td", {}, time(op.created_ms)), el("td", { textContent: `${t(op.kind)} · ${op.title}` }),
+    row.append(el("td", {}, time(op.created_ms)), el("td", { textContent: `${t(`op_${op.kind}`)} · ${op.title}` }),
                el("td", {}, badge(op.status)), actions);
     return row;
   }));
@@ -168,7 +120,7 @@ function renderOperations() {
 
 function renderDuty() {
   const roster = state.roster.map((r) => el("li", {},
-    `${r.court_id} · ${t(r.post)} · ${r.name || r.user_id} `, badge(r.signed_in_ms ? "signed" : "notSigned")));
+    `${courtName(r.court_id)} · ${t(r.post)} · ${r.name || r.user_id} `, badge(r.signed_in_ms ? "signed" : "notSigned")));
   document.getElementById("roster").replaceChildren(...(roster.length ? roster : [el("li", { textContent: t("noRoster") })]));
   document.getElementById("log").replaceChildren(...state.log.map((e) => {
     const text = e.text || (e.alarm ? alarmText(e.alarm) : "");
@@ -177,23 +129,19 @@ function renderDuty() {
 }
 
 async function refresh() {
-  const [stats, tasks, operations, roster, log, fences] = await Promise.all([
+  const [stats, tasks, operations, roster, log, fences, streaming] = await Promise.all([
     api("/api/stats"), api("/api/tasks"), api("/api/operations?all=true"), api("/api/duty"), api("/api/duty/log"),
-    api("/api/geofences"),
+    api("/api/geofences"), api("/api/media/streaming"),
   ]);
   Object.assign(state, { stats, tasks: tasks.tasks, operations: operations.operations, roster: roster.roster,
-                         log: log.entries, fences: fences.features });
+                         log: log.entries, fences: fences.features, streaming: streaming.unit_ids });
+  renderUnitChoices();
   state.refreshes += 1;
   render();
 }
 
 async function download(path, filename) {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
-  if (!response.ok) { say((await response.json().catch(() => ({})))?.error?.message || response.status); return; }
-  const link = el("a", { href: URL.createObjectURL(await response.blob()), download: filename });
-  document.body.append(link);
-  link.click();
-  link.remove();
+  try { await fetchDownload(path, filename); } catch (exc) { sayError(exc); }
 }
 
 async function sendTask(event) {
@@ -205,12 +153,12 @@ async function sendTask(event) {
   if (form.address.value) details.address = form.address.value;
   try {
     await api(`/api/units/${encodeURIComponent(form.unit.value)}/tasks`, {
-      method: "POST", body: JSON.stringify({ kind: form.kind.value, title: form.title.value, details }),
+      method: "POST", json: { kind: form.kind.value, title: form.title.value, details },
     });
     say(t("sent"));
     form.title.value = "";
     await refresh();
-  } catch (exc) { say(exc.message); }
+  } catch (exc) { sayError(exc); }
 }
 
 async function nearest() {
@@ -224,49 +172,64 @@ async function nearest() {
       li.addEventListener("click", () => { form.unit.value = u.unit_id; });
       return li;
     }));
-  } catch (exc) { say(exc.message); }
+  } catch (exc) { sayError(exc); }
 }
 
 async function cancelTask(task) {
-  try { await api(`/api/tasks/${task.id}/cancel`, { method: "POST", body: "{}" }); await refresh(); } catch (exc) { say(exc.message); }
+  try { await api(`/api/tasks/${task.id}/cancel`, { method: "POST", json: {} }); await refresh(); } catch (exc) { sayError(exc); }
 }
 
-// The map: fences and operation targets drawn; click to draw a fence or to pick an operation's target ----
-const map = L.map("map", { zoomControl: true, attributionControl: false, doubleClickZoom: false });
-const fenceLayer = L.layerGroup().addTo(map);
-const sketchLayer = L.layerGroup().addTo(map);
-window.consoleMap = map;
+// The map: units (live, from the screen socket), fences and operation targets; click to draw a fence or to
+// pick an operation's target (clicks are turned back into WGS-84 when the tiles are GCJ-02).
+let map = null;
+let toMap = (lat, lon) => [lat, lon];
+let fromMap = (lat, lon) => [lat, lon];
+let geoJson = null;
+let fenceLayer = null;
+let sketchLayer = null;
+const unitMarkers = new Map();  // unit_id -> circleMarker
+let unitLayer = null;
 
 async function setUpMap() {
-  const config = await api("/api/map/config");
-  map.setView(config.center, config.zoom);
-  if (config.tile_url) {
-    L.tileLayer(config.tile_url, { maxZoom: 19 }).addTo(map);
-  } else if (config.basemap_url) {
-    const outlines = await (await fetch(config.basemap_url)).json();
-    L.geoJSON(outlines, { interactive: false, style: { color: "#35507a", weight: 1, fillColor: "#10233f", fillOpacity: 0.7 } })
-      .addTo(map);
-  }
+  ({ map, toMap, fromMap, geoJson } = await createMap("map", { doubleClickZoom: false, preferCanvas: true }));
+  window.consoleMap = map;
+  fenceLayer = L.layerGroup().addTo(map);
+  unitLayer = L.layerGroup().addTo(map);
+  sketchLayer = L.layerGroup().addTo(map);
   map.on("click", (event) => {
-    const point = [event.latlng.lat, event.latlng.lng];
+    const point = fromMap(event.latlng.lat, event.latlng.lng);
     if (state.drawing) state.drawing.push(point); else state.target = point;
     renderSketch();
   });
 }
 
-function renderMap() {
-  fenceLayer.clearLayers();
-  for (const feature of state.fences) {
-    const style = { color: FENCE_COLORS[feature.properties.kind] || "#8fa3bf", weight: 2, fillOpacity: 0.08, interactive: false };
-    if (feature.geometry.type === "Point") {
-      const [lon, lat] = feature.geometry.coordinates;
-      L.circle([lat, lon], { ...style, radius: feature.properties.radius_m }).addTo(fenceLayer);
-    } else {
-      L.geoJSON(feature, { style: () => style, interactive: false }).addTo(fenceLayer);
-    }
+function showUnit(view) {
+  state.live.set(view.unit_id, view);
+  let marker = unitMarkers.get(view.unit_id);
+  if (!view.position) { if (marker) { marker.remove(); unitMarkers.delete(view.unit_id); } return; }
+  const at = toMap(view.position.lat, view.position.lon);
+  const color = UNIT_COLORS[view.status] || UNIT_COLORS.offline;
+  if (!marker) {
+    marker = L.circleMarker(at, { radius: 7, weight: 2, color: "#fff", fillOpacity: 1 })
+      .bindTooltip("", { permanent: true, direction: "right", offset: [8, 0], className: "unit-label" }).addTo(unitLayer);
+    marker.on("click", () => { document.querySelector("#task-form select[name=unit]").value = view.unit_id; });
+    unitMarkers.set(view.unit_id, marker);
   }
+  marker.setLatLng(at).setStyle({ fillColor: color });
+  marker.setTooltipContent(`${view.name} · ${t(view.status)}`);
+}
+
+function onScreenMessage(message) {
+  if (message.type === "snapshot" && message.topic.startsWith("units.")) message.units.forEach(showUnit);
+  else if (message.type === "frame") message.units.forEach(showUnit);
+  state.mapUnits = unitMarkers.size;
+}
+
+function renderMap() {
+  if (!fenceLayer) return;
+  drawFences(fenceLayer, state.fences, geoJson, 0.08);
   for (const op of state.operations.filter((o) => o.status === "planned" || o.status === "under_way")) {
-    L.circle([op.target.lat, op.target.lon], { radius: op.target.radius_m, color: "#f5a524", dashArray: "6 4", weight: 2,
+    L.circle(toMap(op.target.lat, op.target.lon), { radius: op.target.radius_m, color: "#f5a524", dashArray: "6 4", weight: 2,
                                                fillOpacity: 0.05, interactive: false }).addTo(fenceLayer);
   }
   document.getElementById("fences").replaceChildren(...state.fences.map((f) => {
@@ -280,14 +243,15 @@ function renderMap() {
 }
 
 function renderSketch() {
+  if (!sketchLayer) return;
   sketchLayer.clearLayers();
   if (state.drawing && state.drawing.length) {
-    L.polygon(state.drawing, { color: "#ffffff", dashArray: "4 4", weight: 2, fillOpacity: 0.1 }).addTo(sketchLayer);
-    state.drawing.forEach((p) => L.circleMarker(p, { radius: 4, color: "#fff" }).addTo(sketchLayer));
+    L.polygon(state.drawing.map((p) => toMap(...p)), { color: "#ffffff", dashArray: "4 4", weight: 2, fillOpacity: 0.1 }).addTo(sketchLayer);
+    state.drawing.forEach((p) => L.circleMarker(toMap(...p), { radius: 4, color: "#fff" }).addTo(sketchLayer));
   }
   if (state.target) {
     const radius = Number(document.querySelector("#plan-form input[name=radius]").value) || 200;
-    L.circle(state.target, { radius, color: "#f5a524", weight: 2 }).addTo(sketchLayer);
+    L.circle(toMap(...state.target), { radius, color: "#f5a524", weight: 2 }).addTo(sketchLayer);
     document.getElementById("target-label").textContent =
       `${t("target")}: ${state.target[0].toFixed(5)}, ${state.target[1].toFixed(5)}`;
   }
@@ -295,9 +259,9 @@ function renderSketch() {
 
 async function act(path, method = "POST") {
   try {
-    await api(path, method === "POST" ? { method, body: "{}" } : { method });
+    await api(path, method === "POST" ? { method, json: {} } : { method });
     await refresh();
-  } catch (exc) { say(exc.message); }
+  } catch (exc) { sayError(exc); }
 }
 
 async function saveFence() {
@@ -308,14 +272,14 @@ async function saveFence() {
   const feature = { type: "Feature", geometry: { type: "Polygon", coordinates: [ring] },
                     properties: { name, kind: document.getElementById("fence-kind").value } };
   try {
-    await api("/api/geofences", { method: "POST", body: JSON.stringify(feature) });
+    await api("/api/geofences", { method: "POST", json: feature });
     state.drawing = null;
     document.getElementById("draw").classList.remove("active");
     document.getElementById("draw-hint").textContent = "";
     renderSketch();
     say(t("fenceSaved"));
     await refresh();
-  } catch (exc) { say(exc.message); }
+  } catch (exc) { sayError(exc); }
 }
 
 async function planOperation(event) {
@@ -330,13 +294,13 @@ async function planOperation(event) {
   const unit = state.units.find((u) => u.id === body.unit_ids[0]);
   if (unit) body.court_id = unit.court_id;  // the operation belongs to its units' court
   try {
-    await api("/api/operations", { method: "POST", body: JSON.stringify(body) });
+    await api("/api/operations", { method: "POST", json: body });
     say(t("created"));
     state.target = null;
     renderSketch();
     form.title.value = "";
     await refresh();
-  } catch (exc) { say(exc.message); }
+  } catch (exc) { sayError(exc); }
 }
 
 // Live video (WHEP) and push-to-talk (POST /api/talk/<unit>) ------------------------------------------------
@@ -354,12 +318,11 @@ async function toggleWatch() {
     return;
   }
   try {
-    media.stopWatching = await window.webrtc.watch(document.getElementById("video-unit").value,
-                                                   document.getElementById("video"), token);
+    media.stopWatching = await watch(document.getElementById("video-unit").value, document.getElementById("video"));
     button.textContent = t("stopWatch");
     document.getElementById("video-state").textContent = t("playing");
   } catch (exc) {
-    say(exc.message);
+    sayError(exc);
   }
 }
 
@@ -371,13 +334,13 @@ async function talkStart() {
   try {
     media.mic = media.mic || await navigator.mediaDevices.getUserMedia({ audio: true });
     pc.addTransceiver(media.mic.getAudioTracks()[0], { direction: "sendonly" });
-    media.talk = await window.webrtc.negotiate(pc, `/api/talk/${encodeURIComponent(unit)}`, token);
+    media.talk = await negotiate(pc, `/api/talk/${encodeURIComponent(unit)}`);
     document.getElementById("talk").classList.add("on");
     document.getElementById("video-state").textContent = t("talking");
   } catch (exc) {
     pc.close();
     media.talkPc = null;
-    say(exc.message);
+    sayError(exc);
   }
 }
 
@@ -386,29 +349,27 @@ async function talkStop() {
   const pc = media.talkPc;
   const location = media.talk;
   media.talkPc = media.talk = null;
-  await window.webrtc.release(location, token);
+  await release(location);
   pc.close();
   document.getElementById("talk").classList.remove("on");
   document.getElementById("video-state").textContent = media.stopWatching ? t("playing") : "";
 }
 
 async function start() {
-  if (!token) { location.replace("/"); return; }
-  document.getElementById("lang").addEventListener("click", () => {
-    lang = lang === "zh" ? "en" : "zh";
-    localStorage.setItem("lang", lang);
-    applyLanguage();
-  });
+  if (!token()) { location.replace("/"); return; }
+  const me = await guard("console", t);
+  if (!me) return;
+  renderNav(me, t);
   document.getElementById("sign-in").addEventListener("click", async () => {
-    try { await api("/api/duty/sign-in", { method: "POST" }); say(t("signedIn")); await refresh(); } catch (exc) { say(exc.message); }
+    try { await api("/api/duty/sign-in", { method: "POST" }); say(t("signedIn")); await refresh(); } catch (exc) { sayError(exc); }
   });
   document.getElementById("note-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      await api("/api/duty/notes", { method: "POST", body: JSON.stringify({ text: event.target.text.value }) });
+      await api("/api/duty/notes", { method: "POST", json: { text: event.target.text.value } });
       event.target.text.value = "";
       await refresh();
-    } catch (exc) { say(exc.message); }
+    } catch (exc) { sayError(exc); }
   });
   document.getElementById("task-form").addEventListener("submit", sendTask);
   document.getElementById("nearest").addEventListener("click", nearest);
@@ -424,16 +385,14 @@ async function start() {
   talk.addEventListener("pointerdown", talkStart);
   for (const end of ["pointerup", "pointerleave"]) talk.addEventListener(end, talkStop);
   document.getElementById("plan-form").addEventListener("submit", planOperation);
-  const [me, units] = await Promise.all([api("/api/me"), api("/api/units")]);
+  const [units, names] = await Promise.all([api("/api/units"), courtNames()]);
   state.units = units.units;
-  document.getElementById("whoami").textContent = `${me.user.display_name} · ${me.court_id}`;
-  for (const select of [document.querySelector("#task-form select[name=unit]"), document.querySelector("#plan-form select[name=units]"),
-                        document.getElementById("video-unit")]) {
-    select.replaceChildren(...units.units.map((u) => el("option", { value: u.id, textContent: `${u.name} (${u.id})` })));
-  }
+  state.names = names;
+  document.getElementById("whoami").textContent = await whoText(me, t);
   await setUpMap();
-  applyLanguage();
+  onLanguage(applyLanguage);
+  new ScreenSocket({ topics: ["units"], onMessage: onScreenMessage }).start();
   await refresh();
-  setInterval(() => refresh().catch((exc) => say(exc.message)), 5000);
+  setInterval(() => refresh().catch(sayError), 5000);
 }
-start();
+start().catch(sayError);

@@ -4,18 +4,11 @@
 // outbox (kept in localStorage) until the server acknowledges them, so a dropped link loses nothing; the
 // link is re-established with backoff. Talkback audio from the centre plays when the server sends it.
 // Test hooks: window.fieldState.
-"use strict";
+import { ApiError } from "/static/lib/api.js";
+import { applyTexts, errorText, onLanguage, translator } from "/static/lib/i18n.js";
+import { negotiate } from "/static/lib/webrtc.js";
 
-const TEXT = {
-  zh: { title: "执行单兵", lang: "English", secret: "设备密钥", start: "开始执法记录", idle: "未连接", connecting: "连接中…",
-        live: "已连接", lost: "连接中断，重连中", sos: "一键求救", sosSent: "求救已发出", stop: "结束", waiting: "待发送",
-        noFix: "等待定位", stopped: "已结束" },
-  en: { title: "Field unit", lang: "中文", secret: "Device secret", start: "Start", idle: "not connected",
-        connecting: "connecting…", live: "live", lost: "link lost, reconnecting", sos: "SOS", sosSent: "SOS sent",
-        stop: "Stop", waiting: "waiting", noFix: "waiting for a fix", stopped: "stopped" },
-};
-let lang = localStorage.getItem("lang") || "zh";
-const t = (key) => TEXT[lang][key] ?? key;
+const t = translator("field");
 const OUTBOX_KEY = "field-outbox";
 const MAX_OUTBOX = 20000;
 const BATCH = 100;
@@ -71,7 +64,7 @@ function onAnswer(event) {
     state.acked += answer.stored.length + answer.duplicates.length;
     keep();
   } else if (answer.type === "error") {
-    say(`${answer.code}: ${answer.message}`);
+    say(errorText(answer));
   }
   inFlight = null;
   flush();
@@ -92,22 +85,7 @@ async function connect() {
     if (pc.connectionState === "connected") { setLink("live"); backoff = 1000; }
     if (pc.connectionState === "failed" || pc.connectionState === "closed") lost();
   };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {  // one offer with every candidate (WHIP without trickle)
-    if (pc.iceGatheringState === "complete") resolve();
-    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
-    setTimeout(resolve, 3000);
-  });
-  const response = await fetch("/api/whip", {
-    method: "POST", body: pc.localDescription.sdp,
-    headers: { Authorization: `Bearer ${secret}`, "Content-Type": "application/sdp" },
-  });
-  if (!response.ok) {
-    const why = await response.json().catch(() => ({}));
-    throw new Error(why?.error?.message || `WHIP ${response.status}`);
-  }
-  state.session = response.headers.get("Location");
-  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  state.session = await negotiate(pc, "/api/whip", secret, 3000);  // the device secret, not a person's session
 }
 
 function lost() {
@@ -119,7 +97,7 @@ function lost() {
   setTimeout(() => connect().catch(retry), backoff);
   backoff = Math.min(backoff * 2, 30000);
 }
-function retry(exc) { say(exc.message); state.link = "connecting"; lost(); }
+function retry(exc) { say(exc instanceof ApiError ? errorText(exc) : exc.message); state.link = "connecting"; lost(); }
 
 async function start(event) {
   event.preventDefault();
@@ -129,7 +107,7 @@ async function start(event) {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
     document.getElementById("preview").srcObject = stream;
     navigator.geolocation.watchPosition((fix) => { state.lastFix = fix.coords; showFix(fix.coords); record(fix.coords); },
-                                        (err) => say(err.message), { enableHighAccuracy: true, maximumAge: 0 });
+                                        () => say(t("noFix")), { enableHighAccuracy: true, maximumAge: 0 });
     await connect();
   } catch (exc) {
     retry(exc);
@@ -160,12 +138,5 @@ document.getElementById("sos").addEventListener("click", () => {
   document.getElementById("sos").classList.add("sent");
   say(t("sosSent"));
 });
-document.getElementById("lang").addEventListener("click", () => {
-  lang = lang === "zh" ? "en" : "zh";
-  localStorage.setItem("lang", lang);
-  document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
-  document.getElementById("lang").textContent = t("lang");
-});
-document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
-document.getElementById("lang").textContent = t("lang");
+onLanguage(() => { applyTexts(t); setLink(state.link); keep(); });
 keep();

@@ -2,20 +2,13 @@
 // operation's time, played back together on one replay clock, with play/pause, a speed choice, a timeline
 // and follow. Each track is drawn from its display-simplified points; playback steps through every stored
 // point (?simplify_m=0). Test hooks: window.replayState.
-"use strict";
+import { api, token } from "/static/lib/api.js";
+import { applyTexts, errorText, formatDateTime, onLanguage, translator } from "/static/lib/i18n.js";
+import { createMap } from "/static/lib/map.js";
+import { guard, renderNav } from "/static/lib/nav.js";
 
-const TEXT = {
-  zh: { title: "执行指挥中心 · 轨迹回放", unit: "执行单兵", operation: "或执行行动", from: "开始", to: "结束",
-        load: "载入轨迹", home: "首页", lang: "English", play: "播放", pause: "暂停", follow: "跟随", points: "个定位点",
-        none: "—", empty: "该时段无轨迹", simplified: "轨迹已简化，共存储" },
-  en: { title: "Command Centre · Track replay", unit: "Unit", operation: "or operation", from: "From", to: "To",
-        load: "Load", home: "Home", lang: "中文", play: "Play", pause: "Pause", follow: "Follow", points: "positions",
-        none: "—", empty: "no track in this period", simplified: "simplified from" },
-};
+const t = translator("replay");
 const COLORS = ["#2fbf71", "#3d8bfd", "#f5a524", "#e377c2", "#17becf", "#ff7f0e", "#9467bd", "#ff3b46"];
-let lang = localStorage.getItem("lang") || "zh";
-const t = (key) => TEXT[lang][key] ?? key;
-const token = sessionStorage.getItem("token");
 const TICK_MS = 100;
 const STEPS = 1000;  // the timeline's resolution
 
@@ -23,39 +16,25 @@ const STEPS = 1000;  // the timeline's resolution
 const state = { tracks: [], start: 0, end: 0, at: 0, playing: false };
 window.replayState = state;
 
-async function api(path) {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
-  if (response.status === 401) { sessionStorage.removeItem("token"); location.replace("/"); }
-  const body = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(body?.error?.message || `${path}: ${response.status}`);
-  return body;
-}
-
-const map = L.map("map", { zoomControl: true, attributionControl: false });
-const trackLayer = L.layerGroup().addTo(map);
-window.replayMap = map;
+let map = null;
+let trackLayer = null;
+let toMap = (lat, lon) => [lat, lon];
+const names = new Map();  // unit_id -> name
 
 async function setUpMap() {
-  const config = await api("/api/map/config");
-  map.setView(config.center, config.zoom);
-  if (config.tile_url) {
-    L.tileLayer(config.tile_url, { maxZoom: 19 }).addTo(map);
-  } else if (config.basemap_url) {
-    const outlines = await (await fetch(config.basemap_url)).json();
-    L.geoJSON(outlines, { interactive: false, style: { color: "#35507a", weight: 1, fillColor: "#10233f", fillOpacity: 0.7 } })
-      .addTo(map);
-  }
+  ({ map, toMap } = await createMap("map"));
+  trackLayer = L.layerGroup().addTo(map);
+  window.replayMap = map;
 }
 
-const toLocalInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19);
-const fromLocalInput = (value) => new Date(value).getTime();
+// The period is typed as "YYYY-MM-DD HH:MM:SS" in local time, 24-hour, whatever the browser's locale (a
+// datetime-local input follows the browser's locale, which showed a court's clock as 12-hour AM/PM).
+const toLocalInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19).replace("T", " ");
+const fromLocalInput = (value) => new Date(value.trim().replace(" ", "T")).getTime();
 
 function applyLanguage() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
-  document.getElementById("lang").textContent = t("lang");
+  applyTexts(t);
   document.getElementById("play").textContent = t(state.playing ? "pause" : "play");
-  document.title = t("title");
   show();
 }
 
@@ -84,14 +63,17 @@ async function load() {
     }));
     trackLayer.clearLayers();
     state.tracks = loaded.filter((track) => track.points.length);
+    document.getElementById("hint").hidden = state.tracks.length > 0;
     if (!state.tracks.length) { info.textContent = t("empty"); return; }
     const bounds = L.latLngBounds([]);
     state.tracks.forEach((track, i) => {
       const color = COLORS[i % COLORS.length];
-      const line = L.polyline(track.simple.map((p) => [p.lat, p.lon]), { color, weight: 3 }).addTo(trackLayer);
+      const line = L.polyline(track.simple.map((p) => toMap(p.lat, p.lon)), { color, weight: 3 }).addTo(trackLayer);
       bounds.extend(line.getBounds());
-      track.marker = L.circleMarker([track.points[0].lat, track.points[0].lon],
-        { radius: 9, color: "#fff", weight: 2, fillColor: color, fillOpacity: 1 }).bindTooltip(track.unit_id).addTo(trackLayer);
+      track.marker = L.circleMarker(toMap(track.points[0].lat, track.points[0].lon),
+        { radius: 9, color: "#fff", weight: 2, fillColor: color, fillOpacity: 1 })
+        .bindTooltip(names.get(track.unit_id) || track.unit_id, { permanent: true, direction: "right", offset: [10, 0] })
+        .addTo(trackLayer);
       track.index = 0;
     });
     map.fitBounds(bounds, { padding: [40, 40], maxZoom: 17 });
@@ -104,7 +86,7 @@ async function load() {
     if (state.tracks.some((track) => track.simplified)) info.textContent += ` (${t("simplified")} ${stored})`;
     show();
   } catch (exc) {
-    info.textContent = exc.message;
+    info.textContent = errorText(exc);
   }
 }
 
@@ -116,12 +98,13 @@ function show() {
     while (index + 1 < track.points.length && track.points[index + 1].fix_time_ms <= state.at) index += 1;
     track.index = index;
     const point = track.points[index];
-    track.marker.setLatLng([point.lat, point.lon]);
-    here.push(L.latLng(point.lat, point.lon));
+    const at = toMap(point.lat, point.lon);
+    track.marker.setLatLng(at);
+    here.push(L.latLng(...at));
   }
   const span = Math.max(1, state.end - state.start);
   document.getElementById("timeline").value = String(Math.round(((state.at - state.start) / span) * STEPS));
-  document.getElementById("clock").textContent = new Date(state.at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
+  document.getElementById("clock").textContent = formatDateTime(state.at);
   if (document.getElementById("follow").checked) {
     const view = L.latLngBounds(here);
     if (state.playing || !map.getBounds().contains(view)) map.panTo(view.getCenter(), { animate: false });
@@ -149,12 +132,10 @@ function pause() {
 }
 
 async function start() {
-  if (!token) { location.replace("/"); return; }
-  document.getElementById("lang").addEventListener("click", () => {
-    lang = lang === "zh" ? "en" : "zh";
-    localStorage.setItem("lang", lang);
-    applyLanguage();
-  });
+  if (!token()) { location.replace("/"); return; }
+  const me = await guard("replay", t);
+  if (!me) return;
+  renderNav(me, t);
   const now = Date.now();
   document.getElementById("from").value = toLocalInput(now - 3_600_000);
   document.getElementById("to").value = toLocalInput(now);
@@ -168,6 +149,7 @@ async function start() {
   const [{ units }, operations] = await Promise.all([
     api("/api/units"), api("/api/operations?all=true").catch(() => ({ operations: [] })),
   ]);
+  units.forEach((u) => names.set(u.id, u.name));
   const select = document.getElementById("unit");
   select.replaceChildren(...units.map((u) => Object.assign(document.createElement("option"), { value: u.id, textContent: `${u.name} (${u.id})` })));
   document.getElementById("operation").append(...operations.operations.map((op) =>
@@ -175,8 +157,8 @@ async function start() {
   const params = new URLSearchParams(location.search);
   if (params.get("unit")) select.value = params.get("unit");
   if (params.get("operation")) document.getElementById("operation").value = params.get("operation");
-  applyLanguage();
   await setUpMap();
+  onLanguage(applyLanguage);
   if (params.get("unit") || params.get("operation")) await load();
 }
-start();
+start().catch((exc) => { document.getElementById("info").textContent = errorText(exc); });

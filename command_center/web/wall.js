@@ -1,132 +1,49 @@
 // Wall display (态势大屏): every unit of the user's courts live on the map, alarms, counters, link state.
 // Speaks docs/protocols.md "Screens" over /api/screen/ws. All units are painted on one canvas (UnitsCanvas, below),
 // so 5,000 units stay smooth. Test hooks: window.wallState.
-"use strict";
+import { api, token } from "/static/lib/api.js";
+import { applyTexts, errorText, formatTime, onLanguage, translator } from "/static/lib/i18n.js";
+import { createMap, drawFences } from "/static/lib/map.js";
+import { courtNames as loadCourtNames, guard, renderNav } from "/static/lib/nav.js";
+import { ScreenSocket } from "/static/lib/screen_socket.js";
+import { watch } from "/static/lib/webrtc.js";
 
-const TEXT = {
-  zh: { title: "执行指挥中心 · 态势大屏", connecting: "连接中…", live: "实时", stale: "数据延迟",
-        lost: "连接中断，重连中", online: "在线", onSite: "现场", sos: "求救", offline: "离线", alarms: "告警",
-        noAlarms: "暂无告警", available: "待命", en_route: "出警途中", on_site: "到达现场", soundOn: "开启声音",
-        soundReady: "声音已开启", lang: "English", sosRaised: "紧急求救", sosCleared: "求救已解除",
-        offlineRaised: "离线", offlineCleared: "恢复在线", low_battery: "电量低", geofence: "电子围栏",
-        task_overdue: "任务超时", open: "未处理", acknowledged: "已确认", conditionCleared: "已解除",
-        query_burst: "查控频次异常", query_night: "夜间查控", query_same_person: "跨案查询同一人",
-        acknowledge: "确认", resolve: "处置", false_alarm: "误报", actionFailed: "操作失败", speed: "速度",
-        operations: "执行行动", planned: "准备中", under_way: "进行中", search: "搜查", seizure: "查封扣押",
-        eviction: "强制迁出", detention: "拘传拘留", noOperations: "暂无执行行动", onsiteCommander: "现场指挥", unitsShort: "单兵", battery: "电量", fix: "定位时间",
-        court: "法院", status: "状态", ago: "秒前", unknown: "未知" },
-  en: { title: "Enforcement Command Centre · Wall", connecting: "connecting…", live: "live", stale: "data late",
-        lost: "link lost, reconnecting", online: "online", onSite: "on site", sos: "SOS", offline: "offline",
-        alarms: "Alarms", noAlarms: "no alarms", available: "available", en_route: "en route", on_site: "on site",
-        soundOn: "Enable sound", soundReady: "sound on", lang: "中文", sosRaised: "SOS raised",
-        sosCleared: "SOS cleared", offlineRaised: "went offline", offlineCleared: "back online",
-        low_battery: "low battery", geofence: "geofence", task_overdue: "task overdue", open: "open",
-        query_burst: "query burst", query_night: "queries at night", query_same_person: "same person, several cases",
-        acknowledged: "acknowledged", conditionCleared: "cleared", acknowledge: "Ack", resolve: "Resolve",
-        false_alarm: "False", actionFailed: "action failed", speed: "speed", operations: "Operations",
-        planned: "planned", under_way: "under way", search: "search", seizure: "seizure", eviction: "eviction",
-        detention: "detention", noOperations: "no operations", onsiteCommander: "on site", unitsShort: "units",
-        battery: "battery", fix: "fix time", court: "court", status: "status", ago: "s ago", unknown: "unknown" },
-};
-let lang = localStorage.getItem("lang") || "zh";
-const t = (key) => TEXT[lang][key] ?? key;
+const t = translator("wall");
 const COLORS = { available: "#2fbf71", en_route: "#3d8bfd", on_site: "#f5a524", sos: "#ff3b46", offline: "#7b8597" };
 const TRAIL_POINTS = 20;
 const RADIUS = 8;
 const SOS_RADIUS = 14;
 const STALE_MS = 7000;  // the server beats every 5 s: later than this, the link is shown as late
-const DEAD_MS = 15000;  // ... and silent this long, the socket is presumed half-open and replaced
 const SIREN_REPEAT_MS = 15000;  // while any SOS is open, the siren sounds again (if sound is on)
-const DISTRICT_ZOOM = 9;  // from this zoom on, district names replace city names
+const LABEL_MIN_ZOOM = 13;  // from this zoom on, each unit's name is written beside its marker
 
-const token = sessionStorage.getItem("token");
-
-// unit_id -> {unit_id, name, kind, court_id, status, position, last_seen_ms, lat, lon, trail: [[fix_ms, lat, lon]]}
-// alarms: alarm id -> the server's view of a live alarm (docs/protocols.md "Alarms")
+// unit_id -> {unit_id, name, kind, court_id, status, online, position, last_seen_ms, lat, lon, trail: [[fix_ms, lat, lon]]}
+// (lat, lon: where the marker is drawn, in the tiles' datum); alarms: alarm id -> the server's view of a live alarm
 const state = { units: new Map(), connected: false, frames: 0, lastMessageAt: 0, seqs: {}, alarms: new Map(),
                 operations: new Map(), sirens: 0 };
 window.wallState = state;
 
-const map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: true });
-window.wallMap = map;  // test hook: where the map looks
-// Three layers, bottom up: outlines (their own canvas, redrawn only when the map moves), their names, and
-// the units' canvas, so a frame of unit updates never repaints the outlines and no name hides a unit.
-map.createPane("basemap").style.zIndex = 250;
-map.createPane("names").style.zIndex = 300;
-const basemapRenderer = L.canvas({ pane: "basemap", padding: 0.3 });
+let map = null;
+let toMap = (lat, lon) => [lat, lon];
+let geoJson = null;
 const sosUnits = new Set();
-const courtNames = new Map();
-const locale = () => (lang === "zh" ? "zh-CN" : "en-GB");
+let courtNames = new Map();
 
-function applyLanguage() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
-  document.getElementById("lang").textContent = t("lang");
+function renderTexts() {
+  applyTexts(t);
   document.getElementById("sound").textContent = t(audio && audio.state === "running" ? "soundReady" : "soundOn");
-  document.title = t("title");
   renderLink();
   renderAlarms();
   renderOperations();
 }
 
-async function api(path) {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
-  if (response.status === 401) { sessionStorage.removeItem("token"); location.replace("/"); }
-  if (!response.ok) throw new Error(`${path}: ${response.status}`);
-  return response.json();
-}
-
-// Base layer: the court's tiles, or the outlines shipped with the app -------------------------------------
-async function setUpMap() {
-  const config = await api("/api/map/config");
-  map.setView(config.center, config.zoom);
-  if (config.tile_url) {
-    L.tileLayer(config.tile_url, { attribution: config.tile_attribution, maxZoom: 19 }).addTo(map);
-  } else if (config.basemap_url) {
-    const outlines = await (await fetch(config.basemap_url)).json();
-    const city = { color: "#4a6c9e", weight: 2, fillColor: "#10233f", fillOpacity: 0.7 };
-    const district = { color: "#35507a", weight: 1, fill: false };
-    L.geoJSON(outlines, {
-      renderer: basemapRenderer,
-      interactive: false,
-      style: (feature) => (feature.properties.level === "city" ? city : district),
-      onEachFeature: (feature) => {
-        const at = feature.properties.label_at;
-        if (!at) return;
-        L.tooltip({ pane: "names", permanent: true, direction: "center", className: `map-label ${feature.properties.level}` })
-          .setLatLng([at[1], at[0]]).setContent(escapeHtml(feature.properties.name)).addTo(map);
-      },
-    }).addTo(map);
-    const labelLevel = () => map.getContainer().classList.toggle("zoomed-out", map.getZoom() < DISTRICT_ZOOM);
-    map.on("zoomend", labelLevel);
-    labelLevel();
-  }
-}
-
 // Geofences: no-go zones red, jurisdictions blue, targets amber; reloaded every minute and on a crossing.
-const FENCE_COLORS = { no_go: "#ff3b46", jurisdiction: "#3d8bfd", target: "#f5a524" };
-const fenceLayer = L.layerGroup().addTo(map);
+let fenceLayer = null;
 
 async function loadGeofences() {
   const { features } = await api("/api/geofences");
-  fenceLayer.clearLayers();
-  for (const feature of features) {
-    const color = FENCE_COLORS[feature.properties.kind] || "#8fa3bf";
-    const style = { color, weight: 2, fillOpacity: 0.06, interactive: false };
-    if (feature.geometry.type === "Point") {
-      const [lon, lat] = feature.geometry.coordinates;
-      L.circle([lat, lon], { ...style, radius: feature.properties.radius_m }).addTo(fenceLayer);
-    } else {
-      L.geoJSON(feature, { style: () => style, interactive: false }).addTo(fenceLayer);
-    }
-  }
+  drawFences(fenceLayer, features, geoJson);
   state.geofences = features.length;
-}
-setInterval(() => loadGeofences().catch((err) => console.warn("geofences:", err)), 60000);
-
-async function loadCourtNames() {
-  const { courts } = await api("/api/courts");
-  for (const court of courts) courtNames.set(court.id, court.name);
 }
 
 // Units -----------------------------------------------------------------------------------------------------
@@ -143,7 +60,7 @@ function popupText(unit) {
   if (p) {
     lines.push(`${t("speed")}: ${p.speed_mps != null ? `${(p.speed_mps * 3.6).toFixed(1)} km/h` : t("unknown")}`);
     lines.push(`${t("battery")}: ${p.battery_pct != null ? `${Math.round(p.battery_pct)}%` : t("unknown")}`);
-    lines.push(`${t("fix")}: ${new Date(p.fix_time_ms).toLocaleTimeString(locale())}`);
+    lines.push(`${t("fix")}: ${formatTime(p.fix_time_ms)}`);
   }
   return lines.join("<br>");
 }
@@ -167,11 +84,10 @@ function applyView(view, trailPoints) {
   let unit = state.units.get(view.unit_id);
   if (!unit) { unit = { trail: [], proj: null }; state.units.set(view.unit_id, unit); }
   Object.assign(unit, view);
-  const points = trailPoints ? [...trailPoints] : [];
+  const points = trailPoints ? trailPoints.map(([at, lat, lon]) => [at, ...toMap(lat, lon)]) : [];
   if (view.position) {
-    unit.lat = view.position.lat;
-    unit.lon = view.position.lon;
-    points.push([view.position.fix_time_ms, view.position.lat, view.position.lon]);
+    [unit.lat, unit.lon] = toMap(view.position.lat, view.position.lon);
+    points.push([view.position.fix_time_ms, unit.lat, unit.lon]);
   }
   mergeTrail(unit.trail, points);
   unit.proj = null;
@@ -181,6 +97,7 @@ function applyView(view, trailPoints) {
 
 function addTrailPoints(unitId, points) {
   const unit = state.units.get(unitId);
+  points = points.map(([at, lat, lon]) => [at, ...toMap(lat, lon)]);
   if (unit && mergeTrail(unit.trail, points)) { unit.proj = null; unitChanged(unit); }
 }
 
@@ -297,6 +214,31 @@ function paintUnits(ctx, bounds, map) {
       unit.drawnRadius = radius;
     }
   }
+  paintLabels(ctx, groups, origin, zoom);
+}
+
+// Each unit's name beside its marker, in a halo so it reads on any base layer: from LABEL_MIN_ZOOM on, or at
+// any zoom when few units are in view (a wall of 5,000 names at city zoom would hide the map).
+const LABEL_MAX_UNITS = 150;
+function paintLabels(ctx, groups, origin, zoom) {
+  let count = 0;
+  for (const units of groups.values()) count += units.length;
+  state.labels = 0;
+  if (zoom < LABEL_MIN_ZOOM && count > LABEL_MAX_UNITS) return;
+  ctx.font = "13px 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.lineWidth = 3;
+  ctx.strokeStyle = "rgba(8, 16, 30, 0.85)";
+  ctx.fillStyle = "#e8eef7";
+  for (const units of groups.values()) {
+    for (const unit of units) {
+      const x = unit.proj.x - origin.x + (unit.drawnRadius || RADIUS) + 5;  // clear of a pulsing SOS marker
+      const y = unit.proj.y - origin.y;
+      ctx.strokeText(unit.name, x, y);
+      ctx.fillText(unit.name, x, y);
+      state.labels += 1;
+    }
+  }
 }
 
 // A marker drawn once per colour and size (antialiased, white rim), then stamped for every unit.
@@ -325,7 +267,6 @@ function markerSprite(status, radius) {
 }
 
 const unitsCanvas = new UnitsCanvas({ padding: 0.3 });
-unitsCanvas.addTo(map);
 
 // Which unit is under a point of the map (the topmost: SOS before the others), for clicks and the cursor.
 function unitAt(containerPoint) {
@@ -358,14 +299,17 @@ function openUnitPopup(unitId) {
   popup.setLatLng([unit.lat, unit.lon]).setContent(() => popupText(state.units.get(popupUnit))).openOn(map);
 }
 
-map.on("click", (event) => {
-  const unit = unitAt(event.containerPoint);
-  if (unit) openUnitPopup(unit.unit_id);
-});
-map.on("mousemove", (event) => {
-  map.getContainer().classList.toggle("over-unit", unitAt(event.containerPoint) !== null);
-});
-map.on("popupclose", (event) => { if (event.popup === popup) popupUnit = null; });
+function installUnitLayer() {
+  unitsCanvas.addTo(map);
+  map.on("click", (event) => {
+    const unit = unitAt(event.containerPoint);
+    if (unit) openUnitPopup(unit.unit_id);
+  });
+  map.on("mousemove", (event) => {
+    map.getContainer().classList.toggle("over-unit", unitAt(event.containerPoint) !== null);
+  });
+  map.on("popupclose", (event) => { if (event.popup === popup) popupUnit = null; });
+}
 
 function unitChanged(unit) {
   unitsCanvas.requestPaint();
@@ -386,7 +330,7 @@ function applySnapshot(message) {
 }
 
 // Enforcement operations: listed, and their target and geofence drawn; one that starts is brought into view.
-const operationLayer = L.layerGroup().addTo(map);
+let operationLayer = null;
 
 function applyOperationSnapshot(message) {
   const court = message.topic.slice("operations.".length);
@@ -404,17 +348,17 @@ function applyOperation(message) {
 }
 
 function showOperation(op) {
-  map.flyTo([op.target.lat, op.target.lon], Math.max(map.getZoom(), 15), { duration: 1.0 });
+  map.flyTo(toMap(op.target.lat, op.target.lon), Math.max(map.getZoom(), 15), { duration: 1.0 });
 }
 
 function renderOperations() {
   const list = document.getElementById("operations");
-  if (!list) return;
+  if (!list || !operationLayer) return;
   operationLayer.clearLayers();
   const ops = [...state.operations.values()].sort((a, b) => b.created_ms - a.created_ms);
   for (const op of ops) {
     const color = op.status === "under_way" ? "#f5a524" : "#8fa3bf";
-    L.circle([op.target.lat, op.target.lon], { radius: op.target.radius_m, color, weight: 2, dashArray: "6 4",
+    L.circle(toMap(op.target.lat, op.target.lon), { radius: op.target.radius_m, color, weight: 2, dashArray: "6 4",
                                                fillOpacity: 0.08, interactive: false }).addTo(operationLayer);
   }
   if (!ops.length) {
@@ -425,7 +369,7 @@ function renderOperations() {
     const li = document.createElement("li");
     li.className = op.status;
     li.dataset.operationId = op.id;
-    li.textContent = `${t(op.kind)} · ${op.title} · ${t(op.status)} · ${t("onsiteCommander")} ${op.onsite_commander}`
+    li.textContent = `${t(`op_${op.kind}`)} · ${op.title} · ${t(op.status)} · ${t("onsiteCommander")} ${op.onsite_commander}`
       + ` · ${t("unitsShort")} ${op.unit_ids.length}`;
     li.addEventListener("click", () => showOperation(op));
     return li;
@@ -453,7 +397,7 @@ function applyFrame(message) {
 function renderCounters() {
   const counts = { online: 0, on_site: 0, sos: 0, offline: 0 };
   for (const unit of state.units.values()) {
-    if (unit.status === "offline") counts.offline += 1; else counts.online += 1;
+    if (unit.online) counts.online += 1; else counts.offline += 1;  // UnitView.online: the one meaning
     if (unit.status === "on_site") counts.on_site += 1;
     if (unit.status === "sos") counts.sos += 1;
   }
@@ -516,7 +460,7 @@ async function showSosVideo(alarm) {
   const { unit_ids: streaming } = await api("/api/media/streaming");
   if (!streaming.includes(alarm.unit_id)) return;  // not streaming: the alarm and the marker say enough
   try {
-    closeSosVideo = await window.webrtc.watch(alarm.unit_id, document.getElementById("sos-video-player"), token);
+    closeSosVideo = await watch(alarm.unit_id, document.getElementById("sos-video-player"));
   } catch (exc) {
     if (exc.status === 409) return;  // not streaming: the alarm and the marker say enough
     throw exc;
@@ -535,19 +479,21 @@ document.getElementById("sos-video-close").addEventListener("click", async () =>
 function alarmLabel(alarm) {
   if (alarm.kind === "sos") return t(alarm.active ? "sosRaised" : "sosCleared");
   if (alarm.kind === "offline") return t(alarm.active ? "offlineRaised" : "offlineCleared");
-  return t(alarm.kind);
+  return t(`alarm_${alarm.kind}`);
 }
 
 async function alarmStep(alarm, action) {
-  const response = await fetch(`/api/alarms/${alarm.id}/${action.replace("_", "-")}`, {
-    method: "POST", headers: { "Authorization": `Bearer ${token}`, "Content-Type": "application/json" }, body: "{}",
-  });
-  if (!response.ok) {
-    const why = (await response.json().catch(() => ({}))).message || response.status;
-    console.warn("alarm step:", why);
-    alert(`${t("actionFailed")}: ${why}`);
+  try {
+    await api(`/api/alarms/${alarm.id}/${action.replace("_", "-")}`, { method: "POST", json: {} });
+    say("");
+  } catch (exc) {
+    say(`${t("actionFailed")}：${errorText(exc)}`);
   }
 }
+
+const say = (text) => { document.getElementById("message").textContent = text; };
+// Alarm actions are the commanders' (operator, supervisor, admin); a judge watches the wall without them.
+let mayAct = false;
 
 function renderAlarms() {
   const list = document.getElementById("alarms");
@@ -564,7 +510,7 @@ function renderAlarms() {
     li.className = `${alarm.kind} ${alarm.state} ${alarm.active ? "raised" : "cleared"}`;
     li.dataset.alarmId = alarm.id;
     const time = document.createElement("time");
-    time.textContent = new Date(alarm.raised_ms).toLocaleTimeString(locale());
+    time.textContent = formatTime(alarm.raised_ms);
     const judge = alarm.details?.judge_name && `${alarm.details.judge_name} · ${alarm.details.count}`;
     const name = alarm.name || judge || state.units.get(alarm.unit_id)?.name || alarm.unit_id || alarm.subject;
     const badge = document.createElement("span");
@@ -572,7 +518,7 @@ function renderAlarms() {
     badge.textContent = t(alarm.state) + (alarm.active ? "" : ` · ${t("conditionCleared")}`);
     const actions = document.createElement("span");
     actions.className = "actions";
-    const steps = alarm.state === "open" ? ["acknowledge", "resolve", "false_alarm"] : ["resolve", "false_alarm"];
+    const steps = !mayAct ? [] : alarm.state === "open" ? ["acknowledge", "resolve", "false_alarm"] : ["resolve", "false_alarm"];
     for (const action of steps) {
       const button = document.createElement("button");
       button.textContent = t(action);
@@ -605,76 +551,33 @@ function renderLink() {
   link.textContent = `${t(ageMs > STALE_MS ? "stale" : "live")} · ${Math.round(ageMs / 1000)}${t("ago")}`;
 }
 
-let socket = null;
-let backoff = 500;
-async function connect() {
-  let url;
-  try {
-    url = await window.ticket.socketUrl("/api/screen/ws", token);
-  } catch (err) {
-    console.warn("screen socket:", err.message);
-    setTimeout(connect, backoff);
-    backoff = Math.min(backoff * 2, 10000);
-    return;
+function onScreenMessage(message) {
+  state.lastMessageAt = socket.lastMessageAt;
+  state.seqs = socket.seqs;
+  if (message.type === "snapshot" && message.topic.startsWith("alarms.")) {
+    applyAlarmSnapshot(message);
+  } else if (message.type === "snapshot" && message.topic.startsWith("operations.")) {
+    applyOperationSnapshot(message);
+  } else if (message.type === "operation") {
+    applyOperation(message);
+  } else if (message.type === "snapshot") {
+    applySnapshot(message);
+    renderCounters();
+  } else if (message.type === "frame") {
+    applyFrame(message);
+    renderCounters();
+  } else if (message.type === "alarm") {
+    applyAlarm(message);
   }
-  const ws = new WebSocket(url);
-  socket = ws;
-  ws.onopen = () => {
-    backoff = 500;
-    ws.send(JSON.stringify({ type: "subscribe", topics: ["units", "alarms", "operations"], resume: state.seqs }));
-  };
-  ws.onmessage = (event) => {
-    const message = JSON.parse(event.data);
-    state.lastMessageAt = Date.now();
-    state.connected = true;
-    if (message.topic && message.seq !== undefined) state.seqs[message.topic] = message.seq;
-    if (message.type === "snapshot" && message.topic.startsWith("alarms.")) {
-      applyAlarmSnapshot(message);
-    } else if (message.type === "snapshot" && message.topic.startsWith("operations.")) {
-      applyOperationSnapshot(message);
-    } else if (message.type === "operation") {
-      applyOperation(message);
-    } else if (message.type === "snapshot") {
-      applySnapshot(message);
-      renderCounters();
-    } else if (message.type === "frame") {
-      applyFrame(message);
-      renderCounters();
-    } else if (message.type === "alarm") {
-      applyAlarm(message);
-    } else if (message.type === "bye" && message.resume) {
-      Object.assign(state.seqs, message.resume);  // dropped as too slow: resume from where the server says
-    } else if (message.type === "error") {
-      console.warn("screen socket:", message.code, message.message);
-    }
-    renderLink();
-  };
-  ws.onclose = (event) => {
-    if (event.code === window.ticket.CLOSE_REVOKED) { window.ticket.signOut(); return; }  // logged out, revoked…
-    linkLost(ws);
-  };
+  renderLink();
 }
 
-function linkLost(ws) {
-  if (socket !== ws) return;
-  socket = null;
-  ws.onclose = ws.onmessage = null;
-  state.connected = false;
-  renderLink();
-  api("/api/me").catch(() => {});  // an expired session sends the user to log in; anything else: retry
-  setTimeout(connect, backoff);
-  backoff = Math.min(backoff * 2, 10000);
-}
-
-// A half-open TCP link may not report its end for minutes: silence longer than DEAD_MS replaces the socket.
-setInterval(() => {
-  renderLink();
-  if (socket && state.connected && Date.now() - state.lastMessageAt > DEAD_MS) {
-    const dead = socket;
-    linkLost(dead);
-    dead.close();
-  }
-}, 1000);
+const socket = new ScreenSocket({
+  topics: ["units", "alarms", "operations"],
+  onMessage: onScreenMessage,
+  onLink: () => { state.connected = socket.connected; renderLink(); },
+});
+setInterval(renderLink, 1000);
 
 // Test hooks: where a unit's marker is drawn, and a way to cut the link as a network fault would.
 state.markerAt = (unitId) => {
@@ -683,19 +586,36 @@ state.markerAt = (unitId) => {
   const point = map.latLngToContainerPoint([unit.drawnLat, unit.drawnLon]);
   return { lat: unit.drawnLat, lon: unit.drawnLon, x: point.x, y: point.y, radius: unit.drawnRadius };
 };
-state.dropLink = () => socket?.close();
+state.dropLink = () => socket.drop();
+// What the units' canvas holds at a map point (WGS-84, as the unit reported it): [r, g, b, a], for tests that
+// check a trail or a label is really drawn, not only kept in memory.
+state.paintedAt = (lat, lon, dx = 0, dy = 0) => {
+  const canvas = unitsCanvas._container;
+  const point = map.latLngToContainerPoint(toMap(lat, lon));
+  const mapBox = map.getContainer().getBoundingClientRect();
+  const box = canvas.getBoundingClientRect();
+  const x = Math.round((point.x + dx + mapBox.left - box.left) * PIXEL_RATIO);
+  const y = Math.round((point.y + dy + mapBox.top - box.top) * PIXEL_RATIO);
+  return [...canvas.getContext("2d").getImageData(x, y, 1, 1).data];
+};
 
-document.getElementById("lang").addEventListener("click", () => {
-  lang = lang === "zh" ? "en" : "zh";
-  localStorage.setItem("lang", lang);
-  applyLanguage();
-});
-
-if (token) {
-  applyLanguage();
-  loadCourtNames().catch((err) => console.error(err));
-  loadGeofences().catch((err) => console.warn("geofences:", err));  // a judge may not list them
-  setUpMap().catch((err) => console.error(err)).finally(connect);
-} else {
-  location.replace("/");  // the start page logs in and keeps the session token for this tab
+async function start() {
+  if (!token()) { location.replace("/"); return; }  // the start page logs in and keeps the session token
+  const me = await guard("wall", t);
+  if (!me) return;
+  renderNav(me, t);
+  mayAct = ["operator", "supervisor", "admin"].includes(me.user.role);
+  courtNames = await loadCourtNames().catch(() => new Map());
+  ({ map, toMap, geoJson } = await createMap("map", { preferCanvas: true, names: true }));
+  window.wallMap = map;  // test hook: where the map looks
+  installUnitLayer();
+  fenceLayer = L.layerGroup().addTo(map);
+  operationLayer = L.layerGroup().addTo(map);
+  onLanguage(renderTexts);
+  if (mayAct) {
+    loadGeofences().catch((err) => console.warn("geofences:", err));
+    setInterval(() => loadGeofences().catch((err) => console.warn("geofences:", err)), 60000);
+  }
+  socket.start();
 }
+start().catch((err) => console.error(err));

@@ -1,0 +1,55 @@
+// Navigation that follows the role: a page is offered only to the roles whose API calls it makes are
+// allowed (command_center/auth.py), and a page opened by a role it is not for says so in Chinese instead of
+// showing empty tables and silent refusals. Every page header has <nav id="nav"></nav>.
+import { api, whoAmI } from "./api.js";
+
+/** Each page and the roles it serves (the same sets as its API routes). */
+export const PAGES = [
+  { path: "/wall", key: "wall", roles: ["operator", "judge", "supervisor", "admin"] },
+  { path: "/console", key: "console", roles: ["operator", "supervisor", "admin"] },
+  { path: "/desk", key: "desk", roles: ["judge", "supervisor", "admin"] },
+  { path: "/replay", key: "replay", roles: ["operator", "judge", "supervisor", "admin"] },
+];
+
+export const pagesFor = (role) => PAGES.filter((page) => page.roles.includes(role));
+
+/** Fills #nav with the pages the user's role may use (the current one marked) and a link home. */
+export function renderNav(me, t) {
+  const nav = document.getElementById("nav");
+  if (!nav) return;
+  const links = [{ path: "/", key: "home" }, ...pagesFor(me.user.role)].filter((p) => p.path !== location.pathname);
+  nav.replaceChildren(...links.map((page) => {
+    const a = Object.assign(document.createElement("a"), { href: page.path, textContent: t(page.key) });
+    a.dataset.page = page.key;
+    return a;
+  }));
+}
+
+/** The courts the user may see, id -> name (GET /api/courts), fetched once per page. */
+let courts = null;
+export function courtNames() {
+  courts = courts || api("/api/courts").then(({ courts: list }) => new Map(list.map((c) => [c.id, c.name])));
+  return courts;
+}
+
+/** "Name · role · court name": who is at this screen, with the court's name, never its code. */
+export async function whoText(me, t) {
+  const names = await courtNames().catch(() => new Map());
+  return `${me.user.display_name} · ${t(`role_${me.user.role}`)} · ${names.get(me.court_id) || me.court_id}`;
+}
+
+/**
+ * Resolves to the user if the page serves their role; otherwise replaces <main> with the reason (in the
+ * user's language) and a way back, and resolves to null. pageKey is the page's entry in PAGES.
+ */
+export async function guard(pageKey, t) {
+  const me = await whoAmI();
+  const page = PAGES.find((p) => p.key === pageKey);
+  if (!page || page.roles.includes(me.user.role)) return me;
+  const main = document.querySelector("main") || document.body;
+  const note = Object.assign(document.createElement("p"), { className: "refused", id: "refused",
+    textContent: t("notForRole").replace("{role}", t(`role_${me.user.role}`)) });
+  main.replaceChildren(note);
+  main.hidden = false;
+  return null;
+}

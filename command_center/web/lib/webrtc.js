@@ -1,0 +1,45 @@
+// WHEP/WHIP-style negotiation shared by the pages (RFC 9725 shape): one offer with every candidate (no
+// trickle), POSTed as application/sdp with a bearer credential (the session token, or a unit's device secret
+// on the field page); the answer applied; the session's Location returned for DELETE. A refusal is an ApiError
+// with the server's stable code.
+import { ApiError, token } from "./api.js";
+
+export async function negotiate(pc, path, credential = token(), gatherMs = 2000) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") resolve();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    setTimeout(resolve, gatherMs);
+  });
+  const response = await fetch(path, { method: "POST", body: pc.localDescription.sdp,
+    headers: { Authorization: `Bearer ${credential}`, "Content-Type": "application/sdp" } });
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  const location = response.headers.get("Location");
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  return location;
+}
+
+export async function release(location, credential = token()) {
+  if (location) await fetch(location, { method: "DELETE", headers: { Authorization: `Bearer ${credential}` } }).catch(() => null);
+}
+
+/** A receive-only viewer of a unit (video and audio) playing into a <video> element; resolves to its close(). */
+export async function watch(unitId, video) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  const stream = new MediaStream();
+  pc.ontrack = (event) => { stream.addTrack(event.track); video.srcObject = stream; };
+  let location;
+  try {
+    location = await negotiate(pc, `/api/whep/${encodeURIComponent(unitId)}`);
+  } catch (exc) {
+    pc.close();
+    throw exc;
+  }
+  return async () => {
+    await release(location);
+    pc.close();
+    video.srcObject = null;
+  };
+}
