@@ -28,17 +28,21 @@ from command_center.keys import (
     HUB,
     LOGIN_GATE,
     LOGIN_THROTTLE,
+    METRICS,
     OPENAPI,
     OPERATIONS,
     PASSWORDS,
     SETTINGS,
+    STATE,
     STORE,
     TASKS,
     TRACKER,
     WRITER,
 )
-from command_center.loop_lag import loop_lag_ctx
+from command_center.loop_lag import lag_metric_ctx, loop_lag_ctx
 from command_center.media_ctx import media_ctx
+from command_center.metrics import Metrics
+from command_center.metrics_state import StateCollector, StateReader
 from command_center.middleware import body_in_time, errors_as_json, same_origin_websockets, security_headers
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
@@ -75,6 +79,9 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[PASSWORDS] = Passwords(settings.auth)
+    app[METRICS] = Metrics()
+    app[STATE] = StateReader(app)
+    app[METRICS].registry.register(StateCollector(app[STATE]))
     registry = Registry(all_endpoints())
     registry.install(app)
     app[OPENAPI] = openapi_document(registry, title=API_TITLE, version="1")
@@ -130,10 +137,10 @@ def create_app(
         await geofences.reload()
         cluster = app[CLUSTER]
         tracker = Tracker(app[STORE], app[BUS], writer, settings.tracking, alarms, geofences=geofences,
-                          cluster=cluster)  # fmt: skip
+                          cluster=cluster, on_ack=app[METRICS].ack_seconds.observe)  # fmt: skip
         tasks = TaskDesk(app[STORE], app[BUS], alarms, cluster=cluster)
         operations = OperationDesk(app[STORE], app[BUS], tasks)
-        hub = ScreenHub(app[STORE], app[BUS], settings.tracking)
+        hub = ScreenHub(app[STORE], app[BUS], settings.tracking, metrics=app[METRICS])
         async with contextlib.AsyncExitStack() as starting:  # a failure below stops what was started
             await writer.start()
             starting.push_async_callback(writer.close)
@@ -180,6 +187,7 @@ def create_app(
     app.cleanup_ctx.append(revocation_ctx(settings))
     app.cleanup_ctx.append(gb28181_ctx(settings.gb28181))
     app.cleanup_ctx.append(loop_lag_ctx(settings.server.loop_lag_file))
+    app.cleanup_ctx.append(lag_metric_ctx(settings.observability.loop_lag_interval_seconds))
     return app
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from command_center.keys import METRICS
+
 INTERVAL = 0.01  # seconds between samples: a stall longer than this shows at its full length
 FLUSH_EVERY = 1.0  # seconds between lines written
 GC_REPORTED_MS = 1.0  # collector passes shorter than this are left out
@@ -71,6 +73,16 @@ def _append(path: Path, at: float, lags: list[float], pauses: list[list[float]])
         out.write(orjson.dumps({"at": at, "lag_ms": lags, "gc_ms": pauses}) + b"\n")
 
 
+async def watch_lag(interval: float, observe: Callable[[float], None]) -> None:
+    """Tell ``observe`` how many seconds late each sleep of ``interval`` woke, until cancelled: the metrics'
+    always-on view of the same lag (one timer every ``interval``, nothing per message)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(interval)
+        observe(max(0.0, loop.time() - asked - interval))
+
+
 def loop_lag_ctx(path: Path | None) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context running the probe when ``path`` is set (``server.loop_lag_file``)."""
 
@@ -79,6 +91,24 @@ def loop_lag_ctx(path: Path | None) -> Callable[[web.Application], AsyncIterator
             yield
             return
         task = asyncio.create_task(sample_forever(path), name="loop-lag-probe")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return ctx
+
+
+def lag_metric_ctx(interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context feeding ``cc_event_loop_lag_seconds`` every ``interval`` (0: off)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if interval <= 0:
+            yield
+            return
+        task = asyncio.create_task(watch_lag(interval, app[METRICS].loop_lag_seconds.observe), name="loop-lag-metric")
         try:
             yield
         finally:

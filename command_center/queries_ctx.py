@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, CLUSTER, FOLLOWUPS, GATEWAY, HUB, SETTINGS, STORE
+from command_center.keys import AGENCIES, AUDIT, BROKER, BUS, CLUSTER, FOLLOWUPS, GATEWAY, HUB, METRICS, SETTINGS, STORE
 from config.settings import QuerySettings
 from query_control.agencies import AgencyConfig, load_agencies
 from query_control.audit import AuditLog
@@ -37,7 +37,8 @@ def query_control_ctx(
             stack.push_async_callback(gateway.close)
             audit = AuditLog(app[STORE])
             cluster = app[CLUSTER]
-            broker = Broker(app[STORE], app[BUS], gateway, deadline_seconds=settings.deadline_seconds, cluster=cluster)
+            broker = Broker(app[STORE], app[BUS], gateway, deadline_seconds=settings.deadline_seconds, cluster=cluster,
+                            on_feedback=app[METRICS].feedback_seconds.observe)  # fmt: skip
             stack.push_async_callback(broker.close)
             followups = FollowUps(app[STORE], app[BUS], gateway, audit, cluster=cluster)
             stack.push_async_callback(followups.close)

@@ -137,6 +137,19 @@ class TalkSession(_Peer):
     frames: int = 0  # encoded audio frames forwarded to the unit
 
 
+@dataclass(slots=True)
+class MediaCounts:
+    """Totals since this process started, for the metrics: plain integers bumped where frames pass, and the
+    drop counts of sessions that ended (those of live ones are summed when scraped)."""
+
+    frames_received: int = 0  # encoded frames from units
+    frames_forwarded: int = 0  # encoded frames handed to viewers (one per viewer)
+    viewer_drops_ended: int = 0  # frames viewers skipped (behind, waiting for a keyframe), of ended views
+    recorder_drops_ended: int = 0  # frames recorders could not keep up with, of ended recordings
+    recorded_bytes: int = 0  # evidence written, in finished segments
+    segments_sealed: int = 0  # finished segments whose SHA-256 went into the audit chain
+
+
 class MediaHub:
     """Every media peer connection of this process."""
 
@@ -166,6 +179,7 @@ class MediaHub:
         self._closing: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
         self._unavailable: str | None = None
+        self.counts = MediaCounts()
 
     # Life cycle -------------------------------------------------------------------------------------
 
@@ -195,6 +209,19 @@ class MediaHub:
     def peer_connections(self) -> int:
         """Peer connections alive (negotiating, live or being closed)."""
         return len(self._pcs)
+
+    def session_counts(self) -> dict[str, int]:
+        """Sessions by role: units publishing (WHIP), viewers (WHEP), operators talking back."""
+        return {"unit": len(self._publishers), "viewer": len(self._viewers), "talkback": len(self._talkers)}
+
+    def frames_dropped(self) -> dict[str, int]:
+        """Frames dropped since start, by where: skipped by viewers that fell behind, or by recorders."""
+        viewers = sum(t.feed.dropped for v in self._viewers.values() for t in v.tracks.values())
+        recorders = sum(p.recorder.dropped for p in self._publishers.values() if p.recorder is not None)
+        return {
+            "viewer": self.counts.viewer_drops_ended + viewers,
+            "recorder": self.counts.recorder_drops_ended + recorders,
+        }
 
     def streaming_units(self) -> set[UnitId]:
         return set(self._by_unit)
@@ -390,6 +417,7 @@ class MediaHub:
             return False
         recorder, publisher.recorder = publisher.recorder, None
         await recorder.close()
+        self.counts.recorder_drops_ended += recorder.dropped
         return True
 
     def recording(self, unit_id: UnitId) -> bool:
@@ -408,6 +436,8 @@ class MediaHub:
     async def _segment_done(self, segment: Segment) -> None:
         assert self.recordings is not None
         await self._views.record(SEGMENT_ACTION, None, details=segment.details(self.recordings))
+        self.counts.recorded_bytes += segment.size
+        self.counts.segments_sealed += 1
         log.info("media: recorded %s (%d bytes, sha256 %s)", segment.path, segment.size, segment.sha256[:12])
 
     # Talkback ---------------------------------------------------------------------------------------
@@ -572,8 +602,11 @@ class MediaHub:
     # Media ------------------------------------------------------------------------------------------
 
     def _frame_sink(self, publisher: Publisher, kind: str) -> passthrough.FrameSink:
+        counts = self.counts
+
         def sink(mime: str, data: bytes, timestamp: int, clock_rate: int) -> None:
             publisher.last_media = self._clock()
+            counts.frames_received += 1
             keyframe = kind == "video" and is_keyframe(mime, data)
             if publisher.recorder is not None:
                 publisher.recorder.frame(kind, data, timestamp, clock_rate, keyframe)
@@ -582,6 +615,7 @@ class MediaHub:
                 return
             packet = passthrough.make_packet(data, timestamp, clock_rate)
             need_keyframe = False
+            counts.frames_forwarded += len(tracks)
             for track in tracks:
                 need_keyframe |= track.feed.push(packet, keyframe=keyframe)
                 track.wake()
@@ -713,6 +747,7 @@ class MediaHub:
         if publisher.recorder is not None:
             recorder, publisher.recorder = publisher.recorder, None
             await recorder.close()
+            self.counts.recorder_drops_ended += recorder.dropped
         log.info("media: unit %s session %s closed: %s", unit_id, publisher.id, reason)
 
     async def _close_viewer(self, session: ViewerSession, reason: str) -> None:
@@ -725,6 +760,7 @@ class MediaHub:
                     publisher.fanout[kind].remove(track)
         for track in session.tracks.values():
             track.stop()
+            self.counts.viewer_drops_ended += track.feed.dropped
         await session.pc.close()
         details = self._view_details(session) | {"ended_ms": int(time.time() * 1000), "reason": reason}
         viewer = session.viewer

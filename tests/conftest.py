@@ -26,6 +26,7 @@ from config.settings import (
     AuthSettings,
     BusSettings,
     MediaSettings,
+    ObservabilitySettings,
     ServerSettings,
     Settings,
     StoreSettings,
@@ -177,6 +178,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
         tracking: TrackingSettings | None = None,
         media: MediaSettings | None = None,
         server: ServerSettings | None = None,
+        observability: ObservabilitySettings | None = None,
         **auth: Any,
     ) -> World:
         settings = Settings(
@@ -187,6 +189,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
             media=media or Settings().media,  # default: from the environment (CC_MEDIA__...)
             data_dir=tmp_path,
             server=server or ServerSettings(),
+            observability=observability or ObservabilitySettings(),
         )
         # With the access logger `serve` uses, so tests see what production logs (never a secret);
         # TestServer ignores runner options given to its constructor, start_server takes them.

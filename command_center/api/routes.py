@@ -14,6 +14,7 @@ from command_center.api import (
     geofences,
     map_config,
     media,
+    observability,
     operations,
     queries,
     reports,
@@ -48,6 +49,7 @@ REGISTRIES: tuple[Registry, ...] = (
     audit.api,
     tickets.api,
     gb28181.api,
+    observability.api,
 )
 
 

@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from command_center.auth import Caller, UserCaller
 from command_center.keys import REVOCATIONS
+from command_center.metrics import Metrics
 from command_center.screens.connection import ScreenConnection
 from command_center.screens.feeds import (
     AlarmsFeed,
@@ -46,8 +47,15 @@ MAX_TOPICS = 64
 
 
 class ScreenHub:
-    def __init__(self, store: Store, bus: EventBus, settings: TrackingSettings) -> None:
+    def __init__(
+        self, store: Store, bus: EventBus, settings: TrackingSettings, *, metrics: Metrics | None = None
+    ) -> None:
         self._store = store
+        self._unit_latency = None if metrics is None else metrics.unit_to_screen_seconds.observe
+        #: Screens disconnected for falling behind, and the messages thrown away with them (ended screens;
+        #: the metrics add the live ones' when scraped).
+        self.too_slow_screens = 0
+        self._dropped_ended = 0
         self._bus = bus
         self._settings = settings
         self._feeds: dict[str, asyncio.Task[Feed]] = {}
@@ -61,6 +69,10 @@ class ScreenHub:
     @property
     def screens(self) -> int:
         return len(self._screens)
+
+    def dropped_messages(self) -> int:
+        """Messages thrown away from screens that fell behind, since start."""
+        return self._dropped_ended + sum(screen.dropped for screen in self._screens)
 
     @property
     def feeds(self) -> int:
@@ -189,6 +201,8 @@ class ScreenHub:
                 await writer
             await ws.close()
             screen.finished = True
+            self._dropped_ended += screen.dropped
+            self.too_slow_screens += screen.too_slow
         return ws
 
     async def _handle(self, screen: ScreenConnection, caller: Caller, text: str, attached: dict[str, Feed]) -> None:
@@ -245,7 +259,10 @@ class ScreenHub:
             if topic == "units":
                 for court in courts:
                     feeds.append(
-                        await self._feed(f"units.{court}", lambda c=court: UnitsFeed(c, self._bus, self._store))
+                        await self._feed(
+                            f"units.{court}",
+                            lambda c=court: UnitsFeed(c, self._bus, self._store, latency=self._unit_latency),
+                        )
                     )
             elif topic == "operations":
                 for court in courts:
