@@ -144,7 +144,7 @@ def _collect(r: StateReader) -> Iterable[Metric]:
     node.add_metric([r.node_id(), "1" if r.leader() else "0"], 1)
     yield node
     yield _gauge("cc_leader", "1 while this process holds leadership (runs the sweepers), else 0.", int(r.leader()))
-    units = GaugeMetricFamily("cc_units", "Registered field units by displayed status.", labels=["status"])
+    units = GaugeMetricFamily("cc_units", "Field units this process knows, by displayed status.", labels=["status"])
     for status, n in r.units().items():
         units.add_metric([status], n)
     yield units

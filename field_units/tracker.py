@@ -153,7 +153,8 @@ class Tracker:
 
     # reading ------------------------------------------------------------------------------------------
     def status_counts(self) -> dict[Status, int]:
-        """Registered, unrevoked units by displayed status (read when metrics are scraped, not per message)."""
+        """Unrevoked units this process knows (registered before it started, or heard since) by displayed status;
+        read when metrics are scraped, not per message."""
         counts = dict.fromkeys(Status, 0)
         for unit_id, unit in self._units.items():
             if unit.revoked_at is None:

@@ -4,13 +4,13 @@
 
 const TEXT = {
   zh: { title: "执行指挥中心", checking: "检查中…", ok: "系统正常", degraded: "系统降级", logout: "退出",
-        login: "登录", username: "用户名", password: "密码", signIn: "登录", units: "执行单兵", wall: "打开态势大屏", desk: "点对点查控", replay: "轨迹回放", console: "指挥台", unitId: "编号",
+        login: "登录", username: "用户名", password: "密码", signIn: "登录", units: "执行单兵", wall: "打开态势大屏", desk: "点对点查控", replay: "轨迹回放", console: "指挥台", ops: "运维", unitId: "编号",
         name: "名称", kind: "类型", court: "法院", courts: "法院", lang: "English", loggedIn: "当前用户",
         body_camera: "执法记录仪", handheld: "手持终端", vehicle: "车载终端", noUnits: "暂无执行单兵",
         operator: "指挥员", judge: "执行法官", supervisor: "监督员", admin: "管理员" },
   en: { title: "Enforcement Command Centre", checking: "checking…", ok: "healthy", degraded: "degraded",
         logout: "Log out", login: "Log in", username: "Username", password: "Password", signIn: "Log in",
-        units: "Field units", wall: "Open the wall display", desk: "Asset queries", replay: "Track replay", console: "Console", unitId: "ID", name: "Name", kind: "Kind", court: "Court", courts: "Courts",
+        units: "Field units", wall: "Open the wall display", desk: "Asset queries", replay: "Track replay", console: "Console", ops: "Operations", unitId: "ID", name: "Name", kind: "Kind", court: "Court", courts: "Courts",
         lang: "中文", loggedIn: "Signed in as", body_camera: "body camera", handheld: "handheld",
         vehicle: "vehicle kit", noUnits: "no field units yet", operator: "operator", judge: "judge",
         supervisor: "supervisor", admin: "administrator" },
@@ -56,6 +56,7 @@ async function show() {
   document.getElementById("logout").hidden = !loggedIn;
   if (!loggedIn) return;
   const me = await api("/api/me");
+  document.getElementById("ops-link").hidden = !["supervisor", "admin"].includes(me.user?.role);
   document.getElementById("whoami").textContent =
     `${t("loggedIn")}: ${me.user.display_name} (${t(me.user.role)}, ${me.court_id})`;
   const { courts } = await api("/api/courts");
