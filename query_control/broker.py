@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cluster.port import Coordinator, fence_of
+from core import log_context
 from core.errors import FencedOut, ValidationFailed
 from core.fencing import Fence
 from core.group_commit import GroupCommit
@@ -216,6 +217,7 @@ class Broker:
     async def _run(self, query: Query, case: Case, jobs: list[Job], fence: Fence | None) -> None:
         """Run the pending jobs and complete the query at its deadline, every write under ``fence``: a run
         whose lease was taken over while it was paused stops at its next write (FencedOut)."""
+        log_context.bind(query_id=query.id)  # this task's own context: its lines and its jobs' carry the query
         parties = {p.id: p for p in case.parties}
         tasks = [
             asyncio.create_task(self._fenced_job(query, parties[job.party_id], job, fence), name=f"job:{job.id}")

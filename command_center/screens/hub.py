@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from command_center.screens.feeds import (
     UnitsFeed,
 )
 from config.settings import TrackingSettings
+from core import log_context
 from core.errors import AppError, BadRequest, Forbidden, NotFound, ServiceUnavailable
 from core.ids import CourtId, QueryId, UnitId
 from courts.visibility import visible_courts
@@ -155,6 +157,10 @@ class ScreenHub:
 
     # one screen ---------------------------------------------------------------------------------------
     async def serve(self, request: web.Request, caller: Caller) -> web.WebSocketResponse:
+        with log_context.bound(connection_id=secrets.token_hex(4)):  # every line about this screen carries it
+            return await self._serve(request, caller)
+
+    async def _serve(self, request: web.Request, caller: Caller) -> web.WebSocketResponse:
         # timeout: how long a close handshake may take; a dropped screen may not answer it at all.
         ws = web.WebSocketResponse(heartbeat=20.0, compress=False, max_msg_size=MAX_CLIENT_MESSAGE, timeout=2.0)
         await ws.prepare(request)
