@@ -6,6 +6,8 @@
 # Settings: config/settings.sample.toml and CC_* environment variables (see README).
 set -euo pipefail
 cd "$(dirname "$0")"
+# A terminal reads text lines; production's default is JSON lines for a log collector (README, Observability).
+export CC_OBSERVABILITY__LOG_FORMAT="${CC_OBSERVABILITY__LOG_FORMAT:-text}"
 bash scripts/setup.sh
 .venv/bin/python -m command_center init
 

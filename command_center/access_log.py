@@ -7,9 +7,12 @@ Query values are left out rather than a list of known names redacted: a name nob
 client's ``?access_token=``) must not leak either, and the names still tell what was asked.
 Headers (``Authorization``) are never logged.
 
-A successful health probe (``GET /api/health``, which a proxy or orchestrator asks every few seconds) is not
+Which requests are logged is ``observability.access_log``: ``errors`` (the default: answers of 400 and above,
+so a terminal does not scroll with every request), ``all``, or ``off``. Even with ``all``, a successful health
+probe (``GET /api/health``, asked every few seconds by a proxy or orchestrator) or metrics scrape is not
 logged: a line per probe buries the requests worth reading and costs the event loop a formatted write each
-time. A failing probe is logged like any other request.
+time. A failing one is logged like any other request. A WebSocket is one request, logged once when it closes.
+With JSON logs (``command_center.logs``) the line's fields also travel as ``http``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,19 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-#: Paths whose successful requests are not logged (health probes).
-QUIET_PATHS = frozenset({"/api/health"})
+from command_center.keys import SETTINGS
+
+#: Paths whose successful requests are not logged (health probes, metrics scrapes).
+QUIET_PATHS = frozenset({"/api/health", "/metrics"})
+
+
+def worth_logging(mode: str, path: str, status: int) -> bool:
+    """Whether a request is logged under ``observability.access_log`` = ``mode``."""
+    if mode == "off":
+        return False
+    if mode == "errors":
+        return status >= 400
+    return not (status == 200 and path in QUIET_PATHS)
 
 
 def safe_target(request: web.BaseRequest) -> str:
@@ -34,19 +48,25 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request: client, time, method, path (query values left out), status, size, duration."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        if response.status == 200 and request.path in QUIET_PATHS:
+        app = getattr(request, "app", None)
+        mode = "all" if app is None else app[SETTINGS].observability.access_log
+        if not worth_logging(mode, request.path, response.status):
             return
         now = datetime.datetime.now(datetime.UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        target = safe_target(request)
+        http = {"remote": request.remote, "method": request.method, "target": target, "status": response.status,
+                "bytes": response.body_length, "seconds": round(time, 4)}  # fmt: skip
         self.logger.info(
             '%s [%s] "%s %s HTTP/%d.%d" %d %d %.3fs "%s"',
             request.remote,
             now,
             request.method,
-            safe_target(request),
+            target,
             request.version.major,
             request.version.minor,
             response.status,
             response.body_length,
             time,
             request.headers.get("User-Agent", "-"),
+            extra={"http": http},
         )

@@ -9,6 +9,7 @@ single-use ticket that expires in seconds (``command_center.tickets``, ``POST /a
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,7 +17,7 @@ from enum import StrEnum
 from aiohttp import web
 
 from command_center.credentials import DEVICE_PREFIX, SESSION_PREFIX, SYSTEM_PREFIX, lookup_hash
-from command_center.keys import STORE, TICKETS
+from command_center.keys import SETTINGS, STORE, TICKETS
 from core.errors import Forbidden, TokenExpired, Unauthenticated
 from core.ids import CourtId
 from persistence.models import Role, Session, Unit, User
@@ -33,6 +34,7 @@ class Access(StrEnum):
     ADMIN = Role.ADMIN.value
     DEVICE = "device"
     SYSTEM = "system"  # the court's case-management system (立案): the source of cases, nothing else
+    SCRAPER = "scraper"  # Prometheus with ``observability.metrics_token``: /metrics, nothing else
 
 
 PEOPLE = frozenset({Access.OPERATOR, Access.JUDGE, Access.SUPERVISOR, Access.ADMIN})
@@ -78,7 +80,20 @@ class SystemCaller:
         return self.client.court_id
 
 
-Caller = UserCaller | DeviceCaller | SystemCaller
+@dataclass(frozen=True, slots=True)
+class ScraperCaller:
+    """Prometheus, holding the configured metrics token: it reads /metrics and nothing else."""
+
+    @property
+    def access(self) -> Access:
+        return Access.SCRAPER
+
+    @property
+    def court_id(self) -> CourtId:
+        raise Forbidden("the metrics scraper belongs to no court")
+
+
+Caller = UserCaller | DeviceCaller | SystemCaller | ScraperCaller
 
 _CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
 
@@ -153,10 +168,18 @@ async def authenticate(request: web.Request) -> Caller:
         if client.revoked_ms is not None:
             raise Unauthenticated(f"system client {client.name!r} was revoked")
         caller = SystemCaller(client)
+    elif _is_metrics_token(request, token):
+        caller = ScraperCaller()
     else:
         raise Unauthenticated("malformed token")
     request[_CALLER] = caller
     return caller
+
+
+def _is_metrics_token(request: web.Request, token: str) -> bool:
+    """The configured scrape token, compared in constant time (its length is no secret: at least 32)."""
+    expected = request.app[SETTINGS].observability.metrics_token.get_secret_value()
+    return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
 
 
 async def _resolve(store: Store, *, session: str | None = None, device: str | None = None) -> Caller:

@@ -21,6 +21,7 @@ from command_center.case_import import import_cases, system_client_command
 from command_center.connection_guard import serve
 from command_center.credentials import Passwords, check_password_strength, lookup_hash, new_device_secret
 from command_center.demo import ensure_demo, ensure_demo_unit
+from command_center.logs import configure_logging
 from command_center.revocation import Revocation, Subject, tell_servers
 from config.settings import Settings, load_settings
 from core.checkpoint import public_key_hex
@@ -249,8 +250,9 @@ def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config)
+    # The server logs for a collector (observability.log_format); the chores below for the person at the shell.
+    configure_logging(settings.observability.log_format if args.command == "serve" else "text")
     try:
         return _run(args, settings)
     except AppError as exc:

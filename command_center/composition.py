@@ -48,10 +48,12 @@ from command_center.keys import (
     LOGIN_GATE,
     LOGIN_THROTTLE,
     MEDIA,
+    METRICS,
     OPERATIONS,
     PASSWORDS,
     REPORTS,
     REVOCATIONS,
+    STATE,
     STORE,
     TASKS,
     TICKETS,
@@ -59,7 +61,9 @@ from command_center.keys import (
     TRACKER,
     WRITER,
 )
-from command_center.loop_lag import sample_forever
+from command_center.loop_lag import sample_forever, watch_lag
+from command_center.metrics import Metrics
+from command_center.metrics_state import StateCollector, StateReader
 from command_center.revocation import Revocations
 from command_center.screens.hub import ScreenHub
 from command_center.throttle import LocalLoginGuard, LoginGuard
@@ -122,19 +126,20 @@ def components(
             http = _start_http_client(stack, app)
             _start_login_throttle(stack, app, settings.bus, shared=cluster.shared)
             audit = _audit_log(app, store)
+            metrics = _metrics(app)
             configured = _agencies(app, settings.queries, agencies)
 
             # ── tracking and command: units, alarms, geofences, tasks, operations, screens ─────────────
             alarms = _alarm_desk(app, store, bus)
-            tracker = await _start_tracking(stack, app, settings.tracking, store, bus, cluster, alarms)
-            await _start_screens(stack, app, settings.tracking, store, bus, configured, audit)
+            tracker = await _start_tracking(stack, app, settings.tracking, store, bus, cluster, alarms, metrics)
+            await _start_screens(stack, app, settings.tracking, store, bus, configured, audit, metrics)
             app[ENTRUSTMENTS] = EntrustmentDesk(store, app[TASKS], audit)  # 执行委托 between courts
 
             # ── people: password checks ───────────────────────────────────────────────────────────────
             _start_login_gate(stack, app, settings.auth)
 
             # ── asset queries: agencies, broker, follow-ups, the audit chain's checkpoints ──────────────
-            await _start_queries(stack, app, settings, store, bus, cluster, configured, audit)
+            await _start_queries(stack, app, settings, store, bus, cluster, configured, audit, metrics)
             await _start_checkpointer(stack, app, settings.audit, settings.data_dir, store, cluster, http)
 
             # ── media: WHIP/WHEP sessions, recording, SOS recording ───────────────────────────────────
@@ -149,6 +154,7 @@ def components(
 
             # ── diagnostics ───────────────────────────────────────────────────────────────────────────
             _start_loop_lag_probe(stack, settings.server.loop_lag_file)
+            _start_lag_metric(stack, metrics, settings.observability.loop_lag_interval_seconds)
             yield
 
     return run
@@ -211,6 +217,14 @@ def _start_login_throttle(stack: AsyncExitStack, app: web.Application, bus: BusS
     app[LOGIN_THROTTLE] = throttle
 
 
+def _metrics(app: web.Application) -> Metrics:
+    """Prometheus metrics (``/metrics``): counters fed by the components below, the rest read when scraped."""
+    metrics = Metrics()
+    app[METRICS], app[STATE] = metrics, StateReader(app)
+    metrics.registry.register(StateCollector(app[STATE]))
+    return metrics
+
+
 def _audit_log(app: web.Application, store: Store) -> AuditLog:
     """The hash-chained audit log: every query, read of results and view of a stream is appended to it."""
     audit = AuditLog(store)
@@ -242,12 +256,14 @@ async def _start_tracking(
     bus: EventBus,
     cluster: Coordinator,
     alarms: AlarmDesk,
+    metrics: Metrics,
 ) -> Tracker:
     """Positions in (batched writes), unit states, geofences on every position, tasks and operations."""
     writer = PositionWriter(store, max_pending=settings.max_pending_positions)
     geofences = GeofenceWatch(store, alarms, fixes=settings.geofence_fixes, seconds=settings.geofence_seconds)
     await geofences.reload()
-    tracker = Tracker(store, bus, writer, settings, alarms, geofences=geofences, cluster=cluster)
+    tracker = Tracker(store, bus, writer, settings, alarms, geofences=geofences, cluster=cluster,
+                      on_ack=metrics.ack_seconds.observe)  # fmt: skip
     tasks = TaskDesk(store, bus, alarms, cluster=cluster)
     operations = OperationDesk(store, bus, tasks)
     await writer.start()
@@ -273,9 +289,10 @@ async def _start_screens(
     bus: EventBus,
     agencies: list[AgencyConfig],
     audit: AuditLog,
+    metrics: Metrics,
 ) -> ScreenHub:
     """The wall displays' and consoles' WebSocket hub; agency names label query results, watching them is audited."""
-    hub = ScreenHub(store, bus, settings, agency_names={a.id: a.name for a in agencies}, audit=audit)
+    hub = ScreenHub(store, bus, settings, agency_names={a.id: a.name for a in agencies}, audit=audit, metrics=metrics)
     await hub.start()
     stack.push_async_callback(hub.close)
     app[HUB] = hub
@@ -309,12 +326,14 @@ async def _start_queries(
     cluster: Coordinator,
     agencies: list[AgencyConfig],
     audit: AuditLog,
+    metrics: Metrics,
 ) -> Broker:
     """Agencies behind one gateway, the broker and follow-ups; what a previous process left pending resumes."""
     gateway = AgencyGateway(agencies)
     await gateway.start()
     stack.push_async_callback(gateway.close)
-    broker = Broker(store, bus, gateway, deadline_seconds=settings.queries.deadline_seconds, cluster=cluster)
+    broker = Broker(store, bus, gateway, deadline_seconds=settings.queries.deadline_seconds, cluster=cluster,
+                    on_feedback=metrics.feedback_seconds.observe)  # fmt: skip
     stack.push_async_callback(broker.close)
     followups = FollowUps(store, bus, gateway, audit, cluster=cluster)
     stack.push_async_callback(followups.close)
@@ -481,6 +500,14 @@ async def _start_gb28181(
 
 
 # ── diagnostics ──────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _start_lag_metric(stack: AsyncExitStack, metrics: Metrics, interval: float) -> None:
+    """``cc_event_loop_lag_seconds``, always on unless ``observability.loop_lag_interval_seconds`` is 0."""
+    if interval <= 0:
+        return
+    task = asyncio.create_task(watch_lag(interval, metrics.loop_lag_seconds.observe), name="loop-lag-metric")
+    stack.push_async_callback(_stop, task)
 
 
 def _start_loop_lag_probe(stack: AsyncExitStack, path: Path | None) -> None:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from cluster.port import Coordinator
 from command_center.credentials import Passwords, VerifyGate
+from command_center.metrics import Metrics
 from command_center.throttle import LoginGuard
 from command_center.tickets import TicketBook
 from config.settings import Settings
@@ -17,6 +18,7 @@ from persistence.port import Store
 
 if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys above
     from alarms.desk import AlarmDesk
+    from command_center.metrics_state import StateReader
     from command_center.revocation import Revocations
     from command_center.screens.hub import ScreenHub
     from entrustments.desk import EntrustmentDesk
@@ -70,3 +72,5 @@ REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
 GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled
 GB28181_SIP: web.AppKey[SipServer] = web.AppKey("gb28181_sip")  # its sockets; ``port`` is the one bound
 GB_LIVE: web.AppKey[LiveStreams] = web.AppKey("gb28181_live")  # likewise: GB units' live video
+METRICS = web.AppKey("metrics", Metrics)
+STATE: web.AppKey[StateReader] = web.AppKey("state_reader")  # what /metrics and the 运维 page read

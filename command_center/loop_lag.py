@@ -67,3 +67,13 @@ def _append(path: Path, at: float, lags: list[float], pauses: list[list[float]])
     # a line of a few hundred bytes once a second: a blocking write is cheaper than a thread hop
     with path.open("ab") as out:
         out.write(orjson.dumps({"at": at, "lag_ms": lags, "gc_ms": pauses}) + b"\n")
+
+
+async def watch_lag(interval: float, observe: Callable[[float], None]) -> None:
+    """Tell ``observe`` how many seconds late each sleep of ``interval`` woke, until cancelled: the metrics'
+    always-on view of the same lag (one timer every ``interval``, nothing per message)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(interval)
+        observe(max(0.0, loop.time() - asked - interval))

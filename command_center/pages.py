@@ -24,6 +24,7 @@ PAGES = {
     "/replay": "replay.html",
     "/console": "console.html",
     "/field": "field.html",
+    "/ops": "ops.html",
 }
 BASEMAP = "basemap/districts.geojson"  # command_center.api.map_config names its URL
 

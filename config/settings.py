@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -329,6 +329,34 @@ class Gb28181Settings(Section):
         return value
 
 
+class ObservabilitySettings(Section):
+    """Metrics, logs and the 运维 page (README, "Observability")."""
+
+    #: A bearer token Prometheus may scrape ``/metrics`` with (``Authorization: Bearer …``), compared in constant
+    #: time; at least 32 characters, not starting with ``cc_`` (those are people's and devices' credentials).
+    #: Empty: only an administrator's session token is accepted.
+    metrics_token: SecretStr = SecretStr("")
+    #: ``json``: one JSON object a line (time, level, logger, message, and the unit, connection or query id
+    #: when the message carries one), for a log collector; ``text``: readable lines for a terminal (the demo).
+    log_format: Literal["json", "text"] = "json"
+    #: Access log: ``errors`` (default: requests answered 4xx or 5xx, so the terminal does not scroll with every
+    #: request), ``all`` (every request but successful health probes and metrics scrapes), or ``off``.
+    #: A WebSocket is one request: logged once when it closes, never per message.
+    access_log: Literal["errors", "all", "off"] = "errors"
+    #: The 运维 page warns when the recordings' disk has less than this share free (percent).
+    disk_warning_percent: float = Field(15.0, ge=0, le=100)
+    #: How often the event loop's lag is sampled for the metrics (seconds; 0: not at all).
+    loop_lag_interval_seconds: float = Field(0.5, ge=0, le=60)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if token and (len(token) < 32 or token.startswith("cc_")):
+            raise ValueError("observability.metrics_token must be at least 32 characters and not start with cc_")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the server reads at start; passed to ``create_app``, never read from globals."""
 
@@ -345,6 +373,7 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = ClusterSettings()
     audit: AuditSettings = AuditSettings()
     gb28181: Gb28181Settings = Gb28181Settings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
 

@@ -22,7 +22,7 @@ from alarms.desk import AlarmDesk
 from alarms.models import AlarmKind
 from cluster.port import LEADER, Coordinator
 from config.settings import TrackingSettings
-from core.errors import NotFound
+from core.errors import NotFound, ServiceUnavailable
 from core.ids import CourtId, UnitId
 from core.startup import ready_or_failed
 from event_bus.port import EventBus, SubscriberLagged
@@ -44,6 +44,16 @@ NEVER_HEARD = UnitState()  # the state of a unit the tracker has not heard from 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class PositionCounts:
+    """What became of the positions units sent this process, since it started."""
+
+    stored: int = 0
+    duplicate: int = 0
+    invalid: int = 0  # refused by validation (the rest of the batch is kept)
+    overloaded: int = 0  # refused because the database is behind (503: the unit keeps and resends them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,7 @@ class Tracker:
         geofences: GeofenceWatch | None = None,
         cluster: Coordinator | None = None,
         clock_ms: Callable[[], int] = _now_ms,
+        on_ack: Callable[[float], None] | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -104,6 +115,10 @@ class Tracker:
         self._pending: dict[CourtId, _Pending] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.published_events = 0
+        #: Positions by what became of them (stored, duplicate, invalid, overloaded), for the metrics: plain
+        #: integers on the hot path, read when scraped.
+        self.position_counts = PositionCounts()
+        self._on_ack = on_ack  # seconds from a batch's arrival to its answer (the metrics' histogram)
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,6 +153,15 @@ class Tracker:
         await self._publish_pending()
 
     # reading ------------------------------------------------------------------------------------------
+    def status_counts(self) -> dict[Status, int]:
+        """Unrevoked units this process knows (registered before it started, or heard since) by displayed status;
+        read when metrics are scraped, not per message."""
+        counts = dict.fromkeys(Status, 0)
+        for unit_id, unit in self._units.items():
+            if unit.revoked_at is None:
+                counts[self.state(unit_id).status] += 1
+        return counts
+
     def state(self, unit_id: UnitId) -> UnitState:
         return self._states.get(unit_id, NEVER_HEARD)
 
@@ -160,6 +184,7 @@ class Tracker:
     # telemetry ----------------------------------------------------------------------------------------
     async def ingest(self, unit: Unit, raw: object) -> Ack:
         """Validate, show live, store durably, answer. Raises ValueError for an unusable batch."""
+        started = time.perf_counter()
         now = self._clock_ms()
         good, bad = parse_batch(raw, unit_id=unit.id, now_ms=now, limit=MAX_BATCH, max_future_ms=self._skew_ms)
         unit_id = unit.id
@@ -183,7 +208,13 @@ class Tracker:
                 await self._battery(unit, live.battery_pct)
             if live is not None and self._geofences is not None:
                 await self._geofences.observe(unit, live)  # the newest position only: a backlog is history
-        inserted = await self._writer.write(good)
+        counts = self.position_counts
+        counts.invalid += len(bad)
+        try:
+            inserted = await self._writer.write(good)
+        except ServiceUnavailable:
+            counts.overloaded += len(good)
+            raise
         stored: list[int] = []
         duplicates: list[int] = []
         late: list[Position] = []
@@ -196,6 +227,10 @@ class Tracker:
                 duplicates.append(p.seq)
         if late:
             self._court(unit).track.setdefault(unit_id, []).extend(late)
+        counts.stored += len(stored)
+        counts.duplicate += len(duplicates)
+        if self._on_ack is not None:
+            self._on_ack(time.perf_counter() - started)
         return Ack(stored, duplicates, bad)
 
     async def heard_from(self, unit: Unit, *, sos: bool = False) -> None:

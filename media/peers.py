@@ -93,6 +93,10 @@ class PeerSession(Session):
         """The audit entry its end needs, if any."""
         return None
 
+    def dropped(self) -> tuple[str, int] | None:
+        """Frames this session dropped so far and where (``viewer``: a feed behind; ``recorder``), for metrics."""
+        return None
+
 
 @dataclass(eq=False, kw_only=True)
 class Publisher(PeerSession):
@@ -113,6 +117,7 @@ class Publisher(PeerSession):
     talk: passthrough.EncodedTrack | None = None  # audio to the unit (talkback), when its offer can play it
     recorder: SessionRecorder | None = None  # evidence recording, while it runs
     talker: TalkSession | None = None  # the one operator talking to the unit now
+    recorder_dropped: int = 0  # frames dropped by this session's finished recordings
 
     @property
     def state(self) -> str:
@@ -185,9 +190,19 @@ class Publisher(PeerSession):
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         await self.link.close()
-        if self.recorder is not None:
-            recorder, self.recorder = self.recorder, None
-            await recorder.close()
+        await self.stop_recorder()
+
+    async def stop_recorder(self) -> bool:
+        """Finish the recording (its last segment sealed); False if none ran."""
+        if self.recorder is None:
+            return False
+        recorder, self.recorder = self.recorder, None
+        await recorder.close()
+        self.recorder_dropped += recorder.dropped
+        return True
+
+    def dropped(self) -> tuple[str, int]:
+        return "recorder", self.recorder_dropped + (0 if self.recorder is None else self.recorder.dropped)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -216,6 +231,9 @@ class ViewerSession(PeerSession):
 
     def end_entry(self, reason: str, ended_ms: int) -> AuditEntry:
         return "media.view.end", self.details() | {"ended_ms": ended_ms, "reason": reason}
+
+    def dropped(self) -> tuple[str, int]:
+        return "viewer", sum(track.feed.dropped for track in self.tracks.values())
 
     async def _free(self) -> None:
         self.publisher.unwatch(self)

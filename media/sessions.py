@@ -16,8 +16,9 @@ channel goes through the tracker like the WebSocket (``media.telemetry_channel``
 A unit's source need not be WebRTC. A receiver of another transport (GB/T 28181 MPEG-PS over RTP) builds a
 ``media.peers.PublisherLink`` (its state, how to ask the unit for a keyframe, how to close) and calls
 ``MediaHub.attach(unit, media, link)``: the returned ``Publisher`` is then the unit's session like a WHIP one
-(viewers, recording, caps, supervision, leases), and the receiver hands it each encoded frame with
-``Publisher.frame``. Talkback and the telemetry data channel stay WebRTC's.
+(viewers, recording, caps, supervision, leases), and the receiver hands each encoded frame to
+``MediaHub.frame_sink(publisher, kind)`` (counted like a WHIP unit's). Talkback and the telemetry data
+channel stay WebRTC's.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,6 +93,19 @@ class ClusterPort(Protocol):
     async def release(self, name: str) -> None: ...
 
 
+@dataclass(slots=True)
+class MediaCounts:
+    """Totals since this process started, for the metrics: plain integers bumped where frames pass, and the
+    drop counts of sessions that ended (those of live ones are summed when scraped)."""
+
+    frames_received: int = 0  # encoded frames from units
+    frames_forwarded: int = 0  # encoded frames handed to viewers (one per viewer)
+    viewer_drops_ended: int = 0  # frames viewers skipped (behind, waiting for a keyframe), of ended views
+    recorder_drops_ended: int = 0  # frames recorders could not keep up with, of ended sessions
+    recorded_bytes: int = 0  # evidence written, in finished segments
+    segments_sealed: int = 0  # finished segments whose SHA-256 went into the audit chain
+
+
 class MediaHub:
     """Every media session of this process: negotiates, supervises, closes; the table decides."""
 
@@ -110,6 +125,7 @@ class MediaHub:
         self._ingest = ingest
         self._audit = views
         self._clock = clock
+        self.counts = MediaCounts()
         self._table: SessionTable[Publisher, PeerSession] = SessionTable(settings)
         self._ending: dict[SessionId, asyncio.Task[None]] = {}
         self._supervisor: asyncio.Task[None] | None = None
@@ -142,6 +158,23 @@ class MediaHub:
         """Sessions holding a place (negotiating, live or being closed)."""
         return self._table.places
 
+    def session_counts(self) -> dict[str, int]:
+        """Sessions by role: units publishing (WHIP or GB/T 28181), viewers (WHEP), operators talking back."""
+        counts = {"unit": 0, "viewer": 0, "talkback": 0}
+        names = {Role.PUBLISHER: "unit", Role.VIEWER: "viewer", Role.TALKER: "talkback"}
+        for session in self._table:
+            counts[names[session.role]] += 1
+        return counts
+
+    def frames_dropped(self) -> dict[str, int]:
+        """Frames dropped since start, by where: skipped by viewers that fell behind, or by recorders."""
+        totals = {"viewer": self.counts.viewer_drops_ended, "recorder": self.counts.recorder_drops_ended}
+        for session in self._table:
+            dropped = session.dropped()
+            if dropped is not None:
+                totals[dropped[0]] += dropped[1]
+        return totals
+
     def streaming_units(self) -> set[UnitId]:
         return self._table.streaming_units()
 
@@ -172,7 +205,7 @@ class MediaHub:
                 else:
                     transceiver = pc.addTransceiver(kind, direction="recvonly")
                 transceiver.setCodecPreferences(_capabilities(kind, mime))
-                passthrough.tap_receiver(transceiver.receiver, self._frame_sink(publisher, kind))
+                passthrough.tap_receiver(transceiver.receiver, self.frame_sink(publisher, kind))
                 link.receivers[kind] = transceiver.receiver
                 publisher.fanout[kind] = []
             pc.on("track", lambda track: publisher.own(_drain(publisher, track), "drain"))
@@ -339,9 +372,7 @@ class MediaHub:
         publisher = self.publisher(unit_id)
         if publisher is None or publisher.recorder is None:
             return False
-        recorder, publisher.recorder = publisher.recorder, None
-        await recorder.close()
-        return True
+        return await publisher.stop_recorder()
 
     def recording(self, unit_id: UnitId) -> bool:
         publisher = self.publisher(unit_id)
@@ -359,6 +390,8 @@ class MediaHub:
     async def _segment_done(self, segment: Segment) -> None:
         assert self.recordings is not None
         await self._audit.record(SEGMENT_ACTION, None, details=segment.details(self.recordings))
+        self.counts.recorded_bytes += segment.size
+        self.counts.segments_sealed += 1
         log.info("media: recorded %s (%d bytes, sha256 %s)", segment.path, segment.size, segment.sha256[:12])
 
     # Talkback ---------------------------------------------------------------------------------------
@@ -443,8 +476,14 @@ class MediaHub:
 
     # Media ------------------------------------------------------------------------------------------
 
-    def _frame_sink(self, publisher: Publisher, kind: str) -> passthrough.FrameSink:
+    def frame_sink(self, publisher: Publisher, kind: str) -> passthrough.FrameSink:
+        """Where the unit's encoded frames of ``kind`` go (its viewers and its recorder), counted: a WHIP
+        receiver's tap, or an attached source's receiver (GB/T 28181)."""
+        counts = self.counts
+
         def sink(mime: str, data: bytes, timestamp: int, clock_rate: int) -> None:
+            counts.frames_received += 1
+            counts.frames_forwarded += len(publisher.fanout.get(kind) or ())
             publisher.frame(kind, mime, data, timestamp, clock_rate, self._clock())
 
         return sink
@@ -494,6 +533,13 @@ class MediaHub:
             dependents = [self._close_later(d, "the unit stopped streaming") for d in session.dependents()]
             await asyncio.gather(*dependents, return_exceptions=True)
             await session.close()
+            dropped = session.dropped()
+            if dropped is not None:
+                where, count = dropped
+                if where == "viewer":
+                    self.counts.viewer_drops_ended += count
+                else:
+                    self.counts.recorder_drops_ended += count
             entry = session.end_entry(reason, int(time.time() * 1000))
             if entry is not None:
                 action, details = entry

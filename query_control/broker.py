@@ -19,16 +19,18 @@ lease grant (``core.fencing``): a process that was only paused past its lease is
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cluster.port import Coordinator, fence_of
+from core import log_context
 from core.errors import FencedOut, ValidationFailed
 from core.fencing import Fence
 from core.group_commit import GroupCommit
@@ -97,9 +99,13 @@ class Broker:
         *,
         deadline_seconds: float,
         cluster: Coordinator | None = None,
+        on_feedback: Callable[[float], None] | None = None,
     ) -> None:
         self._cluster = cluster
         self._store = store
+        #: Jobs this process ended, by agency and final status (the metrics read it when scraped).
+        self.ended_jobs: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._on_feedback = on_feedback  # seconds from a query's start to its completion (feedback time)
         self._bus = bus
         self._gateway = gateway
         self._deadline = deadline_seconds
@@ -212,6 +218,7 @@ class Broker:
     async def _run(self, query: Query, case: Case, jobs: list[Job], fence: Fence | None) -> None:
         """Run the pending jobs and complete the query at its deadline, every write under ``fence``: a run
         whose lease was taken over while it was paused stops at its next write (FencedOut)."""
+        log_context.bind(query_id=query.id)  # this task's own context: its lines and its jobs' carry the query
         parties = {p.id: p for p in case.parties}
         tasks = [
             asyncio.create_task(self._fenced_job(query, parties[job.party_id], job, fence), name=f"job:{job.id}")
@@ -229,11 +236,14 @@ class Broker:
                 log.warning("query %s: not completed here: %s", query.id, refused.message)
                 return
             for job in timed_out:
+                self.ended_jobs[(job.agency_id, job.status.value)] += 1
                 await self._publish_job(query, parties, job, [])
             await self._publish(
                 query.id, {"event": "complete", "completed_ms": completed, "timed_out": [j.id for j in timed_out]}
             )
             log.info("query %s: complete, %d of %d jobs timed out", query.id, len(timed_out), len(jobs))
+            if self._on_feedback is not None:
+                self._on_feedback(max(0.0, (completed - query.created_ms) / 1000))
             if pending:
                 await asyncio.wait(pending)  # late answers: in-flight attempts end within their agency timeout
         finally:
@@ -325,6 +335,7 @@ class Broker:
             raise ended
         if ended is None:
             return  # already ended (e.g. failed after the deadline marked it timed out): keep that
+        self.ended_jobs[(job.agency_id, status.value)] += 1
         # An answer per agency per query is routine (the store and the screens have it); failures are news.
         why = f" ({error})" if error else ""
         log.log(logging.INFO if error else logging.DEBUG, "query %s: %s at %s → %s%s",

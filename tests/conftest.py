@@ -27,6 +27,7 @@ from config.settings import (
     BusSettings,
     MapSettings,
     MediaSettings,
+    ObservabilitySettings,
     ServerSettings,
     Settings,
     StoreSettings,
@@ -179,6 +180,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
         media: MediaSettings | None = None,
         server: ServerSettings | None = None,
         maps: MapSettings | None = None,
+        observability: ObservabilitySettings | None = None,
         **auth: Any,
     ) -> World:
         settings = Settings(
@@ -190,6 +192,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
             data_dir=tmp_path,
             server=server or ServerSettings(),
             maps=maps or MapSettings(),
+            observability=observability or ObservabilitySettings(),
         )
         # With the access logger `serve` uses, so tests see what production logs (never a secret);
         # TestServer ignores runner options given to its constructor, start_server takes them.

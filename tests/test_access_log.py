@@ -1,4 +1,5 @@
-"""The access log keeps requests worth reading: a successful health probe leaves no line, anything else does."""
+"""The access log keeps requests worth reading: by default only refusals and failures; with ``all`` every
+request but successful health probes and metrics scrapes; with ``off`` none."""
 
 from __future__ import annotations
 
@@ -6,18 +7,46 @@ import logging
 
 import pytest
 
-from tests.conftest import World
+from config.settings import ObservabilitySettings
+from tests.conftest import AppFactory, World
 
 
-async def test_health_probes_leave_no_line_but_other_requests_do(
-    world: World, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="aiohttp.access")
+async def _requests(world: World) -> None:
     for _ in range(3):
         assert (await world.client.get("/api/health")).status == 200
+    assert (await world.client.get("/metrics", headers=world.auth("admin"))).status == 200
     assert (await world.client.get("/api/units", headers=world.auth("operator"))).status == 200
     assert (await world.client.get("/api/health/details")).status == 401
-    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
-    assert not [line for line in lines if '"GET /api/health HTTP' in line], lines
+
+
+def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+
+
+async def test_by_default_only_refusals_and_failures_are_logged(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    await _requests(world)
+    lines = _lines(caplog)
+    assert len(lines) == 1 and '"GET /api/health/details HTTP' in lines[0] and " 401 " in lines[0], lines
+
+
+async def test_all_logs_every_request_but_health_probes_and_scrapes(
+    make_world: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await make_world(observability=ObservabilitySettings(access_log="all"))
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    await _requests(world)
+    lines = _lines(caplog)
+    assert not [line for line in lines if '"GET /api/health HTTP' in line or '"GET /metrics HTTP' in line], lines
     assert any('"GET /api/units HTTP' in line for line in lines), lines
     assert any('"GET /api/health/details HTTP' in line and " 401 " in line for line in lines), lines
+    http = [getattr(r, "http", None) for r in caplog.records if r.name == "aiohttp.access"]
+    units = http[-2]  # the JSON log's fields of the line (command_center.logs)
+    assert units is not None and {"method": "GET", "target": "/api/units", "status": 200}.items() <= units.items()
+
+
+async def test_off_logs_nothing(make_world: AppFactory, caplog: pytest.LogCaptureFixture) -> None:
+    world = await make_world(observability=ObservabilitySettings(access_log="off"))
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    await _requests(world)
+    assert _lines(caplog) == []

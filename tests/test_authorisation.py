@@ -17,6 +17,7 @@ from tests.conftest import World
 
 OP, J, S, A, D = "operator", "judge", "supervisor", "admin", "device"
 SY = "system"  # the case-management system's client: the integration route, nothing else
+SC = "scraper"  # Prometheus with the configured metrics token: /metrics, nothing else (test_metrics)
 PEOPLE = {OP, J, S, A}
 PUBLIC: set[str] = set()  # marker: no token needed
 
@@ -122,6 +123,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/users/{user_id}/enable"): {A},
     ("POST", "/api/auth/password"): PEOPLE,
     ("POST", "/api/users/{user_id}/unlock"): {A},
+    ("GET", "/metrics"): {A, SC},
+    ("GET", "/api/ops/overview"): {S, A},
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 PUBLIC_ROUTES.add(("POST", "/api/audit/witness"))

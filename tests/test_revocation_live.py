@@ -34,6 +34,7 @@ from command_center.credentials import lookup_hash, new_session_token
 from command_center.keys import MEDIA, REVOCATIONS
 from command_center.revocation import Credential, Revocation, Subject, expired, matches
 from command_center.tickets import LocalTickets, RedisTickets
+from config.settings import ObservabilitySettings
 from core.errors import NotFound
 from core.ids import CourtId, UnitId, UserId
 from persistence.models import Court, CourtLevel, Role
@@ -306,7 +307,10 @@ async def test_a_token_in_a_websocket_url_is_refused(world: World) -> None:
     assert "?token=" in (await plain.json())["error"]["message"]
 
 
-async def test_the_access_log_holds_no_token_secret_or_ticket(world: World, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_access_log_holds_no_token_secret_or_ticket(
+    make_world: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await make_world(observability=ObservabilitySettings(access_log="all"))  # every request logged
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     ticket = await world.ticket("operator")
     ws = await world.client.ws_connect(f"/api/screen/ws?ticket={ticket}")

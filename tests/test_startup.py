@@ -4,6 +4,7 @@ reason. The failure is real: a Redis user that may not subscribe to the geofence
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -57,7 +58,9 @@ def test_serve_stops_and_says_why_when_a_component_fails_at_start(
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the server did not start: geofences: following changes:"), last
-    assert "ERROR command_center.cli: the server did not start" in result.stderr  # the traceback is in the log
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]  # JSON log lines
+    failed = [line for line in logged if line["logger"] == "command_center.cli" and line["level"] == "error"]
+    assert failed and failed[0]["message"] == "the server did not start" and failed[0]["exception"]  # the traceback
     assert os.path.exists(tmp_path / "cli.db")  # it got as far as the store, which it closed again
 
 

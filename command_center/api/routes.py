@@ -15,6 +15,7 @@ from command_center.api import (
     geofences,
     map_config,
     media,
+    observability,
     operations,
     queries,
     reports,
@@ -50,6 +51,7 @@ REGISTRIES: tuple[Registry, ...] = (
     audit.api,
     tickets.api,
     gb28181.api,
+    observability.api,
 )
 
 

@@ -13,7 +13,7 @@ from command_center.api.schemas import LoginIn, LoginOut, MeOut, PasswordChangeI
 from command_center.auth import PEOPLE, Access, DeviceCaller, UserCaller, current_caller, current_user
 from command_center.bootstrap import FIRST_ADMIN, FIRST_ADMIN_FILE
 from command_center.credentials import check_password_strength, lookup_hash, new_session_token
-from command_center.keys import LOGIN_GATE, LOGIN_THROTTLE, PASSWORDS, REVOCATIONS, SETTINGS, STORE
+from command_center.keys import LOGIN_GATE, LOGIN_THROTTLE, METRICS, PASSWORDS, REVOCATIONS, SETTINGS, STORE
 from command_center.revocation import Revocation, Subject
 from core.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthenticated, ValidationFailed
 from core.ids import UserId
@@ -45,7 +45,18 @@ def client_address(request: web.Request) -> str:
 )
 async def login(request: web.Request) -> web.StreamResponse:
     credentials = body(request, LoginIn)
-    user = await verified_user(request, credentials.username, credentials.password)
+    failures = request.app[METRICS].login_failures
+    try:
+        user = await verified_user(request, credentials.username, credentials.password)
+    except Unauthenticated:
+        failures.labels("wrong_credentials").inc()
+        raise
+    except TooManyRequests:
+        failures.labels("throttled").inc()
+        raise
+    except ServiceUnavailable:
+        failures.labels("busy").inc()
+        raise
     return json_response(await _new_session(request, user))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Annotated, Any
 
@@ -17,8 +18,9 @@ from pydantic import BaseModel, Field
 
 from command_center.api.params import epoch_ms
 from command_center.api.registry import Registry, body, json_response
-from command_center.auth import PEOPLE, Access, current_caller, current_device
+from command_center.auth import PEOPLE, Access, DeviceCaller, current_caller, current_device
 from command_center.keys import REVOCATIONS, STORE, TASKS, TRACKER
+from core import log_context
 from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
 from courts.visibility import require_visible
@@ -61,10 +63,16 @@ class AckOut(BaseModel):
 async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     caller = current_device(request)
     unit = caller.unit
-    tracker = request.app[TRACKER]
-    tasks = request.app[TASKS]
     ws = web.WebSocketResponse(heartbeat=30.0, compress=False, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
+    with log_context.bound(unit_id=unit.id, connection_id=secrets.token_hex(4)):
+        return await _serve_unit(request, caller, ws)
+
+
+async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSocketResponse) -> web.WebSocketResponse:
+    unit = caller.unit
+    tracker = request.app[TRACKER]
+    tasks = request.app[TASKS]
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
     # Revoking the unit closes this socket (4401); ``watch.ended`` is set first, so nothing more is stored.
     watch = request.app[REVOCATIONS].watch_socket(caller, ws)

@@ -30,6 +30,7 @@ class ScreenConnection:
         self.too_slow = False
         self.finished = False  # set by the hub once the socket's handler has cleaned up
         self.sent_messages = 0
+        self.dropped = 0  # messages thrown away when the queue overflowed (the screen is then disconnected)
 
     def send(self, data: bytes, *, topic: str | None = None, seq: int = 0) -> None:
         """Queue a message; never blocks. Overflow marks the screen too slow and ends it."""
@@ -39,6 +40,7 @@ class ScreenConnection:
             self._queue.put_nowait((topic, seq, data))
         except asyncio.QueueFull:
             self.too_slow = True
+            self.dropped = self._queue.qsize() + 1
             log.warning("screen %s: queue full (%d); disconnecting", self.label, self._queue.maxsize)
             while not self._queue.empty():
                 self._queue.get_nowait()

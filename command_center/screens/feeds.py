@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -164,11 +164,16 @@ class Feed:
 class UnitsFeed(Feed):
     """All units of one court: snapshot = every unit's newest view; frames = coalesced changes."""
 
-    def __init__(self, court_id: CourtId, bus: EventBus, store: Store) -> None:
+    def __init__(
+        self, court_id: CourtId, bus: EventBus, store: Store, *, latency: Callable[[float], None] | None = None
+    ) -> None:
         super().__init__(units_topic(court_id), bus)
         self.court_id = court_id
         self._store = store
         self.units: dict[str, dict[str, Any]] = {}
+        #: Told, per unit in a frame, the seconds since the unit was heard (its arrival-to-screen time); a
+        #: unit gone offline is left out (its last report is a minute old by definition).
+        self._latency = latency
 
     async def reload(self) -> None:
         await super().reload()
@@ -183,6 +188,11 @@ class UnitsFeed(Feed):
     def apply(self, event: Event) -> bytes | None:
         for view in event.data["units"]:
             self.units[view["unit_id"]] = view
+        if self._latency is not None:
+            now_ms = time.time() * 1000
+            for view in event.data["units"]:
+                if view["status"] != "offline" and view["last_seen_ms"] is not None:
+                    self._latency(max(0.0, now_ms - view["last_seen_ms"]) / 1000)
         frame = {
             "type": "frame",
             "topic": self.name,

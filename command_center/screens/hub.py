@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from command_center.auth import Caller, UserCaller
 from command_center.keys import REVOCATIONS
+from command_center.metrics import Metrics
 from command_center.screens.connection import ScreenConnection
 from command_center.screens.feeds import (
     AlarmsFeed,
@@ -30,6 +32,7 @@ from command_center.screens.feeds import (
     UnitsFeed,
 )
 from config.settings import TrackingSettings
+from core import log_context
 from core.errors import AppError, BadRequest, Forbidden, NotFound, ServiceUnavailable
 from core.ids import CourtId, QueryId, UnitId
 from courts.visibility import visible_courts
@@ -55,10 +58,16 @@ class ScreenHub:
         *,
         agency_names: Mapping[str, str],
         audit: AuditLog,
+        metrics: Metrics | None = None,
     ) -> None:
         """``agency_names`` label the answers in query snapshots; watching a query's results is a read of them,
-        so it is recorded in ``audit``."""
+        so it is recorded in ``audit``; ``metrics`` counts screens and frames (``/metrics``)."""
         self._store = store
+        self._unit_latency = None if metrics is None else metrics.unit_to_screen_seconds.observe
+        #: Screens disconnected for falling behind, and the messages thrown away with them (ended screens;
+        #: the metrics add the live ones' when scraped).
+        self.too_slow_screens = 0
+        self._dropped_ended = 0
         self._bus = bus
         self._settings = settings
         self._feeds: dict[str, asyncio.Task[Feed]] = {}
@@ -71,6 +80,10 @@ class ScreenHub:
     @property
     def screens(self) -> int:
         return len(self._screens)
+
+    def dropped_messages(self) -> int:
+        """Messages thrown away from screens that fell behind, since start."""
+        return self._dropped_ended + sum(screen.dropped for screen in self._screens)
 
     @property
     def feeds(self) -> int:
@@ -153,6 +166,10 @@ class ScreenHub:
 
     # one screen ---------------------------------------------------------------------------------------
     async def serve(self, request: web.Request, caller: Caller) -> web.WebSocketResponse:
+        with log_context.bound(connection_id=secrets.token_hex(4)):  # every line about this screen carries it
+            return await self._serve(request, caller)
+
+    async def _serve(self, request: web.Request, caller: Caller) -> web.WebSocketResponse:
         # timeout: how long a close handshake may take; a dropped screen may not answer it at all.
         ws = web.WebSocketResponse(heartbeat=20.0, compress=False, max_msg_size=MAX_CLIENT_MESSAGE, timeout=2.0)
         await ws.prepare(request)
@@ -199,6 +216,8 @@ class ScreenHub:
                 await writer
             await ws.close()
             screen.finished = True
+            self._dropped_ended += screen.dropped
+            self.too_slow_screens += screen.too_slow
         return ws
 
     async def _handle(self, screen: ScreenConnection, caller: Caller, text: str, attached: dict[str, Feed]) -> None:
@@ -255,7 +274,10 @@ class ScreenHub:
             if topic == "units":
                 for court in courts:
                     feeds.append(
-                        await self._feed(f"units.{court}", lambda c=court: UnitsFeed(c, self._bus, self._store))
+                        await self._feed(
+                            f"units.{court}",
+                            lambda c=court: UnitsFeed(c, self._bus, self._store, latency=self._unit_latency),
+                        )
                     )
             elif topic == "operations":
                 for court in courts:

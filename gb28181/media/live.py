@@ -63,6 +63,8 @@ class Hub(Protocol):
 
     async def attach(self, unit: Unit, media: dict[str, str], link: PublisherLink) -> Any: ...
 
+    def frame_sink(self, publisher: Any, kind: str) -> FrameSink: ...
+
     async def end_unit(self, unit_id: UnitId, reason: str) -> bool: ...
 
 
@@ -315,13 +317,8 @@ class LiveStreams:
                 log.warning("gb28181: device %s (unit %s) sends %s: refused", device_id, unit.id, first.mime)
                 raise Conflict(f"unit {unit.id} sends {first.mime}, which browsers cannot play over WebRTC without "
                                f"transcoding (not done here); set the device to H.264")  # fmt: skip
-            publisher = await self._hub.attach(unit, {"video": H264}, _GbLink(self, stream))
-            stream.publisher = publisher
-
-            def sink(mime: str, data: bytes, timestamp: int, clock_rate: int) -> None:
-                publisher.frame("video", mime, data, timestamp, clock_rate, time.monotonic())
-
-            stream.sink = sink
+            stream.publisher = await self._hub.attach(unit, {"video": H264}, _GbLink(self, stream))
+            stream.sink = self._hub.frame_sink(stream.publisher, "video")
             stream.deliver(first)
             log.info("gb28181: unit %s (device %s, channel %s) live on RTP port %d", unit.id, device_id, channel_id,
                      stream.port)  # fmt: skip

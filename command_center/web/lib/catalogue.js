@@ -4,7 +4,7 @@
 const common = {
   zh: {
     otherLanguage: "English", home: "首页", wall: "态势大屏", desk: "点对点查控", replay: "轨迹回放",
-    console: "指挥台", logout: "退出", unknown: "未知", none: "—",
+    console: "指挥台", ops: "运维", logout: "退出", unknown: "未知", none: "—",
     // roles
     role_operator: "指挥员", role_judge: "执行法官", role_supervisor: "监督员", role_admin: "系统管理员",
     // unit kinds and statuses
@@ -22,7 +22,7 @@ const common = {
   },
   en: {
     otherLanguage: "中文", home: "Home", wall: "Wall", desk: "Asset queries", replay: "Track replay",
-    console: "Console", logout: "Log out", unknown: "unknown", none: "—",
+    console: "Console", ops: "Operations", logout: "Log out", unknown: "unknown", none: "—",
     role_operator: "operator", role_judge: "judge", role_supervisor: "supervisor", role_admin: "administrator",
     unitkind_body_camera: "body camera", unitkind_handheld: "handheld", unitkind_vehicle: "vehicle kit",
     available: "available", en_route: "en route", on_site: "on site", sos: "SOS", offline: "offline", online: "online",

@@ -9,6 +9,7 @@ export const PAGES = [
   { path: "/console", key: "console", roles: ["operator", "supervisor", "admin"] },
   { path: "/desk", key: "desk", roles: ["judge", "supervisor", "admin"] },
   { path: "/replay", key: "replay", roles: ["operator", "judge", "supervisor", "admin"] },
+  { path: "/ops", key: "ops", roles: ["supervisor", "admin"] },
 ];
 
 export const pagesFor = (role) => PAGES.filter((page) => page.roles.includes(role));

@@ -1,0 +1,80 @@
+"""Observability: Prometheus metrics, and the 运维 overview for operators without Grafana.
+
+``/metrics`` answers only with a credential: an administrator's session token, or the scrape token of
+``observability.metrics_token`` (``Authorization: Bearer …``). Each server process answers for itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from command_center.api.registry import Registry, json_response
+from command_center.auth import Access
+from command_center.keys import METRICS, SETTINGS, STATE
+
+api = Registry()
+
+METRICS_READERS = frozenset({Access.ADMIN, Access.SCRAPER})
+OPS_READERS = frozenset({Access.SUPERVISOR, Access.ADMIN})
+
+
+@api.route("GET", "/metrics", summary="Prometheus metrics of this process (text exposition format)",
+           tag="system", access=METRICS_READERS)  # fmt: skip
+async def metrics(request: web.Request) -> web.StreamResponse:
+    await request.app[STATE].probe()
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class OpsOverviewOut(BaseModel):
+    node: dict[str, Any]
+    units: dict[str, int]
+    positions: dict[str, int]
+    pending_positions: int
+    screens: dict[str, int]
+    media: dict[str, Any]
+    agencies: list[dict[str, Any]]
+    store_up: bool
+    bus_up: bool
+    disk: dict[str, Any]
+
+
+@api.route("GET", "/api/ops/overview", summary="运维: this process, units, screens, media, agencies, dependencies",
+           tag="system", access=OPS_READERS, response=OpsOverviewOut)  # fmt: skip
+async def ops_overview(request: web.Request) -> web.StreamResponse:
+    """The same readings as /metrics, as one JSON document for the 运维 page (this process's view)."""
+    state = request.app[STATE]
+    probes = await state.probe()
+    settings = request.app[SETTINGS]
+    warn_below = settings.observability.disk_warning_percent
+    free, size = probes.disk_free_bytes, probes.disk_size_bytes
+    free_percent = None if not size or free is None else round(100 * free / size, 1)
+    return json_response(
+        OpsOverviewOut(
+            node={
+                "id": state.node_id(),
+                "leader": state.leader(),
+                "started": state.started,
+                "shared": settings.bus.url != "memory://",
+            },
+            units=state.units(),
+            positions=state.positions(),
+            pending_positions=state.pending_positions(),
+            screens=state.screens(),
+            media=state.media(),
+            agencies=state.agencies(),
+            store_up=probes.store_up,
+            bus_up=probes.bus_up,
+            disk={
+                "free_bytes": free,
+                "size_bytes": size,
+                "free_percent": free_percent,
+                "warn_below_percent": warn_below,
+                "warning": free_percent is not None and free_percent < warn_below,
+            },
+        )
+    )

@@ -1,0 +1,78 @@
+"""The 运维 page: ``GET /api/ops/overview`` for supervisors and administrators, and the page in headless
+Chromium showing this process, its dependencies, units, screens, agencies and the disk warning in Chinese."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from playwright.async_api import Browser
+
+from config.settings import ObservabilitySettings
+from tests.conftest import AppFactory, World
+from tests.test_wall_display_browser import browser, chromium  # noqa: F401 (fixtures)
+
+SCREENSHOT = Path("/tmp/ops-page.png")
+
+
+async def test_the_overview_reports_this_process_and_warns_on_a_full_disk(make_world: AppFactory) -> None:
+    # Every disk has less than 100 % free: the warning must show; at 0 % it never does.
+    world = await make_world(observability=ObservabilitySettings(disk_warning_percent=100))
+    now_ms = int(time.time() * 1000)
+    fix = {"seq": 1, "fix_time_ms": now_ms, "lat": 45.75, "lon": 126.64}
+    assert (await world.client.post("/api/telemetry/batch", json={"positions": [fix]},
+                                    headers=world.auth("device"))).status == 200  # fmt: skip
+    response = await world.client.get("/api/ops/overview", headers=world.auth("supervisor"))
+    assert response.status == 200, await response.text()
+    overview = await response.json()
+    assert overview["node"]["leader"] is True and overview["node"]["shared"] is False
+    assert overview["store_up"] is True and overview["bus_up"] is True
+    assert overview["units"]["available"] == 1 and overview["positions"]["stored"] == 1
+    assert overview["media"]["sessions"] == {"unit": 0, "viewer": 0, "talkback": 0}
+    assert len(overview["agencies"]) == 18 and {a["breaker"] for a in overview["agencies"]} == {"closed"}
+    disk = overview["disk"]
+    assert disk["size_bytes"] > 0 and 0 <= disk["free_percent"] < 100
+    assert disk["warning"] is True and disk["warn_below_percent"] == 100
+    for role in ("operator", "judge", "device"):
+        assert (await world.client.get("/api/ops/overview", headers=world.auth(role))).status == 403, role
+
+
+async def test_no_disk_warning_above_the_threshold(make_world: AppFactory) -> None:
+    world = await make_world(observability=ObservabilitySettings(disk_warning_percent=0))
+    overview = await (await world.client.get("/api/ops/overview", headers=world.auth("admin"))).json()
+    assert overview["disk"]["warning"] is False
+
+
+async def test_the_ops_page_shows_the_overview_in_chinese(make_world: AppFactory, browser: Browser) -> None:  # noqa: F811
+    world: World = await make_world(observability=ObservabilitySettings(disk_warning_percent=100))
+    base = str(world.client.make_url("")).rstrip("/")
+    context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        await page.goto(f"{base}/")
+        await page.fill("input[name=username]", "operator")
+        await page.fill("input[name=password]", world.passwords["operator"])
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("#console-link", state="visible")
+        assert await page.locator("#ops-link").is_hidden()  # operators have no 运维 page
+        await page.evaluate("sessionStorage.clear()")
+        await page.reload()
+        await page.fill("input[name=username]", "supervisor")
+        await page.fill("input[name=password]", world.passwords["supervisor"])
+        await page.click("button[type=submit]")
+        await page.click("#ops-link")
+        await page.wait_for_function("() => window.opsState?.overview !== null && window.opsState?.overview")
+        assert await page.text_content("h1") == "执行指挥中心 · 运维"
+        assert await page.text_content("#role") == "单进程"
+        assert await page.text_content("#store") == "正常" and await page.text_content("#bus") == "正常"
+        assert await page.locator("#agencies tbody tr").count() == 18
+        warning = page.locator("#disk-warning")
+        assert await warning.is_visible() and "录像磁盘可用空间低于 100%" in (await warning.text_content() or "")
+        await page.screenshot(path=str(SCREENSHOT))
+        await page.click("#lang")
+        assert await page.text_content("#store") == "up"
+        assert problems == []
+    finally:
+        await context.close()
