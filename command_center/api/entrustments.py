@@ -53,19 +53,19 @@ class EntrustmentIn(Strict):
         return self
 
 
-class NoteIn(Strict):
+class DecisionNoteIn(Strict):
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
 
 
-class ReasonIn(Strict):
+class StepReasonIn(Strict):
     reason: Note
 
 
-class UnitsIn(Strict):
+class EntrustedUnitsIn(Strict):
     unit_ids: list[str] = Field(max_length=MAX_UNITS)
 
 
-class ReportIn(Strict):
+class ProgressReportIn(Strict):
     text: Note
 
 
@@ -143,7 +143,7 @@ async def get_entrustment(request: web.Request) -> web.StreamResponse:
     return await _out(request.app[STORE], e, sides)
 
 
-def _move(status: EntrustmentStatus, path: str, model: type[NoteIn] | type[ReasonIn], summary: str) -> None:
+def _move(status: EntrustmentStatus, path: str, model: type[DecisionNoteIn] | type[StepReasonIn], summary: str) -> None:
     side = MOVER[status]
 
     @api.route("POST", f"/api/entrustments/{{entrustment_id}}/{path}", summary=summary, tag="entrustments",
@@ -152,28 +152,28 @@ def _move(status: EntrustmentStatus, path: str, model: type[NoteIn] | type[Reaso
         e, sides = await _entrustment(request)
         _on(sides, side, path)
         data = body(request, model)
-        note = data.reason if isinstance(data, ReasonIn) else data.note
+        note = data.reason if isinstance(data, StepReasonIn) else data.note
         e = await request.app[ENTRUSTMENTS].move(e, status, current_user(request).user.id, note)
         return await _out(request.app[STORE], e, sides)
 
     move.__name__ = f"entrustment_{path}"
 
 
-_move(EntrustmentStatus.ACCEPTED, "accept", NoteIn, "Accept the entrustment (the receiving court)")
-_move(EntrustmentStatus.REFUSED, "refuse", ReasonIn, "Refuse the entrustment with a reason (the receiving court)")
-_move(EntrustmentStatus.COMPLETED, "complete", ReasonIn, "Report the task done (the receiving court)")
-_move(EntrustmentStatus.WITHDRAWN, "withdraw", ReasonIn, "Withdraw the entrustment (the asking court)")
+_move(EntrustmentStatus.ACCEPTED, "accept", DecisionNoteIn, "Accept the entrustment (the receiving court)")
+_move(EntrustmentStatus.REFUSED, "refuse", StepReasonIn, "Refuse the entrustment with a reason (the receiving court)")
+_move(EntrustmentStatus.COMPLETED, "complete", StepReasonIn, "Report the task done (the receiving court)")
+_move(EntrustmentStatus.WITHDRAWN, "withdraw", StepReasonIn, "Withdraw the entrustment (the asking court)")
 
 
 @api.route("PUT", "/api/entrustments/{entrustment_id}/units", summary="Assign the receiving court's units "
-           "(each new one is sent to the address)", tag="entrustments", access=COMMANDERS, body=UnitsIn,
+           "(each new one is sent to the address)", tag="entrustments", access=COMMANDERS, body=EntrustedUnitsIn,
            response=EntrustmentOut, errors=(NotFound, Conflict))  # fmt: skip
 async def assign_units(request: web.Request) -> web.StreamResponse:
     e, sides = await _entrustment(request)
     _on(sides, Side.RECEIVING, "assign units")
     store = request.app[STORE]
     own = set(await store.court_subtree(e.to_court_id))
-    unit_ids = body(request, UnitsIn).unit_ids
+    unit_ids = body(request, EntrustedUnitsIn).unit_ids
     for unit_id in unit_ids:  # an unknown unit and another court's get the same answer
         try:
             unit = await store.get_unit(UnitId(unit_id))
@@ -186,12 +186,12 @@ async def assign_units(request: web.Request) -> web.StreamResponse:
 
 
 @api.route("POST", "/api/entrustments/{entrustment_id}/reports", summary="Report progress (the receiving court)",
-           tag="entrustments", access=COMMANDERS, body=ReportIn, response=EntrustmentOut, status=201,
+           tag="entrustments", access=COMMANDERS, body=ProgressReportIn, response=EntrustmentOut, status=201,
            errors=(NotFound, Conflict))  # fmt: skip
 async def report_progress(request: web.Request) -> web.StreamResponse:
     e, sides = await _entrustment(request)
     _on(sides, Side.RECEIVING, "report progress")
-    await request.app[ENTRUSTMENTS].report(e, current_user(request).user.id, body(request, ReportIn).text)
+    await request.app[ENTRUSTMENTS].report(e, current_user(request).user.id, body(request, ProgressReportIn).text)
     return await _out(request.app[STORE], e, sides, status=201)
 
 
