@@ -23,6 +23,7 @@ PAGES = {
     "/desk": "desk.html",
     "/replay": "replay.html",
     "/console": "console.html",
+    "/entrustments": "entrust.html",
     "/field": "field.html",
 }
 BASEMAP = "basemap/districts.geojson"  # command_center.api.map_config names its URL

@@ -75,7 +75,7 @@ class EntrustmentOut(BaseModel):
 
 
 class EntrustmentList(BaseModel):
-    entrustments: list[dict[str, Any]]
+    entrustments: list[dict[str, Any]] = Field(description="each with the caller's ``sides`` of it")
 
 
 class EntrustedUnits(BaseModel):
@@ -131,9 +131,11 @@ async def request_entrustment(request: web.Request) -> web.StreamResponse:
 async def list_entrustments(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     statuses = None if flag(request, "all") else LIVE_ENTRUSTMENTS
-    found = await store.list_entrustments(court_ids=await visible_courts(store, current_user(request)),
-                                          statuses=statuses)  # fmt: skip
-    return json_response(EntrustmentList(entrustments=[entrustment_view(e) for e in found]))
+    courts = await visible_courts(store, current_user(request))
+    found = await store.list_entrustments(court_ids=courts, statuses=statuses)
+    views = [entrustment_view(e) | {"sides": [s for s in Side if courts is None or e.court_of(s) in courts]}
+             for e in found]  # fmt: skip
+    return json_response(EntrustmentList(entrustments=views))
 
 
 @api.route("GET", "/api/entrustments/{entrustment_id}", summary="One entrustment with its timeline",

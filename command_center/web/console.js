@@ -4,7 +4,7 @@
 "use strict";
 
 const TEXT = {
-  zh: { title: "执行指挥中心 · 指挥台", signIn: "值班签到", wall: "态势大屏", home: "首页", lang: "English",
+  zh: { title: "执行指挥中心 · 指挥台", signIn: "值班签到", wall: "态势大屏", entrust: "执行委托", home: "首页", lang: "English",
         stats: "今日统计", court: "法院", units: "单兵", online: "在线", on_site: "现场", sos: "求救", offline: "离线",
         alarms: "未处理告警", tasks: "执行中任务", queries: "今日查控", onTime: "30秒反馈率", tasksTitle: "派警任务",
         taskTitle: "任务内容", lat: "纬度", lon: "经度", address: "地址", send: "下发", nearest: "就近单兵",
@@ -26,7 +26,7 @@ const TEXT = {
         on_enter: "进入时", on_exit: "离开时", on_both: "进出时", on_none: "不告警",
         videoTitle: "实时音视频", watch: "观看", stopWatch: "停止观看", talk: "按住说话", talking: "正在讲话…",
         playing: "播放中" },
-  en: { title: "Command Centre · Console", signIn: "Sign in for duty", wall: "Wall", home: "Home", lang: "中文",
+  en: { title: "Command Centre · Console", signIn: "Sign in for duty", wall: "Wall", entrust: "Entrustments", home: "Home", lang: "中文",
         stats: "Today", court: "Court", units: "Units", online: "Online", on_site: "On site", sos: "SOS",
         offline: "Offline", alarms: "Open alarms", tasks: "Tasks", queries: "Queries", onTime: "≤30 s",
         tasksTitle: "Tasks", taskTitle: "task", lat: "lat", lon: "lon", address: "address", send: "Send",
