@@ -209,8 +209,15 @@ async def test_refusal_withdrawal_and_bad_requests_are_answered_precisely(world:
     ).status == 403
     unassigned = await world.client.put(f"{other}/units", json={"unit_ids": [AIHUI_UNIT]}, headers=world.auth("aihui"))
     assert unassigned.status == 409 and "once it is accepted" in await unassigned.text()
+    await _json(await world.client.post(f"{other}/accept", json={}, headers=world.auth("aihui")), 200)
+    await _json(await world.client.put(f"{other}/units", json={"unit_ids": [AIHUI_UNIT]}, headers=world.auth("aihui")),
+                200)  # fmt: skip
+    [task] = await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))
+    assert task.status.value == "queued"
     withdrawn = await world.client.post(f"{other}/withdraw", json={"reason": "已自行执结"}, headers=world.auth("daoli"))
     assert (await _json(withdrawn, 200))["entrustment"]["status"] == "withdrawn"
+    [task] = await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))  # the unit is called back
+    assert task.status.value == "cancelled" and task.note == "执行委托「查封被执行人名下车辆」已撤回"
     # the upper court of the asking court reads it (hierarchy); a court on neither side learns nothing of it
     assert (await _json(await world.client.get(other, headers=world.auth("supervisor")), 200))["sides"] == ["asking"]
     assert (await world.client.get(other, headers=world.auth("daowai"))).status == 403
