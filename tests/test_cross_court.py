@@ -104,7 +104,10 @@ async def test_an_upper_court_runs_an_operation_with_units_of_two_lower_courts(w
     units = f"/api/operations/{op['id']}/units"
     await _json(await world.client.put(units, json={"unit_ids": [DAOLI_UNIT]}, headers=world.auth("operator")), 200)
     assert (await world.client.get(f"/api/operations/{op['id']}", headers=world.auth("nangang"))).status == 403
-    await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
+    dropped = await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
+    assert dropped["courts"] == ["HLJ01", "HLJ0102"]  # no longer HLJ0103's: its wall drops it
+    later = await open_screen(world, "nangang", "operations")
+    assert (await later.next("snapshot", topic="operations.HLJ0103"))["operations"] == []
     started = await world.client.post(f"/api/operations/{op['id']}/start", json={}, headers=world.auth("operator"))
     assert started.status == 200
     await daoli_wall.next("operation", topic="operations.HLJ0102", event="under_way")
