@@ -1,5 +1,6 @@
-"""A lower court's wall display in headless Chromium shows the upper court's operation its unit takes part in
-(异地调度), and drops it when the unit is taken off, while the upper court's wall keeps it."""
+"""异地调度 in headless Chromium: the intermediate court's centre plans an operation with units of two basic
+courts from its console; a basic court's wall shows it, and drops it when its unit is taken off, while the
+upper court's wall keeps it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from persistence.models import Role, UnitKind
 from tests.conftest import World
 from tests.test_wall_display_browser import browser, chromium  # noqa: F401 (fixtures)
 
-TARGET = {"lat": 45.7612, "lon": 126.6201, "address": "道里区经纬街 88 号", "radius_m": 150}
 
-
-async def _wall(world: World, browser: Browser, username: str, problems: list[str]) -> Page:  # noqa: F811
+async def _open(world: World, browser: Browser, username: str, problems: list[str], page_name: str = "wall") -> Page:  # noqa: F811
+    """Log in on the start page as ``username`` (a context of its own) and follow its link to the wall or console."""
     base = str(world.client.make_url("")).rstrip("/")
     context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
     context.set_default_timeout(10_000)
@@ -24,9 +24,14 @@ async def _wall(world: World, browser: Browser, username: str, problems: list[st
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", world.passwords[username])
     await page.click("button[type=submit]")
-    await page.click("#wall-link")
-    await page.wait_for_url(f"{base}/wall")
-    await page.wait_for_function("() => window.wallState && window.wallState.connected")
+    await page.click(f"#{page_name}-link")
+    await page.wait_for_url(f"{base}/{page_name}")
+    ready = (
+        "window.wallState && window.wallState.connected"
+        if page_name == "wall"
+        else "window.consoleState?.refreshes >= 1"
+    )
+    await page.wait_for_function(f"() => {ready}")
     return page
 
 
@@ -35,13 +40,20 @@ async def test_a_lower_courts_wall_follows_the_upper_courts_operation(world: Wor
     await world.store.add_unit(unit_id=UnitId("HLJ0103-U01"), name="南岗一号", kind=UnitKind.BODY_CAMERA,
                                court_id=CourtId("HLJ0103"), secret_hash=lookup_hash(new_device_secret()))  # fmt: skip
     problems: list[str] = []
-    lower = await _wall(world, browser, "nangang", problems)
-    upper = await _wall(world, browser, "operator", problems)  # the intermediate court, HLJ01
-    plan = {"kind": "search", "title": "联合搜查被执行人住所", "court_id": "HLJ01", "onsite_commander": "王警官",
-            "target": TARGET, "unit_ids": ["HLJ0102-U01", "HLJ0103-U01"]}  # fmt: skip
-    created = await world.client.post("/api/operations", json=plan, headers=world.auth("operator"))
-    assert created.status == 201, await created.text()
-    op_id = (await created.json())["operation"]["id"]
+    lower = await _open(world, browser, "nangang", problems)
+    upper = await _open(world, browser, "operator", problems)  # the intermediate court, HLJ01
+    console = await _open(world, browser, "operator", problems, "console")  # its console, beside the wall
+    box = await console.locator("#map").bounding_box()
+    assert box is not None
+    await console.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)  # the target
+    await console.fill("#plan-form input[name=title]", "联合搜查被执行人住所")
+    await console.fill("#plan-form input[name=onsite]", "王警官")
+    await console.select_option("#plan-form select[name=units]", ["HLJ0102-U01", "HLJ0103-U01"])
+    await console.click("#plan-form button[type=submit]")
+    await console.locator("#operations tr", has_text="联合搜查被执行人住所").wait_for()
+    [op] = await world.store.list_operations(court_ids=None, statuses=None)
+    assert op.court_id == "HLJ01" and op.unit_ids == ("HLJ0102-U01", "HLJ0103-U01")  # the centre's own court
+    op_id = op.id
     shown = f"() => window.wallState.operations.has('{op_id}')"
     await lower.wait_for_function(shown)
     await upper.wait_for_function(shown)

@@ -327,8 +327,9 @@ async function planOperation(event) {
     target: { lat: state.target[0], lon: state.target[1], address: form.address.value, radius_m: Number(form.radius.value) },
     unit_ids: [...form.units.selectedOptions].map((o) => o.value),
   };
-  const unit = state.units.find((u) => u.id === body.unit_ids[0]);
-  if (unit) body.court_id = unit.court_id;  // the operation belongs to its units' court
+  // The operation belongs to its units' court; with units of several courts, to ours, which oversees them (异地调度).
+  const courts = new Set(state.units.filter((u) => body.unit_ids.includes(u.id)).map((u) => u.court_id));
+  if (courts.size === 1) body.court_id = [...courts][0];
   try {
     await api("/api/operations", { method: "POST", body: JSON.stringify(body) });
     say(t("created"));
