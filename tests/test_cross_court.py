@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 
+from command_center.bootstrap import import_courts
 from command_center.credentials import lookup_hash, new_device_secret
 from config.settings import StoreSettings
 from core.ids import CourtId, UnitId
+from entrustments.models import MOVES, Entrustment, EntrustmentStatus
+from operations.models import Operation, OperationKind, OperationStatus
 from persistence.models import Role, UnitKind
+from persistence.port import Store
 from query_control.audit import verify
-from tests.conftest import POSTGRES_DSN, AppFactory, World, fresh_pg_schema
+from tests.conftest import COURTS_FILE, POSTGRES_DSN, AppFactory, World, fresh_pg_schema
 from tests.test_live_tracking import fix, open_screen
 
 DAOLI_UNIT, NANGANG_UNIT = "HLJ0102-U01", "HLJ0103-U01"
@@ -244,3 +248,38 @@ async def test_refusal_withdrawal_and_bad_requests_are_answered_precisely(world:
         assert words in await answer.text(), (fields, await answer.text())
     missing = await world.client.get("/api/entrustments/no-such-id", headers=world.auth("daoli"))
     assert missing.status == 404
+
+
+# Storage, each adapter ---------------------------------------------------------------------------------
+
+
+async def test_the_stores_keep_the_courts_taking_part_and_move_entrustments_by_compare_and_set(store: Store) -> None:
+    await import_courts(store, COURTS_FILE)
+    user = await store.add_user(username="u", display_name="u", password_hash="x", role=Role.OPERATOR,
+                                court_id=CourtId("HLJ01"))  # fmt: skip
+    op = await store.add_operation(Operation("op1", CourtId("HLJ01"), OperationKind.SEARCH, "t", None, user.id, "w",
+                                             {}, (), OperationStatus.PLANNED, user.id, 1, None, None))  # fmt: skip
+    a, b, c = CourtId("HLJ0102"), CourtId("HLJ0103"), CourtId("HLJ0104")
+    assert await store.set_operation_courts(op.id, [a, b]) == [a, b]
+    assert await store.set_operation_courts(op.id, [b, c]) == [c]  # only the newly added are told
+    assert await store.operation_courts(op.id) == [b, c]
+    assert [o.id for o in await store.operations_with_units_of([c], statuses=None)] == [op.id]
+    assert await store.operations_with_units_of([a], statuses=None) == []
+    assert await store.operations_with_units_of([b], statuses=[OperationStatus.CONCLUDED]) == []
+
+    e = await store.add_entrustment(Entrustment("e1", a, CourtId("HLJ1102"), "t", "addr", None, None, 99, "r",
+                                                EntrustmentStatus.REQUESTED, (), user.id, 5, None, None))  # fmt: skip
+    accepted = EntrustmentStatus.ACCEPTED
+    moved = await store.move_entrustment(e.id, accepted, allowed=MOVES[accepted], at_ms=7)
+    assert moved is not None and moved.status is accepted and (moved.decided_ms, moved.ended_ms) == (7, None)
+    assert await store.move_entrustment(e.id, accepted, allowed=MOVES[accepted], at_ms=8) is None  # not twice
+    units = await store.set_entrustment_units(e.id, [UnitId("HLJ1102-U01")], allowed=[accepted])
+    assert units is not None and units.unit_ids == ("HLJ1102-U01",)
+    refused = EntrustmentStatus.REFUSED
+    assert await store.move_entrustment(e.id, refused, allowed=MOVES[refused], at_ms=9) is None
+    done = await store.move_entrustment(e.id, EntrustmentStatus.COMPLETED, allowed=[accepted], at_ms=10)
+    assert done is not None and (done.decided_ms, done.ended_ms) == (7, 10)
+    assert await store.set_entrustment_units(e.id, [], allowed=[accepted]) is None
+    assert [x.id for x in await store.list_entrustments(court_ids=[CourtId("HLJ1102")], statuses=None)] == ["e1"]
+    assert await store.list_entrustments(court_ids=[c], statuses=None) == []
+    assert await store.list_entrustments(court_ids=None, statuses=[accepted]) == []
