@@ -135,10 +135,7 @@ class EntrustmentDesk:
 
     async def _recall(self, e: Entrustment, unit_ids: Sequence[UnitId]) -> None:
         """Cancel the go-to tasks still live of units taken off the entrustment, or of all when it ends."""
-        sent: dict[str, str] = {}
-        for event in await self._store.entrustment_events(e.id):
-            if event.kind == "units":
-                sent |= event.ref.get("task_ids", {})
+        sent = tasks_sent(await self._store.entrustment_events(e.id))
         for unit_id in unit_ids:
             if unit_id not in sent:
                 continue
@@ -174,3 +171,12 @@ class EntrustmentDesk:
                    "status": e.status.value} | (ref or {})  # fmt: skip
         await self._audit.record(f"entrustment.{kind}", user_id, reason=text, details=details)
         return event
+
+
+def tasks_sent(events: Sequence[EntrustmentEvent]) -> dict[str, str]:
+    """The go-to task last sent to each unit for the entrustment (unit id → task id), from its timeline."""
+    sent: dict[str, str] = {}
+    for event in events:
+        if event.kind == "units":
+            sent |= event.ref.get("task_ids", {})
+    return sent

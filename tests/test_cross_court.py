@@ -165,6 +165,10 @@ async def test_an_entrusted_task_is_accepted_carried_out_and_reported_across_cou
         assert sent.status == 200, await sent.text()
     followed = await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200)
     assert [(u["unit_id"], u["position"]["lat"]) for u in followed["units"]] == [(AIHUI_UNIT, 50.2450)]
+    assert followed["units"][0]["task"]["id"] == tasks[0].id  # how far the unit has got with its task
+    await world.client.post(f"/api/tasks/{tasks[0].id}/cancel", json={"note": "改派"}, headers=world.auth("aihui"))
+    followed = await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200)
+    assert (followed["units"][0]["task"]["status"], followed["units"][0]["task"]["note"]) == ("cancelled", "改派")
     for unit_id in (AIHUI_UNIT, AIHUI_OTHER):
         assert (await world.client.get(f"/api/units/{unit_id}", headers=world.auth("daoli"))).status == 403
 

@@ -80,6 +80,7 @@ async def test_two_courts_run_an_entrustment_in_their_consoles(world: World, bro
     unit_row = asking.locator(f"#positions tr[data-unit='{UNIT}']")
     await unit_row.wait_for()
     assert "50.24488" in (await unit_row.text_content() or "")
+    assert await unit_row.locator(".status").text_content() == "待下发"  # its go-to task waits for the unit
     timeline = await asking.text_content("#timeline") or ""
     assert "进展 · 黑河市爱辉区人民法院 · 已到达现场，正在查封" in timeline
     await asking.screenshot(path=str(SCREENSHOT), full_page=True)

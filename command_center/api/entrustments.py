@@ -22,6 +22,7 @@ from command_center.keys import ENTRUSTMENTS, STORE
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import CourtId, UnitId
 from courts.visibility import require_visible, visible_courts
+from entrustments.desk import tasks_sent
 from entrustments.models import LIVE_ENTRUSTMENTS, MOVER, Entrustment, EntrustmentStatus, Side
 from entrustments.views import entrustment_view
 from persistence.port import Store
@@ -197,9 +198,9 @@ async def report_progress(request: web.Request) -> web.StreamResponse:
     return await _out(request.app[STORE], e, sides, status=201)
 
 
-@api.route("GET", "/api/entrustments/{entrustment_id}/units", summary="Where the assigned units are: for the "
-           "asking court only while the task runs", tag="entrustments", access=COMMANDERS,
-           response=EntrustedUnits, errors=(NotFound,))  # fmt: skip
+@api.route("GET", "/api/entrustments/{entrustment_id}/units", summary="Where the assigned units are and how far "
+           "their task has got: for the asking court only while the entrustment runs", tag="entrustments",
+           access=COMMANDERS, response=EntrustedUnits, errors=(NotFound,))  # fmt: skip
 async def entrusted_units(request: web.Request) -> web.StreamResponse:
     e, sides = await _entrustment(request)
     if Side.RECEIVING not in sides and not e.running:
@@ -207,12 +208,16 @@ async def entrusted_units(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     positions = await store.latest_positions(list(e.unit_ids))
     states = await store.unit_states(list(e.unit_ids))
+    sent = tasks_sent(await store.entrustment_events(e.id))
     units = []
     for unit_id in e.unit_ids:
         unit = await store.get_unit(unit_id)
         fix = positions.get(unit_id)
         state = states.get(unit_id)
+        task = None if unit_id not in sent else await store.get_task(sent[unit_id])
+        progress = None if task is None else {"id": task.id, "status": task.status.value, "note": task.note,
+                                              "updated_ms": task.updated_ms}  # fmt: skip
         units.append({"unit_id": unit_id, "name": unit.name, "court_id": unit.court_id,
                       "status": None if state is None else state.status.value,
-                      "position": None if fix is None else fix.view()})  # fmt: skip
+                      "position": None if fix is None else fix.view(), "task": progress})  # fmt: skip
     return json_response(EntrustedUnits(entrustment_id=e.id, units=units))

@@ -13,7 +13,9 @@ const TEXT = {
         outcome: "办结情况", withdraw: "撤回", withdrawReason: "撤回理由", detail: "详情", sent: "委托已发出",
         done: "已完成", due: "期限", none: "暂无", noPosition: "暂无定位", kind_requested: "委托",
         kind_accepted: "受理", kind_refused: "退回", kind_units: "派出单元", kind_report: "进展",
-        kind_completed: "办结", kind_withdrawn: "撤回", noUnitsShown: "任务未在执行，不显示受托单元" },
+        kind_completed: "办结", kind_withdrawn: "撤回", noUnitsShown: "任务未在执行，不显示受托单元",
+        queued: "待下发", delivered: "已下发", acknowledged: "已接收", in_progress: "执行中", failed: "未完成",
+        cancelled: "已撤销" },
   en: { title: "Command Centre · Entrustments", console: "Console", home: "Home", lang: "中文",
         newRequest: "Entrust a task to another court", task: "task", address: "address", lat: "lat", lon: "lon",
         deadline: "Deadline", reason: "why", send: "Entrust", received: "Asked of our court",
@@ -24,7 +26,9 @@ const TEXT = {
         detail: "Details", sent: "entrustment sent", done: "done", due: "due", none: "none",
         noPosition: "no fix yet", kind_requested: "requested", kind_accepted: "accepted", kind_refused: "refused",
         kind_units: "units", kind_report: "progress", kind_completed: "completed", kind_withdrawn: "withdrawn",
-        noUnitsShown: "the task is not running: its units are not shown" },
+        noUnitsShown: "the task is not running: its units are not shown", queued: "queued",
+        delivered: "delivered", acknowledged: "acknowledged", in_progress: "in progress", failed: "failed",
+        cancelled: "cancelled" },
 };
 let lang = localStorage.getItem("lang") || "zh";
 const t = (key) => TEXT[lang][key] ?? key;
@@ -142,7 +146,8 @@ function renderDetail() {
     const tr = el("tr");
     tr.dataset.unit = u.unit_id;
     tr.append(el("td", { textContent: `${u.unit_id} ${u.name}` }), el("td", { textContent: where }),
-              el("td", { textContent: u.position ? stamp(u.position.fix_time_ms) : "—" }));
+              el("td", { textContent: u.position ? stamp(u.position.fix_time_ms) : "—" }),
+              el("td", {}, u.task ? badge(u.task.status) : "—", u.task?.note ? ` ${u.task.note}` : ""));
     return tr;
   }));
 }
