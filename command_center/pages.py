@@ -23,6 +23,7 @@ PAGES = {
     "/desk": "desk.html",
     "/replay": "replay.html",
     "/console": "console.html",
+    "/entrustments": "entrust.html",
     "/field": "field.html",
     "/ops": "ops.html",
 }

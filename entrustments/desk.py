@@ -8,6 +8,7 @@ order of steps (``models.MOVES``) with compare-and-set, so two operators decidin
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,18 +16,32 @@ from typing import Any, Protocol
 
 from core.errors import Conflict, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
-from entrustments.models import MOVES, Entrustment, EntrustmentEvent, EntrustmentStatus, Side
+from entrustments.models import ENDED, MOVES, Entrustment, EntrustmentEvent, EntrustmentStatus, Side
 from entrustments.port import EntrustmentStore
-from operations.desk import DutyLog, UnitTasks
-from tasks.models import TaskKind
+from operations.desk import DutyLog
+from tasks.models import LIVE, Task, TaskKind
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class EntrustmentDeskStore(EntrustmentStore, DutyLog, Protocol):
+class TaskLookup(Protocol):
+    async def get_task(self, task_id: str) -> Task: ...
+
+
+class EntrustmentDeskStore(EntrustmentStore, DutyLog, TaskLookup, Protocol):
     pass
+
+
+class EntrustedTasks(Protocol):
+    """How the desk sends a unit to the address and calls it back (``field_units.tasks.TaskDesk``)."""
+
+    async def create_for(
+        self, unit_id: UnitId, kind: TaskKind, title: str, *, created_by: UserId, details: dict[str, Any]
+    ) -> Task: ...
+
+    async def cancel(self, task: Task, *, note: str | None) -> Task: ...
 
 
 class Auditor(Protocol):
@@ -47,7 +62,7 @@ class EntrustmentDesk:
     def __init__(
         self,
         store: EntrustmentDeskStore,
-        tasks: UnitTasks,
+        tasks: EntrustedTasks,
         audit: Auditor,
         *,
         clock_ms: Callable[[], int] = _now_ms,
@@ -93,6 +108,8 @@ class EntrustmentDesk:
             raise Conflict(f"entrustment is {current.status.value}; it cannot become {status.value}")
         side = Side.ASKING if status is EntrustmentStatus.WITHDRAWN else Side.RECEIVING
         await self._step(moved, status.value, side, note, user_id)
+        if status in ENDED:
+            await self._recall(moved, moved.unit_ids)
         return moved
 
     async def assign(self, entrustment: Entrustment, unit_ids: Sequence[UnitId], user_id: UserId) -> Entrustment:
@@ -103,14 +120,29 @@ class EntrustmentDesk:
             current = await self._store.get_entrustment(entrustment.id)
             raise Conflict(f"entrustment is {current.status.value}: units are assigned once it is accepted")
         added = [u for u in units if u not in entrustment.unit_ids]
+        await self._recall(updated, [u for u in entrustment.unit_ids if u not in units])
         details: dict[str, Any] = {"address": updated.address, "note": f"执行委托：{updated.task}"}
         if updated.lat is not None and updated.lon is not None:
             details |= {"lat": updated.lat, "lon": updated.lon}
+        sent = {}
         for unit_id in added:
-            await self._tasks.create_for(unit_id, TaskKind.GO_TO, f"执行委托 · {updated.task}", created_by=user_id,
-                                         details=details)  # fmt: skip
-        await self._step(updated, "units", Side.RECEIVING, "、".join(units) or "—", user_id, {"unit_ids": units})
+            task = await self._tasks.create_for(unit_id, TaskKind.GO_TO, f"执行委托 · {updated.task}",
+                                                created_by=user_id, details=details)  # fmt: skip
+            sent[unit_id] = task.id
+        ref = {"unit_ids": units, "task_ids": sent}
+        await self._step(updated, "units", Side.RECEIVING, "、".join(units) or "—", user_id, ref)
         return updated
+
+    async def _recall(self, e: Entrustment, unit_ids: Sequence[UnitId]) -> None:
+        """Cancel the go-to tasks still live of units taken off the entrustment, or of all when it ends."""
+        sent = tasks_sent(await self._store.entrustment_events(e.id))
+        for unit_id in unit_ids:
+            if unit_id not in sent:
+                continue
+            task = await self._store.get_task(sent[unit_id])
+            if task.status in LIVE:
+                with contextlib.suppress(Conflict):  # the unit ended it meanwhile
+                    await self._tasks.cancel(task, note=f"执行委托「{e.task}」{STEP_WORDS.get(e.status.value, '')}")
 
     async def report(self, entrustment: Entrustment, user_id: UserId, text: str) -> EntrustmentEvent:
         """A progress report from the receiving centre, for the asking court to follow."""
@@ -139,3 +171,12 @@ class EntrustmentDesk:
                    "status": e.status.value} | (ref or {})  # fmt: skip
         await self._audit.record(f"entrustment.{kind}", user_id, reason=text, details=details)
         return event
+
+
+def tasks_sent(events: Sequence[EntrustmentEvent]) -> dict[str, str]:
+    """The go-to task last sent to each unit for the entrustment (unit id → task id), from its timeline."""
+    sent: dict[str, str] = {}
+    for event in events:
+        if event.kind == "units":
+            sent |= event.ref.get("task_ids", {})
+    return sent

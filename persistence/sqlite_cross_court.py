@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -30,19 +31,23 @@ class SqliteCrossCourt:
 
         async def _q(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]: ...
 
+        def _tx(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+
     # operations with units of several courts ----------------------------------------------------------
     async def set_operation_courts(self, operation_id: str, court_ids: Sequence[CourtId]) -> list[CourtId]:
         wanted = list(dict.fromkeys(court_ids))
-        await self._q(f"DELETE FROM operation_courts WHERE operation_id = ? AND court_id NOT IN ({_marks(wanted)})",
-                      (operation_id, *wanted))  # fmt: skip
         added: list[CourtId] = []
-        for court_id in wanted:  # one writer: the store serialises statements
-            rows = await self._q(
-                "INSERT INTO operation_courts (operation_id, court_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
-                " RETURNING court_id",
-                (operation_id, court_id),
-            )
-            added.extend(CourtId(r["court_id"]) for r in rows)
+        async with self._tx() as db:  # the old set replaced by the new in one transaction
+            stale = f"DELETE FROM operation_courts WHERE operation_id = ? AND court_id NOT IN ({_marks(wanted)})"
+            await db.execute(stale, (operation_id, *wanted))
+            for court_id in wanted:
+                cursor = await db.execute(
+                    "INSERT INTO operation_courts (operation_id, court_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+                    " RETURNING court_id",
+                    (operation_id, court_id),
+                )
+                added.extend(CourtId(r["court_id"]) for r in await cursor.fetchall())
+                await cursor.close()
         return added
 
     async def operation_courts(self, operation_id: str) -> list[CourtId]:

@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 
+from command_center.bootstrap import import_courts
 from command_center.credentials import lookup_hash, new_device_secret
 from config.settings import StoreSettings
 from core.ids import CourtId, UnitId
+from entrustments.models import MOVES, Entrustment, EntrustmentStatus
+from operations.models import Operation, OperationKind, OperationStatus
 from persistence.models import Role, UnitKind
+from persistence.port import Store
 from query_control.audit import verify
-from tests.conftest import POSTGRES_DSN, AppFactory, World, fresh_pg_schema
+from tests.conftest import COURTS_FILE, POSTGRES_DSN, AppFactory, World, fresh_pg_schema
 from tests.test_live_tracking import fix, open_screen
 
 DAOLI_UNIT, NANGANG_UNIT = "HLJ0102-U01", "HLJ0103-U01"
@@ -104,7 +108,10 @@ async def test_an_upper_court_runs_an_operation_with_units_of_two_lower_courts(w
     units = f"/api/operations/{op['id']}/units"
     await _json(await world.client.put(units, json={"unit_ids": [DAOLI_UNIT]}, headers=world.auth("operator")), 200)
     assert (await world.client.get(f"/api/operations/{op['id']}", headers=world.auth("nangang"))).status == 403
-    await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
+    dropped = await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
+    assert dropped["courts"] == ["HLJ01", "HLJ0102"]  # no longer HLJ0103's: its wall drops it
+    later = await open_screen(world, "nangang", "operations")
+    assert (await later.next("snapshot", topic="operations.HLJ0103"))["operations"] == []
     started = await world.client.post(f"/api/operations/{op['id']}/start", json={}, headers=world.auth("operator"))
     assert started.status == 200
     await daoli_wall.next("operation", topic="operations.HLJ0102", event="under_way")
@@ -158,6 +165,10 @@ async def test_an_entrusted_task_is_accepted_carried_out_and_reported_across_cou
         assert sent.status == 200, await sent.text()
     followed = await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200)
     assert [(u["unit_id"], u["position"]["lat"]) for u in followed["units"]] == [(AIHUI_UNIT, 50.2450)]
+    assert followed["units"][0]["task"]["id"] == tasks[0].id  # how far the unit has got with its task
+    await world.client.post(f"/api/tasks/{tasks[0].id}/cancel", json={"note": "改派"}, headers=world.auth("aihui"))
+    followed = await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200)
+    assert (followed["units"][0]["task"]["status"], followed["units"][0]["task"]["note"]) == ("cancelled", "改派")
     for unit_id in (AIHUI_UNIT, AIHUI_OTHER):
         assert (await world.client.get(f"/api/units/{unit_id}", headers=world.auth("daoli"))).status == 403
 
@@ -209,8 +220,15 @@ async def test_refusal_withdrawal_and_bad_requests_are_answered_precisely(world:
     ).status == 403
     unassigned = await world.client.put(f"{other}/units", json={"unit_ids": [AIHUI_UNIT]}, headers=world.auth("aihui"))
     assert unassigned.status == 409 and "once it is accepted" in await unassigned.text()
+    await _json(await world.client.post(f"{other}/accept", json={}, headers=world.auth("aihui")), 200)
+    await _json(await world.client.put(f"{other}/units", json={"unit_ids": [AIHUI_UNIT]}, headers=world.auth("aihui")),
+                200)  # fmt: skip
+    [task] = await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))
+    assert task.status.value == "queued"
     withdrawn = await world.client.post(f"{other}/withdraw", json={"reason": "已自行执结"}, headers=world.auth("daoli"))
     assert (await _json(withdrawn, 200))["entrustment"]["status"] == "withdrawn"
+    [task] = await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))  # the unit is called back
+    assert task.status.value == "cancelled" and task.note == "执行委托「查封被执行人名下车辆」已撤回"
     # the upper court of the asking court reads it (hierarchy); a court on neither side learns nothing of it
     assert (await _json(await world.client.get(other, headers=world.auth("supervisor")), 200))["sides"] == ["asking"]
     assert (await world.client.get(other, headers=world.auth("daowai"))).status == 403
@@ -234,3 +252,38 @@ async def test_refusal_withdrawal_and_bad_requests_are_answered_precisely(world:
         assert words in await answer.text(), (fields, await answer.text())
     missing = await world.client.get("/api/entrustments/no-such-id", headers=world.auth("daoli"))
     assert missing.status == 404
+
+
+# Storage, each adapter ---------------------------------------------------------------------------------
+
+
+async def test_the_stores_keep_the_courts_taking_part_and_move_entrustments_by_compare_and_set(store: Store) -> None:
+    await import_courts(store, COURTS_FILE)
+    user = await store.add_user(username="u", display_name="u", password_hash="x", role=Role.OPERATOR,
+                                court_id=CourtId("HLJ01"))  # fmt: skip
+    op = await store.add_operation(Operation("op1", CourtId("HLJ01"), OperationKind.SEARCH, "t", None, user.id, "w",
+                                             {}, (), OperationStatus.PLANNED, user.id, 1, None, None))  # fmt: skip
+    a, b, c = CourtId("HLJ0102"), CourtId("HLJ0103"), CourtId("HLJ0104")
+    assert await store.set_operation_courts(op.id, [a, b]) == [a, b]
+    assert await store.set_operation_courts(op.id, [b, c]) == [c]  # only the newly added are told
+    assert await store.operation_courts(op.id) == [b, c]
+    assert [o.id for o in await store.operations_with_units_of([c], statuses=None)] == [op.id]
+    assert await store.operations_with_units_of([a], statuses=None) == []
+    assert await store.operations_with_units_of([b], statuses=[OperationStatus.CONCLUDED]) == []
+
+    e = await store.add_entrustment(Entrustment("e1", a, CourtId("HLJ1102"), "t", "addr", None, None, 99, "r",
+                                                EntrustmentStatus.REQUESTED, (), user.id, 5, None, None))  # fmt: skip
+    accepted = EntrustmentStatus.ACCEPTED
+    moved = await store.move_entrustment(e.id, accepted, allowed=MOVES[accepted], at_ms=7)
+    assert moved is not None and moved.status is accepted and (moved.decided_ms, moved.ended_ms) == (7, None)
+    assert await store.move_entrustment(e.id, accepted, allowed=MOVES[accepted], at_ms=8) is None  # not twice
+    units = await store.set_entrustment_units(e.id, [UnitId("HLJ1102-U01")], allowed=[accepted])
+    assert units is not None and units.unit_ids == ("HLJ1102-U01",)
+    refused = EntrustmentStatus.REFUSED
+    assert await store.move_entrustment(e.id, refused, allowed=MOVES[refused], at_ms=9) is None
+    done = await store.move_entrustment(e.id, EntrustmentStatus.COMPLETED, allowed=[accepted], at_ms=10)
+    assert done is not None and (done.decided_ms, done.ended_ms) == (7, 10)
+    assert await store.set_entrustment_units(e.id, [], allowed=[accepted]) is None
+    assert [x.id for x in await store.list_entrustments(court_ids=[CourtId("HLJ1102")], statuses=None)] == ["e1"]
+    assert await store.list_entrustments(court_ids=[c], statuses=None) == []
+    assert await store.list_entrustments(court_ids=None, statuses=[accepted]) == []

@@ -22,6 +22,7 @@ from command_center.keys import ENTRUSTMENTS, STORE
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import CourtId, UnitId
 from courts.visibility import require_visible, visible_courts
+from entrustments.desk import tasks_sent
 from entrustments.models import LIVE_ENTRUSTMENTS, MOVER, Entrustment, EntrustmentStatus, Side
 from entrustments.views import entrustment_view
 from persistence.port import Store
@@ -53,19 +54,19 @@ class EntrustmentIn(Strict):
         return self
 
 
-class NoteIn(Strict):
+class DecisionNoteIn(Strict):
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
 
 
-class ReasonIn(Strict):
+class StepReasonIn(Strict):
     reason: Note
 
 
-class UnitsIn(Strict):
+class EntrustedUnitsIn(Strict):
     unit_ids: list[str] = Field(max_length=MAX_UNITS)
 
 
-class ReportIn(Strict):
+class ProgressReportIn(Strict):
     text: Note
 
 
@@ -75,7 +76,7 @@ class EntrustmentOut(BaseModel):
 
 
 class EntrustmentList(BaseModel):
-    entrustments: list[dict[str, Any]]
+    entrustments: list[dict[str, Any]] = Field(description="each with the caller's ``sides`` of it")
 
 
 class EntrustedUnits(BaseModel):
@@ -131,9 +132,11 @@ async def request_entrustment(request: web.Request) -> web.StreamResponse:
 async def list_entrustments(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     statuses = None if flag(request, "all") else LIVE_ENTRUSTMENTS
-    found = await store.list_entrustments(court_ids=await visible_courts(store, current_user(request)),
-                                          statuses=statuses)  # fmt: skip
-    return json_response(EntrustmentList(entrustments=[entrustment_view(e) for e in found]))
+    courts = await visible_courts(store, current_user(request))
+    found = await store.list_entrustments(court_ids=courts, statuses=statuses)
+    views = [entrustment_view(e) | {"sides": [s for s in Side if courts is None or e.court_of(s) in courts]}
+             for e in found]  # fmt: skip
+    return json_response(EntrustmentList(entrustments=views))
 
 
 @api.route("GET", "/api/entrustments/{entrustment_id}", summary="One entrustment with its timeline",
@@ -143,7 +146,7 @@ async def get_entrustment(request: web.Request) -> web.StreamResponse:
     return await _out(request.app[STORE], e, sides)
 
 
-def _move(status: EntrustmentStatus, path: str, model: type[NoteIn] | type[ReasonIn], summary: str) -> None:
+def _move(status: EntrustmentStatus, path: str, model: type[DecisionNoteIn] | type[StepReasonIn], summary: str) -> None:
     side = MOVER[status]
 
     @api.route("POST", f"/api/entrustments/{{entrustment_id}}/{path}", summary=summary, tag="entrustments",
@@ -152,28 +155,28 @@ def _move(status: EntrustmentStatus, path: str, model: type[NoteIn] | type[Reaso
         e, sides = await _entrustment(request)
         _on(sides, side, path)
         data = body(request, model)
-        note = data.reason if isinstance(data, ReasonIn) else data.note
+        note = data.reason if isinstance(data, StepReasonIn) else data.note
         e = await request.app[ENTRUSTMENTS].move(e, status, current_user(request).user.id, note)
         return await _out(request.app[STORE], e, sides)
 
     move.__name__ = f"entrustment_{path}"
 
 
-_move(EntrustmentStatus.ACCEPTED, "accept", NoteIn, "Accept the entrustment (the receiving court)")
-_move(EntrustmentStatus.REFUSED, "refuse", ReasonIn, "Refuse the entrustment with a reason (the receiving court)")
-_move(EntrustmentStatus.COMPLETED, "complete", ReasonIn, "Report the task done (the receiving court)")
-_move(EntrustmentStatus.WITHDRAWN, "withdraw", ReasonIn, "Withdraw the entrustment (the asking court)")
+_move(EntrustmentStatus.ACCEPTED, "accept", DecisionNoteIn, "Accept the entrustment (the receiving court)")
+_move(EntrustmentStatus.REFUSED, "refuse", StepReasonIn, "Refuse the entrustment with a reason (the receiving court)")
+_move(EntrustmentStatus.COMPLETED, "complete", StepReasonIn, "Report the task done (the receiving court)")
+_move(EntrustmentStatus.WITHDRAWN, "withdraw", StepReasonIn, "Withdraw the entrustment (the asking court)")
 
 
 @api.route("PUT", "/api/entrustments/{entrustment_id}/units", summary="Assign the receiving court's units "
-           "(each new one is sent to the address)", tag="entrustments", access=COMMANDERS, body=UnitsIn,
+           "(each new one is sent to the address)", tag="entrustments", access=COMMANDERS, body=EntrustedUnitsIn,
            response=EntrustmentOut, errors=(NotFound, Conflict))  # fmt: skip
 async def assign_units(request: web.Request) -> web.StreamResponse:
     e, sides = await _entrustment(request)
     _on(sides, Side.RECEIVING, "assign units")
     store = request.app[STORE]
     own = set(await store.court_subtree(e.to_court_id))
-    unit_ids = body(request, UnitsIn).unit_ids
+    unit_ids = body(request, EntrustedUnitsIn).unit_ids
     for unit_id in unit_ids:  # an unknown unit and another court's get the same answer
         try:
             unit = await store.get_unit(UnitId(unit_id))
@@ -186,18 +189,18 @@ async def assign_units(request: web.Request) -> web.StreamResponse:
 
 
 @api.route("POST", "/api/entrustments/{entrustment_id}/reports", summary="Report progress (the receiving court)",
-           tag="entrustments", access=COMMANDERS, body=ReportIn, response=EntrustmentOut, status=201,
+           tag="entrustments", access=COMMANDERS, body=ProgressReportIn, response=EntrustmentOut, status=201,
            errors=(NotFound, Conflict))  # fmt: skip
 async def report_progress(request: web.Request) -> web.StreamResponse:
     e, sides = await _entrustment(request)
     _on(sides, Side.RECEIVING, "report progress")
-    await request.app[ENTRUSTMENTS].report(e, current_user(request).user.id, body(request, ReportIn).text)
+    await request.app[ENTRUSTMENTS].report(e, current_user(request).user.id, body(request, ProgressReportIn).text)
     return await _out(request.app[STORE], e, sides, status=201)
 
 
-@api.route("GET", "/api/entrustments/{entrustment_id}/units", summary="Where the assigned units are: for the "
-           "asking court only while the task runs", tag="entrustments", access=COMMANDERS,
-           response=EntrustedUnits, errors=(NotFound,))  # fmt: skip
+@api.route("GET", "/api/entrustments/{entrustment_id}/units", summary="Where the assigned units are and how far "
+           "their task has got: for the asking court only while the entrustment runs", tag="entrustments",
+           access=COMMANDERS, response=EntrustedUnits, errors=(NotFound,))  # fmt: skip
 async def entrusted_units(request: web.Request) -> web.StreamResponse:
     e, sides = await _entrustment(request)
     if Side.RECEIVING not in sides and not e.running:
@@ -205,12 +208,16 @@ async def entrusted_units(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     positions = await store.latest_positions(list(e.unit_ids))
     states = await store.unit_states(list(e.unit_ids))
+    sent = tasks_sent(await store.entrustment_events(e.id))
     units = []
     for unit_id in e.unit_ids:
         unit = await store.get_unit(unit_id)
         fix = positions.get(unit_id)
         state = states.get(unit_id)
+        task = None if unit_id not in sent else await store.get_task(sent[unit_id])
+        progress = None if task is None else {"id": task.id, "status": task.status.value, "note": task.note,
+                                              "updated_ms": task.updated_ms}  # fmt: skip
         units.append({"unit_id": unit_id, "name": unit.name, "court_id": unit.court_id,
                       "status": None if state is None else state.status.value,
-                      "position": None if fix is None else fix.view()})  # fmt: skip
+                      "position": None if fix is None else fix.view(), "task": progress})  # fmt: skip
     return json_response(EntrustedUnits(entrustment_id=e.id, units=units))

@@ -317,13 +317,13 @@ class OperationsFeed(Feed):
 
     def apply(self, event: Event) -> bytes:
         view = event.data["operation"]
-        taking_part = self.court_id in event.data.get("courts", [view["court_id"]])
-        if view["status"] in LIVE_OPERATIONS and taking_part:
+        courts = event.data.get("courts", [view["court_id"]])  # the operation's court and those taking part
+        if view["status"] in LIVE_OPERATIONS and self.court_id in courts:
             self.live[view["id"]] = view
         else:
             self.live.pop(view["id"], None)
         return orjson.dumps({"type": "operation", "topic": self.name, "seq": event.seq, "event": event.data["event"],
-                             "operation": view})  # fmt: skip
+                             "operation": view, "courts": courts})  # fmt: skip
 
     def send_snapshot(self, screen: ScreenConnection) -> None:
         ops = sorted(self.live.values(), key=lambda o: -o["created_ms"])

@@ -332,17 +332,28 @@ function applySnapshot(message) {
 // Enforcement operations: listed, and their target and geofence drawn; one that starts is brought into view.
 let operationLayer = null;
 
+// An operation may come on several courts' topics (异地调度: an upper court's operation with units of lower
+// courts): it stays listed while any topic of this screen still shows it.
+const operationTopics = new Map(); // operation id → the topics showing it
+
+function showOn(topic, op, shown) {
+  const topics = operationTopics.get(op.id) || new Set();
+  if (shown) topics.add(topic); else topics.delete(topic);
+  if (topics.size) { operationTopics.set(op.id, topics); state.operations.set(op.id, op); }
+  else { operationTopics.delete(op.id); state.operations.delete(op.id); }
+}
+
 function applyOperationSnapshot(message) {
-  const court = message.topic.slice("operations.".length);
-  for (const [id, op] of state.operations) if (op.court_id === court) state.operations.delete(id);
-  message.operations.forEach((op) => state.operations.set(op.id, op));
+  for (const op of [...state.operations.values()]) showOn(message.topic, op, false);
+  message.operations.forEach((op) => showOn(message.topic, op, true));
   renderOperations();
 }
 
 function applyOperation(message) {
   const op = message.operation;
-  if (op.status === "planned" || op.status === "under_way") state.operations.set(op.id, op);
-  else state.operations.delete(op.id);
+  const court = message.topic.slice("operations.".length);
+  const live = op.status === "planned" || op.status === "under_way";
+  showOn(message.topic, op, live && (message.courts || [op.court_id]).includes(court));
   renderOperations();
   if (message.event === "under_way") showOperation(op);
 }

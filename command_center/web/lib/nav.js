@@ -9,6 +9,7 @@ export const PAGES = [
   { path: "/console", key: "console", roles: ["operator", "supervisor", "admin"] },
   { path: "/desk", key: "desk", roles: ["judge", "supervisor", "admin"] },
   { path: "/replay", key: "replay", roles: ["operator", "judge", "supervisor", "admin"] },
+  { path: "/entrustments", key: "entrust", roles: ["operator", "supervisor", "admin"] },
   { path: "/ops", key: "ops", roles: ["supervisor", "admin"] },
 ];
 
