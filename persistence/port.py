@@ -35,7 +35,9 @@ class Store(
     GbStore,
     Protocol,
 ):
-    dialect: str
+    @property
+    def dialect(self) -> str:
+        """``postgres`` or ``sqlite``."""
 
     async def open(self) -> None:
         """Connect (pool or file)."""
