@@ -50,9 +50,10 @@ class Connection(Protocol):
 class Database(Connection, Protocol):
     """The pool (or the one SQLite connection); each call outside ``transaction`` is its own unit of work."""
 
-    def transaction(self, *, lock: int | None = None) -> AbstractAsyncContextManager[Connection]:
-        """One transaction on one connection. ``lock`` names a writer lock held to commit (a PostgreSQL
-        advisory lock; SQLite's ``BEGIN IMMEDIATE`` already holds the one database write lock)."""
+    def transaction(self, *, lock: int | tuple[int, int] | None = None) -> AbstractAsyncContextManager[Connection]:
+        """One transaction on one connection. ``lock`` names a writer lock held to commit, also across
+        processes (a PostgreSQL advisory lock, one key or two; SQLite's ``BEGIN IMMEDIATE`` already holds the
+        one database write lock)."""
 
     async def open(self) -> None: ...
 

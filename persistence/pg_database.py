@@ -116,11 +116,13 @@ class PgDatabase(PgConnection):
             await pool.close()
 
     @asynccontextmanager
-    async def transaction(self, *, lock: int | None = None) -> AsyncIterator[Connection]:
+    async def transaction(self, *, lock: int | tuple[int, int] | None = None) -> AsyncIterator[Connection]:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                if lock is not None:
+                if isinstance(lock, int):
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+                elif lock is not None:
+                    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *lock)
                 yield PgConnection(conn)
         except asyncpg.PostgresError as exc:
             raise translate(exc) from exc

@@ -8,28 +8,28 @@ from __future__ import annotations
 
 import asyncpg
 
+from persistence.alarms_sql import AlarmsSql
 from persistence.core_sql import CoreSql
+from persistence.duty_sql import DutySql
 from persistence.gb_sql import GbSql
 from persistence.geofences_sql import GeofencesSql
+from persistence.operations_sql import OperationsSql
 from persistence.pg_database import PgDatabase
-from persistence.postgres_alarms import PostgresAlarms
 from persistence.postgres_cases import PostgresCaseSource
-from persistence.postgres_duty import PostgresDuty
-from persistence.postgres_operations import PostgresOperations
 from persistence.postgres_queries import PostgresQueries
-from persistence.postgres_query_guard import PostgresQueryGuard
+from persistence.query_guard_sql import QueryGuardSql
 from persistence.tasks_sql import TasksSql
 
 
 class PostgresStore(
     PostgresQueries,
-    PostgresAlarms,
+    AlarmsSql,
     TasksSql,
-    PostgresDuty,
-    PostgresOperations,
+    DutySql,
+    OperationsSql,
     GeofencesSql,
     PostgresCaseSource,
-    PostgresQueryGuard,
+    QueryGuardSql,
     GbSql,
     CoreSql,
 ):

@@ -10,28 +10,28 @@ from pathlib import Path
 
 import aiosqlite
 
+from persistence.alarms_sql import AlarmsSql
 from persistence.core_sql import CoreSql
+from persistence.duty_sql import DutySql
 from persistence.gb_sql import GbSql
 from persistence.geofences_sql import GeofencesSql
-from persistence.sqlite_alarms import SqliteAlarms
+from persistence.operations_sql import OperationsSql
+from persistence.query_guard_sql import QueryGuardSql
 from persistence.sqlite_cases import SqliteCaseSource
 from persistence.sqlite_database import SqliteDatabase
-from persistence.sqlite_duty import SqliteDuty
-from persistence.sqlite_operations import SqliteOperations
 from persistence.sqlite_queries import SqliteQueries
-from persistence.sqlite_query_guard import SqliteQueryGuard
 from persistence.tasks_sql import TasksSql
 
 
 class SqliteStore(
     SqliteQueries,
-    SqliteAlarms,
+    AlarmsSql,
     TasksSql,
-    SqliteDuty,
-    SqliteOperations,
+    DutySql,
+    OperationsSql,
     GeofencesSql,
     SqliteCaseSource,
-    SqliteQueryGuard,
+    QueryGuardSql,
     GbSql,
     CoreSql,
 ):

@@ -172,7 +172,7 @@ class SqliteDatabase:
         return value.timestamp()
 
     @asynccontextmanager
-    async def transaction(self, *, lock: int | None = None) -> AsyncIterator[Connection]:
+    async def transaction(self, *, lock: int | tuple[int, int] | None = None) -> AsyncIterator[Connection]:
         async with self.lock:
             conn = self.connection
             await conn.execute("BEGIN IMMEDIATE")
