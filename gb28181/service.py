@@ -28,9 +28,9 @@ from core.ids import UnitId
 from field_units.tracker import Tracker
 from gb28181 import digest, manscdp, sip
 from gb28181.throttle import FailureThrottle
-from persistence.gb_port import GbChannel, GbDevice
+from persistence.gb_port import GbChannel, GbDevice, GbStore
 from persistence.models import Unit
-from persistence.port import Store
+from persistence.port import UnitStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ DEVICE_ID_DIGITS = 20
 MANSCDP_TYPE = "Application/MANSCDP+xml"
 SUBSCRIPTION_SECONDS = 3600  # a MobilePosition subscription, renewed at every registration
 ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK"
+
+
+class GbServiceStore(GbStore, UnitStore, Protocol):
+    """What the GB/T 28181 service needs of storage: devices, their channels, the units they are."""
 
 
 class Peer(Protocol):
@@ -72,7 +76,7 @@ class GbService:
     def __init__(
         self,
         settings: Gb28181Settings,
-        store: Store,
+        store: GbServiceStore,
         tracker: Tracker,
         *,
         clock: Callable[[], float] = time.time,

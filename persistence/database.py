@@ -46,14 +46,24 @@ class Connection(Protocol):
     def timestamp(self, value: datetime) -> Any:
         """A time as this database's column stores it (TIMESTAMPTZ, or REAL epoch seconds on SQLite)."""
 
+    async def hold(self, *key: int) -> None:
+        """Inside a transaction: take the writer lock named by one key or two and hold it to commit, also
+        across processes (a PostgreSQL advisory lock; on SQLite ``BEGIN IMMEDIATE`` already holds the one
+        database write lock, so nothing to do)."""
+
+    def rows_table(
+        self, first: int, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, list[Any]]:
+        """Rows sent as parameters from ``$first`` on, to read as a table ``v`` of these (name, PostgreSQL
+        type) columns: ``… FROM {fragment} WHERE …``. One statement for a whole batch: ``unnest`` of one
+        array per column on PostgreSQL, ``json_each`` of one JSON list of rows on SQLite."""
+
 
 class Database(Connection, Protocol):
     """The pool (or the one SQLite connection); each call outside ``transaction`` is its own unit of work."""
 
-    def transaction(self, *, lock: int | tuple[int, int] | None = None) -> AbstractAsyncContextManager[Connection]:
-        """One transaction on one connection. ``lock`` names a writer lock held to commit, also across
-        processes (a PostgreSQL advisory lock, one key or two; SQLite's ``BEGIN IMMEDIATE`` already holds the
-        one database write lock)."""
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """One transaction on one connection, committed when the block ends without an error."""
 
     async def open(self) -> None: ...
 

@@ -88,6 +88,18 @@ class PgConnection:
     def timestamp(self, value: datetime) -> Any:
         return value
 
+    async def hold(self, *key: int) -> None:
+        marks = ", ".join(f"${i + 1}" for i in range(len(key)))
+        await self.execute(f"SELECT pg_advisory_xact_lock({marks})", *key)
+
+    def rows_table(
+        self, first: int, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, list[Any]]:
+        arrays = ", ".join(f"${first + i}::{kind}[]" for i, (_, kind) in enumerate(columns))
+        names = ", ".join(name for name, _ in columns)
+        values = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in columns]
+        return f"unnest({arrays}) AS v ({names})", values
+
 
 class PgDatabase(PgConnection):
     """The pool; ``transaction`` borrows one connection for a unit of work."""
@@ -116,13 +128,9 @@ class PgDatabase(PgConnection):
             await pool.close()
 
     @asynccontextmanager
-    async def transaction(self, *, lock: int | tuple[int, int] | None = None) -> AsyncIterator[Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                if isinstance(lock, int):
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
-                elif lock is not None:
-                    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *lock)
                 yield PgConnection(conn)
         except asyncpg.PostgresError as exc:
             raise translate(exc) from exc

@@ -63,10 +63,26 @@ def translate(exc: sqlite3.IntegrityError) -> Exception:
     return Conflict(f"constraint violated: {text}")
 
 
-class SqliteConnection:
-    """The connection, held by the caller (inside a transaction, or for one statement)."""
+class _SqliteDialect:
+    """What the connection and the database answer alike, without a statement."""
 
     dialect = "sqlite"
+
+    def timestamp(self, value: datetime) -> Any:
+        return value.timestamp()
+
+    async def hold(self, *key: int) -> None:
+        pass  # BEGIN IMMEDIATE holds the database's one write lock already
+
+    def rows_table(
+        self, first: int, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, list[Any]]:
+        picks = ", ".join(f"value ->> {i} AS {name}" for i, (name, _) in enumerate(columns))
+        return f"(SELECT {picks} FROM json_each(${first})) AS v", [[list(row) for row in rows]]
+
+
+class SqliteConnection(_SqliteDialect):
+    """The connection, held by the caller (inside a transaction, or for one statement)."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -89,10 +105,8 @@ class SqliteConnection:
         return list(rows)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        cursor = await self._cursor(sql, args)
-        row = await cursor.fetchone()
-        await cursor.close()
-        return row
+        rows = await self.fetch(sql, *args)  # stepped to the end: an INSERT … RETURNING completes
+        return rows[0] if rows else None
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchrow(sql, *args)
@@ -110,14 +124,9 @@ class SqliteConnection:
         except sqlite3.IntegrityError as exc:
             raise translate(exc) from exc
 
-    def timestamp(self, value: datetime) -> Any:
-        return value.timestamp()
 
-
-class SqliteDatabase:
+class SqliteDatabase(_SqliteDialect):
     """The file's one connection; each call holds it for one statement, ``transaction`` for a unit of work."""
-
-    dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self._path = str(path)
@@ -168,11 +177,8 @@ class SqliteDatabase:
         async with self.transaction() as conn:
             await conn.executemany(sql, rows)
 
-    def timestamp(self, value: datetime) -> Any:
-        return value.timestamp()
-
     @asynccontextmanager
-    async def transaction(self, *, lock: int | tuple[int, int] | None = None) -> AsyncIterator[Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         async with self.lock:
             conn = self.connection
             await conn.execute("BEGIN IMMEDIATE")
