@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from shapely.geometry import shape
 
@@ -22,12 +23,17 @@ from core.ids import CourtId
 from event_bus.port import EventBus
 from maps.geofences import Crossing, Debouncer, FenceEvent, FenceKind, Geofence, GeofenceIndex
 from persistence.geofence_models import AlarmOn, StoredGeofence
+from persistence.geofence_port import GeofenceStore
 from persistence.models import Position, Unit
-from persistence.port import Store
+from persistence.port import CourtStore
 
 log = logging.getLogger(__name__)
 
 GEOFENCES_TOPIC = "geofences"
+
+
+class FenceWatchStore(GeofenceStore, CourtStore, Protocol):
+    """What the watch needs of storage: the fences and the courts they belong to."""
 
 
 def to_fence(stored: StoredGeofence) -> Geofence:
@@ -43,7 +49,7 @@ def alarms_on(rule: AlarmOn, crossing: Crossing) -> bool:
 
 
 class GeofenceWatch:
-    def __init__(self, store: Store, alarms: AlarmDesk, *, fixes: int, seconds: float) -> None:
+    def __init__(self, store: FenceWatchStore, alarms: AlarmDesk, *, fixes: int, seconds: float) -> None:
         self._store = store
         self._alarms = alarms
         self._debouncer = Debouncer(fixes=fixes, seconds=seconds)

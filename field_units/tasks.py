@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from alarms.desk import AlarmDesk
 from alarms.models import AlarmKind
@@ -27,8 +27,9 @@ from core.errors import Conflict, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
 from event_bus.port import EventBus
 from persistence.models import Unit
-from persistence.port import Store
+from persistence.port import UnitStore
 from tasks.models import LIVE, UNDELIVERED, UNIT_MOVES, Task, TaskKind, TaskStatus, check_move
+from tasks.port import TaskStore
 from tasks.views import task_view
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 OVERDUE_SWEEP_SECONDS = 5.0
 MAX_NOTE = 500
+
+
+class TaskDeskStore(TaskStore, UnitStore, Protocol):
+    """What the task desk needs of storage: the tasks and the units they go to."""
 
 
 def _now_ms() -> int:
@@ -53,7 +58,7 @@ def tasks_topic(court_id: CourtId) -> str:
 class TaskDesk:
     def __init__(
         self,
-        store: Store,
+        store: TaskDeskStore,
         bus: EventBus,
         alarms: AlarmDesk,
         *,

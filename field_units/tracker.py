@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from alarms.desk import AlarmDesk
 from alarms.models import AlarmKind
@@ -33,13 +33,17 @@ from field_units.telemetry import Rejection, parse_batch
 from field_units.views import unit_view, units_topic
 from field_units.writer import PositionWriter
 from persistence.models import Duty, Position, Status, Unit, UnitState
-from persistence.port import Store
+from persistence.port import TelemetryStore, UnitStore
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 5_000  # positions in one upload (docs/protocols.md)
 BATTERY_HYSTERESIS = 5.0  # percentage points above the low-battery threshold before its alarm clears
 NEVER_HEARD = UnitState()  # the state of a unit the tracker has not heard from (shared: states are frozen)
+
+
+class TrackerStore(UnitStore, TelemetryStore, Protocol):
+    """What the tracker needs of storage: the units, their positions and their last state."""
 
 
 def _now_ms() -> int:
@@ -85,7 +89,7 @@ class _Pending:
 class Tracker:
     def __init__(
         self,
-        store: Store,
+        store: TrackerStore,
         bus: EventBus,
         writer: PositionWriter,
         settings: TrackingSettings,

@@ -19,7 +19,7 @@ from collections.abc import Set as AbstractSet
 from core.errors import AppError, ServiceUnavailable
 from core.ids import UnitId
 from persistence.models import Position
-from persistence.port import Store
+from persistence.port import TelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class _Request:
 
 
 class PositionWriter:
-    def __init__(self, store: Store, *, max_batch: int = 5_000, max_delay: float = 0.05,
+    def __init__(self, store: TelemetryStore, *, max_batch: int = 5_000, max_delay: float = 0.05,
                  max_pending: int = 200_000) -> None:  # fmt: skip
         self._store = store
         self._max_batch = max_batch

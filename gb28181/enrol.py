@@ -9,8 +9,7 @@ from config.settings import Gb28181Settings
 from core.errors import Conflict
 from core.ids import UnitId
 from gb28181 import digest
-from persistence.gb_port import GbDevice
-from persistence.port import Store
+from persistence.gb_port import GbDevice, GbStore
 
 
 def keepalive_silence(settings: Gb28181Settings) -> float:
@@ -18,13 +17,13 @@ def keepalive_silence(settings: Gb28181Settings) -> float:
     return settings.keepalive_interval_seconds * settings.keepalive_misses
 
 
-async def ensure_free(store: Store, device_id: str) -> None:
+async def ensure_free(store: GbStore, device_id: str) -> None:
     """Refuse a device id another unit has, before the unit is created (the id is unique per platform)."""
     if await store.find_gb_device(device_id) is not None:
         raise Conflict(f"GB/T 28181 device id {device_id} belongs to another unit")
 
 
-async def enrol(store: Store, unit_id: UnitId, device_id: str, settings: Gb28181Settings) -> str:
+async def enrol(store: GbStore, unit_id: UnitId, device_id: str, settings: Gb28181Settings) -> str:
     """Store the device's HA1 for the configured realm and return the password (never stored)."""
     password = digest.new_password()
     await store.add_gb_device(GbDevice(unit_id, device_id, digest.ha1(device_id, settings.domain, password)))

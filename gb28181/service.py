@@ -28,9 +28,9 @@ from core.ids import UnitId
 from field_units.tracker import Tracker
 from gb28181 import digest, manscdp, sip
 from gb28181.throttle import FailureThrottle
-from persistence.gb_port import GbChannel, GbDevice
+from persistence.gb_port import GbChannel, GbDevice, GbStore
 from persistence.models import Unit
-from persistence.port import Store
+from persistence.port import UnitStore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ SUBSCRIPTION_SECONDS = 3600  # a MobilePosition subscription, renewed at every r
 ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE"
 SDP_TYPE = "Application/SDP"
 INVITE_RETRANSMIT = (0.5, 1.0, 2.0, 4.0)  # RFC 3261 §17.1.1.2 timer A over UDP, until any answer is heard
+
+
+class GbServiceStore(GbStore, UnitStore, Protocol):
+    """What the GB/T 28181 service needs of storage: devices, their channels, the units they are."""
 
 
 class Peer(Protocol):
@@ -95,7 +99,7 @@ class GbService:
     def __init__(
         self,
         settings: Gb28181Settings,
-        store: Store,
+        store: GbServiceStore,
         tracker: Tracker,
         *,
         clock: Callable[[], float] = time.time,

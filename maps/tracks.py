@@ -14,7 +14,7 @@ from maps.geo import EARTH_RADIUS_M, haversine_m
 if TYPE_CHECKING:
     from core.ids import UnitId
     from persistence.models import Position
-    from persistence.port import Store
+    from persistence.port import TelemetryStore
 
 
 def simplify_indices(points: Sequence[tuple[float, float]], tolerance_m: float = 5.0) -> list[int]:
@@ -99,7 +99,7 @@ def simplify_within(
         tolerance *= 2
 
 
-async def read_track(store: Store, unit_id: UnitId, *, since_ms: int, until_ms: int) -> list[Position]:
+async def read_track(store: TelemetryStore, unit_id: UnitId, *, since_ms: int, until_ms: int) -> list[Position]:
     """Every position of the unit in [since_ms, until_ms), oldest first, read a page at a time (the store
     returns at most a page per call; one call would silently drop the end of a busy day).
 

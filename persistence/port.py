@@ -1,4 +1,4 @@
-"""The persistence port: what the rest of the system may ask of storage.
+"""The persistence ports: what the rest of the system may ask of storage, one narrow port a concern.
 
 Adapters raise ``core.errors.NotFound`` / ``Conflict`` for missing references and duplicates, so callers
 never see a driver exception. Every method is one unit of work: no connection outlives a call.
@@ -24,35 +24,8 @@ from persistence.query_port import QueryStore
 from tasks.port import TaskStore
 
 
-class Store(
-    QueryStore,
-    AlarmStore,
-    TaskStore,
-    DutyStore,
-    OperationStore,
-    GeofenceStore,
-    CaseSourceStore,
-    QueryGuardStore,
-    GbStore,
-    OperationCourtStore,
-    EntrustmentStore,
-    Protocol,
-):
-    dialect: str
-
-    async def open(self) -> None:
-        """Connect (pool or file)."""
-
-    async def close(self) -> None:
-        """Release connections; idempotent."""
-
-    async def migrate(self) -> list[int]:
-        """Apply pending numbered migrations in order; return the versions applied now."""
-
-    async def applied_migrations(self) -> list[int]: ...
-
-    async def health(self) -> dict[str, Any]:
-        """Round-trip to the database; raises when it is unreachable."""
+class CourtStore(Protocol):
+    """The court tree (上下一体: a court sees the courts below it)."""
 
     # courts -------------------------------------------------------------------------------------------
     async def upsert_court(self, court: Court) -> None: ...
@@ -63,6 +36,10 @@ class Store(
 
     async def court_subtree(self, court_id: CourtId) -> list[CourtId]:
         """The court and every court below it (上下一体), the court itself first."""
+
+
+class UserStore(Protocol):
+    """People who log in, and their sessions."""
 
     # users and sessions -------------------------------------------------------------------------------
     async def add_user(
@@ -91,6 +68,10 @@ class Store(
 
     async def revoke_user_sessions(self, user_id: UserId) -> int: ...
 
+
+class UnitStore(Protocol):
+    """Field units (devices) and their secrets."""
+
     # units (devices) ----------------------------------------------------------------------------------
     async def add_unit(
         self,
@@ -111,6 +92,10 @@ class Store(
 
     async def revoke_unit(self, unit_id: UnitId) -> None: ...
 
+
+class TelemetryStore(Protocol):
+    """Positions (the hot path, written in batches) and each unit's last known state."""
+
     # telemetry ----------------------------------------------------------------------------------------
     async def insert_positions(self, positions: Sequence[Position]) -> set[tuple[UnitId, int]]:
         """Store a batch in one transaction; return the (unit, seq) keys that were new (the rest were
@@ -126,3 +111,43 @@ class Store(
     async def save_unit_state(self, unit_id: UnitId, state: UnitState) -> None: ...
 
     async def unit_states(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, UnitState]: ...
+
+
+class Store(
+    CourtStore,
+    UserStore,
+    UnitStore,
+    TelemetryStore,
+    QueryStore,
+    AlarmStore,
+    TaskStore,
+    DutyStore,
+    OperationStore,
+    GeofenceStore,
+    CaseSourceStore,
+    QueryGuardStore,
+    GbStore,
+    OperationCourtStore,
+    EntrustmentStore,
+    Protocol,
+):
+    """Everything, for the composition root and the tools that touch every table (bootstrap, the CLI, the
+    demo); a consumer depends on the narrow port (or the few) it uses."""
+
+    @property
+    def dialect(self) -> str:
+        """``postgres`` or ``sqlite``."""
+
+    async def open(self) -> None:
+        """Connect (pool or file)."""
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending numbered migrations in order; return the versions applied now."""
+
+    async def applied_migrations(self) -> list[int]: ...
+
+    async def health(self) -> dict[str, Any]:
+        """Round-trip to the database; raises when it is unreachable."""

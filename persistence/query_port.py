@@ -31,7 +31,38 @@ from persistence.query_models import (
 )
 
 
-class QueryStore(Protocol):
+class AuditStore(Protocol):
+    """The hash-chained audit log and its checkpoints (``query_control.audit``, ``core.checkpoint``)."""
+
+    # audit log ----------------------------------------------------------------------------------------
+    async def append_audit(self, draft: AuditDraft) -> AuditEntry:
+        """Append one entry to the hash chain, serialised against every other writer (also across processes)."""
+
+    async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Entries with seq > after_seq, oldest first."""
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        """The newest entry's (seq, hash); None for an empty log."""
+
+    # audit checkpoints (core.checkpoint) ----------------------------------------------------------------
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint of this centre's chain; one already stored at its seq is kept."""
+
+    async def audit_checkpoints(self) -> list[Checkpoint]:
+        """This centre's stored checkpoints, oldest first."""
+
+    async def witness_checkpoint(self, checkpoint: Checkpoint, *, received_ms: int) -> bool:
+        """Append a lower court's checkpoint: True if new, False if the same one was already held.
+
+        Raises ``CheckpointFork`` when the court's checkpoint at that seq had another head and
+        ``CheckpointBackwards`` when the court already has a later one; serialised across processes.
+        """
+
+    async def witnessed_checkpoints(self, court: str) -> list[Checkpoint]:
+        """A lower court's checkpoints held here, oldest first (what ``audit witness-export`` prints)."""
+
+
+class QueryStore(AuditStore, Protocol):
     # cases --------------------------------------------------------------------------------------------
     async def add_case(
         self,
@@ -129,30 +160,3 @@ class QueryStore(Protocol):
     ) -> FollowUp | None:
         """Move a follow-up from one of ``expect`` to ``status``; None (and no change) when it was elsewhere;
         FencedOut (and no change) when ``fence`` is stale."""
-
-    # audit log ----------------------------------------------------------------------------------------
-    async def append_audit(self, draft: AuditDraft) -> AuditEntry:
-        """Append one entry to the hash chain, serialised against every other writer (also across processes)."""
-
-    async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
-        """Entries with seq > after_seq, oldest first."""
-
-    async def audit_head(self) -> tuple[int, str] | None:
-        """The newest entry's (seq, hash); None for an empty log."""
-
-    # audit checkpoints (core.checkpoint) ----------------------------------------------------------------
-    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Store a checkpoint of this centre's chain; one already stored at its seq is kept."""
-
-    async def audit_checkpoints(self) -> list[Checkpoint]:
-        """This centre's stored checkpoints, oldest first."""
-
-    async def witness_checkpoint(self, checkpoint: Checkpoint, *, received_ms: int) -> bool:
-        """Append a lower court's checkpoint: True if new, False if the same one was already held.
-
-        Raises ``CheckpointFork`` when the court's checkpoint at that seq had another head and
-        ``CheckpointBackwards`` when the court already has a later one; serialised across processes.
-        """
-
-    async def witnessed_checkpoints(self, court: str) -> list[Checkpoint]:
-        """A lower court's checkpoints held here, oldest first (what ``audit witness-export`` prints)."""

@@ -14,14 +14,14 @@ from typing import Any
 
 from core.hashchain import GENESIS, chain_hash
 from core.ids import CaseId, QueryId, UserId
-from persistence.port import Store
 from persistence.query_models import AuditDraft, AuditEntry
+from persistence.query_port import AuditStore
 
 
 class AuditLog:
     """Append entries; the one way the query work writes to the audit chain."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: AuditStore) -> None:
         self._store = store
 
     async def record(
@@ -94,7 +94,7 @@ def verify_entries(entries: Iterable[AuditEntry]) -> VerifyResult:
     return verifier.result()
 
 
-async def walk(store: Store, feed: Callable[[AuditEntry], bool], *, page: int = 1000) -> None:
+async def walk(store: AuditStore, feed: Callable[[AuditEntry], bool], *, page: int = 1000) -> None:
     """Feed the whole audit log, oldest first, in pages; stop when ``feed`` returns False."""
     after = 0
     while True:
@@ -107,7 +107,7 @@ async def walk(store: Store, feed: Callable[[AuditEntry], bool], *, page: int = 
         after = entries[-1].seq
 
 
-async def verify(store: Store, *, page: int = 1000) -> VerifyResult:
+async def verify(store: AuditStore, *, page: int = 1000) -> VerifyResult:
     """Walk the whole audit log in pages; stop at the first broken entry."""
     verifier = ChainVerifier()
     await walk(store, verifier.feed, page=page)

@@ -36,8 +36,8 @@ from core.fencing import Fence
 from core.group_commit import GroupCommit
 from core.ids import AgencyId, JobId, PartyId, QueryId, UserId
 from event_bus.port import EventBus
-from persistence.port import Store
 from persistence.query_models import Asset, Case, Job, JobOutcome, JobStatus, Party, Query, submit_audit
+from persistence.query_port import QueryStore
 from query_control.adapters.port import AgencyThrottled, PermanentAgencyError, Subject, TransientAgencyError
 from query_control.agencies import AgencyConfig
 from query_control.breaker import backoff_delay, may_retry
@@ -93,7 +93,7 @@ def plan_jobs(
 class Broker:
     def __init__(
         self,
-        store: Store,
+        store: QueryStore,
         bus: EventBus,
         gateway: AgencyGateway,
         *,

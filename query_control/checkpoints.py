@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cluster.port import LEADER, Coordinator
 from config.settings import AuditSettings
 from core.checkpoint import Checkpoint, parse_line, public_key_hex, sign, signature_valid
-from persistence.port import Store
 from persistence.query_models import AuditEntry
+from persistence.query_port import AuditStore
 from query_control.audit import ChainVerifier, walk
 from query_control.audit_key import load_or_create_key
 
@@ -53,7 +53,7 @@ class ForeignKey(WillNotSign):
 
 
 # ------------------------------------------------------------------------------------------------ signing
-async def make_checkpoint(store: Store, key: Ed25519PrivateKey, court: str, *, now_ms: int) -> Checkpoint | None:
+async def make_checkpoint(store: AuditStore, key: Ed25519PrivateKey, court: str, *, now_ms: int) -> Checkpoint | None:
     """Sign and store a checkpoint of the head if the chain grew since the last one; None if it did not."""
     head = await store.audit_head()
     stored = await store.audit_checkpoints()
@@ -146,7 +146,7 @@ class Checkpointer:
 
     def __init__(
         self,
-        store: Store,
+        store: AuditStore,
         settings: AuditSettings,
         data_dir: Path,
         cluster: Coordinator,
@@ -334,7 +334,7 @@ class WitnessCheck:
 
 
 async def verify_with_witnesses(
-    store: Store,
+    store: AuditStore,
     checkpoints: Iterable[Sourced],
     *,
     public_key: str | None,

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core.ids import QueryId
-from persistence.port import Store
 from persistence.query_models import Asset, Job, Party, Query
+from persistence.query_port import QueryStore
 
 
 def query_topic(query_id: QueryId) -> str:
@@ -67,7 +67,7 @@ def query_view(
     }
 
 
-async def load_query_view(store: Store, query_id: QueryId, agency_names: Mapping[str, str]) -> dict[str, Any]:
+async def load_query_view(store: QueryStore, query_id: QueryId, agency_names: Mapping[str, str]) -> dict[str, Any]:
     """The whole query as stored: what a screen's snapshot and ``GET /api/queries/{id}`` show."""
     query = await store.get_query(query_id)
     case = await store.get_case(query.case_id)

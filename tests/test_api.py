@@ -57,8 +57,7 @@ async def test_login_logout_and_revocation(world: World) -> None:
 async def test_expired_session_is_refused(make_world: AppFactory) -> None:
     world = await make_world(session_ttl_seconds=60)
     token = await world.login("operator")
-    async with world.store.db.execute("UPDATE sessions SET expires_at = expires_at - 120") as _:  # type: ignore[attr-defined]
-        pass
+    await world.store.database.execute("UPDATE sessions SET expires_at = expires_at - 120")  # type: ignore[attr-defined]
     response = await world.client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status == 401
     assert (await _json(response))["error"]["code"] == "token_expired"

@@ -356,11 +356,10 @@ async def test_migration_009_keeps_the_cases_queries_and_parties_of_a_running_ce
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite rebuilds the cases table (to let created_by be empty): the rows other tables point at stay."""
-    import persistence.postgres
-    import persistence.sqlite
+    import persistence.core_sql
     from persistence.migrations import load_migrations
 
-    module = persistence.sqlite if kind == "sqlite" else persistence.postgres
+    module = persistence.core_sql  # where both stores read their migrations
     async with AsyncExitStack() as stack:
         schema = await stack.enter_async_context(fresh_pg_schema()) if kind == "postgres" else None
         store = build_store(store_settings(kind, tmp_path), schema=schema)
@@ -381,7 +380,7 @@ async def test_migration_009_keeps_the_cases_queries_and_parties_of_a_running_ce
             f"INSERT INTO queries (id, case_id, judge_id, reason, created_ms, deadline_ms) VALUES ('q1', 1, {judge.id},"
             " 'r', 1, 2)",
         ):
-            await store._execute(sql)  # type: ignore[attr-defined]
+            await store.database.execute(sql)  # type: ignore[attr-defined]
         assert (await store.migrate())[0] == 9  # and every later migration
         case = await store.get_case(CaseId(1))
         assert (case.case_number, case.created_by, case.status.value, case.source.value) == (

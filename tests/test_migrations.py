@@ -25,10 +25,11 @@ async def test_migrated_schemas_match_across_dialects(tmp_path: Path, pg_schema:
     lite = SqliteStore(tmp_path / "s.db")
     await lite.open()
     await lite.migrate()
-    rows = await lite._all("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    rows = await lite.database.fetch("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
     sqlite_columns = {}
-    for (table,) in rows:
-        sqlite_columns[table] = sorted(r[1] for r in await lite._all(f"PRAGMA table_info({table})"))
+    for row in rows:
+        table = row[0]
+        sqlite_columns[table] = sorted(r[1] for r in await lite.database.fetch(f"PRAGMA table_info({table})"))
     await lite.close()
 
     pg = PostgresStore(POSTGRES_DSN, schema=pg_schema)

@@ -210,6 +210,6 @@ async def test_audit_chain_is_contiguous_under_concurrency_and_detects_tampering
     assert result.ok and result.entries == 40
     assert result.head == (await store.audit_entries(after_seq=39))[0].hash
 
-    await store._execute("UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 17")  # type: ignore[attr-defined]
+    await store.database.execute("UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 17")  # type: ignore[attr-defined]
     broken = await verify(store, page=7)
     assert not broken.ok and broken.bad_seq == 17 and "altered" in (broken.problem or "")

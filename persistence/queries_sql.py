@@ -1,4 +1,9 @@
-"""PostgreSQL side of the query store (see ``persistence.query_port``); mixed into ``PostgresStore``."""
+"""The query store (``persistence.query_port``): cases, queries and their jobs, assets, follow-ups and the
+hash-chained audit log, written once for both databases (``persistence.database``).
+
+Writers of the audit chain and of lower courts' checkpoints hold a lock to commit (an advisory lock on
+PostgreSQL, the database write lock on SQLite), so the chain has no forks across processes.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,12 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
 from core.checkpoint import Checkpoint
-from core.errors import Conflict, FencedOut, NotFound, ServiceUnavailable
+from core.errors import FencedOut, NotFound, ServiceUnavailable
 from core.fencing import Fence, admitted, newest_per_lease, refusal
 from core.hashchain import GENESIS, chain_hash
 from core.ids import AgencyId, AssetId, CaseId, CourtId, FollowUpId, JobId, PartyId, QueryId, UserId
+from persistence.database import Connection, Database, Row
 from persistence.query_models import (
     Asset,
     AuditDraft,
@@ -34,46 +38,37 @@ from persistence.query_models import (
     witness_outcome,
 )
 
-_AUDIT_LOCK = 0x43435F41  # "CC_A": serialises appends to the audit chain across processes
+AUDIT_LOCK = 0x43435F41  # "CC_A": serialises appends to the audit chain across processes
 _WITNESS_LOCK = 0x43435F57  # "CC_W": serialises lower courts' checkpoints, so none forks past the check
 
 
-def _translate(exc: asyncpg.PostgresError) -> Exception:
-    if isinstance(exc, asyncpg.UniqueViolationError):
-        return Conflict(f"already exists ({exc.constraint_name})")
-    if isinstance(exc, asyncpg.ForeignKeyViolationError):
-        return NotFound("a referenced record does not exist")
-    if isinstance(exc, asyncpg.CheckViolationError):
-        return Conflict(f"constraint violated ({exc.constraint_name})")
-    return exc
-
-
-async def _hold_fences(conn: asyncpg.pool.PoolConnectionProxy[Any], fences: Sequence[Fence | None]) -> dict[str, int]:
+async def _hold_fences(conn: Connection, fences: Sequence[Fence | None]) -> dict[str, int]:
     """Raise each lease's fence row to the batch's epoch unless a newer grant has written (``core.fencing``);
     the rows stay locked until the transaction ends. Returns the epochs accepted, per lease name."""
     newest = newest_per_lease(fences)
     if not newest:
         return {}
+    leases, args = conn.rows_table(1, [("name", "text"), ("epoch", "bigint")], sorted(newest.items()))
     rows = await conn.fetch(
-        "INSERT INTO lease_fences (name, epoch) SELECT * FROM unnest($1::text[], $2::bigint[]) ORDER BY 1"
+        f"INSERT INTO lease_fences (name, epoch) SELECT name, epoch FROM {leases} WHERE true ORDER BY name"
         " ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch WHERE lease_fences.epoch <= excluded.epoch"
         " RETURNING name, epoch",
-        list(newest), list(newest.values()),
-    )  # fmt: skip
+        *args,
+    )
     return {r["name"]: int(r["epoch"]) for r in rows}
 
 
-async def _hold_fence(conn: asyncpg.pool.PoolConnectionProxy[Any], fence: Fence | None) -> None:
+async def _hold_fence(conn: Connection, fence: Fence | None) -> None:
     """One write's fence: FencedOut (the transaction rolls back) when a newer grant has written."""
     if fence is not None and not admitted(fence, await _hold_fences(conn, [fence])):
         raise refusal(fence)
 
 
-async def _append_audit_in(conn: asyncpg.pool.PoolConnectionProxy[Any], draft: AuditDraft) -> AuditEntry:
-    """Append one entry inside the caller's transaction. The advisory lock, held to its commit, keeps the
-    chain one line across processes; a failed write is ServiceUnavailable and rolls the whole unit back."""
+async def _append_audit_in(conn: Connection, draft: AuditDraft) -> AuditEntry:
+    """Append one entry inside the caller's transaction, holding ``AUDIT_LOCK`` to its commit (the chain stays
+    one line across processes); a failed write is ServiceUnavailable and rolls the whole unit back."""
     try:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
+        await conn.hold(AUDIT_LOCK)
         last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         seq, prev = (1, GENESIS) if last is None else (last["seq"] + 1, last["hash"])
         content = audit_content(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id,
@@ -85,21 +80,26 @@ async def _append_audit_in(conn: asyncpg.pool.PoolConnectionProxy[Any], draft: A
             seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
             _dumps(draft.details), prev, digest,
         )  # fmt: skip
-    except asyncpg.PostgresError as exc:
+    except Exception as exc:  # the driver's own error, whatever the database
         raise ServiceUnavailable(f"the audit log could not be written ({draft.action}): {exc}") from exc
     return AuditEntry(seq, draft.action, draft.actor_id, draft.at_ms, draft.reason, draft.case_id, draft.query_id,
                       draft.details, prev, digest)  # fmt: skip
+
+
+_OUTCOME_COLUMNS = [("v_id", "text"), ("v_status", "text"), ("v_error", "text"), ("v_at_ms", "bigint")]
+_ASSET_COLUMNS = [
+    ("query_id", "text"), ("job_id", "text"), ("agency_id", "text"), ("party_id", "bigint"), ("kind", "text"),
+    ("ref", "text"), ("description", "text"), ("value_cents", "bigint"), ("details", "text"),
+]  # fmt: skip
 
 
 def _dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class PostgresQueries:
+class QueriesSql:
     if TYPE_CHECKING:
-
-        @property
-        def pool(self) -> asyncpg.Pool: ...
+        database: Database
 
     # cases --------------------------------------------------------------------------------------------
     async def add_case(
@@ -115,29 +115,26 @@ class PostgresQueries:
         status: CaseStatus = CaseStatus.ACTIVE,
         source: CaseSource = CaseSource.MANUAL,
     ) -> Case:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                case_id = await conn.fetchval(
-                    "INSERT INTO cases (case_number, court_id, title, created_by, created_ms, status, source) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                    case_number, court_id, title, created_by, created_ms, status.value, source.value,
-                )  # fmt: skip
-                await conn.executemany(
-                    "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES ($1, $2, $3, $4)",
-                    [(case_id, kind.value, name, ident) for kind, name, ident in parties],
-                )
-                await conn.executemany(
-                    "INSERT INTO case_judges (case_id, user_id) VALUES ($1, $2)",
-                    [(case_id, j) for j in dict.fromkeys(judge_ids)],
-                )
-        except asyncpg.PostgresError as exc:
-            raise _translate(exc) from exc
+        async with self.database.transaction() as conn:
+            case_id = await conn.fetchval(
+                "INSERT INTO cases (case_number, court_id, title, created_by, created_ms, status, source) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                case_number, court_id, title, created_by, created_ms, status.value, source.value,
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES ($1, $2, $3, $4)",
+                [(case_id, kind.value, name, ident) for kind, name, ident in parties],
+            )
+            await conn.executemany(
+                "INSERT INTO case_judges (case_id, user_id) VALUES ($1, $2)",
+                [(case_id, j) for j in dict.fromkeys(judge_ids)],
+            )
         return await self.get_case(CaseId(case_id))
 
-    async def _cases(self, rows: list[asyncpg.Record]) -> list[Case]:
+    async def _cases(self, rows: list[Row]) -> list[Case]:
         ids = [r["id"] for r in rows]
-        parties = await self.pool.fetch("SELECT * FROM case_parties WHERE case_id = ANY($1) ORDER BY id", ids)
-        judges = await self.pool.fetch(
+        parties = await self.database.fetch("SELECT * FROM case_parties WHERE case_id = ANY($1) ORDER BY id", ids)
+        judges = await self.database.fetch(
             "SELECT case_id, user_id FROM case_judges WHERE case_id = ANY($1) ORDER BY user_id", ids
         )
         by_case: dict[int, list[Party]] = {}
@@ -165,7 +162,7 @@ class PostgresQueries:
         ]
 
     async def get_case(self, case_id: CaseId) -> Case:
-        rows = await self.pool.fetch("SELECT * FROM cases WHERE id = $1", case_id)
+        rows = await self.database.fetch("SELECT * FROM cases WHERE id = $1", case_id)
         if not rows:
             raise NotFound(f"case {case_id} does not exist")
         return (await self._cases(list(rows)))[0]
@@ -182,71 +179,62 @@ class PostgresQueries:
             args.append(judge_id)
             clauses.append(f"id IN (SELECT case_id FROM case_judges WHERE user_id = ${len(args)})")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self.pool.fetch(f"SELECT * FROM cases {where} ORDER BY id DESC", *args)
+        rows = await self.database.fetch(f"SELECT * FROM cases {where} ORDER BY id DESC", *args)
         return await self._cases(list(rows))
 
     async def add_party(self, case_id: CaseId, kind: PartyKind, name: str, identifier: str) -> Party:
-        try:
-            party_id = await self.pool.fetchval(
-                "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES ($1, $2, $3, $4) RETURNING id",
-                case_id, kind.value, name, identifier,
-            )  # fmt: skip
-        except asyncpg.PostgresError as exc:
-            raise _translate(exc) from exc
+        party_id = await self.database.fetchval(
+            "INSERT INTO case_parties (case_id, kind, name, identifier) VALUES ($1, $2, $3, $4) RETURNING id",
+            case_id, kind.value, name, identifier,
+        )  # fmt: skip
         return Party(PartyId(party_id), case_id, kind, name, identifier)
 
     async def set_case_judges(self, case_id: CaseId, judge_ids: Sequence[UserId]) -> None:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                if await conn.fetchval("SELECT 1 FROM cases WHERE id = $1 FOR UPDATE", case_id) is None:
-                    raise NotFound(f"case {case_id} does not exist")
-                await conn.execute("DELETE FROM case_judges WHERE case_id = $1", case_id)
-                await conn.executemany(
-                    "INSERT INTO case_judges (case_id, user_id) VALUES ($1, $2)",
-                    [(case_id, j) for j in dict.fromkeys(judge_ids)],
-                )
-        except asyncpg.PostgresError as exc:
-            raise _translate(exc) from exc
+        async with self.database.transaction() as conn:
+            if await conn.fetchval("SELECT 1 FROM cases WHERE id = $1 FOR UPDATE", case_id) is None:
+                raise NotFound(f"case {case_id} does not exist")
+            await conn.execute("DELETE FROM case_judges WHERE case_id = $1", case_id)
+            await conn.executemany(
+                "INSERT INTO case_judges (case_id, user_id) VALUES ($1, $2)",
+                [(case_id, j) for j in dict.fromkeys(judge_ids)],
+            )
 
     # queries ------------------------------------------------------------------------------------------
     async def add_query(self, query: Query, jobs: Sequence[Job], *, audit: AuditDraft) -> AuditEntry:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "INSERT INTO queries (id, case_id, judge_id, reason, created_ms, deadline_ms, completed_ms) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    query.id, query.case_id, query.judge_id, query.reason, query.created_ms, query.deadline_ms,
-                    query.completed_ms,
-                )  # fmt: skip
-                await conn.executemany(
-                    "INSERT INTO query_jobs (id, query_id, party_id, agency_id, status, attempts, error, created_ms,"
-                    " updated_ms, answered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    [(j.id, j.query_id, j.party_id, j.agency_id, j.status.value, j.attempts, j.error, j.created_ms,
-                      j.updated_ms, j.answered_ms) for j in jobs],
-                )  # fmt: skip
-                return await _append_audit_in(conn, audit)
-        except asyncpg.PostgresError as exc:
-            raise _translate(exc) from exc
+        async with self.database.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO queries (id, case_id, judge_id, reason, created_ms, deadline_ms, completed_ms) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                query.id, query.case_id, query.judge_id, query.reason, query.created_ms, query.deadline_ms,
+                query.completed_ms,
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO query_jobs (id, query_id, party_id, agency_id, status, attempts, error, created_ms,"
+                " updated_ms, answered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                [(j.id, j.query_id, j.party_id, j.agency_id, j.status.value, j.attempts, j.error, j.created_ms,
+                  j.updated_ms, j.answered_ms) for j in jobs],
+            )  # fmt: skip
+            return await _append_audit_in(conn, audit)
 
     @staticmethod
-    def _query(r: asyncpg.Record) -> Query:
+    def _query(r: Row) -> Query:
         return Query(QueryId(r["id"]), CaseId(r["case_id"]), UserId(r["judge_id"]), r["reason"], r["created_ms"],
                      r["deadline_ms"], r["completed_ms"])  # fmt: skip
 
     @staticmethod
-    def _job(r: asyncpg.Record) -> Job:
+    def _job(r: Row) -> Job:
         return Job(JobId(r["id"]), QueryId(r["query_id"]), PartyId(r["party_id"]), AgencyId(r["agency_id"]),
                    JobStatus(r["status"]), r["attempts"], r["error"], r["created_ms"], r["updated_ms"],
                    r["answered_ms"])  # fmt: skip
 
     async def get_query(self, query_id: QueryId) -> Query:
-        row = await self.pool.fetchrow("SELECT * FROM queries WHERE id = $1", query_id)
+        row = await self.database.fetchrow("SELECT * FROM queries WHERE id = $1", query_id)
         if row is None:
             raise NotFound(f"query {query_id} does not exist")
         return self._query(row)
 
     async def list_queries(self, *, case_id: CaseId | None = None, judge_id: UserId | None = None) -> list[Query]:
-        rows = await self.pool.fetch(
+        rows = await self.database.fetch(
             "SELECT * FROM queries WHERE ($1::bigint IS NULL OR case_id = $1) AND ($2::bigint IS NULL OR judge_id = $2)"
             " ORDER BY created_ms DESC, id",
             case_id, judge_id,
@@ -254,11 +242,11 @@ class PostgresQueries:
         return [self._query(r) for r in rows]
 
     async def running_queries(self) -> list[Query]:
-        rows = await self.pool.fetch("SELECT * FROM queries WHERE completed_ms IS NULL ORDER BY created_ms")
+        rows = await self.database.fetch("SELECT * FROM queries WHERE completed_ms IS NULL ORDER BY created_ms")
         return [self._query(r) for r in rows]
 
     async def query_jobs(self, query_id: QueryId) -> list[Job]:
-        rows = await self.pool.fetch(
+        rows = await self.database.fetch(
             "SELECT * FROM query_jobs WHERE query_id = $1 ORDER BY agency_id, party_id", query_id
         )
         return [self._job(r) for r in rows]
@@ -267,7 +255,7 @@ class PostgresQueries:
         self, job_ids: Sequence[JobId], at_ms: int, *, fences: Sequence[Fence | None] = ()
     ) -> dict[JobId, int | FencedOut]:
         fenced = list(fences) or [None] * len(job_ids)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.database.transaction() as conn:
             held = await _hold_fences(conn, fenced)
             allowed = [j for j, f in zip(job_ids, fenced, strict=True) if admitted(f, held)]
             rows = await conn.fetch(
@@ -285,39 +273,37 @@ class PostgresQueries:
         ids = [o.job_id for o in outcomes]
         if len(set(ids)) != len(ids):
             raise ValueError("finish_jobs: a job may end only once per call")
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                held = await _hold_fences(conn, [o.fence for o in outcomes])
-                stale = [o for o in outcomes if not admitted(o.fence, held)]
-                outcomes_in = [o for o in outcomes if admitted(o.fence, held)]
-                rows = await conn.fetch(
-                    "UPDATE query_jobs AS j SET status = v.status, error = v.error, updated_ms = v.at_ms,"
-                    " answered_ms = CASE WHEN v.status IN ('answered', 'no_assets') THEN v.at_ms END"
-                    " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v (id, status, error, at_ms)"
-                    " WHERE j.id = v.id AND (j.status = 'pending'"
-                    "  OR (j.status = 'timed_out' AND v.status IN ('answered', 'no_assets')))"
-                    " RETURNING j.*",
-                    [o.job_id for o in outcomes_in], [o.status.value for o in outcomes_in],
-                    [o.error for o in outcomes_in], [o.at_ms for o in outcomes_in],
+        async with self.database.transaction() as conn:
+            held = await _hold_fences(conn, [o.fence for o in outcomes])
+            stale = [o for o in outcomes if not admitted(o.fence, held)]
+            outcomes_in = [o for o in outcomes if admitted(o.fence, held)]
+            changes, args = conn.rows_table(
+                1, _OUTCOME_COLUMNS, [(o.job_id, o.status.value, o.error, o.at_ms) for o in outcomes_in]
+            )
+            rows = await conn.fetch(
+                "UPDATE query_jobs AS j SET status = v.v_status, error = v.v_error, updated_ms = v.v_at_ms,"
+                " answered_ms = CASE WHEN v.v_status IN ('answered', 'no_assets') THEN v.v_at_ms END"
+                f" FROM {changes} WHERE j.id = v.v_id AND (j.status = 'pending'"
+                "  OR (j.status = 'timed_out' AND v.v_status IN ('answered', 'no_assets'))) RETURNING *",
+                *args,
+            )  # RETURNING *: SQLite returns no other table's columns, PostgreSQL v's too (named apart)
+            ended = {r["id"]: r for r in rows}
+            drafts = [(ended[o.job_id], a) for o in outcomes_in if o.job_id in ended for a in o.assets]
+            if drafts:
+                found, args = conn.rows_table(
+                    1, _ASSET_COLUMNS,
+                    [(r["query_id"], r["id"], r["agency_id"], r["party_id"], a.kind, a.ref, a.description,
+                      a.value_cents, _dumps(a.details)) for r, a in drafts],
                 )  # fmt: skip
-                ended = {r["id"]: r for r in rows}
-                drafts = [(ended[o.job_id], a) for o in outcomes_in if o.job_id in ended for a in o.assets]
-                if drafts:
-                    await conn.execute(
-                        "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description,"
-                        " value_cents, details) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-                        " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])"
-                        " ON CONFLICT (job_id, ref) DO NOTHING",
-                        *map(list, zip(*[(r["query_id"], r["id"], r["agency_id"], r["party_id"], a.kind, a.ref,
-                                          a.description, a.value_cents, _dumps(a.details)) for r, a in drafts],
-                                       strict=True)),
-                    )  # fmt: skip
-                assets: dict[str, list[Asset]] = {job_id: [] for job_id in ended}
-                if ended:
-                    for r in await conn.fetch("SELECT * FROM assets WHERE job_id = ANY($1) ORDER BY id", list(ended)):
-                        assets[r["job_id"]].append(self._asset(r))
-        except asyncpg.PostgresError as exc:
-            raise _translate(exc) from exc
+                await conn.execute(
+                    "INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description,"
+                    f" value_cents, details) SELECT * FROM {found} WHERE true ON CONFLICT (job_id, ref) DO NOTHING",
+                    *args,
+                )
+            assets: dict[str, list[Asset]] = {job_id: [] for job_id in ended}
+            if ended:
+                for r in await conn.fetch("SELECT * FROM assets WHERE job_id = ANY($1) ORDER BY id", list(ended)):
+                    assets[r["job_id"]].append(self._asset(r))
         refused = {o.job_id: refusal(o.fence) for o in stale if o.fence is not None}
         return [
             refused[o.job_id] if o.job_id in refused
@@ -326,7 +312,7 @@ class PostgresQueries:
         ]  # fmt: skip
 
     async def complete_query(self, query_id: QueryId, at_ms: int, *, fence: Fence | None = None) -> list[Job]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.database.transaction() as conn:
             await _hold_fence(conn, fence)
             rows = await conn.fetch(
                 "UPDATE query_jobs SET status = 'timed_out', updated_ms = $2"
@@ -339,24 +325,24 @@ class PostgresQueries:
         return sorted((self._job(r) for r in rows), key=lambda j: (j.agency_id, j.party_id))
 
     @staticmethod
-    def _asset(r: asyncpg.Record) -> Asset:
+    def _asset(r: Row) -> Asset:
         return Asset(AssetId(r["id"]), QueryId(r["query_id"]), JobId(r["job_id"]), AgencyId(r["agency_id"]),
                      PartyId(r["party_id"]), r["kind"], r["ref"], r["description"], r["value_cents"],
                      json.loads(r["details"]))  # fmt: skip
 
     async def query_assets(self, query_id: QueryId) -> list[Asset]:
-        rows = await self.pool.fetch("SELECT * FROM assets WHERE query_id = $1 ORDER BY id", query_id)
+        rows = await self.database.fetch("SELECT * FROM assets WHERE query_id = $1 ORDER BY id", query_id)
         return [self._asset(r) for r in rows]
 
     async def get_asset(self, asset_id: AssetId) -> Asset:
-        row = await self.pool.fetchrow("SELECT * FROM assets WHERE id = $1", asset_id)
+        row = await self.database.fetchrow("SELECT * FROM assets WHERE id = $1", asset_id)
         if row is None:
             raise NotFound(f"asset {asset_id} does not exist")
         return self._asset(row)
 
     # follow-ups ---------------------------------------------------------------------------------------
     @staticmethod
-    def _followup(r: asyncpg.Record) -> FollowUp:
+    def _followup(r: Row) -> FollowUp:
         return FollowUp(
             id=FollowUpId(r["id"]), asset_id=AssetId(r["asset_id"]), query_id=QueryId(r["query_id"]),
             case_id=CaseId(r["case_id"]), agency_id=AgencyId(r["agency_id"]), action=FollowUpAction(r["action"]),
@@ -368,30 +354,27 @@ class PostgresQueries:
 
     async def add_followup(self, followup: FollowUp, check: Callable[[list[FollowUp]], None] | None = None) -> FollowUp:
         f = followup
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                if check is not None:  # the asset's row lock: one follow-up of an asset at a time
-                    await conn.execute("SELECT id FROM assets WHERE id = $1 FOR UPDATE", f.asset_id)
-                    rows = await conn.fetch(
-                        "SELECT * FROM followups WHERE asset_id = $1 ORDER BY requested_ms, id", f.asset_id
-                    )
-                    check([self._followup(r) for r in rows])
-                row = await conn.fetchrow(
-                    "INSERT INTO followups (id, asset_id, query_id, case_id, agency_id, action, amount_cents, reason,"
-                    " requested_by, requested_ms, status, attempts, approved_by, decided_ms, agency_ref, error,"
-                    " updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-                    " RETURNING *",
-                    f.id, f.asset_id, f.query_id, f.case_id, f.agency_id, f.action.value, f.amount_cents, f.reason,
-                    f.requested_by, f.requested_ms, f.status.value, f.attempts, f.approved_by, f.decided_ms,
-                    f.agency_ref, f.error, f.updated_ms or f.requested_ms,
-                )  # fmt: skip
-        except asyncpg.PostgresError as exc:
-            raise _translate(exc) from exc
+        async with self.database.transaction() as conn:
+            if check is not None:  # the asset's row lock: one follow-up of an asset at a time
+                await conn.execute("SELECT id FROM assets WHERE id = $1 FOR UPDATE", f.asset_id)
+                rows = await conn.fetch(
+                    "SELECT * FROM followups WHERE asset_id = $1 ORDER BY requested_ms, id", f.asset_id
+                )
+                check([self._followup(r) for r in rows])
+            row = await conn.fetchrow(
+                "INSERT INTO followups (id, asset_id, query_id, case_id, agency_id, action, amount_cents, reason,"
+                " requested_by, requested_ms, status, attempts, approved_by, decided_ms, agency_ref, error,"
+                " updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                " RETURNING *",
+                f.id, f.asset_id, f.query_id, f.case_id, f.agency_id, f.action.value, f.amount_cents, f.reason,
+                f.requested_by, f.requested_ms, f.status.value, f.attempts, f.approved_by, f.decided_ms,
+                f.agency_ref, f.error, f.updated_ms or f.requested_ms,
+            )  # fmt: skip
         assert row is not None
         return self._followup(row)
 
     async def get_followup(self, followup_id: FollowUpId) -> FollowUp:
-        row = await self.pool.fetchrow("SELECT * FROM followups WHERE id = $1", followup_id)
+        row = await self.database.fetchrow("SELECT * FROM followups WHERE id = $1", followup_id)
         if row is None:
             raise NotFound(f"follow-up {followup_id} does not exist")
         return self._followup(row)
@@ -403,7 +386,7 @@ class PostgresQueries:
         case_ids: Sequence[CaseId] | None = None,
         statuses: Sequence[FollowUpStatus] | None = None,
     ) -> list[FollowUp]:
-        rows = await self.pool.fetch(
+        rows = await self.database.fetch(
             "SELECT * FROM followups WHERE ($1::text IS NULL OR query_id = $1)"
             " AND ($2::bigint[] IS NULL OR case_id = ANY($2)) AND ($3::text[] IS NULL OR status = ANY($3))"
             " ORDER BY requested_ms, id",
@@ -426,7 +409,7 @@ class PostgresQueries:
         count_attempt: bool = False,
         fence: Fence | None = None,
     ) -> FollowUp | None:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.database.transaction() as conn:
             await _hold_fence(conn, fence)
             row = await conn.fetchrow(
                 "UPDATE followups SET status = $2, updated_ms = $3,"
@@ -440,11 +423,13 @@ class PostgresQueries:
 
     # audit --------------------------------------------------------------------------------------------
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.database.transaction() as conn:
             return await _append_audit_in(conn, draft)
 
     async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
-        rows = await self.pool.fetch("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)
+        rows = await self.database.fetch(
+            "SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit
+        )
         return [
             AuditEntry(
                 r["seq"],
@@ -464,24 +449,24 @@ class PostgresQueries:
         ]
 
     async def audit_head(self) -> tuple[int, str] | None:
-        row = await self.pool.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        row = await self.database.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         return None if row is None else (int(row["seq"]), str(row["hash"]))
 
     # audit checkpoints --------------------------------------------------------------------------------
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
-        await self.pool.execute(
+        await self.database.execute(
             "INSERT INTO audit_checkpoints (seq, court, head, at_ms, key, sig) VALUES ($1, $2, $3, $4, $5, $6)"
             " ON CONFLICT (seq) DO NOTHING",
             checkpoint.seq, checkpoint.court, checkpoint.head, checkpoint.at_ms, checkpoint.key, checkpoint.sig,
         )  # fmt: skip
 
     async def audit_checkpoints(self) -> list[Checkpoint]:
-        rows = await self.pool.fetch("SELECT * FROM audit_checkpoints ORDER BY seq")
+        rows = await self.database.fetch("SELECT * FROM audit_checkpoints ORDER BY seq")
         return [_checkpoint(r) for r in rows]
 
     async def witness_checkpoint(self, checkpoint: Checkpoint, *, received_ms: int) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WITNESS_LOCK)
+        async with self.database.transaction() as conn:
+            await conn.hold(_WITNESS_LOCK)
             later = await conn.fetch(
                 "SELECT seq, head FROM audit_witness WHERE court = $1 AND seq >= $2 ORDER BY seq DESC",
                 checkpoint.court, checkpoint.seq,
@@ -497,10 +482,13 @@ class PostgresQueries:
         return outcome
 
     async def witnessed_checkpoints(self, court: str) -> list[Checkpoint]:
-        rows = await self.pool.fetch("SELECT * FROM audit_witness WHERE court = $1 ORDER BY seq", court)
+        rows = await self.database.fetch("SELECT * FROM audit_witness WHERE court = $1 ORDER BY seq", court)
         return [_checkpoint(r) for r in rows]
 
 
-def _checkpoint(r: asyncpg.Record) -> Checkpoint:
+def _checkpoint(r: Row) -> Checkpoint:
+    """SQLite keeps whatever is written into a column: an ``at_ms`` that is not an integer cannot be what was
+    signed, so it is read as -1 and the checkpoint fails its signature check (reported as forged, no crash)."""
     seq = int(r["seq"])
-    return Checkpoint(r["court"], seq, seq, r["head"], int(r["at_ms"]), r["key"], r["sig"])
+    at_ms = r["at_ms"] if isinstance(r["at_ms"], int) else -1
+    return Checkpoint(r["court"], seq, seq, r["head"], at_ms, r["key"], r["sig"])

@@ -1,4 +1,5 @@
-"""Alarms on PostgreSQL (see ``alarm_port``): the partial unique index keeps one live alarm per condition."""
+"""Alarms (``alarms.port``), written once for both databases: the partial unique index keeps one live
+alarm per condition."""
 
 from __future__ import annotations
 
@@ -6,17 +7,16 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
 from alarms.models import Alarm, AlarmAction, AlarmKind, AlarmState, allowed_from, next_state
 from core.errors import NotFound
 from core.ids import CourtId, UnitId, UserId
+from persistence.database import Database, Row
 
 LIVE = ["open", "acknowledged"]
 
 
-def alarm_from_row(r: Any) -> Alarm:
-    """One row of ``alarms`` (asyncpg or aiosqlite) as an Alarm."""
+def alarm_from_row(r: Row) -> Alarm:
+    """One row of ``alarms`` as an Alarm."""
     return Alarm(
         r["id"], AlarmKind(r["kind"]), r["subject"], CourtId(r["court_id"]),
         None if r["unit_id"] is None else UnitId(r["unit_id"]), json.loads(r["details"]), r["raised_ms"],
@@ -26,11 +26,9 @@ def alarm_from_row(r: Any) -> Alarm:
     )  # fmt: skip
 
 
-class PostgresAlarms:
+class AlarmsSql:
     if TYPE_CHECKING:
-
-        @property
-        def pool(self) -> asyncpg.Pool: ...
+        database: Database
 
     async def raise_alarm(
         self,
@@ -42,7 +40,7 @@ class PostgresAlarms:
         details: dict[str, Any],
         at_ms: int,
     ) -> tuple[Alarm, bool]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.database.transaction() as conn:
             row = await conn.fetchrow(
                 "INSERT INTO alarms (kind, subject, court_id, unit_id, details, raised_ms, state, active)"
                 " VALUES ($1, $2, $3, $4, $5, $6, 'open', TRUE)"
@@ -65,7 +63,7 @@ class PostgresAlarms:
             return alarm_from_row(row), False
 
     async def clear_alarm(self, kind: AlarmKind, subject: str, *, at_ms: int, resolve: bool) -> Alarm | None:
-        row = await self.pool.fetchrow(
+        row = await self.database.fetchrow(
             "UPDATE alarms SET active = FALSE, cleared_ms = $3,"
             " state = CASE WHEN $4 THEN 'resolved' ELSE state END,"
             " closed_ms = CASE WHEN $4 THEN $3 ELSE closed_ms END"
@@ -79,7 +77,7 @@ class PostgresAlarms:
     ) -> Alarm:
         target = next_state(allowed_from(action)[0], action)
         acknowledging = action is AlarmAction.ACKNOWLEDGE
-        row = await self.pool.fetchrow(
+        row = await self.database.fetchrow(
             "UPDATE alarms SET state = $2, note = COALESCE($5, note),"
             " acknowledged_by = CASE WHEN $6 THEN $3 ELSE acknowledged_by END,"
             " acknowledged_ms = CASE WHEN $6 THEN $4 ELSE acknowledged_ms END,"
@@ -94,7 +92,7 @@ class PostgresAlarms:
         return alarm_from_row(row)
 
     async def get_alarm(self, alarm_id: int) -> Alarm:
-        row = await self.pool.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm_id)
+        row = await self.database.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm_id)
         if row is None:
             raise NotFound(f"alarm {alarm_id} does not exist")
         return alarm_from_row(row)
@@ -102,7 +100,7 @@ class PostgresAlarms:
     async def list_alarms(
         self, *, court_ids: Sequence[CourtId] | None, live_only: bool, limit: int = 500
     ) -> list[Alarm]:
-        rows = await self.pool.fetch(
+        rows = await self.database.fetch(
             "SELECT * FROM alarms WHERE ($1::text[] IS NULL OR court_id = ANY($1))"
             " AND (NOT $2 OR state = ANY($3)) ORDER BY raised_ms DESC, id DESC LIMIT $4",
             None if court_ids is None else list(court_ids), live_only, LIVE, limit,

@@ -1,4 +1,4 @@
-"""Enforcement operations on PostgreSQL (see ``operations.port``)."""
+"""Enforcement operations (``operations.port``), written once for both databases."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
 from core.errors import Conflict, NotFound
 from core.ids import CaseId, CourtId, UnitId, UserId
 from operations.models import Operation, OperationEvent, OperationKind, OperationStatus
+from persistence.database import Database, Row
 
 
-def operation_from_row(r: Any) -> Operation:
+def operation_from_row(r: Row) -> Operation:
     return Operation(r["id"], CourtId(r["court_id"]), OperationKind(r["kind"]), r["title"],
                      None if r["case_id"] is None else CaseId(r["case_id"]), UserId(r["commander_id"]),
                      r["onsite_commander"], json.loads(r["target"]),
@@ -27,7 +26,7 @@ def operation_row(o: Operation) -> tuple[Any, ...]:
             o.status.value, o.created_by, o.created_ms, o.started_ms, o.ended_ms)  # fmt: skip
 
 
-def event_from_row(r: Any) -> OperationEvent:
+def event_from_row(r: Row) -> OperationEvent:
     return OperationEvent(r["id"], r["operation_id"], r["at_ms"], r["kind"],
                           None if r["user_id"] is None else UserId(r["user_id"]), r["text"],
                           json.loads(r["ref"]))  # fmt: skip
@@ -38,28 +37,27 @@ STAMP = {OperationStatus.UNDER_WAY: "started_ms", OperationStatus.CONCLUDED: "en
          OperationStatus.CANCELLED: "ended_ms"}  # fmt: skip
 
 
-class PostgresOperations:
+class OperationsSql:
     if TYPE_CHECKING:
-
-        @property
-        def pool(self) -> asyncpg.Pool: ...
+        database: Database
 
     async def add_operation(self, operation: Operation) -> Operation:
         try:
-            row = await self.pool.fetchrow(
+            row = await self.database.fetchrow(
                 "INSERT INTO operations (id, court_id, kind, title, case_id, commander_id, onsite_commander, target,"
                 " unit_ids, status, created_by, created_ms, started_ms, ended_ms)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *",
                 *operation_row(operation),
             )
-        except asyncpg.UniqueViolationError:
+        except Conflict:
             raise Conflict(f"operation {operation.id} exists") from None
-        except asyncpg.ForeignKeyViolationError as exc:
-            raise NotFound(f"operation refers to something that does not exist: {exc.detail}") from None
+        except NotFound:
+            raise NotFound("operation refers to a court, case or user that does not exist") from None
+        assert row is not None
         return operation_from_row(row)
 
     async def get_operation(self, operation_id: str) -> Operation:
-        row = await self.pool.fetchrow("SELECT * FROM operations WHERE id = $1", operation_id)
+        row = await self.database.fetchrow("SELECT * FROM operations WHERE id = $1", operation_id)
         if row is None:
             raise NotFound(f"operation {operation_id} does not exist")
         return operation_from_row(row)
@@ -67,7 +65,7 @@ class PostgresOperations:
     async def list_operations(
         self, *, court_ids: Sequence[CourtId] | None, statuses: Sequence[OperationStatus] | None
     ) -> list[Operation]:
-        rows = await self.pool.fetch(
+        rows = await self.database.fetch(
             "SELECT * FROM operations WHERE ($1::text[] IS NULL OR court_id = ANY($1))"
             " AND ($2::text[] IS NULL OR status = ANY($2)) ORDER BY created_ms DESC, id",
             None if court_ids is None else list(court_ids), None if statuses is None else [s.value for s in statuses],
@@ -77,7 +75,7 @@ class PostgresOperations:
     async def move_operation(
         self, operation_id: str, status: OperationStatus, *, allowed: Sequence[OperationStatus], at_ms: int
     ) -> Operation | None:
-        row = await self.pool.fetchrow(
+        row = await self.database.fetchrow(
             f"UPDATE operations SET status = $2, {STAMP[status]} = $3 WHERE id = $1 AND status = ANY($4) RETURNING *",
             operation_id, status.value, at_ms, [s.value for s in allowed],
         )  # fmt: skip
@@ -87,7 +85,7 @@ class PostgresOperations:
         return operation_from_row(row)
 
     async def set_operation_units(self, operation_id: str, unit_ids: Sequence[UnitId]) -> Operation:
-        row = await self.pool.fetchrow(
+        row = await self.database.fetchrow(
             "UPDATE operations SET unit_ids = $2 WHERE id = $1 RETURNING *", operation_id, json.dumps(list(unit_ids))
         )
         if row is None:
@@ -97,15 +95,16 @@ class PostgresOperations:
     async def add_operation_event(
         self, operation_id: str, *, kind: str, text: str, at_ms: int, user_id: UserId | None, ref: dict[str, Any]
     ) -> OperationEvent:
-        row = await self.pool.fetchrow(
+        row = await self.database.fetchrow(
             "INSERT INTO operation_events (operation_id, at_ms, kind, user_id, text, ref)"
             " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
             operation_id, at_ms, kind, user_id, text, json.dumps(ref, ensure_ascii=False),
         )  # fmt: skip
+        assert row is not None
         return event_from_row(row)
 
     async def operation_events(self, operation_id: str) -> list[OperationEvent]:
-        rows = await self.pool.fetch(
+        rows = await self.database.fetch(
             "SELECT * FROM operation_events WHERE operation_id = $1 ORDER BY at_ms, id", operation_id
         )
         return [event_from_row(r) for r in rows]

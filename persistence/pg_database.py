@@ -1,0 +1,211 @@
+"""PostgreSQL under the ``persistence.database`` interface: asyncpg, queries passed through untouched.
+
+A pool is opened once; a call outside a transaction borrows a connection for that one statement. Driver
+errors become ``core.errors`` here and nowhere else. Telemetry batches go in by COPY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from core.errors import Conflict, NotFound, ServiceUnavailable
+from core.ids import UnitId
+from persistence.database import POSITION_COLUMNS, Connection, Row, position_row
+from persistence.migrations import Migration
+from persistence.models import Position
+
+_MIGRATION_LOCK = 0x43435F4D  # "CC_M": advisory lock key serialising migrations across processes
+
+
+def translate(exc: asyncpg.PostgresError) -> Exception:
+    """A driver error as the error the port promises (the others pass through unchanged)."""
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return Conflict(f"already exists ({exc.constraint_name})")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return NotFound("a referenced record does not exist")
+    if isinstance(exc, asyncpg.CheckViolationError):
+        return Conflict(f"constraint violated ({exc.constraint_name})")
+    return exc
+
+
+def _count(status: str) -> int:
+    """Rows touched, from a command tag such as ``UPDATE 3`` (0 for tags without a count)."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class _Closed:
+    """Stands for the pool while the store is closed."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ServiceUnavailable("store is not open")
+
+
+class PgConnection:
+    """One borrowed connection (inside a transaction)."""
+
+    dialect = "postgres"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        try:
+            return list(await self._conn.fetch(sql, *args))
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        try:
+            row: Row | None = await self._conn.fetchrow(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        try:
+            return await self._conn.fetchval(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        try:
+            return _count(await self._conn.execute(sql, *args))
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(sql, rows)
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+
+    def timestamp(self, value: datetime) -> Any:
+        return value
+
+    async def hold(self, *key: int) -> None:
+        marks = ", ".join(f"${i + 1}" for i in range(len(key)))
+        await self.execute(f"SELECT pg_advisory_xact_lock({marks})", *key)
+
+    def rows_table(
+        self, first: int, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, list[Any]]:
+        arrays = ", ".join(f"${first + i}::{kind}[]" for i, (_, kind) in enumerate(columns))
+        names = ", ".join(name for name, _ in columns)
+        values = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in columns]
+        return f"unnest({arrays}) AS v ({names})", values
+
+
+class PgDatabase(PgConnection):
+    """The pool; ``transaction`` borrows one connection for a unit of work."""
+
+    def __init__(self, dsn: str, *, min_size: int, max_size: int, schema: str | None) -> None:
+        super().__init__(_Closed())  # once open, the pool answers each call on a connection of its own
+        self._dsn, self._min_size, self._max_size, self._schema = dsn, min_size, max_size, schema
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise ServiceUnavailable("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        settings = {"search_path": self._schema} if self._schema else None
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=self._min_size, max_size=self._max_size, server_settings=settings
+        )
+        self._conn = self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool, self._conn = self._pool, None, _Closed()
+            await pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield PgConnection(conn)
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+
+    # dialect-specific units of work -------------------------------------------------------------------
+    async def applied_migrations(self) -> list[int]:
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            return [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+
+    async def migrate(self, migrations: Sequence[Migration]) -> list[int]:
+        """Each migration under a transaction-scoped advisory lock, so several processes starting together
+        apply each one exactly once."""
+        done: list[int] = []
+        await self.applied_migrations()
+        async with self.pool.acquire() as conn:
+            for migration in migrations:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                    already = await conn.fetchval(
+                        "SELECT 1 FROM schema_migrations WHERE version = $1", migration.version
+                    )
+                    if already:
+                        continue
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                        migration.version,
+                        migration.name,
+                    )
+                    done.append(migration.version)
+        return done
+
+    async def version(self) -> str:
+        return str(await self.pool.fetchval("SHOW server_version"))
+
+    async def insert_positions(self, positions: Sequence[Position]) -> set[tuple[UnitId, int]]:
+        """COPY the batch into a session-local staging table, then move the new rows across.
+
+        COPY is the fast path for bulk rows but cannot skip duplicates, so the staging table takes the
+        batch and ``INSERT … ON CONFLICT DO NOTHING RETURNING`` tells which (unit, seq) were new.
+        """
+        if not positions:
+            return set()
+        rows = [position_row(p) for p in positions]
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS positions_in (LIKE positions INCLUDING DEFAULTS) "
+                    "ON COMMIT DELETE ROWS"
+                )
+                await conn.copy_records_to_table("positions_in", records=rows, columns=POSITION_COLUMNS)
+                inserted = await conn.fetch(_MOVE_NEW_POSITIONS)
+                await conn.execute(_UPSERT_LATEST)
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+        return {(UnitId(r["unit_id"]), r["seq"]) for r in inserted}
+
+
+_COLUMNS = ", ".join(POSITION_COLUMNS)
+_MOVE_NEW_POSITIONS = (
+    f"INSERT INTO positions ({_COLUMNS}) SELECT DISTINCT ON (unit_id, seq) {_COLUMNS} "
+    "FROM positions_in ORDER BY unit_id, seq ON CONFLICT DO NOTHING RETURNING unit_id, seq"
+)
+_UPSERT_LATEST = f"""
+INSERT INTO unit_latest ({_COLUMNS})
+SELECT DISTINCT ON (unit_id) {_COLUMNS} FROM positions_in
+ORDER BY unit_id, LEAST(fix_time_ms, received_ms) DESC, seq DESC
+ON CONFLICT (unit_id) DO UPDATE SET seq = excluded.seq, fix_time_ms = excluded.fix_time_ms, lat = excluded.lat,
+    lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps,
+    heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct,
+    sos = excluded.sos, received_ms = excluded.received_ms
+WHERE (LEAST(excluded.fix_time_ms, excluded.received_ms), excluded.seq)
+    > (LEAST(unit_latest.fix_time_ms, unit_latest.received_ms), unit_latest.seq)
+"""  # a fix ahead of the server's clock counts as received now (field_units.tracker.live_key)
