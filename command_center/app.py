@@ -39,6 +39,7 @@ from command_center.keys import (
 )
 from command_center.loop_lag import loop_lag_ctx
 from command_center.media_ctx import media_ctx
+from command_center.media_http import media_cors
 from command_center.middleware import body_in_time, errors_as_json, same_origin_websockets, security_headers
 from command_center.pages import install_pages
 from command_center.queries_ctx import query_control_ctx
@@ -70,7 +71,7 @@ def create_app(
     replaces the configured partner agencies (tests point them at simulators on ephemeral ports).
     """
     app = web.Application(
-        middlewares=[security_headers, errors_as_json, same_origin_websockets, body_in_time],
+        middlewares=[security_headers, media_cors, errors_as_json, same_origin_websockets, body_in_time],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from alarms.models import Alarm, AlarmKind
 from command_center.keys import ALARMS, AUDIT, CLUSTER, MEDIA, TRACKER
+from command_center.media_http import MEDIA_RATES, MediaRates
 from config.settings import MediaSettings
 from media.sessions import MediaHub
 
@@ -27,6 +28,7 @@ def media_ctx(settings: MediaSettings, recordings: Path) -> Callable[[web.Applic
             await hub.close()
             raise
         app[MEDIA] = hub
+        app[MEDIA_RATES] = rates = MediaRates(settings.requests_per_minute)
 
         def record_sos(alarm: Alarm) -> None:
             """An SOS from a unit that streams starts its recording at once (evidence of what happened)."""
@@ -39,5 +41,6 @@ def media_ctx(settings: MediaSettings, recordings: Path) -> Callable[[web.Applic
         finally:
             app[ALARMS].on_raised.remove(record_sos)
             await hub.close()
+            rates.close()
 
     return ctx

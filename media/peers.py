@@ -25,6 +25,7 @@ from media import passthrough
 from media.frames import Feed, KeyframeRequests, is_keyframe
 from media.recording import SessionRecorder
 from media.table import Session
+from media.trickle import new_etag
 from persistence.models import Unit
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ class WebRtcLink:
     def state(self) -> str:
         return str(self.pc.connectionState)
 
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self.pc
+
     async def request_keyframe(self) -> int | None:
         video = self.receivers.get("video")
         return None if video is None else await passthrough.request_keyframe(video)
@@ -71,11 +76,18 @@ class WebRtcLink:
 class PeerSession(Session):
     """A session with something to free; ``close()`` frees it once, whoever calls it and how often."""
 
+    #: The entity-tag of the session's ICE state (RFC 9725 §4.3.1): a PATCH must name it; a restart changes it.
+    etag: str = field(default_factory=new_etag)
     _closed: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @property
     def state(self) -> str:
         raise NotImplementedError  # every kind below has a transport
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        """The WebRTC peer connection, if this session has one (trickle ICE and restarts act on it)."""
+        return None
 
     async def close(self) -> None:
         if self._closed is None:
@@ -117,6 +129,10 @@ class Publisher(PeerSession):
     @property
     def state(self) -> str:
         return self.link.state
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self.link.pc if isinstance(self.link, WebRtcLink) else None
 
     def want_keyframe(self) -> None:
         self.keyframes.want()
@@ -203,6 +219,10 @@ class ViewerSession(PeerSession):
     def state(self) -> str:
         return str(self.pc.connectionState)
 
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self.pc
+
     def details(self) -> dict[str, Any]:
         unit = self.publisher.unit
         return {
@@ -236,6 +256,10 @@ class TalkSession(PeerSession):
     @property
     def state(self) -> str:
         return str(self.pc.connectionState)
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self.pc
 
     def frame(self, data: bytes, timestamp: int, clock_rate: int) -> None:
         """One encoded audio frame of the operator: to the unit, while this is its talker."""
