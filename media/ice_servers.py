@@ -29,11 +29,14 @@ def turn_credential(secret: str, who: str, now: float, lifetime_s: int) -> TurnC
 
 
 def link_headers(servers: Sequence[str], credential: TurnCredential | None) -> list[str]:
-    """One ``Link`` value per server; TURN servers carry the credential (RFC 9725 §4.6, RFC 8288 quoting)."""
+    """One ``Link`` value per server; TURN servers carry the credential, and are left out without one
+    (RFC 9725 §4.6, RFC 8288 quoting)."""
     links = []
     for url in servers:
         link = f'<{url}>; rel="ice-server"'
-        if url.startswith(("turn:", "turns:")) and credential is not None:
+        if url.startswith(("turn:", "turns:")):
+            if credential is None:  # a TURN server without a credential would only make clients fail there
+                continue
             link += (f'; username="{_quoted(credential.username)}"; credential="{_quoted(credential.password)}"'
                      '; credential-type="password"')  # fmt: skip
         links.append(link)

@@ -79,9 +79,9 @@ class UnitPeer:
 
     def __init__(self, world: World, *, video: str | None = "video/VP8", audio: bool = False,
                  channel: bool = True, rgb: tuple[int, int, int] = (200, 40, 40),
-                 talkback: bool = False) -> None:  # fmt: skip
+                 talkback: bool = False, configuration: RTCConfiguration | None = None) -> None:  # fmt: skip
         self.world = world
-        self.pc = new_pc()
+        self.pc = new_pc() if configuration is None else RTCPeerConnection(configuration)
         self.location = ""
         self.etag = ""
         self.answer = ""

@@ -265,7 +265,7 @@ def test_turn_links_carry_a_credential_coturn_checks_and_stun_links_none() -> No
     stun, turns = link_headers(["stun:s.example:3478", "turns:t.example:443?transport=tcp"], credential)
     assert stun == '<stun:s.example:3478>; rel="ice-server"'
     assert turns.startswith('<turns:t.example:443?transport=tcp>; rel="ice-server"; username="1600:HLJ0102-U01"')
-    assert link_headers(["turn:t.example"], None) == ['<turn:t.example>; rel="ice-server"']
+    assert link_headers(["stun:s.example", "turn:t.example"], None) == ['<stun:s.example>; rel="ice-server"']
 
 
 def test_bundled_answers_say_rtcp_mux_only_and_unbundled_ones_are_left_alone() -> None:
