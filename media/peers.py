@@ -81,10 +81,6 @@ class PeerSession(Session):
     _closed: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @property
-    def state(self) -> str:
-        raise NotImplementedError  # every kind below has a transport
-
-    @property
     def peer_connection(self) -> RTCPeerConnection | None:
         """The WebRTC peer connection, if this session has one (trickle ICE and restarts act on it)."""
         return None
@@ -97,7 +93,7 @@ class PeerSession(Session):
     async def _free(self) -> None:
         """Free what this session holds (each kind its own)."""
 
-    def dependents(self) -> list[PeerSession]:
+    def dependents(self) -> list[AnySession]:
         """Sessions that end with this one."""
         return []
 
@@ -190,7 +186,7 @@ class Publisher(PeerSession):
         task.add_done_callback(_log_failure)
         task.add_done_callback(self.tasks.discard)
 
-    def dependents(self) -> list[PeerSession]:
+    def dependents(self) -> list[AnySession]:
         return [*self.viewers.values(), *([self.talker] if self.talker is not None else [])]
 
     async def _free(self) -> None:
@@ -283,6 +279,10 @@ class TalkSession(PeerSession):
         if self.publisher.talker is self:
             self.publisher.talker = None
         await self.pc.close()
+
+
+#: Every kind of session; each has a transport ``state`` the supervisor reads.
+AnySession = Publisher | ViewerSession | TalkSession
 
 
 def talk_feed(capacity: int) -> passthrough.EncodedTrack:

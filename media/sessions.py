@@ -55,7 +55,16 @@ from media.offers import (
     rtcp_mux_only,
     talks_back,
 )
-from media.peers import PeerSession, Publisher, PublisherLink, TalkSession, ViewerSession, WebRtcLink, talk_feed
+from media.peers import (
+    AnySession,
+    PeerSession,
+    Publisher,
+    PublisherLink,
+    TalkSession,
+    ViewerSession,
+    WebRtcLink,
+    talk_feed,
+)
 from media.recording import Segment, SessionRecorder, recover
 from media.table import Close, Connected, Role, SessionId, SessionTable, Viewer
 from media.trickle import check_if_match, new_etag, parse_fragment, restart_answer
@@ -142,7 +151,7 @@ class MediaHub:
         self._ingest = ingest
         self._audit = views
         self._clock = clock
-        self._table: SessionTable[Publisher, PeerSession] = SessionTable(settings)
+        self._table: SessionTable[Publisher, ViewerSession | TalkSession] = SessionTable(settings)
         self._ending: dict[SessionId, asyncio.Task[None]] = {}
         self._supervisor: asyncio.Task[None] | None = None
         self._unavailable: str | None = None
@@ -534,7 +543,7 @@ class MediaHub:
                     if waiting is action.session:
                         self._connected(waiting)
 
-    def _close_later(self, session: PeerSession, reason: str) -> asyncio.Task[None]:
+    def _close_later(self, session: AnySession, reason: str) -> asyncio.Task[None]:
         """Close a session (once): out of the table now, then freed, audited and its place released."""
         task = self._ending.get(session.id)
         if task is None:
@@ -546,10 +555,10 @@ class MediaHub:
             task.add_done_callback(lambda _: self._ending.pop(session.id, None))
         return task
 
-    async def _end(self, session: PeerSession, reason: str) -> None:
+    async def _end(self, session: AnySession, reason: str) -> None:
         await asyncio.shield(self._close_later(session, reason))
 
-    async def _close(self, session: PeerSession, reason: str, release: UnitId | None) -> None:
+    async def _close(self, session: AnySession, reason: str, release: UnitId | None) -> None:
         try:
             if release is not None:
                 await self._announce(release, here=False)
