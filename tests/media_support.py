@@ -13,9 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import aioice
 import aioice.ice
-import aioice.utils
 import av
 import numpy as np
 import pytest
@@ -30,6 +28,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from field_device import ice_restart
 from tests.conftest import World
 
 UNIT = "HLJ0102-U01"
@@ -194,39 +193,14 @@ async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: 
     assert predicate(), f"{what}: not within {within} s"
 
 
-def ice_connection(pc: RTCPeerConnection) -> aioice.Connection:
-    """The aioice connection under a peer connection's one bundled transport."""
-    for transceiver in pc.getTransceivers():
-        if transceiver.receiver.transport is not None:
-            return transceiver.receiver.transport.transport._connection
-    assert pc.sctp is not None
-    return pc.sctp.transport.transport._connection
-
-
 async def handover(world: World, unit: UnitPeer, address: str) -> str:
-    """What a unit does when its network changes (4G handover): it gets a new local address, restarts ICE
-    with new credentials over PATCH (RFC 9725 §4.3.2), checks and nominates the new path, and drops the old
-    one. aiortc cannot restart ICE itself, so this does it on its aioice connection. Returns the new ETag."""
-    connection = ice_connection(unit.pc)
-    old = connection._nominated[1]
-    [candidate] = await connection.get_component_candidates(1, [address])
-    moved = connection._protocols[-1]
-    ufrag, pwd = aioice.utils.random_string(4), aioice.utils.random_string(22)
-    fragment = (f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
-                f"a=candidate:{candidate.to_sdp()}\r\na=end-of-candidates\r\n")  # fmt: skip
-    response = await world.client.patch(unit.location, data=fragment, headers={
-        **world.auth("device"), "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": unit.etag})  # fmt: skip
-    body = await response.text()
-    assert response.status == 200, body
-    lines = body.splitlines()
-    server_ufrag = next(line.split(":", 1)[1] for line in lines if line.startswith("a=ice-ufrag:"))
-    server_pwd = next(line.split(":", 1)[1] for line in lines if line.startswith("a=ice-pwd:"))
-    [server] = [aioice.Candidate.from_sdp(line.split(":", 1)[1]) for line in lines if line.startswith("a=candidate:")]
-    connection._local_username, connection._local_password = ufrag, pwd
-    connection.remote_username, connection.remote_password = server_ufrag, server_pwd
-    pair = aioice.ice.CandidatePair(moved, server)
-    connection._check_list.append(pair)
-    await connection.check_start(pair)  # aiortc's side controls and nominates at once (aggressive nomination)
-    assert connection._nominated[1] is pair, "the new path was not nominated"
-    await old.protocol.close()  # the old address is gone
+    """What a unit does when its network changes (4G handover): a new local address, an ICE restart over
+    PATCH (RFC 9725 §4.3.2) with the reference unit's own code (``field_device.ice_restart``), the old path
+    dropped. Returns the session's new ETag."""
+    restart = await ice_restart.begin(unit.pc, address)
+    response = await world.client.patch(unit.location, data=restart.fragment, headers={
+        **world.auth("device"), "Content-Type": ice_restart.MEDIA_TYPE, "If-Match": unit.etag})  # fmt: skip
+    answer = await response.text()
+    assert response.status == 200, answer
+    await ice_restart.finish(restart, answer)
     return response.headers["ETag"]

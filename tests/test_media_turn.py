@@ -22,8 +22,9 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from command_center.keys import MEDIA
 from core.ids import UnitId
+from field_device.ice_restart import ice_connection
 from tests.conftest import AppFactory
-from tests.media_support import SDP_HEADERS, UNIT, UnitPeer, ViewerPeer, ice_connection, loopback
+from tests.media_support import SDP_HEADERS, UNIT, UnitPeer, ViewerPeer, loopback
 
 __all__ = ["loopback"]
 pytestmark = [

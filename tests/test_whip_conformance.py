@@ -14,6 +14,7 @@ from aiortc import RTCSessionDescription
 
 from command_center.keys import MEDIA
 from core.ids import UnitId
+from field_device.ice_restart import ice_connection
 from media.sessions import MediaHub
 from tests.conftest import AppFactory, World
 from tests.media_support import (
@@ -24,7 +25,6 @@ from tests.media_support import (
     connected,
     eventually,
     handover,
-    ice_connection,
     loopback,
 )
 
