@@ -9,6 +9,7 @@ from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.composition import components
 from command_center.keys import OPENAPI, SETTINGS
+from command_center.media_http import media_cors
 from command_center.middleware import body_in_time, errors_as_json, same_origin_websockets, security_headers
 from command_center.pages import install_pages
 from config.settings import Settings
@@ -26,7 +27,13 @@ def create_app(
     replaces the configured partner agencies (tests point them at simulators on ephemeral ports).
     """
     app = web.Application(
-        middlewares=[security_headers(settings.maps.tile_url), errors_as_json, same_origin_websockets, body_in_time],
+        middlewares=[
+            security_headers(settings.maps.tile_url),
+            media_cors,
+            errors_as_json,
+            same_origin_websockets,
+            body_in_time,
+        ],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings

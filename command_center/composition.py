@@ -62,6 +62,7 @@ from command_center.keys import (
     WRITER,
 )
 from command_center.loop_lag import sample_forever, watch_lag
+from command_center.media_http import MEDIA_RATES, MediaRates
 from command_center.metrics import Metrics
 from command_center.metrics_state import StateCollector, StateReader
 from command_center.revocation import Revocations
@@ -394,6 +395,9 @@ async def _start_media(
     stack.push_async_callback(media.close)  # before start: a failed start (recovering a recording) stops what it began
     await media.start()
     app[MEDIA] = media
+    rates = MediaRates(settings.requests_per_minute)  # WHIP/WHEP POST, PATCH and DELETE per caller
+    stack.callback(rates.close)
+    app[MEDIA_RATES] = rates
     return media
 
 

@@ -14,6 +14,7 @@ import logging
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from cluster.port import media_lease
 from command_center.keys import CLUSTER, HTTP_CLIENT, MEDIA
@@ -23,8 +24,8 @@ from core.ids import UnitId
 log = logging.getLogger(__name__)
 
 FORWARDED_BY = "X-CC-Forwarded-By"
-PASSED_ON = ("Authorization", "Content-Type", "Accept", "Accept-Language")
-PASSED_BACK = ("Content-Type", "Location", "Link", "ETag")
+PASSED_ON = ("Authorization", "Content-Type", "Accept", "Accept-Language", "If-Match")
+PASSED_BACK = ("Content-Type", "Location", "ETag", "Accept-Patch", "Retry-After")  # Link: below, each one
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=20)
 
 
@@ -48,7 +49,9 @@ async def on_unit_node(request: web.Request, unit_id: UnitId, body: bytes = b"")
             request.method, url + request.rel_url.path_qs, data=body, headers=headers, timeout=FORWARD_TIMEOUT
         ) as answer:
             payload = await answer.read()
-            passed = {name: answer.headers[name] for name in PASSED_BACK if name in answer.headers}
+            passed = CIMultiDict((name, answer.headers[name]) for name in PASSED_BACK if name in answer.headers)
+            for link in answer.headers.getall("Link", []):
+                passed.add("Link", link)
             return web.Response(status=answer.status, body=payload, headers=passed)
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("media: forwarding %s %s to %s failed: %s", request.method, request.path, node, exc)

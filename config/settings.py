@@ -212,6 +212,19 @@ class MediaSettings(Section):
     ice_addresses: list[str] = Field(default_factory=list, max_length=16)
     #: A recording is cut into segments of about this length, each hashed into the audit log when finished.
     segment_seconds: float = Field(60.0, ge=0.5, le=3600)
+    #: Origins of pages elsewhere allowed to call WHIP/WHEP from a browser (CORS), e.g. ``https://wall.court.example``;
+    #: empty: only this server's own pages (no CORS headers are sent).
+    cors_origins: list[str] = Field(default_factory=list, max_length=64)
+    #: STUN/TURN servers handed to units and viewers in ``Link: rel="ice-server"`` headers (RFC 9725 §4.6), e.g.
+    #: ``turn:turn.court.example:3478?transport=udp`` or ``turns:turn.court.example:443?transport=tcp``.
+    ice_servers: list[str] = Field(default_factory=list, max_length=16)
+    #: coturn's ``static-auth-secret`` (``use-auth-secret``): each answer carries a TURN username and password made
+    #: from it (the REST scheme coturn implements) that expire after ``turn_credential_seconds``. Empty: none.
+    turn_secret: str = Field("", max_length=256, repr=False)
+    turn_credential_seconds: int = Field(3600, ge=60, le=86_400)
+    #: WHIP/WHEP/talkback POST, PATCH and DELETE requests one caller (a unit, a user) may make a minute on one
+    #: process; beyond, 429 with Retry-After.
+    requests_per_minute: int = Field(120, ge=1, le=100_000)
 
 
 class ClusterSettings(Section):

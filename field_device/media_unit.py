@@ -24,6 +24,7 @@ from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from field_device import ice_restart
 from field_device.outbox import Outbox, OutboxFull
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class MediaUnit:
         self._players: list[Any] = []
         self._talk: asyncio.Task[None] | None = None
         self.location = ""
+        self.etag = ""  # the session's entity-tag: an ICE restart must name it (RFC 9725 §4.3.1)
         self.connected = False
         self.reconnects = 0
         self.acked = 0
@@ -114,6 +116,27 @@ class MediaUnit:
         """Simulate the link failing (the peer connection closes under the unit)."""
         if self._pc is not None:
             await self._pc.close()
+
+    async def handover(self, address: str) -> None:
+        """The unit's network changed (4G handover, Wi-Fi ↔ 4G) and ``address`` is its new one: restart ICE
+        on the same WHIP session (``field_device.ice_restart``) instead of publishing again, so the recording
+        and the viewers carry on. If the server refuses, the link fails and the unit publishes anew."""
+        pc, session = self._pc, self._session
+        if pc is None or session is None or not self.location:
+            raise ice_restart.RestartFailed("not publishing")
+        restart = await ice_restart.begin(pc, address)
+        async with session.patch(
+            f"{self._base}{self.location}",
+            data=restart.fragment,
+            headers={**self._headers, "Content-Type": ice_restart.MEDIA_TYPE, "If-Match": self.etag},
+            timeout=WHIP_TIMEOUT,
+        ) as response:
+            answer = await response.text()
+            if response.status != 200:
+                raise ice_restart.RestartFailed(f"ICE restart refused ({response.status}): {answer[:200]}")
+            self.etag = response.headers.get("ETag", self.etag)
+        await ice_restart.finish(restart, answer)
+        log.info("%s: ICE restarted from %s", self.label, address)
 
     # the session ------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -152,6 +175,7 @@ class MediaUnit:
             if response.status != 201:
                 raise ConnectionError(f"WHIP refused ({response.status}): {answer[:200]}")
             self.location = response.headers["Location"]
+            self.etag = response.headers.get("ETag", "")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     def _tracks(self) -> list[MediaStreamTrack]:

@@ -352,3 +352,11 @@ def prefer_dtls_server(sdp: str) -> str:
     the offerer had asked to be the client.
     """
     return re.sub(r"(?m)^a=setup:actpass(\r?)$", r"a=setup:active\1", sdp)
+
+
+def rtcp_mux_only(answer: str) -> str:
+    """Mark every bundled RTP section of an answer ``a=rtcp-mux-only`` (RFC 8858; RFC 9725 §4.5 has WHIP
+    and WHEP use BUNDLE with RTP and RTCP on one port). aiortc multiplexes always but only says ``rtcp-mux``."""
+    if not re.search(r"(?m)^a=group:BUNDLE ", answer):
+        return answer
+    return re.sub(r"(?m)^a=rtcp-mux(\r?)$", r"a=rtcp-mux\1\na=rtcp-mux-only\1", answer)

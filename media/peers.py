@@ -25,6 +25,7 @@ from media import passthrough
 from media.frames import Feed, KeyframeRequests, is_keyframe
 from media.recording import SessionRecorder
 from media.table import Session
+from media.trickle import new_etag
 from persistence.models import Unit
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ class WebRtcLink:
     def state(self) -> str:
         return str(self.pc.connectionState)
 
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self.pc
+
     async def request_keyframe(self) -> int | None:
         video = self.receivers.get("video")
         return None if video is None else await passthrough.request_keyframe(video)
@@ -71,11 +76,14 @@ class WebRtcLink:
 class PeerSession(Session):
     """A session with something to free; ``close()`` frees it once, whoever calls it and how often."""
 
+    #: The entity-tag of the session's ICE state (RFC 9725 §4.3.1): a PATCH must name it; a restart changes it.
+    etag: str = field(default_factory=new_etag)
     _closed: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @property
-    def state(self) -> str:
-        raise NotImplementedError  # every kind below has a transport
+    def peer_connection(self) -> RTCPeerConnection | None:
+        """The WebRTC peer connection, if this session has one (trickle ICE and restarts act on it)."""
+        return None
 
     async def close(self) -> None:
         if self._closed is None:
@@ -85,7 +93,7 @@ class PeerSession(Session):
     async def _free(self) -> None:
         """Free what this session holds (each kind its own)."""
 
-    def dependents(self) -> list[PeerSession]:
+    def dependents(self) -> list[AnySession]:
         """Sessions that end with this one."""
         return []
 
@@ -122,6 +130,10 @@ class Publisher(PeerSession):
     @property
     def state(self) -> str:
         return self.link.state
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self.link.pc if isinstance(self.link, WebRtcLink) else None
 
     def want_keyframe(self) -> None:
         self.keyframes.want()
@@ -179,7 +191,7 @@ class Publisher(PeerSession):
         task.add_done_callback(_log_failure)
         task.add_done_callback(self.tasks.discard)
 
-    def dependents(self) -> list[PeerSession]:
+    def dependents(self) -> list[AnySession]:
         return [*self.viewers.values(), *([self.talker] if self.talker is not None else [])]
 
     async def _free(self) -> None:
@@ -218,6 +230,10 @@ class ViewerSession(PeerSession):
     def state(self) -> str:
         return str(self.pc.connectionState)
 
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self.pc
+
     def details(self) -> dict[str, Any]:
         unit = self.publisher.unit
         return {
@@ -255,6 +271,10 @@ class TalkSession(PeerSession):
     def state(self) -> str:
         return str(self.pc.connectionState)
 
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        return self.pc
+
     def frame(self, data: bytes, timestamp: int, clock_rate: int) -> None:
         """One encoded audio frame of the operator: to the unit, while this is its talker."""
         talk = self.publisher.talk
@@ -277,6 +297,10 @@ class TalkSession(PeerSession):
         if self.publisher.talker is self:
             self.publisher.talker = None
         await self.pc.close()
+
+
+#: Every kind of session; each has a transport ``state`` the supervisor reads.
+AnySession = Publisher | ViewerSession | TalkSession
 
 
 def talk_feed(capacity: int) -> passthrough.EncodedTrack:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -42,7 +42,7 @@ from cluster.port import media_lease
 from config.settings import MediaSettings
 from core.errors import AppError, BadRequest, Conflict, NotStreaming, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId, UserId
-from media import passthrough, telemetry_channel
+from media import ice_control, passthrough, telemetry_channel
 from media.evidence import SEGMENT_ACTION
 from media.frames import Feed, KeyframeRequests
 from media.ice import restrict_host_addresses
@@ -54,19 +54,60 @@ from media.offers import (
     plan_talk,
     plan_view,
     prefer_dtls_server,
+    rtcp_mux_only,
     talks_back,
 )
-from media.peers import PeerSession, Publisher, PublisherLink, TalkSession, ViewerSession, WebRtcLink, talk_feed
+from media.peers import (
+    AnySession,
+    PeerSession,
+    Publisher,
+    PublisherLink,
+    TalkSession,
+    ViewerSession,
+    WebRtcLink,
+    talk_feed,
+)
 from media.recording import Segment, SessionRecorder, recover
 from media.table import Close, Connected, Role, SessionId, SessionTable, Viewer
+from media.trickle import check_if_match, new_etag, parse_fragment, restart_answer
 from persistence.models import Unit
 
-__all__ = ["AuditPort", "ClusterPort", "MediaHub", "Publisher", "SessionId", "ViewRecorder", "Viewer"]
+__all__ = [
+    "Answered",
+    "AuditPort",
+    "ClusterPort",
+    "MediaHub",
+    "Publisher",
+    "Role",
+    "SessionId",
+    "ViewRecorder",
+    "Viewer",
+]
 
 log = logging.getLogger(__name__)
 
 SUPERVISE_EVERY = 0.25  # seconds between checks of connection state, ICE deadline and silence
 KEYFRAME_INTERVAL = 1.0  # at most one PLI a second to a unit (the first one at once)
+# Retry-After (seconds) on 409 and 503 (RFC 9725 §4.2 lets a client retry; these say when it is worth it).
+NOT_STREAMING_RETRY = 5  # a unit that is not streaming may be reconnecting (silence or 4G handover)
+TALKER_BUSY_RETRY = 3  # push-to-talk is held for seconds at a time
+AUDIT_RETRY = 2  # the audit log's database was away for a moment
+UNAVAILABLE_RETRY = 300  # this process's aiortc cannot forward media: an operator has to act
+
+
+class Answered(NamedTuple):
+    """A new session's id, the SDP answer and the session's entity-tag (RFC 9725 §4.3.1)."""
+
+    id: SessionId
+    sdp: str
+    etag: str
+
+
+class Patched(NamedTuple):
+    """A PATCH's outcome: the session's entity-tag after it, and the server's fragment if ICE restarted."""
+
+    etag: str
+    fragment: str | None
 
 
 class AuditPort(Protocol):
@@ -126,7 +167,7 @@ class MediaHub:
         self._audit = views
         self._clock = clock
         self.counts = MediaCounts()
-        self._table: SessionTable[Publisher, PeerSession] = SessionTable(settings)
+        self._table: SessionTable[Publisher, ViewerSession | TalkSession] = SessionTable(settings)
         self._ending: dict[SessionId, asyncio.Task[None]] = {}
         self._supervisor: asyncio.Task[None] | None = None
         self._unavailable: str | None = None
@@ -187,7 +228,7 @@ class MediaHub:
 
     # WHIP -------------------------------------------------------------------------------------------
 
-    async def publish(self, unit: Unit, offer_sdp: str) -> tuple[SessionId, str]:
+    async def publish(self, unit: Unit, offer_sdp: str) -> Answered:
         """Answer a unit's WHIP offer; a unit that publishes again replaces its previous session."""
         plan = self._plan(offer_sdp, lambda offer: plan_publish(offer))
         talkback = talks_back(parse_offer(offer_sdp))
@@ -217,7 +258,7 @@ class MediaHub:
         publisher.own(self._telemetry(publisher), "telemetry")
         pc.on("connectionstatechange", lambda: self._connected(publisher) if link.state == "connected" else None)
         await self._register(publisher, f"offered {plan}")
-        return publisher.id, answer
+        return Answered(publisher.id, answer, publisher.etag)
 
     async def attach(self, unit: Unit, media: dict[str, str], link: PublisherLink) -> Publisher:
         """Make a non-WebRTC source the unit's session (module docstring): 503 when the process is full."""
@@ -316,12 +357,12 @@ class MediaHub:
 
     # WHEP -------------------------------------------------------------------------------------------
 
-    async def view(self, viewer: Viewer, unit_id: UnitId, offer_sdp: str) -> tuple[SessionId, str]:
+    async def view(self, viewer: Viewer, unit_id: UnitId, offer_sdp: str) -> Answered:
         """Answer a viewer's WHEP offer with the unit's live media, forwarded as the unit encoded it."""
         self._check_available()
         publisher = self.publisher(unit_id)
         if publisher is None:
-            raise NotStreaming(f"unit {unit_id} is not streaming")
+            raise NotStreaming(f"unit {unit_id} is not streaming", retry_after=NOT_STREAMING_RETRY)
         plan = self._plan(offer_sdp, lambda offer: plan_view(offer, publisher.media))
         session = ViewerSession(id=self._hold(viewer), role=Role.VIEWER, unit_id=unit_id, created=self._clock(),
                                 owner=viewer, pc=self._new_pc(), publisher=publisher)  # fmt: skip
@@ -336,20 +377,22 @@ class MediaHub:
                 session.tracks[kind] = track
             answer = await self._answer(pc, offer_sdp)
             if self.publisher(unit_id) is not publisher:
-                raise Conflict(f"unit {unit_id} stopped streaming")
+                raise Conflict(f"unit {unit_id} stopped streaming", retry_after=NOT_STREAMING_RETRY)
             session.started_ms = int(time.time() * 1000)
             try:
                 await self._audit.record("media.view.start", viewer.user_id, details=session.details())
             except Exception as exc:
                 log.exception("media: cannot record the start of a view of %s", unit_id)
-                raise ServiceUnavailable("the view cannot be recorded in the audit log; try again") from exc
+                raise ServiceUnavailable(
+                    "the view cannot be recorded in the audit log; try again", retry_after=2
+                ) from exc
         except BaseException:
             await self._discard(session)
             raise
         self._table.add(session)
         publisher.watch(session)
         log.info("media: %s viewing unit %s (session %s)", viewer.username, unit_id, session.id)
-        return session.id, answer
+        return Answered(session.id, answer, session.etag)
 
     async def end_view(self, user_id: UserId, unit_id: UnitId, session_id: SessionId) -> None:
         await self._end(self._table.owned(Role.VIEWER, session_id, user_id, unit_id), "ended by the viewer")
@@ -396,18 +439,18 @@ class MediaHub:
 
     # Talkback ---------------------------------------------------------------------------------------
 
-    async def talk(self, viewer: Viewer, unit_id: UnitId, offer_sdp: str) -> tuple[SessionId, str]:
+    async def talk(self, viewer: Viewer, unit_id: UnitId, offer_sdp: str) -> Answered:
         """Answer an operator's push-to-talk offer: their microphone goes to the unit, encoded as sent."""
         self._check_available()
         publisher = self.publisher(unit_id)
         if publisher is None:
-            raise NotStreaming(f"unit {unit_id} is not streaming")
+            raise NotStreaming(f"unit {unit_id} is not streaming", retry_after=NOT_STREAMING_RETRY)
         if publisher.talk is None:
             raise Conflict(f"unit {unit_id} cannot play talkback: its offer's audio is not sendrecv")
         talker = publisher.talker
         if talker is not None and talker.id not in self._ending:
             name = talker.owner.username if talker.owner else "someone"
-            raise Conflict(f"{name} is talking to unit {unit_id}; one talker at a time")
+            raise Conflict(f"{name} is talking to unit {unit_id}; one talker at a time", retry_after=TALKER_BUSY_RETRY)
         mime = self._plan(offer_sdp, lambda offer: {"audio": plan_talk(offer)})["audio"]
         session = TalkSession(id=self._hold(viewer), role=Role.TALKER, unit_id=unit_id, created=self._clock(),
                               owner=viewer, pc=self._new_pc(), publisher=publisher)  # fmt: skip
@@ -426,16 +469,43 @@ class MediaHub:
         self._table.add(session)
         publisher.talker = session
         log.info("media: %s talking to unit %s (session %s)", viewer.username, unit_id, session.id)
-        return session.id, answer
+        return Answered(session.id, answer, session.etag)
 
     async def end_talk(self, user_id: UserId, unit_id: UnitId, session_id: SessionId) -> None:
         await self._end(self._table.owned(Role.TALKER, session_id, user_id, unit_id), "ended by the operator")
+
+    # Trickle ICE and ICE restart (RFC 9725 §4.3) ---------------------------------------------------
+
+    def session(self, role: Role, unit_id: UnitId, session_id: SessionId, user_id: UserId | None) -> PeerSession:
+        """A live session by its URL: a unit's own WHIP session, or the caller's own view or talkback (404)."""
+        if role is Role.PUBLISHER:
+            return self._table.publisher_of(session_id, unit_id)
+        assert user_id is not None
+        return self._table.owned(role, session_id, user_id, unit_id)
+
+    async def patch(self, session: PeerSession, if_match: str | None, body: bytes) -> Patched:
+        """Trickled candidates (nothing to answer) or an ICE restart (the server's new fragment, a new ETag):
+        the session, its recording and its viewers carry on either way (``media.ice_control``)."""
+        check_if_match(if_match, session.etag)
+        fragment = parse_fragment(body)
+        pc = session.peer_connection
+        if pc is None:
+            raise Conflict("this session has no WebRTC transport to patch")
+        if fragment.ufrag is not None and fragment.pwd is not None and fragment.restarts(ice_control.remote_ufrag(pc)):
+            local = await ice_control.restart(pc, fragment.ufrag, fragment.pwd, fragment.candidates, fragment.end)
+            session.etag = new_etag()
+            log.info("media: %s session %s of unit %s: ICE restarted", session.role, session.id, session.unit_id)
+            return Patched(
+                session.etag, restart_answer(local.kind, local.mid, local.ufrag, local.pwd, local.candidates)
+            )
+        await ice_control.add_candidates(pc, fragment.candidates, fragment.end)
+        return Patched(session.etag, None)
 
     # Negotiation ------------------------------------------------------------------------------------
 
     def _check_available(self) -> None:
         if self._unavailable is not None:
-            raise ServiceUnavailable(self._unavailable)
+            raise ServiceUnavailable(self._unavailable, retry_after=UNAVAILABLE_RETRY)
 
     def _plan(self, offer_sdp: str, plan: Callable[[Any], dict[str, str]]) -> dict[str, str]:
         self._check_available()
@@ -457,7 +527,8 @@ class MediaHub:
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
     async def _answer(self, pc: RTCPeerConnection, offer_sdp: str) -> str:
-        """Non-trickle answer (RFC 9725 §4.2): every local candidate is in it; the server is the DTLS server."""
+        """The answer carries every local candidate (the server has them at once; clients may still trickle theirs,
+        RFC 9725 §4.3); the server is the DTLS server; bundled sections say ``rtcp-mux-only``."""
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=prefer_dtls_server(offer_sdp), type="offer"))
         except AppError:
@@ -465,7 +536,7 @@ class MediaHub:
         except Exception as exc:
             raise ValidationFailed(f"the offer was refused: {exc}") from None
         await pc.setLocalDescription(await pc.createAnswer())
-        return str(pc.localDescription.sdp)
+        return rtcp_mux_only(str(pc.localDescription.sdp))
 
     async def _discard(self, session: PeerSession) -> None:
         """Free a session whose negotiation failed (it never joined the table; nothing to audit)."""
@@ -511,7 +582,7 @@ class MediaHub:
                     if waiting is action.session:
                         self._connected(waiting)
 
-    def _close_later(self, session: PeerSession, reason: str) -> asyncio.Task[None]:
+    def _close_later(self, session: AnySession, reason: str) -> asyncio.Task[None]:
         """Close a session (once): out of the table now, then freed, audited and its place released."""
         task = self._ending.get(session.id)
         if task is None:
@@ -523,10 +594,10 @@ class MediaHub:
             task.add_done_callback(lambda _: self._ending.pop(session.id, None))
         return task
 
-    async def _end(self, session: PeerSession, reason: str) -> None:
+    async def _end(self, session: AnySession, reason: str) -> None:
         await asyncio.shield(self._close_later(session, reason))
 
-    async def _close(self, session: PeerSession, reason: str, release: UnitId | None) -> None:
+    async def _close(self, session: AnySession, reason: str, release: UnitId | None) -> None:
         try:
             if release is not None:
                 await self._announce(release, here=False)

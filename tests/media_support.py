@@ -28,6 +28,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from field_device import ice_restart
 from tests.conftest import World
 
 UNIT = "HLJ0102-U01"
@@ -77,10 +78,11 @@ class UnitPeer:
 
     def __init__(self, world: World, *, video: str | None = "video/VP8", audio: bool = False,
                  channel: bool = True, rgb: tuple[int, int, int] = (200, 40, 40),
-                 talkback: bool = False) -> None:  # fmt: skip
+                 talkback: bool = False, configuration: RTCConfiguration | None = None) -> None:  # fmt: skip
         self.world = world
-        self.pc = new_pc()
+        self.pc = new_pc() if configuration is None else RTCPeerConnection(configuration)
         self.location = ""
+        self.etag = ""
         self.answer = ""
         self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.camera: MediaStreamTrack | None = None
@@ -117,6 +119,7 @@ class UnitPeer:
         assert response.status == 201, await response.text()
         assert response.content_type == "application/sdp"
         self.location = response.headers["Location"]
+        self.etag = response.headers["ETag"]
         self.answer = await response.text()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.answer, type="answer"))
         await connected(self.pc)
@@ -188,3 +191,16 @@ async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: 
             return
         await asyncio.sleep(0.05)
     assert predicate(), f"{what}: not within {within} s"
+
+
+async def handover(world: World, unit: UnitPeer, address: str) -> str:
+    """What a unit does when its network changes (4G handover): a new local address, an ICE restart over
+    PATCH (RFC 9725 §4.3.2) with the reference unit's own code (``field_device.ice_restart``), the old path
+    dropped. Returns the session's new ETag."""
+    restart = await ice_restart.begin(unit.pc, address)
+    response = await world.client.patch(unit.location, data=restart.fragment, headers={
+        **world.auth("device"), "Content-Type": ice_restart.MEDIA_TYPE, "If-Match": unit.etag})  # fmt: skip
+    answer = await response.text()
+    assert response.status == 200, answer
+    await ice_restart.finish(restart, answer)
+    return response.headers["ETag"]

@@ -108,10 +108,17 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/followups"): {J, S},
     ("GET", "/api/agencies"): PEOPLE,
     ("POST", "/api/whip"): {D},
+    ("OPTIONS", "/api/whip"): PUBLIC,  # CORS preflight and Accept-Post (RFC 9725 §4.2): carries no credential
+    ("PATCH", "/api/whip/{session_id}"): {D},
     ("DELETE", "/api/whip/{session_id}"): {D},
+    ("OPTIONS", "/api/whip/{session_id}"): PUBLIC,
     ("POST", "/api/whep/{unit_id}"): {OP, S, A},
+    ("OPTIONS", "/api/whep/{unit_id}"): PUBLIC,
+    ("PATCH", "/api/whep/{unit_id}/{session_id}"): {OP, S, A},
     ("DELETE", "/api/whep/{unit_id}/{session_id}"): {OP, S, A},
+    ("OPTIONS", "/api/whep/{unit_id}/{session_id}"): PUBLIC,
     ("POST", "/api/talk/{unit_id}"): {OP, S, A},
+    ("PATCH", "/api/talk/{unit_id}/{session_id}"): {OP, S, A},
     ("GET", "/api/media/streaming"): {OP, S, A},
     ("POST", "/api/units/{unit_id}/recording"): {OP, S, A},
     ("DELETE", "/api/units/{unit_id}/recording"): {OP, S, A},
@@ -128,6 +135,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 PUBLIC_ROUTES.add(("POST", "/api/audit/witness"))
+PUBLIC_ROUTES |= {("OPTIONS", "/api/whip"), ("OPTIONS", "/api/whip/{session_id}"), ("OPTIONS", "/api/whep/{unit_id}"),
+                  ("OPTIONS", "/api/whep/{unit_id}/{session_id}")}  # fmt: skip
 
 #: Path parameters name records that do not exist, so an admitted call changes nothing.
 SAMPLE_PARAMS = {

@@ -12,6 +12,7 @@ from playwright.async_api import async_playwright
 
 from command_center.keys import MEDIA, TRACKER
 from core.ids import UnitId
+from media.ice_control import remote_ufrag
 from persistence.models import Status
 from tests.conftest import World
 from tests.media_support import UNIT, ViewerPeer, eventually, loopback  # noqa: F401 (fixture)
@@ -59,6 +60,47 @@ async def test_chromium_streams_to_whip_and_a_viewer_receives_it(world: World) -
             await page.click("#stop")  # DELETE on the session's Location
             await eventually(lambda: hub.publisher(UnitId(UNIT)) is None, what="the session ended")
             assert problems == []
+        finally:
+            await viewer.close()
+            await context.close()
+            await browser.close()
+            await asyncio.sleep(0)
+
+
+async def test_chromium_restarts_ice_on_a_network_change_and_keeps_its_session(world: World) -> None:
+    """The phone's network changes (the page hears "online"): it restarts ICE over PATCH on the same WHIP
+    session; the server's session, its recording and a viewer carry on."""
+    base = str(world.client.make_url("")).rstrip("/")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=MEDIA_FLAGS)
+        context = await browser.new_context(permissions=["geolocation"],
+                                            geolocation={"latitude": 45.7612, "longitude": 126.6201})  # fmt: skip
+        page = await context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        viewer = ViewerPeer(world)
+        try:
+            await page.goto(f"{base}/field")
+            await page.fill("input[name=secret]", world.device_secret)
+            await page.click("#device button[type=submit]")
+            await page.wait_for_function("() => window.fieldState?.link === 'live'", timeout=20_000)
+            hub = world.client.app[MEDIA]
+            await eventually(lambda: hub.publisher(UnitId(UNIT)) is not None, what="the unit's WHIP session")
+            publisher = hub.publisher(UnitId(UNIT))
+            assert publisher is not None and publisher.peer_connection is not None
+            recorder, before = publisher.recorder, remote_ufrag(publisher.peer_connection)
+            await viewer.watch()
+            await viewer.frames("video", 5)
+
+            await page.evaluate("() => window.dispatchEvent(new Event('online'))")
+            await page.wait_for_function("() => window.fieldState.restarts === 1", timeout=15_000)
+
+            assert remote_ufrag(publisher.peer_connection) != before  # the browser's new ICE credentials
+            heard = publisher.last_media
+            await eventually(lambda: publisher.last_media > heard + 1.0, what="media after the restart")
+            assert len(await viewer.frames("video", 10)) == 10
+            assert hub.publisher(UnitId(UNIT)) is publisher and publisher.recorder is recorder
+            assert await page.evaluate("() => window.fieldState.link") == "live" and problems == []
         finally:
             await viewer.close()
             await context.close()

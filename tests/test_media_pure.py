@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import AppError
 from media.frames import Feed, KeyframeRequests, is_keyframe, nal_units
-from media.offers import OfferError, check_transport, parse_offer, plan_publish, plan_view, prefer_dtls_server
+from media.ice_servers import link_headers, turn_credential
+from media.offers import (
+    OfferError,
+    check_transport,
+    parse_offer,
+    plan_publish,
+    plan_view,
+    prefer_dtls_server,
+    rtcp_mux_only,
+)
+from media.trickle import PreconditionFailed, PreconditionRequired, check_if_match, parse_fragment
 
 HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
 
@@ -191,3 +206,70 @@ def test_keyframe_requests_go_at_once_then_at_most_one_per_interval() -> None:
     assert requests.due() == pytest.approx(0.75)
     now[0] += 1.0
     assert requests.due() == 0.0
+
+
+# Trickle ICE fragments and ICE servers (RFC 9725 §4.3, §4.6) -----------------------------------------
+
+
+def test_a_fragment_gives_its_credentials_and_candidates_and_ignores_stray_lines() -> None:
+    text = ("a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=audio 9 RTP/AVP 0\r\na=mid:video0\r\n"
+            "a=candidate:1 1 UDP 2130706431 10.0.1.1 8998 typ host\r\na=end-of-candidates\r\n")  # fmt: skip
+    fragment = parse_fragment(text.encode())
+    assert (fragment.ufrag, fragment.pwd, fragment.end) == ("EsAw", "P2uYro0UCOQ4zxjKXaWCBui1", True)
+    assert fragment.candidates == ("1 1 UDP 2130706431 10.0.1.1 8998 typ host",)
+    assert fragment.restarts("other") and not fragment.restarts("EsAw")
+    assert not parse_fragment(b"a=candidate:1 1 UDP 1 10.0.1.1 9 typ host\n").restarts("EsAw")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"\xff\xfe", 400, "UTF-8"),
+        (b"not sdp\n", 400, "line 1"),
+        (b"a=ice-ufrag:ab\n", 422, "a=ice-ufrag"),
+        (b"a=ice-ufrag:abcd\n", 422, "both"),
+        (b"a=candidate:1 1 udp\n", 422, "a=candidate"),
+        (b"a=candidate:1 1 UDP 1 10.0.0.1 9 typ host\n" * 65, 422, "more than 64"),
+        (b"a=" + b"x" * 20_000, 400, "larger"),
+    ],
+)
+def test_bad_fragments_are_refused_precisely(body: bytes, status: int, reason: str) -> None:
+    with pytest.raises(AppError, match=reason) as refused:
+        parse_fragment(body)
+    assert refused.value.status == status
+
+
+@given(st.binary(max_size=2000))
+@settings(max_examples=300)
+def test_any_fragment_is_read_or_refused_with_400_or_422(body: bytes) -> None:
+    try:
+        parse_fragment(body)
+    except AppError as exc:
+        assert exc.status in (400, 422)
+
+
+def test_if_match_is_required_and_compared_strongly() -> None:
+    with pytest.raises(PreconditionRequired):
+        check_if_match(None, '"a"')
+    for stale in ('"b"', 'W/"a"', '"b", W/"a"'):
+        with pytest.raises(PreconditionFailed):
+            check_if_match(stale, '"a"')
+    for good in ('"a"', '"b", "a"', "*"):
+        check_if_match(good, '"a"')
+
+
+def test_turn_links_carry_a_credential_coturn_checks_and_stun_links_none() -> None:
+    credential = turn_credential("s3cret", "HLJ0102-U01", now=1_000.0, lifetime_s=600)
+    assert credential.username == "1600:HLJ0102-U01"
+    assert base64.b64decode(credential.password) == hmac.new(b"s3cret", b"1600:HLJ0102-U01", hashlib.sha1).digest()
+    stun, turns = link_headers(["stun:s.example:3478", "turns:t.example:443?transport=tcp"], credential)
+    assert stun == '<stun:s.example:3478>; rel="ice-server"'
+    assert turns.startswith('<turns:t.example:443?transport=tcp>; rel="ice-server"; username="1600:HLJ0102-U01"')
+    assert link_headers(["stun:s.example", "turn:t.example"], None) == ['<stun:s.example>; rel="ice-server"']
+
+
+def test_bundled_answers_say_rtcp_mux_only_and_unbundled_ones_are_left_alone() -> None:
+    bundled = "v=0\r\na=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtcp-mux\r\na=mid:0\r\n"
+    assert rtcp_mux_only(bundled).count("a=rtcp-mux\r\na=rtcp-mux-only\r\n") == 1
+    alone = bundled.replace("a=group:BUNDLE 0\r\n", "")
+    assert rtcp_mux_only(alone) == alone

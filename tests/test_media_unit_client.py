@@ -55,3 +55,30 @@ async def test_the_reference_unit_streams_reports_hears_and_comes_back(world: Wo
     finally:
         await unit.close()
     await eventually(lambda: hub.publisher(UnitId(UNIT)) is None, what="ended on close")
+
+
+async def test_the_reference_unit_moves_to_a_new_address_without_a_new_session(world: World) -> None:
+    """A 4G handover: the unit's address changes mid-stream; it restarts ICE on its WHIP session, so the
+    server's session, its recording and a viewer's connection all carry on."""
+    unit = MediaUnit(base(world), world.device_secret, label=UNIT, backoff=(0.1, 0.5))
+    await unit.start()
+    hub = world.client.app[MEDIA]
+    try:
+        await eventually(lambda: unit.connected, within=15, what="published")
+        viewer = ViewerPeer(world)
+        await viewer.watch()
+        await viewer.frames("video", 3)
+        publisher = hub.publisher(UnitId(UNIT))
+        assert publisher is not None and publisher.recorder is not None
+        recorder, etag = publisher.recorder, unit.etag
+
+        await unit.handover("127.0.0.2")
+
+        assert unit.etag != etag and unit.reconnects == 0
+        heard = publisher.last_media
+        await eventually(lambda: publisher.last_media > heard + 0.5, what="media from the new address")
+        assert len(await viewer.frames("video", 10)) == 10 and viewer.pc.connectionState == "connected"
+        assert hub.publisher(UnitId(UNIT)) is publisher and publisher.recorder is recorder
+        await viewer.close()
+    finally:
+        await unit.close()

@@ -12,13 +12,15 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 from pydantic import BaseModel
 
 from cluster.port import media_lease
 from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_device, current_user
 from command_center.forwarding import on_unit_node
-from command_center.keys import CLUSTER, GB_LIVE, MEDIA, STORE
+from command_center.keys import CLUSTER, GB_LIVE, MEDIA, SETTINGS, STORE
+from command_center.media_http import MEDIA_RATES, SDP, SDPFRAG, ice_server_links, preflight
 from core.errors import (
     BadRequest,
     Conflict,
@@ -33,7 +35,8 @@ from core.errors import (
 from core.ids import UnitId
 from courts.visibility import require_visible, visible_courts
 from media.evidence import SEGMENT_ACTION
-from media.sessions import SessionId, Viewer
+from media.sessions import Answered, Patched, Role, SessionId, Viewer
+from media.trickle import PreconditionFailed, PreconditionRequired
 from persistence.models import Unit
 
 log = logging.getLogger(__name__)
@@ -41,10 +44,20 @@ api = Registry()
 
 DEVICE = frozenset({Access.DEVICE})
 VIEWERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
-SDP = "application/sdp"
 MAX_SDP_BYTES = 64 * 1024
-OFFER_ERRORS = (BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, ServiceUnavailable)
-VIEW_ERRORS = (*OFFER_ERRORS, NotFound, Conflict, TooManyRequests)  # 429: the caller's or their court's cap
+OFFER_ERRORS = (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    ServiceUnavailable,
+    TooManyRequests,
+)
+VIEW_ERRORS = (*OFFER_ERRORS, NotFound, Conflict)  # 429: the caller's or their court's cap, or their request rate
+PATCH_ERRORS = (BadRequest, NotFound, UnsupportedMediaType, ValidationFailed, PreconditionFailed,
+                PreconditionRequired, TooManyRequests, Conflict, ServiceUnavailable)  # fmt: skip
+ENDPOINT_METHODS = "OPTIONS, POST"
+SESSION_METHODS = "OPTIONS, PATCH, DELETE"
 
 
 async def read_offer(request: web.Request) -> str:
@@ -62,8 +75,37 @@ async def read_offer(request: web.Request) -> str:
         raise BadRequest("SDP offer is not UTF-8 text") from None
 
 
-def sdp_created(answer: str, location: str) -> web.Response:
-    return web.Response(status=201, text=answer, content_type=SDP, headers={"Location": location})
+async def read_fragment(request: web.Request) -> bytes:
+    """The body of a PATCH: 415 unless ``application/trickle-ice-sdpfrag`` (RFC 9725 §4.3.1)."""
+    if request.content_type != SDPFRAG:
+        raise UnsupportedMediaType(f"expected Content-Type {SDPFRAG}, got {request.content_type or 'none'}")
+    return await request.read()
+
+
+def sdp_created(request: web.Request, answered: Answered, location: str, who: str) -> web.Response:
+    """201 with the answer (RFC 9725 §4.2): the session URL, its entity-tag, that it takes trickle/restart
+    PATCHes, and the STUN/TURN servers to use (§4.6)."""
+    headers = CIMultiDict({"Location": location, "ETag": answered.etag, "Accept-Patch": SDPFRAG})
+    for link in ice_server_links(request.app[SETTINGS].media, who):
+        headers.add("Link", link)
+    return web.Response(status=201, text=answered.sdp, content_type=SDP, headers=headers)
+
+
+def patched(outcome: Patched) -> web.Response:
+    """204 for trickled candidates; 200 with the server's fragment and the new ETag for an ICE restart."""
+    if outcome.fragment is None:
+        return web.Response(status=204, headers={"ETag": outcome.etag})
+    return web.Response(status=200, text=outcome.fragment, content_type=SDPFRAG, headers={"ETag": outcome.etag})
+
+
+def limited(request: web.Request, who: str) -> None:
+    request.app[MEDIA_RATES].check(who)
+
+
+def _viewer(request: web.Request) -> Viewer:
+    caller = current_user(request)
+    return Viewer(caller.user.id, caller.user.username, caller.session.token_hash, caller.session.expires_at,
+                  caller.user.court_id)  # fmt: skip
 
 
 @api.route(
@@ -72,19 +114,50 @@ def sdp_created(answer: str, location: str) -> web.Response:
 )  # fmt: skip
 async def whip_publish(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
+    limited(request, f"unit {unit.id}")
     offer = await read_offer(request)
-    session_id, answer = await request.app[MEDIA].publish(unit, offer)
-    return sdp_created(answer, f"/api/whip/{session_id}")
+    answered = await request.app[MEDIA].publish(unit, offer)
+    return sdp_created(request, answered, f"/api/whip/{answered.id}", unit.id)
+
+
+@api.route(
+    "OPTIONS", "/api/whip", summary="What the WHIP endpoint takes (Accept-Post) and CORS preflight", tag="media",
+    access=None, status=204,
+)  # fmt: skip
+async def whip_options(request: web.Request) -> web.StreamResponse:
+    return preflight(request, ENDPOINT_METHODS, accept_post=True)
+
+
+@api.route(
+    "PATCH", "/api/whip/{session_id}", summary="Trickle ICE candidates or restart ICE (RFC 9725 §4.3, body: "
+    "trickle-ice-sdpfrag, If-Match: the session's ETag)", tag="media", access=DEVICE, status=204,
+    errors=PATCH_ERRORS,
+)  # fmt: skip
+async def whip_patch(request: web.Request) -> web.StreamResponse:
+    unit = current_device(request).unit
+    limited(request, f"unit {unit.id}")
+    hub = request.app[MEDIA]
+    session = hub.session(Role.PUBLISHER, unit.id, SessionId(request.match_info["session_id"]), None)
+    return patched(await hub.patch(session, request.headers.get("If-Match"), await read_fragment(request)))
 
 
 @api.route(
     "DELETE", "/api/whip/{session_id}", summary="End a unit's WHIP session", tag="media", access=DEVICE,
-    errors=(NotFound,),
+    errors=(NotFound, TooManyRequests),
 )  # fmt: skip
 async def whip_end(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
+    limited(request, f"unit {unit.id}")
     await request.app[MEDIA].end_publish(unit.id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
+
+
+@api.route(
+    "OPTIONS", "/api/whip/{session_id}", summary="What a WHIP session takes (Accept-Patch) and CORS preflight",
+    tag="media", access=None, status=204,
+)  # fmt: skip
+async def whip_session_options(request: web.Request) -> web.StreamResponse:
+    return preflight(request, SESSION_METHODS, accept_post=False)
 
 
 @api.route(
@@ -93,30 +166,55 @@ async def whip_end(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whep_view(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
+    limited(request, f"user {caller.user.id}")
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
-    viewer = Viewer(caller.user.id, caller.user.username, caller.session.token_hash, caller.session.expires_at,
-                    caller.user.court_id)  # fmt: skip
     await _gb_live(request, unit)
-    session_id, answer = await request.app[MEDIA].view(viewer, unit.id, offer)
-    return sdp_created(answer, f"/api/whep/{unit.id}/{session_id}")
+    answered = await request.app[MEDIA].view(_viewer(request), unit.id, offer)
+    return sdp_created(request, answered, f"/api/whep/{unit.id}/{answered.id}", f"user{caller.user.id}")
+
+
+@api.route(
+    "OPTIONS", "/api/whep/{unit_id}", summary="What the WHEP endpoint takes (Accept-Post) and CORS preflight",
+    tag="media", access=None, status=204,
+)  # fmt: skip
+async def whep_options(request: web.Request) -> web.StreamResponse:
+    return preflight(request, ENDPOINT_METHODS, accept_post=True)
+
+
+@api.route(
+    "PATCH", "/api/whep/{unit_id}/{session_id}", summary="Trickle ICE candidates or restart ICE of a view "
+    "(body: trickle-ice-sdpfrag, If-Match: the session's ETag)", tag="media", access=VIEWERS, status=204,
+    errors=PATCH_ERRORS,
+)  # fmt: skip
+async def whep_patch(request: web.Request) -> web.StreamResponse:
+    return await _patch_own(request, Role.VIEWER)
 
 
 @api.route(
     "DELETE", "/api/whep/{unit_id}/{session_id}", summary="Stop watching (end a WHEP session)", tag="media",
-    access=VIEWERS, errors=(NotFound,),
+    access=VIEWERS, errors=(NotFound, TooManyRequests),
 )  # fmt: skip
 async def whep_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
+    limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     if (elsewhere := await on_unit_node(request, unit_id)) is not None:
         return elsewhere
     await request.app[MEDIA].end_view(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
+
+
+@api.route(
+    "OPTIONS", "/api/whep/{unit_id}/{session_id}", summary="What a WHEP session takes (Accept-Patch) and CORS "
+    "preflight", tag="media", access=None, status=204,
+)  # fmt: skip
+async def whep_session_options(request: web.Request) -> web.StreamResponse:
+    return preflight(request, SESSION_METHODS, accept_post=False)
 
 
 @api.route(
@@ -126,24 +224,33 @@ async def whep_end(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def talk_start(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
+    limited(request, f"user {caller.user.id}")
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
-    viewer = Viewer(caller.user.id, caller.user.username, caller.session.token_hash, caller.session.expires_at,
-                    caller.user.court_id)  # fmt: skip
-    session_id, answer = await request.app[MEDIA].talk(viewer, unit.id, offer)
-    return sdp_created(answer, f"/api/talk/{unit.id}/{session_id}")
+    answered = await request.app[MEDIA].talk(_viewer(request), unit.id, offer)
+    return sdp_created(request, answered, f"/api/talk/{unit.id}/{answered.id}", f"user{caller.user.id}")
+
+
+@api.route(
+    "PATCH", "/api/talk/{unit_id}/{session_id}", summary="Trickle ICE candidates or restart ICE of a talkback "
+    "(body: trickle-ice-sdpfrag, If-Match: the session's ETag)", tag="media", access=VIEWERS, status=204,
+    errors=PATCH_ERRORS,
+)  # fmt: skip
+async def talk_patch(request: web.Request) -> web.StreamResponse:
+    return await _patch_own(request, Role.TALKER)
 
 
 @api.route(
     "DELETE", "/api/talk/{unit_id}/{session_id}", summary="Stop talking (release push-to-talk)", tag="media",
-    access=VIEWERS, errors=(NotFound,),
+    access=VIEWERS, errors=(NotFound, TooManyRequests),
 )  # fmt: skip
 async def talk_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
+    limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     if (elsewhere := await on_unit_node(request, unit_id)) is not None:
         return elsewhere
@@ -156,6 +263,19 @@ async def _gb_live(request: web.Request, unit: Unit, *, hold: bool = False) -> N
     keeps its video while it is recorded, not only while watched."""
     if (live := request.app.get(GB_LIVE)) is not None:
         await live.ensure(unit, hold=hold)
+
+
+async def _patch_own(request: web.Request, role: Role) -> web.StreamResponse:
+    """PATCH the caller's own view or talkback, on the process holding it."""
+    caller = current_user(request)
+    limited(request, f"user {caller.user.id}")
+    unit_id = UnitId(request.match_info["unit_id"])
+    body = await read_fragment(request)
+    if (elsewhere := await on_unit_node(request, unit_id, body)) is not None:
+        return elsewhere
+    hub = request.app[MEDIA]
+    session = hub.session(role, unit_id, SessionId(request.match_info["session_id"]), caller.user.id)
+    return patched(await hub.patch(session, request.headers.get("If-Match"), body))
 
 
 class RecordingOut(BaseModel):

@@ -3,10 +3,13 @@
 // over the "telemetry" data channel in the unit telemetry format (docs/protocols.md). Positions wait in an
 // outbox (kept in localStorage) until the server acknowledges them, so a dropped link loses nothing; the
 // link is re-established with backoff. Talkback audio from the centre plays when the server sends it.
+// When the phone's network changes (Wi-Fi <-> 4G: the "online" event, navigator.connection's "change", or the
+// connection going "disconnected") it restarts ICE on the same session (PATCH, RFC 9725 §4.3.2) instead of
+// publishing again, so the recording and the viewers carry on; if that fails the link is re-established.
 // Test hooks: window.fieldState.
 import { ApiError } from "/static/lib/api.js";
 import { applyTexts, errorText, onLanguage, translator } from "/static/lib/i18n.js";
-import { negotiate } from "/static/lib/webrtc.js";
+import { negotiateSession } from "/static/lib/webrtc.js";
 
 const t = translator("field");
 const OUTBOX_KEY = "field-outbox";
@@ -15,7 +18,7 @@ const BATCH = 100;
 
 // outbox: positions not yet acknowledged, oldest first; seq: the last number given
 const state = { outbox: JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"), seq: 0, acked: 0, link: "idle",
-                lastFix: null, session: null, stopped: false, sos: false };
+                lastFix: null, session: null, etag: null, restarts: 0, stopped: false, sos: false };
 state.seq = Math.max(Date.now(), ...state.outbox.map((p) => p.seq));  // above any earlier run's numbers
 window.fieldState = state;
 
@@ -83,10 +86,55 @@ async function connect() {
   channel.onmessage = onAnswer;
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === "connected") { setLink("live"); backoff = 1000; }
+    if (pc.connectionState === "disconnected") restartIce();
     if (pc.connectionState === "failed" || pc.connectionState === "closed") lost();
   };
-  state.session = await negotiate(pc, "/api/whip", secret, 3000);  // the device secret, not a person's session
+  // the device secret, not a person's session; the ETag lets ICE restart on this session (restartIce)
+  ({ location: state.session, etag: state.etag } = await negotiateSession(pc, "/api/whip", secret, 3000));
 }
+
+function gathered(peer) {
+  return new Promise((resolve) => {
+    if (peer.iceGatheringState === "complete") resolve();
+    peer.onicegatheringstatechange = () => { if (peer.iceGatheringState === "complete") resolve(); };
+    setTimeout(resolve, 3000);
+  });
+}
+
+// ICE restart on the same WHIP session: new credentials and candidates PATCHed with the session's ETag; the
+// server's fragment (its new credentials and candidates) replaces those of the answer we hold.
+let restarting = null;
+function restartIce() {
+  if (!pc || !state.session || !state.etag || state.stopped || restarting) return restarting;
+  const peer = pc;
+  restarting = (async () => {
+    peer.restartIce();
+    await peer.setLocalDescription(await peer.createOffer());
+    await gathered(peer);
+    const local = peer.localDescription.sdp;
+    const line = (name, sdp) => (new RegExp(`^a=${name}:(.*)$`, "m").exec(sdp) || [])[1]?.trim();
+    const candidates = local.split(/\r?\n/).filter((l) => l.startsWith("a=candidate:"));
+    const fragment = [`a=ice-ufrag:${line("ice-ufrag", local)}`, `a=ice-pwd:${line("ice-pwd", local)}`,
+                      "m=audio 9 UDP/TLS/RTP/SAVPF 0", `a=mid:${line("mid", local)}`, ...candidates,
+                      "a=end-of-candidates", ""].join("\r\n");
+    const response = await fetch(state.session, { method: "PATCH", body: fragment, headers: {
+      Authorization: `Bearer ${secret}`, "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": state.etag } });
+    if (response.status !== 200) throw new Error(`ICE restart ${response.status}`);
+    state.etag = response.headers.get("ETag");
+    const answer = await response.text();
+    const remote = peer.remoteDescription.sdp
+      .replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${line("ice-ufrag", answer)}`)
+      .replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${line("ice-pwd", answer)}`)
+      .replace(/^a=candidate:.*\r?\n/gm, "").replace(/^a=end-of-candidates\r?\n/gm, "");
+    const theirs = answer.split(/\r?\n/).filter((l) => l.startsWith("a=candidate:"));
+    const withCandidates = remote.replace(/^(a=mid:.*\r?\n)/m, `$1${[...theirs, "a=end-of-candidates"].join("\r\n")}\r\n`);
+    await peer.setRemoteDescription({ type: "answer", sdp: withCandidates });
+    state.restarts += 1;
+  })().catch((exc) => { say(exc.message); if (peer === pc) lost(); }).finally(() => { restarting = null; });
+  return restarting;
+}
+window.addEventListener("online", () => restartIce());
+navigator.connection?.addEventListener?.("change", () => restartIce());
 
 function lost() {
   if (state.stopped || state.link === "lost") return;

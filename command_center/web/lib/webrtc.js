@@ -5,6 +5,11 @@
 import { ApiError, token } from "./api.js";
 
 export async function negotiate(pc, path, credential = token(), gatherMs = 2000) {
+  return (await negotiateSession(pc, path, credential, gatherMs)).location;
+}
+
+/** ``negotiate``, answering the session's resource and its ETag (for ICE restart by PATCH, RFC 9725 §4.3.2). */
+export async function negotiateSession(pc, path, credential = token(), gatherMs = 2000) {
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((resolve) => {
     if (pc.iceGatheringState === "complete") resolve();
@@ -15,8 +20,9 @@ export async function negotiate(pc, path, credential = token(), gatherMs = 2000)
     headers: { Authorization: `Bearer ${credential}`, "Content-Type": "application/sdp" } });
   if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
   const location = response.headers.get("Location");
+  const etag = response.headers.get("ETag");
   await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-  return location;
+  return { location, etag };
 }
 
 export async function release(location, credential = token()) {
