@@ -40,7 +40,18 @@ SDP_HEADERS = {"Content-Type": "application/sdp"}
 def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """aioice gathers a single host candidate, 127.0.0.1 (it looks the function up at gather time)."""
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    _forget_mdns()
     yield
+    _forget_mdns()
+
+
+def _forget_mdns() -> None:
+    """aioice keeps its mDNS resolver and an ``asyncio.Lock`` in module state, made on the first event loop
+    that resolves a ``.local`` candidate (Chromium offers them) and possibly left locked when that loop ends;
+    each test has its own loop, so each starts without them (one server process has one loop: not an issue)."""
+    for name in ("lock", "protocol", "subscribers"):
+        if hasattr(aioice.ice._mdns, name):
+            delattr(aioice.ice._mdns, name)
 
 
 class ColourCamera(VideoStreamTrack):
