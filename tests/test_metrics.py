@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
 
+from command_center.metrics import LoopHistogram
 from config.settings import ObservabilitySettings
 from tests.conftest import AppFactory, World
 from tests.media_support import UNIT, UnitPeer, ViewerPeer, loopback
@@ -171,3 +173,17 @@ async def test_an_asset_query_moves_the_job_and_feedback_series(tmp_path: Path) 
     breakers = {dict(labels)["agency"]: dict(labels)["state"] for (name, labels), value in scraped.items()
                 if name == "cc_agency_breaker_state" and value == 1}  # fmt: skip
     assert breakers["icbc"] in ("closed", "open") and breakers["boc"] == "closed"
+
+
+def test_the_loop_histogram_renders_as_prometheus_clients_own() -> None:
+    """Same buckets (``le`` inclusive, cumulative, +Inf), count and sum as ``prometheus_client.Histogram`` for
+    values on, between, below and beyond the bounds."""
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    fast = LoopHistogram("cc_test_seconds", "test", (0.1, 0.5, 1.0), ours)
+    reference = Histogram("cc_test_seconds", "test", buckets=(0.1, 0.5, 1.0), registry=theirs)
+    for value in (0.0, 0.05, 0.1, 0.10001, 0.5, 0.7, 1.0, 3.0, 1e9):
+        fast.observe(value)
+        reference.observe(value)
+    rendered = _samples(generate_latest(ours).decode())
+    expected = _samples(generate_latest(theirs).decode())
+    assert rendered == {k: v for k, v in expected.items() if not k[0].endswith("_created")}
