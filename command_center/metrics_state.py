@@ -73,6 +73,17 @@ class StateReader:
         cluster = self.app.get(CLUSTER)
         return cluster is not None and cluster.holds(LEADER)
 
+    async def leader_node(self) -> str | None:
+        """Which process leads (runs the sweepers), as the coordinator knows it; None if nobody or unknown."""
+        cluster = self.app.get(CLUSTER)
+        if cluster is None:
+            return None
+        try:
+            return await asyncio.wait_for(cluster.holder(LEADER), PROBE_TIMEOUT)
+        except Exception as exc:  # Redis away: the page says unknown rather than failing
+            log.warning("ops: cannot tell the leader: %s", exc)
+            return None
+
     def units(self) -> dict[str, int]:
         tracker = self.app.get(TRACKER)
         counts = {s.value: 0 for s in Status}

@@ -241,6 +241,13 @@ async def test_a_stalled_screen_is_dropped_and_does_not_slow_the_others(make_wor
         assert messages[-1]["type"] == "bye" and messages[-1]["code"] == "too_slow"
         assert TOPIC in messages[-1]["resume"]
     assert len(messages) < 100
+    async with asyncio.timeout(5):  # the metrics count the dropped screen once its handler has finished
+        while hub.too_slow_screens != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    scraped = await (await world.client.get("/metrics", headers=world.auth("admin"))).text()
+    assert "cc_screens_too_slow_total 1.0" in scraped
+    dropped = next(line for line in scraped.splitlines() if line.startswith("cc_screen_messages_dropped_total "))
+    assert float(dropped.split()[1]) >= 8  # at least the full queue it could not take
 
 
 async def test_silence_marks_the_unit_offline_with_an_alarm(make_world: AppFactory) -> None:

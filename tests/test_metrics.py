@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
 
+from command_center.metrics import LoopHistogram
 from config.settings import ObservabilitySettings
 from tests.conftest import AppFactory, World
+from tests.media_support import UNIT, UnitPeer, ViewerPeer, loopback
+from tests.query_support import open_case, query_app, running_fleet, submit, test_agencies, wait_complete
+
+__all__ = ["loopback"]  # a fixture
 
 SCRAPE_TOKEN = "scrape-" + "x" * 40
 
@@ -117,3 +124,66 @@ async def test_the_loop_lag_series_counts_samples(make_world: AppFactory) -> Non
     await asyncio.sleep(0.3)
     after = await _scrape(world, world.auth("admin"))
     assert after[("cc_event_loop_lag_seconds_count", ())] >= 2
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_a_streaming_unit_and_its_viewer_move_the_media_series(world: World) -> None:
+    """Real peers (aiortc): a unit streams, an operator watches; sessions by role, frames received and
+    forwarded, and the recording's bytes and sealed segment once an operator stops it."""
+    admin = world.auth("admin")
+    unit = UnitPeer(world, video="video/VP8")
+    await unit.publish()
+    viewer = ViewerPeer(world)
+    await viewer.watch()
+    await viewer.frames("video", 10)
+    during = await _scrape(world, admin)
+    assert during[("cc_media_sessions", (("role", "unit"),))] == 1
+    assert during[("cc_media_sessions", (("role", "viewer"),))] == 1
+    assert during[("cc_media_frames_received_total", ())] >= 10
+    assert during[("cc_media_frames_forwarded_total", ())] >= 10
+    stopped = await world.client.delete(f"/api/units/{UNIT}/recording", headers=world.auth("operator"))
+    assert stopped.status == 200, await stopped.text()
+    await viewer.close()
+    await unit.close()
+
+    async def sealed() -> bool:
+        after = await _scrape(world, admin)
+        return after[("cc_recording_segments_sealed_total", ())] >= 1 and after[("cc_recording_bytes_total", ())] > 0
+
+    deadline = time.monotonic() + 15
+    while not await sealed():  # the session's last segment is finished and audited as it closes
+        assert time.monotonic() < deadline, "no recording segment was sealed"
+        await asyncio.sleep(0.2)
+
+
+async def test_an_asset_query_moves_the_job_and_feedback_series(tmp_path: Path) -> None:
+    """Real agency simulators: one down, the rest answer; the jobs by agency and status and the feedback time."""
+    agencies = test_agencies({"icbc": {"outage": True}}, retries=0)
+    async with running_fleet(agencies) as (_, pointed), query_app(tmp_path, pointed, deadline=3.0) as world:
+        case = await open_case(world)
+        query = await submit(world, case["id"])
+        final = await wait_complete(world, query["id"])
+        scraped = await _scrape(world, world.auth("admin"))
+    jobs = {dict(labels)["agency"] + "/" + dict(labels)["status"]: value
+            for (name, labels), value in scraped.items() if name == "cc_query_jobs_total"}  # fmt: skip
+    assert sum(jobs.values()) == len(final["jobs"]) == 34
+    assert jobs["icbc/failed"] == 2  # both parties, at the agency that is down
+    assert scraped[("cc_query_feedback_seconds_count", ())] == 1
+    assert scraped[("cc_query_feedback_seconds_sum", ())] <= 3.5
+    breakers = {dict(labels)["agency"]: dict(labels)["state"] for (name, labels), value in scraped.items()
+                if name == "cc_agency_breaker_state" and value == 1}  # fmt: skip
+    assert breakers["icbc"] in ("closed", "open") and breakers["boc"] == "closed"
+
+
+def test_the_loop_histogram_renders_as_prometheus_clients_own() -> None:
+    """Same buckets (``le`` inclusive, cumulative, +Inf), count and sum as ``prometheus_client.Histogram`` for
+    values on, between, below and beyond the bounds."""
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    fast = LoopHistogram("cc_test_seconds", "test", (0.1, 0.5, 1.0), ours)
+    reference = Histogram("cc_test_seconds", "test", buckets=(0.1, 0.5, 1.0), registry=theirs)
+    for value in (0.0, 0.05, 0.1, 0.10001, 0.5, 0.7, 1.0, 3.0, 1e9):
+        fast.observe(value)
+        reference.observe(value)
+    rendered = _samples(generate_latest(ours).decode())
+    expected = _samples(generate_latest(theirs).decode())
+    assert rendered == {k: v for k, v in expected.items() if not k[0].endswith("_created")}

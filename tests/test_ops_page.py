@@ -3,13 +3,15 @@ Chromium showing this process, its dependencies, units, screens, agencies and th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Browser
 
-from config.settings import ObservabilitySettings
-from tests.conftest import AppFactory, World
+from config.settings import BusSettings, ObservabilitySettings, StoreSettings
+from tests.conftest import POSTGRES_DSN, REDIS_URL, AppFactory, World
 from tests.test_wall_display_browser import browser, chromium  # noqa: F401 (fixtures)
 
 SCREENSHOT = Path("/tmp/ops-page.png")
@@ -26,6 +28,7 @@ async def test_the_overview_reports_this_process_and_warns_on_a_full_disk(make_w
     assert response.status == 200, await response.text()
     overview = await response.json()
     assert overview["node"]["leader"] is True and overview["node"]["shared"] is False
+    assert overview["node"]["leader_node"] == overview["node"]["id"]
     assert overview["store_up"] is True and overview["bus_up"] is True
     assert overview["units"]["available"] == 1 and overview["positions"]["stored"] == 1
     assert overview["media"]["sessions"] == {"unit": 0, "viewer": 0, "talkback": 0}
@@ -66,6 +69,7 @@ async def test_the_ops_page_shows_the_overview_in_chinese(make_world: AppFactory
         await page.wait_for_function("() => window.opsState?.overview !== null && window.opsState?.overview")
         assert await page.text_content("h1") == "执行指挥中心 · 运维"
         assert await page.text_content("#role") == "单进程"
+        assert await page.text_content("#leader-node") == await page.text_content("#node")
         assert await page.text_content("#store") == "正常" and await page.text_content("#bus") == "正常"
         assert await page.locator("#agencies tbody tr").count() == 18
         warning = page.locator("#disk-warning")
@@ -76,3 +80,21 @@ async def test_the_ops_page_shows_the_overview_in_chinese(make_world: AppFactory
         assert problems == []
     finally:
         await context.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_on_postgres_and_redis_the_overview_names_the_leader(
+    make_world: AppFactory, pg_schema: str, redis_namespace: str
+) -> None:
+    world = await make_world(store=StoreSettings(url=POSTGRES_DSN), schema=pg_schema,
+                             bus=BusSettings(url=REDIS_URL, namespace=redis_namespace))  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:  # leadership is taken in the background within a lease period
+        overview = await (await world.client.get("/api/ops/overview", headers=world.auth("admin"))).json()
+        if overview["node"]["leader"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert overview["node"]["shared"] is True and overview["node"]["leader"] is True
+    assert overview["node"]["leader_node"] == overview["node"]["id"]
+    assert overview["store_up"] is True and overview["bus_up"] is True

@@ -58,6 +58,7 @@ async def ops_overview(request: web.Request) -> web.StreamResponse:
             node={
                 "id": state.node_id(),
                 "leader": state.leader(),
+                "leader_node": await state.leader_node(),
                 "started": state.started,
                 "shared": settings.bus.url != "memory://",
             },

@@ -5,7 +5,7 @@
 
 const TEXT = {
   zh: { title: "执行指挥中心 · 运维", home: "首页", lang: "English", process: "服务进程", node: "节点",
-        role: "角色", startedAt: "启动时间", leader: "主节点（负责巡检任务）", follower: "从节点", single: "单进程",
+        role: "角色", leaderNode: "主节点", unknown: "未知", startedAt: "启动时间", leader: "主节点（负责巡检任务）", follower: "从节点", single: "单进程",
         dependencies: "数据库与消息总线", store: "数据库", bus: "消息总线", pending: "待写入定位", up: "正常",
         down: "不可用", disk: "录像磁盘", free: "可用", of: "共", diskWarning: "录像磁盘可用空间低于 {p}%，请及时清理或扩容",
         diskUnknown: "无法读取磁盘信息", units: "执行单兵", available: "待命", en_route: "出警中", on_site: "现场",
@@ -15,7 +15,7 @@ const TEXT = {
         open: "已熔断", half_open: "试探恢复中", updated: "更新于", forbidden: "仅监督员和管理员可查看运维页面",
         failed: "读取失败：" },
   en: { title: "Command Centre · Operations", home: "Home", lang: "中文", process: "Server process", node: "Node",
-        role: "Role", startedAt: "Started", leader: "leader (runs the sweepers)", follower: "follower",
+        role: "Role", leaderNode: "Leader", unknown: "unknown", startedAt: "Started", leader: "leader (runs the sweepers)", follower: "follower",
         single: "single process", dependencies: "Database and bus", store: "Database", bus: "Event bus",
         pending: "Positions waiting to be written", up: "up", down: "DOWN", disk: "Recording disk", free: "free",
         of: "of", diskWarning: "Less than {p}% of the recording disk is free: clear or grow it",
@@ -66,6 +66,7 @@ function rows(tableId, entries) {
 function render(o) {
   set("node", o.node.id);
   set("role", o.node.shared ? t(o.node.leader ? "leader" : "follower") : t("single"));
+  set("leader-node", o.node.leader_node ?? t("unknown"));
   set("started", new Date(o.node.started * 1000).toLocaleString(lang === "zh" ? "zh-CN" : "en"));
   set("store", t(o.store_up ? "up" : "down"), o.store_up ? "ok" : "bad");
   set("bus", t(o.bus_up ? "up" : "down"), o.bus_up ? "ok" : "bad");
