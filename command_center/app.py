@@ -19,6 +19,7 @@ from command_center.api.routes import all_endpoints
 from command_center.audit_ctx import audit_ctx
 from command_center.credentials import Passwords, VerifyGate, verify_threads
 from command_center.gb_ctx import gb28181_ctx
+from command_center.idle_sockets import IdleSockets, idle_sockets_ctx
 from command_center.keys import (
     ALARMS,
     BUS,
@@ -26,6 +27,7 @@ from command_center.keys import (
     GEOFENCES,
     HTTP_CLIENT,
     HUB,
+    IDLE_UNIT_SOCKETS,
     LOGIN_GATE,
     LOGIN_THROTTLE,
     OPENAPI,
@@ -180,6 +182,8 @@ def create_app(
     app.cleanup_ctx.append(revocation_ctx(settings))
     app.cleanup_ctx.append(gb28181_ctx(settings.gb28181))
     app.cleanup_ctx.append(loop_lag_ctx(settings.server.loop_lag_file))
+    app[IDLE_UNIT_SOCKETS] = IdleSockets(settings.server.unit_socket_idle_seconds)
+    app.cleanup_ctx.append(idle_sockets_ctx(app[IDLE_UNIT_SOCKETS]))
     return app
 
 

@@ -17,6 +17,7 @@ from persistence.port import Store
 
 if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys above
     from alarms.desk import AlarmDesk
+    from command_center.idle_sockets import IdleSockets
     from command_center.revocation import Revocations
     from command_center.screens.hub import ScreenHub
     from field_units.geofence_watch import GeofenceWatch
@@ -60,4 +61,5 @@ CHECKPOINTER: web.AppKey[Checkpointer] = web.AppKey("audit_checkpointer")
 REPORTS: web.AppKey[ReportPool] = web.AppKey("report_pool")
 TICKETS = web.AppKey("tickets", TicketBook)
 REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
+IDLE_UNIT_SOCKETS: web.AppKey[IdleSockets] = web.AppKey("idle_unit_sockets")
 GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled

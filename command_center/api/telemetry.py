@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from command_center.api.params import epoch_ms
 from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, current_caller, current_device
-from command_center.keys import REVOCATIONS, STORE, TASKS, TRACKER
+from command_center.keys import IDLE_UNIT_SOCKETS, REVOCATIONS, STORE, TASKS, TRACKER
 from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
 from courts.visibility import require_visible
@@ -63,22 +63,30 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     unit = caller.unit
     tracker = request.app[TRACKER]
     tasks = request.app[TASKS]
-    ws = web.WebSocketResponse(heartbeat=30.0, compress=False, max_msg_size=MAX_WS_MESSAGE)
+    # No aiohttp heartbeat (it re-arms a timer on every message): silent sockets are pinged and cut by one
+    # sweep over all of them (command_center/idle_sockets.py), which sees the pongs because we take them.
+    ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_WS_MESSAGE, autoping=False)
     await ws.prepare(request)
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
     # Revoking the unit closes this socket (4401); ``watch.ended`` is set first, so nothing more is stored.
     watch = request.app[REVOCATIONS].watch_socket(caller, ws)
+    idle = request.app[IDLE_UNIT_SOCKETS]
+    transport = request.transport
 
     async def push(message: dict[str, Any]) -> None:
         await _reply(ws, orjson.dumps(message))
 
     try:
-        async with tasks.channel(unit, push):
-            async for message in ws:
-                if watch.ended:
-                    break
-                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
+        with idle.watching(ws, abort=transport.abort if transport is not None else lambda: None):
+            async with tasks.channel(unit, push):
+                async for message in ws:
+                    idle.heard(ws)
+                    if watch.ended:
+                        break
+                    if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                        await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
+                    elif message.type is WSMsgType.PING:  # autoping is off: answer the unit's pings here
+                        await ws.pong(message.data)
     except ConnectionError:
         pass  # the unit went away while we wrote to it
     except Exception:  # never an HTTP error on an upgraded connection: close it properly instead
