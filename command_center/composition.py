@@ -28,6 +28,7 @@ from cluster.factory import build_coordinator
 from cluster.port import LEADER, Coordinator
 from command_center.auth import DeviceCaller
 from command_center.credentials import Passwords, VerifyGate, verify_threads
+from command_center.idle_sockets import IdleSockets
 from command_center.keys import (
     AGENCIES,
     ALARMS,
@@ -45,6 +46,7 @@ from command_center.keys import (
     GEOFENCES,
     HTTP_CLIENT,
     HUB,
+    IDLE_UNIT_SOCKETS,
     LOGIN_GATE,
     LOGIN_THROTTLE,
     MEDIA,
@@ -156,6 +158,9 @@ def components(
             # ── diagnostics ───────────────────────────────────────────────────────────────────────────
             _start_loop_lag_probe(stack, settings.server.loop_lag_file)
             _start_lag_metric(stack, metrics, settings.observability.loop_lag_interval_seconds)
+
+            # ── unit sockets: one sweep pings the silent ones and cuts those that stay silent ──────────────
+            _start_idle_sweep(stack, app, settings.server.unit_socket_idle_seconds)
             yield
 
     return run
@@ -504,6 +509,15 @@ async def _start_gb28181(
 
 
 # ── diagnostics ──────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _start_idle_sweep(stack: AsyncExitStack, app: web.Application, idle_seconds: float) -> None:
+    """Unit sockets run without aiohttp's heartbeat (a timer re-armed on every message); this one sweep
+    stands in for it (``command_center/idle_sockets.py``)."""
+    idle = IdleSockets(idle_seconds)
+    app[IDLE_UNIT_SOCKETS] = idle
+    task = asyncio.create_task(idle.sweep_forever(), name="idle-unit-sockets")
+    stack.push_async_callback(_stop, task)
 
 
 def _start_lag_metric(stack: AsyncExitStack, metrics: Metrics, interval: float) -> None:

@@ -162,6 +162,9 @@ class Revocations:
         self._clock = clock
         self._ids = itertools.count()
         self._watches: dict[int, Watch] = {}
+        #: The watches whose credential expires (users' sessions): the expiry sweep reads only these, not the
+        #: thousands of unit sockets, whose device credentials never expire, every second.
+        self._expiring: dict[int, Watch] = {}
         self._recent: collections.deque[tuple[float, Revocation]] = collections.deque(maxlen=10_000)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._follow: asyncio.Task[None] | None = None
@@ -192,9 +195,12 @@ class Revocations:
 
         def release() -> None:
             self._watches.pop(key, None)
+            self._expiring.pop(key, None)
 
         watch.release = release
         self._watches[key] = watch
+        if watch.credential.expires_at is not None:
+            self._expiring[key] = watch
         now = time.monotonic()
         for when, revocation in self._recent:
             # Not a user's: they may be enabled again and log in anew meanwhile (the recheck covers that race).
@@ -237,13 +243,15 @@ class Revocations:
                      revocation.key[:12], ended, revocation.reason)  # fmt: skip
         return ended
 
-    def _end(self, match: Callable[[Credential], bool], reason: str) -> int:
+    def _end(self, match: Callable[[Credential], bool], reason: str, among: dict[int, Watch] | None = None) -> int:
+        """End the watched connections (of ``among``, a subset of all) whose credential matches."""
         ended = 0
-        for key, watch in list(self._watches.items()):
+        for key, watch in list((self._watches if among is None else among).items()):
             if watch.ended or not match(watch.credential):
                 continue
             watch.ended = True
             self._watches.pop(key, None)
+            self._expiring.pop(key, None)
             task = watch.closing = asyncio.create_task(self._close(watch, reason), name=f"revoke-close-{key}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -284,7 +292,7 @@ class Revocations:
 
     async def end_expired(self) -> int:
         now = self._clock()
-        ended = self._end(lambda c: expired(c, now), "expired")
+        ended = self._end(lambda c: expired(c, now), "expired", among=self._expiring)
         ended += await self._media.end_views(lambda v: v.expires_at is not None and v.expires_at <= now, "expired")
         return ended
 

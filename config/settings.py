@@ -52,6 +52,9 @@ class ServerSettings(Section):
     max_connections_per_address: int = Field(256, ge=1, le=1_000_000)
     #: Open connections in all; 0: the open-file limit less a reserve for the database, Redis, recordings.
     max_connections: int = Field(0, ge=0, le=10_000_000)
+    #: A unit's telemetry socket silent this long is pinged, and cut if it stays silent half as long again
+    #: (a link that died without closing); ``command_center/idle_sockets.py``.
+    unit_socket_idle_seconds: float = Field(30.0, gt=0, le=3600)
     #: Benchmarks: when set, the event loop's lag is sampled every 10 ms and appended to this file once a
     #: second as JSON lines (``command_center/loop_lag.py``). Unset (the default): no probe runs.
     loop_lag_file: Path | None = None

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from command_center.api.params import epoch_ms
 from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, DeviceCaller, current_caller, current_device
-from command_center.keys import REVOCATIONS, STORE, TASKS, TRACKER
+from command_center.keys import IDLE_UNIT_SOCKETS, REVOCATIONS, STORE, TASKS, TRACKER
 from core import log_context
 from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
@@ -63,7 +63,9 @@ class AckOut(BaseModel):
 async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     caller = current_device(request)
     unit = caller.unit
-    ws = web.WebSocketResponse(heartbeat=30.0, compress=False, max_msg_size=MAX_WS_MESSAGE)
+    # No aiohttp heartbeat (it re-arms a timer on every message): silent sockets are pinged and cut by one
+    # sweep over all of them (command_center/idle_sockets.py), which sees the pongs because we take them.
+    ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_WS_MESSAGE, autoping=False)
     await ws.prepare(request)
     with log_context.bound(unit_id=unit.id, connection_id=secrets.token_hex(4)):
         return await _serve_unit(request, caller, ws)
@@ -76,17 +78,23 @@ async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSoc
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
     # Revoking the unit closes this socket (4401); ``watch.ended`` is set first, so nothing more is stored.
     watch = request.app[REVOCATIONS].watch_socket(caller, ws)
+    idle = request.app[IDLE_UNIT_SOCKETS]
+    transport = request.transport
 
     async def push(message: dict[str, Any]) -> None:
         await _reply(ws, orjson.dumps(message))
 
     try:
-        async with tasks.channel(unit, push):
-            async for message in ws:
-                if watch.ended:
-                    break
-                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
+        with idle.watching(ws, abort=transport.abort if transport is not None else lambda: None):
+            async with tasks.channel(unit, push):
+                async for message in ws:
+                    idle.heard(ws)
+                    if watch.ended:
+                        break
+                    if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                        await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
+                    elif message.type is WSMsgType.PING:  # autoping is off: answer the unit's pings here
+                        await ws.pong(message.data)
     except ConnectionError:
         pass  # the unit went away while we wrote to it
     except Exception:  # never an HTTP error on an upgraded connection: close it properly instead
