@@ -234,3 +234,30 @@ async def test_a_camera_hanging_up_ends_the_view(gb_media: None, make_world: App
         await stop(call)
     trace = (tmp_path / "sipp.msg").read_text(errors="replace")
     assert "BYE sip:" in trace and "SIP/2.0 200 OK" in trace.split("BYE sip:", 1)[1]
+
+
+async def test_revoking_a_camera_ends_its_video(gb_media: None, make_world: AppFactory, tmp_path: Path) -> None:
+    world = await make_world()
+    call = await registered(world, tmp_path, "media_register.xml")
+    sender = asyncio.create_task(camera(world))
+    viewer, late = ViewerPeer(world), ViewerPeer(world)
+    hub, live = world.client.app[MEDIA], world.client.app[GB_LIVE]
+    try:
+        await viewer.watch(UNIT)
+        assert len(await viewer.frames("video", 5)) == 5
+        response = await world.client.post(f"/api/units/{UNIT}/revoke", headers=world.auth("admin"))
+        assert response.status == 200, await response.text()
+        await eventually(lambda: hub.publisher(UnitId(UNIT)) is None, what="the session ended")
+        await eventually(lambda: live.stream(UnitId(UNIT)) is None, what="hung up")
+        again = await world.client.post(
+            f"/api/whep/{UNIT}", data=await late.offer(), headers={**world.auth("operator"), **SDP_HEADERS}
+        )
+        assert again.status == 409  # not registered any more: nothing to INVITE
+    finally:
+        await late.close()
+        await viewer.close()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await stop(call)
+    assert "BYE sip:" in (tmp_path / "sipp.msg").read_text(errors="replace")
