@@ -12,10 +12,11 @@ an answer and counted. A broken PS stream is survived by the demuxer and logged 
 call ends (BYE) when the hub has no viewer and no recording of the unit for ``media_linger_seconds``, when
 the hub ends the session (silence, revocation, shutdown), or when the device hangs up.
 
-Codecs: H.264 of any profile is forwarded as sent (a browser's H.264 decoder takes main and high profile
-even where the negotiated profile-level-id says baseline; aiortc's does too). H.265 cannot reach a browser
-over WebRTC without transcoding: such a stream is refused with a message saying so, and ended. G.711 and
-other audio are demultiplexed but not forwarded yet (counted as ``audio_frames_dropped``).
+Codecs: H.264 of any profile is forwarded as sent, under the baseline profile-level-id the viewer negotiated
+(aiortc's decoder takes main profile that way, tested; Chromium's software decoder is expected to,
+untested). H.265 cannot reach a browser over WebRTC without transcoding: such a stream is refused with a
+message saying so, and ended. G.711 and other audio are demultiplexed but not forwarded yet (counted as
+``audio_frames_dropped``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""A GB/T 28181 camera's live video end to end: sipp registers and answers the platform's INVITE, a
-PS-over-RTP sender streams an H.264 clip to the port the INVITE named, an aiortc WHEP viewer decodes the
-frames, the session is recorded as hashed Matroska evidence that ``recording verify`` accepts, and the last
-viewer leaving hangs the call up (BYE, answered by sipp). RTP from an address or SSRC that was not invited,
-and datagrams that are not RTP, are dropped while the picture goes on. An SOS from a camera opens its video
-and records it with nobody watching.
+"""A GB/T 28181 camera's live video end to end: sipp registers and answers the platform's INVITE, a PS-over-RTP
+sender streams an H.264 clip (main profile, as body cameras send) to the port the INVITE named, an aiortc
+WHEP viewer decodes the frames, the session is recorded as hashed Matroska evidence that ``recording
+verify`` accepts, and the last viewer leaving hangs the call up (BYE, answered by sipp). RTP from an address
+or SSRC that was not invited, and datagrams that are not RTP, are dropped while the picture goes on. An SOS
+from a camera opens its video and records it with nobody watching.
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ async def camera(world: World, *, stream_type: int = 0x1B) -> None:
     while stream is None or stream.dialog is None:
         await asyncio.sleep(0.02)
         stream = live.stream(UnitId(UNIT))
-    await send_clip(h264_clip(50), stream.ssrc, ("127.0.0.1", stream.port), loops=20, stream_type=stream_type)
+    await send_clip(
+        h264_clip(50, profile="main"), stream.ssrc, ("127.0.0.1", stream.port), loops=20, stream_type=stream_type
+    )
 
 
 def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
