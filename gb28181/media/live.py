@@ -14,9 +14,9 @@ the hub ends the session (silence, revocation, shutdown), or when the device han
 
 Codecs: H.264 of any profile is forwarded as sent, under the baseline profile-level-id the viewer negotiated
 (aiortc's decoder takes main profile that way, tested; Chromium's software decoder is expected to,
-untested). H.265 cannot reach a browser over WebRTC without transcoding: such a stream is refused with a
-message saying so, and ended. G.711 and other audio are demultiplexed but not forwarded yet (counted as
-``audio_frames_dropped``).
+untested). H.265 cannot reach a browser over WebRTC without transcoding: a view is refused with a message
+saying so, while the stream is recorded as evidence when it is held (an SOS, an operator's recording). G.711
+and other audio are demultiplexed but not forwarded yet (counted as ``audio_frames_dropped``).
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class LiveStream:
     connections: set[asyncio.Task[None]] = field(default_factory=set)
     dialog: Dialog | None = None
     publisher: Any = None
+    mime: str = ""  # the video codec, from the PSM: video/H264 or video/H265
     sink: FrameSink | None = None
     first_keyframe: asyncio.Future[EsFrame] | None = None
     first_pts: int | None = None
@@ -132,7 +133,7 @@ class LiveStream:
             return
         if self.sink is None:
             waiting = self.first_keyframe
-            if waiting is not None and not waiting.done() and (frame.mime != H264 or _is_h264_keyframe(frame.data)):
+            if waiting is not None and not waiting.done() and is_keyframe(frame.mime, frame.data):
                 waiting.set_result(frame)
             return
         self.deliver(frame)
@@ -255,6 +256,11 @@ class LiveStreams:
             stream = await asyncio.shield(opening)
         stream.held |= hold
         stream.idle_since = None
+        if stream.mime != H264 and not hold:
+            log.info("gb28181: unit %s sends %s: recorded, not viewable live", unit.id, stream.mime)
+            raise Conflict(f"unit {unit.id} sends {stream.mime}, which browsers cannot play over WebRTC without "
+                           f"transcoding (not done here); it can still be recorded, or set the device to "
+                           f"H.264")  # fmt: skip
 
     def open_and_record(self, unit_id: UnitId, reason: str, start_recording: Callable[[UnitId, str], bool]) -> None:
         """An SOS from a GB unit: open its video (a task owned here) and record it, as for WHIP units."""
@@ -312,14 +318,11 @@ class LiveStreams:
                             "packets not invited, %d not RTP)", device_id, unit.id, timeout, stream.port,
                             stream.foreign_packets, stream.bad_packets)  # fmt: skip
                 raise ServiceUnavailable(f"the device of unit {unit.id} sent no video in {timeout:g} s") from None
-            if first.mime != H264:
-                log.warning("gb28181: device %s (unit %s) sends %s: refused", device_id, unit.id, first.mime)
-                raise Conflict(f"unit {unit.id} sends {first.mime}, which browsers cannot play over WebRTC without "
-                               f"transcoding (not done here); set the device to H.264")  # fmt: skip
             dialog = stream.dialog
             stream.publisher = self._hub.publish_encoded(
-                unit, {"video": H264}, lambda: self._service.request_keyframe(dialog)
+                unit, {"video": first.mime}, lambda: self._service.request_keyframe(dialog)
             )
+            stream.mime = first.mime
             stream.sink = self._hub.frame_sink(stream.publisher, "video")
             stream.deliver(first)
             log.info("gb28181: unit %s (device %s, channel %s) live on RTP port %d", unit.id, device_id, channel_id,
@@ -402,7 +405,3 @@ class LiveStreams:
                     stream.idle_since = now
                 elif now - stream.idle_since >= linger:
                     self._stop_later(stream, f"no viewer and no recording for {linger:g} s")
-
-
-def _is_h264_keyframe(data: bytes) -> bool:
-    return is_keyframe(H264, data)
