@@ -139,6 +139,9 @@ class GbService:
                 return registration
         return None
 
+    def registered_units(self) -> set[UnitId]:
+        return {registration.unit.id for registration in self._registrations.values()}
+
     def end_unit(self, unit_id: UnitId) -> None:
         """The unit was revoked: forget its registration, so its next request is refused."""
         for device_id, registration in list(self._registrations.items()):

@@ -231,6 +231,10 @@ class LiveStreams:
     def stream(self, unit_id: UnitId) -> LiveStream | None:
         return self._streams.get(unit_id)
 
+    def watchable(self) -> set[UnitId]:
+        """GB units whose video can be opened here now (registered), streaming or not."""
+        return self._service.registered_units()
+
     def is_device(self, unit_id: UnitId) -> bool:
         return self._service.registration(unit_id) is not None
 

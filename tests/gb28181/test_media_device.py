@@ -56,10 +56,11 @@ def gb_media(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def registered(
-    world: World, tmp_path: Path, scenario: str, ooc: str = "media_ooc.xml", **keys: str
+    world: World, tmp_path: Path, scenario: str, ooc: str = "media_ooc.xml", password: str | None = None, **keys: str
 ) -> asyncio.subprocess.Process:
-    """sipp as the camera, registered and answering the platform's requests (``media_ooc.xml``) meanwhile."""
-    password = await add_gb_unit(world, UNIT, DEVICE)
+    """sipp as the camera, registered and answering the platform's requests (``media_ooc.xml``) meanwhile;
+    the unit is added first unless its ``password`` is given."""
+    password = password or await add_gb_unit(world, UNIT, DEVICE)
     values = {"device_id": DEVICE, "domain": DOMAIN, "platform_id": PLATFORM, "expires": "3600", **keys}
     local = str(free_port(socket.SOCK_DGRAM))
     command = ["sipp", f"127.0.0.1:{sip_port(world)}", "-sf", str(HERE / scenario), "-oocsf",
