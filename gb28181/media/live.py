@@ -13,10 +13,10 @@ call ends (BYE) when the hub has no viewer and no recording of the unit for ``me
 the hub ends the session (silence, revocation, shutdown), or when the device hangs up.
 
 Codecs: H.264 of any profile is forwarded as sent, under the baseline profile-level-id the viewer negotiated
-(aiortc's decoder takes main profile that way, tested; Chromium's software decoder is expected to,
-untested). H.265 cannot reach a browser over WebRTC without transcoding: a view is refused with a message
-saying so, while the stream is recorded as evidence when it is held (an SOS, an operator's recording). G.711
-and other audio are demultiplexed but not forwarded yet (counted as ``audio_frames_dropped``).
+(aiortc's decoder and Chromium's play main profile that way: both tested). H.265 cannot reach a browser over
+WebRTC without transcoding: a view is refused with a message saying so, while the stream is recorded as
+evidence when it is held (an SOS, an operator's recording). G.711 and other audio are demultiplexed but not
+forwarded yet (counted as ``audio_frames_dropped``).
 """
 
 from __future__ import annotations
