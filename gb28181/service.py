@@ -173,6 +173,10 @@ class GbService:
                 if msg.status >= 200 and not waiter.done():
                     waiter.set_result(msg)
                 return
+            dialog = self._dialogs.get(msg.call_id)
+            if dialog is not None and msg.cseq == (dialog.cseq, "INVITE") and 200 <= msg.status < 300:
+                self._in_dialog(dialog, "ACK", dialog.cseq)  # our ACK was lost: the device resends its 200
+                return
             if msg.status >= 300:
                 log.warning("gb28181: %s answered %s %s to our %s", msg.from_user, msg.status, msg.reason, msg.cseq[1])
             return
