@@ -145,6 +145,10 @@ async def gb_level(devices: int, streams: int, seconds: float, work: Path) -> di
             "p50_ms": percentile(latencies, 50) if latencies else None,
             "p99_ms": percentile(latencies, 99) if latencies else None,
         }  # fmt: skip
+    except Exception:
+        lines = (folder / "server.log").read_text(errors="replace").splitlines()
+        print("\n".join([line for line in lines if "WARNING" in line or "ERROR" in line][-15:]), flush=True)
+        raise
     finally:
         await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
         stop.set()

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import logging
 import socket
+from collections.abc import Callable
 
 from gb28181.service import GbService
 from gb28181.sip import SipParseError, StreamFramer
@@ -59,11 +60,16 @@ class TcpPeer:
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, queue: asyncio.Queue[tuple[bytes, tuple[str, int]]]) -> None:
+    def __init__(self, queue: asyncio.Queue[tuple[bytes, tuple[str, int]]], answered: Callable[[bytes], bool]) -> None:
         self._queue = queue
+        self._answered = answered
         self.dropped = 0
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        # Answers to the platform's own requests (an INVITE's 200) are few and awaited: taken at once, never
+        # dropped behind a queue full of device requests (which devices retransmit).
+        if data[:8] == b"SIP/2.0 " and self._answered(data):
+            return
         try:
             self._queue.put_nowait((data, addr[:2]))
         except asyncio.QueueFull:
@@ -90,7 +96,9 @@ class SipServer:
         loop = asyncio.get_running_loop()
         for _attempt in range(20):
             endpoint, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self._queue), local_addr=(self._host, self._wanted_port), family=socket.AF_INET
+                lambda: _Datagrams(self._queue, self._service.answered),
+                local_addr=(self._host, self._wanted_port),
+                family=socket.AF_INET,
             )
             port = endpoint.get_extra_info("sockname")[1]
             try:
