@@ -158,8 +158,12 @@ async def gb_level(devices: int, streams: int, seconds: float, work: Path) -> di
             positions = await positions_stored(url) - positions_before
         cpu = (after.cpu_seconds - before.cpu_seconds) / (after.at - before.at)
         sent = counts["sent"]
+        log_text = (folder / "server.log").read_text(errors="replace")
+        registered_all = log_text.count(" registered from ")
+        dropped = log_text.count("UDP queue full")
         return {
-            "devices": devices, "registered_streaming": registered, "streams": streams, "cpu_share": cpu,
+            "devices": devices, "registered_streaming": registered, "registrations": registered_all,
+            "queue_full_warnings": dropped, "streams": streams, "cpu_share": cpu,
             "cpu_per_stream": cpu / max(1, streams), "positions_per_s": positions / seconds,
             "lost_share": max(0.0, 1 - counts["received"] / sent) if sent else 0.0,
             "p50_ms": percentile(latencies, 50) if latencies else None,
@@ -188,11 +192,12 @@ async def run(args: argparse.Namespace) -> None:
         gb = await gb_level(args.devices, args.streams, args.seconds, work)
         p50 = "—" if gb["p50_ms"] is None else f"{gb['p50_ms']:.1f} ms"
         p99 = "—" if gb["p99_ms"] is None else f"{gb['p99_ms']:.1f} ms"
-        print(f"GB/T 28181: {gb['devices']} devices ({gb['registered_streaming']}/{gb['streams']} streaming ones "
-              f"registered), {gb['positions_per_s']:.0f} positions/s stored; {gb['streams']} PS streams (H.264 main "
-              f"640x480 25 fps) to one viewer each: server CPU {gb['cpu_share']:.0%}, {gb['cpu_per_stream']:.1%} per "
-              f"stream (positions included); added forwarding latency p50 {p50}, p99 {p99}; frames lost "
-              f"{gb['lost_share']:.2%}", flush=True)  # fmt: skip
+        print(f"GB/T 28181: {gb['devices']} devices ({gb['registrations']} registrations logged, "
+              f"{gb['queue_full_warnings']} queue-full warnings), {gb['registered_streaming']}/{gb['streams']} "
+              f"streaming ones registered, {gb['positions_per_s']:.0f} positions/s stored; {gb['streams']} PS "
+              f"streams (H.264 main 640x480 25 fps) to one viewer each: server CPU {gb['cpu_share']:.0%}, "
+              f"{gb['cpu_per_stream']:.1%} per stream (positions included); added forwarding latency p50 {p50}, "
+              f"p99 {p99}; frames lost {gb['lost_share']:.2%}", flush=True)  # fmt: skip
         if args.whip:
             whip = await passthrough_level(encode_clip(work / "clip.vp8"), args.streams, args.seconds, work)
             print(f"WHIP passthrough, same run: {args.streams} streams (VP8 640x480 30 fps): server CPU "
