@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import Server, free_port, percentile, sample
+from bench.harness import ROOT, Server, free_port, percentile, sample
 from bench.media import connected, encode_clip, negotiate, new_pc, passthrough_level
 from bench.telemetry import prepare
 from config.settings import StoreSettings
@@ -37,7 +40,7 @@ from media.ice import restrict_host_addresses
 from persistence.factory import build_store
 from persistence.gb_port import GbDevice
 from simulators.gb28181.clip import h264_clip
-from simulators.gb28181.device import SimulatedDevice
+from simulators.gb28181.device import SimulatedDevice, device_ids
 from simulators.units.simulate import raise_file_limit
 
 DOMAIN, PLATFORM = "3402000000", "34020000002000000001"
@@ -55,11 +58,20 @@ async def enrol_devices(url: str, units: list[str]) -> dict[str, tuple[str, str]
     await store.open()
     try:
         devices = {}
-        for n, unit_id in enumerate(units):
-            device_id, password = f"{DOMAIN}132{n + 1:07d}", f"bench-{n}"
+        for unit_id, device_id in zip(units, device_ids(DOMAIN, len(units)), strict=True):
+            password = f"bench-{device_id[-7:]}"
             await store.add_gb_device(GbDevice(UnitId(unit_id), device_id, digest.ha1(device_id, DOMAIN, password)))
             devices[unit_id] = (device_id, password)
         return devices
+    finally:
+        await store.close()
+
+
+async def positions_stored(url: str) -> int:
+    store = build_store(StoreSettings(url=url))
+    await store.open()
+    try:
+        return sum([await store.count_positions(u.id) for u in await store.list_units()])
     finally:
         await store.close()
 
@@ -92,22 +104,30 @@ async def gb_level(devices: int, streams: int, seconds: float, work: Path) -> di
 
     stop = asyncio.Event()
     units = list(enrolled.items())
+    # The streaming devices run here (their send times are the latency clock); the others, which only report
+    # positions, in a process of their own (``python -m simulators.gb28181``), so their load does not delay
+    # the viewers' clock in this one.
     load = [SimulatedDevice(device_id, password, ("127.0.0.1", sip_port), domain=DOMAIN, platform_id=PLATFORM,
-                            seed=n, clip=clip if n < streams else None, position_seconds=1.0, keepalive_seconds=30,
-                            on_sent=on_sent)
-            for n, (_, (device_id, password)) in enumerate(units)]  # fmt: skip
+                            seed=n, clip=clip, position_seconds=1.0, keepalive_seconds=30, on_sent=on_sent)
+            for n, (_, (device_id, password)) in enumerate(units[:streams])]  # fmt: skip
+    secrets = folder / "devices.json"
+    secrets.write_text(json.dumps(dict(enrolled.values())))
+    others = subprocess.Popen(  # noqa: ASYNC220 (started once, before the measurement)
+        [sys.executable, "-m", "simulators.gb28181", "--sip", f"127.0.0.1:{sip_port}", "--devices",
+         str(devices - streams), "--first", str(streams + 1), "--video", "0", "--position-seconds", "1",
+         "--domain", DOMAIN, "--platform-id", PLATFORM, "--secrets", str(secrets)],
+        cwd=ROOT, stdout=(folder / "devices.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
     running: list[asyncio.Task[None]] = []
     viewers = []
     try:
         await server.wait_healthy()
-        for n, device in enumerate(load):
-            running.append(asyncio.create_task(device.run(stop)))
-            if n % 100 == 99:
-                await asyncio.sleep(0.1)  # registrations over a few seconds, as devices boot
+        running = [asyncio.create_task(device.run(stop)) for device in load]
         for _ in range(300):  # up to a minute for every registration
             if all(d.registered for d in load):
                 break
             await asyncio.sleep(0.2)
+        await asyncio.sleep(max(0.0, devices / 200 - 5))  # the other process's devices register meanwhile
         registered = sum(d.registered for d in load)
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{server.url}/api/auth/login", json=plan["screen_login"]) as response:
@@ -129,26 +149,36 @@ async def gb_level(devices: int, streams: int, seconds: float, work: Path) -> di
                 viewers.append(viewer)
             await asyncio.gather(*(connected(v) for v in viewers))
             await asyncio.sleep(WARMUP_S)
-            positions_before = sum(d.positions_sent for d in load)
+            positions_before = await positions_stored(url)
             before = sample(server.pid)
             measuring[0] = True
             await asyncio.sleep(seconds)
             measuring[0] = False
             after = sample(server.pid)
-            positions = sum(d.positions_sent for d in load) - positions_before
+            positions = await positions_stored(url) - positions_before
         cpu = (after.cpu_seconds - before.cpu_seconds) / (after.at - before.at)
         sent = counts["sent"]
+        log_text = (folder / "server.log").read_text(errors="replace")
+        registered_all = log_text.count(" registered from ")
+        dropped = log_text.count("UDP queue full")
         return {
-            "devices": devices, "registered": registered, "streams": streams, "cpu_share": cpu,
+            "devices": devices, "registered_streaming": registered, "registrations": registered_all,
+            "queue_full_warnings": dropped, "streams": streams, "cpu_share": cpu,
             "cpu_per_stream": cpu / max(1, streams), "positions_per_s": positions / seconds,
             "lost_share": max(0.0, 1 - counts["received"] / sent) if sent else 0.0,
             "p50_ms": percentile(latencies, 50) if latencies else None,
             "p99_ms": percentile(latencies, 99) if latencies else None,
         }  # fmt: skip
+    except Exception:
+        lines = (folder / "server.log").read_text(errors="replace").splitlines()
+        print("\n".join([line for line in lines if "WARNING" in line or "ERROR" in line][-15:]), flush=True)
+        raise
     finally:
         await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
         stop.set()
         await asyncio.gather(*running, return_exceptions=True)
+        others.send_signal(2)
+        others.wait(20)
         server.stop()
 
 
@@ -162,10 +192,12 @@ async def run(args: argparse.Namespace) -> None:
         gb = await gb_level(args.devices, args.streams, args.seconds, work)
         p50 = "—" if gb["p50_ms"] is None else f"{gb['p50_ms']:.1f} ms"
         p99 = "—" if gb["p99_ms"] is None else f"{gb['p99_ms']:.1f} ms"
-        print(f"GB/T 28181: {gb['registered']}/{gb['devices']} devices registered, {gb['positions_per_s']:.0f} "
-              f"positions/s, {gb['streams']} PS streams (H.264 main 640x480 25 fps) to one viewer each: server CPU "
-              f"{gb['cpu_share']:.0%}, {gb['cpu_per_stream']:.1%} per stream (positions included); added forwarding "
-              f"latency p50 {p50}, p99 {p99}; frames lost {gb['lost_share']:.2%}", flush=True)  # fmt: skip
+        print(f"GB/T 28181: {gb['devices']} devices ({gb['registrations']} registrations logged, "
+              f"{gb['queue_full_warnings']} queue-full warnings), {gb['registered_streaming']}/{gb['streams']} "
+              f"streaming ones registered, {gb['positions_per_s']:.0f} positions/s stored; {gb['streams']} PS "
+              f"streams (H.264 main 640x480 25 fps) to one viewer each: server CPU {gb['cpu_share']:.0%}, "
+              f"{gb['cpu_per_stream']:.1%} per stream (positions included); added forwarding latency p50 {p50}, "
+              f"p99 {p99}; frames lost {gb['lost_share']:.2%}", flush=True)  # fmt: skip
         if args.whip:
             whip = await passthrough_level(encode_clip(work / "clip.vp8"), args.streams, args.seconds, work)
             print(f"WHIP passthrough, same run: {args.streams} streams (VP8 640x480 30 fps): server CPU "

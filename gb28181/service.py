@@ -142,6 +142,9 @@ class GbService:
                 return registration
         return None
 
+    def registered_units(self) -> set[UnitId]:
+        return {registration.unit.id for registration in self._registrations.values()}
+
     def end_unit(self, unit_id: UnitId) -> None:
         """The unit was revoked: forget its registration, so its next request is refused."""
         for device_id, registration in list(self._registrations.items()):
@@ -166,12 +169,7 @@ class GbService:
                 self._reply(peer, sip.response(exc.partial, exc.status))
             return
         if not msg.is_request:
-            key = (msg.call_id, msg.cseq[0])
-            waiter = self._waiting.get(key)
-            if waiter is not None and msg.cseq[1] == "INVITE":
-                self._heard.add(key)
-                if msg.status >= 200 and not waiter.done():
-                    waiter.set_result(msg)
+            if self._invite_answer(msg):
                 return
             if msg.status >= 300:
                 log.warning("gb28181: %s answered %s %s to our %s", msg.from_user, msg.status, msg.reason, msg.cseq[1])
@@ -181,6 +179,28 @@ class GbService:
         except Exception:
             log.exception("gb28181: %s from %s failed", msg.method, msg.from_user)
             self._reply(peer, sip.response(msg, 500))
+
+    def answered(self, data: bytes) -> bool:
+        """Take a datagram at once if it answers one of our INVITEs (see ``transport``); False otherwise."""
+        try:
+            msg = sip.parse(data, max_bytes=self._settings.max_message_bytes)
+        except sip.SipParseError:
+            return False
+        return not msg.is_request and self._invite_answer(msg)
+
+    def _invite_answer(self, msg: sip.SipMessage) -> bool:
+        key = (msg.call_id, msg.cseq[0])
+        waiter = self._waiting.get(key)
+        if waiter is not None and msg.cseq[1] == "INVITE":
+            self._heard.add(key)
+            if msg.status >= 200 and not waiter.done():
+                waiter.set_result(msg)
+            return True
+        dialog = self._dialogs.get(msg.call_id)
+        if dialog is not None and msg.cseq == (dialog.cseq, "INVITE") and 200 <= msg.status < 300:
+            self._in_dialog(dialog, "ACK", dialog.cseq)  # our ACK was lost: the device resends its 200
+            return True
+        return False
 
     async def _dispatch(self, msg: sip.SipMessage, peer: Peer) -> None:
         if msg.method == "REGISTER":

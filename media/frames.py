@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 H264_IDR = 5
+H265_IRAP = range(16, 24)  # BLA, IDR and CRA pictures (ITU-T H.265 Table 7-1)
 
 
 def is_keyframe(mime: str, data: bytes) -> bool:
@@ -22,7 +23,8 @@ def is_keyframe(mime: str, data: bytes) -> bool:
 
     VP8 (RFC 6386 §9.1): the frame tag's first bit is 0 for a key frame, which then carries the start
     code 9d 01 2a. H.264 in Annex B form (as aiortc depacketises RFC 6184): an IDR slice (NAL type 5).
-    Audio frames are all independent.
+    H.265 in Annex B form (GB/T 28181 devices' PS): an IRAP picture (NAL types 16-23). Audio frames are all
+    independent.
     """
     kind, _, codec = mime.lower().partition("/")
     if kind == "audio":
@@ -31,6 +33,8 @@ def is_keyframe(mime: str, data: bytes) -> bool:
         return len(data) >= 10 and data[0] & 0x01 == 0 and data[3:6] == b"\x9d\x01\x2a"
     if codec == "h264":
         return any(nal and nal[0] & 0x1F == H264_IDR for nal in nal_units(data))
+    if codec == "h265":
+        return any(nal and (nal[0] >> 1) & 0x3F in H265_IRAP for nal in nal_units(data))
     return False
 
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 QUEUE_FRAMES = 2_000  # about a minute of video and audio; beyond it frames are dropped and counted
 GAP_MS = 500  # a pause of the video longer than this is reported as a gap of the recording
 OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 312, 48_000, 0, 0)  # RFC 7845 §5.1, stereo 48 kHz
-CODECS = {"video/vp8": "vp8", "video/h264": "h264", "audio/opus": "opus"}
+CODECS = {"video/vp8": "vp8", "video/h264": "h264", "video/h265": "hevc", "audio/opus": "opus"}
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class SessionRecorder:
             if mime == "video/vp8" and keyframe is not None and (size := vp8_size(keyframe)):
                 stream.width, stream.height = size
             elif kind == "video":
-                stream.width, stream.height = 640, 480  # H.264 carries its size in-band (SPS)
+                stream.width, stream.height = 640, 480  # H.264 and H.265 carry their size in-band (SPS)
             if mime == "audio/opus":
                 stream.codec_context.extradata = OPUS_HEAD
             segment.streams[kind] = stream

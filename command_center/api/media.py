@@ -338,14 +338,17 @@ class StreamingOut(BaseModel):
 
 
 @api.route(
-    "GET", "/api/media/streaming", summary="Units of the caller's courts streaming now (on any server process)",
-    tag="media", access=VIEWERS, response=StreamingOut,
+    "GET", "/api/media/streaming", summary="Units of the caller's courts streaming now (on any server process), "
+    "and GB/T 28181 devices registered here, whose video starts when watched", tag="media", access=VIEWERS,
+    response=StreamingOut,
 )  # fmt: skip
 async def streaming(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     courts = await visible_courts(store, current_user(request))
     candidates = [u.id for u in await store.list_units(courts)]
     live = request.app[MEDIA].streaming_units()
+    if (gb := request.app.get(GB_LIVE)) is not None:
+        live |= gb.watchable()
     try:
         held = await request.app[CLUSTER].holders([media_lease(unit_id) for unit_id in candidates])
     except Exception:  # Redis is away: the units streaming to this process are still known

@@ -2,7 +2,7 @@
 
 Opening a GB unit's video (a WHEP view, or an SOS) calls ``LiveStreams.ensure``: an RTP port is taken from
 ``gb28181.rtp_port_range``, the device is INVITEd to send there with a fresh SSRC (``y=``), and once its
-first keyframe arrives the unit becomes a publisher of the hub (``MediaHub.publish_encoded``), so viewers
+first keyframe arrives the unit becomes a publisher of the hub (``MediaHub.attach``), so viewers
 and the recorder get its frames exactly like a WHIP unit's: no decoding, no transcoding.
 
 RTP comes over UDP, or over TCP when ``gb28181.rtp_transport`` is ``tcp-passive`` (the device connects to
@@ -12,10 +12,11 @@ an answer and counted. A broken PS stream is survived by the demuxer and logged 
 call ends (BYE) when the hub has no viewer and no recording of the unit for ``media_linger_seconds``, when
 the hub ends the session (silence, revocation, shutdown), or when the device hangs up.
 
-Codecs: H.264 of any profile is forwarded as sent (a browser's H.264 decoder takes main and high profile
-even where the negotiated profile-level-id says baseline; aiortc's does too). H.265 cannot reach a browser
-over WebRTC without transcoding: such a stream is refused with a message saying so, and ended. G.711 and
-other audio are demultiplexed but not forwarded yet (counted as ``audio_frames_dropped``).
+Codecs: H.264 of any profile is forwarded as sent, under the baseline profile-level-id the viewer negotiated
+(aiortc's decoder and Chromium's play main profile that way: both tested). H.265 cannot reach a browser over
+WebRTC without transcoding: a view is refused with a message saying so, while the stream is recorded as
+evidence when it is held (an SOS, an operator's recording). G.711 and other audio are demultiplexed but not
+forwarded yet (counted as ``audio_frames_dropped``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class LiveStream:
     connections: set[asyncio.Task[None]] = field(default_factory=set)
     dialog: Dialog | None = None
     publisher: Any = None
+    mime: str = ""  # the video codec, from the PSM: video/H264 or video/H265
     sink: FrameSink | None = None
     first_keyframe: asyncio.Future[EsFrame] | None = None
     first_pts: int | None = None
@@ -133,7 +135,7 @@ class LiveStream:
             return
         if self.sink is None:
             waiting = self.first_keyframe
-            if waiting is not None and not waiting.done() and (frame.mime != H264 or _is_h264_keyframe(frame.data)):
+            if waiting is not None and not waiting.done() and is_keyframe(frame.mime, frame.data):
                 waiting.set_result(frame)
             return
         self.deliver(frame)
@@ -231,6 +233,10 @@ class LiveStreams:
     def stream(self, unit_id: UnitId) -> LiveStream | None:
         return self._streams.get(unit_id)
 
+    def watchable(self) -> set[UnitId]:
+        """GB units whose video can be opened here now (registered), streaming or not."""
+        return self._service.registered_units()
+
     def is_device(self, unit_id: UnitId) -> bool:
         return self._service.registration(unit_id) is not None
 
@@ -256,6 +262,11 @@ class LiveStreams:
             stream = await asyncio.shield(opening)
         stream.held |= hold
         stream.idle_since = None
+        if stream.mime != H264 and not hold:
+            log.info("gb28181: unit %s sends %s: recorded, not viewable live", unit.id, stream.mime)
+            raise Conflict(f"unit {unit.id} sends {stream.mime}, which browsers cannot play over WebRTC without "
+                           f"transcoding (not done here); it can still be recorded, or set the device to "
+                           f"H.264")  # fmt: skip
 
     def open_and_record(self, unit_id: UnitId, reason: str, start_recording: Callable[[UnitId, str], bool]) -> None:
         """An SOS from a GB unit: open its video (a task owned here) and record it, as for WHIP units."""
@@ -313,11 +324,8 @@ class LiveStreams:
                             "packets not invited, %d not RTP)", device_id, unit.id, timeout, stream.port,
                             stream.foreign_packets, stream.bad_packets)  # fmt: skip
                 raise ServiceUnavailable(f"the device of unit {unit.id} sent no video in {timeout:g} s") from None
-            if first.mime != H264:
-                log.warning("gb28181: device %s (unit %s) sends %s: refused", device_id, unit.id, first.mime)
-                raise Conflict(f"unit {unit.id} sends {first.mime}, which browsers cannot play over WebRTC without "
-                               f"transcoding (not done here); set the device to H.264")  # fmt: skip
-            stream.publisher = await self._hub.attach(unit, {"video": H264}, _GbLink(self, stream))
+            stream.publisher = await self._hub.attach(unit, {"video": first.mime}, _GbLink(self, stream))
+            stream.mime = first.mime
             stream.sink = self._hub.frame_sink(stream.publisher, "video")
             stream.deliver(first)
             log.info("gb28181: unit %s (device %s, channel %s) live on RTP port %d", unit.id, device_id, channel_id,
@@ -427,7 +435,3 @@ class _GbLink:
 
     async def close(self) -> None:
         self._live._hang_up(self._stream, "the media session ended")
-
-
-def _is_h264_keyframe(data: bytes) -> bool:
-    return is_keyframe(H264, data)

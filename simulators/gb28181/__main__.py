@@ -20,13 +20,8 @@ from pathlib import Path
 import aiohttp
 
 from simulators.gb28181.clip import h264_clip
-from simulators.gb28181.device import SimulatedDevice
+from simulators.gb28181.device import SimulatedDevice, device_ids
 from simulators.units.simulate import admin_password, load_secrets, save_secrets
-
-
-def device_ids(domain: str, count: int) -> list[str]:
-    """20-digit ids: the domain, type 132 (network camera), a 7-digit sequence (GB/T 28181 Annex D)."""
-    return [f"{domain}132{n + 1:07d}" for n in range(count)]
 
 
 async def register(args: argparse.Namespace, missing: list[tuple[str, str]], secrets: dict[str, str]) -> None:
@@ -47,7 +42,7 @@ async def register(args: argparse.Namespace, missing: list[tuple[str, str]], sec
 
 
 async def run(args: argparse.Namespace) -> None:
-    ids = device_ids(args.domain, args.devices)
+    ids = device_ids(args.domain, args.devices, args.first)
     secrets = load_secrets(Path(args.secrets))
     missing = [(f"{args.court}-{args.prefix}{n + 1:02d}", d) for n, d in enumerate(ids) if d not in secrets]
     if missing and args.register:
@@ -83,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default="http://127.0.0.1:8080", help="the command centre (to register devices)")
     p.add_argument("--sip", default="127.0.0.1:5060", help="the platform's SIP address host:port")
     p.add_argument("--devices", type=int, default=3)
+    p.add_argument("--first", type=int, default=1, help="the sequence number of the first device id")
     p.add_argument("--video", type=int, default=1, help="how many of them have a camera that answers INVITE")
     p.add_argument("--court", default="HLJ0102")
     p.add_argument("--prefix", default="G", help="unit ids are <court>-<prefix><n>")

@@ -22,6 +22,11 @@ from simulators.units.routes import RouteWalker
 log = logging.getLogger(__name__)
 
 
+def device_ids(domain: str, count: int, first: int = 1) -> list[str]:
+    """20-digit ids: the domain, type 132 (network camera), a 7-digit sequence (GB/T 28181 Annex D)."""
+    return [f"{domain}132{n:07d}" for n in range(first, first + count)]
+
+
 def _china_now() -> str:
     return datetime.now(CHINA).strftime("%Y-%m-%dT%H:%M:%S")
 

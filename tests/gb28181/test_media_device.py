@@ -1,9 +1,9 @@
-"""A GB/T 28181 camera's live video end to end: sipp registers and answers the platform's INVITE, a
-PS-over-RTP sender streams an H.264 clip to the port the INVITE named, an aiortc WHEP viewer decodes the
-frames, the session is recorded as hashed Matroska evidence that ``recording verify`` accepts, and the last
-viewer leaving hangs the call up (BYE, answered by sipp). RTP from an address or SSRC that was not invited,
-and datagrams that are not RTP, are dropped while the picture goes on. An SOS from a camera opens its video
-and records it with nobody watching.
+"""A GB/T 28181 camera's live video end to end: sipp registers and answers the platform's INVITE, a PS-over-RTP
+sender streams an H.264 clip (main profile, as body cameras send) to the port the INVITE named, an aiortc
+WHEP viewer decodes the frames, the session is recorded as hashed Matroska evidence that ``recording
+verify`` accepts, and the last viewer leaving hangs the call up (BYE, answered by sipp). RTP from an address
+or SSRC that was not invited, and datagrams that are not RTP, are dropped while the picture goes on. An SOS
+from a camera opens its video and records it with nobody watching.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from gb28181.media.live import LiveStream
 from gb28181.media.rtp import build_rtp
 from media.evidence import SEGMENT_ACTION
 from media.recording import sha256_of
-from simulators.gb28181.clip import h264_clip
+from simulators.gb28181.clip import h264_clip, h265_clip
 from simulators.gb28181.sender import send_clip
 from tests.conftest import AppFactory, World
 from tests.gb28181.test_sipp_device import (
@@ -56,10 +56,11 @@ def gb_media(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def registered(
-    world: World, tmp_path: Path, scenario: str, ooc: str = "media_ooc.xml", **keys: str
+    world: World, tmp_path: Path, scenario: str, ooc: str = "media_ooc.xml", password: str | None = None, **keys: str
 ) -> asyncio.subprocess.Process:
-    """sipp as the camera, registered and answering the platform's requests (``media_ooc.xml``) meanwhile."""
-    password = await add_gb_unit(world, UNIT, DEVICE)
+    """sipp as the camera, registered and answering the platform's requests (``media_ooc.xml``) meanwhile;
+    the unit is added first unless its ``password`` is given."""
+    password = password or await add_gb_unit(world, UNIT, DEVICE)
     values = {"device_id": DEVICE, "domain": DOMAIN, "platform_id": PLATFORM, "expires": "3600", **keys}
     local = str(free_port(socket.SOCK_DGRAM))
     command = ["sipp", f"127.0.0.1:{sip_port(world)}", "-sf", str(HERE / scenario), "-oocsf",
@@ -87,12 +88,13 @@ async def stop(process: asyncio.subprocess.Process) -> None:
 
 async def camera(world: World, *, stream_type: int = 0x1B) -> None:
     """The camera's media process: once INVITEd, stream the clip to the port and SSRC the INVITE gave."""
+    clip = h265_clip(50) if stream_type == 0x24 else h264_clip(50, profile="main")
     live = world.client.app[GB_LIVE]
     stream: LiveStream | None = None
     while stream is None or stream.dialog is None:
         await asyncio.sleep(0.02)
         stream = live.stream(UnitId(UNIT))
-    await send_clip(h264_clip(50), stream.ssrc, ("127.0.0.1", stream.port), loops=20, stream_type=stream_type)
+    await send_clip(clip, stream.ssrc, ("127.0.0.1", stream.port), loops=20, stream_type=stream_type)
 
 
 def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -189,13 +191,16 @@ async def test_an_sos_from_a_camera_opens_its_video_and_records_it_unwatched(
     assert int(str(segment["video_frames"])) > 25
 
 
-async def test_h265_is_refused_with_the_reason_and_hung_up(
+async def test_h265_is_recorded_but_refused_live_with_the_reason(
     gb_media: None, make_world: AppFactory, tmp_path: Path
 ) -> None:
+    """Browsers cannot play H.265 over WebRTC untranscoded: the viewer is told so, the unwatched call is hung
+    up; an operator's recording takes the same camera's H.265 as evidence."""
     world = await make_world()
     call = await registered(world, tmp_path, "media_register.xml")
     sender = asyncio.create_task(camera(world, stream_type=0x24))
     viewer = ViewerPeer(world)
+    hub, live = world.client.app[MEDIA], world.client.app[GB_LIVE]
     try:
         response = await world.client.post(
             f"/api/whep/{UNIT}", data=await viewer.offer(), headers={**world.auth("operator"), **SDP_HEADERS}
@@ -203,15 +208,34 @@ async def test_h265_is_refused_with_the_reason_and_hung_up(
         assert response.status == 409
         message = (await response.json())["error"]["message"]
         assert "video/H265" in message and "transcoding" in message
-        assert world.client.app[GB_LIVE].stream(UnitId(UNIT)) is None
-        assert world.client.app[MEDIA].publisher(UnitId(UNIT)) is None
+        await eventually(lambda: live.stream(UnitId(UNIT)) is None, within=5, what="BYE: nobody can watch it")
+
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        sender = asyncio.create_task(camera(world, stream_type=0x24))
+        started = await world.client.post(f"/api/units/{UNIT}/recording", headers=world.auth("operator"))
+        assert started.status == 200, await started.text()
+        await asyncio.sleep(2.5)
+        stopped = await world.client.delete(f"/api/units/{UNIT}/recording", headers=world.auth("operator"))
+        assert stopped.status == 200
+        await eventually(lambda: hub.publisher(UnitId(UNIT)) is None, within=5, what="hung up once not recorded")
     finally:
         await viewer.close()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
         await stop(call)
-    assert "BYE sip:" in (tmp_path / "sipp.msg").read_text(errors="replace")
+    segments = await segments_of(world)  # the refused view's short call was recorded too (every session is)
+    assert max(int(str(s["video_frames"])) for s in segments) > 25
+    for segment in segments:
+        with av.open(str(tmp_path / "recordings" / str(segment["file"]))) as container:
+            video = container.streams.video[0]
+            assert video.codec_context.name == "hevc"
+            first = next(iter(container.demux(video=0)))
+            assert first.is_keyframe
+            [picture] = video.codec_context.decode(first)  # the size is in-band (SPS), the header's a placeholder
+            assert (picture.width, picture.height) == (320, 240)
 
 
 async def test_a_camera_hanging_up_ends_the_view(gb_media: None, make_world: AppFactory, tmp_path: Path) -> None:
@@ -234,3 +258,30 @@ async def test_a_camera_hanging_up_ends_the_view(gb_media: None, make_world: App
         await stop(call)
     trace = (tmp_path / "sipp.msg").read_text(errors="replace")
     assert "BYE sip:" in trace and "SIP/2.0 200 OK" in trace.split("BYE sip:", 1)[1]
+
+
+async def test_revoking_a_camera_ends_its_video(gb_media: None, make_world: AppFactory, tmp_path: Path) -> None:
+    world = await make_world()
+    call = await registered(world, tmp_path, "media_register.xml")
+    sender = asyncio.create_task(camera(world))
+    viewer, late = ViewerPeer(world), ViewerPeer(world)
+    hub, live = world.client.app[MEDIA], world.client.app[GB_LIVE]
+    try:
+        await viewer.watch(UNIT)
+        assert len(await viewer.frames("video", 5)) == 5
+        response = await world.client.post(f"/api/units/{UNIT}/revoke", headers=world.auth("admin"))
+        assert response.status == 200, await response.text()
+        await eventually(lambda: hub.publisher(UnitId(UNIT)) is None, what="the session ended")
+        await eventually(lambda: live.stream(UnitId(UNIT)) is None, what="hung up")
+        again = await world.client.post(
+            f"/api/whep/{UNIT}", data=await late.offer(), headers={**world.auth("operator"), **SDP_HEADERS}
+        )
+        assert again.status == 409  # not registered any more: nothing to INVITE
+    finally:
+        await late.close()
+        await viewer.close()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await stop(call)
+    assert "BYE sip:" in (tmp_path / "sipp.msg").read_text(errors="replace")

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from gb28181.media.ps import EsFrame, PsDemuxer, pes_packets, ps_frame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
 from gb28181.media.sdp import Answer, SdpError, invite_offer, live_ssrc, parse_answer
-from simulators.gb28181.clip import h264_clip
+from media.frames import is_keyframe
+from simulators.gb28181.clip import h264_clip, h265_clip
 from simulators.gb28181.sender import rtp_packets
 
 SSRC = 12_345_0001
@@ -186,3 +187,9 @@ def test_the_tcp_offer_listens_passively() -> None:
     offer = invite_offer("34020000001310000001", "10.1.2.3", 30002, "0200000001", tcp=True).decode()
     assert "m=video 30002 TCP/RTP/AVP 96\r\n" in offer and "a=setup:passive\r\n" in offer
     assert "a=connection:new\r\n" in offer
+
+
+def test_h265_keyframes_are_told_apart() -> None:
+    clip = h265_clip(30, gop=10)
+    assert [is_keyframe("video/H265", data) for data, _ in clip] == [keyframe for _, keyframe in clip]
+    assert sum(keyframe for _, keyframe in clip) == 3
