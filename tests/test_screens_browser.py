@@ -99,6 +99,7 @@ READY = {
     "/console": "() => window.consoleState?.refreshes >= 1 && window.consoleState.mapUnits >= 1",
     "/desk": "() => document.querySelector('#nav a') !== null && document.querySelector('#whoami').textContent",
     "/replay": "() => document.querySelector('#nav a') !== null",
+    "/field": "() => document.querySelector('#link').textContent === '未连接'",
 }
 REFUSED = "() => document.querySelector('#refused') !== null"
 
@@ -112,8 +113,9 @@ async def test_every_page_speaks_chinese_from_the_catalogue_for_every_role(world
     people = {user.display_name for user in await world.store.list_users(None)}  # the test users' names are Latin
     ids = courts | people | {UNIT, "HLJ0102-U02"}  # data, not interface
     seen: dict[str, list[str]] = {}
-    for role, paths in {"operator": ["/", "/wall", "/console", "/replay"], "judge": ["/", "/wall", "/desk", "/console"],
-                        "admin": ["/desk"]}.items():  # fmt: skip
+    pages = {"operator": ["/", "/wall", "/console", "/replay", "/field"], "judge": ["/", "/wall", "/desk", "/console"],
+             "admin": ["/desk"]}  # fmt: skip
+    for role, paths in pages.items():
         screen = await screens(world, role)
         for path in paths:
             refused = role == "judge" and path == "/console"

@@ -51,5 +51,7 @@ export async function guard(pageKey, t) {
     textContent: t("notForRole").replace("{role}", t(`role_${me.user.role}`)) });
   main.replaceChildren(note);
   main.hidden = false;
+  document.querySelectorAll("header button:not(#lang)").forEach((button) => { button.hidden = true; });
+  renderNav(me, t);  // the pages this role does use
   return null;
 }
