@@ -143,6 +143,12 @@ async def test_navigation_and_controls_follow_the_role(world: World, screens: An
     await judge.open("/desk", READY["/desk"])
     assert not await judge.page.is_disabled("#submit")
     assert "执行法官" in (await judge.page.text_content("#whoami") or "")
+    await judge.page.click("#lang")  # the other language, from the same catalogue, and back
+    assert await judge.page.title() == "Command Centre · Asset Queries"
+    assert await judge.page.text_content("#submit") == "Query"
+    assert "judge · judge ·" in (await judge.page.text_content("#whoami") or "")  # name · role, in English
+    await judge.page.click("#lang")
+    assert await judge.page.text_content("#submit") == "发起查询"
 
     admin = await screens(world, "admin")
     offered = await admin.page.eval_on_selector_all("#pages a", "links => links.map(a => a.getAttribute('href'))")

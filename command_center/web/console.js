@@ -5,7 +5,7 @@ import { api, download as fetchDownload, token } from "/static/lib/api.js";
 import { el, fillSelect } from "/static/lib/dom.js";
 import { applyTexts, errorText, formatTime, onLanguage, translator } from "/static/lib/i18n.js";
 import { createMap, drawFences } from "/static/lib/map.js";
-import { courtNames, guard, renderNav, whoText } from "/static/lib/nav.js";
+import { courtNames, guard, renderNav, showWho } from "/static/lib/nav.js";
 import { ScreenSocket } from "/static/lib/screen_socket.js";
 import { negotiate, release, watch } from "/static/lib/webrtc.js";
 
@@ -388,7 +388,7 @@ async function start() {
   const [units, names] = await Promise.all([api("/api/units"), courtNames()]);
   state.units = units.units;
   state.names = names;
-  document.getElementById("whoami").textContent = await whoText(me, t);
+  showWho(me, t);
   await setUpMap();
   onLanguage(applyLanguage);
   new ScreenSocket({ topics: ["units"], onMessage: onScreenMessage }).start();

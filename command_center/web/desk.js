@@ -6,7 +6,7 @@ import { api, token } from "/static/lib/api.js";
 import { el } from "/static/lib/dom.js";
 import { applyTexts, errorText, formatDateTime, onLanguage, translator } from "/static/lib/i18n.js";
 import { createMap } from "/static/lib/map.js";
-import { guard, renderNav, whoText } from "/static/lib/nav.js";
+import { guard, renderNav, showWho } from "/static/lib/nav.js";
 import { ScreenSocket } from "/static/lib/screen_socket.js";
 
 const t = translator("desk");
@@ -298,7 +298,7 @@ async function start() {
   const me = await guard("desk", t);
   if (!me) return;
   renderNav(me, t);
-  document.getElementById("whoami").textContent = await whoText(me, t);
+  showWho(me, t);
   if (me.user.role !== "judge") {  // a supervisor or an administrator reads queries; only the case's judge asks
     document.getElementById("submit").disabled = true;
     document.getElementById("submit").title = t("onlyJudges");

@@ -2,6 +2,7 @@
 // allowed (command_center/auth.py), and a page opened by a role it is not for says so in Chinese instead of
 // showing empty tables and silent refusals. Every page header has <nav id="nav"></nav>.
 import { api, whoAmI } from "./api.js";
+import { onLanguage } from "./i18n.js";
 
 /** Each page and the roles it serves (the same sets as its API routes). */
 export const PAGES = [
@@ -36,6 +37,11 @@ export function courtNames() {
 export async function whoText(me, t) {
   const names = await courtNames().catch(() => new Map());
   return `${me.user.display_name} · ${t(`role_${me.user.role}`)} · ${names.get(me.court_id) || me.court_id}`;
+}
+
+/** Keeps #whoami saying who is at this screen, in the language chosen. */
+export function showWho(me, t) {
+  onLanguage(() => whoText(me, t).then((text) => { document.getElementById("whoami").textContent = text; }));
 }
 
 /**
