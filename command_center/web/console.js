@@ -188,6 +188,7 @@ let geoJson = null;
 let fenceLayer = null;
 let sketchLayer = null;
 const unitMarkers = new Map();  // unit_id -> circleMarker
+const LABEL_MAX_UNITS = 150;
 let unitLayer = null;
 
 async function setUpMap() {
@@ -210,8 +211,10 @@ function showUnit(view) {
   const at = toMap(view.position.lat, view.position.lon);
   const color = UNIT_COLORS[view.status] || UNIT_COLORS.offline;
   if (!marker) {
+    // Names written beside the markers while they are few enough to read; beyond, on hover.
+    const permanent = unitMarkers.size < LABEL_MAX_UNITS;
     marker = L.circleMarker(at, { radius: 7, weight: 2, color: "#fff", fillOpacity: 1 })
-      .bindTooltip("", { permanent: true, direction: "right", offset: [8, 0], className: "unit-label" }).addTo(unitLayer);
+      .bindTooltip("", { permanent, direction: "right", offset: [8, 0], className: "unit-label" }).addTo(unitLayer);
     marker.on("click", () => { document.querySelector("#task-form select[name=unit]").value = view.unit_id; });
     unitMarkers.set(view.unit_id, marker);
   }
