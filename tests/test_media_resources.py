@@ -99,7 +99,7 @@ async def test_viewers_need_a_live_visible_unit_and_a_usable_offer(world: World)
     viewer = ViewerPeer(world)
     offer = await viewer.offer()
     status, body = await post_offer(world, f"/api/whep/{UNIT}", offer, who="operator")
-    assert (status, body["error"]["code"]) == (409, "conflict")
+    assert (status, body["error"]["code"]) == (409, "not_streaming")
     status, body = await post_offer(world, "/api/whep/HLJ0102-U99", offer, who="operator")
     assert (status, body["error"]["code"]) == (404, "not_found")
     await world.store.add_unit(unit_id=UnitId("HLJ1102-U01"), name="外地", kind=UnitKind.BODY_CAMERA,

@@ -13,6 +13,7 @@ from playwright.async_api import Browser
 from query_control.agencies import load_agencies
 from simulators.agencies.data import holdings
 from tests.query_support import ORG, PERSON, open_case, query_app, running_fleet, test_agencies
+from tests.test_screens_browser import latin_words
 from tests.test_wall_display_browser import browser, chromium  # noqa: F401 (fixtures)
 
 SCREENSHOT = Path("/tmp/desk.png")
@@ -69,6 +70,8 @@ async def test_a_judge_queries_and_watches_the_answers_arrive(tmp_path: Path, br
             assert "不动产" in (await page.text_content("#assets") or "")
             expected = located_assets()
             assert expected > 0 and await page.evaluate("window.deskState.markers()") == expected
+            await page.wait_for_timeout(400)  # the framing's animation
+            assert await page.evaluate("window.deskState.markersInView()")  # framed on the assets, none cut off
 
             # a freeze on a deposit: sent for the second approval, and the page shows it waiting
             deposit_row = page.locator("#assets tr", has=page.locator("button[data-action=freeze]")).first
@@ -84,6 +87,9 @@ async def test_a_judge_queries_and_watches_the_answers_arrive(tmp_path: Path, br
                                                headers=world.auth("supervisor"))  # fmt: skip
             assert approved.status == 200, await approved.text()
             await page.locator("#assets .followup.confirmed").first.wait_for()
+            assert (
+                await latin_words(page, {"judge"}) == []
+            )  # the judge's name is data; asset kinds, statuses and follow-ups all in Chinese
             await page.screenshot(path=str(SCREENSHOT))
 
             # the case's map report (folium, offline) puts the located assets on the map

@@ -5,7 +5,7 @@ import { api, download as fetchDownload, token } from "/static/lib/api.js";
 import { el, fillSelect } from "/static/lib/dom.js";
 import { applyTexts, errorText, formatTime, onLanguage, translator } from "/static/lib/i18n.js";
 import { createMap, drawFences } from "/static/lib/map.js";
-import { courtNames, guard, renderNav, whoText } from "/static/lib/nav.js";
+import { courtNames, guard, renderNav, showWho } from "/static/lib/nav.js";
 import { ScreenSocket } from "/static/lib/screen_socket.js";
 import { negotiate, release, watch } from "/static/lib/webrtc.js";
 
@@ -188,6 +188,7 @@ let geoJson = null;
 let fenceLayer = null;
 let sketchLayer = null;
 const unitMarkers = new Map();  // unit_id -> circleMarker
+const LABEL_MAX_UNITS = 150;
 let unitLayer = null;
 
 async function setUpMap() {
@@ -210,8 +211,10 @@ function showUnit(view) {
   const at = toMap(view.position.lat, view.position.lon);
   const color = UNIT_COLORS[view.status] || UNIT_COLORS.offline;
   if (!marker) {
+    // Names written beside the markers while they are few enough to read; beyond, on hover.
+    const permanent = unitMarkers.size < LABEL_MAX_UNITS;
     marker = L.circleMarker(at, { radius: 7, weight: 2, color: "#fff", fillOpacity: 1 })
-      .bindTooltip("", { permanent: true, direction: "right", offset: [8, 0], className: "unit-label" }).addTo(unitLayer);
+      .bindTooltip("", { permanent, direction: "right", offset: [8, 0], className: "unit-label" }).addTo(unitLayer);
     marker.on("click", () => { document.querySelector("#task-form select[name=unit]").value = view.unit_id; });
     unitMarkers.set(view.unit_id, marker);
   }
@@ -388,7 +391,7 @@ async function start() {
   const [units, names] = await Promise.all([api("/api/units"), courtNames()]);
   state.units = units.units;
   state.names = names;
-  document.getElementById("whoami").textContent = await whoText(me, t);
+  showWho(me, t);
   await setUpMap();
   onLanguage(applyLanguage);
   new ScreenSocket({ topics: ["units"], onMessage: onScreenMessage }).start();

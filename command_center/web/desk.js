@@ -6,7 +6,7 @@ import { api, token } from "/static/lib/api.js";
 import { el } from "/static/lib/dom.js";
 import { applyTexts, errorText, formatDateTime, onLanguage, translator } from "/static/lib/i18n.js";
 import { createMap } from "/static/lib/map.js";
-import { guard, renderNav, whoText } from "/static/lib/nav.js";
+import { guard, renderNav, showWho } from "/static/lib/nav.js";
 import { ScreenSocket } from "/static/lib/screen_socket.js";
 
 const t = translator("desk");
@@ -132,11 +132,18 @@ function follow(queryId) {
   } }).start();
 }
 
+// How far a follow-up has got: a list read over HTTP may be older than an update the socket brought meanwhile,
+// and must not take a follow-up back (a confirmed freeze shown as awaiting approval again).
+const FOLLOWUP_STAGE = { awaiting_approval: 0, approved: 1, sending: 2, rejected: 3, confirmed: 3, refused: 3, failed: 3 };
+const later = (a, b) => ((FOLLOWUP_STAGE[a.status] ?? 0) >= (FOLLOWUP_STAGE[b.status] ?? 0) ? a : b);
+
 async function loadFollowups() {
   if (!state.query) return;
   const { followups } = await api(`/api/followups?query_id=${state.query.id}`);
+  const known = new Map([...state.followups.values()].flat().map((f) => [f.id, f]));
   state.followups = new Map();
-  for (const f of followups) {
+  for (const read of followups) {
+    const f = known.has(read.id) ? later(known.get(read.id), read) : read;
     if (!state.followups.has(f.asset_id)) state.followups.set(f.asset_id, []);
     state.followups.get(f.asset_id).push(f);
   }
@@ -253,6 +260,11 @@ let map = null;
 let markers = null;
 let toMap = (lat, lon) => [lat, lon];
 window.deskState.markers = () => (markers ? markers.getLayers().length : 0);
+// Test hook: is every marker inside the map, clear of its edge (the map is framed on the assets)?
+window.deskState.markersInView = () => {
+  const inner = map.getBounds().pad(-0.03);
+  return markers.getLayers().every((marker) => inner.contains(marker.getLatLng()));
+};
 
 async function setUpMap() {
   ({ map, toMap } = await createMap("minimap"));
@@ -286,7 +298,7 @@ async function start() {
   const me = await guard("desk", t);
   if (!me) return;
   renderNav(me, t);
-  document.getElementById("whoami").textContent = await whoText(me, t);
+  showWho(me, t);
   if (me.user.role !== "judge") {  // a supervisor or an administrator reads queries; only the case's judge asks
     document.getElementById("submit").disabled = true;
     document.getElementById("submit").title = t("onlyJudges");
@@ -301,8 +313,9 @@ async function start() {
   // A supervisor's approval and the agency's answer arrive on the query's socket (``followup`` updates): no
   // polling, since every list of follow-ups read is an entry in the audit chain.
   renderParties();
+  onLanguage(applyLanguage);  // the agencies, before the map: asking needs no map
   await setUpMap();
-  onLanguage(applyLanguage);
+  renderMap();
   await loadHistory();
   map.invalidateSize();
 }

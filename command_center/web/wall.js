@@ -184,8 +184,8 @@ function paintUnits(ctx, bounds, map) {
     (groups.get(unit.status) || groups.get("offline")).push(unit);
   }
   ctx.lineJoin = "round";
-  ctx.lineWidth = 2.5;
-  ctx.globalAlpha = 0.6;
+  ctx.lineWidth = 3;
+  ctx.globalAlpha = 0.75;
   for (const [status, units] of groups) {
     if (zoom < TRAIL_MIN_ZOOM) break;
     ctx.beginPath();

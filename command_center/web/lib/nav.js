@@ -2,6 +2,7 @@
 // allowed (command_center/auth.py), and a page opened by a role it is not for says so in Chinese instead of
 // showing empty tables and silent refusals. Every page header has <nav id="nav"></nav>.
 import { api, whoAmI } from "./api.js";
+import { onLanguage } from "./i18n.js";
 
 /** Each page and the roles it serves (the same sets as its API routes). */
 export const PAGES = [
@@ -40,6 +41,11 @@ export async function whoText(me, t) {
   return `${me.user.display_name} · ${t(`role_${me.user.role}`)} · ${names.get(me.court_id) || me.court_id}`;
 }
 
+/** Keeps #whoami saying who is at this screen, in the language chosen. */
+export function showWho(me, t) {
+  onLanguage(() => whoText(me, t).then((text) => { document.getElementById("whoami").textContent = text; }));
+}
+
 /**
  * Resolves to the user if the page serves their role; otherwise replaces <main> with the reason (in the
  * user's language) and a way back, and resolves to null. pageKey is the page's entry in PAGES.
@@ -53,5 +59,7 @@ export async function guard(pageKey, t) {
     textContent: t("notForRole").replace("{role}", t(`role_${me.user.role}`)) });
   main.replaceChildren(note);
   main.hidden = false;
+  document.querySelectorAll("header button:not(#lang)").forEach((button) => { button.hidden = true; });
+  renderNav(me, t);  // the pages this role does use
   return null;
 }
