@@ -107,8 +107,47 @@ def _raw_pg(pool: asyncpg.Pool, batches: Batches, jobs: list[JobId]) -> dict[str
     return {"telemetry": telemetry, "status": status, "job": job}
 
 
-def _raw_sqlite(db: aiosqlite.Connection, lock: asyncio.Lock, jobs: list[JobId]) -> dict[str, Call]:
+_SQLITE_COLUMNS = ", ".join(POSITION_COLUMNS)
+_SQLITE_INSERT = f"INSERT OR IGNORE INTO positions ({_SQLITE_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_SQLITE_LATEST = (
+    f"INSERT INTO unit_latest ({_SQLITE_COLUMNS}) VALUES ({', '.join('?' * 12)}) ON CONFLICT (unit_id) DO UPDATE"
+    " SET seq = excluded.seq, fix_time_ms = excluded.fix_time_ms, lat = excluded.lat, lon = excluded.lon,"
+    " accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps, heading_deg = excluded.heading_deg,"
+    " altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct, sos = excluded.sos,"
+    " received_ms = excluded.received_ms WHERE (min(excluded.fix_time_ms, excluded.received_ms), excluded.seq)"
+    " > (min(unit_latest.fix_time_ms, unit_latest.received_ms), unit_latest.seq)"
+)
+
+
+def _raw_sqlite(db: aiosqlite.Connection, lock: asyncio.Lock, batches: Batches, jobs: list[JobId]) -> dict[str, Call]:
+    """The statements the SQLite adapter ran before the shim (telemetry: existing keys read, executemany)."""
     unit_state = _UNIT_STATE.replace("$", "?")
+
+    async def telemetry(i: int) -> Any:
+        positions = batches.next()
+        keys = [(p.unit_id, p.seq) for p in positions]
+        existing: set[tuple[str, int]] = set()
+        async with lock:
+            for start in range(0, len(keys), 400):
+                chunk = keys[start : start + 400]
+                marks = ",".join("(?, ?)" for _ in chunk)
+                cursor = await db.execute(
+                    f"SELECT unit_id, seq FROM positions WHERE (unit_id, seq) IN (VALUES {marks})",
+                    [v for key in chunk for v in key],
+                )
+                existing.update((r[0], r[1]) for r in await cursor.fetchall())
+                await cursor.close()
+        fresh = [p for p in positions if (p.unit_id, p.seq) not in existing]
+        newest: dict[str, Position] = {}
+        for p in positions:
+            best = newest.get(p.unit_id)
+            if best is None or (p.fix_time_ms, p.seq) > (best.fix_time_ms, best.seq):
+                newest[p.unit_id] = p
+        async with lock:
+            await db.execute("BEGIN IMMEDIATE")
+            await db.executemany(_SQLITE_INSERT, [position_row(p) for p in fresh])
+            await db.executemany(_SQLITE_LATEST, [position_row(p) for p in newest.values()])
+            await db.execute("COMMIT")
 
     async def status(i: int) -> Any:
         async with lock:
@@ -124,7 +163,7 @@ def _raw_sqlite(db: aiosqlite.Connection, lock: asyncio.Lock, jobs: list[JobId])
             await cursor.fetchall()
             await cursor.close()
 
-    return {"status": status, "job": job}
+    return {"telemetry": telemetry, "status": status, "job": job}
 
 
 def _shim(store: Store, batches: Batches, jobs: list[JobId]) -> dict[str, Call]:
@@ -232,7 +271,7 @@ async def run(calls: int, batch: int, rounds: int) -> None:
             else:
                 raw_db = await aiosqlite.connect(url.removeprefix("sqlite:///"), isolation_level=None)
                 await raw_db.execute("PRAGMA busy_timeout=5000")
-                contenders["raw aiosqlite"] = _raw_sqlite(raw_db, asyncio.Lock(), jobs)
+                contenders["raw aiosqlite"] = _raw_sqlite(raw_db, asyncio.Lock(), batches, jobs)
             contenders["shim"] = _shim(store, batches, jobs)
             engine = _sqlalchemy_engine(url)
             if engine is not None:

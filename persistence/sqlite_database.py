@@ -227,37 +227,20 @@ class SqliteDatabase(_SqliteDialect):
         return str(await self.fetchval("SELECT sqlite_version()"))
 
     async def insert_positions(self, positions: Sequence[Position]) -> set[tuple[UnitId, int]]:
+        """The batch goes in as one JSON parameter read by two statements, in one transaction: the new rows
+        (``ON CONFLICT DO NOTHING RETURNING`` names them) and each unit's latest fix (an upsert that moves
+        forward only, so the order of the batch does not matter)."""
         if not positions:
             return set()
-        keys = [(p.unit_id, p.seq) for p in positions]
-        existing: set[tuple[UnitId, int]] = set()
-        for start in range(0, len(keys), 400):  # 800 parameters: under SQLite's oldest limit of 999
-            chunk = keys[start : start + 400]
-            marks = ",".join("(?, ?)" for _ in chunk)
-            rows = await self.fetch(
-                f"SELECT unit_id, seq FROM positions WHERE (unit_id, seq) IN (VALUES {marks})",
-                *[value for key in chunk for value in key],
+        batch, args = self.rows_table(1, [(c, "") for c in POSITION_COLUMNS], [_row(p) for p in positions])
+        async with self.transaction() as conn:
+            fresh = await conn.fetch(
+                f"INSERT INTO positions ({_COLUMNS}) SELECT {_COLUMNS} FROM {batch} WHERE true"
+                " ON CONFLICT DO NOTHING RETURNING unit_id, seq",
+                *args,
             )
-            existing.update((UnitId(row[0]), row[1]) for row in rows)
-        fresh = [p for p in positions if (p.unit_id, p.seq) not in existing]
-        newest: dict[UnitId, Position] = {}
-        for p in positions:
-            best = newest.get(p.unit_id)
-            if best is None or (p.fix_time_ms, p.seq) > (best.fix_time_ms, best.seq):
-                newest[p.unit_id] = p
-        async with self.lock:
-            db = self.connection.raw
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                await db.executemany(_INSERT_POSITION, [_row(p) for p in fresh])
-                await db.executemany(_UPSERT_LATEST, [_row(p) for p in newest.values()])
-            except BaseException as exc:
-                await db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise translate(exc) from exc
-                raise
-            await db.execute("COMMIT")
-        return {(p.unit_id, p.seq) for p in fresh}
+            await conn.execute(_UPSERT_LATEST.format(batch=batch), *args)
+        return {(UnitId(r[0]), r[1]) for r in fresh}
 
 
 def _row(p: Position) -> tuple[Any, ...]:
@@ -268,9 +251,8 @@ def _row(p: Position) -> tuple[Any, ...]:
 
 
 _COLUMNS = ", ".join(POSITION_COLUMNS)
-_INSERT_POSITION = f"INSERT OR IGNORE INTO positions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _UPSERT_LATEST = (
-    f"INSERT INTO unit_latest ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO unit_latest ({_COLUMNS}) SELECT {_COLUMNS} FROM {{batch}} WHERE true "
     "ON CONFLICT (unit_id) DO UPDATE SET seq = excluded.seq, fix_time_ms = excluded.fix_time_ms, "
     "lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m, speed_mps = excluded.speed_mps, "
     "heading_deg = excluded.heading_deg, altitude_m = excluded.altitude_m, battery_pct = excluded.battery_pct, "

@@ -3,6 +3,7 @@ tables that had no store test of their own, the dialect rewrite, and the SQLite 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 import sys
@@ -10,14 +11,17 @@ import sys
 import pytest
 
 from core.errors import Conflict, NotFound
-from core.ids import CourtId, UnitId, UserId
+from core.ids import CourtId, QueryId, UnitId, UserId
 from operations.models import Operation, OperationKind, OperationStatus
 from persistence.gb_port import GbChannel, GbDevice
 from persistence.geofence_models import AlarmOn, StoredGeofence
 from persistence.models import Court, CourtLevel, Role, UnitKind
 from persistence.port import Store
+from persistence.query_models import AuditDraft, Query, submit_audit
 from persistence.sqlite_database import sqlite_spelling
+from query_control.audit import verify
 from tasks.models import Task, TaskKind, TaskStatus
+from tests.test_query_store import _case, _job
 
 COURT = CourtId("HLJ01")
 
@@ -122,3 +126,25 @@ async def test_the_query_guard_counts_one_judge_at_a_time(store: Store) -> None:
     assert refused is None
     await store.release_query_key(judge, "k2")
     assert await store.judge_query_times(judge, 0) == []
+
+
+async def test_queries_and_other_entries_keep_one_audit_chain_when_written_at_once(store: Store) -> None:
+    """A query's entry is appended inside the query's own transaction; under concurrency with other appends
+    the chain stays contiguous and every link holds (the chain's lock is taken in both paths)."""
+    case_id, judge = await _case(store)
+    party = (await store.get_case(case_id)).parties[0].id
+
+    async def submit(n: int) -> None:
+        query = Query(QueryId(f"q{n}"), case_id, judge, "查控", n, n + 30_000)
+        jobs = [_job(query.id, f"q{n}-j{i}", party, f"bank-{i}") for i in range(3)]
+        await store.add_query(query, jobs, audit=submit_audit(query, jobs))
+
+    async def view(n: int) -> None:
+        await store.append_audit(AuditDraft("query.view", judge, n, "", case_id, QueryId(f"q{n}")))
+
+    await asyncio.gather(*(submit(n) for n in range(15)), *(view(n) for n in range(15)))
+    entries = await store.audit_entries()
+    assert [e.seq for e in entries] == list(range(1, 31))
+    assert (await verify(store)).ok
+    submitted = {e.query_id for e in entries if e.action == "query.submit"}
+    assert submitted == {q.id for q in await store.list_queries()} and len(submitted) == 15
