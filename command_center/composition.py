@@ -53,6 +53,7 @@ from command_center.keys import (
     PASSWORDS,
     REPORTS,
     REVOCATIONS,
+    ROOMS,
     STATE,
     STORE,
     TASKS,
@@ -81,6 +82,7 @@ from config.settings import (
     StoreSettings,
     TrackingSettings,
 )
+from consultations.desk import RoomDesk
 from core.startup import ready_or_failed
 from entrustments.desk import EntrustmentDesk
 from event_bus.factory import build_bus
@@ -135,6 +137,7 @@ def components(
             tracker = await _start_tracking(stack, app, settings.tracking, store, bus, cluster, alarms, metrics)
             await _start_screens(stack, app, settings.tracking, store, bus, configured, audit, metrics)
             app[ENTRUSTMENTS] = EntrustmentDesk(store, app[TASKS], audit)  # 执行委托 between courts
+            app[ROOMS] = RoomDesk(store, audit)  # 执行会商: consultation rooms
 
             # ── people: password checks ───────────────────────────────────────────────────────────────
             _start_login_gate(stack, app, settings.auth)
