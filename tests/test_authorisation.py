@@ -79,6 +79,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/entrustments/{entrustment_id}/reports"): {OP, S, A},
     ("POST", "/api/rooms"): {OP, S, A},
     ("GET", "/api/rooms"): {OP, S, A},
+    ("GET", "/api/rooms/candidates"): {OP, S, A},
     ("GET", "/api/rooms/{room_id}"): {OP, S, A},
     ("POST", "/api/rooms/{room_id}/invite"): {OP, S, A},
     ("POST", "/api/rooms/{room_id}/join"): {OP, S, A},

@@ -120,6 +120,16 @@ async def test_only_people_authorised_for_the_courts_involved_are_invited(world:
     outside = await world.client.post("/api/rooms", json=base, headers=world.auth("nangang"))
     assert outside.status == 403 and "HLJ0102" in await outside.text()
 
+    offered = await _json(await world.client.get(f"/api/rooms/candidates?case_id={case_id}",
+                                                 headers=world.auth("daoli")), 200)  # fmt: skip
+    assert offered["court_ids"] == ["HLJ0102"]  # the centres above the case's court; not the judge, not a sibling
+    assert {c["display_name"] for c in offered["candidates"]} == {"high", "operator", "supervisor", "admin"}
+    for query, status in (("", 422), ("?case_id=x", 422), ("?case_id=424242", 404), ("?operation_id=no", 404)):
+        response = await world.client.get(f"/api/rooms/candidates{query}", headers=world.auth("daoli"))
+        assert response.status == status, (query, await response.text())
+    sibling = await world.client.get(f"/api/rooms/candidates?case_id={case_id}", headers=world.auth("nangang"))
+    assert sibling.status == 403
+
     room = (await _post(world, "daoli", "/api/rooms", 201, base))["room"]
     refused = await world.client.post(f"/api/rooms/{room['id']}/invite", json={"user_ids": [await _id(world, "aihui")]},
                                       headers=world.auth("daoli"))  # fmt: skip

@@ -73,6 +73,11 @@ class RoomList(BaseModel):
     rooms: list[dict[str, Any]]
 
 
+class CandidateList(BaseModel):
+    court_ids: list[str] = Field(description="the courts involved, the matter's first")
+    candidates: list[dict[str, Any]] = Field(description="{user_id, display_name, role, court_id}, not the caller")
+
+
 @dataclass(frozen=True, slots=True)
 class _Person:
     """A user as ``courts.visibility`` reads a caller, to ask what someone other than the caller may see."""
@@ -105,13 +110,26 @@ async def _authorised(store: Store, user_ids: list[int], room: Room, field: str)
     return [UserId(u) for u in user_ids]
 
 
-async def _matter(store: Store, data: RoomIn) -> tuple[list[CourtId], str | None, CaseId | None]:
+async def _matter(
+    store: Store, operation_id: str | None, case_id: int | None
+) -> tuple[list[CourtId], str | None, CaseId | None]:
     """The courts involved, the matter's court first."""
-    if data.operation_id is not None:
-        operation = await store.get_operation(data.operation_id)
+    if operation_id is not None:
+        operation = await store.get_operation(operation_id)
         return [operation.court_id, *await store.operation_courts(operation.id)], operation.id, None
-    case = await store.get_case(CaseId(data.case_id or 0))
+    case = await store.get_case(CaseId(case_id or 0))
     return [case.court_id], None, case.id
+
+
+async def _probe(request: web.Request, title: str, operation_id: str | None, case_id: int | None) -> Room:
+    """The room as it would be opened by the caller (not stored): 403 unless the caller sees a court involved."""
+    store = request.app[STORE]
+    caller = current_user(request)
+    courts, operation, case = await _matter(store, operation_id, case_id)
+    probe = Room("", title, courts[0], tuple(courts), operation, case, None, caller.user.id, RoomStatus.OPEN, 0, None)
+    if not authorised_for(await visible_courts(store, caller), probe):
+        raise Forbidden(f"court {courts[0]} is outside your jurisdiction")
+    return probe
 
 
 async def _room(request: web.Request) -> Room:
@@ -141,11 +159,7 @@ async def open_room(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     store = request.app[STORE]
     data = body(request, RoomIn)
-    courts, operation_id, case_id = await _matter(store, data)
-    probe = Room("", data.title, courts[0], tuple(courts), operation_id, case_id, None, caller.user.id,
-                 RoomStatus.OPEN, 0, None)  # fmt: skip
-    if not authorised_for(await visible_courts(store, caller), probe):
-        raise Forbidden(f"court {courts[0]} is outside your jurisdiction")
+    probe = await _probe(request, data.title, data.operation_id, data.case_id)
     unit_id = None
     if data.unit_id is not None:  # an unknown unit and one outside the caller's courts get the same answer
         seen = await visible_courts(store, caller)
@@ -158,7 +172,8 @@ async def open_room(request: web.Request) -> web.StreamResponse:
         unit_id = unit.id
     invited = await _authorised(store, data.invited, probe, "invited")
     room = await request.app[ROOMS].open(
-        title=data.title, court_ids=courts, operation_id=operation_id, case_id=case_id, unit_id=unit_id,
+        title=data.title, court_ids=probe.court_ids, operation_id=probe.operation_id, case_id=probe.case_id,
+        unit_id=unit_id,
         host_id=caller.user.id, invited=invited,
     )  # fmt: skip
     return await _out(store, room, caller, status=201)
@@ -171,6 +186,31 @@ async def list_rooms(request: web.Request) -> web.StreamResponse:
     statuses = None if flag(request, "all") else (RoomStatus.OPEN,)
     rooms = await request.app[STORE].rooms_of(caller.user.id, statuses=statuses)
     return json_response(RoomList(rooms=[room_view(r) for r in rooms]))
+
+
+@api.route("GET", "/api/rooms/candidates", summary="Who may be invited to a room on this operation or case "
+           "(?operation_id= or ?case_id=): the centres' people of its courts and the courts above them",
+           tag="rooms", access=COMMANDERS, response=CandidateList, errors=(NotFound,))  # fmt: skip
+async def candidates(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
+    operation_id = request.query.get("operation_id") or None
+    raw_case = request.query.get("case_id") or None
+    if (operation_id is None) == (raw_case is None):
+        raise ValidationFailed("a room is for one operation or one case: give operation_id or case_id")
+    if raw_case is not None and not raw_case.isdigit():
+        raise ValidationFailed(f"case_id must be a whole number, got {raw_case!r}")
+    probe = await _probe(request, "", operation_id, None if raw_case is None else int(raw_case))
+    parents = {c.id: c.parent_id for c in await store.list_courts()}
+    above: set[CourtId] = set()
+    for court in probe.court_ids:  # a centre sees its own court and every court below it
+        at: CourtId | None = court
+        while at is not None and at not in above:
+            above.add(at)
+            at = parents.get(at)
+    people = [u for u in await store.list_users(sorted(above)) if await _may_take_part(store, u, probe)]
+    found = [{"user_id": u.id, "display_name": u.display_name, "role": u.role.value, "court_id": u.court_id}
+             for u in people if u.id != current_user(request).user.id]  # fmt: skip
+    return json_response(CandidateList(court_ids=list(probe.court_ids), candidates=found))
 
 
 @api.route("GET", "/api/rooms/{room_id}", summary="One room with its members", tag="rooms", access=COMMANDERS,
