@@ -11,6 +11,7 @@ import pytest
 
 from command_center.credentials import lookup_hash, new_device_secret
 from config.settings import StoreSettings
+from consultations.models import Room, RoomStatus, authorised_for
 from core.ids import CourtId, UnitId, UserId
 from persistence.models import Role, UnitKind
 from query_control.audit import verify
@@ -42,6 +43,15 @@ async def _people(world: World) -> None:
         world.tokens[name] = await world.login(name)
     await world.store.add_unit(unit_id=UnitId(NANGANG_UNIT), name="南岗一号", kind=UnitKind.BODY_CAMERA,
                                court_id=CourtId("HLJ0103"), secret_hash=lookup_hash(new_device_secret()))  # fmt: skip
+
+
+def test_a_person_is_authorised_when_they_see_one_court_involved() -> None:
+    room = Room("r", "t", CourtId("HLJ0102"), (CourtId("HLJ0102"), CourtId("HLJ0103")), "op", None, None,
+                UserId(1), RoomStatus.OPEN, 0, None)  # fmt: skip
+    assert authorised_for(None, room)  # an admin sees every court
+    assert authorised_for([CourtId("HLJ0103")], room)  # a court whose units take part
+    assert authorised_for([CourtId("HLJ"), CourtId("HLJ01"), CourtId("HLJ0102")], room)  # a court above
+    assert not authorised_for([CourtId("HLJ1102")], room) and not authorised_for([], room)
 
 
 async def _id(world: World, username: str) -> int:
