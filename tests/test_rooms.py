@@ -134,7 +134,9 @@ async def test_only_people_authorised_for_the_courts_involved_are_invited(world:
                                                  headers=world.auth("daoli")), 200)  # fmt: skip
     assert offered["court_ids"] == ["HLJ0102"]  # the centres above the case's court; not the judge, not a sibling
     assert {c["display_name"] for c in offered["candidates"]} == {"high", "operator", "supervisor", "admin"}
-    for query, status in (("", 422), ("?case_id=x", 422), ("?case_id=424242", 404), ("?operation_id=no", 404)):
+    queries = ("", 422), ("?case_id=x", 422), ("?case_id=99999999999999999999", 422), ("?case_id=424242", 404), \
+        ("?operation_id=no", 404)  # fmt: skip
+    for query, status in queries:
         response = await world.client.get(f"/api/rooms/candidates{query}", headers=world.auth("daoli"))
         assert response.status == status, (query, await response.text())
     sibling = await world.client.get(f"/api/rooms/candidates?case_id={case_id}", headers=world.auth("nangang"))
@@ -178,6 +180,8 @@ async def test_bad_requests_get_precise_answers(world: World) -> None:
         ({"title": "x", "case_id": case_id, "operation_id": "op"}, 422, "give operation_id or case_id"),
         ({"title": " ", "case_id": case_id}, 422, "title"),
         ({"title": "x", "case_id": 424242}, 404, "case 424242"),
+        ({"title": "x", "case_id": 2**64}, 422, "case_id"),
+        ({"title": "x", "case_id": case_id, "invited": [2**64]}, 422, "invited"),
         ({"title": "x", "operation_id": "nope"}, 404, "operation nope"),
         ({"title": "x", "case_id": case_id, "unit_id": "HLJ0103-U01"}, 422, "unit_id: HLJ0103-U01 is not a unit"),
         ({"title": "x", "case_id": case_id, "unit_id": "NOPE"}, 422, "unit_id: NOPE is not a unit"),

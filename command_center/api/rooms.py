@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from command_center.api.params import flag
+from command_center.api.params import flag, whole_number
 from command_center.api.registry import Registry, body, json_response
-from command_center.api.schemas import Strict
+from command_center.api.schemas import MAX_BIGINT, RowId, Strict
 from command_center.auth import Access, UserCaller, current_user
 from command_center.keys import ROOMS, STORE
 from consultations.models import Room, RoomStatus, authorised_for
@@ -42,11 +42,11 @@ class RoomIn(Strict):
     operation_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         None, description="the operation conferred on (give this or case_id)"
     )
-    case_id: int | None = Field(None, ge=1, description="the case conferred on (give this or operation_id)")
+    case_id: RowId | None = Field(None, description="the case conferred on (give this or operation_id)")
     unit_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         None, description="the unit on the scene whose live video is pinned in the room"
     )
-    invited: list[int] = Field(default_factory=list, max_length=MAX_INVITED, description="user ids")
+    invited: list[RowId] = Field(default_factory=list, max_length=MAX_INVITED, description="user ids")
 
     @model_validator(mode="after")
     def _one_matter(self) -> RoomIn:
@@ -56,11 +56,11 @@ class RoomIn(Strict):
 
 
 class InviteIn(Strict):
-    user_ids: list[int] = Field(min_length=1, max_length=MAX_INVITED)
+    user_ids: list[RowId] = Field(min_length=1, max_length=MAX_INVITED)
 
 
 class MuteIn(Strict):
-    user_id: int
+    user_id: RowId
     muted: bool = True
 
 
@@ -197,9 +197,10 @@ async def candidates(request: web.Request) -> web.StreamResponse:
     raw_case = request.query.get("case_id") or None
     if (operation_id is None) == (raw_case is None):
         raise ValidationFailed("a room is for one operation or one case: give operation_id or case_id")
-    if raw_case is not None and not raw_case.isdigit():
-        raise ValidationFailed(f"case_id must be a whole number, got {raw_case!r}")
-    probe = await _probe(request, "", operation_id, None if raw_case is None else int(raw_case))
+    case_id = None if raw_case is None else whole_number(raw_case)
+    if raw_case is not None and (case_id is None or not 1 <= case_id <= MAX_BIGINT):
+        raise ValidationFailed(f"case_id must be a record's id (1 to {MAX_BIGINT}), got {raw_case!r}")
+    probe = await _probe(request, "", operation_id, case_id)
     parents = {c.id: c.parent_id for c in await store.list_courts()}
     above: set[CourtId] = set()
     for court in probe.court_ids:  # a centre sees its own court and every court below it
