@@ -21,6 +21,7 @@ COPY alarms alarms
 COPY tasks tasks
 COPY operations operations
 COPY entrustments entrustments
+COPY consultations consultations
 COPY courts courts
 COPY command_center command_center
 COPY field_units field_units

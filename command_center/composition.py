@@ -55,6 +55,7 @@ from command_center.keys import (
     PASSWORDS,
     REPORTS,
     REVOCATIONS,
+    ROOMS,
     STATE,
     STORE,
     TASKS,
@@ -83,6 +84,7 @@ from config.settings import (
     StoreSettings,
     TrackingSettings,
 )
+from consultations.desk import RoomDesk
 from core.startup import ready_or_failed
 from entrustments.desk import EntrustmentDesk
 from event_bus.factory import build_bus
@@ -137,6 +139,7 @@ def components(
             tracker = await _start_tracking(stack, app, settings.tracking, store, bus, cluster, alarms, metrics)
             await _start_screens(stack, app, settings.tracking, store, bus, configured, audit, metrics)
             app[ENTRUSTMENTS] = EntrustmentDesk(store, app[TASKS], audit)  # 执行委托 between courts
+            app[ROOMS] = RoomDesk(store, audit)  # 执行会商: consultation rooms
 
             # ── people: password checks ───────────────────────────────────────────────────────────────
             _start_login_gate(stack, app, settings.auth)

@@ -24,6 +24,7 @@ PAGES = {
     "/replay": "replay.html",
     "/console": "console.html",
     "/entrustments": "entrust.html",
+    "/rooms": "rooms.html",
     "/field": "field.html",
     "/ops": "ops.html",
 }

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from alarms.port import AlarmStore
+from consultations.port import RoomStore
 from core.ids import CourtId, UnitId, UserId
 from entrustments.port import EntrustmentStore
 from operations.port import OperationCourtStore, OperationStore
@@ -129,6 +130,7 @@ class Store(
     GbStore,
     OperationCourtStore,
     EntrustmentStore,
+    RoomStore,
     Protocol,
 ):
     """Everything, for the composition root and the tools that touch every table (bootstrap, the CLI, the

@@ -17,6 +17,7 @@ from persistence.geofences_sql import GeofencesSql
 from persistence.operations_sql import OperationsSql
 from persistence.queries_sql import QueriesSql
 from persistence.query_guard_sql import QueryGuardSql
+from persistence.rooms_sql import RoomsSql
 from persistence.tasks_sql import TasksSql
 
 
@@ -31,6 +32,7 @@ class SqlStore(
     QueryGuardSql,
     GbSql,
     CrossCourtSql,
+    RoomsSql,
     CoreSql,
 ):
     def __init__(self, database: Database) -> None:

@@ -34,6 +34,7 @@ SERVER = (
     "tasks",
     "operations",
     "entrustments",
+    "consultations",
     "courts",
 )
 #: The unit's own code, which runs on the device.

@@ -152,7 +152,7 @@ async def test_navigation_and_controls_follow_the_role(world: World, screens: An
 
     admin = await screens(world, "admin")
     offered = await admin.page.eval_on_selector_all("#pages a", "links => links.map(a => a.getAttribute('href'))")
-    assert offered == ["/wall", "/console", "/desk", "/replay"]
+    assert offered == ["/wall", "/console", "/desk", "/replay", "/entrustments", "/rooms", "/ops"]
     await admin.open("/desk", READY["/desk"])
     assert await admin.page.is_disabled("#submit")  # only the case's judge asks
     assert await admin.page.text_content("#ask-error") == "只有本案承办法官可以发起查询"

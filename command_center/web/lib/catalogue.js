@@ -4,7 +4,7 @@
 const common = {
   zh: {
     otherLanguage: "English", home: "首页", wall: "态势大屏", desk: "点对点查控", replay: "轨迹回放",
-    console: "指挥台", ops: "运维", logout: "退出", unknown: "未知", none: "—",
+    console: "指挥台", ops: "运维", entrust: "执行委托", rooms: "执行会商", logout: "退出", unknown: "未知", none: "—",
     // roles
     role_operator: "指挥员", role_judge: "执行法官", role_supervisor: "监督员", role_admin: "系统管理员",
     // unit kinds and statuses
@@ -22,7 +22,7 @@ const common = {
   },
   en: {
     otherLanguage: "中文", home: "Home", wall: "Wall", desk: "Asset queries", replay: "Track replay",
-    console: "Console", ops: "Operations", logout: "Log out", unknown: "unknown", none: "—",
+    console: "Console", ops: "Operations", entrust: "Entrustments", rooms: "Consultation", logout: "Log out", unknown: "unknown", none: "—",
     role_operator: "operator", role_judge: "judge", role_supervisor: "supervisor", role_admin: "administrator",
     unitkind_body_camera: "body camera", unitkind_handheld: "handheld", unitkind_vehicle: "vehicle kit",
     available: "available", en_route: "en route", on_site: "on site", sos: "SOS", offline: "offline", online: "online",
@@ -194,4 +194,20 @@ const field = {
         rejected: "the server refused some positions" },
 };
 
-export const CATALOGUE = { common, errors, index, wall, console: console_, desk, replay, field };
+const rooms = {
+  zh: { title: "执行指挥中心 · 执行会商", openRoom: "发起会商", roomTitle: "会商主题", operation: "执行行动",
+        orCase: "或案件编号", case: "案件", pinnedUnit: "现场单兵", findPeople: "查找可邀请人员", invite: "邀请参会",
+        openButton: "发起", opened: "会商已发起", nobody: "没有可邀请的人员", myRooms: "我的会商", show: "查看",
+        noRooms: "暂无会商", room_open: "会商中", room_closed: "已结束", join: "进入会商", leave: "退出会商", close: "结束会商",
+        members: "参会人员", present: "在会", absent: "未入会", muted: "已静音", host: "主持人", mute: "静音",
+        unmute: "取消静音", inviteMore: "邀请", pinnedVideo: "现场视频", watch: "查看现场视频" },
+  en: { title: "Command Centre · Consultation", openRoom: "Open a consultation", roomTitle: "subject",
+        operation: "Operation", orCase: "or case id", case: "Case", pinnedUnit: "Unit on the scene",
+        findPeople: "Who may be invited", invite: "Invite", openButton: "Open", opened: "consultation opened",
+        nobody: "nobody may be invited", myRooms: "My consultations", show: "Show", noRooms: "no consultation",
+        room_open: "open", room_closed: "closed", join: "Join", leave: "Leave", close: "Close the room", members: "Participants",
+        present: "present", absent: "not joined", muted: "muted", host: "host", mute: "Mute", unmute: "Unmute",
+        inviteMore: "Invite", pinnedVideo: "Live video from the scene", watch: "Watch" },
+};
+
+export const CATALOGUE = { common, errors, index, wall, console: console_, desk, replay, field, rooms };

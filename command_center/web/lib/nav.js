@@ -11,6 +11,7 @@ export const PAGES = [
   { path: "/desk", key: "desk", roles: ["judge", "supervisor", "admin"] },
   { path: "/replay", key: "replay", roles: ["operator", "judge", "supervisor", "admin"] },
   { path: "/entrustments", key: "entrust", roles: ["operator", "supervisor", "admin"] },
+  { path: "/rooms", key: "rooms", roles: ["operator", "supervisor", "admin"] },
   { path: "/ops", key: "ops", roles: ["supervisor", "admin"] },
 ];
 
