@@ -216,6 +216,7 @@ def loop_lag(path: Path, start: float, end: float) -> dict[str, Any]:
 
 def lag_line(lag: dict[str, Any]) -> str:
     """One line of ``loop_lag``'s figures, as every benchmark prints them."""
-    passes = (f"longest collector pass {lag['gc_max_ms']:.0f} ms (generation {lag['gc_max_generation']})"
-              if lag["gc_passes"] else "no collector pass of 1 ms or more")  # fmt: skip
+    passes = (f"{lag['gc_passes']} collector passes of 1 ms or more, longest {lag['gc_max_ms']:.0f} ms "
+              f"(generation {lag['gc_max_generation']})" if lag["gc_passes"]
+              else "no collector pass of 1 ms or more")  # fmt: skip
     return f"lag p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms ({lag['samples']} samples every 10 ms); {passes}"
