@@ -149,16 +149,30 @@ class Server:
 
 
 async def fresh_store_url(kind: str, workdir: Path, database: str) -> str:
-    """A store URL for one benchmark run: a new SQLite file, or ``database`` dropped and created afresh."""
+    """A store URL for one benchmark run: a new SQLite file, or a PostgreSQL database dropped and created afresh.
+
+    The database is ``database`` with this process's id appended: two benchmarks run at once on one machine
+    (two people measuring) must not drop each other's database in the middle of a run. Those left by runs
+    whose process has ended are dropped here."""
     if kind == "sqlite":
         return f"sqlite:///{workdir / 'bench.db'}"
+    name = f"{database}_{os.getpid()}"
     conn = await asyncpg.connect(POSTGRES_ADMIN)
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {database}")
+        for row in await conn.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", database + "_"):
+            pid = row["datname"].removeprefix(database + "_")
+            if pid.isdigit() and _ended(int(pid)):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
-    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{database}"
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _ended(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this machine (the benchmarks and the database share it)."""
+    return not Path(f"/proc/{pid}").exists()
 
 
 async def answers(
@@ -206,6 +220,7 @@ def loop_lag(path: Path, start: float, end: float) -> dict[str, Any]:
 
 def lag_line(lag: dict[str, Any]) -> str:
     """One line of ``loop_lag``'s figures, as every benchmark prints them."""
-    passes = (f"longest collector pass {lag['gc_max_ms']:.0f} ms (generation {lag['gc_max_generation']})"
-              if lag["gc_passes"] else "no collector pass of 1 ms or more")  # fmt: skip
+    passes = (f"{lag['gc_passes']} collector passes of 1 ms or more, longest {lag['gc_max_ms']:.0f} ms "
+              f"(generation {lag['gc_max_generation']})" if lag["gc_passes"]
+              else "no collector pass of 1 ms or more")  # fmt: skip
     return f"lag p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms ({lag['samples']} samples every 10 ms); {passes}"

@@ -48,6 +48,7 @@ from bench.harness import (
     cpu_share,
     free_port,
     fresh_store_url,
+    lag_line,
     loop_lag,
     loop_lag_env,
     processes_named,
@@ -253,9 +254,7 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
         f"rejected {ours['rejected']}, duplicates {ours['duplicates']}, unit failures {ours['unit_failure_count']}"
     )
     lag = ours["loop_lag_ms"]
-    print(f"event loop        lag p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms (sampled in the server every 10 ms, "
-          f"{lag['samples']} samples); collector passes of 1 ms or more: {lag['gc_passes']}, longest "
-          f"{lag['gc_max_ms']:.0f} ms (generation {lag['gc_max_generation']})")  # fmt: skip
+    print(f"event loop        {lag_line(lag)} (in the server)")
     load_lag = ours["load_loop_lag_ms"]
     print(f"load generator    lag p99 {load_lag['p99']:.0f} ms, max {load_lag['max']:.0f} ms, longest collector pass "
           f"{load_lag['gc_max_ms']:.0f} ms (its stalls count in the latencies above)")  # fmt: skip
