@@ -15,12 +15,20 @@ import fractions
 import json
 import logging
 import random
+import re
 from typing import Any
 
 import aiohttp
 import av
 import numpy as np
-from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import (
+    AudioStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -33,6 +41,17 @@ BATCH = 100  # positions in one data-channel message (the server allows 500)
 
 
 WHIP_TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=10)
+#: RFC 9725 §4.6 ``Link: <turn:…>; rel="ice-server"; username="…"; credential="…"; credential-type="password"``.
+ICE_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="ice-server"(?:\s*;\s*username="([^"]*)")?(?:\s*;\s*credential="([^"]*)")?')
+
+
+def ice_servers_from(links: list[str]) -> list[RTCIceServer]:
+    """The STUN/TURN servers a WHIP answer named (with their time-limited credentials)."""
+    servers = []
+    for link in links:
+        if (found := ICE_LINK.match(link)) is not None:
+            servers.append(RTCIceServer(urls=found[1], username=found[2], credential=found[3]))
+    return servers
 
 
 class PatternCamera(VideoStreamTrack):
@@ -65,17 +84,22 @@ class MediaUnit:
         backoff: tuple[float, float] = (0.5, 30.0),
         session: aiohttp.ClientSession | None = None,
         label: str = "unit",
+        connect_within: float = 15.0,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {device_secret}"}
         self.source, self.talkback, self.label = source, talkback, label
         self.outbox = outbox if outbox is not None else Outbox()
         self._backoff = backoff
+        self._connect_within = connect_within
         self._session = session
         self._own_session = session is None
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
         self._pc: RTCPeerConnection | None = None
+        #: STUN/TURN servers from the last WHIP answer, used from the next attempt on (a unit behind carrier NAT
+        #: or on a network that blocks UDP gets through the centre's TURN server on its second try).
+        self.ice_servers: list[RTCIceServer] = []
         self._channel: Any = None
         self._in_flight: list[int] = []
         self._players: list[Any] = []
@@ -156,7 +180,7 @@ class MediaUnit:
 
     async def _publish(self) -> None:
         assert self._session is not None
-        pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
         for track in self._tracks():
             direction = "sendrecv" if track.kind == "audio" and self.talkback else "sendonly"
             pc.addTransceiver(track, direction=direction)
@@ -176,6 +200,7 @@ class MediaUnit:
                 raise ConnectionError(f"WHIP refused ({response.status}): {answer[:200]}")
             self.location = response.headers["Location"]
             self.etag = response.headers.get("ETag", "")
+            self.ice_servers = ice_servers_from(response.headers.getall("Link", [])) or self.ice_servers
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     def _tracks(self) -> list[MediaStreamTrack]:
@@ -190,9 +215,17 @@ class MediaUnit:
         return [t for t in (player.video, player.audio) if t is not None]
 
     async def _until_down(self) -> None:
+        """Until the connection fails; one that never connects is given up after ``connect_within`` seconds
+        (the server gives up its side after ``media.ice_timeout_seconds``), so the next try, with the ICE
+        servers this answer named, starts at once instead of after ICE's own 40 s of retransmissions."""
         assert self._pc is not None
+        deadline = asyncio.get_running_loop().time() + self._connect_within
+        came_up = False
         while self._pc.connectionState not in ("failed", "closed"):
             self.connected = self._pc.connectionState == "connected"
+            came_up |= self.connected
+            if not came_up and asyncio.get_running_loop().time() > deadline:
+                raise ConnectionError(f"not connected within {self._connect_within:g} s")
             await asyncio.sleep(0.1)
         raise ConnectionError(f"connection {self._pc.connectionState}")
 

@@ -77,12 +77,14 @@ if [ -n "$extras" ] && ! command -v prometheus >/dev/null && [ "$(id -u)" = 0 ] 
     || echo "setup: prometheus could not be installed; the metrics scrape test will be skipped" >&2
 fi
 
-# The TURN test relays a unit's media through coturn (Debian coturn), as units behind carrier NAT or
-# UDP-blocking networks do; without it (not root, no apt) that test is skipped with the reason.
-if [ -n "$extras" ] && ! command -v turnserver >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "setup: installing coturn for the TURN test (apt-get)…"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >.venv/apt-coturn.log 2>&1 \
-    || echo "setup: coturn could not be installed; the TURN test will be skipped" >&2
+# The TURN tests relay a unit's media through coturn (Debian coturn), as units behind carrier NAT or
+# UDP-blocking networks do; without it (not root, no apt) those tests are skipped with the reason.
+# nftables blocks UDP in the unit's network namespace for the UDP-blocked TURN test.
+if [ -n "$extras" ] && { ! command -v turnserver >/dev/null || ! command -v nft >/dev/null; } \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing coturn and nftables for the TURN tests (apt-get)…"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn nftables >.venv/apt-coturn.log 2>&1 \
+    || echo "setup: coturn/nftables could not be installed; the TURN tests will be skipped" >&2
 fi
 
 # The scale-out tests and benchmark put several server processes behind Debian's nginx (the same

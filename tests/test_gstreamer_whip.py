@@ -66,7 +66,9 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def test_gstreamer_whip_client_streams_and_a_viewer_receives_it(netns: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("trickle", [False, True], ids=["one-offer", "trickle"])
+def test_gstreamer_whip_client_streams_and_a_viewer_receives_it(netns: str, tmp_path: Path, trickle: bool) -> None:
+    """With ``trickle`` whip-client sends its candidates in PATCH requests (RFC 9725 §4.3.1) after the offer."""
     stub_dir = tmp_path / "stub"
     stub_dir.mkdir()
     (stub_dir / "stub.c").write_text(STUB)
@@ -90,7 +92,8 @@ def test_gstreamer_whip_client_streams_and_a_viewer_receives_it(netns: str, tmp_
             time.sleep(0.2)
         client_env = env | {"LD_LIBRARY_PATH": str(stub_dir)}
         client = subprocess.Popen([*inside, "timeout", "-s", "INT", "12", "whip-client", "-u", f"{base}/api/whip",
-                                   "-t", secret, "-n", "-V", VIDEO, "-A", AUDIO], env=client_env,
+                                   "-t", secret, *([] if trickle else ["-n"]), "-V", VIDEO, "-A", AUDIO],
+                                  env=client_env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
         seen = json.loads(run(*inside, sys.executable, str(ROOT / "tests" / "netns_viewer.py"), base, "watcher",
                                PASSWORD, UNIT, env=env).strip().splitlines()[-1])  # fmt: skip
@@ -110,5 +113,7 @@ def test_gstreamer_whip_client_streams_and_a_viewer_receives_it(netns: str, tmp_
         log.close()
     server_log = (tmp_path / "server.log").read_text(errors="replace")
     assert f"unit {UNIT} publishing" in server_log and "ended by the unit" in server_log, server_log[-2000:]
+    patches = [line for line in server_log.splitlines() if '"PATCH /api/whip/' in line]
+    assert (bool(patches) and all('HTTP/1.1" 204 ' in line for line in patches)) == trickle, patches
     verified = run(*cli, "recording", "verify", "--unit", UNIT, env=env)
     assert "segments match the audit chain" in verified

@@ -314,3 +314,24 @@ async def test_talkback_is_a_sendrecv_audio_section_on_the_whip_session(world: W
     await plain.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     await connected(plain.pc)
     await plain.close()
+
+
+async def test_a_whep_view_takes_patches_from_its_viewer_only(world: World) -> None:
+    """WHEP has the same PATCH as WHIP: the viewer restarts ICE on its own view; another user gets 404."""
+    unit = await publishing(world)
+    viewer = ViewerPeer(world)
+    offer = await viewer.offer()
+    headers = {**world.auth("operator"), **SDP_HEADERS}
+    created = await world.client.post(f"/api/whep/{UNIT}", data=offer, headers=headers)
+    assert created.status == 201 and created.headers["Accept-Patch"] == "application/trickle-ice-sdpfrag"
+    location, etag = created.headers["Location"], created.headers["ETag"]
+    fragment = "a=ice-ufrag:View\r\na=ice-pwd:" + "v" * 24 + "\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
+    stranger = {**world.auth("supervisor"), **SDPFRAG, "If-Match": etag}
+    someone_else = await world.client.patch(location, data=fragment, headers=stranger)
+    assert someone_else.status == 404
+    restarted = await world.client.patch(location, data=fragment,
+                                         headers={**world.auth("operator"), **SDPFRAG, "If-Match": etag})  # fmt: skip
+    assert restarted.status == 200 and restarted.headers["ETag"] != etag
+    assert "a=ice-ufrag:" in await restarted.text()
+    await viewer.close()
+    await unit.close()
