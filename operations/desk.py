@@ -146,15 +146,19 @@ class OperationDesk:
         also: Sequence[CourtId] = (),
     ) -> OperationEvent:
         """Store the step and show it on the walls of the operation's court and of every court whose units
-        take part (``courts``); ``also``: courts that took part until now, so their walls drop it."""
+        take part (``courts``); ``also``: courts that took part until now, so their walls drop it. A court
+        taken off is told only which operation to drop: what it has become (its units, target, the courts
+        still taking part) is no longer that court's to read, as ``GET /api/operations/{id}`` answers 403."""
         event = await self._store.add_operation_event(
             op.id, kind=kind, text=text, at_ms=self._clock_ms(), user_id=user_id, ref=ref or {}
         )
         courts = [op.court_id, *await self._store.operation_courts(op.id)]
         message = {"operation": operation_view(op), "event": kind, "courts": courts}
+        dropped = {"operation": {"id": op.id, "court_id": op.court_id, "status": op.status.value}, "event": kind,
+                   "courts": [op.court_id]}  # fmt: skip
         for court in dict.fromkeys([*courts, *also]):
             try:
-                await self._bus.publish(operations_topic(court), message)
+                await self._bus.publish(operations_topic(court), message if court in courts else dropped)
             except Exception:  # stored: the wall gets it in its next snapshot
                 log.warning("operation %s: could not publish to court %s", op.id, court, exc_info=True)
         return event

@@ -109,7 +109,7 @@ async def test_an_upper_court_runs_an_operation_with_units_of_two_lower_courts(w
     await _json(await world.client.put(units, json={"unit_ids": [DAOLI_UNIT]}, headers=world.auth("operator")), 200)
     assert (await world.client.get(f"/api/operations/{op['id']}", headers=world.auth("nangang"))).status == 403
     dropped = await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
-    assert dropped["courts"] == ["HLJ01", "HLJ0102"]  # no longer HLJ0103's: its wall drops it
+    assert dropped["courts"] == ["HLJ01"]  # no longer HLJ0103's: its wall drops it
     later = await open_screen(world, "nangang", "operations")
     assert (await later.next("snapshot", topic="operations.HLJ0103"))["operations"] == []
     started = await world.client.post(f"/api/operations/{op['id']}/start", json={}, headers=world.auth("operator"))
@@ -287,3 +287,25 @@ async def test_the_stores_keep_the_courts_taking_part_and_move_entrustments_by_c
     assert [x.id for x in await store.list_entrustments(court_ids=[CourtId("HLJ1102")], statuses=None)] == ["e1"]
     assert await store.list_entrustments(court_ids=[c], statuses=None) == []
     assert await store.list_entrustments(court_ids=None, statuses=[accepted]) == []
+
+
+# Found in the session review (issue 12's bar): what a court learns once it is off an operation, and what
+# an operator learns of other courts' cases and units by naming them -----------------------------------------
+
+
+async def test_a_court_taken_off_an_operation_learns_nothing_more_of_it_on_its_wall(world: World) -> None:
+    plan = {"kind": "search", "title": "联合搜查被执行人住所", "court_id": "HLJ01", "onsite_commander": "王警官",
+            "target": TARGET, "unit_ids": [DAOLI_UNIT, NANGANG_UNIT]}  # fmt: skip
+    op = (await _json(await world.client.post("/api/operations", json=plan, headers=world.auth("operator")), 201))[
+        "operation"
+    ]
+    nangang_wall = await open_screen(world, "nangang", "operations")
+    assert [o["id"] for o in (await nangang_wall.next("snapshot", topic="operations.HLJ0103"))["operations"]] == [
+        op["id"]
+    ]
+    units = f"/api/operations/{op['id']}/units"
+    await _json(await world.client.put(units, json={"unit_ids": [DAOLI_UNIT]}, headers=world.auth("operator")), 200)
+    dropped = await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
+    # enough to drop it from the wall, and nothing of what it has become (its units, target, other courts)
+    assert dropped["operation"] == {"id": op["id"], "court_id": "HLJ01", "status": "planned"}
+    assert dropped["courts"] == ["HLJ01"]
