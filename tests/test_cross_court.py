@@ -309,3 +309,22 @@ async def test_a_court_taken_off_an_operation_learns_nothing_more_of_it_on_its_w
     # enough to drop it from the wall, and nothing of what it has become (its units, target, other courts)
     assert dropped["operation"] == {"id": op["id"], "court_id": "HLJ01", "status": "planned"}
     assert dropped["courts"] == ["HLJ01"]
+
+
+async def test_naming_another_courts_case_or_unit_in_an_operation_gets_the_unknowns_answer(world: World) -> None:
+    other_case = await world.store.add_case(
+        case_number="(2026)黑0103执1号", court_id=CourtId("HLJ0103"), title="t", created_by=None, created_ms=1
+    )
+    plan = {"kind": "search", "title": "搜查", "onsite_commander": "王警官", "target": TARGET}
+    for case_id in (other_case.id, 987_654):  # another court's case, and one that does not exist
+        refused = await world.client.post("/api/operations", json=plan | {"case_id": case_id},
+                                          headers=world.auth("daoli"))  # fmt: skip
+        assert refused.status == 422
+        assert (await refused.json())["error"]["message"] == f"case_id: case {case_id} is not a case of court HLJ0102"
+    for unit_id in (NANGANG_UNIT, "HLJ0103-U99"):  # a sibling court's unit, and one that does not exist
+        refused = await world.client.post("/api/operations", json=plan | {"unit_ids": [unit_id]},
+                                          headers=world.auth("daoli"))  # fmt: skip
+        assert refused.status == 422
+        assert (await refused.json())["error"]["message"] == (
+            f"unit_ids: unit {unit_id} is not of court HLJ0102 or a court below it"
+        )
