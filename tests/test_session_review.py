@@ -1,0 +1,63 @@
+"""What an attacker's look at this session's additions found (issue 12's bar), each against a real server or
+a real store: list parameters that stay values through the SQLite translation of the one SQL text
+(``sqlite_spelling``), and a NUL character refused at the edge rather than a 500 or a cut text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from command_center.bootstrap import import_courts
+from config.settings import StoreSettings
+from core.errors import ValidationFailed
+from core.ids import CourtId
+from persistence.models import UnitKind
+from persistence.port import Store
+from tests.conftest import COURTS_FILE, POSTGRES_DSN, AppFactory, World, fresh_pg_schema
+
+
+async def test_list_parameters_stay_values_through_the_sqlite_translation(store: Store) -> None:
+    """``= ANY($n)`` becomes ``IN (SELECT value FROM json_each(?n))`` on SQLite: a list item that looks
+    like SQL is one value, compared whole, on both databases."""
+    await import_courts(store, COURTS_FILE)
+    await store.add_unit(unit_id="HLJ0102-U01", name="道里一号", kind=UnitKind.BODY_CAMERA,  # type: ignore[arg-type]
+                         court_id=CourtId("HLJ0102"), secret_hash="h")  # fmt: skip
+    for hostile in ("x') OR 1=1 --", 'x"]) OR 1=1 --', "HLJ0102' OR '1'='1", "%", "HLJ0102 "):
+        assert await store.list_units([CourtId(hostile)]) == []
+        assert await store.latest_positions([hostile]) == {}  # type: ignore[list-item]
+    with pytest.raises(ValidationFailed, match="NUL"):  # SQLite's json_each read "HLJ0102\0x" as "HLJ0102"
+        await store.list_units([CourtId("HLJ0102\x00x")])
+    assert [u.id for u in await store.list_units([CourtId("HLJ0102")])] == ["HLJ0102-U01"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def any_world(request: pytest.FixtureRequest, make_world: AppFactory) -> AsyncIterator[World]:
+    if request.param == "sqlite":
+        yield await make_world()
+        return
+    async with fresh_pg_schema() as schema:
+        yield await make_world(store=StoreSettings(url=POSTGRES_DSN), schema=schema)
+
+
+async def test_a_nul_character_in_a_path_query_or_body_is_refused_not_a_500(any_world: World) -> None:
+    """On PostgreSQL a NUL in an id was a driver error (500); on SQLite ``HLJ0102%00x`` named ``HLJ0102``
+    wherever ids are compared as a list. Both now get the same 400 before any handler."""
+    world = any_world
+    for path in ("/api/entrustments/x%00y", "/api/operations/x%00y", "/api/units/HLJ0102-U01%00x",
+                 "/api/entrustments?all=1%00"):  # fmt: skip
+        answer = await world.client.get(path, headers=world.auth("operator"))
+        assert answer.status == 400, (path, await answer.text())
+        assert "NUL" in (await answer.json())["error"]["message"]
+    plan = {"kind": "search", "title": "搜查\u0000", "onsite_commander": "王警官",
+            "target": {"lat": 45.7, "lon": 126.6}}  # fmt: skip
+    for raw in (json.dumps(plan), json.dumps(plan).replace("\\u0000", "\\\\\\u0000")):
+        answer = await world.client.post("/api/operations", data=raw, headers=world.auth("operator") | {
+            "Content-Type": "application/json"})  # fmt: skip
+        assert answer.status == 400, await answer.text()
+    literal = json.dumps(plan).replace("\\u0000", "\\\\u0000")  # a backslash and "u0000": plain text
+    answer = await world.client.post("/api/operations", data=literal, headers=world.auth("operator") | {
+        "Content-Type": "application/json"})  # fmt: skip
+    assert answer.status == 201, await answer.text()
+    assert (await answer.json())["operation"]["title"] == "搜查\\u0000"
