@@ -1,6 +1,7 @@
 """What an attacker's look at this session's additions found (issue 12's bar), each against a real server or
-a real store: list parameters that stay values through the SQLite translation of the one SQL text
-(``sqlite_spelling``), and a NUL character refused at the edge rather than a 500 or a cut text."""
+a real store: a trickle PATCH refused by its size before its body is read or forwarded, list parameters
+that stay values through the SQLite translation of the one SQL text (``sqlite_spelling``), and a NUL
+character refused at the edge rather than a 500 or a cut text."""
 
 from __future__ import annotations
 
@@ -13,9 +14,27 @@ from command_center.bootstrap import import_courts
 from config.settings import StoreSettings
 from core.errors import ValidationFailed
 from core.ids import CourtId
+from media.trickle import MAX_BYTES
 from persistence.models import UnitKind
 from persistence.port import Store
 from tests.conftest import COURTS_FILE, POSTGRES_DSN, AppFactory, World, fresh_pg_schema
+
+FRAGMENT = "application/trickle-ice-sdpfrag"
+
+
+async def test_an_oversized_trickle_fragment_is_refused_before_it_is_read(world: World) -> None:
+    """A viewer's PATCH larger than any fragment of ICE candidates gets 413 at once, whatever the session:
+    before, the whole body (up to server.max_body_bytes) was read, forwarded to the process holding the
+    unit in a cluster, and only then refused, or not at all when the session id was made up."""
+    huge = b"a=candidate:" + b"x" * (MAX_BYTES + 1)
+    for path in ("/api/whep/HLJ0102-U01/made-up", "/api/talk/HLJ0102-U01/made-up"):
+        answer = await world.client.patch(path, data=huge, headers=world.auth("operator") | {
+            "Content-Type": FRAGMENT, "If-Match": "*"})  # fmt: skip
+        assert answer.status == 413, await answer.text()
+        assert (await answer.json())["error"]["message"] == f"SDP fragment larger than {MAX_BYTES} bytes"
+    answer = await world.client.patch("/api/whip/made-up", data=huge, headers=world.auth("device") | {
+        "Content-Type": FRAGMENT, "If-Match": "*"})  # fmt: skip
+    assert answer.status == 413, await answer.text()
 
 
 async def test_list_parameters_stay_values_through_the_sqlite_translation(store: Store) -> None:
