@@ -328,3 +328,24 @@ async def test_naming_another_courts_case_or_unit_in_an_operation_gets_the_unkno
         assert (await refused.json())["error"]["message"] == (
             f"unit_ids: unit {unit_id} is not of court HLJ0102 or a court below it"
         )
+
+
+async def test_the_asking_court_follows_a_unit_only_while_its_entrusted_task_is_live(world: World) -> None:
+    """Found in the session review: once the receiving court called its unit off the entrusted task (改派),
+    the asking court still followed the unit's position and state, now at work for its own court."""
+    path = f"/api/entrustments/{(await _json(await _entrust(world), 201))['entrustment']['id']}"
+    await _json(await world.client.post(f"{path}/accept", json={}, headers=world.auth("aihui")), 200)
+    await _json(await world.client.put(f"{path}/units", json={"unit_ids": [AIHUI_UNIT]}, headers=world.auth("aihui")),
+                200)  # fmt: skip
+    sent = await world.client.post("/api/telemetry/batch", json={"positions": [fix(1, lat=50.2450, lon=127.53)]},
+                                   headers={"Authorization": f"Bearer {world.tokens[AIHUI_UNIT]}"})  # fmt: skip
+    assert sent.status == 200, await sent.text()
+    [followed] = (await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200))["units"]
+    assert followed["position"]["lat"] == 50.2450 and followed["task"]["status"] == "queued"
+    [task] = await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))
+    await _json(await world.client.post(f"/api/tasks/{task.id}/cancel", json={"note": "改派"},
+                                        headers=world.auth("aihui")), 200)  # fmt: skip
+    [followed] = (await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200))["units"]
+    assert (followed["task"]["status"], followed["position"], followed["status"]) == ("cancelled", None, None)
+    [own] = (await _json(await world.client.get(f"{path}/units", headers=world.auth("aihui")), 200))["units"]
+    assert own["position"]["lat"] == 50.2450  # the receiving court still sees its own unit
