@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
 from command_center.bootstrap import import_courts
 from config.settings import StoreSettings
 from core.errors import ValidationFailed
-from core.ids import CourtId
+from core.ids import CourtId, UnitId
+from gb28181.media.live import LiveStream
 from media.trickle import MAX_BYTES
-from persistence.models import UnitKind
+from persistence.models import Unit, UnitKind
 from persistence.port import Store
+from simulators.gb28181.sender import rtp_packets
 from tests.conftest import COURTS_FILE, POSTGRES_DSN, AppFactory, World, fresh_pg_schema
 
 FRAGMENT = "application/trickle-ice-sdpfrag"
@@ -80,3 +83,22 @@ async def test_a_nul_character_in_a_path_query_or_body_is_refused_not_a_500(any_
         "Content-Type": "application/json"})  # fmt: skip
     assert answer.status == 201, await answer.text()
     assert (await answer.json())["operation"]["title"] == "搜查\\u0000"
+
+
+def test_rtp_from_an_uninvited_address_or_ssrc_never_reaches_the_viewers() -> None:
+    """GB/T 28181 RTP ports take packets only from the invited device's address with the invited SSRC; a flood
+    from elsewhere (or with another SSRC, as a spoofer guessing the port would send) is counted and dropped,
+    never demultiplexed: the device's own pictures still come through whole, in order."""
+    unit = Unit(UnitId("HLJ0102-U01"), "道里一号", UnitKind.BODY_CAMERA, CourtId("HLJ0102"), None, datetime.now(UTC))
+    stream = LiveStream(unit, "34020000001320000001", "34020000001320000001", 15060, 1100, {"10.0.0.7"}, {1100})
+    shown: list[bytes] = []
+    stream.sink = lambda mime, data, pts, rate: shown.append(data)
+    pictures = [(b"\x00\x00\x00\x01\x65" + bytes([n]) * 3000, True) for n in range(3)]
+    for packet in (p for picture in rtp_packets(pictures, 1100) for p in picture):
+        stream.datagram(packet, ("10.0.0.66", 40000))  # right SSRC, wrong address
+    for packet in (p for picture in rtp_packets(pictures, 2200) for p in picture):
+        stream.datagram(packet, ("10.0.0.7", 40000))  # right address, wrong SSRC
+    assert shown == [] and stream.foreign_packets == 2 * sum(len(p) for p in rtp_packets(pictures, 1100))
+    for packet in (p for picture in rtp_packets(pictures, 1100) for p in picture):
+        stream.datagram(packet, ("10.0.0.7", 40000))
+    assert shown == [data for data, _ in pictures]
