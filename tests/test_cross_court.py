@@ -4,6 +4,7 @@ operation with units of two lower courts (异地调度), and a court entrusts a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -349,3 +350,14 @@ async def test_the_asking_court_follows_a_unit_only_while_its_entrusted_task_is_
     assert (followed["task"]["status"], followed["position"], followed["status"]) == ("cancelled", None, None)
     [own] = (await _json(await world.client.get(f"{path}/units", headers=world.auth("aihui")), 200))["units"]
     assert own["position"]["lat"] == 50.2450  # the receiving court still sees its own unit
+
+
+async def test_two_operators_assigning_the_same_unit_at_once_send_it_once(world: World) -> None:
+    """Found in the session review: each PUT compared the new units with those it had read before writing, so two
+    at once both found the unit new and sent it two go-to tasks (nothing runs twice)."""
+    path = f"/api/entrustments/{(await _json(await _entrust(world), 201))['entrustment']['id']}"
+    await _json(await world.client.post(f"{path}/accept", json={}, headers=world.auth("aihui")), 200)
+    answers = await asyncio.gather(*(world.client.put(f"{path}/units", json={"unit_ids": [AIHUI_UNIT]},
+                                                      headers=world.auth("aihui")) for _ in range(4)))  # fmt: skip
+    assert all(a.status == 200 for a in answers), [a.status for a in answers]
+    assert len(await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))) == 1
