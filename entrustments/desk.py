@@ -18,11 +18,8 @@ from core.errors import Conflict, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
 from entrustments.models import ENDED, MOVES, Entrustment, EntrustmentEvent, EntrustmentStatus, Side
 from entrustments.port import EntrustmentStore
-from operations.desk import DutyLog
+from operations.desk import ASSIGN_ATTEMPTS, DutyLog
 from tasks.models import LIVE, Task, TaskKind
-
-#: Tries of the compare-and-set on the assigned units before a 409 (each lost try means another one won).
-ASSIGN_ATTEMPTS = 20
 
 
 def _now_ms() -> int:

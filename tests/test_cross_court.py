@@ -361,3 +361,22 @@ async def test_two_operators_assigning_the_same_unit_at_once_send_it_once(world:
                                                       headers=world.auth("aihui")) for _ in range(4)))  # fmt: skip
     assert all(a.status == 200 for a in answers), [a.status for a in answers]
     assert len(await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))) == 1
+
+
+async def test_changing_an_operations_units_under_way_sends_only_the_new_units(world: World) -> None:
+    """Found in the session review: every change of units while under way sent every unit a go-to task again
+    (a unit already on its way got one more per change, also when the same list was sent twice at once)."""
+    plan = {"kind": "search", "title": "搜查", "court_id": "HLJ01", "onsite_commander": "王警官", "target": TARGET,
+            "unit_ids": [NANGANG_UNIT]}  # fmt: skip
+    op = (await _json(await world.client.post("/api/operations", json=plan, headers=world.auth("operator")), 201))[
+        "operation"
+    ]
+    await _json(await world.client.post(f"/api/operations/{op['id']}/start", json={},
+                                        headers=world.auth("operator")), 200)  # fmt: skip
+    units = f"/api/operations/{op['id']}/units"
+    both = {"unit_ids": [NANGANG_UNIT, DAOLI_UNIT]}
+    answers = await asyncio.gather(*(world.client.put(units, json=both, headers=world.auth("operator"))
+                                     for _ in range(3)))  # fmt: skip
+    assert all(a.status == 200 for a in answers), [a.status for a in answers]
+    for unit_id in (NANGANG_UNIT, DAOLI_UNIT):
+        assert len(await world.store.list_tasks(unit_id=UnitId(unit_id))) == 1, unit_id
