@@ -10,7 +10,13 @@ from command_center.api.routes import all_endpoints
 from command_center.composition import components
 from command_center.keys import OPENAPI, SETTINGS
 from command_center.media_http import media_cors
-from command_center.middleware import body_in_time, errors_as_json, same_origin_websockets, security_headers
+from command_center.middleware import (
+    body_in_time,
+    errors_as_json,
+    no_nul_in_target,
+    same_origin_websockets,
+    security_headers,
+)
 from command_center.pages import install_pages
 from config.settings import Settings
 from query_control.agencies import AgencyConfig
@@ -31,6 +37,7 @@ def create_app(
             security_headers(settings.maps.tile_url),
             media_cors,
             errors_as_json,
+            no_nul_in_target,
             same_origin_websockets,
             body_in_time,
         ],

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from command_center.keys import SETTINGS
 from core.errors import (
     AppError,
+    BadRequest,
     Forbidden,
     MethodNotAllowed,
     NotFound,
@@ -81,6 +82,16 @@ async def body_in_time(request: web.Request, handler: Handler) -> web.StreamResp
                 await request.read()
         except TimeoutError:
             raise RequestTimeout(f"request body not received within {limit:g} s") from None
+    return await handler(request)
+
+
+@web.middleware
+async def no_nul_in_target(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A NUL character (``%00``) in the path or a query value is refused here, before any handler: no id or
+    value of this application holds one, PostgreSQL cannot store or compare one (its driver error was a
+    500) and SQLite's JSON functions cut a text at one, so ``x%00y`` would match ``x`` in a list."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise BadRequest("the request target holds a NUL character (%00), which no name or value here may hold")
     return await handler(request)
 
 

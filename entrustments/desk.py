@@ -18,7 +18,7 @@ from core.errors import Conflict, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
 from entrustments.models import ENDED, MOVES, Entrustment, EntrustmentEvent, EntrustmentStatus, Side
 from entrustments.port import EntrustmentStore
-from operations.desk import DutyLog
+from operations.desk import ASSIGN_ATTEMPTS, DutyLog
 from tasks.models import LIVE, Task, TaskKind
 
 
@@ -115,12 +115,20 @@ class EntrustmentDesk:
     async def assign(self, entrustment: Entrustment, unit_ids: Sequence[UnitId], user_id: UserId) -> Entrustment:
         """Set the receiving court's units on the task; each newly assigned unit is sent to the address."""
         units = list(dict.fromkeys(unit_ids))
-        updated = await self._store.set_entrustment_units(entrustment.id, units, allowed=(EntrustmentStatus.ACCEPTED,))
-        if updated is None:
-            current = await self._store.get_entrustment(entrustment.id)
-            raise Conflict(f"entrustment is {current.status.value}: units are assigned once it is accepted")
-        added = [u for u in units if u not in entrustment.unit_ids]
-        await self._recall(updated, [u for u in entrustment.unit_ids if u not in units])
+        before = entrustment
+        for _ in range(ASSIGN_ATTEMPTS):  # compare-and-set: two at once must not both find a unit new
+            updated = await self._store.set_entrustment_units(
+                entrustment.id, units, allowed=(EntrustmentStatus.ACCEPTED,), replacing=before.unit_ids
+            )
+            if updated is not None:
+                break
+            before = await self._store.get_entrustment(entrustment.id)  # another assignment won: decide again
+            if before.status is not EntrustmentStatus.ACCEPTED:
+                raise Conflict(f"entrustment is {before.status.value}: units are assigned once it is accepted")
+        else:
+            raise Conflict("the entrustment's units are being changed by others at this moment; try again")
+        added = [u for u in units if u not in before.unit_ids]
+        await self._recall(updated, [u for u in before.unit_ids if u not in units])
         details: dict[str, Any] = {"address": updated.address, "note": f"执行委托：{updated.task}"}
         if updated.lat is not None and updated.lon is not None:
             details |= {"lat": updated.lat, "lon": updated.lon}

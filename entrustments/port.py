@@ -27,9 +27,15 @@ class EntrustmentStore(Protocol):
         current status is not in ``allowed``; NotFound if there is no such entrustment."""
 
     async def set_entrustment_units(
-        self, entrustment_id: str, unit_ids: Sequence[UnitId], *, allowed: Sequence[EntrustmentStatus]
+        self,
+        entrustment_id: str,
+        unit_ids: Sequence[UnitId],
+        *,
+        allowed: Sequence[EntrustmentStatus],
+        replacing: Sequence[UnitId] | None = None,
     ) -> Entrustment | None:
-        """Set the assigned units while the status is in ``allowed``; None otherwise."""
+        """Set the assigned units while the status is in ``allowed`` and, given ``replacing``, the units are
+        still those (compare-and-set: what is new is decided against what was replaced); None otherwise."""
 
     async def add_entrustment_event(
         self,

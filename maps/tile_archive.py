@@ -4,7 +4,10 @@ MBTiles (https://github.com/mapbox/mbtiles-spec, 1.3) is an SQLite database: ``m
 ``tiles`` (zoom_level, tile_column, tile_row, tile_data) with rows counted from the south (TMS), so the XYZ row
 a browser asks for is flipped. Only raster archives (png, jpg, webp) are served: a vector archive (pbf) needs a
 style and a renderer in the page, and is refused at start with a reason rather than drawn blank. Reads run in
-a worker thread on one read-only connection (SQLite is quick at this; the event loop never waits on the disk).
+the archive's own worker thread on one read-only connection (SQLite is quick at this; the event loop never
+waits on the disk). Its own thread, not the loop's default pool: the one connection serialises reads anyway,
+and a flood of tile requests over a slow disk must not take every thread of the pool that recording, audit
+checkpoints and track simplification wait on.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +59,9 @@ class TileArchive:
             self._db.close()
             raise TileArchiveError(f"maps.tile_archive: {path} holds no tiles")
         self.info = ArchiveInfo(RASTER_TYPES[fmt], int(zooms[0]), int(zooms[1]), str(meta.get("attribution", "")))
-        self._lock = threading.Lock()  # one connection, used by one thread at a time
+        self._lock = threading.Lock()  # one connection: the reader thread's, and ``close`` from any other
         self._closed = False
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-archive")
 
     def _read(self, z: int, x: int, y: int) -> bytes | None:
         row = (1 << z) - 1 - y  # XYZ (rows from the north) to TMS (rows from the south)
@@ -70,12 +75,13 @@ class TileArchive:
 
     async def tile(self, z: int, x: int, y: int) -> bytes | None:
         """The tile at XYZ coordinates, or None when the archive has none there."""
-        if not (0 <= z <= 30 and 0 <= x < (1 << z) and 0 <= y < (1 << z)):
+        if self._closed or not (0 <= z <= 30 and 0 <= x < (1 << z) and 0 <= y < (1 << z)):
             return None
-        return await asyncio.to_thread(self._read, z, x, y)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._read, z, x, y)
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+        self._reader.shutdown(wait=False, cancel_futures=True)

@@ -13,12 +13,16 @@ from typing import Any, Protocol
 from core.errors import Conflict
 from core.ids import CaseId, CourtId, UnitId, UserId
 from event_bus.port import EventBus
-from operations.models import MOVES, Operation, OperationEvent, OperationKind, OperationStatus
+from operations.models import LIVE_OPERATIONS, MOVES, Operation, OperationEvent, OperationKind, OperationStatus
 from operations.port import OperationCourtStore, OperationStore
 from operations.views import operation_view, operations_topic
 from tasks.models import TaskKind
 
 log = logging.getLogger(__name__)
+
+
+#: Tries of a compare-and-set on assigned units before a 409 (each lost try means another change won).
+ASSIGN_ATTEMPTS = 20
 
 
 def _now_ms() -> int:
@@ -92,15 +96,28 @@ class OperationDesk:
         return op
 
     async def assign(self, op: Operation, unit_ids: Sequence[UnitId], user_id: UserId) -> Operation:
-        if op.status not in (OperationStatus.PLANNED, OperationStatus.UNDER_WAY):
-            raise Conflict(f"operation is {op.status.value}: its units can no longer change")
-        op = await self._store.set_operation_units(op.id, list(dict.fromkeys(unit_ids)))
+        """Set the units; under way, each newly assigned unit is sent to the target (those already sent are not
+        sent again). A compare-and-set on the units replaced: changes at once must not both find a unit new."""
+        units = list(dict.fromkeys(unit_ids))
+        current = op
+        for _ in range(ASSIGN_ATTEMPTS):
+            if current.status not in LIVE_OPERATIONS:
+                raise Conflict(f"operation is {current.status.value}: its units can no longer change")
+            updated = await self._store.set_operation_units(
+                op.id, units, allowed=LIVE_OPERATIONS, replacing=current.unit_ids
+            )
+            if updated is not None:
+                break
+            current = await self._store.get_operation(op.id)  # another change (or a step) won: decide again
+        else:
+            raise Conflict("the operation's units are being changed by others at this moment; try again")
+        op = updated
         before = await self._store.operation_courts(op.id)
         await self._share(op, user_id)
         await self._event(op, "units", "、".join(op.unit_ids) or "—", user_id, {"unit_ids": list(op.unit_ids)},
                           also=before)  # fmt: skip
         if op.status is OperationStatus.UNDER_WAY:
-            await self._dispatch(op, user_id)
+            await self._dispatch(op, user_id, [u for u in op.unit_ids if u not in current.unit_ids])
         return op
 
     async def move(self, op: Operation, status: OperationStatus, user_id: UserId, note: str | None) -> Operation:
@@ -126,11 +143,12 @@ class OperationDesk:
             text = f"异地调度：{op.court_id} 指挥中心调度本院单元 {units} 参加执行行动「{op.title}」"
             await self._store.add_duty_note(court, user_id, text, self._clock_ms())
 
-    async def _dispatch(self, op: Operation, user_id: UserId) -> None:
-        """Send every assigned unit to the target (a go_to task; a unit offline gets it when it is back)."""
+    async def _dispatch(self, op: Operation, user_id: UserId, unit_ids: Sequence[UnitId] | None = None) -> None:
+        """Send the units (default: every assigned one) to the target (a go_to task; a unit offline gets it
+        when it is back)."""
         details: dict[str, Any] = {key: op.target[key] for key in TARGET_FIELDS if key in op.target}
         details["note"] = f"执行行动：{op.title}"
-        for unit_id in op.unit_ids:
+        for unit_id in op.unit_ids if unit_ids is None else unit_ids:
             await self._tasks.create_for(
                 unit_id, TaskKind.GO_TO, f"{op.title} · 前往现场", created_by=user_id, details=details
             )
@@ -146,15 +164,19 @@ class OperationDesk:
         also: Sequence[CourtId] = (),
     ) -> OperationEvent:
         """Store the step and show it on the walls of the operation's court and of every court whose units
-        take part (``courts``); ``also``: courts that took part until now, so their walls drop it."""
+        take part (``courts``); ``also``: courts that took part until now, so their walls drop it. A court
+        taken off is told only which operation to drop: what it has become (its units, target, the courts
+        still taking part) is no longer that court's to read, as ``GET /api/operations/{id}`` answers 403."""
         event = await self._store.add_operation_event(
             op.id, kind=kind, text=text, at_ms=self._clock_ms(), user_id=user_id, ref=ref or {}
         )
         courts = [op.court_id, *await self._store.operation_courts(op.id)]
         message = {"operation": operation_view(op), "event": kind, "courts": courts}
+        dropped = {"operation": {"id": op.id, "court_id": op.court_id, "status": op.status.value}, "event": kind,
+                   "courts": [op.court_id]}  # fmt: skip
         for court in dict.fromkeys([*courts, *also]):
             try:
-                await self._bus.publish(operations_topic(court), message)
+                await self._bus.publish(operations_topic(court), message if court in courts else dropped)
             except Exception:  # stored: the wall gets it in its next snapshot
                 log.warning("operation %s: could not publish to court %s", op.id, court, exc_info=True)
         return event

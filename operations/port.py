@@ -24,7 +24,16 @@ class OperationStore(Protocol):
     ) -> Operation | None:
         """Compare-and-set the status (stamping started_ms or ended_ms); None if not in ``allowed``."""
 
-    async def set_operation_units(self, operation_id: str, unit_ids: Sequence[UnitId]) -> Operation: ...
+    async def set_operation_units(
+        self,
+        operation_id: str,
+        unit_ids: Sequence[UnitId],
+        *,
+        allowed: Sequence[OperationStatus] | None = None,
+        replacing: Sequence[UnitId] | None = None,
+    ) -> Operation | None:
+        """Set the units; given ``allowed`` / ``replacing``, only while the status is one of those and the
+        units are still those (compare-and-set), else None. NotFound for an unknown operation."""
 
     async def add_operation_event(
         self, operation_id: str, *, kind: str, text: str, at_ms: int, user_id: UserId | None, ref: dict[str, Any]

@@ -129,11 +129,18 @@ class CrossCourtSql:
         return entrustment_from_row(row)
 
     async def set_entrustment_units(
-        self, entrustment_id: str, unit_ids: Sequence[UnitId], *, allowed: Sequence[EntrustmentStatus]
+        self,
+        entrustment_id: str,
+        unit_ids: Sequence[UnitId],
+        *,
+        allowed: Sequence[EntrustmentStatus],
+        replacing: Sequence[UnitId] | None = None,
     ) -> Entrustment | None:
         row = await self.database.fetchrow(
-            "UPDATE entrustments SET unit_ids = $2 WHERE id = $1 AND status = ANY($3) RETURNING *",
+            "UPDATE entrustments SET unit_ids = $2 WHERE id = $1 AND status = ANY($3)"
+            " AND ($4::text IS NULL OR unit_ids = $4) RETURNING *",
             entrustment_id, json.dumps(list(unit_ids)), [s.value for s in allowed],
+            None if replacing is None else json.dumps(list(replacing)),
         )  # fmt: skip
         if row is None:
             await self.get_entrustment(entrustment_id)

@@ -84,12 +84,23 @@ class OperationsSql:
             return None
         return operation_from_row(row)
 
-    async def set_operation_units(self, operation_id: str, unit_ids: Sequence[UnitId]) -> Operation:
+    async def set_operation_units(
+        self,
+        operation_id: str,
+        unit_ids: Sequence[UnitId],
+        *,
+        allowed: Sequence[OperationStatus] | None = None,
+        replacing: Sequence[UnitId] | None = None,
+    ) -> Operation | None:
         row = await self.database.fetchrow(
-            "UPDATE operations SET unit_ids = $2 WHERE id = $1 RETURNING *", operation_id, json.dumps(list(unit_ids))
-        )
+            "UPDATE operations SET unit_ids = $2 WHERE id = $1 AND ($3::text[] IS NULL OR status = ANY($3))"
+            " AND ($4::text IS NULL OR unit_ids = $4) RETURNING *",
+            operation_id, json.dumps(list(unit_ids)), None if allowed is None else [s.value for s in allowed],
+            None if replacing is None else json.dumps(list(replacing)),
+        )  # fmt: skip
         if row is None:
-            raise NotFound(f"operation {operation_id} does not exist")
+            await self.get_operation(operation_id)  # NotFound for an unknown one
+            return None
         return operation_from_row(row)
 
     async def add_operation_event(

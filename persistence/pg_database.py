@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from core.errors import Conflict, NotFound, ServiceUnavailable
+from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
 from persistence.database import POSITION_COLUMNS, Connection, Row, position_row
 from persistence.migrations import Migration
@@ -30,6 +30,9 @@ def translate(exc: asyncpg.PostgresError) -> Exception:
         return NotFound("a referenced record does not exist")
     if isinstance(exc, asyncpg.CheckViolationError):
         return Conflict(f"constraint violated ({exc.constraint_name})")
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+        # a NUL character that got past the edge (a WebSocket message, a file imported): a refusal, not a 500
+        return ValidationFailed("a text holds a NUL character, which cannot be stored")
     return exc
 
 

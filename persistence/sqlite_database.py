@@ -23,7 +23,7 @@ from typing import Any
 
 import aiosqlite
 
-from core.errors import Conflict, NotFound, ServiceUnavailable
+from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
 from core.private_files import private_file
 from persistence.database import POSITION_COLUMNS, Connection, Row
@@ -47,6 +47,9 @@ def sqlite_spelling(sql: str) -> str:
 
 def _param(value: Any) -> Any:
     if isinstance(value, list | tuple):
+        if any(isinstance(item, str) and "\x00" in item for item in value):
+            # json_each cuts a text at a NUL ("a\x00b" would match "a"); PostgreSQL refuses one alike
+            raise ValidationFailed("a text holds a NUL character, which cannot be stored")
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, datetime):
         return value.timestamp()

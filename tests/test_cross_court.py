@@ -4,6 +4,7 @@ operation with units of two lower courts (异地调度), and a court entrusts a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,7 +110,7 @@ async def test_an_upper_court_runs_an_operation_with_units_of_two_lower_courts(w
     await _json(await world.client.put(units, json={"unit_ids": [DAOLI_UNIT]}, headers=world.auth("operator")), 200)
     assert (await world.client.get(f"/api/operations/{op['id']}", headers=world.auth("nangang"))).status == 403
     dropped = await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
-    assert dropped["courts"] == ["HLJ01", "HLJ0102"]  # no longer HLJ0103's: its wall drops it
+    assert dropped["courts"] == ["HLJ01"]  # no longer HLJ0103's: its wall drops it
     later = await open_screen(world, "nangang", "operations")
     assert (await later.next("snapshot", topic="operations.HLJ0103"))["operations"] == []
     started = await world.client.post(f"/api/operations/{op['id']}/start", json={}, headers=world.auth("operator"))
@@ -287,3 +288,95 @@ async def test_the_stores_keep_the_courts_taking_part_and_move_entrustments_by_c
     assert [x.id for x in await store.list_entrustments(court_ids=[CourtId("HLJ1102")], statuses=None)] == ["e1"]
     assert await store.list_entrustments(court_ids=[c], statuses=None) == []
     assert await store.list_entrustments(court_ids=None, statuses=[accepted]) == []
+
+
+# Found in the session review (issue 12's bar): what a court learns once it is off an operation, and what
+# an operator learns of other courts' cases and units by naming them -----------------------------------------
+
+
+async def test_a_court_taken_off_an_operation_learns_nothing_more_of_it_on_its_wall(world: World) -> None:
+    plan = {"kind": "search", "title": "联合搜查被执行人住所", "court_id": "HLJ01", "onsite_commander": "王警官",
+            "target": TARGET, "unit_ids": [DAOLI_UNIT, NANGANG_UNIT]}  # fmt: skip
+    op = (await _json(await world.client.post("/api/operations", json=plan, headers=world.auth("operator")), 201))[
+        "operation"
+    ]
+    nangang_wall = await open_screen(world, "nangang", "operations")
+    assert [o["id"] for o in (await nangang_wall.next("snapshot", topic="operations.HLJ0103"))["operations"]] == [
+        op["id"]
+    ]
+    units = f"/api/operations/{op['id']}/units"
+    await _json(await world.client.put(units, json={"unit_ids": [DAOLI_UNIT]}, headers=world.auth("operator")), 200)
+    dropped = await nangang_wall.next("operation", topic="operations.HLJ0103", event="units")
+    # enough to drop it from the wall, and nothing of what it has become (its units, target, other courts)
+    assert dropped["operation"] == {"id": op["id"], "court_id": "HLJ01", "status": "planned"}
+    assert dropped["courts"] == ["HLJ01"]
+
+
+async def test_naming_another_courts_case_or_unit_in_an_operation_gets_the_unknowns_answer(world: World) -> None:
+    other_case = await world.store.add_case(
+        case_number="(2026)黑0103执1号", court_id=CourtId("HLJ0103"), title="t", created_by=None, created_ms=1
+    )
+    plan = {"kind": "search", "title": "搜查", "onsite_commander": "王警官", "target": TARGET}
+    for case_id in (other_case.id, 987_654):  # another court's case, and one that does not exist
+        refused = await world.client.post("/api/operations", json=plan | {"case_id": case_id},
+                                          headers=world.auth("daoli"))  # fmt: skip
+        assert refused.status == 422
+        assert (await refused.json())["error"]["message"] == f"case_id: case {case_id} is not a case of court HLJ0102"
+    for unit_id in (NANGANG_UNIT, "HLJ0103-U99"):  # a sibling court's unit, and one that does not exist
+        refused = await world.client.post("/api/operations", json=plan | {"unit_ids": [unit_id]},
+                                          headers=world.auth("daoli"))  # fmt: skip
+        assert refused.status == 422
+        assert (await refused.json())["error"]["message"] == (
+            f"unit_ids: unit {unit_id} is not of court HLJ0102 or a court below it"
+        )
+
+
+async def test_the_asking_court_follows_a_unit_only_while_its_entrusted_task_is_live(world: World) -> None:
+    """Found in the session review: once the receiving court called its unit off the entrusted task (改派),
+    the asking court still followed the unit's position and state, now at work for its own court."""
+    path = f"/api/entrustments/{(await _json(await _entrust(world), 201))['entrustment']['id']}"
+    await _json(await world.client.post(f"{path}/accept", json={}, headers=world.auth("aihui")), 200)
+    await _json(await world.client.put(f"{path}/units", json={"unit_ids": [AIHUI_UNIT]}, headers=world.auth("aihui")),
+                200)  # fmt: skip
+    sent = await world.client.post("/api/telemetry/batch", json={"positions": [fix(1, lat=50.2450, lon=127.53)]},
+                                   headers={"Authorization": f"Bearer {world.tokens[AIHUI_UNIT]}"})  # fmt: skip
+    assert sent.status == 200, await sent.text()
+    [followed] = (await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200))["units"]
+    assert followed["position"]["lat"] == 50.2450 and followed["task"]["status"] == "queued"
+    [task] = await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))
+    await _json(await world.client.post(f"/api/tasks/{task.id}/cancel", json={"note": "改派"},
+                                        headers=world.auth("aihui")), 200)  # fmt: skip
+    [followed] = (await _json(await world.client.get(f"{path}/units", headers=world.auth("daoli")), 200))["units"]
+    assert (followed["task"]["status"], followed["position"], followed["status"]) == ("cancelled", None, None)
+    [own] = (await _json(await world.client.get(f"{path}/units", headers=world.auth("aihui")), 200))["units"]
+    assert own["position"]["lat"] == 50.2450  # the receiving court still sees its own unit
+
+
+async def test_two_operators_assigning_the_same_unit_at_once_send_it_once(world: World) -> None:
+    """Found in the session review: each PUT compared the new units with those it had read before writing, so two
+    at once both found the unit new and sent it two go-to tasks (nothing runs twice)."""
+    path = f"/api/entrustments/{(await _json(await _entrust(world), 201))['entrustment']['id']}"
+    await _json(await world.client.post(f"{path}/accept", json={}, headers=world.auth("aihui")), 200)
+    answers = await asyncio.gather(*(world.client.put(f"{path}/units", json={"unit_ids": [AIHUI_UNIT]},
+                                                      headers=world.auth("aihui")) for _ in range(4)))  # fmt: skip
+    assert all(a.status == 200 for a in answers), [a.status for a in answers]
+    assert len(await world.store.list_tasks(unit_id=UnitId(AIHUI_UNIT))) == 1
+
+
+async def test_changing_an_operations_units_under_way_sends_only_the_new_units(world: World) -> None:
+    """Found in the session review: every change of units while under way sent every unit a go-to task again
+    (a unit already on its way got one more per change, also when the same list was sent twice at once)."""
+    plan = {"kind": "search", "title": "搜查", "court_id": "HLJ01", "onsite_commander": "王警官", "target": TARGET,
+            "unit_ids": [NANGANG_UNIT]}  # fmt: skip
+    op = (await _json(await world.client.post("/api/operations", json=plan, headers=world.auth("operator")), 201))[
+        "operation"
+    ]
+    await _json(await world.client.post(f"/api/operations/{op['id']}/start", json={},
+                                        headers=world.auth("operator")), 200)  # fmt: skip
+    units = f"/api/operations/{op['id']}/units"
+    both = {"unit_ids": [NANGANG_UNIT, DAOLI_UNIT]}
+    answers = await asyncio.gather(*(world.client.put(units, json=both, headers=world.auth("operator"))
+                                     for _ in range(3)))  # fmt: skip
+    assert all(a.status == 200 for a in answers), [a.status for a in answers]
+    for unit_id in (NANGANG_UNIT, DAOLI_UNIT):
+        assert len(await world.store.list_tasks(unit_id=UnitId(unit_id))) == 1, unit_id

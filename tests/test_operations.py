@@ -50,7 +50,7 @@ async def test_an_operation_runs_from_plan_to_conclusion(world: World) -> None:
     missing_query = await world.client.post(f"/api/operations/{op['id']}/events",
                                             json={"text": "查控", "query_id": "no-such-query"},
                                             headers=world.auth("operator"))  # fmt: skip
-    assert missing_query.status == 404
+    assert missing_query.status == 422  # as another court's query: nothing is learnt by naming one
 
     done = await world.client.post(f"/api/operations/{op['id']}/conclude", json={"note": "车辆已扣押"},
                                    headers=world.auth("supervisor"))  # fmt: skip
@@ -73,7 +73,7 @@ async def test_units_can_change_while_planned_and_bad_requests_are_refused(world
     assert units.status == 200 and (await units.json())["operation"]["unit_ids"] == [UNIT]
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"target": TARGET | {"lat": 95}}, 422, "lat"),
-        ({"unit_ids": ["NO-SUCH-UNIT"]}, 404, "NO-SUCH-UNIT"),
+        ({"unit_ids": ["NO-SUCH-UNIT"]}, 422, "NO-SUCH-UNIT"),
         ({"kind": "raid"}, 422, "kind"),
         ({"court_id": "NOPE"}, 404, "NOPE"),
     ]

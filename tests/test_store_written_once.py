@@ -86,7 +86,10 @@ async def test_operations_and_their_events(store: Store) -> None:
     assert (
         await store.move_operation("op1", OperationStatus.UNDER_WAY, allowed=[OperationStatus.PLANNED], at_ms=6) is None
     )
-    assert (await store.set_operation_units("op1", [])).unit_ids == ()
+    emptied = await store.set_operation_units("op1", [])
+    assert emptied is not None and emptied.unit_ids == ()
+    assert await store.set_operation_units("op1", ["U1"], replacing=["U9"]) is None  # type: ignore[list-item]
+    assert await store.set_operation_units("op1", [], allowed=[OperationStatus.PLANNED]) is None
     event = await store.add_operation_event("op1", kind="note", text="到达", at_ms=7, user_id=None, ref={"a": 1})
     assert (await store.operation_events("op1")) == [event]
     live = await store.list_operations(court_ids=[COURT], statuses=[OperationStatus.UNDER_WAY])

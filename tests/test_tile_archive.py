@@ -3,6 +3,7 @@ cannot serve refused at start with the reason (a vector archive, a file that is 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -51,3 +52,24 @@ def test_archives_that_cannot_be_served_are_refused_with_the_reason(tmp_path: Pa
     db.close()
     with pytest.raises(TileArchiveError, match="holds no tiles"):
         TileArchive(empty)
+
+
+async def test_a_flood_of_slow_tile_reads_leaves_the_loops_thread_pool_free(tmp_path: Path) -> None:
+    """Found in the session review: each tile was read with ``asyncio.to_thread``, so requests waiting on the
+    one connection (a slow disk, held here by taking its lock) took every thread of the loop's default pool,
+    and work queued there behind them (a recording's stop, the audit witness, track simplification) waited."""
+    path = make_mbtiles(tmp_path / "city.mbtiles", lat=HARBIN[0], lon=HARBIN[1], zooms=range(16, 17), rgb=(1, 2, 3),
+                        reach=0)  # fmt: skip
+    archive = TileArchive(path)
+    x, y = tile_of(*HARBIN, 16)
+    slow_disk = archive._lock  # the reader waits on it as on a disk that does not answer
+    slow_disk.acquire()
+    try:
+        flood = [asyncio.ensure_future(archive.tile(16, x, y)) for _ in range(64)]
+        await asyncio.sleep(0)
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "pool free"), 10) == "pool free"
+        assert not any(request.done() for request in flood)
+    finally:
+        slow_disk.release()
+    assert await asyncio.gather(*flood) == [png((1, 2, 3))] * 64
+    archive.close()

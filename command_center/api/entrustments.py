@@ -26,6 +26,7 @@ from entrustments.desk import tasks_sent
 from entrustments.models import LIVE_ENTRUSTMENTS, MOVER, Entrustment, EntrustmentStatus, Side
 from entrustments.views import entrustment_view
 from persistence.port import Store
+from tasks.models import LIVE
 
 api = Registry()
 
@@ -199,7 +200,8 @@ async def report_progress(request: web.Request) -> web.StreamResponse:
 
 
 @api.route("GET", "/api/entrustments/{entrustment_id}/units", summary="Where the assigned units are and how far "
-           "their task has got: for the asking court only while the entrustment runs", tag="entrustments",
+           "their task has got: for the asking court only while the entrustment runs and each unit's task is live",
+           tag="entrustments",
            access=COMMANDERS, response=EntrustedUnits, errors=(NotFound,))  # fmt: skip
 async def entrusted_units(request: web.Request) -> web.StreamResponse:
     e, sides = await _entrustment(request)
@@ -209,12 +211,16 @@ async def entrusted_units(request: web.Request) -> web.StreamResponse:
     positions = await store.latest_positions(list(e.unit_ids))
     states = await store.unit_states(list(e.unit_ids))
     sent = tasks_sent(await store.entrustment_events(e.id))
+    own = Side.RECEIVING in sides
     units = []
     for unit_id in e.unit_ids:
         unit = await store.get_unit(unit_id)
-        fix = positions.get(unit_id)
-        state = states.get(unit_id)
         task = None if unit_id not in sent else await store.get_task(sent[unit_id])
+        # the asking court follows a unit while it is on the entrusted task, not once it is called off or done
+        # (then it works for its own court again): the task's outcome it still reads
+        shown = own or (task is not None and task.status in LIVE)
+        fix = positions.get(unit_id) if shown else None
+        state = states.get(unit_id) if shown else None
         progress = None if task is None else {"id": task.id, "status": task.status.value, "note": task.note,
                                               "updated_ms": task.updated_ms}  # fmt: skip
         units.append({"unit_id": unit_id, "name": unit.name, "court_id": unit.court_id,

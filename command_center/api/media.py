@@ -36,6 +36,7 @@ from core.ids import UnitId
 from courts.visibility import require_visible, visible_courts
 from media.evidence import SEGMENT_ACTION
 from media.sessions import Answered, Patched, Role, SessionId, Viewer
+from media.trickle import MAX_BYTES as MAX_FRAGMENT_BYTES
 from media.trickle import PreconditionFailed, PreconditionRequired
 from persistence.models import Unit
 
@@ -54,7 +55,7 @@ OFFER_ERRORS = (
     TooManyRequests,
 )
 VIEW_ERRORS = (*OFFER_ERRORS, NotFound, Conflict)  # 429: the caller's or their court's cap, or their request rate
-PATCH_ERRORS = (BadRequest, NotFound, UnsupportedMediaType, ValidationFailed, PreconditionFailed,
+PATCH_ERRORS = (BadRequest, NotFound, UnsupportedMediaType, ValidationFailed, PreconditionFailed, PayloadTooLarge,
                 PreconditionRequired, TooManyRequests, Conflict, ServiceUnavailable)  # fmt: skip
 ENDPOINT_METHODS = "OPTIONS, POST"
 SESSION_METHODS = "OPTIONS, PATCH, DELETE"
@@ -76,10 +77,16 @@ async def read_offer(request: web.Request) -> str:
 
 
 async def read_fragment(request: web.Request) -> bytes:
-    """The body of a PATCH: 415 unless ``application/trickle-ice-sdpfrag`` (RFC 9725 §4.3.1)."""
+    """The body of a PATCH: 415 unless ``application/trickle-ice-sdpfrag`` (RFC 9725 §4.3.1); 413 past
+    ``trickle.MAX_BYTES``, here, before it is forwarded to the process holding the session or looked up."""
     if request.content_type != SDPFRAG:
         raise UnsupportedMediaType(f"expected Content-Type {SDPFRAG}, got {request.content_type or 'none'}")
-    return await request.read()
+    if request.content_length is not None and request.content_length > MAX_FRAGMENT_BYTES:
+        raise PayloadTooLarge(f"SDP fragment larger than {MAX_FRAGMENT_BYTES} bytes")
+    raw = await request.read()  # a body without Content-Length: bounded by client_max_size, then checked
+    if len(raw) > MAX_FRAGMENT_BYTES:
+        raise PayloadTooLarge(f"SDP fragment larger than {MAX_FRAGMENT_BYTES} bytes")
+    return raw
 
 
 def sdp_created(request: web.Request, answered: Answered, location: str, who: str) -> web.Response:
@@ -136,9 +143,10 @@ async def whip_options(request: web.Request) -> web.StreamResponse:
 async def whip_patch(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
     limited(request, f"unit {unit.id}")
+    fragment = await read_fragment(request)
     hub = request.app[MEDIA]
     session = hub.session(Role.PUBLISHER, unit.id, SessionId(request.match_info["session_id"]), None)
-    return patched(await hub.patch(session, request.headers.get("If-Match"), await read_fragment(request)))
+    return patched(await hub.patch(session, request.headers.get("If-Match"), fragment))
 
 
 @api.route(

@@ -74,11 +74,14 @@ class OperationList(BaseModel):
 async def _units(store: Store, caller: Any, unit_ids: list[str], court_id: CourtId) -> list[UnitId]:
     """The operation's units: the caller's to command, and of the operation's court or a court below it
     (异地调度: an upper court's operation may take units of every court it oversees, never a sibling's)."""
-    below = await store.court_subtree(court_id)
-    for unit_id in unit_ids:
-        unit = await store.get_unit(UnitId(unit_id))
-        await require_visible(store, caller, unit.court_id)
-        if unit.court_id not in below:
+    below = set(await store.court_subtree(court_id))
+    courts = await visible_courts(store, caller)
+    for unit_id in unit_ids:  # an unknown unit and another court's get the same answer: nothing is learnt
+        try:
+            unit_court: CourtId | None = (await store.get_unit(UnitId(unit_id))).court_id
+        except NotFound:
+            unit_court = None
+        if unit_court not in below or (courts is not None and unit_court not in courts):
             raise ValidationFailed(f"unit_ids: unit {unit_id} is not of court {court_id} or a court below it")
     return [UnitId(u) for u in unit_ids]
 
@@ -123,9 +126,12 @@ async def create_operation(request: web.Request) -> web.StreamResponse:
     court_id = CourtId(data.court_id) if data.court_id else caller.user.court_id
     await store.get_court(court_id)
     await require_visible(store, caller, court_id)
-    if data.case_id is not None:
-        case = await store.get_case(CaseId(data.case_id))
-        if case.court_id != court_id:  # say nothing of the case: it may be another court's
+    if data.case_id is not None:  # an unknown case and another court's get the same answer: case ids count up
+        try:
+            case_court: CourtId | None = (await store.get_case(CaseId(data.case_id))).court_id
+        except NotFound:
+            case_court = None
+        if case_court != court_id:
             raise ValidationFailed(f"case_id: case {data.case_id} is not a case of court {court_id}")
     commander = caller.user if data.commander_id is None else await _commander(store, data.commander_id, court_id)
     op = await request.app[OPERATIONS].create(
@@ -199,9 +205,12 @@ async def add_event(request: web.Request) -> web.StreamResponse:
     ref: dict[str, Any] = {}
     kind = "note"
     if data.query_id is not None:
-        query = await store.get_query(QueryId(data.query_id))
-        case = await store.get_case(query.case_id)
-        if case.court_id != op.court_id:  # another court's query: say nothing of its case or its judge
+        try:  # an unknown query and another court's get the same answer: say nothing of its case or judge
+            query = await store.get_query(QueryId(data.query_id))
+            query_court: CourtId | None = (await store.get_case(query.case_id)).court_id
+        except NotFound:
+            query_court = None
+        if query_court != op.court_id:
             raise ValidationFailed("query_id: not a query of this operation's court")
         if op.case_id is not None and query.case_id != op.case_id:
             raise ValidationFailed("query_id: not a query of this operation's case")

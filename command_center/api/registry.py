@@ -4,6 +4,7 @@ body validation, and renders the OpenAPI 3.1 document from the same declarations
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -100,6 +101,11 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise ValidationFailed(f"{first['field']}: {first['problem']}", details=problems) from None
 
 
+#: ``\u0000`` after an odd number of backslashes: the only way a NUL gets into a JSON string (a raw one is
+#: refused by the parser). PostgreSQL cannot store one (a 500 before) and SQLite cuts texts at one.
+ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse an untrusted JSON body, or raise ``InvalidJson`` (400) with the reason.
 
@@ -108,6 +114,8 @@ def parse_json(raw: bytes) -> Any:
     recursion limit (``RecursionError``, raised by the C scanner before the stack is at risk). Both bound the
     work: the size limit caps the body, the recursion limit its depth.
     """
+    if ESCAPED_NUL.search(raw):
+        raise InvalidJson("body holds a NUL character (\\u0000), which no text here may hold")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
