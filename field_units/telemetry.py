@@ -127,12 +127,13 @@ def parse_position(
             seq = raw.get("seq")
             return _reject(index, seq if isinstance(seq, int) and not isinstance(seq, bool) else None, _explain(exc))
     if msg.fix_time_ms > now_ms + max_future_ms:
-        ahead = (msg.fix_time_ms - now_ms) / 1000
+        ahead_s = (msg.fix_time_ms - now_ms + 500) // 1000  # integers: a fix time of 10^90 must not overflow a float
+        ahead = f"{ahead_s} s" if ahead_s < 10**7 else "more than 100 days"
         limit = max_future_ms / 1000
         return _reject(
             index,
             msg.seq,
-            f"fix_time_ms: {ahead:.0f} s ahead of the server's clock (limit {limit:g} s); check the device clock",
+            f"fix_time_ms: {ahead} ahead of the server's clock (limit {limit:g} s); check the device clock",
         )
     if msg.fix_time_ms < now_ms - MAX_AGE_MS:
         return _reject(index, msg.seq, "fix_time_ms: older than 30 days")

@@ -59,6 +59,7 @@ def test_optional_fields_may_be_missing_or_null() -> None:
         ({"unit_id": "HLJ0102-U09"}, "unit_id: unknown field (the unit comes from the device credential)"),
         ({"fix_time_ms": NOW + MAX_FUTURE_MS + 60_000}, "fix_time_ms: 120 s ahead of the server's clock (limit 60 s)"),
         ({"fix_time_ms": NOW - 31 * 24 * 3600 * 1000}, "fix_time_ms: older than 30 days"),
+        ({"fix_time_ms": 10**90}, "fix_time_ms: more than 100 days ahead of the server's clock"),  # once a 500
     ],
 )
 def test_bad_fields_are_named_with_the_rule(changes: dict[str, Any], expected: str) -> None:
