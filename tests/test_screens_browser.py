@@ -26,7 +26,7 @@ from tests.tile_support import make_mbtiles
 SHOTS = Path("/tmp/screens")
 UNIT = "HLJ0102-U01"
 #: Latin words a Chinese page may show: the language switch names the other language, and units of measure.
-ALLOWED_WORDS = {"English", "km/h", "km", "m"}
+ALLOWED_WORDS = {"English", "km/h", "km", "m", "GiB"}
 #: Published GCJ-02 vectors (gcoord's tests, hujiulong/gcoord test/unit/crs): WGS-84 (45, 123) is GCJ-02
 #: (45.00197815, 123.00607541); GCJ-02 (45, 123) is WGS-84 (44.99804071, 122.99395597).
 WGS_POINT = (45.0, 123.0)
@@ -104,6 +104,7 @@ READY = {
     "/desk": "() => document.querySelector('#nav a') !== null && document.querySelector('#whoami').textContent",
     "/replay": "() => document.querySelector('#nav a') !== null",
     "/field": "() => document.querySelector('#link').textContent === '未连接'",
+    "/ops": "() => window.opsState?.overview && document.querySelector('#nav a') !== null",
 }
 REFUSED = "() => document.querySelector('#refused') !== null"
 
@@ -115,10 +116,12 @@ async def test_every_page_speaks_chinese_from_the_catalogue_for_every_role(world
     await add_silent_unit(world)
     courts = {court.id for court in await world.store.list_courts()}
     people = {user.display_name for user in await world.store.list_users(None)}  # the test users' names are Latin
-    ids = courts | people | {UNIT, "HLJ0102-U02"}  # data, not interface
+    overview = await (await world.client.get("/api/ops/overview", headers=world.auth("admin"))).json()
+    node = overview["node"]["id"].split(":")[0]  # the server's host name (host:port) on 运维
+    ids = courts | people | {UNIT, "HLJ0102-U02", node}  # data, not interface
     seen: dict[str, list[str]] = {}
     pages = {"operator": ["/", "/wall", "/console", "/replay", "/field"], "judge": ["/", "/wall", "/desk", "/console"],
-             "admin": ["/desk"]}  # fmt: skip
+             "admin": ["/desk", "/ops"]}  # fmt: skip
     for role, paths in pages.items():
         screen = await screens(world, role)
         for path in paths:
