@@ -31,7 +31,7 @@ async def _centre(world: World, browser: Browser, username: str, problems: list[
     await page.fill("input[name=password]", world.passwords[username])
     await page.click("button[type=submit]")
     await page.click("#console-link")
-    await page.click("#entrust-link")
+    await page.click("#nav a[data-page=entrust]")  # the console's navigation
     await page.wait_for_url(f"{base}/entrustments")
     await page.wait_for_function("() => window.entrustState?.refreshes >= 1")
     return page

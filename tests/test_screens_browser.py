@@ -105,6 +105,7 @@ READY = {
     "/replay": "() => document.querySelector('#nav a') !== null",
     "/field": "() => document.querySelector('#link').textContent === '未连接'",
     "/ops": "() => window.opsState?.overview && document.querySelector('#nav a') !== null",
+    "/entrustments": "() => window.entrustState?.refreshes >= 1 && document.querySelector('#nav a') !== null",
 }
 REFUSED = "() => document.querySelector('#refused') !== null"
 
@@ -120,7 +121,8 @@ async def test_every_page_speaks_chinese_from_the_catalogue_for_every_role(world
     node = overview["node"]["id"].split(":")[0]  # the server's host name (host:port) on 运维
     ids = courts | people | {UNIT, "HLJ0102-U02", node}  # data, not interface
     seen: dict[str, list[str]] = {}
-    pages = {"operator": ["/", "/wall", "/console", "/replay", "/field"], "judge": ["/", "/wall", "/desk", "/console"],
+    pages = {"operator": ["/", "/wall", "/console", "/replay", "/entrustments", "/field"],
+             "judge": ["/", "/wall", "/desk", "/console"],
              "admin": ["/desk", "/ops"]}  # fmt: skip
     for role, paths in pages.items():
         screen = await screens(world, role)

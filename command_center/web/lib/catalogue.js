@@ -231,4 +231,29 @@ const ops = {
         breaker_open: "OPEN", breaker_half_open: "half open", updated: "updated" },
 };
 
-export const CATALOGUE = { common, errors, index, wall, console: console_, desk, replay, field, rooms, ops };
+const entrust = {
+  zh: { title: "执行指挥中心 · 执行委托", newRequest: "委托他院执行", task: "委托事项", address: "执行地址", lat: "纬度",
+        lon: "经度", deadline: "办理期限", reason: "委托理由", send: "发出委托", received: "他院委托本院（受托）",
+        asked: "本院委托他院（委托）", unitsTitle: "受托单元位置", requested: "待受理", accepted: "执行中",
+        refused: "已退回", completed: "已办结", withdrawn: "已撤回", accept: "受理", refuse: "退回",
+        refuseReason: "退回理由", assign: "派出单元", report: "报告进展", progress: "进展情况", complete: "办结",
+        outcome: "办结情况", withdraw: "撤回", withdrawReason: "撤回理由", detail: "详情", sent: "委托已发出",
+        done: "已完成", due: "期限", noEntrustments: "暂无", noPosition: "暂无定位", kind_requested: "委托",
+        kind_accepted: "受理", kind_refused: "退回", kind_units: "派出单元", kind_report: "进展",
+        kind_completed: "办结", kind_withdrawn: "撤回", noUnitsShown: "任务未在执行，不显示受托单元",
+        queued: "待下发", delivered: "已下发", acknowledged: "已接收", in_progress: "执行中", failed: "未完成" },
+  en: { title: "Command Centre · Entrustments", newRequest: "Entrust a task to another court", task: "task",
+        address: "address", lat: "lat", lon: "lon", deadline: "Deadline", reason: "why", send: "Entrust",
+        received: "Asked of our court", asked: "Asked by our court", unitsTitle: "Assigned units",
+        requested: "requested", accepted: "accepted", refused: "refused", completed: "completed",
+        withdrawn: "withdrawn", accept: "Accept", refuse: "Refuse", refuseReason: "why refused",
+        assign: "Assign units", report: "Report", progress: "progress", complete: "Complete", outcome: "outcome",
+        withdraw: "Withdraw", withdrawReason: "why withdrawn", detail: "Details", sent: "entrustment sent",
+        done: "done", due: "due", noEntrustments: "none", noPosition: "no fix yet", kind_requested: "requested",
+        kind_accepted: "accepted", kind_refused: "refused", kind_units: "units", kind_report: "progress",
+        kind_completed: "completed", kind_withdrawn: "withdrawn",
+        noUnitsShown: "the task is not running: its units are not shown", queued: "queued",
+        delivered: "delivered", acknowledged: "acknowledged", in_progress: "in progress", failed: "failed" },
+};
+
+export const CATALOGUE = { common, errors, index, wall, console: console_, desk, replay, field, rooms, ops, entrust };
