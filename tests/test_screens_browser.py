@@ -106,6 +106,7 @@ READY = {
     "/field": "() => document.querySelector('#link').textContent === '未连接'",
     "/ops": "() => window.opsState?.overview && document.querySelector('#nav a') !== null",
     "/entrustments": "() => window.entrustState?.refreshes >= 1 && document.querySelector('#nav a') !== null",
+    "/rooms": "() => window.roomsState?.refreshes >= 1 && document.querySelector('#nav a') !== null",
 }
 REFUSED = "() => document.querySelector('#refused') !== null"
 
@@ -121,7 +122,7 @@ async def test_every_page_speaks_chinese_from_the_catalogue_for_every_role(world
     node = overview["node"]["id"].split(":")[0]  # the server's host name (host:port) on 运维
     ids = courts | people | {UNIT, "HLJ0102-U02", node}  # data, not interface
     seen: dict[str, list[str]] = {}
-    pages = {"operator": ["/", "/wall", "/console", "/replay", "/entrustments", "/field"],
+    pages = {"operator": ["/", "/wall", "/console", "/replay", "/entrustments", "/rooms", "/field"],
              "judge": ["/", "/wall", "/desk", "/console"],
              "admin": ["/desk", "/ops"]}  # fmt: skip
     for role, paths in pages.items():

@@ -5,7 +5,7 @@
 import { api, token } from "/static/lib/api.js";
 import { el, fillSelect } from "/static/lib/dom.js";
 import { applyTexts, errorText, formatDateTime, onLanguage, translator } from "/static/lib/i18n.js";
-import { guard, renderNav, whoText } from "/static/lib/nav.js";
+import { guard, renderNav, showWho } from "/static/lib/nav.js";
 import { watch } from "/static/lib/webrtc.js";
 
 const t = translator("rooms");
@@ -137,7 +137,7 @@ async function start() {
   if (!me) return;
   state.me = me;
   renderNav(me, t);
-  document.getElementById("whoami").textContent = await whoText(me, t);
+  showWho(me, t);
   const [{ operations }, { units }] = await Promise.all([api("/api/operations"), api("/api/units")]);
   fillSelect(document.querySelector("#open-form select[name=operation_id]"),
     [["", t("none")], ...operations.map((o) => [o.id, o.title])]);
