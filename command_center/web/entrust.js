@@ -3,11 +3,12 @@
 // Polls the API every few seconds. Texts from the catalogue's `entrust` section. Test hooks: window.entrustState.
 import { api, token } from "/static/lib/api.js";
 import { el } from "/static/lib/dom.js";
-import { applyTexts, errorText, formatDateTime, onLanguage, translator } from "/static/lib/i18n.js";
+import { applyTexts, errorText, formatDateTime, fromDateTimeInput, onLanguage, toDateTimeInput, translator } from "/static/lib/i18n.js";
 import { guard, renderNav, showWho } from "/static/lib/nav.js";
 
 const t = translator("entrust");
 const REFRESH_MS = 5000;
+const DAY_MS = 86_400_000;
 // me: the caller; courts: every court (names); units: ours (to assign); chosen: the entrustment shown in detail
 const state = { me: null, courts: [], units: [], entrustments: [], chosen: null, detail: null, positions: null,
                 refreshes: 0 };
@@ -129,12 +130,15 @@ async function request(event) {
   event.preventDefault();
   const form = new FormData(event.target);
   const number = (name) => (form.get(name) === "" ? null : Number(form.get(name)));
+  const deadline = fromDateTimeInput(form.get("deadline"));
+  if (Number.isNaN(deadline)) { say(t("badDeadline")); return; }
   const body = { to_court_id: form.get("to_court_id"), task: form.get("task"), address: form.get("address"),
                  lat: number("lat"), lon: number("lon"), reason: form.get("reason"),
-                 deadline: new Date(form.get("deadline")).toISOString() };
+                 deadline: new Date(deadline).toISOString() };
   try {
     const made = await api("/api/entrustments", { method: "POST", json: body });
     event.target.reset();
+    event.target.deadline.value = toDateTimeInput(Date.now() + DAY_MS);
     state.chosen = made.entrustment.id;
     say(t("sent"));
     await refresh();
@@ -152,7 +156,9 @@ async function start() {
   const to = document.querySelector("#request-form select[name=to_court_id]");
   to.replaceChildren(...state.courts.filter((c) => c.id !== me.court_id)
     .map((c) => el("option", { value: c.id, textContent: `${c.name} (${c.id})` })));
-  document.getElementById("request-form").addEventListener("submit", request);
+  const form = document.getElementById("request-form");
+  form.deadline.value = toDateTimeInput(Date.now() + DAY_MS);  // a day to act, by default
+  form.addEventListener("submit", request);
   document.querySelector("main").hidden = false;
   onLanguage(() => { applyTexts(t); render(); });
   await refresh();

@@ -241,6 +241,7 @@ const entrust = {
         done: "已完成", due: "期限", noEntrustments: "暂无", noPosition: "暂无定位", kind_requested: "委托",
         kind_accepted: "受理", kind_refused: "退回", kind_units: "派出单元", kind_report: "进展",
         kind_completed: "办结", kind_withdrawn: "撤回", noUnitsShown: "任务未在执行，不显示受托单元",
+        badDeadline: "办理期限格式应为 年-月-日 时:分",
         queued: "待下发", delivered: "已下发", acknowledged: "已接收", in_progress: "执行中", failed: "未完成" },
   en: { title: "Command Centre · Entrustments", newRequest: "Entrust a task to another court", task: "task",
         address: "address", lat: "lat", lon: "lon", deadline: "Deadline", reason: "why", send: "Entrust",
@@ -253,6 +254,7 @@ const entrust = {
         kind_accepted: "accepted", kind_refused: "refused", kind_units: "units", kind_report: "progress",
         kind_completed: "completed", kind_withdrawn: "withdrawn",
         noUnitsShown: "the task is not running: its units are not shown", queued: "queued",
+        badDeadline: "the deadline is YYYY-MM-DD HH:MM",
         delivered: "delivered", acknowledged: "acknowledged", in_progress: "in progress", failed: "failed" },
 };
 
