@@ -144,8 +144,9 @@ async def test_navigation_and_controls_follow_the_role(world: World, screens: An
     judge = await screens(world, "judge")
     offered = await judge.page.eval_on_selector_all("#pages a", "links => links.map(a => a.getAttribute('href'))")
     assert offered == ["/wall", "/desk", "/replay"]  # no console for a judge
-    await judge.open("/console", REFUSED)
-    assert await judge.page.text_content("#refused") == "当前角色（执行法官）不使用此页面"
+    for path in ("/console", "/entrustments", "/rooms", "/ops"):
+        await judge.open(path, REFUSED)
+        assert await judge.page.text_content("#refused") == "当前角色（执行法官）不使用此页面"
     await judge.open("/desk", READY["/desk"])
     assert not await judge.page.is_disabled("#submit")
     assert "执行法官" in (await judge.page.text_content("#whoami") or "")
