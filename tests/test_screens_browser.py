@@ -309,3 +309,19 @@ def test_no_page_script_keeps_its_own_copy_of_the_shared_helpers() -> None:
     for page in web.glob("*.html"):
         html = page.read_text(encoding="utf-8")
         assert '<script src="/static/' not in html, f"{page.name} loads a classic script (modules only)"
+
+
+async def test_every_catalogue_section_says_the_same_things_in_both_languages(world: World, screens: Any) -> None:
+    """A key in one language only would show its raw name to the users of the other."""
+    screen = await screens(world, "operator")
+    missing = await screen.page.evaluate(
+        """async () => {
+          const { CATALOGUE } = await import('/static/lib/catalogue.js');
+          const only = (a, b) => Object.keys(a).filter((key) => !(key in b));
+          return Object.entries(CATALOGUE).flatMap(([section, { zh, en }]) => [
+            ...only(zh, en).map((key) => `${section}.${key}: zh only`),
+            ...only(en, zh).map((key) => `${section}.${key}: en only`),
+          ]);
+        }"""
+    )
+    assert missing == []
