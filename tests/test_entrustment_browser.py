@@ -31,7 +31,7 @@ async def _centre(world: World, browser: Browser, username: str, problems: list[
     await page.fill("input[name=password]", world.passwords[username])
     await page.click("button[type=submit]")
     await page.click("#console-link")
-    await page.click("#entrust-link")
+    await page.click("#nav a[data-page=entrust]")  # the console's navigation
     await page.wait_for_url(f"{base}/entrustments")
     await page.wait_for_function("() => window.entrustState?.refreshes >= 1")
     return page
@@ -56,11 +56,13 @@ async def test_two_courts_run_an_entrustment_in_their_consoles(world: World, bro
     await asking.fill("#request-form input[name=address]", "黑河市爱辉区中央街 12 号")
     await asking.fill("#request-form input[name=lat]", "50.2449")
     await asking.fill("#request-form input[name=lon]", "127.5289")
-    await asking.fill("#request-form input[name=deadline]", "2030-01-01T18:00")
+    await asking.fill("#request-form input[name=deadline]", "2030-01-01 18:00")  # 24-hour, any locale
     await asking.fill("#request-form input[name=reason]", "被执行人车辆停放于贵院辖区")
     await asking.click("#request-form button[type=submit]")
     await asking.wait_for_selector("#asked tr[data-entrustment] .status.requested")
     assert await asking.text_content("#message") == "委托已发出"
+    deadline = "window.entrustState.entrustments[0].deadline_ms === new Date(2030, 0, 1, 18, 0).getTime()"
+    assert await asking.evaluate(deadline)  # typed in the court's local time
     assert await asking.locator("#received tr[data-entrustment]").count() == 0
 
     await receiving.evaluate("() => window.entrustState.refreshes = 0")

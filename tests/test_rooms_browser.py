@@ -53,7 +53,9 @@ async def test_two_centres_confer_in_a_room_in_their_consoles(world: World, brow
     await host.fill("#open-form input[name=case_id]", str(case.id))
     await host.select_option("#open-form select[name=unit_id]", "HLJ0102-U01")
     await host.click("#find")
-    await host.locator("#candidates label", has_text="high").locator("input").check()
+    high = host.locator("#candidates label", has_text="high")
+    assert "黑龙江省高级人民法院" in (await high.text_content() or "")  # the court's name, not its code
+    await high.locator("input").check()
     await host.click("#open-form button[type=submit]")
     await host.wait_for_function("() => window.roomsState.room?.members.length === 2")
     assert await host.locator("#pinned").is_visible()  # the unit's live video has its place in the room

@@ -26,7 +26,7 @@ from tests.tile_support import make_mbtiles
 SHOTS = Path("/tmp/screens")
 UNIT = "HLJ0102-U01"
 #: Latin words a Chinese page may show: the language switch names the other language, and units of measure.
-ALLOWED_WORDS = {"English", "km/h", "km", "m"}
+ALLOWED_WORDS = {"English", "km/h", "km", "m", "GiB"}
 #: Published GCJ-02 vectors (gcoord's tests, hujiulong/gcoord test/unit/crs): WGS-84 (45, 123) is GCJ-02
 #: (45.00197815, 123.00607541); GCJ-02 (45, 123) is WGS-84 (44.99804071, 122.99395597).
 WGS_POINT = (45.0, 123.0)
@@ -104,6 +104,9 @@ READY = {
     "/desk": "() => document.querySelector('#nav a') !== null && document.querySelector('#whoami').textContent",
     "/replay": "() => document.querySelector('#nav a') !== null",
     "/field": "() => document.querySelector('#link').textContent === '未连接'",
+    "/ops": "() => window.opsState?.overview && document.querySelector('#nav a') !== null",
+    "/entrustments": "() => window.entrustState?.refreshes >= 1 && document.querySelector('#nav a') !== null",
+    "/rooms": "() => window.roomsState?.refreshes >= 1 && document.querySelector('#nav a') !== null",
 }
 REFUSED = "() => document.querySelector('#refused') !== null"
 
@@ -115,10 +118,13 @@ async def test_every_page_speaks_chinese_from_the_catalogue_for_every_role(world
     await add_silent_unit(world)
     courts = {court.id for court in await world.store.list_courts()}
     people = {user.display_name for user in await world.store.list_users(None)}  # the test users' names are Latin
-    ids = courts | people | {UNIT, "HLJ0102-U02"}  # data, not interface
+    overview = await (await world.client.get("/api/ops/overview", headers=world.auth("admin"))).json()
+    node = overview["node"]["id"].split(":")[0]  # the server's host name (host:port) on 运维
+    ids = courts | people | {UNIT, "HLJ0102-U02", node}  # data, not interface
     seen: dict[str, list[str]] = {}
-    pages = {"operator": ["/", "/wall", "/console", "/replay", "/field"], "judge": ["/", "/wall", "/desk", "/console"],
-             "admin": ["/desk"]}  # fmt: skip
+    pages = {"operator": ["/", "/wall", "/console", "/replay", "/entrustments", "/rooms", "/field"],
+             "judge": ["/", "/wall", "/desk", "/console"],
+             "admin": ["/desk", "/ops"]}  # fmt: skip
     for role, paths in pages.items():
         screen = await screens(world, role)
         for path in paths:
@@ -138,8 +144,9 @@ async def test_navigation_and_controls_follow_the_role(world: World, screens: An
     judge = await screens(world, "judge")
     offered = await judge.page.eval_on_selector_all("#pages a", "links => links.map(a => a.getAttribute('href'))")
     assert offered == ["/wall", "/desk", "/replay"]  # no console for a judge
-    await judge.open("/console", REFUSED)
-    assert await judge.page.text_content("#refused") == "当前角色（执行法官）不使用此页面"
+    for path in ("/console", "/entrustments", "/rooms", "/ops"):
+        await judge.open(path, REFUSED)
+        assert await judge.page.text_content("#refused") == "当前角色（执行法官）不使用此页面"
     await judge.open("/desk", READY["/desk"])
     assert not await judge.page.is_disabled("#submit")
     assert "执行法官" in (await judge.page.text_content("#whoami") or "")
@@ -302,3 +309,19 @@ def test_no_page_script_keeps_its_own_copy_of_the_shared_helpers() -> None:
     for page in web.glob("*.html"):
         html = page.read_text(encoding="utf-8")
         assert '<script src="/static/' not in html, f"{page.name} loads a classic script (modules only)"
+
+
+async def test_every_catalogue_section_says_the_same_things_in_both_languages(world: World, screens: Any) -> None:
+    """A key in one language only would show its raw name to the users of the other."""
+    screen = await screens(world, "operator")
+    missing = await screen.page.evaluate(
+        """async () => {
+          const { CATALOGUE } = await import('/static/lib/catalogue.js');
+          const only = (a, b) => Object.keys(a).filter((key) => !(key in b));
+          return Object.entries(CATALOGUE).flatMap(([section, { zh, en }]) => [
+            ...only(zh, en).map((key) => `${section}.${key}: zh only`),
+            ...only(en, zh).map((key) => `${section}.${key}: en only`),
+          ]);
+        }"""
+    )
+    assert missing == []

@@ -294,8 +294,10 @@ async function planOperation(event) {
     target: { lat: state.target[0], lon: state.target[1], address: form.address.value, radius_m: Number(form.radius.value) },
     unit_ids: [...form.units.selectedOptions].map((o) => o.value),
   };
-  const unit = state.units.find((u) => u.id === body.unit_ids[0]);
-  if (unit) body.court_id = unit.court_id;  // the operation belongs to its units' court
+  // The operation belongs to its units' court when they are all of one court; units of several courts (a joint
+  // operation) leave it to the caller's court, the one above them all.
+  const courts = new Set(body.unit_ids.map((id) => state.units.find((u) => u.id === id)?.court_id));
+  if (courts.size === 1 && !courts.has(undefined)) body.court_id = [...courts][0];
   try {
     await api("/api/operations", { method: "POST", json: body });
     say(t("created"));

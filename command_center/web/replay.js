@@ -3,7 +3,7 @@
 // and follow. Each track is drawn from its display-simplified points; playback steps through every stored
 // point (?simplify_m=0). Test hooks: window.replayState.
 import { api, token } from "/static/lib/api.js";
-import { applyTexts, errorText, formatDateTime, onLanguage, translator } from "/static/lib/i18n.js";
+import { applyTexts, errorText, formatDateTime, fromDateTimeInput, onLanguage, toDateTimeInput, translator } from "/static/lib/i18n.js";
 import { createMap } from "/static/lib/map.js";
 import { guard, renderNav } from "/static/lib/nav.js";
 
@@ -27,11 +27,6 @@ async function setUpMap() {
   window.replayMap = map;
 }
 
-// The period is typed as "YYYY-MM-DD HH:MM:SS" in local time, 24-hour, whatever the browser's locale (a
-// datetime-local input follows the browser's locale, which showed a court's clock as 12-hour AM/PM).
-const toLocalInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19).replace("T", " ");
-const fromLocalInput = (value) => new Date(value.trim().replace(" ", "T")).getTime();
-
 function applyLanguage() {
   applyTexts(t);
   document.getElementById("play").textContent = t(state.playing ? "pause" : "play");
@@ -43,16 +38,16 @@ async function load() {
   const info = document.getElementById("info");
   const operationId = document.getElementById("operation").value;
   let unitIds = [document.getElementById("unit").value];
-  let since = fromLocalInput(document.getElementById("from").value);
-  let until = fromLocalInput(document.getElementById("to").value);
+  let since = fromDateTimeInput(document.getElementById("from").value);
+  let until = fromDateTimeInput(document.getElementById("to").value);
   try {
     if (operationId) {
       const { operation } = await api(`/api/operations/${operationId}`);
       unitIds = operation.unit_ids;
       since = operation.started_ms || operation.created_ms;
       until = Math.min(operation.ended_ms || Date.now(), since + 24 * 3_600_000);
-      document.getElementById("from").value = toLocalInput(since);
-      document.getElementById("to").value = toLocalInput(until);
+      document.getElementById("from").value = toDateTimeInput(since);
+      document.getElementById("to").value = toDateTimeInput(until);
     }
     const period = `since_ms=${since}&until_ms=${until}`;
     const loaded = await Promise.all(unitIds.map(async (unitId) => {
@@ -137,8 +132,8 @@ async function start() {
   if (!me) return;
   renderNav(me, t);
   const now = Date.now();
-  document.getElementById("from").value = toLocalInput(now - 3_600_000);
-  document.getElementById("to").value = toLocalInput(now);
+  document.getElementById("from").value = toDateTimeInput(now - 3_600_000);
+  document.getElementById("to").value = toDateTimeInput(now);
   document.getElementById("timeline").max = String(STEPS);
   document.getElementById("load").addEventListener("click", load);
   document.getElementById("play").addEventListener("click", () => (state.playing ? pause() : play()));

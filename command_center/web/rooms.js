@@ -5,7 +5,7 @@
 import { api, token } from "/static/lib/api.js";
 import { el, fillSelect } from "/static/lib/dom.js";
 import { applyTexts, errorText, formatDateTime, onLanguage, translator } from "/static/lib/i18n.js";
-import { guard, renderNav, whoText } from "/static/lib/nav.js";
+import { courtNames, guard, renderNav, showWho } from "/static/lib/nav.js";
 import { watch } from "/static/lib/webrtc.js";
 
 const t = translator("rooms");
@@ -14,6 +14,8 @@ const REFRESH_MS = 2000;
 const state = { me: null, rooms: [], chosen: null, room: null, host: false, candidates: [], refreshes: 0 };
 window.roomsState = state;
 let stopWatching = null;
+let courts = new Map();  // id -> name: people are shown with their court's name, never its code
+const courtOf = (c) => courts.get(c.court_id) || c.court_id;
 
 const say = (text) => { document.getElementById("message").textContent = text; };
 const sayError = (exc) => say(errorText(exc));
@@ -45,7 +47,7 @@ async function findPeople() {
     const box = document.getElementById("candidates");
     box.replaceChildren(el("legend", { textContent: t("invite") }), ...candidates.map((c) => el("label", {},
       el("input", { type: "checkbox", name: "invited", value: String(c.user_id) }),
-      ` ${c.display_name}（${t(`role_${c.role}`)} · ${c.court_id}）`)));
+      ` ${c.display_name}（${t(`role_${c.role}`)} · ${courtOf(c)}）`)));
     say(candidates.length ? "" : t("nobody"));
   } catch (exc) { sayError(exc); }
 }
@@ -104,7 +106,7 @@ function renderRoom() {
   }));
   const invited = new Set(room.members.map((m) => m.user_id));
   fillSelect(document.getElementById("more"), state.candidates.filter((c) => !invited.has(c.user_id))
-    .map((c) => [String(c.user_id), `${c.display_name}（${c.court_id}）`]));
+    .map((c) => [String(c.user_id), `${c.display_name}（${courtOf(c)}）`]));
 }
 
 function render() {
@@ -137,7 +139,8 @@ async function start() {
   if (!me) return;
   state.me = me;
   renderNav(me, t);
-  document.getElementById("whoami").textContent = await whoText(me, t);
+  showWho(me, t);
+  courts = await courtNames().catch(() => new Map());
   const [{ operations }, { units }] = await Promise.all([api("/api/operations"), api("/api/units")]);
   fillSelect(document.querySelector("#open-form select[name=operation_id]"),
     [["", t("none")], ...operations.map((o) => [o.id, o.title])]);

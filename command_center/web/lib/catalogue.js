@@ -210,4 +210,52 @@ const rooms = {
         inviteMore: "Invite", pinnedVideo: "Live video from the scene", watch: "Watch" },
 };
 
-export const CATALOGUE = { common, errors, index, wall, console: console_, desk, replay, field, rooms };
+const ops = {
+  zh: { title: "执行指挥中心 · 运维", process: "服务进程", node: "节点", role: "角色", leaderNode: "主节点",
+        startedAt: "启动时间", leader: "主节点（负责巡检任务）", follower: "从节点", single: "单进程",
+        dependencies: "数据库与消息总线", store: "数据库", bus: "消息总线", pending: "待写入定位", up: "正常",
+        down: "不可用", disk: "录像磁盘", free: "可用", of: "共", diskWarning: "录像磁盘可用空间低于 {p}%，请及时清理或扩容",
+        diskUnknown: "无法读取磁盘信息", units: "执行单兵", screens: "大屏与音视频", screensConnected: "已连接大屏",
+        tooSlow: "因网络过慢断开的大屏", session_unit: "推流单兵", session_viewer: "观看会话", session_talkback: "对讲会话",
+        framesDropped: "丢弃视频帧", agencies: "协查单位", agency: "单位", breaker: "熔断状态", breaker_closed: "正常",
+        breaker_open: "已熔断", breaker_half_open: "试探恢复中", updated: "更新于" },
+  en: { title: "Command Centre · Operations", process: "Server process", node: "Node", role: "Role", leaderNode: "Leader",
+        startedAt: "Started", leader: "leader (runs the sweepers)", follower: "follower", single: "single process",
+        dependencies: "Database and bus", store: "Database", bus: "Event bus",
+        pending: "Positions waiting to be written", up: "up", down: "DOWN", disk: "Recording disk", free: "free",
+        of: "of", diskWarning: "Less than {p}% of the recording disk is free: clear or grow it",
+        diskUnknown: "disk usage unknown", units: "Field units", screens: "Screens and media",
+        screensConnected: "Screens connected", tooSlow: "Screens dropped as too slow", session_unit: "Units streaming",
+        session_viewer: "Viewers", session_talkback: "Talkback", framesDropped: "Video frames dropped",
+        agencies: "Partner agencies", agency: "Agency", breaker: "Breaker", breaker_closed: "closed",
+        breaker_open: "OPEN", breaker_half_open: "half open", updated: "updated" },
+};
+
+const entrust = {
+  zh: { title: "执行指挥中心 · 执行委托", newRequest: "委托他院执行", task: "委托事项", address: "执行地址", lat: "纬度",
+        lon: "经度", deadline: "办理期限", reason: "委托理由", send: "发出委托", received: "他院委托本院（受托）",
+        asked: "本院委托他院（委托）", unitsTitle: "受托单元位置", requested: "待受理", accepted: "执行中",
+        refused: "已退回", completed: "已办结", withdrawn: "已撤回", accept: "受理", refuse: "退回",
+        refuseReason: "退回理由", assign: "派出单元", report: "报告进展", progress: "进展情况", complete: "办结",
+        outcome: "办结情况", withdraw: "撤回", withdrawReason: "撤回理由", detail: "详情", sent: "委托已发出",
+        done: "已完成", due: "期限", noEntrustments: "暂无", noPosition: "暂无定位", kind_requested: "委托",
+        kind_accepted: "受理", kind_refused: "退回", kind_units: "派出单元", kind_report: "进展",
+        kind_completed: "办结", kind_withdrawn: "撤回", noUnitsShown: "任务未在执行，不显示受托单元",
+        badDeadline: "办理期限格式应为 年-月-日 时:分",
+        queued: "待下发", delivered: "已下发", acknowledged: "已接收", in_progress: "执行中", failed: "未完成" },
+  en: { title: "Command Centre · Entrustments", newRequest: "Entrust a task to another court", task: "task",
+        address: "address", lat: "lat", lon: "lon", deadline: "Deadline", reason: "why", send: "Entrust",
+        received: "Asked of our court", asked: "Asked by our court", unitsTitle: "Assigned units",
+        requested: "requested", accepted: "accepted", refused: "refused", completed: "completed",
+        withdrawn: "withdrawn", accept: "Accept", refuse: "Refuse", refuseReason: "why refused",
+        assign: "Assign units", report: "Report", progress: "progress", complete: "Complete", outcome: "outcome",
+        withdraw: "Withdraw", withdrawReason: "why withdrawn", detail: "Details", sent: "entrustment sent",
+        done: "done", due: "due", noEntrustments: "none", noPosition: "no fix yet", kind_requested: "requested",
+        kind_accepted: "accepted", kind_refused: "refused", kind_units: "units", kind_report: "progress",
+        kind_completed: "completed", kind_withdrawn: "withdrawn",
+        noUnitsShown: "the task is not running: its units are not shown", queued: "queued",
+        badDeadline: "the deadline is YYYY-MM-DD HH:MM",
+        delivered: "delivered", acknowledged: "acknowledged", in_progress: "in progress", failed: "failed" },
+};
+
+export const CATALOGUE = { common, errors, index, wall, console: console_, desk, replay, field, rooms, ops, entrust };

@@ -52,6 +52,12 @@ const TIME = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle:
 const DATE = { year: "numeric", month: "2-digit", day: "2-digit" };
 export const formatTime = (ms) => new Date(ms).toLocaleTimeString(locale(), TIME);
 export const formatDateTime = (ms) => new Date(ms).toLocaleString(locale(), { ...DATE, ...TIME });
+// A date and time typed by the user is "YYYY-MM-DD HH:MM[:SS]" in local time, 24-hour, whatever the browser's
+// locale (a datetime-local input follows the browser's locale, which showed a court's clock as 12-hour AM/PM).
+export const toDateTimeInput = (ms) =>
+  new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19).replace("T", " ");
+/** The typed date and time in ms since the epoch (NaN when it is not one). */
+export const fromDateTimeInput = (value) => new Date(value.trim().replace(" ", "T")).getTime();
 
 /** A failed request said in the user's language: by the server's stable error code, never its English text. */
 export function errorText(error) {
