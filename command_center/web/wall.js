@@ -339,7 +339,10 @@ const operationTopics = new Map(); // operation id → the topics showing it
 function showOn(topic, op, shown) {
   const topics = operationTopics.get(op.id) || new Set();
   if (shown) topics.add(topic); else topics.delete(topic);
-  if (topics.size) { operationTopics.set(op.id, topics); state.operations.set(op.id, op); }
+  // A topic that stops showing it may carry only the operation's id and status (a court taken off learns
+  // nothing more): it never replaces the view another topic of this screen still shows.
+  if (shown) state.operations.set(op.id, op);
+  if (topics.size) operationTopics.set(op.id, topics);
   else { operationTopics.delete(op.id); state.operations.delete(op.id); }
 }
 
