@@ -74,7 +74,8 @@ def test_gstreamer_whip_client_streams_and_a_viewer_receives_it(netns: str, tmp_
     (stub_dir / "stub.c").write_text(STUB)
     run("gcc", "-shared", "-fPIC", "-o", str(stub_dir / "libgupnp-igd-1.0.so.4"), str(stub_dir / "stub.c"))
     env, secret = prepare(tmp_path, unit=UNIT, watcher_password=PASSWORD, CC_MEDIA__ICE_ADDRESSES='["127.0.0.1"]',
-                          CC_MEDIA__SEGMENT_SECONDS="2")  # fmt: skip
+                          CC_MEDIA__SEGMENT_SECONDS="2",  # the PATCHes are read from the access log below
+                          CC_OBSERVABILITY__ACCESS_LOG="all", CC_OBSERVABILITY__LOG_FORMAT="text")  # fmt: skip
     cli = CLI
     port = "8123"
     inside = ["ip", "netns", "exec", netns]
