@@ -12,7 +12,7 @@ const common = {
     available: "待命", en_route: "出警途中", on_site: "到达现场", sos: "求救", offline: "离线", online: "在线",
     // alarms
     alarm_sos: "紧急求救", alarm_offline: "离线", alarm_low_battery: "电量低", alarm_geofence: "电子围栏",
-    alarm_task_overdue: "任务超时", alarm_query_burst: "查控频次异常", alarm_query_night: "夜间查控",
+    alarm_task_overdue: "任务超时", alarm_entrustment_overdue: "执行委托超期", alarm_query_burst: "查控频次异常", alarm_query_night: "夜间查控",
     alarm_query_same_person: "跨案查询同一人",
     // operations
     op_search: "搜查", op_seizure: "查封扣押", op_eviction: "强制迁出", op_detention: "拘传拘留",
@@ -27,7 +27,7 @@ const common = {
     unitkind_body_camera: "body camera", unitkind_handheld: "handheld", unitkind_vehicle: "vehicle kit",
     available: "available", en_route: "en route", on_site: "on site", sos: "SOS", offline: "offline", online: "online",
     alarm_sos: "SOS", alarm_offline: "offline", alarm_low_battery: "low battery", alarm_geofence: "geofence",
-    alarm_task_overdue: "task overdue", alarm_query_burst: "query burst", alarm_query_night: "queries at night",
+    alarm_task_overdue: "task overdue", alarm_entrustment_overdue: "entrustment overdue", alarm_query_burst: "query burst", alarm_query_night: "queries at night",
     alarm_query_same_person: "same person, several cases",
     op_search: "search", op_seizure: "seizure", op_eviction: "eviction", op_detention: "detention",
     planned: "planned", under_way: "under way", concluded: "concluded", cancelled: "cancelled",
