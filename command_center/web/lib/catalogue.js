@@ -81,14 +81,17 @@ const wall = {
         offlineCleared: "恢复在线", open: "未处理", acknowledged: "已确认", conditionCleared: "已解除",
         acknowledge: "确认", resolve: "处置", false_alarm: "误报", actionFailed: "操作失败",
         operations: "执行行动", noOperations: "暂无执行行动", onsiteCommander: "现场指挥", unitsShort: "单兵",
-        ago: "秒前", close: "关闭" },
+        ago: "秒前", close: "关闭", entrustments: "执行委托", noEntrustments: "暂无执行委托", ent_requested: "待受理",
+        ent_accepted: "执行中", entrustmentOverdue: "执行委托超期", due: "期限" },
   en: { title: "Enforcement Command Centre · Wall", connecting: "connecting…", live: "live", stale: "data late",
         lost: "link lost, reconnecting", onSite: "on site", alarms: "Alarms", noAlarms: "no alarms",
         soundOn: "Enable sound", soundReady: "sound on", sosRaised: "SOS raised", sosCleared: "SOS cleared",
         offlineRaised: "went offline", offlineCleared: "back online", open: "open", acknowledged: "acknowledged",
         conditionCleared: "cleared", acknowledge: "Ack", resolve: "Resolve", false_alarm: "False",
         actionFailed: "action failed", operations: "Operations", noOperations: "no operations",
-        onsiteCommander: "on site", unitsShort: "units", ago: "s ago", close: "Close" },
+        onsiteCommander: "on site", unitsShort: "units", ago: "s ago", close: "Close", entrustments: "Entrustments",
+        noEntrustments: "no entrustments", ent_requested: "requested", ent_accepted: "accepted",
+        entrustmentOverdue: "entrustment overdue", due: "due" },
 };
 
 const console_ = {
