@@ -1,6 +1,7 @@
 """执行委托 on the walls, in headless Chromium: the asking and the receiving courts' walls list an entrustment
 as soon as it is asked, follow its steps, and show 执行委托超期 (in the entrustment list and as an alarm) when
-the leader's sweep finds it past its deadline; it leaves both walls when it ends."""
+the leader's sweep finds it past its deadline; it leaves both walls when it ends. The receiving centre's
+console hears each step too and brings its duty log up to date."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ async def test_both_courts_walls_follow_an_entrustment_and_its_overdue_alarm(
     problems: list[str] = []
     asking = await _open(world, browser, "daoli", problems)
     receiving = await _open(world, browser, "aihui", problems)
+    console = await _open(world, browser, "aihui", problems, "console")  # the receiving centre's console
     for wall in (asking, receiving):
         assert await wall.text_content("#entrustments") == "暂无执行委托"
 
@@ -39,6 +41,9 @@ async def test_both_courts_walls_follow_an_entrustment_and_its_overdue_alarm(
     for wall in (asking, receiving):
         await wall.locator(row).wait_for()
         assert "查封被执行人名下车辆 · 待受理" in (await wall.text_content(row) or "")
+    # the console hears the step on its socket and shows its duty-log note without waiting for its next poll
+    await console.wait_for_function("() => window.consoleState.entrustmentSteps >= 1")
+    await console.locator("#log li", has_text="执行委托「查封被执行人名下车辆」").wait_for()
     accepted = await world.client.post(f"/api/entrustments/{e_id}/accept", json={}, headers=world.auth("aihui"))
     assert accepted.status == 200
     for wall in (asking, receiving):
