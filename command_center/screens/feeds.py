@@ -484,6 +484,9 @@ class EntrustedUnitsFeed(UnitsFeed):
             data = event.data
             if data.get("entrustment", {}).get("id", self.entrustment.id) != self.entrustment.id:
                 continue  # another entrustment of the asking court
+            task = data.get("task")
+            if task is not None and task["unit_id"] not in self.entrustment.unit_ids:
+                continue  # a task of a unit not on this entrustment
             try:
                 shown = await self._shown_units()
             except Exception:
