@@ -204,6 +204,11 @@ async def test_outsiders_and_bad_offers_are_refused_precisely(
 
     status, text = await post("aihui", publish, sdp)
     assert status == 403 and "not invited" in text
+    ws = await world.client.ws_connect("/api/screen/ws", headers=world.auth("aihui"))
+    await ws.send_json({"type": "subscribe", "topics": [f"room:{room_id}"]})
+    refused = await ws.receive_json(timeout=10)
+    assert refused["type"] == "error" and refused["code"] == "forbidden", refused
+    await ws.close()
     status, text = await post("operator", publish, sdp)  # invited, not joined yet
     assert status == 403 and "join room" in text
     await _join(world, room_id, "operator")
