@@ -75,7 +75,7 @@ class Participant:
         self.pc = new_pc()
         self.pc.addTransceiver(ColourCamera(COLOURS[who]), direction="sendonly")
         self.pc.addTransceiver(self.voice, direction="sendonly")
-        self.location = ""
+        self.location = self.etag = ""
         self.views: dict[str, Any] = {}  # who → (pc, tracks, location)
         self.audio_frames: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -88,7 +88,7 @@ class Participant:
         answer = await response.text()
         assert response.status == 201, answer
         assert response.content_type == "application/sdp" and response.headers["ETag"]
-        self.location = response.headers["Location"]
+        self.location, self.etag = response.headers["Location"], response.headers["ETag"]
         assert self.location.startswith(f"/api/rooms/{self.room_id}/media/sessions/")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await connected(self.pc)
@@ -229,6 +229,18 @@ async def test_outsiders_and_bad_offers_are_refused_precisely(
     assert status == 403
     other = await world.client.delete(offer.location, headers=world.auth("supervisor"))  # not the owner
     assert other.status == 404
+    trickle = {"Content-Type": "application/trickle-ice-sdpfrag"}
+    candidate = "a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"
+    host = {**world.auth("supervisor"), **trickle}
+    theirs = await world.client.patch(offer.location, data=candidate, headers={**host, "If-Match": offer.etag})
+    assert theirs.status == 404
+    owner = {**world.auth("operator"), **trickle}
+    stale = await world.client.patch(offer.location, data=candidate, headers={**owner, "If-Match": '"not-it"'})
+    assert stale.status == 412
+    trickled = await world.client.patch(offer.location, data=candidate, headers={**owner, "If-Match": offer.etag})
+    assert trickled.status == 204 and trickled.headers["ETag"] == offer.etag
+    options = await world.client.options(offer.location)
+    assert options.status == 204 and "PATCH" in options.headers["Allow"]
     closed = await world.client.post(f"/api/rooms/{room_id}/close", headers=world.auth("supervisor"))
     assert closed.status == 200
     hub = world.client.app[MEDIA]
