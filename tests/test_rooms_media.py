@@ -20,9 +20,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from command_center.keys import MEDIA, ROOM_MEDIA
 from config.settings import MediaSettings
-from consultations.media import participant_key
 from core.ids import CourtId, UserId
 from media.evidence import SEGMENT_ACTION
+from media.rooms import participant_key
 from persistence.models import Role
 from tests.conftest import AppFactory, World
 from tests.media_support import (  # noqa: F401 (loopback is a fixture)
