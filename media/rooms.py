@@ -250,18 +250,18 @@ class RoomMedia:
             if snapshot != state.last_sent:
                 state.last_sent = snapshot
                 self._dirty.add(room_id)
-        while self._turns:  # each turn leaves the queue once audited (the audit log away: kept for next time)
-            turn = self._turns[0]
-            room, user_id, _started, duration = turn
-            await self._audit.record(SPEAKING_ACTION, user_id, reason=room.title,
-                                     details={"room_id": room.id, "court_id": room.court_id, "user_id": user_id,
-                                              "duration_ms": round(duration)})  # fmt: skip
-            if self._turns and self._turns[0] is turn:
-                self._turns.pop(0)
         dirty, self._dirty = self._dirty, set()
         for room_id in dirty:
             await self._bus.publish(room_topic(room_id), {"room_id": room_id,
                                                           "members": await self.members_view(room_id)})  # fmt: skip
+        while self._turns:  # each turn leaves the queue once audited (the audit log away: kept for next time)
+            pending = self._turns[0]
+            room, user_id, _started, duration = pending
+            await self._audit.record(SPEAKING_ACTION, user_id, reason=room.title,
+                                     details={"room_id": room.id, "court_id": room.court_id, "user_id": user_id,
+                                              "duration_ms": round(duration)})  # fmt: skip
+            if self._turns and self._turns[0] is pending:
+                self._turns.pop(0)
 
     # Internals ------------------------------------------------------------------------------------
 
@@ -322,6 +322,5 @@ class RoomMedia:
         participant.speaking.ended = None
         if len(self._turns) >= MAX_PENDING_TURNS:
             log.warning("rooms media: speaking turns pile up unaudited; the oldest is dropped")
-            if self._turns and self._turns[0] is turn:
-                self._turns.pop(0)
+            self._turns.pop(0)
         self._turns.append((room, participant.user_id, turn.started_ms, turn.duration_ms))
