@@ -285,6 +285,7 @@ async def test_three_centres_and_a_unit_confer_mute_speak_leave_and_record(
             await watcher.watch(UNIT, role=who)
             assert len(await watcher.frames("video", 2)) == 2
             await watcher.close()
+        assert hub.session_counts()["participant"] == 3 and hub.session_counts()["unit"] == 1
         for person in people.values():
             key = participant_key(room_id, UserId(ids[person.who]))
             publisher = hub.publisher(key)
