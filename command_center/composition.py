@@ -56,6 +56,7 @@ from command_center.keys import (
     PASSWORDS,
     REPORTS,
     REVOCATIONS,
+    ROOM_MEDIA,
     ROOMS,
     STATE,
     STORE,
@@ -101,6 +102,7 @@ from gb28181.service import GbService
 from gb28181.transport import SipServer
 from maps.report_pool import ReportPool
 from maps.tile_archive import TileArchive
+from media.rooms import RoomMedia
 from media.sessions import MediaHub
 from operations.desk import OperationDesk
 from persistence.factory import build_store
@@ -153,6 +155,7 @@ def components(
             # ── media: WHIP/WHEP sessions, recording, SOS recording ───────────────────────────────────
             media = await _start_media(stack, app, settings.media, settings.data_dir, tracker, audit, cluster)
             _record_sos(stack, alarms, media)
+            await _start_room_media(stack, app, media, bus, store, audit)
 
             # ── reports, revocation of live connections, GB/T 28181 devices ───────────────────────────
             _start_report_pool(stack, app, settings.maps.report_workers)
@@ -438,6 +441,21 @@ async def _start_media(
     stack.callback(rates.close)
     app[MEDIA_RATES] = rates
     return media
+
+
+async def _start_room_media(
+    stack: AsyncExitStack, app: web.Application, media: MediaHub, bus: EventBus, store: Store, audit: AuditLog
+) -> None:
+    """The consultation rooms' SFU on the media hub; its one task ticks who speaks and publishes room state."""
+    rooms = RoomMedia(media, bus, store, audit)
+    task = asyncio.create_task(rooms.run(), name="room-media")
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
+    app[ROOM_MEDIA] = rooms
 
 
 def _record_sos(stack: AsyncExitStack, alarms: AlarmDesk, media: MediaHub) -> None:
