@@ -24,6 +24,8 @@ class AlarmKind(StrEnum):
     LOW_BATTERY = "low_battery"  # 电量低
     GEOFENCE = "geofence"  # 电子围栏
     TASK_OVERDUE = "task_overdue"  # 任务超时
+    # An entrustment between courts still live past its deadline: one alarm for each of its two courts.
+    ENTRUSTMENT_OVERDUE = "entrustment_overdue"  # 执行委托超期
     # The abuse watch on asset queries (query_control/abuse.py): about a judge, for the court's supervisors.
     QUERY_BURST = "query_burst"  # 查控频次异常
     QUERY_NIGHT = "query_night"  # 夜间查控
@@ -32,7 +34,9 @@ class AlarmKind(StrEnum):
 
 # Kinds whose alarm closes by itself once the condition clears (back online, charged, the task ended);
 # an SOS or a geofence breach always needs a person.
-SELF_RESOLVING = frozenset({AlarmKind.OFFLINE, AlarmKind.LOW_BATTERY, AlarmKind.TASK_OVERDUE})
+SELF_RESOLVING = frozenset(
+    {AlarmKind.OFFLINE, AlarmKind.LOW_BATTERY, AlarmKind.TASK_OVERDUE, AlarmKind.ENTRUSTMENT_OVERDUE}
+)
 
 
 class AlarmState(StrEnum):

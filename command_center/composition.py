@@ -37,6 +37,7 @@ from command_center.keys import (
     BUS,
     CHECKPOINTER,
     CLUSTER,
+    ENTRUSTMENT_RATES,
     ENTRUSTMENTS,
     FOLLOWUPS,
     GATEWAY,
@@ -69,6 +70,7 @@ from command_center.loop_lag import sample_forever, watch_lag
 from command_center.media_http import MEDIA_RATES, MediaRates
 from command_center.metrics import Metrics
 from command_center.metrics_state import StateCollector, StateReader
+from command_center.request_rates import Allowance, RequestRates
 from command_center.revocation import Revocations
 from command_center.screens.hub import ScreenHub
 from command_center.throttle import LocalLoginGuard, LoginGuard
@@ -138,9 +140,9 @@ def components(
 
             # ── tracking and command: units, alarms, geofences, tasks, operations, screens ─────────────
             alarms = _alarm_desk(app, store, bus)
-            tracker = await _start_tracking(stack, app, settings.tracking, store, bus, cluster, alarms, metrics)
+            tracker = await _start_tracking(stack, app, settings.tracking, store, bus, cluster, alarms, audit, metrics)
             await _start_screens(stack, app, settings.tracking, store, bus, configured, audit, metrics)
-            app[ENTRUSTMENTS] = EntrustmentDesk(store, app[TASKS], audit)  # 执行委托 between courts
+            await _start_entrustments(stack, app, settings, store, bus, cluster, alarms, audit)  # 执行委托
             app[ROOMS] = RoomDesk(store, audit)  # 执行会商: consultation rooms
 
             # ── people: password checks ───────────────────────────────────────────────────────────────
@@ -268,6 +270,7 @@ async def _start_tracking(
     bus: EventBus,
     cluster: Coordinator,
     alarms: AlarmDesk,
+    audit: AuditLog,
     metrics: Metrics,
 ) -> Tracker:
     """Positions in (batched writes), unit states, geofences on every position, tasks and operations."""
@@ -277,7 +280,7 @@ async def _start_tracking(
     tracker = Tracker(store, bus, writer, settings, alarms, geofences=geofences, cluster=cluster,
                       on_ack=metrics.ack_seconds.observe)  # fmt: skip
     tasks = TaskDesk(store, bus, alarms, cluster=cluster)
-    operations = OperationDesk(store, bus, tasks)
+    operations = OperationDesk(store, bus, tasks, audit)
     await writer.start()
     stack.push_async_callback(writer.close)
     await tracker.start()
@@ -309,6 +312,34 @@ async def _start_screens(
     stack.push_async_callback(hub.close)
     app[HUB] = hub
     return hub
+
+
+async def _start_entrustments(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: Settings,
+    store: Store,
+    bus: EventBus,
+    cluster: Coordinator,
+    alarms: AlarmDesk,
+    audit: AuditLog,
+) -> EntrustmentDesk:
+    """执行委托 between courts: the desk (each step on both courts' screens), its overdue sweep (leader only),
+    and the request rates per user and court (in Redis when several processes share the work)."""
+    desk = EntrustmentDesk(store, app[TASKS], audit, bus, alarms, cluster=cluster,
+                           sweep_seconds=settings.entrustments.overdue_sweep_seconds)  # fmt: skip
+    await desk.start()
+    stack.push_async_callback(desk.close)
+    rates = RequestRates(
+        "entrustments",
+        [Allowance("user", settings.entrustments.max_per_user_hour),
+         Allowance("court", settings.entrustments.max_per_court_hour)],
+        redis_url=settings.bus.url if cluster.shared else None,
+        namespace=settings.bus.namespace,
+    )  # fmt: skip
+    stack.push_async_callback(rates.close)
+    app[ENTRUSTMENTS], app[ENTRUSTMENT_RATES] = desk, rates
+    return desk
 
 
 # ── people ───────────────────────────────────────────────────────────────────────────────────────────────

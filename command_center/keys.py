@@ -10,6 +10,7 @@ from aiohttp import web
 from cluster.port import Coordinator
 from command_center.credentials import Passwords, VerifyGate
 from command_center.metrics import Metrics
+from command_center.request_rates import RequestRates
 from command_center.throttle import LoginGuard
 from command_center.tickets import TicketBook
 from config.settings import Settings
@@ -51,6 +52,7 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginGuard)
 LOGIN_GATE = web.AppKey("login_gate", VerifyGate)
+ENTRUSTMENT_RATES = web.AppKey("entrustment_rates", RequestRates)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 TRACKER: web.AppKey[Tracker] = web.AppKey("tracker")
 WRITER: web.AppKey[PositionWriter] = web.AppKey("position_writer")

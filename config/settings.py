@@ -345,6 +345,19 @@ class Gb28181Settings(Section):
         return value
 
 
+class EntrustmentSettings(Section):
+    """Entrustments between courts (执行委托)."""
+
+    #: How often the leader looks for entrustments still live past their deadline (each raises its
+    #: 执行委托超期 alarm once, on both courts' walls).
+    overdue_sweep_seconds: float = Field(30.0, gt=0, le=3600)
+    #: Entrustments one user, and all the users of one court together, may request in any rolling hour (429
+    #: beyond, with Retry-After); counted in Redis when several processes run, so the limits hold across them.
+    #: A centre sends a handful a day; a script or a leaked account meets these within minutes.
+    max_per_user_hour: int = Field(30, ge=1, le=100_000)
+    max_per_court_hour: int = Field(120, ge=1, le=1_000_000)
+
+
 class ObservabilitySettings(Section):
     """Metrics, logs and the 运维 page (README, "Observability")."""
 
@@ -390,6 +403,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     gb28181: Gb28181Settings = Gb28181Settings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    entrustments: EntrustmentSettings = EntrustmentSettings()
     #: Where the server keeps its files (SQLite database, first admin password, later recordings).
     data_dir: Path = Path("var")
 

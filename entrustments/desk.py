@@ -4,22 +4,36 @@ and any later review read the same account.
 
 Who may take a step (which side) is decided at the edge from the court hierarchy; the desk enforces the
 order of steps (``models.MOVES``) with compare-and-set, so two operators deciding at once cannot both win.
+
+Each step also goes out on both courts' ``entrustments.<court>`` topics (``{"event", "entrustment", "text",
+"at_ms"}``), so the asking and the receiving centres' screens follow it as it happens. One process (the
+leader) sweeps for entrustments still live past their deadline: each is marked overdue once (a fenced
+compare-and-set), raises an ``entrustment_overdue`` alarm (执行委托超期) for each of its two courts and is
+audited; the alarms resolve themselves when the entrustment ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from core.errors import Conflict, ValidationFailed
+from alarms.models import AlarmKind
+from cluster.port import LEADER, Coordinator, fence_of
+from core.errors import Conflict, FencedOut, ValidationFailed
 from core.ids import CourtId, UnitId, UserId
 from entrustments.models import ENDED, MOVES, Entrustment, EntrustmentEvent, EntrustmentStatus, Side
 from entrustments.port import EntrustmentStore
+from entrustments.views import entrustment_view, entrustments_topic
+from event_bus.port import EventBus
 from operations.desk import ASSIGN_ATTEMPTS, DutyLog
 from tasks.models import LIVE, Task, TaskKind
+
+log = logging.getLogger(__name__)
 
 
 def _now_ms() -> int:
@@ -44,6 +58,27 @@ class EntrustedTasks(Protocol):
     async def cancel(self, task: Task, *, note: str | None) -> Task: ...
 
 
+class Alarms(Protocol):
+    """The alarm desk (``alarms.desk.AlarmDesk``): raises the overdue alarm, resolves it when the entrustment ends."""
+
+    async def raise_(
+        self,
+        kind: AlarmKind,
+        subject: str,
+        *,
+        court_id: CourtId,
+        unit_id: UnitId | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> object: ...
+
+    async def clear(self, kind: AlarmKind, subject: str) -> object: ...
+
+
+def overdue_subject(entrustment_id: str, court_id: CourtId) -> str:
+    """The overdue alarm's subject: one alarm per entrustment and court (each court's wall shows its own)."""
+    return f"{entrustment_id}@{court_id}"
+
+
 class Auditor(Protocol):
     """The hash-chained audit log (``query_control.audit.AuditLog``)."""
 
@@ -54,7 +89,7 @@ class Auditor(Protocol):
 
 STEP_WORDS = {
     "requested": "委托请求", "accepted": "已受理", "refused": "已退回", "units": "派出单元", "report": "进展",
-    "completed": "已办结", "withdrawn": "已撤回",
+    "completed": "已办结", "withdrawn": "已撤回", "overdue": "已超期",
 }  # fmt: skip
 
 
@@ -64,13 +99,33 @@ class EntrustmentDesk:
         store: EntrustmentDeskStore,
         tasks: EntrustedTasks,
         audit: Auditor,
+        bus: EventBus,
+        alarms: Alarms,
         *,
+        cluster: Coordinator | None = None,
+        sweep_seconds: float = 30.0,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
+        """``cluster``: the overdue sweep runs only in the process holding the leader lease, and its marks are
+        fenced with that grant; ``sweep_seconds``: how often it looks."""
         self._store = store
         self._tasks = tasks
         self._audit = audit
+        self._bus = bus
+        self._alarms = alarms
+        self._cluster = cluster
+        self._sweep_seconds = sweep_seconds
         self._clock_ms = clock_ms
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="entrustments-overdue-sweep")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
 
     async def request(
         self,
@@ -110,6 +165,9 @@ class EntrustmentDesk:
         await self._step(moved, status.value, side, note, user_id)
         if status in ENDED:
             await self._recall(moved, moved.unit_ids)
+            if moved.overdue_ms is not None:
+                for court_id in (moved.from_court_id, moved.to_court_id):
+                    await self._alarms.clear(AlarmKind.ENTRUSTMENT_OVERDUE, overdue_subject(moved.id, court_id))
         return moved
 
     async def assign(self, entrustment: Entrustment, unit_ids: Sequence[UnitId], user_id: UserId) -> Entrustment:
@@ -158,27 +216,71 @@ class EntrustmentDesk:
             raise Conflict(f"entrustment is {entrustment.status.value}: progress is reported while it is accepted")
         return await self._step(entrustment, "report", Side.RECEIVING, text, user_id)
 
+    # the deadline ---------------------------------------------------------------------------------------
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_seconds)
+            if self._cluster is not None and not self._cluster.holds(LEADER):
+                continue
+            try:
+                await self.sweep_overdue()
+            except FencedOut:
+                log.info("entrustments: another process leads now; its sweep marks the overdue ones")
+            except Exception:
+                log.exception("entrustments: overdue sweep failed")
+
+    async def sweep_overdue(self) -> int:
+        """Mark each entrustment live past its deadline overdue, once (the mark is a compare-and-set under the
+        leader's fence, so a paused former leader cannot mark it again), raise its alarm on both courts' walls
+        and audit it. Returns how many this sweep marked."""
+        marked = 0
+        for e in await self._store.overdue_entrustments(self._clock_ms()):
+            fence = fence_of(self._cluster, LEADER)
+            overdue = await self._store.mark_entrustment_overdue(e.id, at_ms=self._clock_ms(), fence=fence)
+            if overdue is None:
+                continue  # ended or marked meanwhile
+            marked += 1
+            details = {"entrustment_id": e.id, "task": e.task, "from_court_id": e.from_court_id,
+                       "to_court_id": e.to_court_id, "deadline_ms": e.deadline_ms,
+                       "status": e.status.value}  # fmt: skip
+            for court_id in (e.from_court_id, e.to_court_id):
+                await self._alarms.raise_(AlarmKind.ENTRUSTMENT_OVERDUE, overdue_subject(e.id, court_id),
+                                          court_id=court_id, details=details)  # fmt: skip
+            await self._step(overdue, "overdue", Side.RECEIVING, "已超过委托期限，尚未办结", None)
+        return marked
+
     async def _step(
         self,
         e: Entrustment,
         kind: str,
         side: Side,
         text: str,
-        user_id: UserId,
+        user_id: UserId | None,
         ref: dict[str, Any] | None = None,
     ) -> EntrustmentEvent:
+        """Store the step, tell both courts' duty logs (a person's step) and screens, and audit it."""
         at = self._clock_ms()
         event = await self._store.add_entrustment_event(
             e.id, kind=kind, court_id=e.court_of(side), text=text, at_ms=at, user_id=user_id, ref=ref or {}
         )
         line = f"执行委托「{e.task}」（{e.from_court_id} → {e.to_court_id}）{STEP_WORDS.get(kind, kind)}"
         line += f"：{text}" if text else ""
-        for court_id in (e.from_court_id, e.to_court_id):
-            await self._store.add_duty_note(court_id, user_id, line, at)
+        if user_id is not None:  # the sweep's steps are on the walls as alarms; a duty note is a person's
+            for court_id in (e.from_court_id, e.to_court_id):
+                await self._store.add_duty_note(court_id, user_id, line, at)
         details = {"entrustment_id": e.id, "from_court_id": e.from_court_id, "to_court_id": e.to_court_id,
                    "status": e.status.value} | (ref or {})  # fmt: skip
         await self._audit.record(f"entrustment.{kind}", user_id, reason=text, details=details)
+        await self._publish(e, kind, text, at)
         return event
+
+    async def _publish(self, e: Entrustment, kind: str, text: str, at_ms: int) -> None:
+        message = {"event": kind, "entrustment": entrustment_view(e), "text": text, "at_ms": at_ms}
+        for court_id in (e.from_court_id, e.to_court_id):
+            try:
+                await self._bus.publish(entrustments_topic(court_id), message)
+            except Exception:  # stored: the screens get it in their next snapshot
+                log.warning("entrustment %s: could not publish %s to court %s", e.id, kind, court_id, exc_info=True)
 
 
 def tasks_sent(events: Sequence[EntrustmentEvent]) -> dict[str, str]:

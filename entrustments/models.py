@@ -66,6 +66,8 @@ class Entrustment:
     created_ms: int
     decided_ms: int | None
     ended_ms: int | None
+    #: When the overdue sweep found it live past its deadline (its alarm is raised once, at that moment).
+    overdue_ms: int | None = None
 
     def court_of(self, side: Side) -> CourtId:
         return self.from_court_id if side is Side.ASKING else self.to_court_id
@@ -81,7 +83,7 @@ class EntrustmentEvent:
     id: int
     entrustment_id: str
     at_ms: int
-    kind: str  # requested, accepted, refused, units, report, completed, withdrawn
+    kind: str  # requested, accepted, refused, units, report, completed, withdrawn, overdue
     court_id: CourtId  # the court whose staff made the step
     user_id: UserId | None
     text: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from core.fencing import Fence
 from core.ids import CourtId, UnitId, UserId
 from entrustments.models import Entrustment, EntrustmentEvent, EntrustmentStatus
 
@@ -51,3 +52,12 @@ class EntrustmentStore(Protocol):
 
     async def entrustment_events(self, entrustment_id: str) -> list[EntrustmentEvent]:
         """Oldest first."""
+
+    async def overdue_entrustments(self, now_ms: int) -> list[Entrustment]:
+        """Those still requested or accepted past their deadline and not yet marked overdue."""
+
+    async def mark_entrustment_overdue(
+        self, entrustment_id: str, *, at_ms: int, fence: Fence | None
+    ) -> Entrustment | None:
+        """Compare-and-set ``overdue_ms`` while it is unset and the entrustment live and past its deadline, under
+        the sweeper's lease (``FencedOut`` for a stale grant); None when another sweep marked it or it ended."""

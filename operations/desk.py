@@ -4,6 +4,7 @@ Every change goes out on ``operations.<court>`` so the wall display shows the op
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -16,7 +17,7 @@ from event_bus.port import EventBus
 from operations.models import LIVE_OPERATIONS, MOVES, Operation, OperationEvent, OperationKind, OperationStatus
 from operations.port import OperationCourtStore, OperationStore
 from operations.views import operation_view, operations_topic
-from tasks.models import TaskKind
+from tasks.models import LIVE, Task, TaskKind, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,28 @@ class UnitTasks(Protocol):
         self, unit_id: UnitId, kind: TaskKind, title: str, *, created_by: UserId, details: dict[str, Any]
     ) -> object: ...
 
+    async def cancel(self, task: Task, *, note: str | None) -> Task:
+        """Cancel a live task and tell its unit (which stops showing it)."""
+
+
+class TaskList(Protocol):
+    async def list_tasks(
+        self,
+        *,
+        unit_id: UnitId | None = None,
+        court_ids: Sequence[CourtId] | None = None,
+        statuses: Sequence[TaskStatus] | None = None,
+        limit: int = 500,
+    ) -> list[Task]: ...
+
+
+class Auditor(Protocol):
+    """The hash-chained audit log (``query_control.audit.AuditLog``)."""
+
+    async def record(
+        self, action: str, actor_id: UserId | None, *, reason: str = "", details: dict[str, Any] | None = None
+    ) -> object: ...
+
 
 class DutyLog(Protocol):
     """Where a step is told to a court's centre (``persistence.duty_port.DutyStore``)."""
@@ -57,8 +80,9 @@ class UnitLookup(Protocol):
     async def get_unit(self, unit_id: UnitId) -> CourtOfUnit: ...
 
 
-class OperationDeskStore(OperationStore, OperationCourtStore, DutyLog, UnitLookup, Protocol):
-    """What the desk needs of storage: the operations, the courts taking part, the duty log, the units' courts."""
+class OperationDeskStore(OperationStore, OperationCourtStore, DutyLog, UnitLookup, TaskList, Protocol):
+    """What the desk needs of storage: the operations, the courts taking part, the duty log, the units' courts,
+    the units' tasks."""
 
 
 class OperationDesk:
@@ -66,11 +90,18 @@ class OperationDesk:
     of those courts is told in its duty log and sees the operation on its wall while its units take part."""
 
     def __init__(
-        self, store: OperationDeskStore, bus: EventBus, tasks: UnitTasks, *, clock_ms: Callable[[], int] = _now_ms
+        self,
+        store: OperationDeskStore,
+        bus: EventBus,
+        tasks: UnitTasks,
+        audit: Auditor,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
     ):
         self._store = store
         self._bus = bus
         self._tasks = tasks
+        self._audit = audit
         self._clock_ms = clock_ms
 
     async def create(
@@ -97,7 +128,9 @@ class OperationDesk:
 
     async def assign(self, op: Operation, unit_ids: Sequence[UnitId], user_id: UserId) -> Operation:
         """Set the units; under way, each newly assigned unit is sent to the target (those already sent are not
-        sent again). A compare-and-set on the units replaced: changes at once must not both find a unit new."""
+        sent again) and each unit taken off has its go-to task of this operation cancelled (the unit is told and
+        stops showing it; audited). A compare-and-set on the units replaced: changes at once must not both find
+        a unit new, or both call one off."""
         units = list(dict.fromkeys(unit_ids))
         current = op
         for _ in range(ASSIGN_ATTEMPTS):
@@ -118,7 +151,19 @@ class OperationDesk:
                           also=before)  # fmt: skip
         if op.status is OperationStatus.UNDER_WAY:
             await self._dispatch(op, user_id, [u for u in op.unit_ids if u not in current.unit_ids])
+        await self._recall(op, user_id, [u for u in current.unit_ids if u not in op.unit_ids])
         return op
+
+    async def _recall(self, op: Operation, user_id: UserId, unit_ids: Sequence[UnitId]) -> None:
+        """Cancel the live tasks this operation sent to units now taken off it, and audit each."""
+        for unit_id in unit_ids:
+            for task in await self._store.list_tasks(unit_id=unit_id, statuses=LIVE):
+                if task.details.get("operation_id") != op.id:
+                    continue
+                with contextlib.suppress(Conflict):  # the unit ended it meanwhile
+                    await self._tasks.cancel(task, note=f"已调离执行行动「{op.title}」")
+                    details = {"operation_id": op.id, "unit_id": unit_id, "task_id": task.id}
+                    await self._audit.record("operation.unit_recalled", user_id, reason=op.title, details=details)
 
     async def move(self, op: Operation, status: OperationStatus, user_id: UserId, note: str | None) -> Operation:
         moved = await self._store.move_operation(op.id, status, allowed=MOVES[status], at_ms=self._clock_ms())
@@ -148,6 +193,7 @@ class OperationDesk:
         when it is back)."""
         details: dict[str, Any] = {key: op.target[key] for key in TARGET_FIELDS if key in op.target}
         details["note"] = f"执行行动：{op.title}"
+        details["operation_id"] = op.id  # so the task is found and called off when the unit is taken off
         for unit_id in op.unit_ids if unit_ids is None else unit_ids:
             await self._tasks.create_for(
                 unit_id, TaskKind.GO_TO, f"{op.title} · 前往现场", created_by=user_id, details=details

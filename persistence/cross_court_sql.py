@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.errors import Conflict, NotFound
+from core.fencing import Fence
 from core.ids import CourtId, UnitId, UserId
-from entrustments.models import Entrustment, EntrustmentEvent, EntrustmentStatus
+from entrustments.models import LIVE_ENTRUSTMENTS, Entrustment, EntrustmentEvent, EntrustmentStatus
 from operations.models import Operation, OperationStatus
 from persistence.database import Database, Row
 from persistence.operations_sql import operation_from_row
+from persistence.queries_sql import _hold_fence
 
 # decided_ms / ended_ms stamped by a move to this status
 ENTRUSTMENT_STAMPS: dict[EntrustmentStatus, tuple[str, ...]] = {
@@ -27,7 +29,7 @@ def entrustment_from_row(r: Row) -> Entrustment:
     return Entrustment(r["id"], CourtId(r["from_court_id"]), CourtId(r["to_court_id"]), r["task"], r["address"],
                        r["lat"], r["lon"], r["deadline_ms"], r["reason"], EntrustmentStatus(r["status"]),
                        tuple(UnitId(u) for u in json.loads(r["unit_ids"])), UserId(r["created_by"]),
-                       r["created_ms"], r["decided_ms"], r["ended_ms"])  # fmt: skip
+                       r["created_ms"], r["decided_ms"], r["ended_ms"], r["overdue_ms"])  # fmt: skip
 
 
 def entrustment_row(e: Entrustment) -> tuple[Any, ...]:
@@ -171,3 +173,23 @@ class CrossCourtSql:
             "SELECT * FROM entrustment_events WHERE entrustment_id = $1 ORDER BY at_ms, id", entrustment_id
         )
         return [entrustment_event_from_row(r) for r in rows]
+
+    async def overdue_entrustments(self, now_ms: int) -> list[Entrustment]:
+        rows = await self.database.fetch(
+            "SELECT * FROM entrustments WHERE status = ANY($1) AND deadline_ms < $2 AND overdue_ms IS NULL"
+            " ORDER BY deadline_ms, id",
+            [s.value for s in LIVE_ENTRUSTMENTS], now_ms,
+        )  # fmt: skip
+        return [entrustment_from_row(r) for r in rows]
+
+    async def mark_entrustment_overdue(
+        self, entrustment_id: str, *, at_ms: int, fence: Fence | None
+    ) -> Entrustment | None:
+        async with self.database.transaction() as conn:
+            await _hold_fence(conn, fence)
+            row = await conn.fetchrow(
+                "UPDATE entrustments SET overdue_ms = $2 WHERE id = $1 AND overdue_ms IS NULL AND status = ANY($3)"
+                " AND deadline_ms < $2 RETURNING *",
+                entrustment_id, at_ms, [s.value for s in LIVE_ENTRUSTMENTS],
+            )  # fmt: skip
+        return None if row is None else entrustment_from_row(row)

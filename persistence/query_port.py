@@ -41,6 +41,12 @@ class AuditStore(Protocol):
     async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         """Entries with seq > after_seq, oldest first."""
 
+    async def unit_audit_entries(
+        self, unit_id: str, action: str, *, after_seq: int = 0, limit: int = 100
+    ) -> list[AuditEntry]:
+        """A unit's entries of one action (e.g. its recording segments) after ``after_seq``, oldest first:
+        an indexed read (migration 030), however long the chain."""
+
     async def audit_head(self) -> tuple[int, str] | None:
         """The newest entry's (seq, hash); None for an empty log."""
 

@@ -25,6 +25,7 @@ from command_center.keys import STORE
 from config.settings import (
     AuthSettings,
     BusSettings,
+    EntrustmentSettings,
     MapSettings,
     MediaSettings,
     ObservabilitySettings,
@@ -181,6 +182,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
         server: ServerSettings | None = None,
         maps: MapSettings | None = None,
         observability: ObservabilitySettings | None = None,
+        entrustments: EntrustmentSettings | None = None,
         **auth: Any,
     ) -> World:
         settings = Settings(
@@ -193,6 +195,7 @@ def make_world(aiohttp_client: Any, tmp_path: Path) -> AppFactory:
             server=server or ServerSettings(),
             maps=maps or MapSettings(),
             observability=observability or ObservabilitySettings(),
+            entrustments=entrustments or EntrustmentSettings(),
         )
         # With the access logger `serve` uses, so tests see what production logs (never a secret);
         # TestServer ignores runner options given to its constructor, start_server takes them.

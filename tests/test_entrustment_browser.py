@@ -1,6 +1,7 @@
 """Entrustment (执行委托) in headless Chromium, two courts' centres side by side: Daoli (Harbin) asks Aihui
 (Heihe) to seize a car; Aihui accepts, assigns its unit and reports; Daoli's page follows the timeline and the
-unit's position while the task runs, and no longer sees the unit once it is completed."""
+unit's position while the task runs, and no longer sees the unit once it is completed. Nothing polls: each page
+hears every step on the screen socket, and the unit's positions arrive as frames."""
 
 from __future__ import annotations
 
@@ -65,9 +66,9 @@ async def test_two_courts_run_an_entrustment_in_their_consoles(world: World, bro
     assert await asking.evaluate(deadline)  # typed in the court's local time
     assert await asking.locator("#received tr[data-entrustment]").count() == 0
 
-    await receiving.evaluate("() => window.entrustState.refreshes = 0")
-    await receiving.wait_for_function("() => window.entrustState.refreshes >= 1")  # the poll brings it
+    await receiving.wait_for_function("() => window.entrustState.steps >= 1")  # the screen socket brings it
     row = receiving.locator("#received tr[data-entrustment]")
+    await row.wait_for()
     assert "待受理" in (await row.text_content() or "")
     await row.locator("button.accept").click()
     await receiving.wait_for_selector("#received tr[data-entrustment] .status.accepted")
@@ -83,15 +84,23 @@ async def test_two_courts_run_an_entrustment_in_their_consoles(world: World, bro
     await unit_row.wait_for()
     assert "50.24488" in (await unit_row.text_content() or "")
     assert await unit_row.locator(".status").text_content() == "待下发"  # its go-to task waits for the unit
-    timeline = await asking.text_content("#timeline") or ""
-    assert "进展 · 黑河市爱辉区人民法院 · 已到达现场，正在查封" in timeline
+    report = "进展 · 黑河市爱辉区人民法院 · 已到达现场，正在查封"
+    await asking.wait_for_function(f"() => document.querySelector('#timeline').textContent.includes('{report}')")
+    # the unit moves: its position arrives on the asking court's page as a frame on its socket
+    await asking.wait_for_function("() => window.entrustState.following?.socket.connected")
+    moved = await world.client.post("/api/telemetry/batch", json={"positions": [fix(2, lat=50.25011, lon=127.53)]},
+                                    headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
+    assert moved.status == 200
+    await asking.wait_for_function(f"() => document.querySelector(\"#positions tr[data-unit='{UNIT}']\")"
+                                   ".textContent.includes('50.25011')")  # fmt: skip
+    assert await asking.evaluate("window.entrustState.frames") >= 1  # it came as a frame
     await asking.screenshot(path=str(SCREENSHOT), full_page=True)
 
     await receiving.fill("#received input[name=complete]", "车辆已查封")
     await receiving.locator("#received button.complete").click()
     await receiving.wait_for_selector("#received tr[data-entrustment] .status.completed")
-    await asking.locator("#asked button.detail").click()
-    await asking.wait_for_selector("#asked .status.completed")
+    await asking.wait_for_selector("#asked .status.completed")  # told on its socket, no click, no poll
     await asking.wait_for_function("() => document.querySelector('#positions').textContent.includes('不显示受托单元')")
     assert await asking.locator("#positions tr[data-unit]").count() == 0
+    assert await asking.evaluate("window.entrustState.following") is None  # its units' socket is closed
     assert problems == []

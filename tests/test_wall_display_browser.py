@@ -196,7 +196,8 @@ async def test_the_wall_resumes_after_a_cut_and_shows_silent_units(world: World,
         "/api/telemetry/ws", headers={"Authorization": f"Bearer {(await created.json())['secret']}"}
     )
     await open_wall(watched, world)
-    assert watched.sent[0] == {"type": "subscribe", "topics": ["units", "alarms", "operations"], "resume": {}}
+    topics = ["units", "alarms", "operations", "entrustments"]
+    assert watched.sent[0] == {"type": "subscribe", "topics": topics, "resume": {}}
 
     # A unit that reports once and goes silent: online, then offline with an alarm.
     await send(quick, fix(1, 45.74, 126.66))

@@ -18,8 +18,8 @@ from command_center.api.params import flag
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import Strict
 from command_center.auth import Access, UserCaller, current_user
-from command_center.keys import ENTRUSTMENTS, STORE
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from command_center.keys import ENTRUSTMENT_RATES, ENTRUSTMENTS, STORE
+from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.ids import CourtId, UnitId
 from courts.visibility import require_visible, visible_courts
 from entrustments.desk import tasks_sent
@@ -112,7 +112,7 @@ async def _out(store: Store, e: Entrustment, sides: set[Side], status: int = 200
 
 @api.route("POST", "/api/entrustments", summary="Entrust a task to another court's centre (执行委托)",
            tag="entrustments", access=COMMANDERS, body=EntrustmentIn, response=EntrustmentOut, status=201,
-           errors=(NotFound, Conflict))  # fmt: skip
+           errors=(NotFound, Conflict, TooManyRequests))  # fmt: skip
 async def request_entrustment(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     store = request.app[STORE]
@@ -121,6 +121,7 @@ async def request_entrustment(request: web.Request) -> web.StreamResponse:
     await store.get_court(from_court)
     await require_visible(store, caller, from_court)
     to_court = (await store.get_court(CourtId(data.to_court_id))).id
+    await request.app[ENTRUSTMENT_RATES].hit(user=str(caller.user.id), court=from_court)  # 429 beyond the allowance
     e = await request.app[ENTRUSTMENTS].request(
         from_court_id=from_court, to_court_id=to_court, task=data.task, address=data.address, lat=data.lat,
         lon=data.lon, deadline_ms=int(data.deadline.timestamp() * 1000), reason=data.reason, user_id=caller.user.id,

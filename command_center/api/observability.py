@@ -13,8 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from command_center.api.registry import Registry, json_response
-from command_center.auth import Access
-from command_center.keys import METRICS, SETTINGS, STATE
+from command_center.auth import Access, current_user
+from command_center.keys import METRICS, SETTINGS, STATE, STORE
+from core.errors import Forbidden
+from courts.visibility import visible_courts
 
 api = Registry()
 
@@ -44,9 +46,19 @@ class OpsOverviewOut(BaseModel):
 
 
 @api.route("GET", "/api/ops/overview", summary="运维: this process, units, screens, media, agencies, dependencies",
-           tag="system", access=OPS_READERS, response=OpsOverviewOut)  # fmt: skip
+           tag="system", access=OPS_READERS, response=OpsOverviewOut, errors=(Forbidden,))  # fmt: skip
 async def ops_overview(request: web.Request) -> web.StreamResponse:
-    """The same readings as /metrics, as one JSON document for the 运维 page (this process's view)."""
+    """The same readings as /metrics, as one JSON document for the 运维 page (this process's view).
+
+    Every figure here is the process's, across every court it serves (units, screens, media sessions, agencies);
+    none can be narrowed to a court's share, so only those who oversee every court read it: administrators and
+    the supervisors of the top court. A lower court's supervisor is refused (403) rather than shown the courts
+    above and beside it."""
+    store = request.app[STORE]
+    courts = await visible_courts(store, current_user(request))
+    if courts is not None and set(courts) != {c.id for c in await store.list_courts()}:
+        raise Forbidden("the 运维 overview shows this process's figures for every court; it is for administrators "
+                        "and supervisors who oversee every court")  # fmt: skip
     state = request.app[STATE]
     probes = await state.probe()
     settings = request.app[SETTINGS]

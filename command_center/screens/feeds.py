@@ -23,6 +23,9 @@ from alarms.views import alarm_view, alarms_topic
 from command_center.screens.connection import ScreenConnection
 from core.errors import NotFound
 from core.ids import CourtId, QueryId, UnitId
+from entrustments.desk import tasks_sent
+from entrustments.models import LIVE_ENTRUSTMENTS, Entrustment
+from entrustments.views import entrustment_view, entrustments_topic
 from event_bus.port import Event, EventBus, SubscriberLagged
 from field_units.tasks import tasks_topic
 from field_units.views import unit_view, units_topic
@@ -377,6 +380,135 @@ class QueryFeed(Feed):
     def send_snapshot(self, screen: ScreenConnection) -> None:
         snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "query": self.view}
         screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
+
+
+class EntrustmentsFeed(Feed):
+    """Entrustments asked by or of one court (执行委托): snapshot = those live, then each step (asked, accepted,
+    refused, units assigned, progress, completed, withdrawn, overdue) with the entrustment's view."""
+
+    def __init__(self, court_id: CourtId, bus: EventBus, store: Store) -> None:
+        super().__init__(entrustments_topic(court_id), bus)
+        self.court_id = court_id
+        self._store = store
+        self.live: dict[str, dict[str, Any]] = {}
+
+    async def reload(self) -> None:
+        await super().reload()
+        found = await self._store.list_entrustments(court_ids=[self.court_id], statuses=LIVE_ENTRUSTMENTS)
+        self.live = {e.id: entrustment_view(e) for e in found}
+
+    def apply(self, event: Event) -> bytes:
+        view = event.data["entrustment"]
+        if view["status"] in LIVE_ENTRUSTMENTS:
+            self.live[view["id"]] = view
+        else:
+            self.live.pop(view["id"], None)
+        return orjson.dumps({"type": "entrustment", "topic": self.name, "seq": event.seq,
+                             "event": event.data["event"], "text": event.data["text"], "at_ms": event.data["at_ms"],
+                             "entrustment": view})  # fmt: skip
+
+    def send_snapshot(self, screen: ScreenConnection) -> None:
+        found = sorted(self.live.values(), key=lambda e: -e["created_ms"])
+        snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "entrustments": found}
+        screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
+
+
+class EntrustedUnitsFeed(UnitsFeed):
+    """The units a court has entrusted work to, for the asking court (``entrusted:<id>``): the receiving court's
+    unit topic filtered to the units assigned whose entrusted task is still live, while the entrustment runs.
+
+    A second subscription follows the entrustment (the asking court's topic) and the receiving court's tasks:
+    when units change or a unit's task ends, the set is worked out again from the store and screens are told
+    (``entrusted``); when the entrustment ends, they are told and sent nothing more of its units (a new
+    subscription is refused by the hub)."""
+
+    def __init__(self, entrustment: Entrustment, bus: EventBus, store: Store) -> None:
+        super().__init__(entrustment.to_court_id, bus, store)
+        self.name = f"entrusted:{entrustment.id}"
+        self.entrustment = entrustment
+        self.shown: frozenset[str] = frozenset()
+        self._control: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        e = self.entrustment
+        control = await self._stack.enter_async_context(
+            self._bus.subscribe([entrustments_topic(e.from_court_id), tasks_topic(e.to_court_id)], max_queue=1000)
+        )
+        await super().start()
+        self._control = asyncio.create_task(self._follow_entrustment(control), name=f"feed-control:{self.name}")
+
+    async def close(self) -> None:
+        if self._control is not None:
+            self._control.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._control
+        await super().close()
+
+    async def _shown_units(self) -> frozenset[str]:
+        """The assigned units whose entrusted task is live, while the entrustment runs (none otherwise)."""
+        e = self.entrustment = await self._store.get_entrustment(self.entrustment.id)
+        if not e.running:
+            return frozenset()
+        sent = tasks_sent(await self._store.entrustment_events(e.id))
+        shown = set()
+        for unit_id in e.unit_ids:
+            if unit_id in sent and (await self._store.get_task(sent[unit_id])).status in LIVE_TASKS:
+                shown.add(unit_id)
+        return frozenset(shown)
+
+    async def reload(self) -> None:
+        self.shown = await self._shown_units()
+        await Feed.reload(self)
+        units = [await self._store.get_unit(UnitId(u)) for u in sorted(self.shown)]
+        latest = await self._store.latest_positions([u.id for u in units])
+        states = await self._store.unit_states([u.id for u in units])
+        self.units = {u.id: unit_view(u, states.get(u.id, UnitState()), latest.get(u.id)) for u in units}
+
+    def apply(self, event: Event) -> bytes | None:
+        views = [v for v in event.data["units"] if v["unit_id"] in self.shown]
+        track = [t for t in event.data["track"] if t["unit_id"] in self.shown]
+        if not views and not track:
+            return None
+        for view in views:
+            self.units[view["unit_id"]] = view
+        frame = {"type": "frame", "topic": self.name, "seq": event.seq, "ts_ms": int(event.ts * 1000),
+                 "units": views, "track": track}  # fmt: skip
+        return orjson.dumps(frame)
+
+    async def _follow_entrustment(self, control: Any) -> None:
+        while True:
+            try:
+                event: Event = await control.get()
+            except SubscriberLagged:
+                event = Event("", 0, 0.0, {})  # something was missed: work the set out again
+            data = event.data
+            if data.get("entrustment", {}).get("id", self.entrustment.id) != self.entrustment.id:
+                continue  # another entrustment of the asking court
+            task = data.get("task")
+            if task is not None and task["unit_id"] not in self.entrustment.unit_ids:
+                continue  # a task of a unit not on this entrustment
+            try:
+                shown = await self._shown_units()
+            except Exception:
+                log.exception("feed %s: cannot work out the units shown; none are shown until it can", self.name)
+                shown = frozenset()
+            self._show(shown)
+
+    def _show(self, shown: frozenset[str]) -> None:
+        e = self.entrustment
+        changed, self.shown = shown != self.shown, shown
+        for unit_id in [u for u in self.units if u not in shown]:
+            del self.units[unit_id]
+        if changed or not e.running:
+            message = orjson.dumps({"type": "entrusted", "topic": self.name, "entrustment_id": e.id,
+                                    "status": e.status.value, "unit_ids": sorted(shown)})  # fmt: skip
+            for screen in list(self._screens):
+                screen.send(message, topic=self.name, seq=self.seq)
+        if not e.running:  # ended: the asking court sees nothing more of these units
+            self._screens.clear()
+            self._ring.clear()
+            self._floor = self.seq
+            self.release()
 
 
 class RoomFeed(Feed):

@@ -1,8 +1,9 @@
 """The screen hub: authenticates nothing itself (the route did), resolves what a screen may watch,
 attaches it to shared feeds, and runs its socket until it goes away.
 
-Client messages (docs/protocols.md): ``subscribe`` with topics ``units``, ``alarms`` and ``unit:<id>``
-and an optional ``resume`` map, and ``ping``. A bad message gets an ``error`` and the socket stays open.
+Client messages (docs/protocols.md): ``subscribe`` with topics ``units``, ``alarms``, ``tasks``,
+``operations``, ``entrustments``, ``unit:<id>``, ``entrusted:<id>``, ``query:<id>`` and ``room:<id>`` and an optional
+``resume`` map, and ``ping``. A bad message gets an ``error`` and the socket stays open.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from command_center.metrics import Metrics
 from command_center.screens.connection import ScreenConnection
 from command_center.screens.feeds import (
     AlarmsFeed,
+    EntrustedUnitsFeed,
+    EntrustmentsFeed,
     Feed,
     OperationsFeed,
     QueryFeed,
@@ -297,6 +300,15 @@ class ScreenHub:
                     feeds.append(
                         await self._feed(f"alarms.{court}", lambda c=court: AlarmsFeed(c, self._bus, self._store))
                     )
+            elif topic == "entrustments":  # 执行委托 asked by or of each court
+                for court in courts:
+                    feeds.append(
+                        await self._feed(
+                            f"entrustments.{court}", lambda c=court: EntrustmentsFeed(c, self._bus, self._store)
+                        )
+                    )
+            elif topic.startswith("entrusted:"):
+                feeds.append(await self._entrusted(courts, topic))
             elif topic.startswith("unit:"):
                 unit_id = UnitId(topic.removeprefix("unit:"))
                 try:
@@ -331,10 +343,27 @@ class ScreenHub:
                 feeds.append(await self._feed(topic, lambda r=room.id: RoomFeed(r, self._bus, self._store)))
             else:
                 raise BadRequest(
-                    f"unknown topic {topic!r}; expected 'units', 'alarms', 'tasks', 'operations', 'unit:<id>',"
-                    " 'query:<id>' or 'room:<id>'"
+                    f"unknown topic {topic!r}; expected 'units', 'alarms', 'tasks', 'operations', 'entrustments',"
+                    " 'unit:<id>', 'entrusted:<id>', 'query:<id>' or 'room:<id>'"
                 )
         return feeds
+
+    async def _entrusted(self, courts: list[CourtId], topic: str) -> Feed:
+        """The units working on an entrustment: for either side of it, and for the asking court only while it
+        runs (the asking court sees nothing else of the receiving court's units)."""
+        entrustment_id = topic.removeprefix("entrusted:")
+        try:
+            e = await self._store.get_entrustment(entrustment_id)
+        except NotFound:
+            raise NotFound(f"entrustment {entrustment_id} does not exist") from None
+        if e.to_court_id not in courts:
+            if e.from_court_id not in courts:
+                raise Forbidden(f"entrustment {e.id} is neither asked by nor of your courts")
+            if not e.running:
+                raise Forbidden(
+                    f"entrustment is {e.status.value}: the asking court follows its units only while it runs"
+                )
+        return await self._feed(topic, lambda: EntrustedUnitsFeed(e, self._bus, self._store))
 
 
 def _error(exc: AppError) -> dict[str, Any]:

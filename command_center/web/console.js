@@ -1,6 +1,7 @@
 // Operator console (指挥台): today's figures per court, tasks to units (with the nearest available units for a
 // place), operations with their map reports, and the duty roster, sign-in and log. Polls the API every few
-// seconds (the wall is the live view). Test hooks: window.consoleState.
+// seconds (the wall is the live view); a step of an entrustment of its courts (执行委托, heard on the screen socket)
+// brings the duty log, where each step is written, up to date at once. Test hooks: window.consoleState.
 import { api, download as fetchDownload, token } from "/static/lib/api.js";
 import { el, fillSelect } from "/static/lib/dom.js";
 import { applyTexts, errorText, formatTime, onLanguage, translator } from "/static/lib/i18n.js";
@@ -20,7 +21,7 @@ const FENCE_KINDS = [["no_go", "no_go"], ["jurisdiction", "jurisdiction"], ["tar
 const UNIT_COLORS = { available: "#2fbf71", en_route: "#3d8bfd", on_site: "#f5a524", sos: "#ff3b46", offline: "#7b8597" };
 // drawing: corners clicked so far ([lat, lon], WGS-84); target: the operation's target picked on the map;
 // live: unit_id -> UnitView from the screen socket; streaming: units with live video now
-const state = { stats: null, tasks: [], operations: [], roster: [], log: [], fences: [], refreshes: 0,
+const state = { stats: null, tasks: [], operations: [], roster: [], log: [], fences: [], refreshes: 0, entrustmentSteps: 0,
                 drawing: null, target: null, live: new Map(), streaming: [], units: [], names: new Map() };
 window.consoleState = state;
 
@@ -222,9 +223,14 @@ function showUnit(view) {
   marker.setTooltipContent(`${view.name} · ${t(view.status)}`);
 }
 
+let refreshPending = null;
 function onScreenMessage(message) {
   if (message.type === "snapshot" && message.topic.startsWith("units.")) message.units.forEach(showUnit);
   else if (message.type === "frame") message.units.forEach(showUnit);
+  else if (message.type === "entrustment") {
+    state.entrustmentSteps += 1;
+    refreshPending ??= setTimeout(() => { refreshPending = null; refresh().catch(sayError); }, 100);
+  }
   state.mapUnits = unitMarkers.size;
 }
 
@@ -396,7 +402,7 @@ async function start() {
   showWho(me, t);
   await setUpMap();
   onLanguage(applyLanguage);
-  new ScreenSocket({ topics: ["units"], onMessage: onScreenMessage }).start();
+  new ScreenSocket({ topics: ["units", "entrustments"], onMessage: onScreenMessage }).start();
   await refresh();
   setInterval(() => refresh().catch(sayError), 5000);
 }

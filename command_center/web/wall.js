@@ -2,7 +2,7 @@
 // Speaks docs/protocols.md "Screens" over /api/screen/ws. All units are painted on one canvas (UnitsCanvas, below),
 // so 5,000 units stay smooth. Test hooks: window.wallState.
 import { api, token } from "/static/lib/api.js";
-import { applyTexts, errorText, formatTime, onLanguage, translator } from "/static/lib/i18n.js";
+import { applyTexts, errorText, formatDateTime, formatTime, onLanguage, translator } from "/static/lib/i18n.js";
 import { createMap, drawFences } from "/static/lib/map.js";
 import { courtNames as loadCourtNames, guard, renderNav } from "/static/lib/nav.js";
 import { ScreenSocket } from "/static/lib/screen_socket.js";
@@ -20,7 +20,7 @@ const LABEL_MIN_ZOOM = 13;  // from this zoom on, each unit's name is written be
 // unit_id -> {unit_id, name, kind, court_id, status, online, position, last_seen_ms, lat, lon, trail: [[fix_ms, lat, lon]]}
 // (lat, lon: where the marker is drawn, in the tiles' datum); alarms: alarm id -> the server's view of a live alarm
 const state = { units: new Map(), connected: false, frames: 0, lastMessageAt: 0, seqs: {}, alarms: new Map(),
-                operations: new Map(), sirens: 0 };
+                operations: new Map(), entrustments: new Map(), sirens: 0 };
 window.wallState = state;
 
 let map = null;
@@ -390,6 +390,44 @@ function renderOperations() {
   }));
 }
 
+// Entrustments between courts (执行委托) asked by or of this wall's courts, as each step is heard; one past its
+// deadline is marked 执行委托超期 (its alarm is in the alarm list too).
+function applyEntrustmentSnapshot(message) {
+  const court = message.topic.slice("entrustments.".length);
+  for (const [id, e] of state.entrustments) {
+    if (e.from_court_id === court || e.to_court_id === court) state.entrustments.delete(id);
+  }
+  message.entrustments.forEach((e) => state.entrustments.set(e.id, e));
+  renderEntrustments();
+}
+
+function applyEntrustment(message) {
+  const e = message.entrustment;
+  if (e.status === "requested" || e.status === "accepted") state.entrustments.set(e.id, e);
+  else state.entrustments.delete(e.id);
+  renderEntrustments();
+}
+
+function renderEntrustments() {
+  const list = document.getElementById("entrustments");
+  if (!list) return;
+  const found = [...state.entrustments.values()].sort((a, b) => a.deadline_ms - b.deadline_ms);
+  if (!found.length) {
+    list.replaceChildren(Object.assign(document.createElement("li"), { className: "none", textContent: t("noEntrustments") }));
+    return;
+  }
+  list.replaceChildren(...found.map((e) => {
+    const li = document.createElement("li");
+    li.className = e.overdue_ms ? "overdue" : e.status;
+    li.dataset.entrustmentId = e.id;
+    const due = formatDateTime(e.deadline_ms);
+    const name = (id) => courtNames.get(id) || id;
+    li.textContent = `${name(e.from_court_id)} → ${name(e.to_court_id)} · ${e.task} · ${t(`ent_${e.status}`)} · ${t("due")} ${due}`
+      + (e.overdue_ms ? ` · ${t("entrustmentOverdue")}` : "");
+    return li;
+  }));
+}
+
 function applyAlarmSnapshot(message) {
   // The court's live alarms, from the server's store: the whole truth for that court.
   const court = message.topic.slice("alarms.".length);
@@ -574,6 +612,10 @@ function onScreenMessage(message) {
     applyOperationSnapshot(message);
   } else if (message.type === "operation") {
     applyOperation(message);
+  } else if (message.type === "snapshot" && message.topic.startsWith("entrustments.")) {
+    applyEntrustmentSnapshot(message);
+  } else if (message.type === "entrustment") {
+    applyEntrustment(message);
   } else if (message.type === "snapshot") {
     applySnapshot(message);
     renderCounters();
@@ -587,7 +629,7 @@ function onScreenMessage(message) {
 }
 
 const socket = new ScreenSocket({
-  topics: ["units", "alarms", "operations"],
+  topics: ["units", "alarms", "operations", "entrustments"],
   onMessage: onScreenMessage,
   onLink: () => { state.connected = socket.connected; renderLink(); },
 });
