@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import io
 import random
+from typing import Any
 
 import av
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gb28181.media.audio import AudioError, audio_frames
 from gb28181.media.ps import EsFrame, PsDemuxer, pes_packets, ps_frame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
 from gb28181.media.sdp import Answer, SdpError, invite_offer, live_ssrc, parse_answer
+from media import g711
 from media.frames import is_keyframe
-from simulators.gb28181.clip import h264_clip, h265_clip
+from media.offers import OfferError, not_forwarded, parse_offer, plan_publish, plan_view
+from simulators.gb28181.clip import aac_clip, h264_clip, h265_clip
 from simulators.gb28181.sender import rtp_packets
 
 SSRC = 12_345_0001
@@ -193,3 +197,60 @@ def test_h265_keyframes_are_told_apart() -> None:
     clip = h265_clip(30, gop=10)
     assert [is_keyframe("video/H265", data) for data, _ in clip] == [keyframe for _, keyframe in clip]
     assert sum(keyframe for _, keyframe in clip) == 3
+
+
+def test_psm_types_not_taken_are_dropped_and_counted() -> None:
+    """G.729 (0x99) on an audio id, and a video type on an audio id: their PES are dropped, video goes on."""
+    for audio_type in (0x99, 0x1B):
+        streams = {0xE0: 0x1B, 0xC0: audio_type}
+        stream = ps_frame(0xE0, b"\x00\x00\x00\x01\x65\x88", 0, streams=streams) + pes_packets(0xC0, b"\x11" * 20, 0)
+        stream += ps_frame(0xE0, b"\x00\x00\x00\x01\x41\x9a", 3600) + pes_packets(0xC0, b"\x11" * 20, 3600)
+        demuxer = PsDemuxer()
+        frames = demuxer.feed(stream) + demuxer.flush()
+        assert [f.mime for f in frames] == ["video/H264", "video/H264"]
+        assert demuxer.unknown == {0xC0: audio_type} and demuxer.unhandled == 2 and demuxer.errors == 0
+
+
+def test_g711_is_cut_into_20_ms_pieces_on_the_90_khz_clock() -> None:
+    pieces = audio_frames("audio/PCMA", bytes(range(200)) * 4, 9_000)
+    assert [(len(data), pts) for data, pts in pieces] == [(160, 9_000), (160, 10_800), (160, 12_600),
+                                                          (160, 14_400), (160, 16_200)]  # fmt: skip
+    assert b"".join(data for data, _ in pieces) == bytes(range(200)) * 4
+
+
+def test_adts_frames_are_taken_one_by_one_and_lies_refused() -> None:
+    clip = [frame for frame in aac_clip(4) if frame]
+    pieces = audio_frames("audio/AAC", b"".join(clip), 0)
+    assert [data for data, _ in pieces] == clip
+    assert [pts for _, pts in pieces] == [0, 11_520, 23_040, 34_560][: len(clip)]  # 1,024 samples at 8 kHz
+    with pytest.raises(AudioError, match="sync"):
+        audio_frames("audio/AAC", b"not ADTS", 0)
+    with pytest.raises(AudioError, match="overruns"):
+        audio_frames("audio/AAC", clip[0][:-1], 0)
+
+
+def test_g711_expands_as_ffmpeg_decodes_it() -> None:
+    """The recorder's table (media.g711) against FFmpeg's G.711 decoder, every code."""
+    for codec, mime in (("pcm_alaw", "audio/PCMA"), ("pcm_mulaw", "audio/PCMU")):
+        context: Any = av.CodecContext.create(codec, "r")
+        context.sample_rate, context.layout = 8_000, "mono"
+        decoded = b"".join(bytes(f.planes[0])[: 2 * f.samples] for f in context.decode(av.Packet(bytes(range(256)))))
+        assert g711.to_linear(mime, bytes(range(256))) == decoded
+
+
+def test_a_viewer_gets_g711_but_never_aac() -> None:
+    offer = parse_offer(
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0 8\r\na=recvonly\r\na=rtpmap:111 opus/48000/2\r\n"
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n"
+        "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n"
+    )
+    assert plan_view(offer, {"video": "video/H264", "audio": "audio/PCMA"}) == {
+        "video": "video/H264", "audio": "audio/PCMA",
+    }  # fmt: skip
+    assert plan_view(offer, {"video": "video/H264", "audio": "audio/AAC"}) == {"video": "video/H264"}
+    assert not_forwarded({"video": "video/H264", "audio": "audio/AAC"}) == {
+        "audio": "audio/AAC: WebRTC has no AAC; it is recorded as evidence, not played live"
+    }
+    assert not_forwarded({"video": "video/H264", "audio": "audio/PCMU"}) == {}
+    with pytest.raises(OfferError):  # a WHIP unit still cannot publish G.711
+        plan_publish(parse_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=sendonly\r\na=rtpmap:8 PCMA/8000\r\n"))
