@@ -5,8 +5,9 @@ Opening a GB unit's video (a WHEP view, or an SOS) calls ``LiveStreams.ensure``:
 first keyframe arrives the unit becomes a publisher of the hub (``MediaHub.attach``), so viewers
 and the recorder get its frames exactly like a WHIP unit's: no decoding, no transcoding.
 
-RTP comes over UDP, or over TCP when ``gb28181.rtp_transport`` is ``tcp-passive`` (the device connects to
-our port and frames each packet with its length, RFC 4571). Only RTP from the device's addresses (where it
+RTP comes over UDP, or over TCP when the device's RTP transport (its own, stored with it, else the setting
+``gb28181.rtp_transport``) is ``tcp-passive`` (the device connects to our port and frames each packet with its
+length, RFC 4571). Only RTP from the device's addresses (where it
 registered from, and its answer's ``c=``) with the invited SSRC is taken; anything else is dropped without
 an answer and counted. A broken PS stream is survived by the demuxer and logged with the device id. The
 call ends (BYE) when the hub has no viewer and no recording of the unit for ``media_linger_seconds``, when
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 from config.settings import Gb28181Settings
 from core.errors import Conflict, ServiceUnavailable
 from core.ids import UnitId
+from gb28181.enrol import rtp_transport
 from gb28181.media.audio import AudioError, audio_frames
 from gb28181.media.ps import PTS_WRAP, EsFrame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
@@ -86,6 +88,7 @@ class LiveStream:
     ssrc: int
     hosts: set[str]
     ssrcs: set[int]
+    tcp: bool = False  # RTP over TCP, the device connecting (tcp-passive), else UDP
     receiver: PsOverRtp = field(default_factory=PsOverRtp)
     socket: asyncio.DatagramTransport | None = None
     listener: asyncio.Server | None = None  # RTP over TCP (rtp_transport tcp-passive): where the device connects
@@ -340,16 +343,17 @@ class LiveStreams:
             raise ServiceUnavailable(f"unit {unit.id} is not registered as a GB/T 28181 device on this server")
         device_id = registration.device.device_id
         channel_id = await self._channel(unit.id, device_id)
+        device = await self._store.gb_device_of(unit.id)  # read now: an admin may have changed its transport
+        tcp = rtp_transport(device or registration.device, self._settings) == "tcp-passive"
         self._sequence += 1
         y = live_ssrc(self._settings.domain, self._sequence)
-        stream = LiveStream(unit, device_id, channel_id, 0, int(y), {registration.peer.address[0]}, {int(y)})
+        stream = LiveStream(unit, device_id, channel_id, 0, int(y), {registration.peer.address[0]}, {int(y)}, tcp)
         stream.first_keyframe = asyncio.get_running_loop().create_future()
         await self._bind(stream)
         self._streams[unit.id] = stream
         try:
             media_address = self._settings.media_address or registration.peer.local[0]
-            tcp = self._settings.rtp_transport == "tcp-passive"
-            offer = invite_offer(channel_id, media_address, stream.port, y, tcp=tcp)
+            offer = invite_offer(channel_id, media_address, stream.port, y, tcp=stream.tcp)
             timeout = self._settings.invite_timeout_seconds
             try:
                 stream.dialog = await self._service.invite(unit.id, channel_id, offer, within_seconds=timeout)
@@ -382,8 +386,8 @@ class LiveStreams:
                 stream.audio_mime = audio
                 stream.audio_sink = self._hub.frame_sink(stream.publisher, "audio")
             stream.deliver(first)
-            log.info("gb28181: unit %s (device %s, channel %s) live on RTP port %d", unit.id, device_id, channel_id,
-                     stream.port)  # fmt: skip
+            log.info("gb28181: unit %s (device %s, channel %s) live on RTP port %d (%s)", unit.id, device_id,
+                     channel_id, stream.port, "TCP" if stream.tcp else "UDP")  # fmt: skip
             return stream
         except BaseException:
             self._hang_up(stream, "opening failed")
@@ -403,7 +407,7 @@ class LiveStreams:
         for attempt in range(len(ports)):
             port = ports[(self._next_port + attempt) % len(ports)]
             try:
-                if self._settings.rtp_transport == "tcp-passive":
+                if stream.tcp:
                     stream.listener = await asyncio.start_server(RtpOverTcp(stream).connection, self._host, port)
                 else:
                     stream.socket, _ = await loop.create_datagram_endpoint(
