@@ -342,16 +342,18 @@ def plan_view(offer: Offer, available: Mapping[str, str]) -> dict[str, str]:
     return plan
 
 
-def plan_talk(offer: Offer) -> str:
-    """An operator's talkback offer: one audio section that sends Opus; the mime type to forward."""
+def plan_talk(offer: Offer, wanted: str = "audio/opus") -> str:
+    """An operator's talkback offer: one audio section that sends the unit's talkback codec (``wanted``: Opus,
+    or PCMA for a GB/T 28181 device); the mime type to forward."""
     audio = [section for section in offer.media if section.kind == "audio"]
     if len(audio) != 1:
         raise _unusable("a talkback offer has exactly one audio section (the operator's microphone)")
     if not audio[0].sends:
         raise _unusable(f"the audio section does not send (direction {audio[0].direction})")
-    codec = next((c for c in audio[0].codecs if forwardable("audio", c)), None)
+    codec = next((c for c in audio[0].codecs if viewable("audio", c) and mime_type("audio", c) == wanted), None)
     if codec is None:
-        raise _unusable("talkback is forwarded as Opus; the offer's audio section has no Opus")
+        name = "Opus" if wanted == "audio/opus" else wanted.split("/")[1]
+        raise _unusable(f"talkback is forwarded as {name}; the offer's audio section has no {name}")
     return mime_type("audio", codec)
 
 

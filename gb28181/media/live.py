@@ -41,6 +41,7 @@ from core.errors import Conflict, ServiceUnavailable
 from core.ids import UnitId
 from gb28181.enrol import rtp_transport
 from gb28181.media.audio import AudioError, audio_frames
+from gb28181.media.broadcast import PCMA, Talkback
 from gb28181.media.ps import PTS_WRAP, EsFrame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
 from gb28181.media.sdp import SdpError, invite_offer, live_ssrc, parse_answer
@@ -70,7 +71,9 @@ class Hub(Protocol):
 
     def recording(self, unit_id: UnitId) -> bool: ...
 
-    async def attach(self, unit: Unit, media: dict[str, str], link: PublisherLink) -> Any: ...
+    async def attach(
+        self, unit: Unit, media: dict[str, str], link: PublisherLink, *, talk_mime: str | None = None
+    ) -> Any: ...
 
     def frame_sink(self, publisher: Any, kind: str) -> FrameSink: ...
 
@@ -93,6 +96,7 @@ class LiveStream:
     socket: asyncio.DatagramTransport | None = None
     listener: asyncio.Server | None = None  # RTP over TCP (rtp_transport tcp-passive): where the device connects
     connections: set[asyncio.Task[None]] = field(default_factory=set)
+    talkback: asyncio.Task[None] | None = None  # the operator's PCMA to the device (gb28181.media.broadcast)
     dialog: Dialog | None = None
     publisher: Any = None
     mime: str = ""  # the video codec, from the PSM: video/H264 or video/H265
@@ -379,19 +383,33 @@ class LiveStreams:
             media = {"video": first.mime}
             if audio := stream.audio_codec():
                 media["audio"] = audio
-            stream.publisher = await self._hub.attach(unit, media, _GbLink(self, stream))
+            stream.publisher = await self._hub.attach(unit, media, _GbLink(self, stream), talk_mime=PCMA)
             stream.mime = first.mime
             stream.sink = self._hub.frame_sink(stream.publisher, "video")
             if audio:
                 stream.audio_mime = audio
                 stream.audio_sink = self._hub.frame_sink(stream.publisher, "audio")
             stream.deliver(first)
+            self._talkback(stream)
             log.info("gb28181: unit %s (device %s, channel %s) live on RTP port %d (%s)", unit.id, device_id,
                      channel_id, stream.port, "TCP" if stream.tcp else "UDP")  # fmt: skip
             return stream
         except BaseException:
             self._hang_up(stream, "opening failed")
             raise
+
+    def _talkback(self, stream: LiveStream) -> None:
+        """Serve the session's talkback track as a GB broadcast, in a task owned by the stream."""
+        track = getattr(stream.publisher, "talk", None)
+        if track is None:
+            return
+        talkback = Talkback(self._service, stream.unit, track, host=self._host,
+                            media_address=lambda: self._settings.media_address, platform_id=self._settings.platform_id,
+                            within_seconds=self._settings.invite_timeout_seconds,
+                            idle_seconds=max(1.0, self._settings.media_linger_seconds))  # fmt: skip
+        stream.talkback = asyncio.create_task(talkback.run(), name=f"gb28181-talkback-{stream.unit.id}")
+        self._tasks.add(stream.talkback)  # cancelled with the stream; awaited at close
+        stream.talkback.add_done_callback(self._tasks.discard)
 
     async def _channel(self, unit_id: UnitId, device_id: str) -> str:
         """The camera channel to ask for: the first camera of the device's catalog, else the device itself."""
@@ -440,6 +458,8 @@ class LiveStreams:
             stream.listener = None
         for connection in list(stream.connections):
             connection.cancel()
+        if stream.talkback is not None:
+            stream.talkback.cancel()
         log.info("gb28181: unit %s live video ended (%s): %d frames, %d audio frames (%s), %d packets not invited, "
                  "%d not RTP, %d audio frames dropped, %d broken, %d packets of streams not taken", stream.unit.id,
                  reason, stream.frames, stream.audio_frames, stream.audio_mime or "no audio", stream.foreign_packets,
