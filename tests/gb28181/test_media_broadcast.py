@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,25 @@ import pytest
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
-from command_center.keys import GB_LIVE
+from command_center.keys import GB28181, GB_LIVE
 from core.ids import UnitId
+from gb28181 import sip
+from gb28181.media.broadcast import Talkback
 from gb28181.media.rtp import parse_rtp
+from media.frames import Feed
+from media.passthrough import EncodedTrack, make_packet
 from tests.conftest import AppFactory
 from tests.gb28181.test_media_device import UNIT, camera, gb_media, registered, stop
-from tests.gb28181.test_sipp_device import gb_enabled
+from tests.gb28181.test_sipp_device import (
+    DEVICE,
+    OTHER,
+    PLATFORM,
+    RawDevice,
+    add_gb_unit,
+    gb_enabled,
+    keepalive,
+    sip_port,
+)
 from tests.media_support import SDP_HEADERS, ViewerPeer, connected, eventually, loopback, new_pc, prefer
 
 pytestmark = [pytest.mark.usefixtures("loopback"), pytest.mark.usefixtures("gb_enabled")]
@@ -122,3 +136,61 @@ async def test_an_operator_talks_to_a_gb_camera_through_a_broadcast(
         await stop(call)
     text = (tmp_path / "sipp.msg").read_text(errors="replace")
     assert "<CmdType>Broadcast</CmdType>" in text and "m=audio" in text and "a=sendonly" in text
+
+
+async def _next(raw: RawDevice, want: Callable[[sip.SipMessage], bool], within: float = 5.0) -> sip.SipMessage:
+    """The next message the platform sends the raw device that ``want`` takes."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(within):
+        while True:
+            message = sip.parse(await loop.sock_recv(raw.sock, 65_536), max_bytes=65_536)
+            if want(message):
+                return message
+
+
+async def test_device_invites_the_platform_did_not_ask_for_or_cannot_serve_are_refused(
+    gb_media: None, make_world: AppFactory
+) -> None:
+    """An INVITE with no broadcast notified: 488; from another address than the registration's, or from a
+    device not registered: 403; for a broadcast, an offer without PCMA over RTP/UDP: 488 and no audio sent
+    (the operator's frames are dropped), the device's registration and other requests unaffected."""
+    world = await make_world()
+    password = await add_gb_unit(world, UNIT, DEVICE)
+    raw = RawDevice(sip_port(world))
+    impostor = RawDevice(sip_port(world), host="127.0.0.3")
+    service = world.client.app[GB28181]
+    pcma_offer = b"v=0\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 8\r\ny=0200000099\r\n"
+    ps_offer = b"v=0\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 96\r\na=rtpmap:96 PS/90000\r\n"
+    sdp = "Content-Type: Application/SDP\r\n"
+    track = EncodedTrack("audio", Feed(50, gated=False))
+    talkback: asyncio.Task[None] | None = None
+    try:
+        reply = await raw.register(DEVICE, password)
+        assert reply is not None and reply.status == 200
+        unsolicited = await raw.exchange(raw.request("INVITE", DEVICE, headers=sdp, body=pcma_offer))
+        assert unsolicited is not None and unsolicited.status == 488
+        reply = await impostor.exchange(impostor.request("INVITE", DEVICE, headers=sdp, body=pcma_offer))
+        assert reply is not None and reply.status == 403
+        reply = await raw.exchange(raw.request("INVITE", OTHER, headers=sdp, body=pcma_offer))
+        assert reply is not None and reply.status == 403
+
+        unit = await world.store.get_unit(UnitId(UNIT))
+        speaker = Talkback(service, unit, track, host="127.0.0.1", media_address=lambda: "", platform_id=PLATFORM,
+                           within_seconds=5, idle_seconds=1)  # fmt: skip
+        talkback = asyncio.create_task(speaker.run())
+        track.feed.push(make_packet(b"\xd5" * 160, 0, 8_000), keyframe=False)
+        track.wake()
+        notify = await _next(raw, lambda m: m.is_request and b"<CmdType>Broadcast</CmdType>" in m.body)
+        assert f"<TargetID>{DEVICE}</TargetID>".encode() in notify.body
+        invite = raw.request("INVITE", DEVICE, headers=sdp, body=ps_offer)
+        await asyncio.get_running_loop().sock_sendto(raw.sock, invite, ("127.0.0.1", raw.port))
+        final = await _next(raw, lambda m: not m.is_request and m.cseq[1] == "INVITE" and m.status >= 200)
+        assert final.status == 488 and speaker.calls == 0 and speaker.sent == 0
+        reply = await raw.message(DEVICE, keepalive(DEVICE))
+        assert reply is not None and reply.status == 200
+    finally:
+        track.stop()
+        if talkback is not None:
+            await talkback
+        raw.close()
+        impostor.close()

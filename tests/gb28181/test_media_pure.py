@@ -18,10 +18,19 @@ from hypothesis import strategies as st
 from gb28181.media.audio import AudioError, audio_frames
 from gb28181.media.ps import EsFrame, PsDemuxer, pes_packets, ps_frame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
-from gb28181.media.sdp import Answer, SdpError, invite_offer, live_ssrc, parse_answer
+from gb28181.media.sdp import (
+    Answer,
+    AudioOffer,
+    SdpError,
+    audio_answer,
+    invite_offer,
+    live_ssrc,
+    parse_answer,
+    parse_audio_offer,
+)
 from media import g711
 from media.frames import is_keyframe
-from media.offers import OfferError, not_forwarded, parse_offer, plan_publish, plan_view
+from media.offers import OfferError, not_forwarded, parse_offer, plan_publish, plan_talk, plan_view
 from simulators.gb28181.clip import aac_clip, h264_clip, h265_clip
 from simulators.gb28181.sender import rtp_packets
 
@@ -254,3 +263,31 @@ def test_a_viewer_gets_g711_but_never_aac() -> None:
     assert not_forwarded({"video": "video/H264", "audio": "audio/PCMU"}) == {}
     with pytest.raises(OfferError):  # a WHIP unit still cannot publish G.711
         plan_publish(parse_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=sendonly\r\na=rtpmap:8 PCMA/8000\r\n"))
+
+
+def test_a_broadcast_offer_must_take_pcma_over_rtp_udp() -> None:
+    offer = parse_audio_offer(b"v=0\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\nm=audio 9000 RTP/AVP 8\r\na=recvonly\r\n"
+                              b"y=0200000099\r\n")  # fmt: skip
+    assert offer == AudioOffer("192.0.2.7", 9000, 8, 200_000_099)
+    answer = audio_answer("34020000002000000001", "10.1.2.3", 30010, offer).decode()
+    assert "m=audio 30010 RTP/AVP 8\r\n" in answer and "a=sendonly\r\n" in answer and "y=0200000099\r\n" in answer
+    dynamic = parse_audio_offer(b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 RTP/AVP 97\r\na=rtpmap:97 PCMA/8000\r\n")
+    assert dynamic.payload_type == 97 and dynamic.ssrc is None
+    for body, why in (
+        (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 RTP/AVP 96\r\na=rtpmap:96 PS/90000\r\n", "PCMA"),
+        (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 TCP/RTP/AVP 8\r\n", "TCP/RTP/AVP"),
+        (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=video 9000 RTP/AVP 96\r\n", "no audio"),
+        (b"v=0\r\nm=audio 9000 RTP/AVP 8\r\n", "no connection address"),
+        (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio x RTP/AVP 8\r\n", "malformed"),
+    ):
+        with pytest.raises(SdpError, match=why):
+            parse_audio_offer(body)
+
+
+def test_talkback_is_planned_in_the_units_codec() -> None:
+    offer = parse_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 8\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n"
+                        "a=rtpmap:8 PCMA/8000\r\n")  # fmt: skip
+    assert plan_talk(offer) == "audio/opus" and plan_talk(offer, "audio/PCMA") == "audio/PCMA"
+    opus = parse_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n")
+    with pytest.raises(OfferError, match="forwarded as PCMA; the offer's audio section has no PCMA"):
+        plan_talk(opus, "audio/PCMA")
