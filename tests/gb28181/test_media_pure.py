@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import random
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -31,7 +33,8 @@ from gb28181.media.sdp import (
 from media import g711
 from media.frames import is_keyframe
 from media.offers import OfferError, not_forwarded, parse_offer, plan_publish, plan_talk, plan_view
-from simulators.gb28181.clip import aac_clip, h264_clip, h265_clip
+from media.recording import recover
+from simulators.gb28181.clip import aac_clip, g711_clip, h264_clip, h265_clip
 from simulators.gb28181.sender import rtp_packets
 
 SSRC = 12_345_0001
@@ -291,3 +294,29 @@ def test_talkback_is_planned_in_the_units_codec() -> None:
     opus = parse_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n")
     with pytest.raises(OfferError, match="forwarded as PCMA; the offer's audio section has no PCMA"):
         plan_talk(opus, "audio/PCMA")
+
+
+def test_a_crashed_segment_with_g711_is_recovered_sample_for_sample(tmp_path: Path) -> None:
+    """A ``.part`` left by a crash with H.264 and G.711 (as 16-bit PCM) remuxes to a playable ``.mkv`` whose
+    audio is still mono 8 kHz and the camera's very samples."""
+    folder = tmp_path / "HLJ0102-GB1" / "session"
+    folder.mkdir(parents=True)
+    clip, tone = h264_clip(10), g711_clip(10)
+    with av.open(str(folder / "00001.mkv.part"), "w", format="matroska") as container:
+        video: Any = container.add_stream("h264", rate=90_000)
+        video.width, video.height = 320, 240
+        audio: Any = container.add_stream("pcm_s16le", rate=8_000)
+        audio.codec_context.layout = "mono"
+        for index, (data, keyframe) in enumerate(clip):
+            for stream, payload in ((video, data), (audio, g711.to_linear("audio/PCMA", tone[index]))):
+                packet = av.Packet(payload)
+                packet.stream, packet.pts, packet.dts = stream, index * 3600, index * 3600
+                packet.time_base, packet.is_keyframe = Fraction(1, 90_000), keyframe
+                container.mux(packet)
+    [segment] = recover(tmp_path)
+    assert segment.recovered and (segment.video_frames, segment.audio_frames) == (10, 10)
+    with av.open(str(segment.path)) as container:
+        track = container.streams.audio[0]
+        assert (track.codec_context.sample_rate, track.codec_context.layout.nb_channels) == (8_000, 1)
+        samples = b"".join(bytes(p) for p in container.demux(track) if p.size)
+    assert samples == g711.to_linear("audio/PCMA", b"".join(tone))
