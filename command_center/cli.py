@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     device_add.add_argument(
         "--gb-device-id", help="a GB/T 28181 device's 20-digit id: prints its SIP password too (shown once)"
     )
+    device_add.add_argument(
+        "--rtp-transport", choices=["udp", "tcp-passive"],
+        help="with --gb-device-id: how the device sends RTP (default: the setting gb28181.rtp_transport)",
+    )  # fmt: skip
     device_revoke = device.add_parser("revoke", help="revoke a unit's device secret")
     device_revoke.add_argument("--id", required=True)
 
@@ -355,6 +359,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     return 2
                 await ensure_free(store, gb_id)
                 offline_after = offline_after or keepalive_silence(settings.gb28181)
+            elif args.rtp_transport is not None:
+                print("--rtp-transport is for GB/T 28181 devices: give --gb-device-id too", file=sys.stderr)
+                return 2
             secret = new_device_secret()
             unit = await store.add_unit(
                 unit_id=UnitId(args.id),
@@ -366,8 +373,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
             print(f"unit {unit.id} registered; device secret (shown once): {secret}")
             if gb_id is not None:
-                password = await enrol(store, unit.id, gb_id, settings.gb28181)
+                password = await enrol(store, unit.id, gb_id, settings.gb28181, rtp_transport=args.rtp_transport)
+                transport = args.rtp_transport or f"{settings.gb28181.rtp_transport} (the setting)"
                 print(f"GB/T 28181 device {gb_id}: SIP password (shown once): {password}")
+                print(f"GB/T 28181 device {gb_id}: RTP over {transport}")
             return 0
 
         return asyncio.run(_with_store(settings, device_add))

@@ -25,7 +25,7 @@ SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
 MEDIA_PATHS = ("/api/whip", "/api/whep", "/api/talk")
 #: What a page elsewhere may read of our answers (the session URL, its ETag, ICE servers, when to retry).
-EXPOSED = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After"
+EXPOSED = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After, Media-Not-Forwarded"
 ALLOWED_HEADERS = "Authorization, Content-Type, If-Match"
 
 

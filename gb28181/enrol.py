@@ -23,8 +23,17 @@ async def ensure_free(store: GbStore, device_id: str) -> None:
         raise Conflict(f"GB/T 28181 device id {device_id} belongs to another unit")
 
 
-async def enrol(store: GbStore, unit_id: UnitId, device_id: str, settings: Gb28181Settings) -> str:
-    """Store the device's HA1 for the configured realm and return the password (never stored)."""
+async def enrol(
+    store: GbStore, unit_id: UnitId, device_id: str, settings: Gb28181Settings, *, rtp_transport: str | None = None
+) -> str:
+    """Store the device's HA1 for the configured realm (and its own RTP transport, if it has one) and return
+    the password (never stored)."""
     password = digest.new_password()
-    await store.add_gb_device(GbDevice(unit_id, device_id, digest.ha1(device_id, settings.domain, password)))
+    ha1 = digest.ha1(device_id, settings.domain, password)
+    await store.add_gb_device(GbDevice(unit_id, device_id, ha1, rtp_transport))
     return password
+
+
+def rtp_transport(device: GbDevice, settings: Gb28181Settings) -> str:
+    """How the device is asked to send RTP: its own choice, else the platform's ``gb28181.rtp_transport``."""
+    return device.rtp_transport or settings.rtp_transport

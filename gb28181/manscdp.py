@@ -160,3 +160,14 @@ def response_ok(cmd_type: str, sn: str, device_id: str) -> bytes:
 def keyframe_request(sn: int, device_id: str) -> bytes:
     """DeviceControl asking a channel for a keyframe now (GB/T 28181-2016 A.2.3, ``IFameCmd`` as spelt there)."""
     return _document("Control", "DeviceControl", sn, device_id, "<IFameCmd>Send</IFameCmd>\r\n")
+
+
+def broadcast_notify(sn: int, source_id: str, target_id: str) -> bytes:
+    """Notify Broadcast (语音广播, GB/T 28181-2016 §9.12, A.2.5): the device is to INVITE the platform for the
+    audio it will play, ``source_id`` the platform, ``target_id`` the device (no DeviceID element here)."""
+    text = (
+        '<?xml version="1.0" encoding="GB2312"?>\r\n'
+        f"<Notify>\r\n<CmdType>Broadcast</CmdType>\r\n<SN>{sn}</SN>\r\n<SourceID>{source_id}</SourceID>\r\n"
+        f"<TargetID>{target_id}</TargetID>\r\n</Notify>\r\n"
+    )
+    return text.encode("gb18030")

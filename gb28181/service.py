@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DEVICE_ID_DIGITS = 20
 MANSCDP_TYPE = "Application/MANSCDP+xml"
 SUBSCRIPTION_SECONDS = 3600  # a MobilePosition subscription, renewed at every registration
-ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE"
+ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE, INVITE"
 SDP_TYPE = "Application/SDP"
 INVITE_RETRANSMIT = (0.5, 1.0, 2.0, 4.0)  # RFC 3261 §17.1.1.2 timer A over UDP, until any answer is heard
 
@@ -119,6 +119,8 @@ class GbService:
         self._waiting: dict[tuple[str, int], asyncio.Future[sip.SipMessage]] = {}  # our INVITEs' final answers
         self._heard: set[tuple[str, int]] = set()  # INVITEs answered provisionally: no more retransmission
         self._dialogs: dict[str, Dialog] = {}  # by Call-ID
+        self._broadcasts: dict[str, asyncio.Future[tuple[sip.SipMessage, Peer]]] = {}  # device id: its INVITE
+        self._answers: dict[str, bytes] = {}  # Call-ID of a device's INVITE we accepted: our 200, resent on repeats
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -209,6 +211,8 @@ class GbService:
             await self._message(msg, peer)
         elif msg.method == "BYE":
             self._device_bye(msg, peer)
+        elif msg.method == "INVITE":
+            self._device_invite(msg, peer)
         elif msg.method == "OPTIONS":
             self._reply(peer, sip.response(msg, 200, extra=[("Allow", ALLOW)]))
         elif msg.method != "ACK":
@@ -480,7 +484,8 @@ class GbService:
         return dialog
 
     def bye(self, dialog: Dialog) -> None:
-        """Hang up a live-video call (its answer is not waited for: the media stops either way)."""
+        """Hang up a live-video or broadcast call (its answer is not waited for: the media stops either way)."""
+        self._answers.pop(dialog.call_id, None)
         if self._dialogs.pop(dialog.call_id, None) is None:
             return
         self._cseq += 1
@@ -509,7 +514,80 @@ class GbService:
         if not peer.closed:
             peer.send(request.serialise())
 
+    # broadcast (语音广播, GB/T 28181-2016 §9.12) ---------------------------------------------------------
+    async def broadcast(self, unit_id: UnitId, *, within_seconds: float) -> tuple[sip.SipMessage, Registration]:
+        """Notify the unit's device of a broadcast and wait for its INVITE for the audio (answer it with
+        ``accept_broadcast``). ``DeviceUnavailable`` when not registered here or no INVITE comes in time."""
+        registration = self.registration(unit_id)
+        if registration is None or registration.peer.closed:
+            raise DeviceUnavailable(f"unit {unit_id} is not registered as a GB/T 28181 device on this server")
+        device_id = registration.device.device_id
+        waiter = self._broadcasts.get(device_id)
+        if waiter is None or waiter.done():
+            waiter = self._broadcasts[device_id] = asyncio.get_running_loop().create_future()
+        body = manscdp.broadcast_notify(self._next_sn(), self._settings.platform_id, device_id)
+        self._send(registration.peer, "MESSAGE", device_id, body)
+        try:
+            async with asyncio.timeout(within_seconds):
+                invite, peer = await asyncio.shield(waiter)
+        except TimeoutError:
+            log.warning("gb28181: device %s (unit %s) sent no INVITE for the broadcast in %.0f s", device_id, unit_id,
+                        within_seconds)  # fmt: skip
+            raise DeviceUnavailable(f"the device of unit {unit_id} did not ask for the broadcast audio") from None
+        finally:
+            if self._broadcasts.get(device_id) is waiter:
+                del self._broadcasts[device_id]
+        registration.peer = peer
+        return invite, registration
+
+    def accept_broadcast(self, invite: sip.SipMessage, registration: Registration, answer: bytes) -> Dialog:
+        """Answer the device's broadcast INVITE 200 with ``answer`` (our SDP); the call is hung up with ``bye``."""
+        peer = registration.peer
+        local_tag = sip.new_tag()
+        local_host, local_port = peer.local
+        contact = f"<sip:{self._settings.platform_id}@{local_host}:{local_port}>"
+        reply = sip.response(invite, 200, to_tag=local_tag, body=answer,
+                             extra=[("Contact", contact), ("Content-Type", SDP_TYPE)])  # fmt: skip
+        data = reply.serialise()
+        self._answers[invite.call_id] = data
+        self._reply(peer, reply)
+        device_id = registration.device.device_id
+        self._cseq += 1
+        dialog = Dialog(device_id, registration.unit.id, device_id, invite.call_id, local_tag,
+                        sip.tag_of(invite.get("from") or "") or "", _contact_uri(invite.get("contact")) or
+                        f"sip:{device_id}@{peer.address[0]}:{peer.address[1]}", self._cseq, peer,
+                        invite.body)  # fmt: skip
+        self._dialogs[dialog.call_id] = dialog
+        log.info("gb28181: device %s (unit %s) takes the broadcast audio", device_id, registration.unit.id)
+        return dialog
+
+    def refuse(self, invite: sip.SipMessage, registration: Registration, status: int) -> None:
+        """Answer a device's broadcast INVITE with an error (its SDP cannot be served)."""
+        self._reply(registration.peer, sip.response(invite, status))
+
+    def _device_invite(self, msg: sip.SipMessage, peer: Peer) -> None:
+        """A device's INVITE: for the broadcast we notified it of (GB/T 28181 §9.12), else refused."""
+        device_id = msg.from_user or ""
+        registration = self._registrations.get(device_id)
+        if registration is None or registration.peer.address[0] != peer.address[0]:
+            log.warning("gb28181: INVITE from %s at %s refused: not registered from there", device_id, peer.address[0])
+            self._reply(peer, sip.response(msg, 403))
+            return
+        if (answered := self._answers.get(msg.call_id)) is not None:  # a retransmission: our 200 was lost
+            if not peer.closed:
+                peer.send(answered)
+            return
+        waiter = self._broadcasts.get(device_id)
+        if waiter is None or waiter.done():
+            log.warning("gb28181: device %s (unit %s) sent an INVITE nobody asked for", device_id,
+                        registration.unit.id)  # fmt: skip
+            self._reply(peer, sip.response(msg, 488))
+            return
+        self._reply(peer, sip.response(msg, 100))
+        waiter.set_result((msg, peer))
+
     def _device_bye(self, msg: sip.SipMessage, peer: Peer) -> None:
+        self._answers.pop(msg.call_id, None)
         dialog = self._dialogs.pop(msg.call_id, None)
         if dialog is None:
             self._reply(peer, sip.response(msg, 481))

@@ -263,9 +263,29 @@ def forwardable(kind: str, codec: Codec) -> bool:
     return False
 
 
+#: Audio a viewer is sent though no unit may publish it over WHIP: G.711 from GB/T 28181 devices, forwarded
+#: as the device sent it (aiortc and browsers all take PCMA and PCMU, RFC 7874 §3).
+VIEW_ONLY: Mapping[str, tuple[str, ...]] = {"audio": ("PCMA", "PCMU")}
+#: What units send (GB/T 28181 devices) that WebRTC has no payload format for: recorded, never forwarded live.
+NOT_FORWARDED = {"audio/AAC": "WebRTC has no AAC; it is recorded as evidence, not played live"}
+
+
+def viewable(kind: str, codec: Codec) -> bool:
+    """A viewer accepting ``codec`` can be sent a unit's media in it as it came."""
+    if forwardable(kind, codec):
+        return True
+    names = [name.lower() for name in VIEW_ONLY.get(kind, ())]
+    return codec.name.lower() in names and codec.clock_rate == 8_000
+
+
+def not_forwarded(media: Mapping[str, str]) -> dict[str, str]:
+    """The unit's media (kind → mime type) no viewer gets, with the reason: AAC audio."""
+    return {kind: f"{mime}: {NOT_FORWARDED[mime]}" for kind, mime in media.items() if mime in NOT_FORWARDED}
+
+
 def mime_type(kind: str, codec: Codec) -> str:
     """``video/VP8``, ``video/H264``, ``audio/opus``: the spelling aiortc's capabilities use."""
-    for name in SUPPORTED.get(kind, ()):
+    for name in (*SUPPORTED.get(kind, ()), *VIEW_ONLY.get(kind, ())):
         if name.lower() == codec.name.lower():
             return f"{kind}/{name}"
     return f"{kind}/{codec.name}"
@@ -300,7 +320,8 @@ def plan_view(offer: Offer, available: Mapping[str, str]) -> dict[str, str]:
     """A viewer's WHEP offer against what the unit sends (kind → mime type): the kinds the viewer gets.
 
     The viewer must accept the unit's very codec (nothing is transcoded). Sections of a kind the unit
-    does not send are answered inactive by the WebRTC stack.
+    does not send, or sends in a codec WebRTC cannot carry (``not_forwarded``: AAC), are answered inactive by
+    the WebRTC stack.
     """
     media = offer.media
     if not media:
@@ -310,9 +331,9 @@ def plan_view(offer: Offer, available: Mapping[str, str]) -> dict[str, str]:
         if section.kind in plan:
             raise _unusable(f"more than one {section.kind} section")
         mime = available.get(section.kind)
-        if mime is None or not section.receives:
+        if mime is None or mime in NOT_FORWARDED or not section.receives:
             continue
-        if not any(forwardable(section.kind, c) and mime_type(section.kind, c) == mime for c in section.codecs):
+        if not any(viewable(section.kind, c) and mime_type(section.kind, c) == mime for c in section.codecs):
             raise _unusable(f"the unit sends {mime}, which the {section.kind} section does not accept")
         plan[section.kind] = mime
     if not plan:
@@ -321,16 +342,18 @@ def plan_view(offer: Offer, available: Mapping[str, str]) -> dict[str, str]:
     return plan
 
 
-def plan_talk(offer: Offer) -> str:
-    """An operator's talkback offer: one audio section that sends Opus; the mime type to forward."""
+def plan_talk(offer: Offer, wanted: str = "audio/opus") -> str:
+    """An operator's talkback offer: one audio section that sends the unit's talkback codec (``wanted``: Opus,
+    or PCMA for a GB/T 28181 device); the mime type to forward."""
     audio = [section for section in offer.media if section.kind == "audio"]
     if len(audio) != 1:
         raise _unusable("a talkback offer has exactly one audio section (the operator's microphone)")
     if not audio[0].sends:
         raise _unusable(f"the audio section does not send (direction {audio[0].direction})")
-    codec = next((c for c in audio[0].codecs if forwardable("audio", c)), None)
+    codec = next((c for c in audio[0].codecs if viewable("audio", c) and mime_type("audio", c) == wanted), None)
     if codec is None:
-        raise _unusable("talkback is forwarded as Opus; the offer's audio section has no Opus")
+        name = "Opus" if wanted == "audio/opus" else wanted.split("/")[1]
+        raise _unusable(f"talkback is forwarded as {name}; the offer's audio section has no {name}")
     return mime_type("audio", codec)
 
 

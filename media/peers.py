@@ -123,6 +123,7 @@ class Publisher(PeerSession):
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     decoded_frames: int = 0  # frames aiortc decoded anyway: must stay 0
     talk: passthrough.EncodedTrack | None = None  # audio to the unit (talkback), when its offer can play it
+    talk_mime: str = "audio/opus"  # the codec talkback reaches it in (a GB/T 28181 device: audio/PCMA)
     recorder: SessionRecorder | None = None  # evidence recording, while it runs
     talker: TalkSession | None = None  # the one operator talking to the unit now
     recorder_dropped: int = 0  # frames dropped by this session's finished recordings

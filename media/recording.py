@@ -6,8 +6,11 @@ Frames come from the passthrough tap on the event loop and go through a bounded 
 per session (muxing and file I/O stay off the loop; a full queue drops frames and counts them instead of
 growing memory). A segment starts on a video keyframe (the hub asks the unit for one when recording starts
 and at each rotation) and is written as ``NNNNN.mkv.part``; when it is complete it is renamed to ``.mkv``
-and hashed. A ``.part`` left by a crash is remuxed on the next start into a playable ``.mkv`` (what was
-written survives; Matroska is readable without its index) and audited as recovered.
+and hashed. G.711 (GB/T 28181 devices) is written as the 16-bit PCM its codes stand for (``media.g711``: a
+lossless table lookup, since FFmpeg's Matroska muxer refuses G.711 itself); AAC as its ADTS frames, which the
+muxer turns into raw AAC with its AudioSpecificConfig. A ``.part`` left by a crash is remuxed on the next
+start into a playable ``.mkv`` (what was written survives; Matroska is readable without its index) and
+audited as recovered.
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from typing import Any
 import av
 
 from core.private_files import private_dir, private_file
+from media import g711
 
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 2_000  # about a minute of video and audio; beyond it frames are dropped and counted
 GAP_MS = 500  # a pause of the video longer than this is reported as a gap of the recording
 OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 312, 48_000, 0, 0)  # RFC 7845 §5.1, stereo 48 kHz
-CODECS = {"video/vp8": "vp8", "video/h264": "h264", "video/h265": "hevc", "audio/opus": "opus"}
+CODECS = {"video/vp8": "vp8", "video/h264": "h264", "video/h265": "hevc", "audio/opus": "opus", "audio/aac": "aac",
+          "audio/pcma": "pcm_s16le", "audio/pcmu": "pcm_s16le"}  # fmt: skip
+AUDIO_RATES = {"audio/pcma": 8_000, "audio/pcmu": 8_000}  # the others' rate is in-band (Opus: 48 kHz; AAC: ADTS)
 
 
 @dataclass(frozen=True)
@@ -183,13 +189,16 @@ class SessionRecorder:
         container = av.open(str(path), mode="w", format="matroska")
         segment = _Open(container, path, index, int(time.time() * 1000), dropped_before=self.dropped)
         for kind, mime in self.media.items():
-            stream: Any = container.add_stream(CODECS[mime], rate=90_000 if kind == "video" else 48_000)
+            rate = 90_000 if kind == "video" else AUDIO_RATES.get(mime, 48_000)
+            stream: Any = container.add_stream(CODECS[mime], rate=rate)
             if mime == "video/vp8" and keyframe is not None and (size := vp8_size(keyframe)):
                 stream.width, stream.height = size
             elif kind == "video":
                 stream.width, stream.height = 640, 480  # H.264 and H.265 carry their size in-band (SPS)
             if mime == "audio/opus":
                 stream.codec_context.extradata = OPUS_HEAD
+            elif mime in g711.TABLES:
+                stream.codec_context.layout = "mono"
             segment.streams[kind] = stream
         return segment
 
@@ -202,7 +211,8 @@ class SessionRecorder:
             segment.longest_gap_ms = max(segment.longest_gap_ms, pause_ms)
             segment.gaps += pause_ms > GAP_MS
         segment.last_pts[kind] = timestamp
-        packet = av.Packet(data)
+        mime = self.media[kind]
+        packet = av.Packet(g711.to_linear(mime, data) if mime in g711.TABLES else data)
         packet.stream = segment.streams[kind]
         packet.pts = packet.dts = timestamp
         packet.time_base = fractions.Fraction(1, clock_rate)
@@ -241,6 +251,8 @@ def recover(root: Path) -> list[Segment]:
                     )
                     if stream.type == "video":
                         out.width, out.height = stream.width or 640, stream.height or 480
+                    if stream.type == "audio" and stream.codec_context.name.startswith("pcm_"):
+                        out.codec_context.layout = stream.codec_context.layout.name  # G.711 as PCM: mono
                     if stream.codec_context.extradata:
                         out.codec_context.extradata = stream.codec_context.extradata
                     mapping[stream.index] = out

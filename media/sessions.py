@@ -276,12 +276,18 @@ class MediaHub:
         await self._register(publisher, f"offered {plan}")
         return Answered(publisher.id, answer, publisher.etag)
 
-    async def attach(self, unit: Unit, media: dict[str, str], link: PublisherLink) -> Publisher:
-        """Make a non-WebRTC source the unit's session (module docstring): 503 when the process is full."""
+    async def attach(
+        self, unit: Unit, media: dict[str, str], link: PublisherLink, *, talk_mime: str | None = None
+    ) -> Publisher:
+        """Make a non-WebRTC source the unit's session (module docstring): 503 when the process is full.
+        ``talk_mime``: the source plays talkback in that codec, read from ``Publisher.talk`` by its driver."""
         publisher = Publisher(id=self._hold(), role=Role.PUBLISHER, unit_id=unit.id, created=self._clock(),
                               unit=unit, link=link, media=dict(media),
                               keyframes=KeyframeRequests(KEYFRAME_INTERVAL, self._clock))  # fmt: skip
         publisher.fanout = {kind: [] for kind in media}
+        if talk_mime is not None:
+            publisher.talk = talk_feed(self._settings.viewer_queue_frames)
+            publisher.talk_mime = talk_mime
         await self._register(publisher, f"attached {media}")
         return publisher
 
@@ -474,7 +480,7 @@ class MediaHub:
         if talker is not None and talker.id not in self._ending:
             name = talker.owner.username if talker.owner else "someone"
             raise Conflict(f"{name} is talking to unit {unit_id}; one talker at a time", retry_after=TALKER_BUSY_RETRY)
-        mime = self._plan(offer_sdp, lambda offer: {"audio": plan_talk(offer)})["audio"]
+        mime = self._plan(offer_sdp, lambda offer: {"audio": plan_talk(offer, publisher.talk_mime)})["audio"]
         session = TalkSession(id=self._hold(viewer), role=Role.TALKER, unit_id=unit_id, created=self._clock(),
                               owner=viewer, pc=self._new_pc(), publisher=publisher)  # fmt: skip
         pc = session.pc

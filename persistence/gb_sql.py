@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from core.errors import NotFound
 from core.ids import UnitId
 from persistence.database import Database, Row
 from persistence.gb_port import GbChannel, GbDevice
@@ -18,7 +19,8 @@ _UPSERT_CHANNEL = (
 
 
 def device_from_row(row: Row) -> GbDevice:
-    return GbDevice(unit_id=UnitId(row["unit_id"]), device_id=row["device_id"], ha1=row["ha1"])
+    return GbDevice(unit_id=UnitId(row["unit_id"]), device_id=row["device_id"], ha1=row["ha1"],
+                    rtp_transport=row["rtp_transport"])  # fmt: skip
 
 
 def channel_from_row(row: Row) -> GbChannel:
@@ -44,8 +46,8 @@ class GbSql:
 
     async def add_gb_device(self, device: GbDevice) -> None:
         await self.database.execute(
-            "INSERT INTO gb_devices (unit_id, device_id, ha1) VALUES ($1, $2, $3)",
-            device.unit_id, device.device_id, device.ha1,
+            "INSERT INTO gb_devices (unit_id, device_id, ha1, rtp_transport) VALUES ($1, $2, $3, $4)",
+            device.unit_id, device.device_id, device.ha1, device.rtp_transport,
         )  # fmt: skip
 
     async def find_gb_device(self, device_id: str) -> GbDevice | None:
@@ -55,6 +57,14 @@ class GbSql:
     async def gb_device_of(self, unit_id: UnitId) -> GbDevice | None:
         row = await self.database.fetchrow("SELECT * FROM gb_devices WHERE unit_id = $1", unit_id)
         return None if row is None else device_from_row(row)
+
+    async def set_gb_rtp_transport(self, unit_id: UnitId, rtp_transport: str | None) -> GbDevice:
+        row = await self.database.fetchrow(
+            "UPDATE gb_devices SET rtp_transport = $2 WHERE unit_id = $1 RETURNING *", unit_id, rtp_transport
+        )
+        if row is None:
+            raise NotFound(f"unit {unit_id} is not a GB/T 28181 device")
+        return device_from_row(row)
 
     async def save_gb_channels(self, channels: Sequence[GbChannel]) -> None:
         if not channels:

@@ -38,6 +38,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/units"): {A},
     ("POST", "/api/units/{unit_id}/revoke"): {A},
     ("GET", "/api/units/{unit_id}/gb28181"): PEOPLE,
+    ("PATCH", "/api/units/{unit_id}/gb28181"): {A},
     ("GET", "/api/map/config"): PEOPLE,
     ("GET", "/api/map/tiles/{z}/{x}/{y}"): PEOPLE,
     ("GET", "/api/telemetry/ws"): {D},

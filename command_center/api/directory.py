@@ -249,6 +249,8 @@ async def add_unit(request: web.Request) -> web.StreamResponse:
     if data.gb_device_id is not None:
         await ensure_free(store, data.gb_device_id)
         offline_after = offline_after or keepalive_silence(gb)
+    elif data.gb_rtp_transport is not None:
+        raise ValidationFailed("gb_rtp_transport is for GB/T 28181 units: give gb_device_id too")
     secret = new_device_secret()
     unit = await store.add_unit(
         unit_id=UnitId(data.id),
@@ -258,7 +260,9 @@ async def add_unit(request: web.Request) -> web.StreamResponse:
         secret_hash=lookup_hash(secret),
         offline_after_seconds=offline_after,
     )
-    sip_password = None if data.gb_device_id is None else await enrol(store, unit.id, data.gb_device_id, gb)
+    sip_password = None
+    if data.gb_device_id is not None:
+        sip_password = await enrol(store, unit.id, data.gb_device_id, gb, rtp_transport=data.gb_rtp_transport)
     return json_response(UnitCreated(unit=UnitOut.of(unit), secret=secret, sip_password=sip_password), status=201)
 
 

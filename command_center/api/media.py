@@ -38,6 +38,7 @@ from core.errors import (
 from core.ids import UnitId
 from courts.visibility import require_visible, visible_courts
 from media.evidence import SEGMENT_ACTION
+from media.offers import not_forwarded
 from media.sessions import Answered, Patched, Role, SessionId, Viewer
 from media.trickle import MAX_BYTES as MAX_FRAGMENT_BYTES
 from media.trickle import PreconditionFailed, PreconditionRequired
@@ -61,6 +62,7 @@ VIEW_ERRORS = (*OFFER_ERRORS, NotFound, Conflict)  # 429: the caller's or their 
 PATCH_ERRORS = (BadRequest, NotFound, UnsupportedMediaType, ValidationFailed, PreconditionFailed, PayloadTooLarge,
                 PreconditionRequired, TooManyRequests, Conflict, ServiceUnavailable)  # fmt: skip
 ENDPOINT_METHODS = "OPTIONS, POST"
+NOT_FORWARDED_HEADER = "Media-Not-Forwarded"  # what of the unit's media no viewer gets, and why (AAC)
 SESSION_METHODS = "OPTIONS, PATCH, DELETE"
 
 
@@ -189,8 +191,13 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
     await _gb_live(request, unit)
-    answered = await request.app[MEDIA].view(_viewer(request), unit.id, offer)
-    return sdp_created(request, answered, f"/api/whep/{unit.id}/{answered.id}", f"user{caller.user.id}")
+    hub = request.app[MEDIA]
+    answered = await hub.view(_viewer(request), unit.id, offer)
+    response = sdp_created(request, answered, f"/api/whep/{unit.id}/{answered.id}", f"user{caller.user.id}")
+    publisher = hub.publisher(unit.id)
+    if publisher is not None and (omitted := not_forwarded(publisher.media)):  # a GB device's AAC: said why
+        response.headers[NOT_FORWARDED_HEADER] = "; ".join(omitted.values())
+    return response
 
 
 @api.route(

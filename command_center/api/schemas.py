@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -111,6 +111,9 @@ class UserList(BaseModel):
     users: list[UserOut]
 
 
+RtpTransport = Literal["udp", "tcp-passive"]
+
+
 class UnitIn(Strict):
     id: Identifier
     name: Name
@@ -123,6 +126,9 @@ class UnitIn(Strict):
         None,
         pattern=r"^\d{20}$",
         description="a GB/T 28181 device's 20-digit id: the unit registers over SIP and gets a sip_password",
+    )
+    gb_rtp_transport: RtpTransport | None = Field(
+        None, description="with gb_device_id: how the device sends RTP; null: the platform's gb28181.rtp_transport"
     )
 
 
@@ -172,11 +178,22 @@ class GbChannelOut(BaseModel):
     updated_ms: int
 
 
+class GbDeviceIn(Strict):
+    """A change to a GB/T 28181 unit (``PATCH /api/units/{unit_id}/gb28181``)."""
+
+    rtp_transport: RtpTransport | None = Field(
+        description="how the device sends RTP from its next INVITE: udp, or tcp-passive (it connects to the "
+        "platform, RFC 4571); null: the platform's gb28181.rtp_transport"
+    )
+
+
 class GbDeviceOut(BaseModel):
     """A GB/T 28181 unit's signalling state on this process and the channels its catalog listed."""
 
     unit_id: str
     device_id: str
+    rtp_transport: RtpTransport = Field(description="how the device is asked to send RTP (its own or the default)")
+    rtp_transport_own: bool = Field(description="the device has its own rtp_transport (false: the platform's)")
     registered: bool = Field(description="registered with this server process now")
     transport: str | None = Field(description="UDP or TCP while registered")
     address: str | None = Field(description="the device's address as seen by the server, while registered")

@@ -331,10 +331,16 @@ async function toggleWatch() {
   try {
     media.stopWatching = await watch(document.getElementById("video-unit").value, document.getElementById("video"));
     button.textContent = t("stopWatch");
-    document.getElementById("video-state").textContent = t("playing");
+    document.getElementById("video-state").textContent = playingText();
   } catch (exc) {
     sayError(exc);
   }
+}
+
+// "playing", and why there is no sound when the unit's audio cannot be carried live (a GB device's AAC).
+function playingText() {
+  const omitted = media.stopWatching?.notForwarded;
+  return omitted ? `${t("playing")} · ${t(omitted.includes("audio/AAC") ? "aacNotForwarded" : omitted)}` : t("playing");
 }
 
 async function talkStart() {
@@ -363,7 +369,7 @@ async function talkStop() {
   await release(location);
   pc.close();
   document.getElementById("talk").classList.remove("on");
-  document.getElementById("video-state").textContent = media.stopWatching ? t("playing") : "";
+  document.getElementById("video-state").textContent = media.stopWatching ? playingText() : "";
 }
 
 async function start() {

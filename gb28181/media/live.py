@@ -5,8 +5,9 @@ Opening a GB unit's video (a WHEP view, or an SOS) calls ``LiveStreams.ensure``:
 first keyframe arrives the unit becomes a publisher of the hub (``MediaHub.attach``), so viewers
 and the recorder get its frames exactly like a WHIP unit's: no decoding, no transcoding.
 
-RTP comes over UDP, or over TCP when ``gb28181.rtp_transport`` is ``tcp-passive`` (the device connects to
-our port and frames each packet with its length, RFC 4571). Only RTP from the device's addresses (where it
+RTP comes over UDP, or over TCP when the device's RTP transport (its own, stored with it, else the setting
+``gb28181.rtp_transport``) is ``tcp-passive`` (the device connects to our port and frames each packet with its
+length, RFC 4571). Only RTP from the device's addresses (where it
 registered from, and its answer's ``c=``) with the invited SSRC is taken; anything else is dropped without
 an answer and counted. A broken PS stream is survived by the demuxer and logged with the device id. The
 call ends (BYE) when the hub has no viewer and no recording of the unit for ``media_linger_seconds``, when
@@ -15,8 +16,13 @@ the hub ends the session (silence, revocation, shutdown), or when the device han
 Codecs: H.264 of any profile is forwarded as sent, under the baseline profile-level-id the viewer negotiated
 (aiortc's decoder and Chromium's play main profile that way: both tested). H.265 cannot reach a browser over
 WebRTC without transcoding: a view is refused with a message saying so, while the stream is recorded as
-evidence when it is held (an SOS, an operator's recording). G.711 and other audio are demultiplexed but not
-forwarded yet (counted as ``audio_frames_dropped``).
+evidence when it is held (an SOS, an operator's recording).
+
+Audio: the codec the PSM names (or, without a PSM, the audio heard before the first keyframe) becomes the
+session's audio track. G.711 (PCMA/PCMU) is forwarded to viewers as sent, cut into 20 ms frames
+(``gb28181.media.audio``), and recorded; AAC is recorded only (WebRTC has no AAC: the viewer is told, see
+``media.offers.not_forwarded``). Audio of a stream type not taken (G.722.1, G.729…) is dropped by the demuxer,
+counted and logged with the device id; audio whose bytes lie about their codec likewise. Video goes on.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from typing import Any, Protocol
 from config.settings import Gb28181Settings
 from core.errors import Conflict, ServiceUnavailable
 from core.ids import UnitId
+from gb28181.enrol import rtp_transport
+from gb28181.media.audio import AudioError, audio_frames
+from gb28181.media.broadcast import PCMA, Talkback
 from gb28181.media.ps import PTS_WRAP, EsFrame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
 from gb28181.media.sdp import SdpError, invite_offer, live_ssrc, parse_answer
@@ -62,7 +71,9 @@ class Hub(Protocol):
 
     def recording(self, unit_id: UnitId) -> bool: ...
 
-    async def attach(self, unit: Unit, media: dict[str, str], link: PublisherLink) -> Any: ...
+    async def attach(
+        self, unit: Unit, media: dict[str, str], link: PublisherLink, *, talk_mime: str | None = None
+    ) -> Any: ...
 
     def frame_sink(self, publisher: Any, kind: str) -> FrameSink: ...
 
@@ -80,16 +91,24 @@ class LiveStream:
     ssrc: int
     hosts: set[str]
     ssrcs: set[int]
+    tcp: bool = False  # RTP over TCP, the device connecting (tcp-passive), else UDP
     receiver: PsOverRtp = field(default_factory=PsOverRtp)
     socket: asyncio.DatagramTransport | None = None
     listener: asyncio.Server | None = None  # RTP over TCP (rtp_transport tcp-passive): where the device connects
     connections: set[asyncio.Task[None]] = field(default_factory=set)
+    talkback: asyncio.Task[None] | None = None  # the operator's PCMA to the device (gb28181.media.broadcast)
     dialog: Dialog | None = None
     publisher: Any = None
     mime: str = ""  # the video codec, from the PSM: video/H264 or video/H265
     sink: FrameSink | None = None
     first_keyframe: asyncio.Future[EsFrame] | None = None
     first_pts: int | None = None
+    audio_mime: str = ""  # the audio track's codec once attached: audio/PCMA, audio/PCMU or audio/AAC
+    audio_sink: FrameSink | None = None
+    audio_heard: str = ""  # the codec of audio that came before the first keyframe (a PS without a PSM)
+    audio_frames: int = 0  # audio frames handed to the hub (G.711 in 20 ms pieces, AAC frame by frame)
+    audio_errors: int = 0  # audio PES whose bytes are not what their codec says: dropped
+    unknown_logged: set[tuple[int, int]] = field(default_factory=set)  # (stream id, type) already logged
     idle_since: float | None = None
     ended: bool = False  # hung up (BYE sent, socket closed)
     held: bool = False  # kept while the unit is recorded (an SOS, an operator's recording), not only while watched
@@ -122,6 +141,13 @@ class LiveStream:
             self.errors_logged += 1
             log.warning("gb28181: device %s (unit %s): broken PS (%s); %d errors, %d bytes skipped so far",
                         self.device_id, self.unit.id, demuxer.last_error, demuxer.errors, demuxer.skipped)  # fmt: skip
+        if demuxer.unknown and not self.unknown_logged.issuperset(demuxer.unknown.items()):
+            for stream_id, stream_type in demuxer.unknown.items():
+                if (stream_id, stream_type) not in self.unknown_logged and len(self.unknown_logged) < 20:
+                    self.unknown_logged.add((stream_id, stream_type))
+                    log.warning("gb28181: device %s (unit %s): PS stream 0x%02X has stream type 0x%02X, which is "
+                                "not taken here: its packets are dropped (%d so far), the others go on",
+                                self.device_id, self.unit.id, stream_id, stream_type, demuxer.unhandled)  # fmt: skip
 
     def _foreign(self, address: tuple[str, int], what: str) -> None:
         self.foreign_packets += 1
@@ -131,7 +157,7 @@ class LiveStream:
 
     def _frame(self, frame: EsFrame) -> None:
         if not frame.mime.startswith("video/"):
-            self.audio_frames_dropped += 1
+            self._audio(frame)
             return
         if self.sink is None:
             waiting = self.first_keyframe
@@ -139,6 +165,35 @@ class LiveStream:
                 waiting.set_result(frame)
             return
         self.deliver(frame)
+
+    def _audio(self, frame: EsFrame) -> None:
+        """An audio frame to the hub, on the video's clock (both PTS of one PS); dropped before the first
+        picture, when it is not the attached codec, or when its bytes lie (counted and logged)."""
+        if self.audio_sink is None or self.first_pts is None or frame.mime != self.audio_mime:
+            if self.sink is None and not self.audio_heard:
+                self.audio_heard = frame.mime
+            self.audio_frames_dropped += 1
+            return
+        offset = (frame.pts - self.first_pts) % PTS_WRAP
+        if offset >= PTS_WRAP // 2:  # just before the first picture
+            self.audio_frames_dropped += 1
+            return
+        try:
+            pieces = audio_frames(frame.mime, frame.data, offset)
+        except AudioError as exc:
+            self.audio_errors += 1
+            if self.audio_errors % 100 == 1:
+                log.warning("gb28181: device %s (unit %s): broken %s audio (%s); %d such frames dropped",
+                            self.device_id, self.unit.id, frame.mime, exc, self.audio_errors)  # fmt: skip
+            return
+        for data, timestamp in pieces:
+            self.audio_frames += 1
+            self.audio_sink(frame.mime, data, timestamp % PTS_WRAP, CLOCK_RATE)
+
+    def audio_codec(self) -> str:
+        """The audio to attach with the first picture: the PSM's, else what was heard; "" for none."""
+        named = [mime for mime in self.receiver.demuxer.stream_types.values() if mime.startswith("audio/")]
+        return named[0] if named else self.audio_heard
 
     def deliver(self, frame: EsFrame) -> None:
         assert self.sink is not None
@@ -292,16 +347,17 @@ class LiveStreams:
             raise ServiceUnavailable(f"unit {unit.id} is not registered as a GB/T 28181 device on this server")
         device_id = registration.device.device_id
         channel_id = await self._channel(unit.id, device_id)
+        device = await self._store.gb_device_of(unit.id)  # read now: an admin may have changed its transport
+        tcp = rtp_transport(device or registration.device, self._settings) == "tcp-passive"
         self._sequence += 1
         y = live_ssrc(self._settings.domain, self._sequence)
-        stream = LiveStream(unit, device_id, channel_id, 0, int(y), {registration.peer.address[0]}, {int(y)})
+        stream = LiveStream(unit, device_id, channel_id, 0, int(y), {registration.peer.address[0]}, {int(y)}, tcp)
         stream.first_keyframe = asyncio.get_running_loop().create_future()
         await self._bind(stream)
         self._streams[unit.id] = stream
         try:
             media_address = self._settings.media_address or registration.peer.local[0]
-            tcp = self._settings.rtp_transport == "tcp-passive"
-            offer = invite_offer(channel_id, media_address, stream.port, y, tcp=tcp)
+            offer = invite_offer(channel_id, media_address, stream.port, y, tcp=stream.tcp)
             timeout = self._settings.invite_timeout_seconds
             try:
                 stream.dialog = await self._service.invite(unit.id, channel_id, offer, within_seconds=timeout)
@@ -324,16 +380,36 @@ class LiveStreams:
                             "packets not invited, %d not RTP)", device_id, unit.id, timeout, stream.port,
                             stream.foreign_packets, stream.bad_packets)  # fmt: skip
                 raise ServiceUnavailable(f"the device of unit {unit.id} sent no video in {timeout:g} s") from None
-            stream.publisher = await self._hub.attach(unit, {"video": first.mime}, _GbLink(self, stream))
+            media = {"video": first.mime}
+            if audio := stream.audio_codec():
+                media["audio"] = audio
+            stream.publisher = await self._hub.attach(unit, media, _GbLink(self, stream), talk_mime=PCMA)
             stream.mime = first.mime
             stream.sink = self._hub.frame_sink(stream.publisher, "video")
+            if audio:
+                stream.audio_mime = audio
+                stream.audio_sink = self._hub.frame_sink(stream.publisher, "audio")
             stream.deliver(first)
-            log.info("gb28181: unit %s (device %s, channel %s) live on RTP port %d", unit.id, device_id, channel_id,
-                     stream.port)  # fmt: skip
+            self._talkback(stream)
+            log.info("gb28181: unit %s (device %s, channel %s) live on RTP port %d (%s)", unit.id, device_id,
+                     channel_id, stream.port, "TCP" if stream.tcp else "UDP")  # fmt: skip
             return stream
         except BaseException:
             self._hang_up(stream, "opening failed")
             raise
+
+    def _talkback(self, stream: LiveStream) -> None:
+        """Serve the session's talkback track as a GB broadcast, in a task owned by the stream."""
+        track = getattr(stream.publisher, "talk", None)
+        if track is None:
+            return
+        talkback = Talkback(self._service, stream.unit, track, host=self._host,
+                            media_address=lambda: self._settings.media_address, platform_id=self._settings.platform_id,
+                            within_seconds=self._settings.invite_timeout_seconds,
+                            idle_seconds=max(1.0, self._settings.media_linger_seconds))  # fmt: skip
+        stream.talkback = asyncio.create_task(talkback.run(), name=f"gb28181-talkback-{stream.unit.id}")
+        self._tasks.add(stream.talkback)  # cancelled with the stream; awaited at close
+        stream.talkback.add_done_callback(self._tasks.discard)
 
     async def _channel(self, unit_id: UnitId, device_id: str) -> str:
         """The camera channel to ask for: the first camera of the device's catalog, else the device itself."""
@@ -349,7 +425,7 @@ class LiveStreams:
         for attempt in range(len(ports)):
             port = ports[(self._next_port + attempt) % len(ports)]
             try:
-                if self._settings.rtp_transport == "tcp-passive":
+                if stream.tcp:
                     stream.listener = await asyncio.start_server(RtpOverTcp(stream).connection, self._host, port)
                 else:
                     stream.socket, _ = await loop.create_datagram_endpoint(
@@ -382,9 +458,13 @@ class LiveStreams:
             stream.listener = None
         for connection in list(stream.connections):
             connection.cancel()
-        log.info("gb28181: unit %s live video ended (%s): %d frames, %d packets not invited, %d not RTP, "
-                 "%d audio frames not forwarded", stream.unit.id, reason, stream.frames, stream.foreign_packets,
-                 stream.bad_packets, stream.audio_frames_dropped)  # fmt: skip
+        if stream.talkback is not None:
+            stream.talkback.cancel()
+        log.info("gb28181: unit %s live video ended (%s): %d frames, %d audio frames (%s), %d packets not invited, "
+                 "%d not RTP, %d audio frames dropped, %d broken, %d packets of streams not taken", stream.unit.id,
+                 reason, stream.frames, stream.audio_frames, stream.audio_mime or "no audio", stream.foreign_packets,
+                 stream.bad_packets, stream.audio_frames_dropped, stream.audio_errors,
+                 stream.receiver.demuxer.unhandled)  # fmt: skip
 
     def _stop_later(self, stream: LiveStream, reason: str) -> None:
         async def stop() -> None:

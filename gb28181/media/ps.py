@@ -10,8 +10,11 @@ RTP marker bit, which marks a frame's last packet) ends the frame being gathered
 Untrusted input: garbage between packets is skipped to the next start code, a PES whose header lies is
 dropped with its partial frame, and nothing is buffered past ``max_buffer`` bytes. MPEG-1 system streams
 (what FFmpeg's ``mpeg`` muxer writes, with no PSM) are read too; a stream without a PSM entry is taken by
-its id: 0xE0–0xEF as H.264, 0xC0–0xDF as G.711A. A pack header inside a video PES (impossible in H.264/H.265, whose
-NAL headers never start 0xBA) ends a PES cut short by a truncated pack, so the next picture is not lost with it.
+its id: 0xE0–0xEF as H.264, 0xC0–0xDF as G.711A. A stream the PSM gives a type not taken here (G.722.1,
+G.729, SVAC audio…) or of the other kind (an audio id with a video type) is dropped and counted
+(``unknown``, ``unhandled``), the other streams going on. A pack header inside a video PES (impossible in
+H.264/H.265, whose NAL headers never start 0xBA) ends a PES cut short by a truncated pack, so the next
+picture is not lost with it.
 """
 
 from __future__ import annotations
@@ -56,10 +59,12 @@ class PsDemuxer:
         self._buffer = bytearray()
         self._max = max_buffer
         self._types: dict[int, str] = {}  # stream id -> mime, from the PSM
+        self.unknown: dict[int, int] = {}  # stream id -> stream type the PSM gave it that is not taken here
         self._frames: dict[int, _Gathering] = {}
         self.skipped = 0  # bytes of garbage skipped or dropped
         self.errors = 0  # packets refused (a lying length, a broken PES header)
         self.last_error = ""
+        self.unhandled = 0  # PES packets of a stream whose PSM type is unknown or not of its kind: dropped
 
     @property
     def stream_types(self) -> dict[int, str]:
@@ -160,6 +165,10 @@ class PsDemuxer:
             self._refuse(f"broken PES header of stream 0x{code:02X}")
             self._frames.pop(code, None)
             return
+        if code in self.unknown:
+            self.unhandled += 1
+            self.skipped += len(packet)
+            return
         mime = self._types.get(code) or _default_mime(code)
         if mime is None:
             return
@@ -198,13 +207,18 @@ class PsDemuxer:
         at += 2
         end = min(at + map_length, len(packet) - 4)  # the last 4 bytes are a CRC
         types: dict[int, str] = {}
+        unknown: dict[int, int] = {}
         while at + 4 <= end:
             stream_type, stream_id = packet[at], packet[at + 1]
             es_info = int.from_bytes(packet[at + 2 : at + 4], "big")
-            if stream_type in STREAM_TYPES:
-                types[stream_id] = STREAM_TYPES[stream_type]
+            mime = STREAM_TYPES.get(stream_type)
+            if mime is not None and mime.startswith(_kind_of(stream_id)):
+                types[stream_id] = mime
+            elif _kind_of(stream_id):  # G.722.1, G.729, SVAC…, or a type of the other kind: not taken
+                unknown[stream_id] = stream_type
             at += 4 + es_info
         self._types = types
+        self.unknown = unknown
 
     @staticmethod
     def _pes_header(packet: bytes) -> tuple[int, int | None]:
@@ -241,6 +255,15 @@ class PsDemuxer:
 def _pts(packet: bytes, at: int) -> int:
     b = packet[at : at + 5]
     return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+
+
+def _kind_of(stream_id: int) -> str:
+    """``video/`` or ``audio/`` by the PES stream id's range (ISO/IEC 13818-1 Table 2-22); "" for others."""
+    if 0xE0 <= stream_id <= 0xEF:
+        return "video/"
+    if 0xC0 <= stream_id <= 0xDF:
+        return "audio/"
+    return ""
 
 
 def _default_mime(stream_id: int) -> str | None:

@@ -77,3 +77,70 @@ def parse_answer(body: bytes) -> Answer:
     if not address:
         raise SdpError("the answer has no connection address")
     return Answer(address, port, ssrc, transport)
+
+
+PCMA_PAYLOAD = 8  # RFC 3551 static payload type of G.711 A-law
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOffer:
+    """A device's INVITE for broadcast audio (GB/T 28181-2016 §9.12): where it wants the platform's RTP."""
+
+    address: str
+    port: int
+    payload_type: int
+    ssrc: int | None  # its y= line: the SSRC to send with
+
+
+def parse_audio_offer(body: bytes) -> AudioOffer:
+    """The device's audio offer; ``SdpError`` unless it takes G.711A (PCMA, payload 8) over RTP/UDP, the one
+    form sent here (PS-wrapped audio and RTP over TCP are not)."""
+    text = body.decode("utf-8", errors="replace")
+    address, port, formats, transport, ssrc = "", -1, [], "", None
+    names: dict[int, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("c=") and port < 0:
+            parts = line[2:].split()
+            if len(parts) == 3 and parts[1] == "IP4":
+                address = parts[2]
+        elif line.startswith("m=audio"):
+            parts = line.split()
+            if len(parts) < 4 or not parts[1].isdigit():
+                raise SdpError(f"malformed media line {line[:60]!r}")
+            port, transport = int(parts[1]), parts[2]
+            formats = [int(f) for f in parts[3:] if f.isdigit()]
+        elif line.startswith("a=rtpmap:"):
+            number, _, name = line[9:].partition(" ")
+            if number.isdigit():
+                names[int(number)] = name.split("/")[0].upper()
+        elif line.startswith("y="):
+            value = line[2:].strip()
+            if value.isdigit() and len(value) <= 10:
+                ssrc = int(value)
+    if port <= 0:
+        raise SdpError("the offer has no audio section")
+    if not address:
+        raise SdpError("the offer has no connection address")
+    if transport.upper() != "RTP/AVP":
+        raise SdpError(f"audio over {transport} is not sent here; offer RTP/AVP")
+    pcma = [f for f in formats if names.get(f, "PCMA" if f == PCMA_PAYLOAD else "") == "PCMA"]
+    if not pcma:
+        raise SdpError("the offer does not take PCMA (G.711A), the talkback codec")
+    return AudioOffer(address, port, pcma[0], ssrc)
+
+
+def audio_answer(platform_id: str, address: str, port: int, offer: AudioOffer) -> bytes:
+    """The platform's 200 OK SDP for a broadcast: it sends PCMA from ``address``:``port`` with the device's y=."""
+    lines = [
+        "v=0",
+        f"o={platform_id} 0 0 IN IP4 {address}",
+        "s=Play",
+        f"c=IN IP4 {address}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP {offer.payload_type}",
+        "a=sendonly",
+        f"a=rtpmap:{offer.payload_type} PCMA/8000",
+        *([f"y={offer.ssrc:010d}"] if offer.ssrc is not None else []),
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")

@@ -1,5 +1,6 @@
 """GB/T 28181 devices for the demo: body cameras that register over SIP, walk and report MobilePosition, and
-(the first ``--video`` of them) stream a generated H.264 clip as PS over RTP when the platform INVITEs them.
+(the first ``--video`` of them) stream a generated H.264 clip with a G.711A tone as PS over RTP when the platform
+INVITEs them.
 
     python -m simulators.gb28181 --url http://127.0.0.1:8080 --sip 127.0.0.1:15060 --devices 3 --video 1 --register
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from simulators.gb28181.clip import h264_clip
+from simulators.gb28181.clip import g711_clip, h264_clip
 from simulators.gb28181.device import SimulatedDevice, device_ids
 from simulators.units.simulate import admin_password, load_secrets, save_secrets
 
@@ -51,8 +52,9 @@ async def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"no SIP password for {missing[0][1]} in {args.secrets}: use --register")
     host, _, port = args.sip.rpartition(":")
     clip = h264_clip(50, gop=25) if args.video else None
+    tone = g711_clip(50) if args.video else None
     devices = [SimulatedDevice(d, secrets[d], (host, int(port)), domain=args.domain, platform_id=args.platform_id,
-                               seed=n + 7, clip=clip if n < args.video else None,
+                               seed=n + 7, clip=clip if n < args.video else None, audio=tone,
                                position_seconds=args.position_seconds, keepalive_seconds=args.keepalive_seconds)
                for n, d in enumerate(ids)]  # fmt: skip
     stop = asyncio.Event()

@@ -43,13 +43,15 @@ class SimulatedDevice:
     def __init__(self, device_id: str, password: str, server: tuple[str, int], *, domain: str, platform_id: str,
                  seed: int, clip: Sequence[tuple[bytes, bool]] | None = None, keepalive_seconds: float = 30.0,
                  position_seconds: float = 5.0, host: str = "127.0.0.1",
-                 on_sent: Callable[[bytes], None] | None = None) -> None:  # fmt: skip
+                 on_sent: Callable[[bytes], None] | None = None,
+                 audio: Sequence[bytes] | None = None) -> None:  # fmt: skip
         self.device_id = device_id
         self._password = password
         self._server = server
         self._domain = domain
         self._platform = platform_id
         self._clip = clip  # None: no camera (INVITE answered 488)
+        self._audio = audio  # G.711A for each picture of the clip, in the same packs; None: no microphone
         self._keepalive = keepalive_seconds
         self._position = position_seconds
         self._host = host
@@ -225,7 +227,8 @@ class SimulatedDevice:
         if invite.call_id not in self._streams:
             clip = self._clip
             task = asyncio.create_task(send_clip(clip, offer.ssrc, (offer.address, offer.port), loops=1_000_000,
-                                                 source=self._host, on_sent=self._on_sent, tcp=tcp),
+                                                 source=self._host, on_sent=self._on_sent, tcp=tcp,
+                                                 audio=self._audio),
                                        name=f"gb-video-{self.device_id}")  # fmt: skip
             self._streams[invite.call_id] = task
             task.add_done_callback(lambda _: self._streams.pop(invite.call_id, None))

@@ -56,16 +56,17 @@ def gb_media(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def registered(
-    world: World, tmp_path: Path, scenario: str, ooc: str = "media_ooc.xml", password: str | None = None, **keys: str
-) -> asyncio.subprocess.Process:
+    world: World, tmp_path: Path, scenario: str, ooc: str = "media_ooc.xml", password: str | None = None,
+    unit: str = UNIT, device: str = DEVICE, **keys: str,
+) -> asyncio.subprocess.Process:  # fmt: skip
     """sipp as the camera, registered and answering the platform's requests (``media_ooc.xml``) meanwhile;
-    the unit is added first unless its ``password`` is given."""
-    password = password or await add_gb_unit(world, UNIT, DEVICE)
-    values = {"device_id": DEVICE, "domain": DOMAIN, "platform_id": PLATFORM, "expires": "3600", **keys}
+    the unit is added first unless its ``password`` is given. Its trace goes to ``tmp_path``/sipp.msg."""
+    password = password or await add_gb_unit(world, unit, device)
+    values = {"device_id": device, "domain": DOMAIN, "platform_id": PLATFORM, "expires": "3600", **keys}
     local = str(free_port(socket.SOCK_DGRAM))
     command = ["sipp", f"127.0.0.1:{sip_port(world)}", "-sf", str(HERE / scenario), "-oocsf",
                str(HERE / ooc), "-d", "40000", "-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", local,
-               "-au", DEVICE, "-ap", password, "-nostdin", "-timeout", "60s", "-trace_msg", "-message_file",
+               "-au", device, "-ap", password, "-nostdin", "-timeout", "60s", "-trace_msg", "-message_file",
                str(tmp_path / "sipp.msg")]  # fmt: skip
     for name, value in values.items():
         command += ["-key", name, value]
@@ -73,7 +74,7 @@ async def registered(
         *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path
     )
     for _ in range(200):
-        if (await gb_view(world, UNIT))["registered"]:
+        if (await gb_view(world, unit))["registered"]:
             return process
         await asyncio.sleep(0.05)
     await stop(process)

@@ -8,17 +8,33 @@ from __future__ import annotations
 
 import io
 import random
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gb28181.media.audio import AudioError, audio_frames
 from gb28181.media.ps import EsFrame, PsDemuxer, pes_packets, ps_frame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
-from gb28181.media.sdp import Answer, SdpError, invite_offer, live_ssrc, parse_answer
+from gb28181.media.sdp import (
+    Answer,
+    AudioOffer,
+    SdpError,
+    audio_answer,
+    invite_offer,
+    live_ssrc,
+    parse_answer,
+    parse_audio_offer,
+)
+from media import g711
 from media.frames import is_keyframe
-from simulators.gb28181.clip import h264_clip, h265_clip
+from media.offers import OfferError, not_forwarded, parse_offer, plan_publish, plan_talk, plan_view
+from media.recording import recover
+from simulators.gb28181.clip import aac_clip, g711_clip, h264_clip, h265_clip
 from simulators.gb28181.sender import rtp_packets
 
 SSRC = 12_345_0001
@@ -193,3 +209,114 @@ def test_h265_keyframes_are_told_apart() -> None:
     clip = h265_clip(30, gop=10)
     assert [is_keyframe("video/H265", data) for data, _ in clip] == [keyframe for _, keyframe in clip]
     assert sum(keyframe for _, keyframe in clip) == 3
+
+
+def test_psm_types_not_taken_are_dropped_and_counted() -> None:
+    """G.729 (0x99) on an audio id, and a video type on an audio id: their PES are dropped, video goes on."""
+    for audio_type in (0x99, 0x1B):
+        streams = {0xE0: 0x1B, 0xC0: audio_type}
+        stream = ps_frame(0xE0, b"\x00\x00\x00\x01\x65\x88", 0, streams=streams) + pes_packets(0xC0, b"\x11" * 20, 0)
+        stream += ps_frame(0xE0, b"\x00\x00\x00\x01\x41\x9a", 3600) + pes_packets(0xC0, b"\x11" * 20, 3600)
+        demuxer = PsDemuxer()
+        frames = demuxer.feed(stream) + demuxer.flush()
+        assert [f.mime for f in frames] == ["video/H264", "video/H264"]
+        assert demuxer.unknown == {0xC0: audio_type} and demuxer.unhandled == 2 and demuxer.errors == 0
+
+
+def test_g711_is_cut_into_20_ms_pieces_on_the_90_khz_clock() -> None:
+    pieces = audio_frames("audio/PCMA", bytes(range(200)) * 4, 9_000)
+    assert [(len(data), pts) for data, pts in pieces] == [(160, 9_000), (160, 10_800), (160, 12_600),
+                                                          (160, 14_400), (160, 16_200)]  # fmt: skip
+    assert b"".join(data for data, _ in pieces) == bytes(range(200)) * 4
+
+
+def test_adts_frames_are_taken_one_by_one_and_lies_refused() -> None:
+    clip = [frame for frame in aac_clip(4) if frame]
+    pieces = audio_frames("audio/AAC", b"".join(clip), 0)
+    assert [data for data, _ in pieces] == clip
+    assert [pts for _, pts in pieces] == [0, 11_520, 23_040, 34_560][: len(clip)]  # 1,024 samples at 8 kHz
+    with pytest.raises(AudioError, match="sync"):
+        audio_frames("audio/AAC", b"not ADTS", 0)
+    with pytest.raises(AudioError, match="overruns"):
+        audio_frames("audio/AAC", clip[0][:-1], 0)
+
+
+def test_g711_expands_as_ffmpeg_decodes_it() -> None:
+    """The recorder's table (media.g711) against FFmpeg's G.711 decoder, every code."""
+    for codec, mime in (("pcm_alaw", "audio/PCMA"), ("pcm_mulaw", "audio/PCMU")):
+        context: Any = av.CodecContext.create(codec, "r")
+        context.sample_rate, context.layout = 8_000, "mono"
+        decoded = b"".join(bytes(f.planes[0])[: 2 * f.samples] for f in context.decode(av.Packet(bytes(range(256)))))
+        assert g711.to_linear(mime, bytes(range(256))) == decoded
+
+
+def test_a_viewer_gets_g711_but_never_aac() -> None:
+    offer = parse_offer(
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0 8\r\na=recvonly\r\na=rtpmap:111 opus/48000/2\r\n"
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n"
+        "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n"
+    )
+    assert plan_view(offer, {"video": "video/H264", "audio": "audio/PCMA"}) == {
+        "video": "video/H264", "audio": "audio/PCMA",
+    }  # fmt: skip
+    assert plan_view(offer, {"video": "video/H264", "audio": "audio/AAC"}) == {"video": "video/H264"}
+    assert not_forwarded({"video": "video/H264", "audio": "audio/AAC"}) == {
+        "audio": "audio/AAC: WebRTC has no AAC; it is recorded as evidence, not played live"
+    }
+    assert not_forwarded({"video": "video/H264", "audio": "audio/PCMU"}) == {}
+    with pytest.raises(OfferError):  # a WHIP unit still cannot publish G.711
+        plan_publish(parse_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=sendonly\r\na=rtpmap:8 PCMA/8000\r\n"))
+
+
+def test_a_broadcast_offer_must_take_pcma_over_rtp_udp() -> None:
+    offer = parse_audio_offer(b"v=0\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\nm=audio 9000 RTP/AVP 8\r\na=recvonly\r\n"
+                              b"y=0200000099\r\n")  # fmt: skip
+    assert offer == AudioOffer("192.0.2.7", 9000, 8, 200_000_099)
+    answer = audio_answer("34020000002000000001", "10.1.2.3", 30010, offer).decode()
+    assert "m=audio 30010 RTP/AVP 8\r\n" in answer and "a=sendonly\r\n" in answer and "y=0200000099\r\n" in answer
+    dynamic = parse_audio_offer(b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 RTP/AVP 97\r\na=rtpmap:97 PCMA/8000\r\n")
+    assert dynamic.payload_type == 97 and dynamic.ssrc is None
+    for body, why in (
+        (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 RTP/AVP 96\r\na=rtpmap:96 PS/90000\r\n", "PCMA"),
+        (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 TCP/RTP/AVP 8\r\n", "TCP/RTP/AVP"),
+        (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=video 9000 RTP/AVP 96\r\n", "no audio"),
+        (b"v=0\r\nm=audio 9000 RTP/AVP 8\r\n", "no connection address"),
+        (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio x RTP/AVP 8\r\n", "malformed"),
+    ):
+        with pytest.raises(SdpError, match=why):
+            parse_audio_offer(body)
+
+
+def test_talkback_is_planned_in_the_units_codec() -> None:
+    offer = parse_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 8\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n"
+                        "a=rtpmap:8 PCMA/8000\r\n")  # fmt: skip
+    assert plan_talk(offer) == "audio/opus" and plan_talk(offer, "audio/PCMA") == "audio/PCMA"
+    opus = parse_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n")
+    with pytest.raises(OfferError, match="forwarded as PCMA; the offer's audio section has no PCMA"):
+        plan_talk(opus, "audio/PCMA")
+
+
+def test_a_crashed_segment_with_g711_is_recovered_sample_for_sample(tmp_path: Path) -> None:
+    """A ``.part`` left by a crash with H.264 and G.711 (as 16-bit PCM) remuxes to a playable ``.mkv`` whose
+    audio is still mono 8 kHz and the camera's very samples."""
+    folder = tmp_path / "HLJ0102-GB1" / "session"
+    folder.mkdir(parents=True)
+    clip, tone = h264_clip(10), g711_clip(10)
+    with av.open(str(folder / "00001.mkv.part"), "w", format="matroska") as container:
+        video: Any = container.add_stream("h264", rate=90_000)
+        video.width, video.height = 320, 240
+        audio: Any = container.add_stream("pcm_s16le", rate=8_000)
+        audio.codec_context.layout = "mono"
+        for index, (data, keyframe) in enumerate(clip):
+            for stream, payload in ((video, data), (audio, g711.to_linear("audio/PCMA", tone[index]))):
+                packet = av.Packet(payload)
+                packet.stream, packet.pts, packet.dts = stream, index * 3600, index * 3600
+                packet.time_base, packet.is_keyframe = Fraction(1, 90_000), keyframe
+                container.mux(packet)
+    [segment] = recover(tmp_path)
+    assert segment.recovered and (segment.video_frames, segment.audio_frames) == (10, 10)
+    with av.open(str(segment.path)) as container:
+        track = container.streams.audio[0]
+        assert (track.codec_context.sample_rate, track.codec_context.layout.nb_channels) == (8_000, 1)
+        samples = b"".join(bytes(p) for p in container.demux(track) if p.size)
+    assert samples == g711.to_linear("audio/PCMA", b"".join(tone))

@@ -114,6 +114,7 @@ const console_ = {
         on_enter: "进入时", on_exit: "离开时", on_both: "进出时", on_none: "不告警",
         videoTitle: "实时音视频", watch: "观看", stopWatch: "停止观看", talk: "按住说话", talking: "正在讲话…",
         playing: "播放中", noVideo: "无视频", unit: "单兵", kind: "类型", radius: "半径（米）",
+        aacNotForwarded: "该设备音频为 AAC，浏览器实时通道（WebRTC）不支持，仅录像存证，不实时播放",
         reportFile: "执行行动" },
   en: { title: "Command Centre · Console", signIn: "Sign in for duty", stats: "Today", units: "Units",
         alarms: "Open alarms", tasks: "Tasks", queries: "Queries", onTime: "≤30 s", total: "Total", tasksTitle: "Tasks",
@@ -137,6 +138,7 @@ const console_ = {
         alarmOn: "alarm", on_enter: "on entering", on_exit: "on leaving", on_both: "either way", on_none: "none",
         videoTitle: "Live video", watch: "Watch", stopWatch: "Stop", talk: "Hold to talk", talking: "talking…",
         playing: "playing", noVideo: "no video", unit: "unit", kind: "kind", radius: "radius (m)",
+        aacNotForwarded: "this device's audio is AAC, which WebRTC cannot carry: recorded as evidence, not played live",
         reportFile: "operation" },
 };
 

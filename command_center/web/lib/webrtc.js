@@ -8,7 +8,8 @@ export async function negotiate(pc, path, credential = token(), gatherMs = 2000)
   return (await negotiateSession(pc, path, credential, gatherMs)).location;
 }
 
-/** ``negotiate``, answering the session's resource and its ETag (for ICE restart by PATCH, RFC 9725 §4.3.2). */
+/** ``negotiate``, answering the session's resource and its ETag (for ICE restart by PATCH, RFC 9725 §4.3.2),
+ * and what the unit sends that is not forwarded (``Media-Not-Forwarded``: a GB device's AAC audio), or null. */
 export async function negotiateSession(pc, path, credential = token(), gatherMs = 2000) {
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((resolve) => {
@@ -21,31 +22,35 @@ export async function negotiateSession(pc, path, credential = token(), gatherMs 
   if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
   const location = response.headers.get("Location");
   const etag = response.headers.get("ETag");
+  const notForwarded = response.headers.get("Media-Not-Forwarded");
   await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-  return { location, etag };
+  return { location, etag, notForwarded };
 }
 
 export async function release(location, credential = token()) {
   if (location) await fetch(location, { method: "DELETE", headers: { Authorization: `Bearer ${credential}` } }).catch(() => null);
 }
 
-/** A receive-only viewer of a unit (video and audio) playing into a <video> element; resolves to its close(). */
+/** A receive-only viewer of a unit (video and audio) playing into a <video> element; resolves to its close(),
+ * whose ``notForwarded`` says what of the unit's media the server could not send (null: everything came). */
 export async function watch(unitId, video) {
   const pc = new RTCPeerConnection({ iceServers: [] });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   const stream = new MediaStream();
   pc.ontrack = (event) => { stream.addTrack(event.track); video.srcObject = stream; };
-  let location;
+  let session;
   try {
-    location = await negotiate(pc, `/api/whep/${encodeURIComponent(unitId)}`);
+    session = await negotiateSession(pc, `/api/whep/${encodeURIComponent(unitId)}`);
   } catch (exc) {
     pc.close();
     throw exc;
   }
-  return async () => {
-    await release(location);
+  const close = async () => {
+    await release(session.location);
     pc.close();
     video.srcObject = null;
   };
+  close.notForwarded = session.notForwarded;
+  return close;
 }
