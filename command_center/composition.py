@@ -55,6 +55,7 @@ from command_center.keys import (
     PASSWORDS,
     REPORTS,
     REVOCATIONS,
+    ROOM_MEDIA,
     ROOMS,
     STATE,
     STORE,
@@ -85,6 +86,7 @@ from config.settings import (
     TrackingSettings,
 )
 from consultations.desk import RoomDesk
+from consultations.media import RoomMedia
 from core.startup import ready_or_failed
 from entrustments.desk import EntrustmentDesk
 from event_bus.factory import build_bus
@@ -151,6 +153,7 @@ def components(
             # ── media: WHIP/WHEP sessions, recording, SOS recording ───────────────────────────────────
             media = await _start_media(stack, app, settings.media, settings.data_dir, tracker, audit, cluster)
             _record_sos(stack, alarms, media)
+            await _start_room_media(stack, app, media, bus, store, audit)
 
             # ── reports, revocation of live connections, GB/T 28181 devices ───────────────────────────
             _start_report_pool(stack, app, settings.maps.report_workers)
@@ -407,6 +410,21 @@ async def _start_media(
     stack.callback(rates.close)
     app[MEDIA_RATES] = rates
     return media
+
+
+async def _start_room_media(
+    stack: AsyncExitStack, app: web.Application, media: MediaHub, bus: EventBus, store: Store, audit: AuditLog
+) -> None:
+    """The consultation rooms' SFU on the media hub; its one task ticks who speaks and publishes room state."""
+    rooms = RoomMedia(media, bus, store, audit)
+    task = asyncio.create_task(rooms.run(), name="room-media")
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
+    app[ROOM_MEDIA] = rooms
 
 
 def _record_sos(stack: AsyncExitStack, alarms: AlarmDesk, media: MediaHub) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from command_center.revocation import Revocations
     from command_center.screens.hub import ScreenHub
     from consultations.desk import RoomDesk
+    from consultations.media import RoomMedia
     from entrustments.desk import EntrustmentDesk
     from field_units.geofence_watch import GeofenceWatch
     from field_units.tasks import TaskDesk
@@ -59,6 +60,7 @@ TASKS: web.AppKey[TaskDesk] = web.AppKey("task_desk")
 OPERATIONS: web.AppKey[OperationDesk] = web.AppKey("operation_desk")
 ENTRUSTMENTS: web.AppKey[EntrustmentDesk] = web.AppKey("entrustment_desk")
 ROOMS: web.AppKey[RoomDesk] = web.AppKey("room_desk")
+ROOM_MEDIA: web.AppKey[RoomMedia] = web.AppKey("room_media")
 GEOFENCES: web.AppKey[GeofenceWatch] = web.AppKey("geofence_watch")
 AGENCIES: web.AppKey[list[AgencyConfig]] = web.AppKey("agencies")
 GATEWAY: web.AppKey[AgencyGateway] = web.AppKey("agency_gateway")

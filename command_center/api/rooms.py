@@ -19,7 +19,7 @@ from command_center.api.params import flag, whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import MAX_BIGINT, RowId, Strict
 from command_center.auth import Access, UserCaller, current_user
-from command_center.keys import ROOMS, STORE
+from command_center.keys import ROOM_MEDIA, ROOMS, STORE
 from consultations.models import Room, RoomStatus, authorised_for
 from consultations.views import room_view
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -132,6 +132,11 @@ async def _probe(request: web.Request, title: str, operation_id: str | None, cas
     return probe
 
 
+def _changed(request: web.Request, room: Room) -> None:
+    if (media := request.app.get(ROOM_MEDIA)) is not None:
+        media.changed(room.id)
+
+
 async def _room(request: web.Request) -> Room:
     """The room, for its members (and admins) only."""
     store = request.app[STORE]
@@ -144,11 +149,17 @@ async def _room(request: web.Request) -> Room:
     return room
 
 
-async def _out(store: Store, room: Room, caller: UserCaller, status: int = 200) -> web.StreamResponse:
+async def _out(request: web.Request, room: Room, caller: UserCaller, status: int = 200) -> web.StreamResponse:
+    """The room with its members, each with their media now (``publishing``, ``speaking``) when media runs."""
+    store = request.app[STORE]
+    media = request.app.get(ROOM_MEDIA)
     members = await store.room_members(room.id)
     view = room_view(room, members)
     for member in view["members"]:
-        member["display_name"] = (await store.get_user(member["user_id"])).display_name
+        member["display_name"] = member["name"] = (await store.get_user(member["user_id"])).display_name
+        if media is not None:
+            member |= media.media_state(room.id, member["user_id"])
+    view["recording"] = media is not None and media.recording(room.id)
     return json_response(RoomOut(room=view, host=caller.user.id == room.host_id), status=status)
 
 
@@ -176,7 +187,7 @@ async def open_room(request: web.Request) -> web.StreamResponse:
         unit_id=unit_id,
         host_id=caller.user.id, invited=invited,
     )  # fmt: skip
-    return await _out(store, room, caller, status=201)
+    return await _out(request, room, caller, status=201)
 
 
 @api.route("GET", "/api/rooms", summary="The rooms the caller hosts or is invited to (?all=true includes closed "
@@ -217,7 +228,7 @@ async def candidates(request: web.Request) -> web.StreamResponse:
 @api.route("GET", "/api/rooms/{room_id}", summary="One room with its members", tag="rooms", access=COMMANDERS,
            response=RoomOut, errors=(NotFound,))  # fmt: skip
 async def get_room(request: web.Request) -> web.StreamResponse:
-    return await _out(request.app[STORE], await _room(request), current_user(request))
+    return await _out(request, await _room(request), current_user(request))
 
 
 @api.route("POST", "/api/rooms/{room_id}/invite", summary="Invite more people (the host)", tag="rooms",
@@ -228,7 +239,8 @@ async def invite(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     user_ids = await _authorised(store, body(request, InviteIn).user_ids, room, "user_ids")
     await request.app[ROOMS].invite(room, user_ids, caller.user.id)
-    return await _out(store, room, caller)
+    _changed(request, room)
+    return await _out(request, room, caller)
 
 
 @api.route("POST", "/api/rooms/{room_id}/join", summary="Join the room (the invited)", tag="rooms",
@@ -240,7 +252,8 @@ async def join(request: web.Request) -> web.StreamResponse:
     if not await _may_take_part(store, caller.user, room):  # authorisation may have changed since the invitation
         raise Forbidden(f"you are not authorised for the courts of room {room.id}")
     await request.app[ROOMS].join(room, caller.user.id)
-    return await _out(store, room, caller)
+    _changed(request, room)
+    return await _out(request, room, caller)
 
 
 @api.route("POST", "/api/rooms/{room_id}/leave", summary="Leave the room", tag="rooms", access=COMMANDERS,
@@ -249,7 +262,9 @@ async def leave(request: web.Request) -> web.StreamResponse:
     room = await _room(request)
     caller = current_user(request)
     await request.app[ROOMS].leave(room, caller.user.id)
-    return await _out(request.app[STORE], room, caller)
+    if (media := request.app.get(ROOM_MEDIA)) is not None:  # leaving ends one's stream and views
+        await media.end_member(room.id, caller.user.id, "left the room")
+    return await _out(request, room, caller)
 
 
 @api.route("POST", "/api/rooms/{room_id}/mute", summary="Mute or unmute a participant (the host)", tag="rooms",
@@ -259,7 +274,9 @@ async def mute(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     data = body(request, MuteIn)
     await request.app[ROOMS].mute(room, UserId(data.user_id), muted=data.muted, by=caller.user.id)
-    return await _out(request.app[STORE], room, caller)
+    if (media := request.app.get(ROOM_MEDIA)) is not None:  # the participant's audio stops (or resumes) now
+        media.mute(room, UserId(data.user_id), muted=data.muted)
+    return await _out(request, room, caller)
 
 
 @api.route("POST", "/api/rooms/{room_id}/close", summary="Close the room (the host)", tag="rooms",
@@ -268,4 +285,6 @@ async def close(request: web.Request) -> web.StreamResponse:
     room = await _room(request)
     caller = current_user(request)
     closed = await request.app[ROOMS].close(room, caller.user.id)
-    return await _out(request.app[STORE], closed, caller)
+    if (media := request.app.get(ROOM_MEDIA)) is not None:  # every stream and view of the room ends
+        await media.end_room(room.id, "the room was closed")
+    return await _out(request, closed, caller)
