@@ -28,7 +28,9 @@ function playing(video, note, t) {
     note.textContent = key ? t(key) + extra : "";
     note.hidden = !key;
   };
-  video.addEventListener("loadeddata", () => show(""));
+  const framed = () => { if (video.videoWidth > 0) show(""); };  // an audio-only stream loads data too
+  video.addEventListener("loadeddata", framed);
+  video.addEventListener("resize", framed);
   video.addEventListener("error", () => show("videoError", video.error?.message ? `（${video.error.message}）` : ""));
   return show;
 }
@@ -243,13 +245,13 @@ export class Conference {
     if (this.closed) return;
     this.closed = true;
     for (const userId of [...this.tiles.keys()]) this.drop(userId);
+    this.selfTile?.tile.remove();
     this.stopCamera();
     await this.unpublish();
     if (this.stopUnit) { const stop = this.stopUnit; this.stopUnit = null; await stop(); }
     this.pinned.srcObject = null;
     Object.assign(this.pinnedNote, { hidden: true, textContent: "" });
     this.pinnedNote.dataset.key = "";
-    this.selfTile?.tile.remove();
   }
 
   /** Test hook: what the view shows, per tile. */

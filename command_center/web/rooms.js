@@ -24,6 +24,7 @@ window.roomsState = state;
 let stopWatching = null;
 let conference = null;  // the 会商 view while I am present in the chosen, open room
 let socket = null;  // the chosen room's screen socket
+let leftRoom = null;  // the room I have just left: an event sent before the server knew starts no view again
 let courts = new Map();  // id -> name: people are shown with their court's name, never its code
 const courtOf = (c) => courts.get(c.court_id) || c.court_id;
 
@@ -83,7 +84,7 @@ async function stopConference() {
 function syncConference() {
   const room = state.room;
   const mine = room?.members.find((m) => m.user_id === state.me.user.id);
-  const confer = Boolean(room && room.status === "open" && mine?.present);
+  const confer = Boolean(room && room.status === "open" && mine?.present && leftRoom !== room.id);
   if (conference && (!confer || conference.roomId !== room.id)) stopConference();
   if (confer && !conference) {
     if (stopWatching) { stopWatching(); stopWatching = null; }
@@ -235,10 +236,14 @@ async function start() {
     [["", t("none")], ...units.map((u) => [u.id, `${u.name}（${u.id}）`])]);
   document.getElementById("find").addEventListener("click", findPeople);
   document.getElementById("open-form").addEventListener("submit", openRoom);
-  document.getElementById("join").addEventListener("click", () => act(`/api/rooms/${state.chosen}/join`));
+  document.getElementById("join").addEventListener("click", () => {
+    leftRoom = null;
+    act(`/api/rooms/${state.chosen}/join`);
+  });
   document.getElementById("leave").addEventListener("click", async () => {
+    leftRoom = state.chosen;
     await stopConference();  // the camera off and every session released before the server is told
-    await act(`/api/rooms/${state.chosen}/leave`);
+    if (!await act(`/api/rooms/${state.chosen}/leave`)) { leftRoom = null; render(); }  // still in the room
   });
   document.getElementById("record").addEventListener("click", setRecording);
   window.addEventListener("pagehide", () => { stopConference(); });
