@@ -54,29 +54,42 @@ class Participant:
     views other participants, decoding their video."""
 
     def __init__(self, world: World, who: str, room_id: str, *, video: bool = True) -> None:
-        self.world, self.who, self.room = world, who, room_id
+        self.world, self.who, self.room, self.video = world, who, room_id, video
         self.pc = new_pc()
-        if video:
-            self.pc.addTransceiver(ColourCamera((30, 160, 60)), direction="sendonly")
-        self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        self.location = ""
         self.views: dict[int, Any] = {}
         self.frames: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def post_sdp(self, path: str, sdp: str) -> str:
+    async def post_sdp(self, path: str, sdp: str) -> tuple[str, str]:
+        """The answer and the session's Location."""
         response = await self.world.client.post(path, data=sdp, headers={**self.world.auth(self.who), **SDP_HEADERS})
         answer = await response.text()
         assert response.status == 201, answer
         assert response.headers["Location"].startswith(f"/api/rooms/{self.room}/media/sessions/")
-        return answer
+        return answer, response.headers["Location"]
 
     async def join_and_publish(self) -> None:
         response = await self.world.client.post(f"/api/rooms/{self.room}/join", headers=self.world.auth(self.who))
         assert response.status == 200, await response.text()
+        await self.publish()
+
+    async def publish(self) -> None:
+        await self.pc.close()
+        self.pc = new_pc()
+        if self.video:
+            self.pc.addTransceiver(ColourCamera((30, 160, 60)), direction="sendonly")
+        self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        answer = await self.post_sdp(f"/api/rooms/{self.room}/media/publish", self.pc.localDescription.sdp)
+        answer, self.location = await self.post_sdp(f"/api/rooms/{self.room}/media/publish",
+                                                    self.pc.localDescription.sdp)  # fmt: skip
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await connected(self.pc)
+
+    async def unpublish(self) -> None:
+        response = await self.world.client.delete(self.location, headers=self.world.auth(self.who))
+        assert response.status == 200, await response.text()
+        await self.pc.close()
 
     async def view(self, user_id: int) -> None:
         pc = new_pc()
@@ -98,8 +111,8 @@ class Participant:
         pc.on("track", on_track)
         await pc.setLocalDescription(await pc.createOffer())
         path = f"/api/rooms/{self.room}/media/participants/{user_id}/view"
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=await self.post_sdp(path, pc.localDescription.sdp),
-                                                            type="answer"))  # fmt: skip
+        answer, _ = await self.post_sdp(path, pc.localDescription.sdp)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await connected(pc)
 
     async def close(self) -> None:
@@ -227,6 +240,11 @@ async def test_three_centres_and_a_unit_confer_in_chromium_and_aiortc(world: Wor
             assert await guest.locator("#tiles .tile").count() == 0
             await host.wait_for_selector(f"#tiles .tile[data-user='{ids['high']}']", state="detached")
             assert await host.locator(f"#tiles .tile[data-user='{ids['operator']}']").count() == 1
+
+            await aiortc.unpublish()  # a participant who stops publishing loses the tile, and has it back
+            await host.wait_for_selector(f"#tiles .tile[data-user='{ids['operator']}']", state="detached")
+            await aiortc.publish()
+            await _plays(host, [ids["operator"]])
             print("screenshots:", tmp_path)
     finally:
         await aiortc.close()

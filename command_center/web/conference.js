@@ -9,6 +9,8 @@ import { el } from "/static/lib/dom.js";
 import { errorText } from "/static/lib/i18n.js";
 import { negotiateSession, release, watch } from "/static/lib/webrtc.js";
 
+const FIRST_RETRY_MS = 2000;
+const MAX_RETRY_MS = 30000;
 const memberName = (m) => m.name ?? m.display_name ?? String(m.user_id);
 const publishes = (m) => (Array.isArray(m.publishing) ? m.publishing : []);
 
@@ -150,7 +152,9 @@ export class Conference {
       if (!member || view.key !== publishes(member).join(",")) this.drop(userId);
     }
     for (const [userId, member] of others) {
-      if (!this.tiles.has(userId)) this.view(member);
+      const view = this.tiles.get(userId);
+      if (!view) this.view(member);
+      else if (view.retryAt !== undefined && Date.now() >= view.retryAt) this.connect(view, member);
     }
     const mine = members.find((m) => m.user_id === this.me);
     if (mine) {
@@ -196,32 +200,53 @@ export class Conference {
     view.controls.replaceChildren(button);
   }
 
-  /** One receive-only peer for one participant, playing into its tile. */
+  /** A tile for one participant, and its receive-only peer. */
   async view(member) {
     const view = this.makeTile(member.user_id);
     view.key = publishes(member).join(",");
+    view.backoff = FIRST_RETRY_MS;
     this.tiles.set(member.user_id, view);
     this.grid.append(view.tile);
     this.badges(view, member);
-    if (!publishes(member).includes("video")) view.show("noVideo");
-    else view.show("connecting");
+    await this.connect(view, member);
+  }
+
+  /** (Re)connects a tile's peer. One that failed keeps saying why and is tried again by a later update
+   * (backing off to MAX_RETRY_MS) while the participant still publishes. */
+  async connect(view, member) {
+    const again = view.retryAt !== undefined;
+    view.retryAt = undefined;
+    view.pc?.close();
+    release(view.location);
+    view.location = null;
+    if (!again) view.show(publishes(member).includes("video") ? "connecting" : "noVideo");
     const pc = new RTCPeerConnection({ iceServers: [] });
     view.pc = pc;
+    const failed = (key, extra = "") => {
+      if (view.pc !== pc) return;
+      view.show(key, extra);
+      view.retryAt = Date.now() + view.backoff;
+      view.backoff = Math.min(view.backoff * 2, MAX_RETRY_MS);
+    };
     pc.addTransceiver("audio", { direction: "recvonly" });
     pc.addTransceiver("video", { direction: "recvonly" });
     const stream = new MediaStream();
     pc.ontrack = (event) => { stream.addTrack(event.track); view.video.srcObject = stream; };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed") view.show("peerFailed");
+      if (pc.connectionState === "failed") failed("peerFailed");
+      if (pc.connectionState === "connected") view.backoff = FIRST_RETRY_MS;
     };
     const path = `/api/rooms/${encodeURIComponent(this.roomId)}/media/participants/${member.user_id}/view`;
+    let location;
     try {
-      view.location = (await negotiateSession(pc, path)).location;
+      location = (await negotiateSession(pc, path)).location;
     } catch (exc) {
-      view.show("viewFailed", `：${errorText(exc)}`);
+      failed("viewFailed", `：${errorText(exc)}`);
       return;
     }
-    if (this.tiles.get(member.user_id) !== view) { await release(view.location); pc.close(); return; }
+    if (this.tiles.get(member.user_id) !== view || view.pc !== pc) { await release(location); pc.close(); return; }
+    view.location = location;
+    if (again && !publishes(member).includes("video")) view.show("noVideo");
     await play(view.video, view.show, this.t);
   }
 
