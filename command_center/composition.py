@@ -86,7 +86,6 @@ from config.settings import (
     TrackingSettings,
 )
 from consultations.desk import RoomDesk
-from consultations.media import RoomMedia
 from core.startup import ready_or_failed
 from entrustments.desk import EntrustmentDesk
 from event_bus.factory import build_bus
@@ -101,6 +100,7 @@ from gb28181.service import GbService
 from gb28181.transport import SipServer
 from maps.report_pool import ReportPool
 from maps.tile_archive import TileArchive
+from media.rooms import RoomMedia
 from media.sessions import MediaHub
 from operations.desk import OperationDesk
 from persistence.factory import build_store

@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from command_center.revocation import Revocations
     from command_center.screens.hub import ScreenHub
     from consultations.desk import RoomDesk
-    from consultations.media import RoomMedia
     from entrustments.desk import EntrustmentDesk
     from field_units.geofence_watch import GeofenceWatch
     from field_units.tasks import TaskDesk
@@ -34,6 +33,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from gb28181.transport import SipServer
     from maps.report_pool import ReportPool
     from maps.tile_archive import TileArchive
+    from media.rooms import RoomMedia
     from media.sessions import MediaHub
     from operations.desk import OperationDesk
     from query_control.agencies import AgencyConfig

@@ -237,7 +237,7 @@ class MediaHub:
     ) -> Answered:
         """Answer a unit's WHIP offer; a unit that publishes again replaces its previous session.
 
-        ``participant``: the source is a person in a consultation room (``consultations.media``), keyed as a
+        ``participant``: the source is a person in a consultation room (``media.rooms``), keyed as a
         unit and owned by ``owner`` (caps count it, revocation ends it): no telemetry channel, no talkback,
         recorded only when its room is."""
         plan = self._plan(offer_sdp, lambda offer: plan_publish(offer))

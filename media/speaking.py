@@ -11,7 +11,7 @@ its answers and parses it, and Chromium sends it when offered; ``media.passthrou
 off each packet. A source that never sent a level is judged by its packet sizes.
 
 Pure: ``SpeakingProtocol`` takes "voice or not" and times and answers changes; the driver
-(``consultations.media``) feeds it and ticks it with the clock.
+(``media.rooms``) feeds it and ticks it with the clock.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 WHIP/WHEP in shape (RFC 9725: SDP bodies, 201 with ``Location``, ``ETag`` and ICE-server ``Link`` headers,
 ``PATCH`` trickle, ``DELETE``), with the room's rules on top: only a present member publishes or views, a
-closed room takes nothing (409), the host records. The SFU is ``consultations.media.RoomMedia``; the room's
+closed room takes nothing (409), the host records. The SFU is ``media.rooms.RoomMedia``; the room's
 unit is watched on its own WHEP route (``command_center.api.media``).
 
 Room sessions live in the process that answered the offer (no forwarding between processes yet; see

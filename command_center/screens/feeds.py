@@ -380,7 +380,7 @@ class QueryFeed(Feed):
 
 
 class RoomFeed(Feed):
-    """One consultation room's members and their media (``consultations.media``): snapshot = the newest state
+    """One consultation room's members and their media (``media.rooms``): snapshot = the newest state
     (from the bus, or from the store with no media when the room has published none yet), then each change
     ``{type: "room", room_id, members: [{user_id, name, present, muted, publishing, speaking}]}``."""
 

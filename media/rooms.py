@@ -2,7 +2,7 @@
 the unit media hub (``media.sessions.MediaHub``) rather than beside it.
 
 Each present member publishes once (audio, and video if they have a camera); the hub holds that source as
-if it were a unit's, keyed ``room-<room_id>-<user_id>`` (``participant_key``) and owned by the person (caps
+if it were a unit's, keyed ``room:<room_id>:<user_id>`` (``participant_key``) and owned by the person (caps
 count it, revocation ends it). Every other member views it with one receive-only peer connection per
 participant, exactly as a unit is viewed over WHEP: the encoded frames go untouched to each viewer's bounded
 feed (``media.passthrough``); nothing is mixed, decoded or transcoded. The room's unit is viewed on its own
@@ -50,8 +50,9 @@ SPEAKING_ACTION = "room.speaking"
 
 
 def participant_key(room_id: str, user_id: UserId) -> UnitId:
-    """The hub's key for a room participant's source (a unit id cannot start with ``room-``: see docs)."""
-    return UnitId(f"room-{room_id}-{user_id}")
+    """The hub's key for a room participant's source: a colon is never in a unit id (``api.schemas.Identifier``),
+    so no unit can take a participant's place."""
+    return UnitId(f"room:{room_id}:{user_id}")
 
 
 def room_topic(room_id: str) -> str:
@@ -141,7 +142,7 @@ class RoomMedia:
         session = self._hub.find(session_id)
         if session is None or session.owner is None or session.owner.user_id != user_id:
             return None
-        return session if session.unit_id.startswith(f"room-{room_id}-") else None
+        return session if session.unit_id.startswith(f"room:{room_id}:") else None
 
     async def end_session(self, room_id: str, session: AnySession) -> None:
         await self._hub.end_where(lambda s: s is session, "ended by the participant")
@@ -149,7 +150,7 @@ class RoomMedia:
 
     async def end_member(self, room_id: str, user_id: UserId, reason: str) -> int:
         """End a member's source and views in the room (they left, were removed, the room closed)."""
-        prefix, key = f"room-{room_id}-", participant_key(room_id, user_id)
+        prefix, key = f"room:{room_id}:", participant_key(room_id, user_id)
         ended = await self._hub.end_where(
             lambda s: s.unit_id == key or (s.owner is not None and s.owner.user_id == user_id
                                             and s.unit_id.startswith(prefix)), reason,
@@ -158,7 +159,7 @@ class RoomMedia:
         return ended
 
     async def end_room(self, room_id: str, reason: str) -> int:
-        prefix = f"room-{room_id}-"
+        prefix = f"room:{room_id}:"
         ended = await self._hub.end_where(lambda s: s.unit_id.startswith(prefix), reason)
         self._rooms.pop(room_id, None)
         self.changed(room_id)
