@@ -3,8 +3,9 @@ logs in, joins (``open`` makes it the host of a new room on a new operation, inv
 publishes a camera pattern and a microphone, and views every other participant who publishes (one peer each,
 the room's media routes), counting the video frames it decodes from each.
 
-Lines on stdout (JSON): ``{"room": id}`` (the host, once), ``{"viewing": [names]}`` whenever that set grows,
-``{"counts": {name: frames}}`` after each ``count SECONDS`` line on stdin; ``quit`` leaves the room.
+Lines on stdout (JSON): ``{"room": id}`` (the host, once), ``{"viewing": [names]}`` whenever that set grows
+(a first frame decoded from each), ``{"counts": {name: frames}}`` after each ``count SECONDS`` line on stdin;
+``quit`` leaves the room.
 Used by test_rooms_media_netns.
 
     python tests/netns_room_peer.py BASE USERNAME PASSWORD ADDRESS (open NAME,NAME | ROOM_ID)
@@ -107,6 +108,11 @@ class Peer:
         async with self.http.post(path, data=pc.localDescription.sdp, headers={**self.headers, **SDP}) as r:
             answer = await ok(r, 201)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        for _ in range(600):  # viewing means a first frame decoded (over a bad link ICE and DTLS take a while)
+            if self.frames[name]:
+                return
+            await asyncio.sleep(0.1)
+        raise SystemExit(f"no frame from {name} within 60 s")
 
     async def count(self, track: MediaStreamTrack, name: str) -> None:
         with contextlib.suppress(MediaStreamError):
