@@ -199,6 +199,12 @@ async def test_three_centres_and_a_unit_confer_in_chromium_and_aiortc(world: Wor
 
             await _plays(host, [ids["high"], ids["operator"]])
             await _plays(guest, [ids["daoli"], ids["operator"]])
+            for page, others in ((host, ("high", "operator")), (guest, ("daoli", "operator"))):  # their voices
+                await page.wait_for_function(
+                    "async (ids) => { const heard = await window.roomsState.conference.heard();"
+                    " return ids.every((id) => heard[id] > 0); }",
+                    arg=[str(ids[o]) for o in others],
+                )
             for page in (host, guest):  # its own camera, published
                 media = await page.evaluate("() => window.roomsState.media")
                 assert media["publishing"] and media["self"]["width"] > 0 and media["cameraNote"] == "", media

@@ -134,6 +134,7 @@ export class Conference {
       const stop = await watch(this.unitId, this.pinned);
       if (this.closed) { await stop(); return; }
       this.stopUnit = stop;
+      this.pinned.muted = false;  // in the room the scene is heard too
       await play(this.pinned, note, this.t);
     } catch (exc) {
       note("unitUnavailable", `：${errorText(exc)}`);
@@ -275,8 +276,20 @@ export class Conference {
     await this.unpublish();
     if (this.stopUnit) { const stop = this.stopUnit; this.stopUnit = null; await stop(); }
     this.pinned.srcObject = null;
+    this.pinned.muted = true;
     Object.assign(this.pinnedNote, { hidden: true, textContent: "" });
     this.pinnedNote.dataset.key = "";
+  }
+
+  /** Test hook: audio bytes received so far from each participant (their voice reaches this page). */
+  async heard() {
+    const bytes = async (pc) => {
+      let total = 0;
+      (await pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "audio") total += r.bytesReceived; });
+      return total;
+    };
+    return Object.fromEntries(await Promise.all([...this.tiles].filter(([, v]) => v.pc)
+      .map(async ([id, v]) => [id, await bytes(v.pc)])));
   }
 
   /** Test hook: what the view shows, per tile. */

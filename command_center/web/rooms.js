@@ -4,7 +4,7 @@
 // a tile per other participant, the unit pinned large. The chosen room's members (present, muted, publishing,
 // speaking) come from the screen socket's `room:{id}` topic; the list of rooms is polled every two seconds, and
 // the room itself only while its socket has told nothing yet (or after this page's own actions).
-// Test hooks: window.roomsState (media: the conference's describe()).
+// Test hooks: window.roomsState (media: the conference's describe(); conference: the 会商 view itself).
 import { api, token } from "/static/lib/api.js";
 import { el, fillSelect } from "/static/lib/dom.js";
 import { applyTexts, errorText, formatDateTime, onLanguage, translator } from "/static/lib/i18n.js";
@@ -19,7 +19,8 @@ const REFRESH_MS = 2000;
 // live: the room's socket topic has spoken (its members then come from there); recording: the host's last word
 const state = { me: null, rooms: [], chosen: null, room: null, host: false, candidates: [], refreshes: 0,
                 live: false, recording: false, roomEvents: 0,
-                get media() { return conference ? conference.describe() : null; } };
+                get media() { return conference ? conference.describe() : null; },
+                get conference() { return conference; } };
 window.roomsState = state;
 let stopWatching = null;
 let conference = null;  // the 会商 view while I am present in the chosen, open room
@@ -98,6 +99,7 @@ function syncConference() {
   }
   if (conference) conference.update(room.members, state.host);
   document.getElementById("conference-bar").hidden = !conference;
+  document.querySelector("main").classList.toggle("conferring", Boolean(conference));  // the room comes first
   document.getElementById("watch").hidden = Boolean(conference);
   const record = document.getElementById("record");
   record.hidden = !(conference && state.host);
