@@ -25,7 +25,13 @@ window.roomsState = state;
 let stopWatching = null;
 let conference = null;  // the 会商 view while I am present in the chosen, open room
 let socket = null;  // the chosen room's screen socket
-let leftRoom = null;  // the room I have just left: an event sent before the server knew starts no view again
+// {room, present} after my join or leave, until the socket (or, without it, the API) says the same: an event
+// sent before the server knew neither restarts the camera of one who left nor stops one who joined
+let expected = null;
+const myself = (members) => members?.find((m) => m.user_id === state.me.user.id);
+const settle = (roomId, members) => {
+  if (expected?.room === roomId && myself(members)?.present === expected.present) expected = null;
+};
 let courts = new Map();  // id -> name: people are shown with their court's name, never its code
 const courtOf = (c) => courts.get(c.court_id) || c.court_id;
 
@@ -62,6 +68,7 @@ function follow(roomId) {
     state.live = true;
     state.roomEvents += 1;
     state.room = { ...state.room, ...room, members: mergeMembers(state.room.members, members) };
+    settle(roomId, members);
     if (typeof (message.recording ?? room.recording) === "boolean") state.recording = message.recording ?? room.recording;
     render();
   } });
@@ -85,7 +92,8 @@ async function stopConference() {
 function syncConference() {
   const room = state.room;
   const mine = room?.members.find((m) => m.user_id === state.me.user.id);
-  const confer = Boolean(room && room.status === "open" && mine?.present && leftRoom !== room.id);
+  const present = expected && expected.room === room?.id ? expected.present : mine?.present;
+  const confer = Boolean(room && room.status === "open" && present);
   if (conference && (!confer || conference.roomId !== room.id)) stopConference();
   if (confer && !conference) {
     if (stopWatching) { stopWatching(); stopWatching = null; }
@@ -214,6 +222,7 @@ async function refresh(full = false) {
       }
       state.room = body.room;
       state.host = body.host;
+      if (!state.live) settle(body.room.id, body.room.members);
       if (typeof body.room.recording === "boolean") state.recording = body.room.recording;
     }
   } catch (exc) {
@@ -238,14 +247,14 @@ async function start() {
     [["", t("none")], ...units.map((u) => [u.id, `${u.name}（${u.id}）`])]);
   document.getElementById("find").addEventListener("click", findPeople);
   document.getElementById("open-form").addEventListener("submit", openRoom);
-  document.getElementById("join").addEventListener("click", () => {
-    leftRoom = null;
-    act(`/api/rooms/${state.chosen}/join`);
+  document.getElementById("join").addEventListener("click", async () => {
+    expected = { room: state.chosen, present: true };
+    if (!await act(`/api/rooms/${state.chosen}/join`)) { expected = null; render(); }
   });
   document.getElementById("leave").addEventListener("click", async () => {
-    leftRoom = state.chosen;
+    expected = { room: state.chosen, present: false };
     await stopConference();  // the camera off and every session released before the server is told
-    if (!await act(`/api/rooms/${state.chosen}/leave`)) { leftRoom = null; render(); }  // still in the room
+    if (!await act(`/api/rooms/${state.chosen}/leave`)) { expected = null; render(); }  // still in the room
   });
   document.getElementById("record").addEventListener("click", setRecording);
   window.addEventListener("pagehide", () => { stopConference(); });
