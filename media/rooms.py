@@ -250,15 +250,18 @@ class RoomMedia:
             if snapshot != state.last_sent:
                 state.last_sent = snapshot
                 self._dirty.add(room_id)
-        turns, self._turns = self._turns, []
-        for room, user_id, _started, duration in turns:
-            await self._audit.record(SPEAKING_ACTION, user_id, reason=room.title,
-                                     details={"room_id": room.id, "court_id": room.court_id, "user_id": user_id,
-                                              "duration_ms": round(duration)})  # fmt: skip
         dirty, self._dirty = self._dirty, set()
         for room_id in dirty:
             await self._bus.publish(room_topic(room_id), {"room_id": room_id,
                                                           "members": await self.members_view(room_id)})  # fmt: skip
+        while self._turns:  # each turn leaves the queue once audited (the audit log away: kept for next time)
+            pending = self._turns[0]
+            room, user_id, _started, duration = pending
+            await self._audit.record(SPEAKING_ACTION, user_id, reason=room.title,
+                                     details={"room_id": room.id, "court_id": room.court_id, "user_id": user_id,
+                                              "duration_ms": round(duration)})  # fmt: skip
+            if self._turns and self._turns[0] is pending:
+                self._turns.pop(0)
 
     # Internals ------------------------------------------------------------------------------------
 

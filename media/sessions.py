@@ -200,11 +200,13 @@ class MediaHub:
         return self._table.places
 
     def session_counts(self) -> dict[str, int]:
-        """Sessions by role: units publishing (WHIP or GB/T 28181), viewers (WHEP), operators talking back."""
-        counts = {"unit": 0, "viewer": 0, "talkback": 0}
+        """Sessions by role: units publishing (WHIP or GB/T 28181), viewers (WHEP and views in rooms), operators
+        talking back, and people publishing in consultation rooms (a source with an owner)."""
+        counts = {"unit": 0, "viewer": 0, "talkback": 0, "participant": 0}
         names = {Role.PUBLISHER: "unit", Role.VIEWER: "viewer", Role.TALKER: "talkback"}
         for session in self._table:
-            counts[names[session.role]] += 1
+            participant = session.role is Role.PUBLISHER and session.owner is not None
+            counts["participant" if participant else names[session.role]] += 1
         return counts
 
     def frames_dropped(self) -> dict[str, int]:

@@ -31,7 +31,7 @@ async def test_the_overview_reports_this_process_and_warns_on_a_full_disk(make_w
     assert overview["node"]["leader_node"] == overview["node"]["id"]
     assert overview["store_up"] is True and overview["bus_up"] is True
     assert overview["units"]["available"] == 1 and overview["positions"]["stored"] == 1
-    assert overview["media"]["sessions"] == {"unit": 0, "viewer": 0, "talkback": 0}
+    assert overview["media"]["sessions"] == {"unit": 0, "viewer": 0, "talkback": 0, "participant": 0}
     assert len(overview["agencies"]) == 18 and {a["breaker"] for a in overview["agencies"]} == {"closed"}
     disk = overview["disk"]
     assert disk["size_bytes"] > 0 and 0 <= disk["free_percent"] < 100

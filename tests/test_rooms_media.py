@@ -18,12 +18,13 @@ import pytest
 from aiortc import AudioStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from command_center.credentials import lookup_hash, new_device_secret
 from command_center.keys import MEDIA, ROOM_MEDIA
 from config.settings import MediaSettings
-from core.ids import CourtId, UserId
+from core.ids import CourtId, UnitId, UserId
 from media.evidence import SEGMENT_ACTION
 from media.rooms import participant_key
-from persistence.models import Role
+from persistence.models import Role, UnitKind
 from tests.conftest import AppFactory, World
 from tests.media_support import (  # noqa: F401 (loopback is a fixture)
     SDP_HEADERS,
@@ -40,6 +41,7 @@ from tests.media_support import (  # noqa: F401 (loopback is a fixture)
 from tests.test_media_recording import _cli
 
 pytestmark = pytest.mark.usefixtures("loopback")
+NANGANG = "HLJ0103-U01"
 
 COLOURS = {"supervisor": (200, 40, 40), "operator": (40, 200, 40), "daoli": (40, 40, 200)}
 
@@ -283,6 +285,7 @@ async def test_three_centres_and_a_unit_confer_mute_speak_leave_and_record(
             await watcher.watch(UNIT, role=who)
             assert len(await watcher.frames("video", 2)) == 2
             await watcher.close()
+        assert hub.session_counts()["participant"] == 3 and hub.session_counts()["unit"] == 1
         for person in people.values():
             key = participant_key(room_id, UserId(ids[person.who]))
             publisher = hub.publisher(key)
@@ -400,3 +403,40 @@ async def test_a_revoked_session_ends_its_room_streams(
                      what="logging out ends the stream")  # fmt: skip
     await eventually(lambda: not [v for v in hub.viewers() if v.user_id == ids["daoli"]], what="and the views")
     assert hub.publisher(participant_key(room_id, UserId(ids["supervisor"]))) is not None
+
+
+async def test_a_member_from_another_court_watches_the_pinned_unit_only_while_in_the_room(
+    media_world: World, room: tuple[str, dict[str, int], dict[str, Participant]]
+) -> None:
+    """The pinned unit is Nangang's (HLJ0103), outside Daoli's court: Daoli's operator watches it while present
+    in the room, and that view ends when they leave."""
+    world = media_world
+    _room_id, ids, _people = room
+    secret = new_device_secret()
+    await world.store.add_unit(unit_id=UnitId(NANGANG), name="南岗一号", kind=UnitKind.BODY_CAMERA,
+                               court_id=CourtId("HLJ0103"), secret_hash=lookup_hash(secret))  # fmt: skip
+    case = await world.store.add_case(case_number="(2026)黑0102执10号", court_id=CourtId("HLJ0102"), title="王某案",
+                                      created_by=None, created_ms=0)  # fmt: skip
+    response = await world.client.post("/api/rooms", headers=world.auth("supervisor"), json={
+        "title": "跨区会商", "case_id": case.id, "unit_id": NANGANG, "invited": [ids["daoli"]]})  # fmt: skip
+    assert response.status == 201, await response.text()
+    room_id = (await response.json())["room"]["id"]
+    unit = UnitPeer(world, video="video/VP8")
+    await unit.publish(headers={"Authorization": f"Bearer {secret}"})
+    viewer = ViewerPeer(world)
+    try:
+        await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
+        outside = await world.client.post(f"/api/whep/{NANGANG}", data=viewer.pc.localDescription.sdp,
+                                          headers={**world.auth("daoli"), **SDP_HEADERS})  # fmt: skip
+        assert outside.status == 403
+        await _join(world, room_id, "daoli")
+        await viewer.watch(NANGANG, role="daoli")
+        assert len(await viewer.frames("video", 2)) == 2
+        hub = world.client.app[MEDIA]
+        assert [v for v in hub.viewers_of(UnitId(NANGANG)) if v.owner and v.owner.user_id == ids["daoli"]]
+        left = await world.client.post(f"/api/rooms/{room_id}/leave", headers=world.auth("daoli"))
+        assert left.status == 200
+        assert not [v for v in hub.viewers_of(UnitId(NANGANG)) if v.owner and v.owner.user_id == ids["daoli"]]
+    finally:
+        await viewer.close()
+        await unit.close()

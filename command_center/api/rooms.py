@@ -19,12 +19,13 @@ from command_center.api.params import flag, whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import MAX_BIGINT, RowId, Strict
 from command_center.auth import Access, UserCaller, current_user
-from command_center.keys import ROOM_MEDIA, ROOMS, STORE
+from command_center.keys import MEDIA, ROOM_MEDIA, ROOMS, STORE
 from consultations.models import Room, RoomStatus, authorised_for
 from consultations.views import room_view
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import CaseId, CourtId, UnitId, UserId
 from courts.visibility import visible_courts
+from media.table import Role as MediaRole
 from persistence.models import Role, User
 from persistence.port import Store
 
@@ -130,6 +131,33 @@ async def _probe(request: web.Request, title: str, operation_id: str | None, cas
     if not authorised_for(await visible_courts(store, caller), probe):
         raise Forbidden(f"court {courts[0]} is outside your jurisdiction")
     return probe
+
+
+async def watches_pinned_unit(store: Store, user_id: UserId, unit_id: UnitId) -> bool:
+    """Whether the user is present in an open room that pins this unit: a member from another court involved
+    (a cross-court operation's) watches the room's unit on its WHEP route though it is outside their courts."""
+    for room in await store.rooms_of(user_id, statuses=(RoomStatus.OPEN,)):
+        if room.unit_id != unit_id:
+            continue
+        if any(m.user_id == user_id and m.present for m in await store.room_members(room.id)):
+            return True
+    return False
+
+
+async def _end_pinned_views(request: web.Request, room: Room, user_ids: list[UserId], reason: str) -> None:
+    """Views of the pinned unit that only the room admitted end when the member is no longer in it."""
+    store, hub = request.app[STORE], request.app.get(MEDIA)
+    if room.unit_id is None or hub is None:
+        return
+    unit = await store.get_unit(room.unit_id)
+    outside = set()
+    for user_id in user_ids:
+        seen = await visible_courts(store, _Person(await store.get_user(user_id)))
+        if seen is not None and unit.court_id not in seen:
+            outside.add(user_id)
+    if outside:
+        await hub.end_where(lambda s: s.role is MediaRole.VIEWER and s.unit_id == unit.id and s.owner is not None
+                            and s.owner.user_id in outside, reason)  # fmt: skip
 
 
 def _changed(request: web.Request, room: Room) -> None:
@@ -264,6 +292,7 @@ async def leave(request: web.Request) -> web.StreamResponse:
     await request.app[ROOMS].leave(room, caller.user.id)
     if (media := request.app.get(ROOM_MEDIA)) is not None:  # leaving ends one's stream and views
         await media.end_member(room.id, caller.user.id, "left the room")
+    await _end_pinned_views(request, room, [caller.user.id], "left the room")
     return await _out(request, room, caller)
 
 
@@ -287,4 +316,6 @@ async def close(request: web.Request) -> web.StreamResponse:
     closed = await request.app[ROOMS].close(room, caller.user.id)
     if (media := request.app.get(ROOM_MEDIA)) is not None:  # every stream and view of the room ends
         await media.end_room(room.id, "the room was closed")
+    members = [m.user_id for m in await request.app[STORE].room_members(room.id)]
+    await _end_pinned_views(request, room, members, "the room was closed")
     return await _out(request, closed, caller)

@@ -235,6 +235,7 @@ const ops = {
         down: "不可用", disk: "录像磁盘", free: "可用", of: "共", diskWarning: "录像磁盘可用空间低于 {p}%，请及时清理或扩容",
         diskUnknown: "无法读取磁盘信息", units: "执行单兵", screens: "大屏与音视频", screensConnected: "已连接大屏",
         tooSlow: "因网络过慢断开的大屏", session_unit: "推流单兵", session_viewer: "观看会话", session_talkback: "对讲会话",
+        session_participant: "会商推流",
         framesDropped: "丢弃视频帧", agencies: "协查单位", agency: "单位", breaker: "熔断状态", breaker_closed: "正常",
         breaker_open: "已熔断", breaker_half_open: "试探恢复中", updated: "更新于" },
   en: { title: "Command Centre · Operations", process: "Server process", node: "Node", role: "Role", leaderNode: "Leader",
@@ -244,7 +245,8 @@ const ops = {
         of: "of", diskWarning: "Less than {p}% of the recording disk is free: clear or grow it",
         diskUnknown: "disk usage unknown", units: "Field units", screens: "Screens and media",
         screensConnected: "Screens connected", tooSlow: "Screens dropped as too slow", session_unit: "Units streaming",
-        session_viewer: "Viewers", session_talkback: "Talkback", framesDropped: "Video frames dropped",
+        session_viewer: "Viewers", session_talkback: "Talkback", session_participant: "Publishing in rooms",
+        framesDropped: "Video frames dropped",
         agencies: "Partner agencies", agency: "Agency", breaker: "Breaker", breaker_closed: "closed",
         breaker_open: "OPEN", breaker_half_open: "half open", updated: "updated" },
 };
