@@ -231,6 +231,8 @@ async def test_three_centres_and_a_unit_confer_in_chromium_and_aiortc(world: Wor
             await host.click("#record")
             await host.wait_for_selector("#recording-flag", state="visible")
             assert await host.text_content("#record") == "停止录制"
+            await guest.wait_for_selector("#recording-flag", state="visible")  # everyone is told they are recorded
+            assert await guest.locator("#record").is_hidden()  # only the host records
             await host.screenshot(path=str(tmp_path / "host.png"), full_page=True)
             await guest.screenshot(path=str(tmp_path / "guest.png"), full_page=True)
             await host.click("#record")

@@ -39,6 +39,7 @@ function playing(video, note, t) {
 
 /** Starts playback; when the browser refuses sound without a gesture, plays muted and asks for a click. */
 async function play(video, show, t) {
+  if (!video.srcObject) return;  // no track yet: autoplay starts it when one comes
   try {
     await video.play();
   } catch (exc) {

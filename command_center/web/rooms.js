@@ -15,6 +15,7 @@ import { Conference } from "/static/conference.js";
 
 const t = translator("rooms");
 const REFRESH_MS = 2000;
+const ROOM_EVERY = 3;
 // rooms: mine; chosen: the room shown; room/host: its detail and whether I host it; candidates: who may be invited
 // live: the room's socket topic has spoken (its members then come from there); recording: the host's last word
 const state = { me: null, rooms: [], chosen: null, room: null, host: false, candidates: [], refreshes: 0,
@@ -206,21 +207,23 @@ function render() {
   renderRoom();
 }
 
-/** The rooms, and the chosen room unless its socket speaks for it (full: after this page's own action). */
+/** The rooms, and the chosen room unless its socket speaks for it (full: after this page's own action). The
+ * topic carries the members, not whether the room is recorded: that (and the title, the status) is read every
+ * ROOM_EVERY refreshes while the socket speaks, the members then staying the socket's. */
 async function refresh(full = false) {
   try {
     state.rooms = (await api("/api/rooms")).rooms;
     const listed = state.rooms.find((r) => r.id === state.chosen);
     const changed = listed ? listed.status !== state.room?.status : state.room?.status === "open";  // closed: unlisted
-    const stale = !state.live || full || changed;
+    const stale = !state.live || full || changed || state.room?.id !== state.chosen;
     follow(state.chosen);
-    if (state.chosen && (state.room?.id !== state.chosen || stale)) {
+    if (state.chosen && (stale || state.refreshes % ROOM_EVERY === 0)) {
       const body = await api(`/api/rooms/${state.chosen}`);
       if (body.host && state.room?.id !== body.room.id) {  // the host's invite list: this room's candidates
         const query = body.room.operation_id ? { operation_id: body.room.operation_id } : { case_id: body.room.case_id };
         state.candidates = (await api(`/api/rooms/candidates?${new URLSearchParams(query)}`)).candidates;
       }
-      state.room = body.room;
+      state.room = stale ? body.room : { ...body.room, members: state.room.members };
       state.host = body.host;
       if (!state.live) settle(body.room.id, body.room.members);
       if (typeof body.room.recording === "boolean") state.recording = body.room.recording;
