@@ -24,7 +24,10 @@ from aiortc import AudioStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from playwright.async_api import Browser, Page, async_playwright
 
-from core.ids import CourtId
+from command_center.keys import MEDIA
+from core.ids import CourtId, UserId
+from media.peers import Publisher
+from media.rooms import participant_key
 from persistence.models import Role
 from tests.conftest import World
 from tests.media_support import SDP_HEADERS, UNIT, ColourCamera, UnitPeer, connected, eventually, loopback, new_pc  # noqa: F401
@@ -248,6 +251,17 @@ async def test_three_centres_and_a_unit_confer_in_chromium_and_aiortc(world: Wor
             assert await guest.locator("#tiles .tile").count() == 0
             await host.wait_for_selector(f"#tiles .tile[data-user='{ids['high']}']", state="detached")
             assert await host.locator(f"#tiles .tile[data-user='{ids['operator']}']").count() == 1
+
+            hub = world.client.app[MEDIA]  # the host's stream ends on the server's side (as after a timeout) …
+            before = await host.evaluate("() => window.roomsState.conference.publisher.location")
+            key = participant_key(room_id, UserId(ids["daoli"]))
+            ended = await hub.end_where(lambda s: s.unit_id == key and isinstance(s, Publisher), "test: it ends")
+            assert ended == 1
+            await host.wait_for_function(  # … and the page, told by the socket, publishes again by itself
+                "(before) => { const p = window.roomsState.conference.publisher;"
+                " return p?.location && p.location !== before && p.pc.connectionState === 'connected'; }",
+                arg=before,
+            )
 
             await aiortc.unpublish()  # a participant who stops publishing loses the tile, and has it back
             await host.wait_for_selector(f"#tiles .tile[data-user='{ids['operator']}']", state="detached")

@@ -63,6 +63,8 @@ export class Conference {
     this.publisher = null;  // {pc, location}
     this.stopUnit = null;
     this.closed = false;
+    this.publishTimer = null;
+    this.publishBackoff = FIRST_RETRY_MS;
     this.cameraNote = "";
     this.members = [];
     this.host = false;
@@ -102,22 +104,38 @@ export class Conference {
     if (this.cameraNote) this.say(t(this.cameraNote));
   }
 
+  /** My camera and microphone to the room; a failure is said on my tile and publishing tried again
+   * (backing off to MAX_RETRY_MS; a second publish replaces the first on the server). */
   async publish() {
+    this.publishTimer = null;
+    if (this.closed || !this.camera) return;
     const pc = new RTCPeerConnection({ iceServers: [] });
     for (const track of this.camera.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [this.camera] });
-    this.publisher = { pc, location: null };
+    const publisher = { pc, location: null, seen: false };  // seen: the room has shown me publishing on it
+    this.publisher = publisher;
+    const again = publisher.again = (extra = "") => {
+      if (this.publisher !== publisher || this.closed) return;
+      this.selfTile.show("publishFailed", extra);
+      this.publisher = null;
+      pc.close();
+      release(publisher.location);
+      this.publishTimer = setTimeout(() => this.publish(), this.publishBackoff);
+      this.publishBackoff = Math.min(this.publishBackoff * 2, MAX_RETRY_MS);
+    };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed") this.selfTile.show("publishFailed");
+      if (pc.connectionState === "failed") again();
+      if (pc.connectionState === "connected") {
+        this.publishBackoff = FIRST_RETRY_MS;
+        if (this.selfTile.note.dataset.key === "publishFailed") this.selfTile.show(this.cameraNote);
+      }
     };
     try {
-      const { location } = await negotiateSession(pc, `/api/rooms/${encodeURIComponent(this.roomId)}/media/publish`);
-      this.publisher.location = location;
-      if (this.closed) await this.unpublish();
+      publisher.location = (await negotiateSession(pc, `/api/rooms/${encodeURIComponent(this.roomId)}/media/publish`)).location;
     } catch (exc) {
-      this.selfTile.show("publishFailed", `：${errorText(exc)}`);
-      pc.close();
-      this.publisher = null;
+      again(`：${errorText(exc)}`);
+      return;
     }
+    if (this.publisher !== publisher) { await release(publisher.location); pc.close(); }  // left meanwhile
   }
 
   async unpublish() {
@@ -159,6 +177,11 @@ export class Conference {
       else if (view.retryAt !== undefined && Date.now() >= view.retryAt) this.connect(view, member);
     }
     const mine = members.find((m) => m.user_id === this.me);
+    const publisher = this.publisher;
+    if (mine && publisher?.location) {  // the server ended my stream (the room shows me publishing no more)
+      if (publishes(mine).length) publisher.seen = true;
+      else if (publisher.seen) publisher.again();
+    }
     if (mine) {
       this.badges(this.selfTile, mine);
       for (const track of this.camera?.getAudioTracks() || []) track.enabled = !mine.muted;  // the host muted me
@@ -271,6 +294,7 @@ export class Conference {
   async stop() {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.publishTimer);
     for (const userId of [...this.tiles.keys()]) this.drop(userId);
     this.selfTile?.tile.remove();
     this.stopCamera();
