@@ -253,7 +253,7 @@ def _line(name: str, participants: int, receivers: int, cpu: float, per: float, 
     p99 = "—" if r["p99_ms"] is None else f"{r['p99_ms']:.1f}ms"
     print(f"{name:<11} participants {participants} video receivers {receivers:>2}: server CPU {cpu:.0%} "
           f"({per:.1%} per participant), latency p50 {p50} p99 {p99}, frames lost {r['lost_share']:.2%}, "
-          f"loop lag {lag_line(lag)}", flush=True)  # fmt: skip
+          f"event loop {lag_line(lag)}", flush=True)  # fmt: skip
 
 
 def main() -> None:
