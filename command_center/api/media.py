@@ -244,6 +244,22 @@ async def talk_start(request: web.Request) -> web.StreamResponse:
 
 
 @api.route(
+    "OPTIONS", "/api/talk/{unit_id}", summary="What the talkback endpoint takes (Accept-Post) and CORS preflight",
+    tag="media", access=None, status=204,
+)  # fmt: skip
+async def talk_options(request: web.Request) -> web.StreamResponse:
+    return preflight(request, ENDPOINT_METHODS, accept_post=True)
+
+
+@api.route(
+    "OPTIONS", "/api/talk/{unit_id}/{session_id}", summary="What a talkback session takes (Accept-Patch) and CORS "
+    "preflight", tag="media", access=None, status=204,
+)  # fmt: skip
+async def talk_session_options(request: web.Request) -> web.StreamResponse:
+    return preflight(request, SESSION_METHODS, accept_post=False)
+
+
+@api.route(
     "PATCH", "/api/talk/{unit_id}/{session_id}", summary="Trickle ICE candidates or restart ICE of a talkback "
     "(body: trickle-ice-sdpfrag, If-Match: the session's ETag)", tag="media", access=VIEWERS, status=204,
     errors=PATCH_ERRORS,
