@@ -105,8 +105,8 @@ def patched(outcome: Patched) -> web.Response:
     return web.Response(status=200, text=outcome.fragment, content_type=SDPFRAG, headers={"ETag": outcome.etag})
 
 
-def limited(request: web.Request, who: str) -> None:
-    request.app[MEDIA_RATES].check(who)
+async def limited(request: web.Request, who: str) -> None:
+    await request.app[MEDIA_RATES].check(who)
 
 
 def _viewer(request: web.Request) -> Viewer:
@@ -121,7 +121,7 @@ def _viewer(request: web.Request) -> Viewer:
 )  # fmt: skip
 async def whip_publish(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
-    limited(request, f"unit {unit.id}")
+    await limited(request, f"unit {unit.id}")
     offer = await read_offer(request)
     answered = await request.app[MEDIA].publish(unit, offer)
     return sdp_created(request, answered, f"/api/whip/{answered.id}", unit.id)
@@ -142,7 +142,7 @@ async def whip_options(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whip_patch(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
-    limited(request, f"unit {unit.id}")
+    await limited(request, f"unit {unit.id}")
     fragment = await read_fragment(request)
     hub = request.app[MEDIA]
     session = hub.session(Role.PUBLISHER, unit.id, SessionId(request.match_info["session_id"]), None)
@@ -155,7 +155,7 @@ async def whip_patch(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whip_end(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
-    limited(request, f"unit {unit.id}")
+    await limited(request, f"unit {unit.id}")
     await request.app[MEDIA].end_publish(unit.id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
 
@@ -174,7 +174,7 @@ async def whip_session_options(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whep_view(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
@@ -209,7 +209,7 @@ async def whep_patch(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whep_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     if (elsewhere := await on_unit_node(request, unit_id)) is not None:
         return elsewhere
@@ -232,7 +232,7 @@ async def whep_session_options(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def talk_start(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
@@ -274,7 +274,7 @@ async def talk_patch(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def talk_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     if (elsewhere := await on_unit_node(request, unit_id)) is not None:
         return elsewhere
@@ -292,7 +292,7 @@ async def _gb_live(request: web.Request, unit: Unit, *, hold: bool = False) -> N
 async def _patch_own(request: web.Request, role: Role) -> web.StreamResponse:
     """PATCH the caller's own view or talkback, on the process holding it."""
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     body = await read_fragment(request)
     if (elsewhere := await on_unit_node(request, unit_id, body)) is not None:
