@@ -88,6 +88,7 @@ from config.settings import (
     TrackingSettings,
 )
 from consultations.desk import RoomDesk
+from core.ids import UnitId
 from core.startup import ready_or_failed
 from entrustments.desk import EntrustmentDesk
 from event_bus.factory import build_bus
@@ -102,7 +103,7 @@ from gb28181.service import GbService
 from gb28181.transport import SipServer
 from maps.report_pool import ReportPool
 from maps.tile_archive import TileArchive
-from media.evidence import SEGMENT_ACTION
+from media.evidence import SEGMENT_ACTION, SegmentCheck
 from media.sessions import MediaHub
 from media.verification import SegmentVerifier
 from operations.desk import OperationDesk
@@ -156,7 +157,7 @@ def components(
             # ── media: WHIP/WHEP sessions, recording, SOS recording ───────────────────────────────────
             media = await _start_media(stack, app, settings, tracker, audit, cluster)
             _record_sos(stack, alarms, media)
-            _start_segment_verifier(stack, app, settings, store, cluster)
+            _start_segment_verifier(stack, app, settings, store, cluster, alarms)
 
             # ── reports, revocation of live connections, GB/T 28181 devices ───────────────────────────
             _start_report_pool(stack, app, settings.maps.report_workers)
@@ -437,10 +438,16 @@ def _record_sos(stack: AsyncExitStack, alarms: AlarmDesk, media: MediaHub) -> No
 
 
 def _start_segment_verifier(
-    stack: AsyncExitStack, app: web.Application, settings: Settings, store: Store, cluster: Coordinator
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: Settings,
+    store: Store,
+    cluster: Coordinator,
+    alarms: AlarmDesk,
 ) -> SegmentVerifier:
     """Recorded segments re-hashed against the audit chain: by the leader every ``media.verify_interval_seconds``
-    (0: only on demand), so tampering or loss shows on the 运维 page and in the metrics."""
+    (0: only on demand), so tampering or loss shows on the 运维 page, in the metrics and as an alarm for the
+    unit's court (one live alarm per segment)."""
 
     async def audited() -> list[dict[str, Any]]:
         found, after = [], 0
@@ -449,7 +456,13 @@ def _start_segment_verifier(
             after = entries[-1].seq
         return found
 
-    verifier = SegmentVerifier(audited, settings.data_dir / "recordings")
+    async def alarm(details: dict[str, Any], check: SegmentCheck) -> None:
+        unit = await store.get_unit(UnitId(str(details["unit_id"])))
+        await alarms.raise_(AlarmKind.EVIDENCE_MISMATCH, check.file, court_id=unit.court_id, unit_id=unit.id,
+                            details={"unit_name": unit.name, "file": check.file, "result": check.result,
+                                     "problem": check.problem, "session_id": details.get("session_id")})  # fmt: skip
+
+    verifier = SegmentVerifier(audited, settings.data_dir / "recordings", on_problem=alarm)
     app[VERIFIER] = verifier
     interval = settings.media.verify_interval_seconds
     if interval > 0:

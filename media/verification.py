@@ -4,7 +4,8 @@ its SHA-256 and size compared with the chain's, off the event loop (``media.evid
 ``recording verify`` does the same from the command line, once; this runs in the leader every
 ``media.verify_interval_seconds`` and on demand (``POST /api/ops/verify-recordings``), so an altered or lost
 segment shows on the 运维 page and in ``cc_recording_segment_verifications_total{result}`` without anyone
-running the CLI. A mismatch or a missing file is logged as an error naming the file.
+running the CLI. A mismatch or a missing file is logged as an error naming the file and handed to
+``on_problem`` (the composition root raises an alarm for the unit's court: 录像校验异常).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from media.evidence import check_segment
+from media.evidence import SegmentCheck, check_segment
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ MAX_PROBLEMS = 20  # problems kept from the last run for the 运维 page (the lo
 
 #: The details of the chain's segment entries, oldest first (``media.evidence.SEGMENT_ACTION``).
 Audited = Callable[[], Awaitable[list[dict[str, Any]]]]
+#: Told of each segment found altered or missing, with its audit details.
+OnProblem = Callable[[dict[str, Any], SegmentCheck], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,10 @@ class VerificationRun:
 class SegmentVerifier:
     """Re-hashes the recorded segments under ``root`` against the chain; one pass at a time."""
 
-    def __init__(self, audited: Audited, root: Path) -> None:
+    def __init__(self, audited: Audited, root: Path, *, on_problem: OnProblem | None = None) -> None:
         self._audited = audited
         self._root = root
+        self._on_problem = on_problem
         self.totals = dict.fromkeys(RESULTS, 0)  # since this process started, for the metrics
         self.last: VerificationRun | None = None
         self._lock = asyncio.Lock()
@@ -54,11 +58,12 @@ class SegmentVerifier:
             checks = await asyncio.to_thread(lambda: [check_segment(d, self._root) for d in segments])
             counts = dict.fromkeys(RESULTS, 0)
             problems = []
-            for check in checks:
+            for details, check in zip(segments, checks, strict=True):
                 counts[check.result] += 1
                 if check.problem is not None:
                     log.error("recording: evidence segment %s: %s", check.result, check.problem)
                     problems.append(check.problem)
+                    await self._tell(details, check)
             for result, n in counts.items():
                 self.totals[result] += n
             self.last = VerificationRun(time.time(), counts, problems[:MAX_PROBLEMS])
@@ -67,6 +72,14 @@ class SegmentVerifier:
             else:
                 log.info("recording: %d segments match the audit chain", len(checks))
             return self.last
+
+    async def _tell(self, details: dict[str, Any], check: SegmentCheck) -> None:
+        if self._on_problem is None:
+            return
+        try:
+            await self._on_problem(details, check)
+        except Exception:  # the count and the log line stand; the alarm is raised again at the next pass
+            log.exception("recording: could not report %s", check.file)
 
     async def run_forever(self, interval: float, leading: Callable[[], bool]) -> None:
         """Every ``interval`` seconds, while ``leading()`` (one process re-reads the shared recordings)."""

@@ -180,7 +180,8 @@ async def test_the_server_re_reads_its_segments_and_counts_altered_and_missing_o
     make_world: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What ``recording verify`` does, done by the server (on demand here; the leader does it periodically):
-    each counted in ``cc_recording_segment_verifications_total{result}``, shown on the 运维 overview."""
+    each counted in ``cc_recording_segment_verifications_total{result}``, shown on the 运维 overview, and an
+    altered or missing segment raises an alarm (录像校验异常) for the unit's court."""
     world = await make_world(media=MediaSettings(segment_seconds=1.0, verify_interval_seconds=0))
     unit = UnitPeer(world, video="video/VP8")
     await unit.publish()
@@ -215,6 +216,15 @@ async def test_the_server_re_reads_its_segments_and_counts_altered_and_missing_o
     assert overview["verifications"]["totals"] == {"ok": 2 * len(segments) - 2, "mismatch": 1, "missing": 1}
     problems = overview["verifications"]["last"]["problems"]
     assert {str(segments[0]["file"]), str(segments[1]["file"])} == {p.split(":")[0] for p in problems}
+    # An alarm for the unit's court, one per segment (a later pass finding the same does not add another).
+    await world.client.post("/api/ops/verify-recordings", headers=admin)
+    listed = await (await world.client.get("/api/alarms", headers=world.auth("operator"))).json()
+    raised = [a for a in listed["alarms"] if a["kind"] == "evidence_mismatch"]
+    evidence = {a["subject"]: a for a in raised}
+    assert len(raised) == 2 and set(evidence) == {str(segments[0]["file"]), str(segments[1]["file"])}
+    assert evidence[str(segments[0]["file"])]["details"]["result"] == "mismatch"
+    assert evidence[str(segments[1]["file"])]["details"]["result"] == "missing"
+    assert {a["unit_id"] for a in evidence.values()} == {UNIT} and {a["state"] for a in evidence.values()} == {"open"}
     for role in ("operator", "judge", "device"):
         assert (await world.client.post("/api/ops/verify-recordings", headers=world.auth(role))).status == 403
 

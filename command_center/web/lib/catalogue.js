@@ -13,7 +13,7 @@ const common = {
     // alarms
     alarm_sos: "紧急求救", alarm_offline: "离线", alarm_low_battery: "电量低", alarm_geofence: "电子围栏",
     alarm_task_overdue: "任务超时", alarm_query_burst: "查控频次异常", alarm_query_night: "夜间查控",
-    alarm_query_same_person: "跨案查询同一人",
+    alarm_query_same_person: "跨案查询同一人", alarm_evidence_mismatch: "录像校验异常",
     // operations
     op_search: "搜查", op_seizure: "查封扣押", op_eviction: "强制迁出", op_detention: "拘传拘留",
     planned: "准备中", under_way: "进行中", concluded: "已结束", cancelled: "已撤销",
@@ -28,7 +28,7 @@ const common = {
     available: "available", en_route: "en route", on_site: "on site", sos: "SOS", offline: "offline", online: "online",
     alarm_sos: "SOS", alarm_offline: "offline", alarm_low_battery: "low battery", alarm_geofence: "geofence",
     alarm_task_overdue: "task overdue", alarm_query_burst: "query burst", alarm_query_night: "queries at night",
-    alarm_query_same_person: "same person, several cases",
+    alarm_query_same_person: "same person, several cases", alarm_evidence_mismatch: "recording altered or missing",
     op_search: "search", op_seizure: "seizure", op_eviction: "eviction", op_detention: "detention",
     planned: "planned", under_way: "under way", concluded: "concluded", cancelled: "cancelled",
     notForRole: "this page is not for the {role} role", speed: "speed", battery: "battery", fix: "fix time",
