@@ -14,12 +14,16 @@ import pytest
 
 from bench.cluster import Cluster
 from bench.harness import fresh_store_url
+from field_device.media_unit import MediaUnit
 from tests.conftest import REDIS_URL
+from tests.media_support import loopback
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 PASSWORD = "ops-cluster-supervisor"
 UNIT = "HLJ0102-O1"
+STREAMING = "HLJ0102-O2"  # streams to node-1 while a viewer's requests reach node-2
+__all__ = ["loopback"]  # the fixture
 TTL = 1.5  # seconds: a record older than this is stale (short, so the test waits little)
 
 
@@ -32,7 +36,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(workdir, processes=2, store_url=store_url, redis_url=REDIS_URL, env=settings)
     cluster.init()
     cluster.add_user("sup1", "supervisor", PASSWORD)
-    cluster.secrets = {UNIT: cluster.add_device(UNIT)}  # type: ignore[attr-defined]
+    cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, STREAMING)}  # type: ignore[attr-defined]
     try:
         asyncio.run(cluster.start(proxy=False))
         yield cluster
@@ -67,6 +71,41 @@ async def test_the_media_request_rate_holds_across_both_processes(cluster: Clust
                 assert answer.status == 429, await answer.text()
                 assert (await answer.json())["error"]["code"] == "too_many_requests"
                 assert 1 <= int(answer.headers["Retry-After"]) <= 60
+
+
+async def test_a_forwarded_request_is_counted_once(cluster: Cluster, loopback: None) -> None:
+    """A viewer's request reaching the process that does not hold the unit's session is sent on to the one that
+    does (command_center/forwarding.py), and counted there only: three a minute means three, not one and a half."""
+    a, b = (s.url for s in cluster.servers)
+    unit = MediaUnit(a, cluster.secrets[STREAMING], talkback=False, label="O2")  # type: ignore[attr-defined]
+    await unit.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            auth = await _login(http, b)
+            for _ in range(100):  # node-2 learns that node-1 holds the unit's session (its media lease)
+                async with http.get(f"{b}/api/media/streaming", headers=auth) as answer:
+                    streaming = (await answer.json())["unit_ids"]
+                if STREAMING in streaming:
+                    break
+                await asyncio.sleep(0.2)
+            assert STREAMING in streaming
+            statuses = []
+            for _ in range(4):
+                async with http.delete(f"{b}/api/whep/{STREAMING}/no-such-view", headers=auth) as answer:
+                    statuses.append(answer.status)
+                    retry_after = answer.headers.get("Retry-After")
+            assert statuses == [404, 404, 404, 429], statuses  # node-1 answered each: no such view of the unit
+            assert retry_after is not None and 1 <= int(retry_after) <= 60
+        # node-1 handled them (its access log keeps refusals): the three 404s and the 429, each once
+        for _ in range(50):  # a request's access-log line is written once its answer has gone
+            log = (cluster.workdir / "node-1.log").read_text(errors="replace").splitlines()
+            handled = [line for line in log if f"/api/whep/{STREAMING}/no-such-view" in line]
+            if len(handled) >= 4:
+                break
+            await asyncio.sleep(0.1)
+        assert len(handled) == 4, handled
+    finally:
+        await unit.close()
 
 
 async def test_each_process_lists_both_with_the_leader_and_a_killed_one_goes_stale(cluster: Cluster) -> None:

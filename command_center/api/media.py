@@ -106,6 +106,9 @@ def patched(outcome: Patched) -> web.Response:
 
 
 async def limited(request: web.Request, who: str) -> None:
+    """Count one media request of ``who`` (429 past ``media.requests_per_minute``; across every process when
+    they share Redis). A request for a unit streaming elsewhere is counted by the process that handles it,
+    once, not by the one that forwards it too (``command_center.forwarding``)."""
     await request.app[MEDIA_RATES].check(who)
 
 
@@ -174,13 +177,13 @@ async def whip_session_options(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whep_view(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    await limited(request, f"user {caller.user.id}")
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     await _gb_live(request, unit)
     answered = await request.app[MEDIA].view(_viewer(request), unit.id, offer)
     return sdp_created(request, answered, f"/api/whep/{unit.id}/{answered.id}", f"user{caller.user.id}")
@@ -209,10 +212,10 @@ async def whep_patch(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whep_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    await limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     if (elsewhere := await on_unit_node(request, unit_id)) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     await request.app[MEDIA].end_view(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
 
@@ -232,13 +235,13 @@ async def whep_session_options(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def talk_start(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    await limited(request, f"user {caller.user.id}")
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     answered = await request.app[MEDIA].talk(_viewer(request), unit.id, offer)
     return sdp_created(request, answered, f"/api/talk/{unit.id}/{answered.id}", f"user{caller.user.id}")
 
@@ -274,10 +277,10 @@ async def talk_patch(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def talk_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    await limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     if (elsewhere := await on_unit_node(request, unit_id)) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     await request.app[MEDIA].end_talk(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
 
@@ -292,11 +295,11 @@ async def _gb_live(request: web.Request, unit: Unit, *, hold: bool = False) -> N
 async def _patch_own(request: web.Request, role: Role) -> web.StreamResponse:
     """PATCH the caller's own view or talkback, on the process holding it."""
     caller = current_user(request)
-    await limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     body = await read_fragment(request)
     if (elsewhere := await on_unit_node(request, unit_id, body)) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     hub = request.app[MEDIA]
     session = hub.session(role, unit_id, SessionId(request.match_info["session_id"]), caller.user.id)
     return patched(await hub.patch(session, request.headers.get("If-Match"), body))
