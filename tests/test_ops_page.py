@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser
 
+from cluster.processes import ProcessRecord, RedisProcesses
 from command_center.keys import AUDIT
 from config.settings import BusSettings, ObservabilitySettings, StoreSettings
 from media.evidence import SEGMENT_ACTION
@@ -132,3 +133,45 @@ async def test_on_postgres_and_redis_the_overview_names_the_leader(
     assert overview["node"]["shared"] is True and overview["node"]["leader"] is True
     assert overview["node"]["leader_node"] == overview["node"]["id"]
     assert overview["store_up"] is True and overview["bus_up"] is True
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_the_page_marks_a_process_that_stopped_beating_as_stale(
+    make_world: AppFactory,
+    browser: Browser,  # noqa: F811
+    pg_schema: str,
+    redis_namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process's record (as it wrote it before it was killed) goes stale after the TTL: 失联, in red."""
+    monkeypatch.setenv("CC_CLUSTER__HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("CC_CLUSTER__PROCESS_TTL_SECONDS", "1")
+    world = await make_world(store=StoreSettings(url=POSTGRES_DSN), schema=pg_schema,
+                             bus=BusSettings(url=REDIS_URL, namespace=redis_namespace))  # fmt: skip
+    gone = RedisProcesses(REDIS_URL, namespace=redis_namespace, ttl_seconds=1)
+    try:
+        await gone.beat(ProcessRecord(id="node-gone", host="app2", pid=4242, started=time.time() - 60,
+                                      url="http://10.0.0.2:8102", roles={"query": 2}, units=7))  # fmt: skip
+    finally:
+        await gone.close()
+    await asyncio.sleep(1.2)  # the TTL passes without another heartbeat from it
+    base = str(world.client.make_url("")).rstrip("/")
+    context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    page = await context.new_page()
+    try:
+        await page.goto(f"{base}/")
+        await page.fill("input[name=username]", "admin")
+        await page.fill("input[name=password]", world.passwords["admin"])
+        await page.click("button[type=submit]")
+        await page.click("#ops-link")
+        await page.wait_for_selector("#processes tbody tr[data-node='node-gone']")
+        stale = page.locator("#processes tbody tr[data-node='node-gone']")
+        assert await stale.get_attribute("data-state") == "stale"
+        text = await stale.text_content() or ""
+        assert "失联" in text and "app2 / 4242" in text and "查控任务 ×2" in text
+        assert await stale.locator("td.bad").count() == 1
+        await page.wait_for_selector("#processes tbody tr[data-leader='true'][data-state='live']")  # this one
+        assert await page.locator("#processes tbody tr").count() == 2
+    finally:
+        await context.close()
