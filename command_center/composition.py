@@ -58,6 +58,7 @@ from command_center.keys import (
     PROCESSES,
     REPORTS,
     REVOCATIONS,
+    ROOM_MEDIA,
     ROOMS,
     STATE,
     STORE,
@@ -104,6 +105,7 @@ from gb28181.transport import SipServer
 from maps.report_pool import ReportPool
 from maps.tile_archive import TileArchive
 from media.evidence import SEGMENT_ACTION, SegmentCheck
+from media.rooms import RoomMedia
 from media.sessions import MediaHub
 from media.verification import SegmentVerifier
 from operations.desk import OperationDesk
@@ -157,6 +159,7 @@ def components(
             # ── media: WHIP/WHEP sessions, recording, SOS recording ───────────────────────────────────
             media = await _start_media(stack, app, settings, tracker, audit, cluster)
             _record_sos(stack, alarms, media)
+            await _start_room_media(stack, app, media, bus, store, audit)
             _start_segment_verifier(stack, app, settings, store, cluster, alarms)
 
             # ── reports, revocation of live connections, GB/T 28181 devices ───────────────────────────
@@ -424,6 +427,21 @@ async def _start_media(
     stack.push_async_callback(rates.close)
     app[MEDIA_RATES] = rates
     return media
+
+
+async def _start_room_media(
+    stack: AsyncExitStack, app: web.Application, media: MediaHub, bus: EventBus, store: Store, audit: AuditLog
+) -> None:
+    """The consultation rooms' SFU on the media hub; its one task ticks who speaks and publishes room state."""
+    rooms = RoomMedia(media, bus, store, audit)
+    task = asyncio.create_task(rooms.run(), name="room-media")
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
+    app[ROOM_MEDIA] = rooms
 
 
 def _record_sos(stack: AsyncExitStack, alarms: AlarmDesk, media: MediaHub) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from gb28181.transport import SipServer
     from maps.report_pool import ReportPool
     from maps.tile_archive import TileArchive
+    from media.rooms import RoomMedia
     from media.sessions import MediaHub
     from media.verification import SegmentVerifier
     from operations.desk import OperationDesk
@@ -61,6 +62,7 @@ TASKS: web.AppKey[TaskDesk] = web.AppKey("task_desk")
 OPERATIONS: web.AppKey[OperationDesk] = web.AppKey("operation_desk")
 ENTRUSTMENTS: web.AppKey[EntrustmentDesk] = web.AppKey("entrustment_desk")
 ROOMS: web.AppKey[RoomDesk] = web.AppKey("room_desk")
+ROOM_MEDIA: web.AppKey[RoomMedia] = web.AppKey("room_media")
 GEOFENCES: web.AppKey[GeofenceWatch] = web.AppKey("geofence_watch")
 AGENCIES: web.AppKey[list[AgencyConfig]] = web.AppKey("agencies")
 GATEWAY: web.AppKey[AgencyGateway] = web.AppKey("agency_gateway")

@@ -46,7 +46,7 @@ from query_control.breaker import BreakerState
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 2.0  # seconds a dependency may take to answer a probe before it counts as down
-MEDIA_ROLES = ("unit", "viewer", "talkback")
+MEDIA_ROLES = ("unit", "viewer", "talkback", "participant")
 
 
 @dataclass

@@ -150,6 +150,20 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
+def on_audio_level(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> None:
+    """Call ``callback`` with each received RTP packet's RFC 6464 audio level (0 loudest … 127 silent,
+    −dBov), for senders that send the extension (aiortc offers it in its answers; Chromium sends it)."""
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            callback(int(level[1]))
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
 def sender_encoded(sender: RTCRtpSender) -> bool:
     """Whether this sender ever encoded a frame (instead of packing the encoded ones it was given)."""
     encoder = getattr(sender, _SENDER_ENCODER, None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -126,6 +126,12 @@ class Publisher(PeerSession):
     recorder: SessionRecorder | None = None  # evidence recording, while it runs
     talker: TalkSession | None = None  # the one operator talking to the unit now
     recorder_dropped: int = 0  # frames dropped by this session's finished recordings
+    #: Recorded whenever ``record_sessions`` is set (units); a room participant only while its room records.
+    auto_record: bool = True
+    #: Kinds neither forwarded nor recorded now: a room participant's audio while the host mutes them.
+    silenced: set[str] = field(default_factory=set)
+    #: Told of each frame that is forwarded, ``(kind, data, now)``: a room's who-speaks detector reads it.
+    listener: Callable[[str, bytes, float], None] | None = None
 
     @property
     def state(self) -> str:
@@ -142,6 +148,10 @@ class Publisher(PeerSession):
     def frame(self, kind: str, mime: str, data: bytes, timestamp: int, clock_rate: int, now: float) -> None:
         """One encoded frame of the unit: to the recorder and every viewer's feed, as it came."""
         self.last_media = now
+        if kind in self.silenced:
+            return
+        if self.listener is not None:
+            self.listener(kind, data, now)
         keyframe = kind == "video" and is_keyframe(mime, data)
         if self.recorder is not None:
             self.recorder.frame(kind, data, timestamp, clock_rate, keyframe)

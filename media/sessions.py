@@ -200,11 +200,13 @@ class MediaHub:
         return self._table.places
 
     def session_counts(self) -> dict[str, int]:
-        """Sessions by role: units publishing (WHIP or GB/T 28181), viewers (WHEP), operators talking back."""
-        counts = {"unit": 0, "viewer": 0, "talkback": 0}
+        """Sessions by role: units publishing (WHIP or GB/T 28181), viewers (WHEP and views in rooms), operators
+        talking back, and people publishing in consultation rooms (a source with an owner)."""
+        counts = {"unit": 0, "viewer": 0, "talkback": 0, "participant": 0}
         names = {Role.PUBLISHER: "unit", Role.VIEWER: "viewer", Role.TALKER: "talkback"}
         for session in self._table:
-            counts[names[session.role]] += 1
+            participant = session.role is Role.PUBLISHER and session.owner is not None
+            counts["participant" if participant else names[session.role]] += 1
         return counts
 
     def frames_dropped(self) -> dict[str, int]:
@@ -222,20 +224,30 @@ class MediaHub:
     def publisher(self, unit_id: UnitId) -> Publisher | None:
         return self._table.current(unit_id)
 
+    def find(self, session_id: SessionId) -> AnySession | None:
+        """A live session by id alone (a room's session URL names no unit; the caller checks the owner)."""
+        return self._table.get(session_id)
+
     def viewers_of(self, unit_id: UnitId) -> list[ViewerSession]:
         publisher = self.publisher(unit_id)
         return [] if publisher is None else list(publisher.viewers.values())
 
     # WHIP -------------------------------------------------------------------------------------------
 
-    async def publish(self, unit: Unit, offer_sdp: str) -> Answered:
-        """Answer a unit's WHIP offer; a unit that publishes again replaces its previous session."""
+    async def publish(
+        self, unit: Unit, offer_sdp: str, *, owner: Viewer | None = None, participant: bool = False
+    ) -> Answered:
+        """Answer a unit's WHIP offer; a unit that publishes again replaces its previous session.
+
+        ``participant``: the source is a person in a consultation room (``media.rooms``), keyed as a
+        unit and owned by ``owner`` (caps count it, revocation ends it): no telemetry channel, no talkback,
+        recorded only when its room is."""
         plan = self._plan(offer_sdp, lambda offer: plan_publish(offer))
-        talkback = talks_back(parse_offer(offer_sdp))
-        session_id = self._hold()
+        talkback = not participant and talks_back(parse_offer(offer_sdp))
+        session_id = self._hold(owner)
         link = WebRtcLink(self._new_pc())
         publisher = Publisher(id=session_id, role=Role.PUBLISHER, unit_id=unit.id, created=self._clock(),
-                              unit=unit, link=link, media=plan,
+                              unit=unit, link=link, media=plan, owner=owner, auto_record=not participant,
                               keyframes=KeyframeRequests(KEYFRAME_INTERVAL, self._clock))  # fmt: skip
         pc = link.pc
         try:
@@ -250,12 +262,16 @@ class MediaHub:
                 link.receivers[kind] = transceiver.receiver
                 publisher.fanout[kind] = []
             pc.on("track", lambda track: publisher.own(_drain(publisher, track), "drain"))
-            pc.on("datachannel", lambda channel: _accept_channel(publisher, channel))
+            if participant:
+                pc.on("datachannel", lambda channel: channel.close())
+            else:
+                pc.on("datachannel", lambda channel: _accept_channel(publisher, channel))
             answer = await self._answer(pc, offer_sdp)
         except BaseException:
             await self._discard(publisher)
             raise
-        publisher.own(self._telemetry(publisher), "telemetry")
+        if not participant:
+            publisher.own(self._telemetry(publisher), "telemetry")
         pc.on("connectionstatechange", lambda: self._connected(publisher) if link.state == "connected" else None)
         await self._register(publisher, f"offered {plan}")
         return Answered(publisher.id, answer, publisher.etag)
@@ -283,7 +299,7 @@ class MediaHub:
             if decision.replaced is not None:
                 await self._end(decision.replaced, "replaced by a newer offer of the unit")
             return
-        if self._settings.record_sessions:
+        if self._settings.record_sessions and publisher.auto_record:
             self._start_recorder(publisher)
         log.info("media: unit %s publishing (session %s, %s)", unit_id, publisher.id, what)
         await self._announce(unit_id, here=True)
@@ -311,7 +327,9 @@ class MediaHub:
             self._took_over(publisher, previous)
 
     def _took_over(self, publisher: Publisher, previous: Publisher | None) -> None:
-        if self._settings.record_sessions or (previous is not None and previous.recorder is not None):
+        if (self._settings.record_sessions and publisher.auto_record) or (
+            previous is not None and previous.recorder is not None
+        ):
             self._start_recorder(publisher)
         log.info("media: unit %s session %s connected and takes over", publisher.unit_id, publisher.id)
         publisher.own(self._announce(publisher.unit_id, here=True), "announce")
@@ -343,12 +361,17 @@ class MediaHub:
         return True
 
     def viewers(self) -> list[Viewer]:
-        """Who is viewing or talking now (on this process)."""
-        return [s.owner for s in self._table.others() if s.owner is not None]
+        """Who is viewing, talking or publishing in a room now (on this process)."""
+        return [s.owner for s in self._table if s.owner is not None]
 
     async def end_views(self, match: Callable[[Viewer], bool], reason: str) -> int:
-        """End every WHEP view and talkback whose viewer matches, e.g. a logged-out or revoked session's."""
-        sessions = [s for s in self._table.others() if s.owner is not None and match(s.owner)]
+        """End every WHEP view and talkback whose viewer matches, e.g. a logged-out or revoked session's, and
+        every room participant's source they own."""
+        return await self.end_where(lambda s: s.owner is not None and match(s.owner), reason)
+
+    async def end_where(self, match: Callable[[AnySession], bool], reason: str) -> int:
+        """End every session that matches (e.g. one person's sessions in a consultation room)."""
+        sessions = [s for s in self._table if match(s)]
         await asyncio.gather(*(self._end(session, reason) for session in sessions))
         return len(sessions)
 

@@ -86,6 +86,14 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/rooms/{room_id}/leave"): {OP, S, A},
     ("POST", "/api/rooms/{room_id}/mute"): {OP, S, A},
     ("POST", "/api/rooms/{room_id}/close"): {OP, S, A},
+    ("POST", "/api/rooms/{room_id}/media/publish"): {OP, S, A},
+    ("OPTIONS", "/api/rooms/{room_id}/media/publish"): PUBLIC,
+    ("POST", "/api/rooms/{room_id}/media/participants/{user_id}/view"): {OP, S, A},
+    ("OPTIONS", "/api/rooms/{room_id}/media/participants/{user_id}/view"): PUBLIC,
+    ("PATCH", "/api/rooms/{room_id}/media/sessions/{session_id}"): {OP, S, A},
+    ("DELETE", "/api/rooms/{room_id}/media/sessions/{session_id}"): {OP, S, A},
+    ("OPTIONS", "/api/rooms/{room_id}/media/sessions/{session_id}"): PUBLIC,
+    ("POST", "/api/rooms/{room_id}/recording"): {OP, S, A},
     ("POST", "/api/geofences"): {OP, S, A},
     ("POST", "/api/geofences/import"): {OP, S, A},
     ("GET", "/api/geofences"): {OP, S, A},
@@ -150,6 +158,9 @@ PUBLIC_ROUTES.add(("POST", "/api/audit/witness"))
 PUBLIC_ROUTES |= {("OPTIONS", "/api/whip"), ("OPTIONS", "/api/whip/{session_id}"), ("OPTIONS", "/api/whep/{unit_id}"),
                   ("OPTIONS", "/api/whep/{unit_id}/{session_id}"), ("OPTIONS", "/api/talk/{unit_id}"),
                   ("OPTIONS", "/api/talk/{unit_id}/{session_id}")}  # fmt: skip
+PUBLIC_ROUTES |= {("OPTIONS", "/api/rooms/{room_id}/media/publish"),
+                  ("OPTIONS", "/api/rooms/{room_id}/media/participants/{user_id}/view"),
+                  ("OPTIONS", "/api/rooms/{room_id}/media/sessions/{session_id}")}  # fmt: skip
 
 #: Path parameters name records that do not exist, so an admitted call changes nothing.
 SAMPLE_PARAMS = {

@@ -36,7 +36,7 @@ async def test_the_overview_reports_this_process_and_warns_on_a_full_disk(make_w
     assert overview["node"]["leader_node"] == overview["node"]["id"]
     assert overview["store_up"] is True and overview["bus_up"] is True
     assert overview["units"]["available"] == 1 and overview["positions"]["stored"] == 1
-    assert overview["media"]["sessions"] == {"unit": 0, "viewer": 0, "talkback": 0}
+    assert overview["media"]["sessions"] == {"unit": 0, "viewer": 0, "talkback": 0, "participant": 0}
     assert len(overview["agencies"]) == 18 and {a["breaker"] for a in overview["agencies"]} == {"closed"}
     disk = overview["disk"]
     assert disk["size_bytes"] > 0 and 0 <= disk["free_percent"] < 100
@@ -51,7 +51,8 @@ async def test_on_the_embedded_default_the_cluster_is_this_one_process(make_worl
     [process] = overview["processes"]
     assert process["id"] == overview["node"]["id"] and process["pid"] == os.getpid()
     assert process["state"] == "live" and process["leader"] is True and process["roles"]["leader"] == 1
-    assert process["media"] == {"unit": 0, "viewer": 0, "talkback": 0} and process["screens"] == 0
+    assert process["media"] == overview["media"]["sessions"] and set(process["media"].values()) == {0}
+    assert process["screens"] == 0 and process["units"] == 0
     assert process["started"] == overview["node"]["started"] and process["age_seconds"] < 10
 
 

@@ -168,6 +168,16 @@ async def test_a_cross_court_operations_room_admits_the_courts_whose_units_take_
     assert room["court_ids"] == ["HLJ01", "HLJ0102", "HLJ0103"] and room["operation_id"] == op["id"]
     joined = await _post(world, "nangang", f"/api/rooms/{room['id']}/join", 200)
     assert _members(joined["room"])["nangang"]["present"]
+
+    async def watch_pinned() -> int:  # the pinned unit is Nangang's: outside Daoli's court
+        sdp = {**world.auth("daoli"), "Content-Type": "application/sdp"}
+        return (await world.client.post(f"/api/whep/{NANGANG_UNIT}", data="v=0\r\n", headers=sdp)).status
+
+    assert await watch_pinned() == 403
+    await _post(world, "daoli", f"/api/rooms/{room['id']}/join", 200)
+    assert await watch_pinned() == 409  # admitted while present in the room; the unit is not streaming now
+    await _post(world, "daoli", f"/api/rooms/{room['id']}/leave", 200)
+    assert await watch_pinned() == 403
     aihui = await world.client.post("/api/rooms", json=ask | {"invited": [await _id(world, "aihui")]},
                                     headers=world.auth("operator"))  # fmt: skip
     assert aihui.status == 422

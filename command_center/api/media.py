@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from cluster.port import media_lease
 from command_center.api.registry import Registry, json_response
+from command_center.api.rooms import watches_pinned_unit
 from command_center.auth import Access, current_device, current_user
 from command_center.forwarding import on_unit_node
 from command_center.keys import CLUSTER, GB_LIVE, MEDIA, SETTINGS, STORE
@@ -24,6 +25,7 @@ from command_center.media_http import MEDIA_RATES, SDP, SDPFRAG, ice_server_link
 from core.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     NotStreaming,
     PayloadTooLarge,
@@ -179,7 +181,11 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
-    await require_visible(store, caller, unit.court_id)
+    try:
+        await require_visible(store, caller, unit.court_id)
+    except Forbidden:  # a consultation room's member from another court involved watches the room's unit
+        if not await watches_pinned_unit(store, caller.user.id, unit.id):
+            raise
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere

@@ -19,12 +19,13 @@ from command_center.api.params import flag, whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import MAX_BIGINT, RowId, Strict
 from command_center.auth import Access, UserCaller, current_user
-from command_center.keys import ROOMS, STORE
+from command_center.keys import MEDIA, ROOM_MEDIA, ROOMS, STORE
 from consultations.models import Room, RoomStatus, authorised_for
 from consultations.views import room_view
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import CaseId, CourtId, UnitId, UserId
 from courts.visibility import visible_courts
+from media.table import Role as MediaRole
 from persistence.models import Role, User
 from persistence.port import Store
 
@@ -132,6 +133,38 @@ async def _probe(request: web.Request, title: str, operation_id: str | None, cas
     return probe
 
 
+async def watches_pinned_unit(store: Store, user_id: UserId, unit_id: UnitId) -> bool:
+    """Whether the user is present in an open room that pins this unit: a member from another court involved
+    (a cross-court operation's) watches the room's unit on its WHEP route though it is outside their courts."""
+    for room in await store.rooms_of(user_id, statuses=(RoomStatus.OPEN,)):
+        if room.unit_id != unit_id:
+            continue
+        if any(m.user_id == user_id and m.present for m in await store.room_members(room.id)):
+            return True
+    return False
+
+
+async def _end_pinned_views(request: web.Request, room: Room, user_ids: list[UserId], reason: str) -> None:
+    """Views of the pinned unit that only the room admitted end when the member is no longer in it."""
+    store, hub = request.app[STORE], request.app.get(MEDIA)
+    if room.unit_id is None or hub is None:
+        return
+    unit = await store.get_unit(room.unit_id)
+    outside = set()
+    for user_id in user_ids:
+        seen = await visible_courts(store, _Person(await store.get_user(user_id)))
+        if seen is not None and unit.court_id not in seen:
+            outside.add(user_id)
+    if outside:
+        await hub.end_where(lambda s: s.role is MediaRole.VIEWER and s.unit_id == unit.id and s.owner is not None
+                            and s.owner.user_id in outside, reason)  # fmt: skip
+
+
+def _changed(request: web.Request, room: Room) -> None:
+    if (media := request.app.get(ROOM_MEDIA)) is not None:
+        media.changed(room.id)
+
+
 async def _room(request: web.Request) -> Room:
     """The room, for its members (and admins) only."""
     store = request.app[STORE]
@@ -144,11 +177,17 @@ async def _room(request: web.Request) -> Room:
     return room
 
 
-async def _out(store: Store, room: Room, caller: UserCaller, status: int = 200) -> web.StreamResponse:
+async def _out(request: web.Request, room: Room, caller: UserCaller, status: int = 200) -> web.StreamResponse:
+    """The room with its members, each with their media now (``publishing``, ``speaking``) when media runs."""
+    store = request.app[STORE]
+    media = request.app.get(ROOM_MEDIA)
     members = await store.room_members(room.id)
     view = room_view(room, members)
     for member in view["members"]:
-        member["display_name"] = (await store.get_user(member["user_id"])).display_name
+        member["display_name"] = member["name"] = (await store.get_user(member["user_id"])).display_name
+        if media is not None:
+            member |= media.media_state(room.id, member["user_id"])
+    view["recording"] = media is not None and media.recording(room.id)
     return json_response(RoomOut(room=view, host=caller.user.id == room.host_id), status=status)
 
 
@@ -176,7 +215,7 @@ async def open_room(request: web.Request) -> web.StreamResponse:
         unit_id=unit_id,
         host_id=caller.user.id, invited=invited,
     )  # fmt: skip
-    return await _out(store, room, caller, status=201)
+    return await _out(request, room, caller, status=201)
 
 
 @api.route("GET", "/api/rooms", summary="The rooms the caller hosts or is invited to (?all=true includes closed "
@@ -217,7 +256,7 @@ async def candidates(request: web.Request) -> web.StreamResponse:
 @api.route("GET", "/api/rooms/{room_id}", summary="One room with its members", tag="rooms", access=COMMANDERS,
            response=RoomOut, errors=(NotFound,))  # fmt: skip
 async def get_room(request: web.Request) -> web.StreamResponse:
-    return await _out(request.app[STORE], await _room(request), current_user(request))
+    return await _out(request, await _room(request), current_user(request))
 
 
 @api.route("POST", "/api/rooms/{room_id}/invite", summary="Invite more people (the host)", tag="rooms",
@@ -228,7 +267,8 @@ async def invite(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     user_ids = await _authorised(store, body(request, InviteIn).user_ids, room, "user_ids")
     await request.app[ROOMS].invite(room, user_ids, caller.user.id)
-    return await _out(store, room, caller)
+    _changed(request, room)
+    return await _out(request, room, caller)
 
 
 @api.route("POST", "/api/rooms/{room_id}/join", summary="Join the room (the invited)", tag="rooms",
@@ -240,7 +280,8 @@ async def join(request: web.Request) -> web.StreamResponse:
     if not await _may_take_part(store, caller.user, room):  # authorisation may have changed since the invitation
         raise Forbidden(f"you are not authorised for the courts of room {room.id}")
     await request.app[ROOMS].join(room, caller.user.id)
-    return await _out(store, room, caller)
+    _changed(request, room)
+    return await _out(request, room, caller)
 
 
 @api.route("POST", "/api/rooms/{room_id}/leave", summary="Leave the room", tag="rooms", access=COMMANDERS,
@@ -249,7 +290,10 @@ async def leave(request: web.Request) -> web.StreamResponse:
     room = await _room(request)
     caller = current_user(request)
     await request.app[ROOMS].leave(room, caller.user.id)
-    return await _out(request.app[STORE], room, caller)
+    if (media := request.app.get(ROOM_MEDIA)) is not None:  # leaving ends one's stream and views
+        await media.end_member(room.id, caller.user.id, "left the room")
+    await _end_pinned_views(request, room, [caller.user.id], "left the room")
+    return await _out(request, room, caller)
 
 
 @api.route("POST", "/api/rooms/{room_id}/mute", summary="Mute or unmute a participant (the host)", tag="rooms",
@@ -259,7 +303,9 @@ async def mute(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     data = body(request, MuteIn)
     await request.app[ROOMS].mute(room, UserId(data.user_id), muted=data.muted, by=caller.user.id)
-    return await _out(request.app[STORE], room, caller)
+    if (media := request.app.get(ROOM_MEDIA)) is not None:  # the participant's audio stops (or resumes) now
+        media.mute(room, UserId(data.user_id), muted=data.muted)
+    return await _out(request, room, caller)
 
 
 @api.route("POST", "/api/rooms/{room_id}/close", summary="Close the room (the host)", tag="rooms",
@@ -268,4 +314,8 @@ async def close(request: web.Request) -> web.StreamResponse:
     room = await _room(request)
     caller = current_user(request)
     closed = await request.app[ROOMS].close(room, caller.user.id)
-    return await _out(request.app[STORE], closed, caller)
+    if (media := request.app.get(ROOM_MEDIA)) is not None:  # every stream and view of the room ends
+        await media.end_room(room.id, "the room was closed")
+    members = [m.user_id for m in await request.app[STORE].room_members(room.id)]
+    await _end_pinned_views(request, room, members, "the room was closed")
+    return await _out(request, closed, caller)

@@ -377,3 +377,34 @@ class QueryFeed(Feed):
     def send_snapshot(self, screen: ScreenConnection) -> None:
         snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "query": self.view}
         screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)
+
+
+class RoomFeed(Feed):
+    """One consultation room's members and their media (``media.rooms``): snapshot = the newest state
+    (from the bus, or from the store with no media when the room has published none yet), then each change
+    ``{type: "room", room_id, members: [{user_id, name, present, muted, publishing, speaking}]}``."""
+
+    def __init__(self, room_id: str, bus: EventBus, store: Store) -> None:
+        super().__init__(f"room:{room_id}", bus)
+        self.room_id = room_id
+        self._store = store
+        self.members: list[dict[str, Any]] | None = None
+
+    async def reload(self) -> None:
+        self.members = None
+        await super().reload()
+        if self.members is None:
+            members = await self._store.room_members(self.room_id)
+            self.members = [{"user_id": m.user_id, "name": (await self._store.get_user(m.user_id)).display_name,
+                             "present": m.present, "muted": m.muted, "publishing": [], "speaking": False}
+                            for m in members]  # fmt: skip
+
+    def apply(self, event: Event) -> bytes:
+        self.members = list(event.data["members"])
+        return orjson.dumps({"type": "room", "topic": self.name, "seq": event.seq, "room_id": self.room_id,
+                             "members": self.members})  # fmt: skip
+
+    def send_snapshot(self, screen: ScreenConnection) -> None:
+        snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "room_id": self.room_id,
+                    "members": self.members or []}  # fmt: skip
+        screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)

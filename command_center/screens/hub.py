@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from command_center.auth import Caller, UserCaller
+from command_center.auth import Access, Caller, UserCaller
 from command_center.keys import REVOCATIONS
 from command_center.metrics import Metrics
 from command_center.screens.connection import ScreenConnection
@@ -27,6 +27,7 @@ from command_center.screens.feeds import (
     Feed,
     OperationsFeed,
     QueryFeed,
+    RoomFeed,
     TasksFeed,
     UnitFeed,
     UnitsFeed,
@@ -320,10 +321,18 @@ class ScreenHub:
                 feeds.append(
                     await self._feed(topic, lambda q=query_id: QueryFeed(q, self._bus, self._store, self._agency_names))
                 )
+            elif topic.startswith("room:"):
+                room = await self._store.get_room(topic.removeprefix("room:"))  # NotFound for an unknown room
+                members = {m.user_id for m in await self._store.room_members(room.id)}
+                if not isinstance(caller, UserCaller) or (
+                    caller.user.id not in members and caller.access is not Access.ADMIN
+                ):
+                    raise Forbidden(f"you are not invited to room {room.id}")
+                feeds.append(await self._feed(topic, lambda r=room.id: RoomFeed(r, self._bus, self._store)))
             else:
                 raise BadRequest(
-                    f"unknown topic {topic!r}; expected 'units', 'alarms', 'tasks', 'operations', 'unit:<id>'"
-                    " or 'query:<id>'"
+                    f"unknown topic {topic!r}; expected 'units', 'alarms', 'tasks', 'operations', 'unit:<id>',"
+                    " 'query:<id>' or 'room:<id>'"
                 )
         return feeds
 
