@@ -30,6 +30,8 @@ class AlarmKind(StrEnum):
     QUERY_BURST = "query_burst"  # 查控频次异常
     QUERY_NIGHT = "query_night"  # 夜间查控
     QUERY_SAME_PERSON = "query_same_person"  # 跨案查询同一人
+    # The recordings' verification (media/verification.py): a segment altered or missing against the audit chain.
+    EVIDENCE_MISMATCH = "evidence_mismatch"  # 录像校验异常
 
 
 # Kinds whose alarm closes by itself once the condition clears (back online, charged, the task ended);

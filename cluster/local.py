@@ -54,6 +54,9 @@ class LocalCoordinator:
     def holds(self, name: str) -> bool:
         return name in self._held
 
+    def held(self) -> list[str]:
+        return sorted(self._held)
+
     async def holder(self, name: str) -> str | None:
         return self.node_id if name in self._held else None
 

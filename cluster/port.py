@@ -46,6 +46,9 @@ class Coordinator(Protocol):
     def holds(self, name: str) -> bool:
         """Whether this node holds the lease now (renewed within its lifetime)."""
 
+    def held(self) -> list[str]:
+        """Every lease this node holds now (the 运维 page shows what each process leads)."""
+
     def epoch(self, name: str) -> int | None:
         """The fencing token of this node's grant of the lease (``core.fencing``): higher than every earlier
         grant of that name, unchanged by renewals; None if this node has not been granted it."""

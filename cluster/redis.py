@@ -163,6 +163,9 @@ class RedisCoordinator:
         renewed = self._renewed.get(name)
         return renewed is not None and time.monotonic() - renewed < self._lease_ms / 1000
 
+    def held(self) -> list[str]:
+        return sorted(name for name in self._renewed if self.holds(name))
+
     async def holder(self, name: str) -> str | None:
         value = await self._client.get(self._key(name))
         return None if value is None else str(value)

@@ -18,6 +18,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -26,6 +27,7 @@ from alarms.desk import AlarmDesk
 from alarms.models import Alarm, AlarmKind
 from cluster.factory import build_coordinator
 from cluster.port import LEADER, Coordinator
+from cluster.processes import LocalProcesses, Processes, RedisProcesses
 from command_center.auth import DeviceCaller
 from command_center.credentials import Passwords, VerifyGate, verify_threads
 from command_center.idle_sockets import IdleSockets
@@ -54,6 +56,7 @@ from command_center.keys import (
     METRICS,
     OPERATIONS,
     PASSWORDS,
+    PROCESSES,
     REPORTS,
     REVOCATIONS,
     ROOM_MEDIA,
@@ -64,10 +67,11 @@ from command_center.keys import (
     TICKETS,
     TILE_ARCHIVE,
     TRACKER,
+    VERIFIER,
     WRITER,
 )
 from command_center.loop_lag import sample_forever, watch_lag
-from command_center.media_http import MEDIA_RATES, MediaRates
+from command_center.media_http import MEDIA_RATES, MediaRateGuard, MediaRates
 from command_center.metrics import Metrics
 from command_center.metrics_state import StateCollector, StateReader
 from command_center.request_rates import Allowance, RequestRates
@@ -81,13 +85,13 @@ from config.settings import (
     BusSettings,
     Gb28181Settings,
     MapSettings,
-    MediaSettings,
     QuerySettings,
     Settings,
     StoreSettings,
     TrackingSettings,
 )
 from consultations.desk import RoomDesk
+from core.ids import UnitId
 from core.startup import ready_or_failed
 from entrustments.desk import EntrustmentDesk
 from event_bus.factory import build_bus
@@ -102,8 +106,10 @@ from gb28181.service import GbService
 from gb28181.transport import SipServer
 from maps.report_pool import ReportPool
 from maps.tile_archive import TileArchive
+from media.evidence import SEGMENT_ACTION, SegmentCheck
 from media.rooms import RoomMedia
 from media.sessions import MediaHub
+from media.verification import SegmentVerifier
 from operations.desk import OperationDesk
 from persistence.factory import build_store
 from persistence.models import Unit
@@ -153,9 +159,10 @@ def components(
             await _start_checkpointer(stack, app, settings.audit, settings.data_dir, store, cluster, http)
 
             # ── media: WHIP/WHEP sessions, recording, SOS recording ───────────────────────────────────
-            media = await _start_media(stack, app, settings.media, settings.data_dir, tracker, audit, cluster)
+            media = await _start_media(stack, app, settings, tracker, audit, cluster)
             _record_sos(stack, alarms, media)
             await _start_room_media(stack, app, media, bus, store, audit)
+            _start_segment_verifier(stack, app, settings, store, cluster, alarms)
 
             # ── reports, revocation of live connections, GB/T 28181 devices ───────────────────────────
             _start_report_pool(stack, app, settings.maps.report_workers)
@@ -169,6 +176,9 @@ def components(
 
             # ── unit sockets: one sweep pings the silent ones and cuts those that stay silent ──────────────
             _start_idle_sweep(stack, app, settings.server.unit_socket_idle_seconds)
+
+            # ── the cluster's list of processes (运维): this one's record, renewed ────────────────────────
+            await _start_process_heartbeat(stack, app, settings, cluster)
             yield
 
     return run
@@ -426,19 +436,26 @@ def _same_volume(a: Path, b: Path) -> bool:
 async def _start_media(
     stack: AsyncExitStack,
     app: web.Application,
-    settings: MediaSettings,
-    data_dir: Path,
+    settings: Settings,
     tracker: Tracker,
     audit: AuditLog,
     cluster: Coordinator,
 ) -> MediaHub:
     """Every media peer connection of this process; telemetry on its data channel goes to the tracker."""
-    media = MediaHub(settings, tracker.ingest, audit, recordings=data_dir / "recordings", cluster=cluster)
+    media = MediaHub(settings.media, tracker.ingest, audit, recordings=settings.data_dir / "recordings",
+                     cluster=cluster)  # fmt: skip
     stack.push_async_callback(media.close)  # before start: a failed start (recovering a recording) stops what it began
     await media.start()
     app[MEDIA] = media
-    rates = MediaRates(settings.requests_per_minute)  # WHIP/WHEP POST, PATCH and DELETE per caller
-    stack.callback(rates.close)
+    per_minute = settings.media.requests_per_minute
+    rates: MediaRateGuard  # WHIP/WHEP/talkback POST, PATCH and DELETE per caller, across processes when shared
+    if cluster.shared:
+        from command_center.shared_throttle import RedisMediaRates
+
+        rates = RedisMediaRates(settings.bus.url, namespace=settings.bus.namespace, per_minute=per_minute)
+    else:
+        rates = MediaRates(per_minute)
+    stack.push_async_callback(rates.close)
     app[MEDIA_RATES] = rates
     return media
 
@@ -467,6 +484,41 @@ def _record_sos(stack: AsyncExitStack, alarms: AlarmDesk, media: MediaHub) -> No
 
     alarms.on_raised.append(record)
     stack.callback(alarms.on_raised.remove, record)
+
+
+def _start_segment_verifier(
+    stack: AsyncExitStack,
+    app: web.Application,
+    settings: Settings,
+    store: Store,
+    cluster: Coordinator,
+    alarms: AlarmDesk,
+) -> SegmentVerifier:
+    """Recorded segments re-hashed against the audit chain: by the leader every ``media.verify_interval_seconds``
+    (0: only on demand), so tampering or loss shows on the 运维 page, in the metrics and as an alarm for the
+    unit's court (one live alarm per segment)."""
+
+    async def audited() -> list[dict[str, Any]]:
+        found, after = [], 0
+        while entries := await store.audit_entries(after_seq=after, limit=5000):
+            found += [e.details for e in entries if e.action == SEGMENT_ACTION]
+            after = entries[-1].seq
+        return found
+
+    async def alarm(details: dict[str, Any], check: SegmentCheck) -> None:
+        unit = await store.get_unit(UnitId(str(details["unit_id"])))
+        await alarms.raise_(AlarmKind.EVIDENCE_MISMATCH, check.file, court_id=unit.court_id, unit_id=unit.id,
+                            details={"unit_name": unit.name, "file": check.file, "result": check.result,
+                                     "problem": check.problem, "session_id": details.get("session_id")})  # fmt: skip
+
+    verifier = SegmentVerifier(audited, settings.data_dir / "recordings", on_problem=alarm)
+    app[VERIFIER] = verifier
+    interval = settings.media.verify_interval_seconds
+    if interval > 0:
+        task = asyncio.create_task(verifier.run_forever(interval, lambda: cluster.holds(LEADER)),
+                                   name="segment-verifier")  # fmt: skip
+        stack.push_async_callback(_stop, task)
+    return verifier
 
 
 # ── reports, revocation, GB/T 28181 ──────────────────────────────────────────────────────────────────────
@@ -586,6 +638,41 @@ def _start_loop_lag_probe(stack: AsyncExitStack, path: Path | None) -> None:
         return
     probe = asyncio.create_task(sample_forever(path), name="loop-lag-probe")
     stack.push_async_callback(_stop, probe)
+
+
+async def _start_process_heartbeat(
+    stack: AsyncExitStack, app: web.Application, settings: Settings, cluster: Coordinator
+) -> Processes:
+    """This process's record among the cluster's (``cluster.processes``): written now, renewed every
+    ``cluster.heartbeat_seconds``, removed on a clean stop; in Redis when shared, else kept here."""
+    ttl = settings.cluster.process_ttl_seconds
+    processes: Processes
+    if cluster.shared:
+        processes = RedisProcesses(settings.bus.url, namespace=settings.bus.namespace, ttl_seconds=ttl)
+    else:
+        processes = LocalProcesses(ttl)
+    stack.push_async_callback(processes.close)
+    app[PROCESSES] = processes
+    state = app[STATE]
+    await processes.beat(state.process_record())
+
+    async def beat_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.cluster.heartbeat_seconds)
+            try:
+                await processes.beat(state.process_record())
+            except Exception as exc:  # Redis away: the record goes stale, as the page then says
+                log.warning("cluster: process heartbeat failed (%s)", exc)
+
+    task = asyncio.create_task(beat_forever(), name="process-heartbeat")
+
+    async def leave() -> None:
+        await _stop(task)
+        with contextlib.suppress(Exception):  # best effort: a record left behind goes stale, then is forgotten
+            await processes.leave(cluster.node_id)
+
+    stack.push_async_callback(leave)
+    return processes
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

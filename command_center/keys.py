@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from cluster.port import Coordinator
+from cluster.processes import Processes
 from command_center.credentials import Passwords, VerifyGate
 from command_center.metrics import Metrics
 from command_center.request_rates import RequestRates
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from maps.tile_archive import TileArchive
     from media.rooms import RoomMedia
     from media.sessions import MediaHub
+    from media.verification import SegmentVerifier
     from operations.desk import OperationDesk
     from query_control.agencies import AgencyConfig
     from query_control.audit import AuditLog
@@ -82,3 +84,5 @@ GB28181_SIP: web.AppKey[SipServer] = web.AppKey("gb28181_sip")  # its sockets; `
 GB_LIVE: web.AppKey[LiveStreams] = web.AppKey("gb28181_live")  # likewise: GB units' live video
 METRICS = web.AppKey("metrics", Metrics)
 STATE: web.AppKey[StateReader] = web.AppKey("state_reader")  # what /metrics and the 运维 page read
+VERIFIER: web.AppKey[SegmentVerifier] = web.AppKey("segment_verifier")  # recorded segments re-hashed
+PROCESSES = web.AppKey("processes", Processes)  # every process's record, for the 运维 page

@@ -2,13 +2,15 @@
 
 Kept apart from the route handlers (``command_center.api.media``) so each rule is stated once: which
 origins may call from a browser page elsewhere (none unless configured, and then only those), how many
-POST/PATCH/DELETE a caller may send a minute, and which STUN/TURN servers each answer names.
+POST/PATCH/DELETE a caller may send a minute (across processes when they share Redis), and which STUN/TURN
+servers each answer names.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 from limits import RateLimitItemPerMinute
@@ -29,6 +31,21 @@ EXPOSED = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After, Media-N
 ALLOWED_HEADERS = "Authorization, Content-Type, If-Match"
 
 
+class MediaRateGuard(Protocol):
+    """POST/PATCH/DELETE per caller per minute: in this process (``MediaRates``), or shared by every process on
+    one Redis (``shared_throttle.RedisMediaRates``), so a caller spreading requests over processes gets no more."""
+
+    async def check(self, who: str) -> None:
+        """Count one request of ``who``; ``TooManyRequests`` (429 with Retry-After) past the limit."""
+
+    async def close(self) -> None: ...
+
+
+def too_many(per_minute: int, who: str, retry_after: float) -> TooManyRequests:
+    return TooManyRequests(f"more than {per_minute} media requests a minute from {who}; slow down",
+                           retry_after=max(1.0, retry_after))  # fmt: skip
+
+
 class MediaRates:
     """POST/PATCH/DELETE per caller per minute, in this process (a moving window: no burst at a boundary)."""
 
@@ -37,20 +54,17 @@ class MediaRates:
         self._storage = MemoryStorage()
         self._limiter = MovingWindowRateLimiter(self._storage)
 
-    def check(self, who: str) -> None:
+    async def check(self, who: str) -> None:
         if self._limiter.hit(self._limit, who):
             return
         reset, _remaining = self._limiter.get_window_stats(self._limit, who)
-        raise TooManyRequests(
-            f"more than {self._limit.amount} media requests a minute from {who}; slow down",
-            retry_after=max(1.0, reset - time.time()),
-        )
+        raise too_many(self._limit.amount, who, reset - time.time())
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._storage.reset()
 
 
-MEDIA_RATES: web.AppKey[MediaRates] = web.AppKey("media_rates")
+MEDIA_RATES: web.AppKey[MediaRateGuard] = web.AppKey("media_rates")
 
 
 def allowed_origin(request: web.Request) -> str | None:

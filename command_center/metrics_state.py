@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +23,23 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from cluster.factory import node_identity
 from cluster.port import LEADER
-from command_center.keys import BROKER, BUS, CLUSTER, GATEWAY, HUB, MEDIA, SETTINGS, STORE, TRACKER, WRITER
+from cluster.processes import ProcessRecord, roles_of
+from command_center.keys import (
+    BROKER,
+    BUS,
+    CLUSTER,
+    GATEWAY,
+    HUB,
+    IDLE_UNIT_SOCKETS,
+    MEDIA,
+    SETTINGS,
+    STORE,
+    TRACKER,
+    VERIFIER,
+    WRITER,
+)
 from persistence.models import Status
 from query_control.breaker import BreakerState
 
@@ -131,6 +147,34 @@ class StateReader:
         states = gateway.breaker_states()
         return [{"id": a.id, "name": a.name, "breaker": states[a.id]} for a in gateway.agencies.values()]
 
+    def verifications(self) -> dict[str, Any]:
+        """Recorded segments re-hashed against the audit chain: totals since start, and the last pass."""
+        verifier = self.app.get(VERIFIER)
+        if verifier is None:
+            return {"totals": {"ok": 0, "mismatch": 0, "missing": 0}, "last": None}
+        last = verifier.last
+        return {"totals": dict(verifier.totals),
+                "last": None if last is None else {"finished": last.finished, "counts": last.counts,
+                                                   "problems": last.problems}}  # fmt: skip
+
+    def process_record(self) -> ProcessRecord:
+        """This process as the cluster's list shows it (``cluster.processes``): what it leads and holds."""
+        cluster = self.app.get(CLUSTER)
+        node_id, url = node_identity(self.app[SETTINGS])
+        sessions = self.media()["sessions"]
+        sockets = self.app.get(IDLE_UNIT_SOCKETS)
+        return ProcessRecord(
+            id=node_id if cluster is None else cluster.node_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started=self.started,
+            url=url,
+            roles=roles_of([] if cluster is None else cluster.held()),
+            units=(0 if sockets is None else len(sockets)) + sessions["unit"],
+            screens=self.screens()["connected"],
+            media=sessions,
+        )
+
     def query_jobs(self) -> dict[tuple[str, str], int]:
         broker = self.app.get(BROKER)
         return {} if broker is None else dict(broker.ended_jobs)
@@ -193,6 +237,12 @@ def _collect(r: StateReader) -> Iterable[Metric]:
     )
     yield _counter("cc_recording_segments_sealed", "Recording segments hashed into the audit chain.",
                    media["segments_sealed"])  # fmt: skip
+    verified = CounterMetricFamily("cc_recording_segment_verifications", "Recorded segments re-read and checked "
+                                   "against the audit chain's SHA-256: ok, mismatch (altered) or missing.",
+                                   labels=["result"])  # fmt: skip
+    for result, n in r.verifications()["totals"].items():
+        verified.add_metric([result], n)
+    yield verified
     jobs = CounterMetricFamily("cc_query_jobs", "Asset-query jobs ended by this process, by agency and final status.",
                                labels=["agency", "status"])  # fmt: skip
     for (agency, status), n in sorted(r.query_jobs().items()):

@@ -1,19 +1,24 @@
-"""Login throttling shared by every server process, in Redis: the same policy as ``throttle.LoginThrottle``
-(the username at an address, the username across addresses, the address; see there), one hash per record,
-checked and counted by one script on Redis's clock, so parallel attempts on several processes cannot all
-pass a check before any of them is counted.
+"""Throttles shared by every server process, in Redis: logins and media requests.
 
-If Redis cannot be reached the process falls back to its own records (``LocalLoginGuard``): logins keep
-working and are still throttled, per process, until Redis is back.
+Login throttling has the same policy as ``throttle.LoginThrottle`` (the username at an address, the username
+across addresses, the address; see there), one hash per record, checked and counted by one script on Redis's
+clock, so parallel attempts on several processes cannot all pass a check before any of them is counted.
+Media requests (WHIP/WHEP/talkback POST, PATCH, DELETE) are counted per caller in a moving minute, one sorted
+set per caller, by one script likewise (``RedisMediaRates``).
+
+If Redis cannot be reached the process falls back to its own records (``LocalLoginGuard``, ``MediaRates``):
+logins and media keep working and are still throttled, per process, until Redis is back.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from command_center.media_http import MediaRates, too_many
 from command_center.throttle import (
     ADDRESS_FREE_ATTEMPTS,
     FIRST_LOCK_S,
@@ -127,3 +132,48 @@ class RedisLoginGuard:
             log.warning("login throttling: Redis unavailable (%s); unlock not shared", exc)
             raise ServiceUnavailable("the shared login records (Redis) are unavailable; try again shortly") from exc
         return max(local, removed)
+
+
+# KEYS: the caller's requests (a sorted set scored by Redis's clock in ms). ARGV: limit, window (ms), a unique
+# member. Past the limit: the ms until the oldest counted request leaves the window, nothing counted.
+_MEDIA_HIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return '0'
+"""
+
+
+class RedisMediaRates:
+    """``media.requests_per_minute`` per caller across every process (a moving window, as ``MediaRates``)."""
+
+    WINDOW_MS = 60_000
+
+    def __init__(self, url: str, *, namespace: str, per_minute: int) -> None:
+        self._redis = aioredis.from_url(url, decode_responses=True)
+        self._ns = namespace
+        self._per_minute = per_minute
+        self._hit: Any = self._redis.register_script(_MEDIA_HIT)
+        self._fallback = MediaRates(per_minute)
+
+    async def check(self, who: str) -> None:
+        try:
+            wait_ms = float(await self._hit(keys=[f"{self._ns}:media-rate:{who}"],
+                                            args=[self._per_minute, self.WINDOW_MS, secrets.token_hex(8)]))  # fmt: skip
+        except Exception as exc:
+            log.warning("media request rates: Redis unavailable (%s); this process's counts are used", exc)
+            await self._fallback.check(who)
+            return
+        if wait_ms > 0:
+            raise too_many(self._per_minute, who, wait_ms / 1000)
+
+    async def close(self) -> None:
+        await self._fallback.close()
+        await self._redis.aclose()

@@ -225,9 +225,13 @@ class MediaSettings(Section):
     #: from it (the REST scheme coturn implements) that expire after ``turn_credential_seconds``. Empty: none.
     turn_secret: str = Field("", max_length=256, repr=False)
     turn_credential_seconds: int = Field(3600, ge=60, le=86_400)
-    #: WHIP/WHEP/talkback POST, PATCH and DELETE requests one caller (a unit, a user) may make a minute on one
-    #: process; beyond, 429 with Retry-After.
+    #: WHIP/WHEP/talkback POST, PATCH and DELETE requests one caller (a unit, a user) may make a minute, counted
+    #: across every process when they share a Redis bus; beyond, 429 with Retry-After.
     requests_per_minute: int = Field(120, ge=1, le=100_000)
+    #: The leader re-reads every recorded segment this often and checks its SHA-256 and size against the audit
+    #: chain (``cc_recording_segment_verifications_total``; a mismatch is logged as an error and shown on the
+    #: 运维 page). 0: only on demand (``POST /api/ops/verify-recordings``).
+    verify_interval_seconds: float = Field(86_400.0, ge=0, le=30 * 86_400)
 
 
 class ClusterSettings(Section):
@@ -241,6 +245,17 @@ class ClusterSettings(Section):
     #: A lease (leadership, a running query, a unit's media session) lapses this long after its holder stops
     #: renewing it; a killed process's work is taken over after at most this long.
     lease_seconds: float = Field(6.0, ge=1, le=120)
+    #: Each process writes its record (host, pid, the leases it holds, its units, screens and media sessions)
+    #: this often, for the 运维 page's list of processes.
+    heartbeat_seconds: float = Field(2.0, ge=0.1, le=60)
+    #: A process whose record was not renewed for this long is shown stale (killed, hung or cut off).
+    process_ttl_seconds: float = Field(10.0, ge=0.5, le=600)
+
+    @model_validator(mode="after")
+    def _ttl_outlasts_heartbeats(self) -> ClusterSettings:
+        if self.process_ttl_seconds <= self.heartbeat_seconds:
+            raise ValueError("cluster.process_ttl_seconds must be longer than cluster.heartbeat_seconds")
+        return self
 
 
 class AuditSettings(Section):

@@ -23,6 +23,30 @@ class EvidenceReport:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class SegmentCheck:
+    """One audited segment re-read: ``ok``, ``mismatch`` (its SHA-256 or size differ from the chain's) or
+    ``missing`` (no file where the chain says it is)."""
+
+    file: str
+    result: str
+    problem: str | None = None
+
+
+def check_segment(details: dict[str, Any], root: Path) -> SegmentCheck:
+    """Re-read one segment the chain vouches for (``details`` of its audit entry) and compare; blocking."""
+    path = root / str(details["file"])
+    if not path.is_file():
+        return SegmentCheck(details["file"], "missing", f"{details['file']}: missing (audited {details['bytes']} "
+                            f"bytes, sha256 {details['sha256']})")  # fmt: skip
+    size = path.stat().st_size
+    digest = sha256_of(path)
+    if digest != details["sha256"] or size != details["bytes"]:
+        return SegmentCheck(details["file"], "mismatch", f"{details['file']}: altered (sha256 {digest}, {size} bytes; "
+                            f"the audit log says {details['sha256']}, {details['bytes']} bytes)")  # fmt: skip
+    return SegmentCheck(details["file"], "ok")
+
+
 def check_recordings(
     audited: Iterable[dict[str, Any]], root: Path, *, session: str | None = None, unit: str | None = None
 ) -> EvidenceReport:
@@ -34,18 +58,10 @@ def check_recordings(
             continue
         if unit is not None and details.get("unit_id") != unit:
             continue
-        path = root / str(details["file"])
-        known.add(path.resolve())
+        known.add((root / str(details["file"])).resolve())
         report.checked += 1
-        if not path.is_file():
-            report.problems.append(f"{details['file']}: missing (audited {details['bytes']} bytes, "
-                                   f"sha256 {details['sha256']})")  # fmt: skip
-            continue
-        size = path.stat().st_size
-        digest = sha256_of(path)
-        if digest != details["sha256"] or size != details["bytes"]:
-            report.problems.append(f"{details['file']}: altered (sha256 {digest}, {size} bytes; the audit log says "
-                                   f"{details['sha256']}, {details['bytes']} bytes)")  # fmt: skip
+        if (checked := check_segment(details, root)).problem is not None:
+            report.problems.append(checked.problem)
     pattern = f"{unit or '*'}/{session or '*'}/*.mkv"
     for path in sorted(root.glob(pattern)):
         if path.resolve() not in known:

@@ -150,11 +150,15 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/users/{user_id}/unlock"): {A},
     ("GET", "/metrics"): {A, SC},
     ("GET", "/api/ops/overview"): {S, A},
+    ("POST", "/api/ops/verify-recordings"): {S, A},
+    ("OPTIONS", "/api/talk/{unit_id}"): PUBLIC,  # as WHEP's: the talkback resource's Accept-Post and preflight
+    ("OPTIONS", "/api/talk/{unit_id}/{session_id}"): PUBLIC,
 }
 PUBLIC_ROUTES = {("GET", "/api/health"), ("POST", "/api/auth/login")}
 PUBLIC_ROUTES.add(("POST", "/api/audit/witness"))
 PUBLIC_ROUTES |= {("OPTIONS", "/api/whip"), ("OPTIONS", "/api/whip/{session_id}"), ("OPTIONS", "/api/whep/{unit_id}"),
-                  ("OPTIONS", "/api/whep/{unit_id}/{session_id}")}  # fmt: skip
+                  ("OPTIONS", "/api/whep/{unit_id}/{session_id}"), ("OPTIONS", "/api/talk/{unit_id}"),
+                  ("OPTIONS", "/api/talk/{unit_id}/{session_id}")}  # fmt: skip
 PUBLIC_ROUTES |= {("OPTIONS", "/api/rooms/{room_id}/media/publish"),
                   ("OPTIONS", "/api/rooms/{room_id}/media/participants/{user_id}/view"),
                   ("OPTIONS", "/api/rooms/{room_id}/media/sessions/{session_id}")}  # fmt: skip

@@ -1,6 +1,7 @@
 """Recording as evidence: a unit's VP8 video and Opus audio written as received (no decode, no encode) in
 Matroska segments that each open on a keyframe; every segment's SHA-256 is in the audit chain and the CLI
-verifies recordings against it (a flipped byte is caught); a segment cut short by a crash is recovered."""
+verifies recordings against it (a flipped byte is caught), as the server does itself (counted in the metrics,
+shown on the 运维 page); a segment cut short by a crash is recovered."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import av
 import pytest
 
-from command_center.keys import MEDIA
+from command_center.keys import AUDIT, MEDIA, VERIFIER
 from config.settings import MediaSettings
 from core.ids import UnitId
 from media.evidence import SEGMENT_ACTION
@@ -173,3 +174,68 @@ async def test_pauses_of_the_video_are_reported_with_each_segment(tmp_path: Path
     assert segment.video_frames == len(packets)
     assert (segment.gaps, segment.longest_gap_ms) == (1, 1233)
     assert segment.details(tmp_path)["longest_gap_ms"] == 1233 and segment.dropped == 0
+
+
+async def test_the_server_re_reads_its_segments_and_counts_altered_and_missing_ones(
+    make_world: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What ``recording verify`` does, done by the server (on demand here; the leader does it periodically):
+    each counted in ``cc_recording_segment_verifications_total{result}``, shown on the 运维 overview, and an
+    altered or missing segment raises an alarm (录像校验异常) for the unit's court."""
+    world = await make_world(media=MediaSettings(segment_seconds=1.0, verify_interval_seconds=0))
+    unit = UnitPeer(world, video="video/VP8")
+    await unit.publish()
+    hub = world.client.app[MEDIA]
+    await asyncio.sleep(2.5)
+    assert (await world.client.delete(unit.location, headers=world.auth("device"))).status == 200
+    await unit.close()
+    await eventually(lambda: hub.publisher(UnitId(UNIT)) is None, what="session closed")
+    segments = await _segments(world)
+    assert len(segments) >= 2, segments
+    admin = world.auth("admin")
+
+    intact = await world.client.post("/api/ops/verify-recordings", headers=admin)
+    assert intact.status == 200, await intact.text()
+    assert (await intact.json())["counts"] == {"ok": len(segments), "mismatch": 0, "missing": 0}
+
+    root = tmp_path / "recordings"
+    altered, lost = root / str(segments[0]["file"]), root / str(segments[1]["file"])
+    data = bytearray(altered.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
+    altered.write_bytes(bytes(data))
+    lost.unlink()
+    with caplog.at_level("ERROR", logger="media.verification"):
+        found = await (await world.client.post("/api/ops/verify-recordings", headers=admin)).json()
+    assert found["counts"] == {"ok": len(segments) - 2, "mismatch": 1, "missing": 1}
+    assert any(str(segments[0]["file"]) in r.getMessage() and "altered" in r.getMessage() for r in caplog.records)
+
+    metrics = await (await world.client.get("/metrics", headers=admin)).text()
+    for result, n in (("ok", 2 * len(segments) - 2), ("mismatch", 1), ("missing", 1)):
+        assert f'cc_recording_segment_verifications_total{{result="{result}"}} {float(n)}' in metrics, result
+    overview = await (await world.client.get("/api/ops/overview", headers=world.auth("supervisor"))).json()
+    assert overview["verifications"]["totals"] == {"ok": 2 * len(segments) - 2, "mismatch": 1, "missing": 1}
+    problems = overview["verifications"]["last"]["problems"]
+    assert {str(segments[0]["file"]), str(segments[1]["file"])} == {p.split(":")[0] for p in problems}
+    # An alarm for the unit's court, one per segment (a later pass finding the same does not add another).
+    await world.client.post("/api/ops/verify-recordings", headers=admin)
+    listed = await (await world.client.get("/api/alarms", headers=world.auth("operator"))).json()
+    raised = [a for a in listed["alarms"] if a["kind"] == "evidence_mismatch"]
+    evidence = {a["subject"]: a for a in raised}
+    assert len(raised) == 2 and set(evidence) == {str(segments[0]["file"]), str(segments[1]["file"])}
+    assert evidence[str(segments[0]["file"])]["details"]["result"] == "mismatch"
+    assert evidence[str(segments[1]["file"])]["details"]["result"] == "missing"
+    assert {a["unit_id"] for a in evidence.values()} == {UNIT} and {a["state"] for a in evidence.values()} == {"open"}
+    for role in ("operator", "judge", "device"):
+        assert (await world.client.post("/api/ops/verify-recordings", headers=world.auth(role))).status == 403
+
+
+async def test_the_leader_verifies_periodically_with_its_setting(make_world: AppFactory, tmp_path: Path) -> None:
+    world = await make_world(media=MediaSettings(record_sessions=False, verify_interval_seconds=0.2))
+    folder = tmp_path / "recordings" / UNIT / "s1"
+    folder.mkdir(parents=True)
+    (folder / "00001.mkv").write_bytes(b"not what was sealed")
+    details = {"file": f"{UNIT}/s1/00001.mkv", "unit_id": UNIT, "session_id": "s1", "bytes": 19, "sha256": "0" * 64}
+    await world.client.app[AUDIT].record(SEGMENT_ACTION, None, details=details)
+    verifier = world.client.app[VERIFIER]
+    await eventually(lambda: verifier.totals["mismatch"] >= 2, within=10, what="two periodic passes")
+    assert verifier.totals["ok"] == 0 and verifier.totals["missing"] == 0

@@ -4,13 +4,18 @@ Chromium showing this process, its dependencies, units, screens, agencies and th
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser
 
+from cluster.processes import ProcessRecord, RedisProcesses
+from command_center.keys import AUDIT
 from config.settings import BusSettings, ObservabilitySettings, StoreSettings
+from media.evidence import SEGMENT_ACTION
 from tests.conftest import POSTGRES_DSN, REDIS_URL, AppFactory, World
 from tests.test_wall_display_browser import browser, chromium  # noqa: F401 (fixtures)
 
@@ -41,14 +46,30 @@ async def test_the_overview_reports_this_process_and_warns_on_a_full_disk(make_w
         assert (await world.client.get("/api/ops/overview", headers=world.auth(role))).status == 403, role
 
 
+async def test_on_the_embedded_default_the_cluster_is_this_one_process(make_world: AppFactory) -> None:
+    world = await make_world()
+    overview = await (await world.client.get("/api/ops/overview", headers=world.auth("admin"))).json()
+    [process] = overview["processes"]
+    assert process["id"] == overview["node"]["id"] and process["pid"] == os.getpid()
+    assert process["state"] == "live" and process["leader"] is True and process["roles"]["leader"] == 1
+    assert process["media"] == overview["media"]["sessions"] and set(process["media"].values()) == {0}
+    assert process["screens"] == 0 and process["units"] == 0
+    assert process["started"] == overview["node"]["started"] and process["age_seconds"] < 10
+
+
 async def test_no_disk_warning_above_the_threshold(make_world: AppFactory) -> None:
     world = await make_world(observability=ObservabilitySettings(disk_warning_percent=0))
     overview = await (await world.client.get("/api/ops/overview", headers=world.auth("admin"))).json()
     assert overview["disk"]["warning"] is False
 
 
-async def test_the_ops_page_shows_the_overview_in_chinese(make_world: AppFactory, browser: Browser) -> None:  # noqa: F811
+async def test_the_ops_page_shows_the_overview_in_chinese(
+    make_world: AppFactory,
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     world: World = await make_world(observability=ObservabilitySettings(disk_warning_percent=100))
+    world_dir = tmp_path  # the app's data dir (make_world)
     base = str(world.client.make_url("")).rstrip("/")
     context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
     page = await context.new_page()
@@ -73,6 +94,21 @@ async def test_the_ops_page_shows_the_overview_in_chinese(make_world: AppFactory
         assert await page.text_content("#leader-node") == await page.text_content("#node")
         assert await page.text_content("#store") == "正常" and await page.text_content("#bus") == "正常"
         assert await page.locator("#agencies tbody tr").count() == 18
+        process = page.locator("#processes tbody tr")
+        assert await process.count() == 1 and await process.get_attribute("data-leader") == "true"
+        assert "主节点" in (await process.text_content() or "") and "在线" in (await process.text_content() or "")
+        assert await page.locator("#verification-warning").is_hidden()
+        # A recorded segment the chain vouches for is altered on disk: 立即校验 says so.
+        folder = world_dir / "recordings" / "HLJ0102-U01" / "s1"
+        folder.mkdir(parents=True)
+        (folder / "00001.mkv").write_bytes(b"evidence")
+        await world.client.app[AUDIT].record(SEGMENT_ACTION, None, details={
+            "file": "HLJ0102-U01/s1/00001.mkv", "unit_id": "HLJ0102-U01", "session_id": "s1", "bytes": 8,
+            "sha256": hashlib.sha256(b"evidence").hexdigest()})  # fmt: skip
+        (folder / "00001.mkv").write_bytes(b"evidencE")
+        await page.click("#verify")
+        await page.wait_for_selector("#verification-warning", state="visible")
+        assert "HLJ0102-U01/s1/00001.mkv" in (await page.text_content("#verification-problems") or "")
         warning = page.locator("#disk-warning")
         assert await warning.is_visible() and "录像磁盘可用空间低于 100%" in (await warning.text_content() or "")
         await page.screenshot(path=str(SCREENSHOT))
@@ -99,3 +135,45 @@ async def test_on_postgres_and_redis_the_overview_names_the_leader(
     assert overview["node"]["shared"] is True and overview["node"]["leader"] is True
     assert overview["node"]["leader_node"] == overview["node"]["id"]
     assert overview["store_up"] is True and overview["bus_up"] is True
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_the_page_marks_a_process_that_stopped_beating_as_stale(
+    make_world: AppFactory,
+    browser: Browser,  # noqa: F811
+    pg_schema: str,
+    redis_namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process's record (as it wrote it before it was killed) goes stale after the TTL: 失联, in red."""
+    monkeypatch.setenv("CC_CLUSTER__HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("CC_CLUSTER__PROCESS_TTL_SECONDS", "1")
+    world = await make_world(store=StoreSettings(url=POSTGRES_DSN), schema=pg_schema,
+                             bus=BusSettings(url=REDIS_URL, namespace=redis_namespace))  # fmt: skip
+    gone = RedisProcesses(REDIS_URL, namespace=redis_namespace, ttl_seconds=1)
+    try:
+        await gone.beat(ProcessRecord(id="node-gone", host="app2", pid=4242, started=time.time() - 60,
+                                      url="http://10.0.0.2:8102", roles={"query": 2}, units=7))  # fmt: skip
+    finally:
+        await gone.close()
+    await asyncio.sleep(1.2)  # the TTL passes without another heartbeat from it
+    base = str(world.client.make_url("")).rstrip("/")
+    context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    page = await context.new_page()
+    try:
+        await page.goto(f"{base}/")
+        await page.fill("input[name=username]", "admin")
+        await page.fill("input[name=password]", world.passwords["admin"])
+        await page.click("button[type=submit]")
+        await page.click("#ops-link")
+        await page.wait_for_selector("#processes tbody tr[data-node='node-gone']")
+        stale = page.locator("#processes tbody tr[data-node='node-gone']")
+        assert await stale.get_attribute("data-state") == "stale"
+        text = await stale.text_content() or ""
+        assert "失联" in text and "app2 / 4242" in text and "查控任务 ×2" in text
+        assert await stale.locator("td.bad").count() == 1
+        await page.wait_for_selector("#processes tbody tr[data-leader='true'][data-state='live']")  # this one
+        assert await page.locator("#processes tbody tr").count() == 2
+    finally:
+        await context.close()

@@ -39,6 +39,7 @@ EXPECTED = [
     'cc_media_frames_dropped_total{where="viewer"}',
     "cc_recording_bytes_total",
     "cc_recording_segments_sealed_total",
+    'cc_recording_segment_verifications_total{result="mismatch"}',
     "cc_query_feedback_seconds_count",
     'cc_agency_breaker_state{state="closed"}',
     "cc_store_up",

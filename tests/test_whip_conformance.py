@@ -50,7 +50,7 @@ async def publishing(world: World, **kwargs: object) -> UnitPeer:
 
 
 async def test_options_on_the_endpoints_say_they_take_sdp_offers_without_a_credential(world: World) -> None:
-    for path in ("/api/whip", f"/api/whep/{UNIT}"):
+    for path in ("/api/whip", f"/api/whep/{UNIT}", f"/api/talk/{UNIT}"):  # talkback: the same rules (extension)
         response = await world.client.options(path)
         assert response.status == 204, path
         assert response.headers["Accept-Post"] == "application/sdp"
@@ -67,6 +67,15 @@ async def test_options_on_a_session_says_it_takes_trickle_ice_patches(world: Wor
     await unit.close()
 
 
+async def test_options_on_a_talkback_session_says_it_takes_trickle_ice_patches(world: World) -> None:
+    """The talkback resource (a private extension, docs/protocols.md) answers OPTIONS like a WHEP session."""
+    response = await world.client.options(f"/api/talk/{UNIT}/some-session")
+    assert response.status == 204
+    assert response.headers["Accept-Patch"] == "application/trickle-ice-sdpfrag"
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"OPTIONS", "PATCH", "DELETE"}
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
 async def test_cors_only_for_configured_origins(make_world: AppFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC_MEDIA__CORS_ORIGINS", f'["{ORIGIN}"]')
     world = await make_world()
@@ -78,6 +87,12 @@ async def test_cors_only_for_configured_origins(make_world: AppFactory, monkeypa
     assert "If-Match" in allowed.headers["Access-Control-Allow-Headers"]
     other = await world.client.options("/api/whip", headers={**preflight, "Origin": "https://evil.example"})
     assert other.status == 204 and "Access-Control-Allow-Origin" not in other.headers
+    for path in (f"/api/talk/{UNIT}", f"/api/talk/{UNIT}/some-session"):  # talkback: the same origins only
+        talk = await world.client.options(path, headers=preflight)
+        assert talk.status == 204 and talk.headers["Access-Control-Allow-Origin"] == ORIGIN, path
+        assert "If-Match" in talk.headers["Access-Control-Allow-Headers"]
+        evil = await world.client.options(path, headers={**preflight, "Origin": "https://evil.example"})
+        assert evil.status == 204 and "Access-Control-Allow-Origin" not in evil.headers, path
     # The actual requests carry it too, errors included, and expose the headers a client must read.
     refused = await world.client.post("/api/whip", data="v=0", headers={**SDP_HEADERS, "Origin": ORIGIN})
     assert refused.status == 401 and refused.headers["Access-Control-Allow-Origin"] == ORIGIN
@@ -92,7 +107,7 @@ async def test_cors_only_for_configured_origins(make_world: AppFactory, monkeypa
 
 
 async def test_get_head_and_put_on_an_endpoint_are_405(world: World) -> None:
-    for path in ("/api/whip", f"/api/whep/{UNIT}"):
+    for path in ("/api/whip", f"/api/whep/{UNIT}", f"/api/talk/{UNIT}"):
         for method in ("GET", "HEAD", "PUT"):
             response = await world.client.request(method, path, headers=world.auth("operator"))
             assert response.status == 405, f"{method} {path}"

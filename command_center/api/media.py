@@ -110,8 +110,11 @@ def patched(outcome: Patched) -> web.Response:
     return web.Response(status=200, text=outcome.fragment, content_type=SDPFRAG, headers={"ETag": outcome.etag})
 
 
-def limited(request: web.Request, who: str) -> None:
-    request.app[MEDIA_RATES].check(who)
+async def limited(request: web.Request, who: str) -> None:
+    """Count one media request of ``who`` (429 past ``media.requests_per_minute``; across every process when
+    they share Redis). A request for a unit streaming elsewhere is counted by the process that handles it,
+    once, not by the one that forwards it too (``command_center.forwarding``)."""
+    await request.app[MEDIA_RATES].check(who)
 
 
 def _viewer(request: web.Request) -> Viewer:
@@ -126,7 +129,7 @@ def _viewer(request: web.Request) -> Viewer:
 )  # fmt: skip
 async def whip_publish(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
-    limited(request, f"unit {unit.id}")
+    await limited(request, f"unit {unit.id}")
     offer = await read_offer(request)
     answered = await request.app[MEDIA].publish(unit, offer)
     return sdp_created(request, answered, f"/api/whip/{answered.id}", unit.id)
@@ -147,7 +150,7 @@ async def whip_options(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whip_patch(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
-    limited(request, f"unit {unit.id}")
+    await limited(request, f"unit {unit.id}")
     fragment = await read_fragment(request)
     hub = request.app[MEDIA]
     session = hub.session(Role.PUBLISHER, unit.id, SessionId(request.match_info["session_id"]), None)
@@ -160,7 +163,7 @@ async def whip_patch(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whip_end(request: web.Request) -> web.StreamResponse:
     unit = current_device(request).unit
-    limited(request, f"unit {unit.id}")
+    await limited(request, f"unit {unit.id}")
     await request.app[MEDIA].end_publish(unit.id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
 
@@ -179,7 +182,6 @@ async def whip_session_options(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whep_view(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     try:
@@ -190,6 +192,7 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     await _gb_live(request, unit)
     hub = request.app[MEDIA]
     answered = await hub.view(_viewer(request), unit.id, offer)
@@ -223,10 +226,10 @@ async def whep_patch(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def whep_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     if (elsewhere := await on_unit_node(request, unit_id)) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     await request.app[MEDIA].end_view(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
 
@@ -246,15 +249,31 @@ async def whep_session_options(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def talk_start(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
     store = request.app[STORE]
     unit = await store.get_unit(UnitId(request.match_info["unit_id"]))
     await require_visible(store, caller, unit.court_id)
     offer = await read_offer(request)
     if (elsewhere := await on_unit_node(request, unit.id, offer.encode())) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     answered = await request.app[MEDIA].talk(_viewer(request), unit.id, offer)
     return sdp_created(request, answered, f"/api/talk/{unit.id}/{answered.id}", f"user{caller.user.id}")
+
+
+@api.route(
+    "OPTIONS", "/api/talk/{unit_id}", summary="What the talkback endpoint takes (Accept-Post) and CORS preflight",
+    tag="media", access=None, status=204,
+)  # fmt: skip
+async def talk_options(request: web.Request) -> web.StreamResponse:
+    return preflight(request, ENDPOINT_METHODS, accept_post=True)
+
+
+@api.route(
+    "OPTIONS", "/api/talk/{unit_id}/{session_id}", summary="What a talkback session takes (Accept-Patch) and CORS "
+    "preflight", tag="media", access=None, status=204,
+)  # fmt: skip
+async def talk_session_options(request: web.Request) -> web.StreamResponse:
+    return preflight(request, SESSION_METHODS, accept_post=False)
 
 
 @api.route(
@@ -272,10 +291,10 @@ async def talk_patch(request: web.Request) -> web.StreamResponse:
 )  # fmt: skip
 async def talk_end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     if (elsewhere := await on_unit_node(request, unit_id)) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     await request.app[MEDIA].end_talk(caller.user.id, unit_id, SessionId(request.match_info["session_id"]))
     return web.Response(status=200)
 
@@ -290,11 +309,11 @@ async def _gb_live(request: web.Request, unit: Unit, *, hold: bool = False) -> N
 async def _patch_own(request: web.Request, role: Role) -> web.StreamResponse:
     """PATCH the caller's own view or talkback, on the process holding it."""
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
     unit_id = UnitId(request.match_info["unit_id"])
     body = await read_fragment(request)
     if (elsewhere := await on_unit_node(request, unit_id, body)) is not None:
         return elsewhere
+    await limited(request, f"user {caller.user.id}")
     hub = request.app[MEDIA]
     session = hub.session(role, unit_id, SessionId(request.match_info["session_id"]), caller.user.id)
     return patched(await hub.patch(session, request.headers.get("If-Match"), body))

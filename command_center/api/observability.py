@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -14,11 +16,13 @@ from pydantic import BaseModel
 
 from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_user
-from command_center.keys import METRICS, SETTINGS, STATE, STORE
+from command_center.keys import METRICS, PROCESSES, SETTINGS, STATE, STORE, VERIFIER
 from core.errors import Forbidden
 from courts.visibility import visible_courts
 
+log = logging.getLogger(__name__)
 api = Registry()
+PROCESSES_TIMEOUT = 2.0  # seconds the cluster's list may take (Redis) before the page says it is unknown
 
 METRICS_READERS = frozenset({Access.ADMIN, Access.SCRAPER})
 OPS_READERS = frozenset({Access.SUPERVISOR, Access.ADMIN})
@@ -43,12 +47,17 @@ class OpsOverviewOut(BaseModel):
     store_up: bool
     bus_up: bool
     disk: dict[str, Any]
+    #: Every process of the cluster (this one alone on the memory bus), live or stale; None if Redis is away.
+    processes: list[dict[str, Any]] | None
+    #: Recorded segments re-hashed against the audit chain: totals since start and the last pass.
+    verifications: dict[str, Any]
 
 
 @api.route("GET", "/api/ops/overview", summary="运维: this process, units, screens, media, agencies, dependencies",
            tag="system", access=OPS_READERS, response=OpsOverviewOut, errors=(Forbidden,))  # fmt: skip
 async def ops_overview(request: web.Request) -> web.StreamResponse:
-    """The same readings as /metrics, as one JSON document for the 运维 page (this process's view).
+    """The same readings as /metrics, as one JSON document for the 运维 page (this process's view), with the
+    list of every process of the cluster and what each leads.
 
     Every figure here is the process's, across every court it serves (units, screens, media sessions, agencies);
     none can be narrowed to a court's share, so only those who oversee every court read it: administrators and
@@ -61,6 +70,12 @@ async def ops_overview(request: web.Request) -> web.StreamResponse:
                         "and supervisors who oversee every court")  # fmt: skip
     state = request.app[STATE]
     probes = await state.probe()
+    try:
+        listed = await asyncio.wait_for(request.app[PROCESSES].list(), PROCESSES_TIMEOUT)
+        processes: list[dict[str, Any]] | None = [view.as_dict() for view in listed]
+    except Exception as exc:  # Redis away: the page says the list is unknown rather than failing
+        log.warning("ops: cannot list the processes: %s", exc)
+        processes = None
     settings = request.app[SETTINGS]
     warn_below = settings.observability.disk_warning_percent
     free, size = probes.disk_free_bytes, probes.disk_size_bytes
@@ -89,5 +104,22 @@ async def ops_overview(request: web.Request) -> web.StreamResponse:
                 "warn_below_percent": warn_below,
                 "warning": free_percent is not None and free_percent < warn_below,
             },
+            processes=processes,
+            verifications=state.verifications(),
         )
     )
+
+
+class VerificationOut(BaseModel):
+    finished: float
+    counts: dict[str, int]
+    problems: list[str]
+
+
+@api.route("POST", "/api/ops/verify-recordings", summary="Re-read every recorded segment on this process's disk "
+           "and check it against the audit chain now", tag="system", access=OPS_READERS,
+           response=VerificationOut)  # fmt: skip
+async def verify_recordings(request: web.Request) -> web.StreamResponse:
+    """On demand what the leader does every ``media.verify_interval_seconds``; counted in the same series."""
+    run = await request.app[VERIFIER].run()
+    return json_response(VerificationOut(finished=run.finished, counts=run.counts, problems=run.problems))

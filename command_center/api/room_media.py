@@ -78,7 +78,7 @@ def _location(room: Room, session_id: str) -> str:
            access=MEMBERS, status=201, errors=ROOM_OFFER_ERRORS)  # fmt: skip
 async def publish(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     room = await _present(request)
     offer = await read_offer(request)
     muted = any(m.muted for m in await request.app[STORE].room_members(room.id) if m.user_id == caller.user.id)
@@ -92,7 +92,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
            tag="rooms", access=MEMBERS, status=201, errors=ROOM_OFFER_ERRORS)  # fmt: skip
 async def view(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     room = await _present(request)
     raw = request.match_info["user_id"]
     if not raw.isdigit():
@@ -111,7 +111,7 @@ async def view(request: web.Request) -> web.StreamResponse:
            access=MEMBERS, status=204, errors=PATCH_ERRORS)  # fmt: skip
 async def patch(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     fragment = await read_fragment(request)
     session = _own_session(request)
     return patched(await request.app[MEDIA].patch(session, request.headers.get("If-Match"), fragment))
@@ -122,7 +122,7 @@ async def patch(request: web.Request) -> web.StreamResponse:
            errors=(NotFound, TooManyRequests))  # fmt: skip
 async def end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
-    limited(request, f"user {caller.user.id}")
+    await limited(request, f"user {caller.user.id}")
     session = _own_session(request)
     await request.app[ROOM_MEDIA].end_session(request.match_info["room_id"], session)
     return web.Response(status=200)

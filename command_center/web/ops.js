@@ -1,5 +1,6 @@
-// 运维 page: what this server process is doing, for supervisors and administrators without Grafana. Reads
-// GET /api/ops/overview every few seconds (the same readings as /metrics). Texts from the catalogue's `ops`
+// 运维 page: what this server process is doing, and every process of the cluster with what it leads, for
+// supervisors and administrators without Grafana. Reads GET /api/ops/overview every few seconds (the same
+// readings as /metrics); "立即校验" re-hashes the recordings (POST /api/ops/verify-recordings). Texts from the catalogue's `ops`
 // section; a role the page is not for is told so by nav.js guard. Test hooks: window.opsState.
 import { api, token } from "/static/lib/api.js";
 import { el } from "/static/lib/dom.js";
@@ -46,6 +47,8 @@ function render(o) {
     ...Object.entries(o.media.sessions).map(([role, n]) => [t(`session_${role}`), n]),
     [t("framesDropped"), o.media.frames_dropped.viewer + o.media.frames_dropped.recorder],
   ]);
+  renderProcesses(o.processes, o.node.id);
+  renderVerifications(o.verifications);
   document.querySelector("#agencies tbody").replaceChildren(...o.agencies.map((a) => {
     const breaker = el("td", { textContent: t(`breaker_${a.breaker}`),
       className: a.breaker === "closed" ? "ok" : a.breaker === "open" ? "bad" : "warn" });
@@ -53,6 +56,58 @@ function render(o) {
     return el("tr", {}, el("td", { textContent: a.name }), breaker);
   }));
   set("updated", `${t("updated")} ${formatTime(Date.now())}`);
+}
+
+/** Every process of the cluster: what it leads (its leases by kind), what it holds, whether it still beats. */
+function renderProcesses(processes, here) {
+  const unknown = document.getElementById("processes-unknown");
+  unknown.hidden = processes !== null;
+  unknown.textContent = t("processesUnknown");
+  document.querySelector("#processes tbody").replaceChildren(...(processes || []).map((p) => {
+    const roles = Object.entries(p.roles).map(([kind, n]) => (kind === "leader" ? t("role_leader")
+      : `${t(`role_${kind}`) === `role_${kind}` ? kind : t(`role_${kind}`)} ×${n}`));
+    const media = Object.entries(p.media).filter(([, n]) => n).map(([role, n]) => `${t(`session_${role}`)} ${n}`);
+    const row = el("tr", {},
+      el("td", { textContent: p.id + (p.id === here ? t("thisProcess") : "") }),
+      el("td", { textContent: `${p.host} / ${p.pid}` }),
+      el("td", { textContent: roles.join("，") || t("noRoles"), className: p.leader ? "ok" : "" }),
+      el("td", { textContent: String(p.units), className: "num" }),
+      el("td", { textContent: String(p.screens), className: "num" }),
+      el("td", { textContent: media.join("，") || "0" }),
+      el("td", { textContent: t("secondsAgo").replace("{s}", p.age_seconds.toFixed(1)) }),
+      el("td", { textContent: t(`state_${p.state}`), className: p.state === "live" ? "ok" : "bad" }));
+    row.dataset.node = p.id;
+    row.dataset.state = p.state;
+    row.dataset.leader = String(p.leader);
+    return row;
+  }));
+}
+
+/** Recorded segments re-hashed against the audit chain: totals since start, the last pass and its problems. */
+function renderVerifications(v) {
+  const totals = v.totals;
+  document.getElementById("verification-warning").hidden = !(totals.mismatch || totals.missing);
+  rows("verification", [
+    [t("verifiedOk"), totals.ok],
+    [t("verifiedMismatch"), totals.mismatch, totals.mismatch ? "num bad" : "num"],
+    [t("verifiedMissing"), totals.missing, totals.missing ? "num bad" : "num"],
+    [t("lastVerified"), v.last ? formatDateTime(v.last.finished * 1000) : t("neverVerified"), ""],
+  ]);
+  document.getElementById("verification-problems").replaceChildren(
+    ...(v.last?.problems || []).map((problem) => el("li", { textContent: problem, className: "bad" })));
+}
+
+async function verifyNow() {
+  const button = document.getElementById("verify");
+  button.disabled = true;
+  try {
+    await api("/api/ops/verify-recordings", { method: "POST" });
+    await refresh();
+  } catch (exc) {
+    document.getElementById("message").textContent = errorText(exc);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function refresh() {
@@ -74,6 +129,7 @@ async function start() {
   renderNav(me, t);
   showWho(me, t);
   document.getElementById("ops").hidden = false;
+  document.getElementById("verify").addEventListener("click", verifyNow);
   onLanguage(() => { applyTexts(t); if (state.overview) render(state.overview); });
   await refresh();
   setInterval(refresh, REFRESH_MS);
