@@ -35,7 +35,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "CC_MEDIA__REQUESTS_PER_MINUTE": "3"}  # fmt: skip
     cluster = Cluster(workdir, processes=2, store_url=store_url, redis_url=REDIS_URL, env=settings)
     cluster.init()
-    cluster.add_user("sup1", "supervisor", PASSWORD)
+    cluster.add_user("sup1", "supervisor", PASSWORD, court="HLJ")  # the 运维 overview: every court
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, STREAMING)}  # type: ignore[attr-defined]
     try:
         asyncio.run(cluster.start(proxy=False))
@@ -150,7 +150,7 @@ def test_a_process_stopped_cleanly_removes_its_record(tmp_path: Path) -> None:
     beats = {"CC_CLUSTER__HEARTBEAT_SECONDS": "0.2", "CC_CLUSTER__PROCESS_TTL_SECONDS": str(TTL)}
     pair = Cluster(tmp_path, processes=2, store_url=store_url, redis_url=REDIS_URL, env=beats)
     pair.init()
-    pair.add_user("sup1", "supervisor", PASSWORD)
+    pair.add_user("sup1", "supervisor", PASSWORD, court="HLJ")
 
     async def check() -> None:
         await pair.start(proxy=False)
