@@ -48,7 +48,8 @@ class _Request:
 
 class PositionWriter:
     def __init__(self, store: TelemetryStore, *, max_batch: int = 1_000, max_delay: float = 0.05,
-                 max_pending: int = 200_000, max_flushes: int = 4) -> None:  # fmt: skip
+                 max_pending: int = 200_000, max_flushes: int = 4,
+                 answer_slice: int = ANSWER_SLICE) -> None:  # fmt: skip
         self._store = store
         self._max_batch = max_batch
         self._max_delay = max_delay
@@ -57,6 +58,7 @@ class PositionWriter:
         self._pending = 0
         self._has_work = asyncio.Event()  # set while anything is queued (or on close)
         self._full = asyncio.Event()  # set when a whole batch is waiting: flush without the delay
+        self._answer_slice = answer_slice
         self._slots = asyncio.Semaphore(max_flushes)  # batches being committed at once
         self._flushes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -189,10 +191,10 @@ class PositionWriter:
             self.written += len(positions)
             self._pending -= len(positions)
             new = frozenset(inserted)
-            for start in range(0, len(batch), ANSWER_SLICE):
+            for start in range(0, len(batch), self._answer_slice):
                 if start:
                     await asyncio.sleep(0)  # the callers answered so far run before the next slice is woken
-                for request in batch[start : start + ANSWER_SLICE]:
+                for request in batch[start : start + self._answer_slice]:
                     if not request.done.done():
                         request.done.set_result(new)
             return
