@@ -224,3 +224,19 @@ def lag_line(lag: dict[str, Any]) -> str:
               f"(generation {lag['gc_max_generation']})" if lag["gc_passes"]
               else "no collector pass of 1 ms or more")  # fmt: skip
     return f"lag p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms ({lag['samples']} samples every 10 ms); {passes}"
+
+
+def stalls(path: Path, start: float, end: float, *, top: int = 6) -> dict[str, Any]:
+    """The server's loop stalls within [start, end] from its stall tracer's file (command_center/stall_trace.py):
+    how many, the longest, how many had a collector pass in them, and the code sampled most often while the
+    loop stood still (each stack cut to its innermost three frames, so one site adds up across callers)."""
+    found = [s for s in (json.loads(line) for line in (path.read_text().splitlines() if path.exists() else []))
+             if start <= s["at"] <= end]  # fmt: skip
+    sites: dict[str, int] = {}
+    for stall in found:
+        for count, stack in stall["stacks"]:
+            site = " <- ".join(stack.split(" <- ")[:3])
+            sites[site] = sites.get(site, 0) + count
+    return {"count": len(found), "max_ms": max((s["stall_ms"] for s in found), default=0.0),
+            "with_gc": sum(1 for s in found if s["gc_ms"]),
+            "sites": sorted(([n, site] for site, n in sites.items()), reverse=True)[:top]}  # fmt: skip

@@ -11,6 +11,8 @@ to the same number of screens (bench/broadcast_baseline.py).
 
 Two more lines per load:
 
+- ``stalls`` (with ``--stall-trace``): each stall of the server's loop over 50 ms in the window and the code it ran
+  meanwhile (``server.stall_trace_file``, command_center/stall_trace.py).
 - ``event loop``: the server's event-loop lag p99 and max over the measuring window, sampled every 10 ms
   inside the server process (``server.loop_lag_file``, command_center/loop_lag.py); a stall of the loop
   (a collector pass, a big batch serialised at once) shows here at its full length.
@@ -53,6 +55,7 @@ from bench.harness import (
     loop_lag_env,
     processes_named,
     sample,
+    stalls,
     wait_share,
 )
 from command_center.bootstrap import import_courts
@@ -117,6 +120,7 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
         # every simulated unit connects from 127.0.0.1: lift the per-address cap meant for real clients
         "CC_SERVER__MAX_CONNECTIONS_PER_ADDRESS": str(units + 1000),
         **loop_lag_env(workdir / "loop-lag.jsonl"),
+        **({"CC_SERVER__STALL_TRACE_FILE": str(workdir / "stalls.jsonl")} if args.stall_trace else {}),
     }
     server = Server(env, port=port, core=0)
     server.start(workdir / f"server-{units}.log")
@@ -160,6 +164,8 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
     result["server_rss_mib"] = round(after.rss_mib, 1)
     result["lost_in_store"] = lost_store
     result["loop_lag_ms"] = loop_lag(workdir / "loop-lag.jsonl", before.at, after.at)
+    if args.stall_trace:
+        result["stalls"] = stalls(workdir / "stalls.jsonl", before.at, after.at)
     result["load_loop_lag_ms"] = loop_lag(workdir / "load-lag.jsonl", before.at, after.at)
     result["server_cpu_us_per_position"] = round(result["server_cpu_share"] / result["positions_per_s"] * 1e6, 1)
     return result
@@ -255,6 +261,12 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
     )
     lag = ours["loop_lag_ms"]
     print(f"event loop        {lag_line(lag)} (in the server)")
+    if "stalls" in ours:
+        found = ours["stalls"]
+        print(f"stalls over 50 ms {found['count']} (longest {found['max_ms']:.0f} ms, {found['with_gc']} with a "
+              "collector pass); sampled most while stalled:")  # fmt: skip
+        for count, site in found["sites"]:
+            print(f"  {count:>4}  {site}")
     load_lag = ours["load_loop_lag_ms"]
     print(f"load generator    lag p99 {load_lag['p99']:.0f} ms, max {load_lag['max']:.0f} ms, longest collector pass "
           f"{load_lag['gc_max_ms']:.0f} ms (its stalls count in the latencies above)")  # fmt: skip
@@ -282,6 +294,9 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--store", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--bus", default="memory://")
+    parser.add_argument("--stall-trace", action="store_true",
+                        help="run the server's stall tracer (server.stall_trace_file) and print what the loop ran "
+                             "in the stalls of the measuring window")  # fmt: skip
     args = parser.parse_args()
     print(f"telemetry benchmark: store={args.store} bus={args.bus} cores={os.cpu_count()} "
           "(server on core 0, load on core 1)")  # fmt: skip

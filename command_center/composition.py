@@ -77,6 +77,7 @@ from command_center.metrics_state import StateCollector, StateReader
 from command_center.request_rates import Allowance, RequestRates
 from command_center.revocation import Revocations
 from command_center.screens.hub import ScreenHub
+from command_center.stall_trace import StallTracer
 from command_center.throttle import LocalLoginGuard, LoginGuard
 from command_center.tickets import LocalTickets, RedisTickets, TicketBook
 from config.settings import (
@@ -172,6 +173,7 @@ def components(
 
             # ── diagnostics ───────────────────────────────────────────────────────────────────────────
             _start_loop_lag_probe(stack, settings.server.loop_lag_file)
+            await _start_stall_trace(stack, settings.server.stall_trace_file, settings.server.stall_trace_ms)
             _start_lag_metric(stack, metrics, settings.observability.loop_lag_interval_seconds)
 
             # ── unit sockets: one sweep pings the silent ones and cuts those that stay silent ──────────────
@@ -673,6 +675,12 @@ async def _start_process_heartbeat(
 
     stack.push_async_callback(leave)
     return processes
+
+
+async def _start_stall_trace(stack: AsyncExitStack, path: Path | None, threshold_ms: float) -> None:
+    """Diagnostics (``server.stall_trace_file``): each stall of the loop with the stacks it ran meanwhile."""
+    if path is not None:
+        await stack.enter_async_context(StallTracer(path, threshold_ms))
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -58,6 +58,11 @@ class ServerSettings(Section):
     #: Benchmarks: when set, the event loop's lag is sampled every 10 ms and appended to this file once a
     #: second as JSON lines (``command_center/loop_lag.py``). Unset (the default): no probe runs.
     loop_lag_file: Path | None = None
+    #: Diagnostics: when set, every stall of the event loop longer than ``stall_trace_ms`` is written to this
+    #: file as one JSON line with the stacks the loop thread ran meanwhile, sampled every 10 ms
+    #: (``command_center/stall_trace.py``). Unset (the default): nothing runs.
+    stall_trace_file: Path | None = None
+    stall_trace_ms: float = Field(50.0, ge=10, le=60_000)
 
 
 class StoreSettings(Section):
