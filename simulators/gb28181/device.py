@@ -27,8 +27,9 @@ def device_ids(domain: str, count: int, first: int = 1) -> list[str]:
     return [f"{domain}132{n:07d}" for n in range(first, first + count)]
 
 
-def _china_now() -> str:
-    return datetime.now(CHINA).strftime("%Y-%m-%dT%H:%M:%S")
+def _china_now(*, milliseconds: bool = False) -> str:
+    text = datetime.now(CHINA).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return text[:-3] if milliseconds else text[:-7]
 
 
 class _Socket(asyncio.DatagramProtocol):
@@ -43,7 +44,7 @@ class SimulatedDevice:
     def __init__(self, device_id: str, password: str, server: tuple[str, int], *, domain: str, platform_id: str,
                  seed: int, clip: Sequence[tuple[bytes, bool]] | None = None, keepalive_seconds: float = 30.0,
                  position_seconds: float = 5.0, host: str = "127.0.0.1",
-                 on_sent: Callable[[bytes], None] | None = None) -> None:  # fmt: skip
+                 on_sent: Callable[[bytes], None] | None = None, precise_time: bool = False) -> None:  # fmt: skip
         self.device_id = device_id
         self._password = password
         self._server = server
@@ -54,6 +55,9 @@ class SimulatedDevice:
         self._position = position_seconds
         self._host = host
         self._on_sent = on_sent  # each picture as it leaves (the benchmark's latency clock)
+        #: MobilePosition Time with milliseconds (XML dateTime allows a fraction; most devices send whole
+        #: seconds): the benchmark measures device→screen latency from it.
+        self._precise_time = precise_time
         self._walker = RouteWalker(UnitKind.BODY_CAMERA, seed)
         self._endpoint: asyncio.DatagramTransport | None = None
         self._port = 0
@@ -138,7 +142,8 @@ class SimulatedDevice:
     def _report_position(self) -> None:
         fix = self._walker.step(self._position)
         heading = 0.0 if fix.heading_deg is None else fix.heading_deg
-        fields = [("Time", _china_now()), ("Longitude", f"{fix.lon:.7f}"), ("Latitude", f"{fix.lat:.7f}"),
+        fields = [("Time", _china_now(milliseconds=self._precise_time)), ("Longitude", f"{fix.lon:.7f}"),
+                  ("Latitude", f"{fix.lat:.7f}"),
                   ("Speed", f"{fix.speed_mps * 3.6:.1f}"), ("Direction", f"{heading:.1f}"),
                   ("Altitude", f"{fix.altitude_m:.0f}")]  # fmt: skip
         self._message("Notify", "MobilePosition", "".join(f"<{k}>{v}</{k}>\r\n" for k, v in fields))
