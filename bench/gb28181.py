@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.gb28181_load import LINGER_S
 from bench.harness import (
     ROOT,
     Server,
@@ -117,7 +118,11 @@ async def gb_level(devices: int, streams: int, seconds: float, screens: int, wor
     sip_port, port = free_port(), free_port()
     env = {"CC_STORE__URL": url, "CC_DATA_DIR": str(folder), "CC_CONFIG": "",
            "CC_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]',
-           "CC_MEDIA__MAX_SESSIONS": str(4 * streams + 8), "CC_MEDIA__SEGMENT_SECONDS": "10",
+           "CC_MEDIA__MAX_SESSIONS": str(4 * streams + 8),
+           # one operator watches every stream: lift the per-user and per-court caps meant for real users
+           "CC_MEDIA__MAX_SESSIONS_PER_USER": str(4 * streams + 8),
+           "CC_MEDIA__MAX_SESSIONS_PER_COURT": str(4 * streams + 8),
+           "CC_MEDIA__SEGMENT_SECONDS": "10",
            "CC_GB28181__ENABLED": "true", "CC_GB28181__SIP_HOST": "127.0.0.1", "CC_GB28181__SIP_PORT": str(sip_port),
            "CC_GB28181__RTP_PORT_RANGE": "37000-37999", "CC_GB28181__MAX_EXPIRES_SECONDS": "3600",
            "CC_GB28181__FAILED_REGISTERS_PER_MINUTE": "100000", **loop_lag_env(folder / "loop-lag.jsonl")}  # fmt: skip
@@ -141,7 +146,7 @@ async def gb_level(devices: int, streams: int, seconds: float, screens: int, wor
     # delay the viewers' clock in this one.
     load = [SimulatedDevice(device_id, password, ("127.0.0.1", sip_port), domain=DOMAIN, platform_id=PLATFORM,
                             seed=n, clip=clip, position_seconds=1.0, keepalive_seconds=30, on_sent=on_sent,
-                            precise_time=True)
+                            precise_time=True, linger_seconds=LINGER_S)
             for n, (_, (device_id, password)) in enumerate(units[:streams])]  # fmt: skip
     load_plan = folder / "load.json"
     load_plan.write_text(json.dumps({"devices": [[unit_id, *device] for unit_id, device in units[streams:]],
@@ -221,6 +226,8 @@ async def gb_level(devices: int, streams: int, seconds: float, screens: int, wor
     return {
         "devices": devices, "registered": registered["registered"], "registration_failures": registered["failures"],
         "queue_full_warnings": log_text.count("UDP queue full"),
+        "retransmissions": result["retransmissions"] + sum(d.retransmissions for d in load),
+        "unanswered": result["unanswered"] + sum(d.messages_unanswered for d in load),
         "positions_refused": log_text.count("position refused"),
         "screens": screens, "sent": sum(sent.values()), "stored": sum(stored.values()), "seen": seen,
         "units_short": short[:5], "units_short_count": len(short),

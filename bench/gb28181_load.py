@@ -28,6 +28,7 @@ from command_center.loop_lag import sample_forever
 from simulators.gb28181.device import SimulatedDevice
 
 GRACE_S = 2.0  # the screens keep reading this long after the devices stop: the last positions arrive
+LINGER_S = 8.0  # after the stop, a device sends its unanswered MESSAGEs again this long (RFC 3261 Timer E)
 
 
 class Screen:
@@ -69,7 +70,8 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
     host, _, port = args.sip.rpartition(":")
     devices = {unit_id: SimulatedDevice(device_id, password, (host, int(port)), domain=args.domain,
                                         platform_id=args.platform_id, seed=n + 1_000, position_seconds=args.interval,
-                                        keepalive_seconds=30, precise_time=True)
+                                        keepalive_seconds=30, precise_time=True,
+                                        linger_seconds=LINGER_S)
                for n, (unit_id, device_id, password) in enumerate(plan["devices"])}  # fmt: skip
     screens = [Screen() for _ in range(args.screens)]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -103,6 +105,8 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
         await asyncio.gather(probe, return_exceptions=True)
     return {
         "sent": {unit_id: d.positions_sent for unit_id, d in devices.items()},
+        "retransmissions": sum(d.retransmissions for d in devices.values()),
+        "unanswered": sum(d.messages_unanswered for d in devices.values()),
         "seen": [{unit_id: len(times) for unit_id, times in s.seen.items()} for s in screens],
         "samples": [[round(at, 3), round(ms, 1)] for s in screens for at, ms in s.samples],
     }

@@ -37,6 +37,7 @@ from gb28181.media.ps import PTS_WRAP, EsFrame
 from gb28181.media.rtp import PsOverRtp, RtpError, parse_rtp
 from gb28181.media.sdp import SdpError, invite_offer, live_ssrc, parse_answer
 from gb28181.service import DeviceUnavailable, Dialog, GbService
+from gb28181.transport import widen_receive_buffer
 from media.frames import is_keyframe
 from media.peers import PublisherLink
 from persistence.models import Unit
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 SUPERVISE_EVERY = 0.5
 CLOCK_RATE = 90_000  # PS timestamps (PTS) are 90 kHz
+#: A stream's RTP socket's kernel receive buffer: the default (208 KiB, about half of it payload) holds a few
+#: pictures of 640×480, and a stall of the event loop longer than that lost packets, so whole pictures
+#: (bench.gb28181 at 20 streams).
+RTP_RECEIVE_BUFFER = 2 * 1024 * 1024
 CAMERA_TYPES = ("131", "132")  # GB/T 28181 id digits 11–13: camera, network camera
 H264 = "video/H264"
 
@@ -355,6 +360,7 @@ class LiveStreams:
                     stream.socket, _ = await loop.create_datagram_endpoint(
                         lambda: _RtpSocket(stream), local_addr=(self._host, port)
                     )
+                    widen_receive_buffer(stream.socket, RTP_RECEIVE_BUFFER, f"RTP {port}")
             except OSError:
                 continue
             self._next_port = (self._next_port + attempt + 1) % len(ports)
