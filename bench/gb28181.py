@@ -201,7 +201,10 @@ async def gb_level(devices: int, streams: int, seconds: float, screens: int, wor
             b1 = sample(server.pid)
     except Exception:
         lines = (folder / "server.log").read_text(errors="replace").splitlines()
-        print("\n".join([line for line in lines if "WARNING" in line or "ERROR" in line][-15:]), flush=True)
+        print(
+            "\n".join([line for line in lines if "warning" in line.lower() or "error" in line.lower()][-15:]),
+            flush=True,
+        )
         raise
     finally:
         await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
@@ -301,8 +304,10 @@ async def run(args: argparse.Namespace) -> int:
             f"screens' process: its stalls count in the latencies above); server waited for a core "
             f"{gb['waited_for_cpu_share']:.0%} of the time"
         )
+        shown = a["count"] / max(1, args.screens) / args.seconds  # positions a second the server took and showed
         print(
-            f"server CPU        {gb['cpu_share']:.0%} of one core with positions alone, "
+            f"server CPU        {gb['cpu_share']:.0%} of one core with positions alone "
+            f"({gb['cpu_share'] / max(1.0, shown) * 1e6:.0f} µs per position shown), "
             f"{gb['cpu_share_with_streams']:.0%} with {gb['streams']} streams: {gb['cpu_per_stream']:.1%} per stream"
         )
         print(f"streams           {gb['streams']} PS streams (H.264 main 640x480 25 fps) to one viewer each: added "
@@ -334,7 +339,8 @@ async def run(args: argparse.Namespace) -> int:
                 f"max {ms(ws['screen_ms']['max'])}"
             )
             print(f"event loop        {lag_line(ws['loop_lag_ms'])} (in the server)")
-            print(f"server CPU        {ws['server_cpu_share']:.0%} of one core", flush=True)
+            print(f"server CPU        {ws['server_cpu_share']:.0%} of one core "
+                  f"({ws['server_cpu_us_per_position']:.0f} µs per position)", flush=True)  # fmt: skip
             if lost_positions(ws["sent"], ws["stored_total"], seen):
                 failed.append(f"WebSocket positions lost: sent {ws['sent']}, stored {ws['stored_total']}, on "
                               f"screens {seen}")  # fmt: skip
