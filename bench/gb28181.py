@@ -45,6 +45,7 @@ from bench.harness import (
 )
 from bench.media import connected, encode_clip, negotiate, new_pc, passthrough_level
 from bench.telemetry import pinned, prepare, run_level
+from command_center.loop_lag import sample_forever
 from config.settings import StoreSettings
 from core.ids import UnitId
 from gb28181 import digest
@@ -153,6 +154,8 @@ async def gb_level(devices: int, streams: int, seconds: float, screens: int, wor
                                      "screen_login": plan["screen_login"]}))  # fmt: skip
     others: asyncio.subprocess.Process | None = None
     running: list[asyncio.Task[None]] = []
+    # this process's own loop lag: its streaming devices and viewers are the forwarding latency's two clocks
+    probe = asyncio.create_task(sample_forever(folder / "viewers-lag.jsonl"))
     viewers = []
     try:
         await server.wait_healthy()
@@ -208,6 +211,8 @@ async def gb_level(devices: int, streams: int, seconds: float, screens: int, wor
         raise
     finally:
         await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)
         stop.set()
         await asyncio.gather(*running, return_exceptions=True)
         final = b""
@@ -239,6 +244,7 @@ async def gb_level(devices: int, streams: int, seconds: float, screens: int, wor
         "loop_lag_ms": loop_lag(folder / "loop-lag.jsonl", a0.at, a1.at),
         "loop_lag_ms_with_streams": loop_lag(folder / "loop-lag.jsonl", b0.at, b1.at),
         "load_loop_lag_ms": loop_lag(folder / "load-lag.jsonl", a0.at, b1.at),
+        "viewers_loop_lag_ms": loop_lag(folder / "viewers-lag.jsonl", b0.at, b1.at),
         "waited_for_cpu_share": wait_share(a0, b1),
         "streams": streams, "cpu_share": cpu_a, "cpu_share_with_streams": cpu_b,
         "cpu_per_stream": (cpu_b - cpu_a) / max(1, streams), "frames_sent": counts["sent"],
@@ -280,7 +286,8 @@ async def run(args: argparse.Namespace) -> int:
               flush=True)  # fmt: skip
         print(
             f"registered        {gb['registered']}/{gb['devices']} devices; UDP queue-full warnings "
-            f"{gb['queue_full_warnings']}, positions refused {gb['positions_refused']}"
+            f"{gb['queue_full_warnings']}, positions refused {gb['positions_refused']}; MESSAGEs sent again "
+            f"{gb['retransmissions']}, never answered {gb['unanswered']}"
         )
         print(
             f"positions         sent {gb['sent']}, stored {gb['stored']}, on each screen "
@@ -308,11 +315,13 @@ async def run(args: argparse.Namespace) -> int:
         print(
             f"server CPU        {gb['cpu_share']:.0%} of one core with positions alone "
             f"({gb['cpu_share'] / max(1.0, shown) * 1e6:.0f} µs per position shown), "
-            f"{gb['cpu_share_with_streams']:.0%} with {gb['streams']} streams: {gb['cpu_per_stream']:.1%} per stream"
+            f"{gb['cpu_share_with_streams']:.0%} with {gb['streams']} streams"
+            + (f": {gb['cpu_per_stream']:.1%} per stream" if gb["streams"] else "")
         )
         print(f"streams           {gb['streams']} PS streams (H.264 main 640x480 25 fps) to one viewer each: added "
-              f"forwarding latency p50 {ms(gb['p50_ms'])}, p99 {ms(gb['p99_ms'])}; frames lost {gb['lost_share']:.2%}",
-              flush=True)  # fmt: skip
+              f"forwarding latency p50 {ms(gb['p50_ms'])}, p99 {ms(gb['p99_ms'])}; frames lost {gb['lost_share']:.2%} "
+              f"(devices' and viewers' process: lag p99 {ms(gb['viewers_loop_lag_ms']['p99'])}, max "
+              f"{ms(gb['viewers_loop_lag_ms']['max'])})", flush=True)  # fmt: skip
         if gb["registered"] != gb["devices"]:
             failed.append(f"{gb['devices'] - gb['registered']} GB devices did not register "
                           f"({'; '.join(gb['registration_failures'])})")  # fmt: skip

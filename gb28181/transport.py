@@ -28,11 +28,12 @@ UDP_QUEUE = 1_024
 UDP_WORKERS = 256
 TCP_READ = 65_536
 MAX_TCP_CONNECTIONS = 10_000
-#: The SIP socket's kernel receive buffer. With the default (208 KiB, about half of it payload) a stall of the
-#: event loop of a quarter second at 2,000 devices' positions a second overflowed it and the kernel dropped a
-#: third of the MESSAGEs (``UdpRcvbufErrors``; bench.gb28181); 4 MiB holds seconds of them. Capped by the
-#: kernel's ``net.core.rmem_max``: a smaller grant is logged.
-UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+#: The SIP socket's kernel receive buffer. The default (208 KiB of kernel accounting: about 100 datagrams, 50 ms
+#: of 2,000 devices' MESSAGEs) overflowed at every stall of the event loop and the kernel dropped a third of the
+#: positions (``UdpRcvbufErrors``; bench.gb28181). 1 MiB (Linux doubles it for its bookkeeping) holds about half
+#: a second, the devices' retransmission timer (RFC 3261 T1): a longer backlog would only be answered after the
+#: devices had sent it again. Capped by the kernel's ``net.core.rmem_max``: a smaller grant is logged.
+UDP_RECEIVE_BUFFER = 1024 * 1024
 
 
 class UdpPeer:

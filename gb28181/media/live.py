@@ -47,10 +47,10 @@ log = logging.getLogger(__name__)
 
 SUPERVISE_EVERY = 0.5
 CLOCK_RATE = 90_000  # PS timestamps (PTS) are 90 kHz
-#: A stream's RTP socket's kernel receive buffer: the default (208 KiB, about half of it payload) holds a few
-#: pictures of 640×480, and a stall of the event loop longer than that lost packets, so whole pictures
-#: (bench.gb28181 at 20 streams).
-RTP_RECEIVE_BUFFER = 2 * 1024 * 1024
+#: A stream's RTP socket's kernel receive buffer: the default (208 KiB of kernel accounting, about 85 packets)
+#: holds a quarter second of a 4 Mbit/s 1080p body camera, and a longer stall of the event loop lost packets, so
+#: whole pictures until the next keyframe. 1 MiB (doubled by Linux for its bookkeeping) holds a few seconds.
+RTP_RECEIVE_BUFFER = 1024 * 1024
 CAMERA_TYPES = ("131", "132")  # GB/T 28181 id digits 11–13: camera, network camera
 H264 = "video/H264"
 
