@@ -212,7 +212,11 @@ async def passthrough_level(clip: list[tuple[bytes, bool]], count: int, seconds:
     plan = await prepare(url, count)
     port = free_port()
     env = {"CC_STORE__URL": url, "CC_DATA_DIR": str(db), "CC_CONFIG": "", "CC_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]',
-           "CC_MEDIA__MAX_SESSIONS": str(4 * count + 8), "CC_MEDIA__SEGMENT_SECONDS": "10",
+           "CC_MEDIA__MAX_SESSIONS": str(4 * count + 8),
+           # one operator watches every stream: lift the per-user and per-court caps meant for real users
+           "CC_MEDIA__MAX_SESSIONS_PER_USER": str(4 * count + 8),
+           "CC_MEDIA__MAX_SESSIONS_PER_COURT": str(4 * count + 8),
+           "CC_MEDIA__SEGMENT_SECONDS": "10",
            **loop_lag_env(db / "loop-lag.jsonl")}  # fmt: skip
     server = Server(env, port=port, core=0)
     server.start(db / "server.log")

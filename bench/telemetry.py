@@ -163,6 +163,7 @@ async def run_level(args: argparse.Namespace, units: int, workdir: Path) -> dict
     result["database_cpu_share"] = round(database_share, 3) if args.store == "postgres" else None
     result["server_rss_mib"] = round(after.rss_mib, 1)
     result["lost_in_store"] = lost_store
+    result["stored_total"] = sum(counts.values())
     result["loop_lag_ms"] = loop_lag(workdir / "loop-lag.jsonl", before.at, after.at)
     if args.stall_trace:
         result["stalls"] = stalls(workdir / "stalls.jsonl", before.at, after.at)

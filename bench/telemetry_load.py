@@ -40,6 +40,7 @@ class Figures:
         self.screen_bytes = 0  # bytes read by the other screens
         self.last_sent: dict[str, int] = {}
         self.screen_last: list[dict[str, int]] = []
+        self.screen_seen: list[dict[str, set[int]]] = []  # per measuring screen: unit → fix times shown (trails too)
         self.measuring = False
 
 
@@ -79,7 +80,8 @@ async def run_unit(http: aiohttp.ClientSession, url: str, unit_id: str, secret: 
 
 
 async def run_screen(http: aiohttp.ClientSession, url: str, token: str, stop: float, figures: Figures,
-                     last: dict[str, int], measure: bool) -> None:  # fmt: skip
+                     last: dict[str, int], measure: bool, seen: dict[str, set[int]],
+                     subscribed: asyncio.Event) -> None:  # fmt: skip
     """A screen socket; measuring screens decode every frame, the others read and count bytes only (a real
     wall display decodes too, but on its own machine, not on the load generator's one core)."""
     async with http.ws_connect(f"{url}/api/screen/ws", headers={"Authorization": f"Bearer {token}"}, heartbeat=None,
@@ -92,6 +94,7 @@ async def run_screen(http: aiohttp.ClientSession, url: str, token: str, stop: fl
                 break
             if message.type != aiohttp.WSMsgType.TEXT:
                 break
+            subscribed.set()
             if not measure:
                 figures.screen_bytes += len(message.data)
                 continue
@@ -104,9 +107,12 @@ async def run_screen(http: aiohttp.ClientSession, url: str, token: str, stop: fl
                 if position is None:
                     continue
                 last[view["unit_id"]] = max(last.get(view["unit_id"], 0), position["seq"])
+                seen.setdefault(view["unit_id"], set()).add(position["fix_time_ms"])
                 if data["type"] == "frame" and figures.measuring:
                     figures.screen_ms.append(arrived - position["fix_time_ms"])
                     figures.screen_positions += 1
+            for track in data.get("track", ()):
+                seen.setdefault(track["unit_id"], set()).update(point[0] for point in track["points"])
 
 
 async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
@@ -123,9 +129,13 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
         start = time.monotonic()
         stop = start + args.ramp + args.warmup + args.duration
         figures.screen_last = [{} for _ in tokens]
+        figures.screen_seen = [{} for _ in tokens]
+        subscribed = [asyncio.Event() for _ in tokens]
         screens = [asyncio.create_task(run_screen(http, args.url, t, stop, figures, figures.screen_last[i],
-                                                  i < args.measuring_screens))
+                                                  i < args.measuring_screens, figures.screen_seen[i], subscribed[i]))
                    for i, t in enumerate(tokens)]  # fmt: skip
+        # the screens see every position only if they are subscribed before the first is sent
+        await asyncio.wait_for(asyncio.gather(*(s.wait() for s in subscribed)), 30)
         units = []
         secrets = list(plan["units"].items())[: args.units]
         for i, (unit_id, secret) in enumerate(secrets):
@@ -174,6 +184,8 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
         "screen_positions_per_s": round(figures.screen_positions / window, 1),
         "other_screens_mib_per_s": round(figures.screen_bytes / window / 2**20, 2),
         "units_behind_on_screens": behind,
+        # distinct positions each measuring screen showed over the whole run (it subscribed before any was sent)
+        "screen_seen": [sum(len(t) for t in seen.values()) for seen in figures.screen_seen[: args.measuring_screens]],
         "last_sent": figures.last_sent,
     }
 

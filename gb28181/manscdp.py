@@ -2,8 +2,11 @@
 
 Devices declare ``encoding="GB2312"`` (and send GBK or GB18030 names), which the stdlib parser refuses
 ("multi-byte encodings are not supported"): bytes are decoded first (GB18030 is a superset of GB2312 and
-GBK) and the declaration dropped. Parsing goes through defusedxml with DTDs forbidden, so an entity bomb
-or an external entity is refused, never expanded. ``parse`` raises only ``ManscdpError``.
+GBK) and the declaration dropped. A body with a document type declaration is refused before parsing: the
+DTD is the only place an entity can be declared, so without one an entity bomb or an external entity cannot
+exist (what defusedxml's ``forbid_dtd`` guarantees), and the stdlib's C parser reads the rest. defusedxml
+itself builds the tree in pure Python: about three quarters of a MobilePosition's parsing time, at 2,000
+devices a tenth of the server (bench.gb28181). ``parse`` raises only ``ManscdpError``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,6 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-
-import defusedxml
-import defusedxml.ElementTree as SafeET
 
 CHINA = timezone(timedelta(hours=8))  # GB/T 28181 times carry no zone: devices keep China Standard Time
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
@@ -56,9 +56,12 @@ def decode(body: bytes) -> str:
 
 
 def parse(body: bytes) -> Document:
+    text = decode(body)
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:  # XML keywords are case-sensitive: no other spelling parses
+        raise ManscdpError("a document type declaration: refused (MANSCDP bodies carry none)")
     try:
-        root = SafeET.fromstring(decode(body), forbid_dtd=True)
-    except (ET.ParseError, defusedxml.DefusedXmlException, ValueError) as exc:
+        root = ET.fromstring(text)
+    except (ET.ParseError, ValueError) as exc:
         raise ManscdpError(f"not well-formed MANSCDP XML: {exc}") from None
     cmd_type = _text(root.find("CmdType"))
     if not cmd_type:

@@ -5,10 +5,13 @@ Requests arrive as bytes with the ``Peer`` they came from (a UDP address or a TC
 become unit events through the tracker, on the same paths as WebSocket telemetry: a keepalive marks the
 unit heard, a MobilePosition is validated and stored like any position, an alarm raises SOS.
 
-No SIP transaction layer: retransmitted requests are handled again, which every handler tolerates
-(positions are deduplicated by their time-derived seq, alarms are one per condition, catalogs upserted);
-the platform's own MESSAGE/SUBSCRIBE are sent once (a device that misses its Catalog query is asked again
-at its next registration).
+No full SIP transaction layer: a retransmitted MESSAGE or NOTIFY answered in the last few seconds gets the
+same answer again without being handled again (RFC 3261 §17.2.2: at 2,000 devices on a busy machine the
+devices' retransmissions were four times their positions, each parsed and ingested anew; bench.gb28181);
+other retransmitted requests are handled again, which every handler tolerates (positions are deduplicated by
+their time-derived seq, alarms are one per condition, catalogs upserted); the platform's own
+MESSAGE/SUBSCRIBE are sent once (a device that misses its Catalog query is asked again at its next
+registration).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +44,11 @@ SUBSCRIPTION_SECONDS = 3600  # a MobilePosition subscription, renewed at every r
 ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE, INVITE"
 SDP_TYPE = "Application/SDP"
 INVITE_RETRANSMIT = (0.5, 1.0, 2.0, 4.0)  # RFC 3261 §17.1.1.2 timer A over UDP, until any answer is heard
+#: How long a MESSAGE/NOTIFY's answer is kept for the device's retransmissions of it: a device resends after
+#: 0.5, 1, 2 and 4 s (RFC 3261 Timer E), so 8 s covers all but the stragglers of Timer F (which are handled
+#: again, harmlessly). At most ANSWERS_KEPT (about 8 s of 2,000 devices' messages at 2 a second each).
+ANSWER_SECONDS = 8.0
+ANSWERS_KEPT = 32_768
 
 
 class GbServiceStore(GbStore, UnitStore, Protocol):
@@ -121,6 +130,9 @@ class GbService:
         self._dialogs: dict[str, Dialog] = {}  # by Call-ID
         self._broadcasts: dict[str, asyncio.Future[tuple[sip.SipMessage, Peer]]] = {}  # device id: its INVITE
         self._answers: dict[str, bytes] = {}  # Call-ID of a device's INVITE we accepted: our 200, resent on repeats
+        #: (device id, Call-ID, CSeq) of MESSAGE/NOTIFYs answered → (when the answer expires, its bytes)
+        self._messages_answered: OrderedDict[tuple[str, str, str], tuple[float, bytes]] = OrderedDict()
+        self.retransmissions_answered = 0  # requests answered again from ``_messages_answered`` without being handled
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -170,6 +182,13 @@ class GbService:
             if exc.partial is not None and exc.partial.is_request and exc.partial.method != "ACK":
                 self._reply(peer, sip.response(exc.partial, exc.status))
             return
+        if msg.method in ("MESSAGE", "NOTIFY"):
+            answered = self._messages_answered.get(_transaction(msg))
+            if answered is not None and answered[0] > self._clock():
+                self.retransmissions_answered += 1
+                if not peer.closed:
+                    peer.send(answered[1])
+                return
         if not msg.is_request:
             if self._invite_answer(msg):
                 return
@@ -221,6 +240,17 @@ class GbService:
     def _reply(self, peer: Peer, message: sip.SipMessage) -> None:
         if not peer.closed:
             peer.send(message.serialise())
+
+    def _answer_once(self, request: sip.SipMessage, peer: Peer, answer: sip.SipMessage) -> None:
+        """Send ``answer`` and keep it for the request's retransmissions (see ``ANSWER_SECONDS``)."""
+        data = answer.serialise()
+        now = self._clock()
+        answers = self._messages_answered
+        while answers and (len(answers) >= ANSWERS_KEPT or next(iter(answers.values()))[0] <= now):
+            answers.popitem(last=False)  # kept in the order answered, so the oldest expire first
+        answers[_transaction(request)] = (now + ANSWER_SECONDS, data)
+        if not peer.closed:
+            peer.send(data)
 
     # registrar ----------------------------------------------------------------------------------------
     async def _register(self, msg: sip.SipMessage, peer: Peer) -> None:
@@ -329,7 +359,7 @@ class GbService:
             log.warning("gb28181: device %s: %s refused: %s", device_id, msg.method, exc)
             self._reply(peer, sip.response(msg, 400))
             return
-        self._reply(peer, sip.response(msg, 200))
+        self._answer_once(msg, peer, sip.response(msg, 200))
         unit = registration.unit
         if doc.cmd_type == "Catalog" and doc.root == "Response":
             await self._catalog(unit, doc)
@@ -600,6 +630,12 @@ class GbService:
     def _next_sn(self) -> int:
         self._sn += 1
         return self._sn
+
+
+def _transaction(msg: sip.SipMessage) -> tuple[str, str, str]:
+    """What makes a request a retransmission of another: the same sender, Call-ID and CSeq (RFC 3261 §17.2.3
+    would match the Via branch; GB devices of the 2016 edition do not all send an RFC 3261 branch)."""
+    return msg.from_user or "", msg.call_id, msg.get("cseq") or ""
 
 
 def _expires(msg: sip.SipMessage) -> int:

@@ -28,6 +28,12 @@ UDP_QUEUE = 1_024
 UDP_WORKERS = 256
 TCP_READ = 65_536
 MAX_TCP_CONNECTIONS = 10_000
+#: The SIP socket's kernel receive buffer. The default (208 KiB of kernel accounting: about 100 datagrams, 50 ms
+#: of 2,000 devices' MESSAGEs) overflowed at every stall of the event loop and the kernel dropped a third of the
+#: positions (``UdpRcvbufErrors``; bench.gb28181). 1 MiB (Linux doubles it for its bookkeeping) holds about half
+#: a second, the devices' retransmission timer (RFC 3261 T1): a longer backlog would only be answered after the
+#: devices had sent it again. Capped by the kernel's ``net.core.rmem_max``: a smaller grant is logged.
+UDP_RECEIVE_BUFFER = 1024 * 1024
 
 
 class UdpPeer:
@@ -115,6 +121,7 @@ class SipServer:
             break
         else:
             raise OSError("no port free for both UDP and TCP")
+        widen_receive_buffer(self._udp, UDP_RECEIVE_BUFFER, "SIP")
         local = self._udp.get_extra_info("sockname")[:2]
         for index in range(UDP_WORKERS):
             self._own(asyncio.create_task(self._udp_worker(local), name=f"gb28181-udp-{index}"))
@@ -179,6 +186,23 @@ class SipServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def widen_receive_buffer(endpoint: asyncio.DatagramTransport, wanted: int, what: str) -> int:
+    """Ask the kernel for a ``wanted``-byte receive buffer on a UDP socket: datagrams arriving while the event
+    loop is busy wait there instead of being dropped. The bytes granted (Linux reports twice what it keeps
+    for payload); a grant below ``wanted`` is logged once per socket with the setting that limits it."""
+    sock = endpoint.get_extra_info("socket")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+        granted = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except OSError as exc:
+        log.warning("gb28181: %s socket: receive buffer of %d bytes refused: %s", what, wanted, exc)
+        return 0
+    if granted < wanted:
+        log.warning("gb28181: %s socket: receive buffer of %d bytes asked, %d granted (raise net.core.rmem_max)",
+                    what, wanted, granted)  # fmt: skip
+    return granted
 
 
 @functools.lru_cache(maxsize=1024)

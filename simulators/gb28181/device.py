@@ -22,13 +22,19 @@ from simulators.units.routes import RouteWalker
 log = logging.getLogger(__name__)
 
 
+#: RFC 3261 §17.1.2.2 over UDP: a MESSAGE is sent again after T1, then at doubling intervals up to T2, until a
+#: final answer, and given up after 64·T1 (Timer F). A platform too busy to read its socket loses nothing then.
+T1, T2, TIMER_F = 0.5, 4.0, 32.0
+
+
 def device_ids(domain: str, count: int, first: int = 1) -> list[str]:
     """20-digit ids: the domain, type 132 (network camera), a 7-digit sequence (GB/T 28181 Annex D)."""
     return [f"{domain}132{n:07d}" for n in range(first, first + count)]
 
 
-def _china_now() -> str:
-    return datetime.now(CHINA).strftime("%Y-%m-%dT%H:%M:%S")
+def _china_now(*, milliseconds: bool = False) -> str:
+    text = datetime.now(CHINA).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return text[:-3] if milliseconds else text[:-7]
 
 
 class _Socket(asyncio.DatagramProtocol):
@@ -43,8 +49,8 @@ class SimulatedDevice:
     def __init__(self, device_id: str, password: str, server: tuple[str, int], *, domain: str, platform_id: str,
                  seed: int, clip: Sequence[tuple[bytes, bool]] | None = None, keepalive_seconds: float = 30.0,
                  position_seconds: float = 5.0, host: str = "127.0.0.1",
-                 on_sent: Callable[[bytes], None] | None = None,
-                 audio: Sequence[bytes] | None = None) -> None:  # fmt: skip
+                 on_sent: Callable[[bytes], None] | None = None, precise_time: bool = False,
+                 linger_seconds: float = 0.0, audio: Sequence[bytes] | None = None) -> None:  # fmt: skip
         self.device_id = device_id
         self._password = password
         self._server = server
@@ -56,6 +62,10 @@ class SimulatedDevice:
         self._position = position_seconds
         self._host = host
         self._on_sent = on_sent  # each picture as it leaves (the benchmark's latency clock)
+        #: MobilePosition Time with milliseconds (XML dateTime allows a fraction; most devices send whole
+        #: seconds): the benchmark measures device→screen latency from it.
+        self._precise_time = precise_time
+        self._linger = linger_seconds  # after the stop, go on sending unanswered MESSAGEs again this long
         self._walker = RouteWalker(UnitKind.BODY_CAMERA, seed)
         self._endpoint: asyncio.DatagramTransport | None = None
         self._port = 0
@@ -64,10 +74,15 @@ class SimulatedDevice:
         self._cseq = 0
         self._sn = 0
         self._answers: dict[int, asyncio.Future[sip.SipMessage]] = {}
+        #: MESSAGEs not answered yet, by CSeq: (bytes, when to send again, interval, when to give up)
+        self._unanswered: dict[int, tuple[bytes, float, float, float]] = {}
         self._streams: dict[str, asyncio.Task[int]] = {}  # by Call-ID
         self.registered = False
         self.positions_sent = 0
         self.streams_served = 0
+        self.retransmissions = 0
+        self._given_up = 0  # MESSAGEs unanswered after Timer F
+        self._answered_all = asyncio.Event()  # set when the last unanswered MESSAGE is answered
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -84,13 +99,24 @@ class SimulatedDevice:
                 if now >= next_position:
                     self._report_position()
                     next_position = now + self._position
+                wake = min(next_keepalive, next_position, self._retransmit(loop.time()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(0.0, min(next_keepalive, next_position) - loop.time()))
+                    await asyncio.wait_for(stop.wait(), max(0.0, wake - loop.time()))
+            give_up = loop.time() + self._linger
+            while self._unanswered and (left := give_up - loop.time()) > 0:
+                wake = self._retransmit(loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._answered_all.wait(), max(0.0, min(left, wake - loop.time())))
         finally:
             for task in self._streams.values():
                 task.cancel()
             await asyncio.gather(*self._streams.values(), return_exceptions=True)
             self._endpoint.close()
+
+    @property
+    def messages_unanswered(self) -> int:
+        """MESSAGEs given up without a final answer, and those still waiting for one."""
+        return self._given_up + len(self._unanswered)
 
     # registering ------------------------------------------------------------------------------------
     async def _register(self) -> None:
@@ -140,11 +166,29 @@ class SimulatedDevice:
     def _report_position(self) -> None:
         fix = self._walker.step(self._position)
         heading = 0.0 if fix.heading_deg is None else fix.heading_deg
-        fields = [("Time", _china_now()), ("Longitude", f"{fix.lon:.7f}"), ("Latitude", f"{fix.lat:.7f}"),
+        fields = [("Time", _china_now(milliseconds=self._precise_time)), ("Longitude", f"{fix.lon:.7f}"),
+                  ("Latitude", f"{fix.lat:.7f}"),
                   ("Speed", f"{fix.speed_mps * 3.6:.1f}"), ("Direction", f"{heading:.1f}"),
                   ("Altitude", f"{fix.altitude_m:.0f}")]  # fmt: skip
         self._message("Notify", "MobilePosition", "".join(f"<{k}>{v}</{k}>\r\n" for k, v in fields))
         self.positions_sent += 1
+
+    def _retransmit(self, now: float) -> float:
+        """Send again the MESSAGEs whose timer fired (RFC 3261 Timer E); when the next one fires."""
+        wake = now + TIMER_F
+        for cseq, (data, due, interval, give_up) in list(self._unanswered.items()):
+            if now >= give_up:
+                del self._unanswered[cseq]
+                self._given_up += 1
+                continue
+            if now >= due:
+                self._send_bytes(data)
+                self.retransmissions += 1
+                interval = min(2 * interval, T2)
+                due = now + interval
+                self._unanswered[cseq] = (data, due, interval, give_up)
+            wake = min(wake, due)
+        return wake
 
     def _message(self, root: str, cmd_type: str, fields: str) -> None:
         self._sn += 1
@@ -155,7 +199,11 @@ class SimulatedDevice:
         )
         request.headers.append(("content-type", "Application/MANSCDP+xml"))
         request.body = body.encode("gb18030")
-        self._send(request)
+        data = request.serialise()
+        now = asyncio.get_running_loop().time()
+        self._unanswered[self._cseq] = (data, now + T1, T1, now + TIMER_F)
+        self._answered_all.clear()
+        self._send_bytes(data)
 
     def _request(self, method: str, uri: str, *, to: str) -> sip.SipMessage:
         self._cseq += 1
@@ -171,8 +219,11 @@ class SimulatedDevice:
         return request
 
     def _send(self, message: sip.SipMessage) -> None:
+        self._send_bytes(message.serialise())
+
+    def _send_bytes(self, data: bytes) -> None:
         if self._endpoint is not None and not self._endpoint.is_closing():
-            self._endpoint.sendto(message.serialise(), self._server)
+            self._endpoint.sendto(data, self._server)
 
     # the platform's requests ------------------------------------------------------------------------
     def received(self, data: bytes) -> None:
@@ -182,6 +233,10 @@ class SimulatedDevice:
             log.warning("device %s: unreadable message from the platform: %s", self.device_id, exc)
             return
         if not message.is_request:
+            if message.status >= 200 and message.cseq[0] in self._unanswered:
+                del self._unanswered[message.cseq[0]]
+                if not self._unanswered:
+                    self._answered_all.set()
             waiter = self._answers.get(message.cseq[0])
             if waiter is not None and not waiter.done() and message.status >= 200:
                 waiter.set_result(message)

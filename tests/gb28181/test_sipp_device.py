@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from command_center.keys import GB28181_SIP
+from command_center.keys import GB28181, GB28181_SIP
 from config.settings import BusSettings, StoreSettings
 from core.ids import UnitId
 from gb28181 import manscdp, sip
@@ -268,6 +268,40 @@ async def test_missed_keepalives_take_the_unit_offline_and_the_next_brings_it_ba
         reply = await raw.message(DEVICE, keepalive(DEVICE))
         assert reply is not None and reply.status == 200
         assert (await live(world, "HLJ0102-GB1"))["status"] == "available"
+    finally:
+        raw.close()
+
+
+async def test_a_retransmitted_position_gets_the_same_answer_and_is_handled_once(
+    gb_enabled: None, make_world: AppFactory
+) -> None:
+    """RFC 3261 §17.2.2: a device that missed our 200 sends its MESSAGE again; it gets the same 200 (same To
+    tag) without the body being parsed and ingested again, while its next MESSAGE is handled anew."""
+    world = await make_world()
+    password = await add_gb_unit(world, "HLJ0102-GB1", DEVICE)
+    raw = RawDevice(sip_port(world))
+    try:
+        reply = await raw.register(DEVICE, password)
+        assert reply is not None and reply.status == 200
+        body = (
+            f'<?xml version="1.0" encoding="GB2312"?><Notify><CmdType>MobilePosition</CmdType><SN>5</SN>'
+            f"<DeviceID>{DEVICE}</DeviceID><Time>{china_time(-2)}</Time><Longitude>126.64</Longitude>"
+            "<Latitude>45.75</Latitude></Notify>"
+        ).encode()
+        request = raw.request("MESSAGE", DEVICE, headers="Content-Type: Application/MANSCDP+xml\r\n", body=body)
+        first, again = await raw.exchange(request), await raw.exchange(request)
+        assert first is not None and again is not None and first.status == again.status == 200
+        assert sip.tag_of(first.get("to") or "") == sip.tag_of(again.get("to") or "") is not None
+        service = world.client.app[GB28181]
+        assert service.retransmissions_answered == 1
+        await eventually(lambda: _count_is(world.store, "HLJ0102-GB1", 1), "the position stored")
+        later = await raw.message(DEVICE, body.replace(b"<SN>5</SN>", b"<SN>6</SN>"))  # a new CSeq: handled
+        assert (
+            later is not None
+            and later.status == 200
+            and sip.tag_of(later.get("to") or "") != sip.tag_of(first.get("to") or "")
+        )
+        assert service.retransmissions_answered == 1
     finally:
         raw.close()
 
