@@ -259,7 +259,7 @@ async def ws_level(devices: int, seconds: float, screens: int, work: Path) -> di
     bus (``bench.telemetry``'s level)."""
     folder = work / "websocket"
     folder.mkdir()
-    args = argparse.Namespace(store="sqlite", bus="memory://", screens=screens, duration=seconds)
+    args = argparse.Namespace(store="sqlite", bus="memory://", screens=screens, duration=seconds, stall_trace=False)
     return await run_level(args, devices, folder)
 
 
