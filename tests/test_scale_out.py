@@ -19,7 +19,8 @@ import aiohttp
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiortc import RTCSessionDescription
+from aiortc import AudioStreamTrack, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.cluster import NGINX, Cluster
 from bench.harness import free_port, fresh_store_url
@@ -28,7 +29,7 @@ from core.ids import UnitId
 from field_device.client import TelemetryClient
 from field_device.media_unit import MediaUnit
 from persistence.factory import build_store
-from tests.media_support import SDP_HEADERS, connected, loopback, new_pc
+from tests.media_support import SDP_HEADERS, ColourCamera, connected, loopback, new_pc
 from tests.query_support import simulator_process
 from tests.test_field_client import fix_now
 from tests.test_live_tracking import Screen, fix
@@ -278,6 +279,87 @@ async def test_a_viewer_on_the_other_process_watches_the_unit(cluster: Cluster, 
         await unit.close()
 
 
+async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through_the_other(
+    cluster: Cluster, loopback: None
+) -> None:
+    """The room's first publish (on A) makes A its media home; the host's view, mute and the member's leave,
+    all sent to B, reach A's SFU: the video decodes, the audio stops at the viewer, the stream ends."""
+    a, b = (s.url for s in cluster.servers)
+    publisher, viewer = new_pc(), new_pc()
+    publisher.addTransceiver(ColourCamera((40, 200, 40)), direction="sendonly")
+    publisher.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    counted = {"audio": 0, "video": 0}
+    counting: list[asyncio.Task[None]] = []
+
+    async def count(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                counted[track.kind] += 1
+
+    viewer.on("track", lambda track: counting.append(asyncio.ensure_future(count(track))))
+    try:
+        async with session() as http:
+            host = {"Authorization": f"Bearer {await _login(http, b, 'sup1')}"}
+            member = {"Authorization": f"Bearer {await _login(http, a, 'op1')}"}
+            async with http.get(f"{a}/api/me", headers=member) as answer:
+                member_id = (await answer.json())["user"]["id"]
+            case = {"case_number": "(2026)黑0102执31号", "title": "会商案", "judge_ids": [],
+                    "parties": [{"kind": "person", "name": "李四", "identifier": "11010519491231002X"}]}  # fmt: skip
+            async with http.post(f"{b}/api/cases", json=case, headers=host) as answer:
+                assert answer.status == 201, await answer.text()
+                case_id = (await answer.json())["id"]
+            opened = {"title": "跨进程会商", "case_id": case_id, "invited": [member_id]}
+            async with http.post(f"{b}/api/rooms", headers=host, json=opened) as answer:
+                assert answer.status == 201, await answer.text()
+                room_id = (await answer.json())["room"]["id"]
+            async with http.post(f"{a}/api/rooms/{room_id}/join", headers=member) as answer:
+                assert answer.status == 200, await answer.text()
+
+            await publisher.setLocalDescription(await publisher.createOffer())
+            async with http.post(f"{a}/api/rooms/{room_id}/media/publish", data=publisher.localDescription.sdp,
+                                 headers={**member, **SDP_HEADERS}) as answer:  # fmt: skip
+                assert answer.status == 201, await answer.text()
+                published = answer.headers["Location"]
+                await publisher.setRemoteDescription(RTCSessionDescription(sdp=await answer.text(), type="answer"))
+            await connected(publisher)
+            await _eventually(lambda: _publishing(http, b, host, room_id, member_id), ["audio", "video"])
+
+            viewer.addTransceiver("video", direction="recvonly")
+            viewer.addTransceiver("audio", direction="recvonly")
+            await viewer.setLocalDescription(await viewer.createOffer())
+            view = f"{b}/api/rooms/{room_id}/media/participants/{member_id}/view"
+            async with http.post(view, data=viewer.localDescription.sdp, headers={**host, **SDP_HEADERS}) as answer:
+                assert answer.status == 201, await answer.text()  # B has no such source: A answered
+                await viewer.setRemoteDescription(RTCSessionDescription(sdp=await answer.text(), type="answer"))
+            await connected(viewer)
+            await _until(lambda: counted["audio"] > 25 and counted["video"] > 5, "the member's audio and video")
+
+            async with http.post(f"{b}/api/rooms/{room_id}/mute", headers=host,
+                                 json={"user_id": member_id, "muted": True}) as answer:  # fmt: skip
+                assert answer.status == 200, await answer.text()
+            drained = counted["video"] + 30  # video keeps flowing from the same source: it counts the time
+            await _until(lambda: counted["video"] >= drained, "video after the mute")
+            at_mute = counted["audio"]
+            later = counted["video"] + 60
+            await _until(lambda: counted["video"] >= later, "more video while muted")
+            assert counted["audio"] == at_mute, "muted audio still reaches the viewer"
+
+            async with http.post(f"{b}/api/rooms/{room_id}/leave", headers=member) as answer:
+                assert answer.status == 200, await answer.text()
+            await _eventually(lambda: _publishing(http, b, host, room_id, member_id), [])
+            await _until(lambda: all(task.done() for task in counting), "the view ends with the source")
+            async with http.delete(f"{b}{published}", headers=member) as answer:  # ended on A already
+                assert answer.status == 404, await answer.text()
+            async with http.post(f"{b}/api/rooms/{room_id}/close", headers=host) as answer:
+                assert answer.status == 200, await answer.text()
+    finally:
+        for task in counting:
+            task.cancel()
+        await viewer.close()
+        await publisher.close()
+
+
 async def test_a_query_runs_once_and_is_finished_by_the_survivor_when_its_process_dies(cluster: Cluster) -> None:
     """Each asset query runs in one process (its lease): with both alive, every agency is asked once; when the
     process running a query is killed, the other takes it over and completes it by its deadline."""
@@ -373,6 +455,29 @@ async def _status(http: aiohttp.ClientSession, base: str, auth: dict[str, str], 
 async def _streaming(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> list[str]:
     async with http.get(f"{base}/api/media/streaming", headers=auth) as answer:
         return list((await answer.json())["unit_ids"])
+
+
+async def _login(http: aiohttp.ClientSession, base: str, username: str) -> str:
+    async with http.post(f"{base}/api/auth/login", json={"username": username, "password": PASSWORD}) as answer:
+        assert answer.status == 200, await answer.text()
+        return str((await answer.json())["token"])
+
+
+async def _publishing(
+    http: aiohttp.ClientSession, base: str, auth: dict[str, str], room_id: str, user_id: int
+) -> list[str]:
+    async with http.get(f"{base}/api/rooms/{room_id}", headers=auth) as answer:
+        assert answer.status == 200, await answer.text()
+        members = (await answer.json())["room"]["members"]
+        return [kind for m in members if m["user_id"] == user_id for kind in m["publishing"]]
+
+
+async def _until(predicate: Any, what: str, within: float = 30.0) -> None:
+    """Until a count the peers keep reaches its mark (a failure names what never came)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 (aiortc counts in callbacks)
+            await asyncio.sleep(0.05)
+    assert predicate(), what
 
 
 async def _eventually(probe: Any, expected: Any, within: float = 10.0) -> None:
