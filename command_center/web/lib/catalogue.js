@@ -17,7 +17,8 @@ const common = {
     // operations
     op_search: "搜查", op_seizure: "查封扣押", op_eviction: "强制迁出", op_detention: "拘传拘留",
     planned: "准备中", under_way: "进行中", concluded: "已结束", cancelled: "已撤销",
-    notForRole: "当前角色（{role}）不使用此页面", speed: "速度", battery: "电量", fix: "定位时间",
+    notForRole: "当前角色（{role}）不使用此页面", notEveryCourt: "此页面显示本系统所有法院的数据，仅供管理员和统管全部法院的主管使用",
+    speed: "速度", battery: "电量", fix: "定位时间",
     court: "法院", status: "状态", hasVideo: "有视频",
   },
   en: {
@@ -31,7 +32,8 @@ const common = {
     alarm_query_same_person: "same person, several cases",
     op_search: "search", op_seizure: "seizure", op_eviction: "eviction", op_detention: "detention",
     planned: "planned", under_way: "under way", concluded: "concluded", cancelled: "cancelled",
-    notForRole: "this page is not for the {role} role", speed: "speed", battery: "battery", fix: "fix time",
+    notForRole: "this page is not for the {role} role", notEveryCourt: "this page shows every court's figures: it is for administrators and supervisors who oversee every court",
+    speed: "speed", battery: "battery", fix: "fix time",
     court: "court", status: "status", hasVideo: "video",
   },
 };
