@@ -70,6 +70,7 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster = Cluster(workdir, processes=2, store_url=store_url, env=settings)
     cluster.init()
     cluster.add_user("op1", "operator", PASSWORD)
+    cluster.add_user("op2", "operator", PASSWORD)  # a third centre in a consultation room
     cluster.add_user("judge1", "judge", PASSWORD, court="HLJ0102")
     cluster.add_user("sup1", "supervisor", PASSWORD, court="HLJ0102")  # registers the judge's case
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3", "HLJ0102-C4")}  # type: ignore[attr-defined]
@@ -282,10 +283,12 @@ async def test_a_viewer_on_the_other_process_watches_the_unit(cluster: Cluster, 
 async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through_the_other(
     cluster: Cluster, loopback: None
 ) -> None:
-    """The room's first publish (on A) makes A its media home; the host's view, mute and the member's leave,
-    all sent to B, reach A's SFU: the video decodes, the audio stops at the viewer, the stream ends."""
+    """The room's first publish (on A) makes A its media home; the host's view, mute, a third member's join,
+    publish and logout, and the member's leave, all sent to B, reach A's SFU: the video decodes, the audio
+    stops at the viewer, the room's events keep who publishes, the streams end."""
     a, b = (s.url for s in cluster.servers)
-    publisher, viewer = new_pc(), new_pc()
+    publisher, viewer, third = new_pc(), new_pc(), new_pc()
+    third.addTransceiver(AudioStreamTrack(), direction="sendonly")
     publisher.addTransceiver(ColourCamera((40, 200, 40)), direction="sendonly")
     publisher.addTransceiver(AudioStreamTrack(), direction="sendonly")
     counted = {"audio": 0, "video": 0}
@@ -304,12 +307,15 @@ async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through
             member = {"Authorization": f"Bearer {await _login(http, a, 'op1')}"}
             async with http.get(f"{a}/api/me", headers=member) as answer:
                 member_id = (await answer.json())["user"]["id"]
+            other = {"Authorization": f"Bearer {await _login(http, b, 'op2')}"}
+            async with http.get(f"{b}/api/me", headers=other) as answer:
+                other_id = (await answer.json())["user"]["id"]
             case = {"case_number": "(2026)黑0102执31号", "title": "会商案", "judge_ids": [],
                     "parties": [{"kind": "person", "name": "李四", "identifier": "11010519491231002X"}]}  # fmt: skip
             async with http.post(f"{b}/api/cases", json=case, headers=host) as answer:
                 assert answer.status == 201, await answer.text()
                 case_id = (await answer.json())["id"]
-            opened = {"title": "跨进程会商", "case_id": case_id, "invited": [member_id]}
+            opened = {"title": "跨进程会商", "case_id": case_id, "invited": [member_id, other_id]}
             async with http.post(f"{b}/api/rooms", headers=host, json=opened) as answer:
                 assert answer.status == 201, await answer.text()
                 room_id = (await answer.json())["room"]["id"]
@@ -345,6 +351,30 @@ async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through
             await _until(lambda: counted["video"] >= later, "more video while muted")
             assert counted["audio"] == at_mute, "muted audio still reaches the viewer"
 
+            # A join through B is the home's: the room's event says who joined and still who publishes.
+            async with http.ws_connect(f"{b}/api/screen/ws", headers=host) as ws:
+                await ws.send_json({"type": "subscribe", "topics": [f"room:{room_id}"]})
+                async with http.post(f"{b}/api/rooms/{room_id}/join", headers=other) as answer:
+                    assert answer.status == 200, await answer.text()
+                async with asyncio.timeout(20):
+                    while True:
+                        message = await ws.receive_json()
+                        members = {m["user_id"]: m for m in message.get("members", [])}
+                        if message["type"] == "room" and members.get(other_id, {}).get("present"):
+                            break
+                assert members[member_id]["publishing"] == ["audio", "video"], message
+            # A publish through B goes to the home; logging out through B ends it there.
+            await third.setLocalDescription(await third.createOffer())
+            async with http.post(f"{b}/api/rooms/{room_id}/media/publish", data=third.localDescription.sdp,
+                                 headers={**other, **SDP_HEADERS}) as answer:  # fmt: skip
+                assert answer.status == 201, await answer.text()
+                await third.setRemoteDescription(RTCSessionDescription(sdp=await answer.text(), type="answer"))
+            await connected(third)
+            await _eventually(lambda: _publishing(http, a, host, room_id, other_id), ["audio"])
+            async with http.post(f"{b}/api/auth/logout", headers=other) as answer:
+                assert answer.status == 204, await answer.text()
+            await _eventually(lambda: _publishing(http, b, host, room_id, other_id), [])
+
             async with http.post(f"{b}/api/rooms/{room_id}/leave", headers=member) as answer:
                 assert answer.status == 200, await answer.text()
             await _eventually(lambda: _publishing(http, b, host, room_id, member_id), [])
@@ -356,8 +386,8 @@ async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through
     finally:
         for task in counting:
             task.cancel()
-        await viewer.close()
-        await publisher.close()
+        for pc in (third, viewer, publisher):
+            await pc.close()
 
 
 async def test_a_query_runs_once_and_is_finished_by_the_survivor_when_its_process_dies(cluster: Cluster) -> None:

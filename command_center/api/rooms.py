@@ -162,6 +162,9 @@ async def _end_pinned_views(request: web.Request, room: Room, user_ids: list[Use
 
 
 def _changed(request: web.Request, room: Room) -> None:
+    """The room's members changed: its SFU publishes their state. Only the room's media home knows who publishes,
+    so a route calling this is forwarded there first (``on_room_home``): another process would tell every
+    member's page that nobody publishes."""
     if (media := request.app.get(ROOM_MEDIA)) is not None:
         media.changed(room.id)
 
@@ -270,6 +273,8 @@ async def invite(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     store = request.app[STORE]
     user_ids = await _authorised(store, body(request, InviteIn).user_ids, room, "user_ids")
+    if (home := await on_room_home(request, room.id, await request.read())) is not None:  # _changed: see there
+        return home
     await request.app[ROOMS].invite(room, user_ids, caller.user.id)
     _changed(request, room)
     return await _out(request, room, caller)
@@ -283,6 +288,8 @@ async def join(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     if not await _may_take_part(store, caller.user, room):  # authorisation may have changed since the invitation
         raise Forbidden(f"you are not authorised for the courts of room {room.id}")
+    if (home := await on_room_home(request, room.id)) is not None:  # _changed: see there
+        return home
     await request.app[ROOMS].join(room, caller.user.id)
     _changed(request, room)
     return await _out(request, room, caller)
