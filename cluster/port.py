@@ -1,7 +1,8 @@
 """The coordination port: named leases held by one node at a time, and each node's direct address.
 
 A lease names a piece of work that must run in one process only: ``leader`` (the sweepers), ``query:<id>``
-(a running asset query and its deadline), ``media:<unit>`` (the process holding a unit's live session).
+(a running asset query and its deadline), ``media:<unit>`` (the process holding a unit's live session),
+``room:<room>`` (a consultation room's media home).
 Its holder renews it in the background; a holder that dies loses it after ``lease_seconds`` and another
 node may take it. Each grant carries an epoch (a fencing token) that the holder passes with the writes it
 makes under the lease, so a holder that was only paused, not dead, is refused by the store when it wakes.
@@ -19,6 +20,11 @@ LEADER = "leader"
 
 def media_lease(unit_id: str) -> str:
     return f"media:{unit_id}"
+
+
+def room_lease(room_id: str) -> str:
+    """The consultation room's media home: the process running its SFU (``command_center.forwarding``)."""
+    return f"room:{room_id}"
 
 
 class Coordinator(Protocol):

@@ -1,11 +1,13 @@
-"""Media requests for a unit whose session lives in another server process are sent on to that process.
+"""Media requests for a unit or a room whose sessions live in another server process are sent on to it.
 
 A unit's WebRTC session (its peer connection, its viewers, its talkback) lives in the one process that
-answered its WHIP offer; behind a proxy, a viewer's WHEP request may reach any process. That process finds
-the holder of the unit's media lease and forwards the request, with the caller's own credentials, to the
-holder's direct address; the holder authenticates, authorises and audits it as usual and its answer
-(SDP with its own ICE candidates) goes back unchanged, so the media then flows between the viewer and the
-unit's process. A forwarded request is never forwarded again.
+answered its WHIP offer, and a consultation room's SFU (every participant's source and view) in the one
+process that took the room's first publish, its media home; behind a proxy, a request may reach any
+process. That process finds the holder of the unit's media lease (``media:<unit>``) or of the room's lease
+(``room:<room>``) and forwards the request, with the caller's own credentials, to the holder's direct
+address; the holder authenticates, authorises and audits it as usual and its answer (SDP with its own ICE
+candidates) goes back unchanged, so the media then flows between the caller and the holding process. A
+forwarded request is never forwarded again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from cluster.port import media_lease
+from cluster.port import media_lease, room_lease
 from command_center.keys import CLUSTER, HTTP_CLIENT, MEDIA
 from core.errors import ServiceUnavailable
 from core.ids import UnitId
@@ -31,16 +33,55 @@ FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=20)
 
 async def on_unit_node(request: web.Request, unit_id: UnitId, body: bytes = b"") -> web.Response | None:
     """The holder's answer if the unit's media session lives in another process; None to handle it here."""
+    if request.app[MEDIA].publisher(unit_id) is not None:
+        return None
+    return await on_holder(request, media_lease(unit_id), body, f"unit {unit_id}'s stream")
+
+
+async def on_room_home(
+    request: web.Request, room_id: str, body: bytes = b"", *, claim: bool = False
+) -> web.Response | None:
+    """The home's answer if the room's media lives in another process; None to handle it here.
+
+    ``claim`` (a publish): when no process is the room's home yet, this one takes the room's lease and
+    becomes it; if another process took it first, the request goes there."""
     cluster = request.app[CLUSTER]
-    if not cluster.shared or request.headers.get(FORWARDED_BY) or request.app[MEDIA].publisher(unit_id) is not None:
+    lease = room_lease(room_id)
+    if not cluster.shared or request.headers.get(FORWARDED_BY) or cluster.holds(lease):
+        return None
+    if claim:
+        try:
+            if await cluster.claim(lease):
+                log.info("rooms: this process is now the media home of room %s", room_id)
+                return None
+        except Exception as exc:  # Redis is away: the room's media runs here (as a unit's does)
+            log.warning("rooms: cannot take room %s's lease (%s); its media runs here", room_id, exc)
+            return None
+    return await on_holder(request, lease, body, f"room {room_id}'s media")
+
+
+async def leave_room_home(request: web.Request, room_id: str) -> None:
+    """The room closed: this process is its media home no more (the next publish may choose another)."""
+    cluster = request.app[CLUSTER]
+    if cluster.shared and cluster.holds(room_lease(room_id)):
+        try:
+            await cluster.release(room_lease(room_id))
+        except Exception as exc:  # the lease lapses by itself
+            log.warning("rooms: cannot release room %s's lease (%s); it lapses", room_id, exc)
+
+
+async def on_holder(request: web.Request, lease: str, body: bytes, what: str) -> web.Response | None:
+    """Forward the request to the process holding ``lease``; None when no other live process holds it."""
+    cluster = request.app[CLUSTER]
+    if not cluster.shared or request.headers.get(FORWARDED_BY):
         return None
     try:
-        node = await cluster.holder(media_lease(unit_id))
+        node = await cluster.holder(lease)
         url = None if node is None or node == cluster.node_id else await cluster.node_url(node)
-    except Exception as exc:  # Redis is away: answer from this process (a unit streaming here still works)
-        log.warning("media: cannot look up where unit %s streams (%s); answering here", unit_id, exc)
+    except Exception as exc:  # Redis is away: answer from this process (media held here still works)
+        log.warning("media: cannot look up where %s lives (%s); answering here", what, exc)
         return None
-    if url is None:  # not streaming elsewhere, or its process died and the lease lapses shortly
+    if url is None:  # held nowhere, or its process died and the lease lapses shortly
         return None
     headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
     headers[FORWARDED_BY] = cluster.node_id
@@ -55,4 +96,4 @@ async def on_unit_node(request: web.Request, unit_id: UnitId, body: bytes = b"")
             return web.Response(status=answer.status, body=payload, headers=passed)
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("media: forwarding %s %s to %s failed: %s", request.method, request.path, node, exc)
-        raise ServiceUnavailable(f"the server process holding unit {unit_id}'s stream does not answer") from None
+        raise ServiceUnavailable(f"the server process holding {what} does not answer") from None

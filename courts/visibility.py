@@ -6,7 +6,7 @@ court's command centre watches the whole province. Judges and devices see their 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.errors import Forbidden
 from core.ids import CourtId
@@ -27,6 +27,10 @@ class CourtTree(Protocol):
     async def court_subtree(self, court_id: CourtId) -> list[CourtId]: ...
 
 
+class Courts(CourtTree, Protocol):
+    async def list_courts(self) -> list[Any]: ...
+
+
 async def visible_courts(store: CourtTree, caller: Viewer) -> list[CourtId] | None:
     """The court ids the caller may see; ``None`` means all."""
     if caller.access == Role.ADMIN:
@@ -40,3 +44,10 @@ async def require_visible(store: CourtTree, caller: Viewer, court_id: CourtId) -
     courts = await visible_courts(store, caller)
     if courts is not None and court_id not in courts:
         raise Forbidden(f"court {court_id} is outside your jurisdiction")
+
+
+async def oversees_every_court(store: Courts, caller: Viewer) -> bool:
+    """Whether the caller sees every court (an admin, a supervisor or operator of the one top court): what a
+    process-wide figure (the 运维 overview) needs, since it cannot be narrowed to a court's share."""
+    courts = await visible_courts(store, caller)
+    return courts is None or set(courts) == {c.id for c in await store.list_courts()}

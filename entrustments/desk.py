@@ -258,16 +258,16 @@ class EntrustmentDesk:
         user_id: UserId | None,
         ref: dict[str, Any] | None = None,
     ) -> EntrustmentEvent:
-        """Store the step, tell both courts' duty logs (a person's step) and screens, and audit it."""
+        """Store the step, tell both courts' duty logs (the system's note when no person took it, e.g. overdue)
+        and screens, and audit it."""
         at = self._clock_ms()
         event = await self._store.add_entrustment_event(
             e.id, kind=kind, court_id=e.court_of(side), text=text, at_ms=at, user_id=user_id, ref=ref or {}
         )
         line = f"执行委托「{e.task}」（{e.from_court_id} → {e.to_court_id}）{STEP_WORDS.get(kind, kind)}"
         line += f"：{text}" if text else ""
-        if user_id is not None:  # the sweep's steps are on the walls as alarms; a duty note is a person's
-            for court_id in (e.from_court_id, e.to_court_id):
-                await self._store.add_duty_note(court_id, user_id, line, at)
+        for court_id in (e.from_court_id, e.to_court_id):
+            await self._store.add_duty_note(court_id, user_id, line, at)
         details = {"entrustment_id": e.id, "from_court_id": e.from_court_id, "to_court_id": e.to_court_id,
                    "status": e.status.value} | (ref or {})  # fmt: skip
         await self._audit.record(f"entrustment.{kind}", user_id, reason=text, details=details)

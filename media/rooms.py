@@ -14,8 +14,9 @@ What the room adds to the hub:
   and no recording receives it, at once; unmute restores it;
 * who speaks: each forwarded audio packet feeds a ``media.speaking.SpeakingProtocol`` (RFC 6464 level when
   the sender sends it, else the Opus packet size); each turn that ends is audited once (``room.speaking``);
-* live state: on each change (publishing, mute, presence, speaking) the members' media state is published on
-  the bus topic ``room:<room_id>``, which screens subscribe to (``command_center.screens``);
+* live state: on each change (publishing, mute, presence, speaking, recording on or off) the members' media
+  state and whether the room is recorded are published on the bus topic ``room:<room_id>``, which screens
+  subscribe to (``command_center.screens``);
 * recording: while the host records the room, each participant's source is recorded as its own series of
   Matroska segments, hashed into the audit chain like a unit's (``recording verify`` checks them).
 
@@ -189,6 +190,7 @@ class RoomMedia:
         """Start or stop recording every participant's source; returns the participants' keys recorded."""
         state = self._state(room)
         state.recording = on
+        self.changed(room.id)  # every member's page shows 录制中 (or no longer) from the room's event
         keys = [p.key for p in state.participants.values() if self._hub.publisher(p.key) is not None]
         for key in keys:
             if on:
@@ -252,7 +254,7 @@ class RoomMedia:
                 self._dirty.add(room_id)
         dirty, self._dirty = self._dirty, set()
         for room_id in dirty:
-            await self._bus.publish(room_topic(room_id), {"room_id": room_id,
+            await self._bus.publish(room_topic(room_id), {"room_id": room_id, "recording": self.recording(room_id),
                                                           "members": await self.members_view(room_id)})  # fmt: skip
         while self._turns:  # each turn leaves the queue once audited (the audit log away: kept for next time)
             pending = self._turns[0]

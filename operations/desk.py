@@ -68,7 +68,7 @@ class Auditor(Protocol):
 class DutyLog(Protocol):
     """Where a step is told to a court's centre (``persistence.duty_port.DutyStore``)."""
 
-    async def add_duty_note(self, court_id: CourtId, user_id: UserId, text: str, at_ms: int) -> object: ...
+    async def add_duty_note(self, court_id: CourtId, user_id: UserId | None, text: str, at_ms: int) -> object: ...
 
 
 class CourtOfUnit(Protocol):

@@ -29,7 +29,7 @@ class DutyNote:
     id: int
     court_id: CourtId
     at_ms: int
-    user_id: UserId
+    user_id: UserId | None  # None: the system's note (e.g. an entrustment found overdue), shown as 系统
     text: str
 
 

@@ -20,7 +20,8 @@ class DutyStore(Protocol):
     async def sign_in_duty(self, user_id: UserId, day: str, at_ms: int) -> list[RosterEntry]:
         """Sign the user in on every post they hold that day (the first sign-in time is kept); the posts."""
 
-    async def add_duty_note(self, court_id: CourtId, user_id: UserId, text: str, at_ms: int) -> DutyNote: ...
+    async def add_duty_note(self, court_id: CourtId, user_id: UserId | None, text: str, at_ms: int) -> DutyNote:
+        """A note in the court's duty log; ``user_id`` None: the system's (a step no person took)."""
 
     async def duty_notes(self, court_ids: Sequence[CourtId] | None, since_ms: int, until_ms: int) -> list[DutyNote]:
         """Oldest first."""

@@ -17,7 +17,8 @@ def roster_from_row(r: Row) -> RosterEntry:
 
 
 def note_from_row(r: Row) -> DutyNote:
-    return DutyNote(r["id"], CourtId(r["court_id"]), r["at_ms"], UserId(r["user_id"]), r["text"])
+    user_id = None if r["user_id"] is None else UserId(r["user_id"])  # None: the system's note
+    return DutyNote(r["id"], CourtId(r["court_id"]), r["at_ms"], user_id, r["text"])
 
 
 def outcome_from_row(r: Row) -> QueryOutcome:
@@ -60,7 +61,7 @@ class DutySql:
         )  # fmt: skip
         return [roster_from_row(r) for r in rows]
 
-    async def add_duty_note(self, court_id: CourtId, user_id: UserId, text: str, at_ms: int) -> DutyNote:
+    async def add_duty_note(self, court_id: CourtId, user_id: UserId | None, text: str, at_ms: int) -> DutyNote:
         row = await self.database.fetchrow(
             "INSERT INTO duty_notes (court_id, at_ms, user_id, text) VALUES ($1, $2, $3, $4) RETURNING *",
             court_id, at_ms, user_id, text,

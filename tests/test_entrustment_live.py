@@ -183,6 +183,12 @@ async def test_an_entrustment_past_its_deadline_raises_one_alarm_on_each_courts_
     assert [(a.actor_id, a.details["entrustment_id"]) for a in entries] == [(None, e["id"])]
     timeline = (await _json(await world.client.get(path, headers=world.auth("daoli")), 200))["entrustment"]["timeline"]
     assert [t["kind"] for t in timeline] == ["requested", "accepted", "overdue"]
+    for who, court in (("daoli", "HLJ0102"), ("aihui", "HLJ1102")):  # in both courts' duty logs, as the system's
+        log = (await _json(await world.client.get("/api/duty/log", headers=world.auth(who)), 200))["entries"]
+        notes = [n for n in log if n["kind"] == "note" and n["court_id"] == court and "已超期" in n["text"]]
+        assert [(n["user_id"], n["text"]) for n in notes] == [
+            (None, f"执行委托「{e['task']}」（HLJ0102 → HLJ1102）已超期：已超过委托期限，尚未办结")
+        ], log
 
     # the task is done at last: both courts' alarms resolve themselves
     await _json(await world.client.post(f"{path}/complete", json={"reason": "已办结"}, headers=world.auth("aihui")),

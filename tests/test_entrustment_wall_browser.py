@@ -52,6 +52,10 @@ async def test_both_courts_walls_follow_an_entrustment_and_its_overdue_alarm(
         )  # accepted; the deadline passes
         assert "执行委托超期" in (await wall.text_content(row) or "")
         await wall.locator("#alarms li", has_text="执行委托超期").wait_for()
+    # the console's duty log has the sweep's step too, as the system's note
+    overdue_note = console.locator("#log li", has_text="已超期：已超过委托期限，尚未办结")
+    await overdue_note.wait_for(timeout=15_000)
+    assert "记录（系统） · 执行委托「查封被执行人名下车辆」" in (await overdue_note.text_content() or "")
     done = await world.client.post(f"/api/entrustments/{e_id}/complete", json={"reason": "已办结"},
                                    headers=world.auth("aihui"))  # fmt: skip
     assert done.status == 200

@@ -74,3 +74,32 @@ def test_migration_010_keeps_every_alarm_and_never_reuses_an_id() -> None:
     assert list(db.execute("SELECT id FROM alarms WHERE kind = 'query_burst'")) == [(4,)]
     with pytest.raises(sqlite3.IntegrityError):  # still one live alarm per condition
         db.execute(insert, ("query_burst", "7"))
+
+
+def test_migration_033_keeps_every_duty_note_and_takes_the_systems() -> None:
+    """033 rebuilds SQLite's duty_notes (to let a note have no user: the system's): notes, their ids and
+    AUTOINCREMENT's promise survive it, and a person's note still needs a real user."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.execute("PRAGMA foreign_keys = ON")
+    migrations = load_migrations("sqlite")
+    for migration in [m for m in migrations if m.version < 33]:
+        db.executescript(migration.sql)
+    db.execute("INSERT INTO courts (id, name, level, parent_id) VALUES ('C', 'c', 'high', NULL)")
+    db.execute("INSERT INTO users (username, password_hash, role, court_id, display_name, created_at)"
+               " VALUES ('op', 'x', 'operator', 'C', 'op', '2026-01-01T00:00:00Z')")  # fmt: skip
+    insert = "INSERT INTO duty_notes (court_id, at_ms, user_id, text) VALUES ('C', ?, ?, ?)"
+    for at, text in ((1, "交班"), (2, "巡查"), (3, "删去")):
+        db.execute(insert, (at, 1, text))
+    db.execute("DELETE FROM duty_notes WHERE text = '删去'")
+    with pytest.raises(sqlite3.IntegrityError):  # before 033 every note is a person's
+        db.execute(insert, (4, None, "系统"))
+    for migration in [m for m in migrations if m.version == 33]:
+        db.executescript(f"BEGIN; {migration.sql}; COMMIT;")
+    assert list(db.execute("SELECT id, user_id, text FROM duty_notes")) == [(1, 1, "交班"), (2, 1, "巡查")]
+    db.execute(insert, (5, None, "执行委托已超期"))
+    assert list(db.execute("SELECT id, user_id FROM duty_notes WHERE at_ms = 5")) == [(4, None)]
+    with pytest.raises(sqlite3.IntegrityError):  # a person's note names a user that exists
+        db.execute(insert, (6, 99, "无此人"))
+    assert [r[1] for r in db.execute("PRAGMA index_list(duty_notes)")] == ["duty_notes_court_idx"]

@@ -16,6 +16,7 @@ from cluster.processes import ProcessRecord, RedisProcesses
 from command_center.keys import AUDIT
 from config.settings import BusSettings, ObservabilitySettings, StoreSettings
 from media.evidence import SEGMENT_ACTION
+from persistence.models import Role
 from tests.conftest import POSTGRES_DSN, REDIS_URL, AppFactory, World
 from tests.test_wall_display_browser import browser, chromium  # noqa: F401 (fixtures)
 
@@ -44,6 +45,13 @@ async def test_the_overview_reports_this_process_and_warns_on_a_full_disk(make_w
     # the supervisor here is of an intermediate court: process-wide figures are not theirs to read
     for role in ("operator", "judge", "device", "supervisor"):
         assert (await world.client.get("/api/ops/overview", headers=world.auth(role))).status == 403, role
+    # and the pages know it beforehand (GET /api/me), so the nav offers 运维 only to those who may read it
+    await world.add_user("high", Role.SUPERVISOR, "HLJ")  # the province's high court: it oversees every court
+    world.tokens["high"] = await world.login("high")
+    assert (await world.client.get("/api/ops/overview", headers=world.auth("high"))).status == 200
+    for role, every in (("admin", True), ("high", True), ("supervisor", False), ("operator", False), ("judge", False)):
+        me = await (await world.client.get("/api/me", headers=world.auth(role))).json()
+        assert me["oversees_every_court"] is every, role
 
 
 async def test_on_the_embedded_default_the_cluster_is_this_one_process(make_world: AppFactory) -> None:
@@ -82,6 +90,19 @@ async def test_the_ops_page_shows_the_overview_in_chinese(
         await page.click("button[type=submit]")
         await page.wait_for_selector("#console-link", state="visible")
         assert await page.locator("#ops-link").is_hidden()  # operators have no 运维 page
+        await page.evaluate("sessionStorage.clear()")
+        await page.reload()
+        await page.fill("input[name=username]", "supervisor")  # an intermediate court's: it would get 403
+        await page.fill("input[name=password]", world.passwords["supervisor"])
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("#console-link", state="visible")
+        assert await page.locator("#ops-link").count() == 0
+        await page.goto(f"{base}/ops")  # opened by its address: told why, not shown a 403
+        await page.wait_for_selector("#refused", state="visible")
+        refused = await page.text_content("#refused")
+        assert refused == "此页面显示本系统所有法院的数据，仅供管理员和统管全部法院的主管使用", refused
+        assert await page.locator("#nav a[data-page='ops']").count() == 0
+        await page.goto(f"{base}/")
         await page.evaluate("sessionStorage.clear()")
         await page.reload()
         await page.fill("input[name=username]", "admin")  # the overview is for those who oversee every court

@@ -339,6 +339,9 @@ async def test_three_centres_and_a_unit_confer_mute_speak_leave_and_record(
                                           json={"on": True})  # fmt: skip
         assert started.status == 200, await started.text()
         assert len((await started.json())["participants"]) == 3
+        async with asyncio.timeout(20):  # every member's page is told at once, on the room's topic
+            while not ((message := await ws.receive_json())["type"] == "room" and message.get("recording") is True):
+                pass
         refused = await world.client.post(f"/api/rooms/{room_id}/recording", headers=world.auth("operator"),
                                           json={"on": False})  # fmt: skip
         assert refused.status == 403
@@ -346,6 +349,9 @@ async def test_three_centres_and_a_unit_confer_mute_speak_leave_and_record(
         stopped = await world.client.post(f"/api/rooms/{room_id}/recording", headers=world.auth("supervisor"),
                                           json={"on": False})  # fmt: skip
         assert stopped.status == 200 and (await stopped.json())["recording"] is False
+        async with asyncio.timeout(20):
+            while not ((message := await ws.receive_json())["type"] == "room" and message.get("recording") is False):
+                pass
         segments = [e.details for e in await world.store.audit_entries() if e.action == SEGMENT_ACTION]
         recorded = {str(s["unit_id"]) for s in segments}
         assert recorded == {participant_key(room_id, UserId(ids[who])) for who in people}, recorded

@@ -295,6 +295,23 @@ async def test_a_refused_camera_and_a_participant_without_video_are_told(world: 
             await host.wait_for_function(
                 f"() => document.querySelector(\"{note}\").textContent === 'No camera: audio only'"
             )
+
+            # A closed tab frees its sessions at once: on pagehide every DELETE goes with fetch's keepalive.
+            hub = world.client.app[MEDIA]
+            mine = participant_key(room_id, UserId(ids["daoli"]))
+            assert hub.publisher(mine) is not None and [v for v in hub.viewers() if v.user_id == ids["daoli"]]
+            await host.evaluate(
+                "() => { window.sent = []; const real = window.fetch;"
+                " window.fetch = (url, init = {}) => { window.sent.push([String(url), init.method, init.keepalive]);"
+                " return real(url, init); };"
+                " window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: false })); }"
+            )
+            sent = await host.evaluate("() => window.sent")
+            deletes = [s for s in sent if s[1] == "DELETE"]
+            assert len(deletes) == 2 and all(s[2] is True for s in deletes), sent  # my stream and my one view
+            assert all(url.startswith(f"/api/rooms/{room_id}/media/sessions/") for url, *_ in deletes), sent
+            await eventually(lambda: hub.publisher(mine) is None, what="the closed page's stream ends")
+            await eventually(lambda: not [v for v in hub.viewers() if v.user_id == ids["daoli"]], what="its view too")
     finally:
         await voice_only.close()
     assert problems == []

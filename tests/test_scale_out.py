@@ -19,7 +19,8 @@ import aiohttp
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiortc import RTCSessionDescription
+from aiortc import AudioStreamTrack, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.cluster import NGINX, Cluster
 from bench.harness import free_port, fresh_store_url
@@ -28,7 +29,7 @@ from core.ids import UnitId
 from field_device.client import TelemetryClient
 from field_device.media_unit import MediaUnit
 from persistence.factory import build_store
-from tests.media_support import SDP_HEADERS, connected, loopback, new_pc
+from tests.media_support import SDP_HEADERS, ColourCamera, connected, loopback, new_pc
 from tests.query_support import simulator_process
 from tests.test_field_client import fix_now
 from tests.test_live_tracking import Screen, fix
@@ -69,6 +70,7 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster = Cluster(workdir, processes=2, store_url=store_url, env=settings)
     cluster.init()
     cluster.add_user("op1", "operator", PASSWORD)
+    cluster.add_user("op2", "operator", PASSWORD)  # a third centre in a consultation room
     cluster.add_user("judge1", "judge", PASSWORD, court="HLJ0102")
     cluster.add_user("sup1", "supervisor", PASSWORD, court="HLJ0102")  # registers the judge's case
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3", "HLJ0102-C4")}  # type: ignore[attr-defined]
@@ -278,6 +280,116 @@ async def test_a_viewer_on_the_other_process_watches_the_unit(cluster: Cluster, 
         await unit.close()
 
 
+async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through_the_other(
+    cluster: Cluster, loopback: None
+) -> None:
+    """The room's first publish (on A) makes A its media home; the host's view, mute, a third member's join,
+    publish and logout, and the member's leave, all sent to B, reach A's SFU: the video decodes, the audio
+    stops at the viewer, the room's events keep who publishes, the streams end."""
+    a, b = (s.url for s in cluster.servers)
+    publisher, viewer, third = new_pc(), new_pc(), new_pc()
+    third.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    publisher.addTransceiver(ColourCamera((40, 200, 40)), direction="sendonly")
+    publisher.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    counted = {"audio": 0, "video": 0}
+    counting: list[asyncio.Task[None]] = []
+
+    async def count(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                counted[track.kind] += 1
+
+    viewer.on("track", lambda track: counting.append(asyncio.ensure_future(count(track))))
+    try:
+        async with session() as http:
+            host = {"Authorization": f"Bearer {await _login(http, b, 'sup1')}"}
+            member = {"Authorization": f"Bearer {await _login(http, a, 'op1')}"}
+            async with http.get(f"{a}/api/me", headers=member) as answer:
+                member_id = (await answer.json())["user"]["id"]
+            other = {"Authorization": f"Bearer {await _login(http, b, 'op2')}"}
+            async with http.get(f"{b}/api/me", headers=other) as answer:
+                other_id = (await answer.json())["user"]["id"]
+            case = {"case_number": "(2026)黑0102执31号", "title": "会商案", "judge_ids": [],
+                    "parties": [{"kind": "person", "name": "李四", "identifier": "11010519491231002X"}]}  # fmt: skip
+            async with http.post(f"{b}/api/cases", json=case, headers=host) as answer:
+                assert answer.status == 201, await answer.text()
+                case_id = (await answer.json())["id"]
+            opened = {"title": "跨进程会商", "case_id": case_id, "invited": [member_id, other_id]}
+            async with http.post(f"{b}/api/rooms", headers=host, json=opened) as answer:
+                assert answer.status == 201, await answer.text()
+                room_id = (await answer.json())["room"]["id"]
+            async with http.post(f"{a}/api/rooms/{room_id}/join", headers=member) as answer:
+                assert answer.status == 200, await answer.text()
+
+            await publisher.setLocalDescription(await publisher.createOffer())
+            async with http.post(f"{a}/api/rooms/{room_id}/media/publish", data=publisher.localDescription.sdp,
+                                 headers={**member, **SDP_HEADERS}) as answer:  # fmt: skip
+                assert answer.status == 201, await answer.text()
+                published = answer.headers["Location"]
+                await publisher.setRemoteDescription(RTCSessionDescription(sdp=await answer.text(), type="answer"))
+            await connected(publisher)
+            await _eventually(lambda: _publishing(http, b, host, room_id, member_id), ["audio", "video"])
+
+            viewer.addTransceiver("video", direction="recvonly")
+            viewer.addTransceiver("audio", direction="recvonly")
+            await viewer.setLocalDescription(await viewer.createOffer())
+            view = f"{b}/api/rooms/{room_id}/media/participants/{member_id}/view"
+            async with http.post(view, data=viewer.localDescription.sdp, headers={**host, **SDP_HEADERS}) as answer:
+                assert answer.status == 201, await answer.text()  # B has no such source: A answered
+                await viewer.setRemoteDescription(RTCSessionDescription(sdp=await answer.text(), type="answer"))
+            await connected(viewer)
+            await _until(lambda: counted["audio"] > 25 and counted["video"] > 5, "the member's audio and video")
+
+            async with http.post(f"{b}/api/rooms/{room_id}/mute", headers=host,
+                                 json={"user_id": member_id, "muted": True}) as answer:  # fmt: skip
+                assert answer.status == 200, await answer.text()
+            drained = counted["video"] + 30  # video keeps flowing from the same source: it counts the time
+            await _until(lambda: counted["video"] >= drained, "video after the mute")
+            at_mute = counted["audio"]
+            later = counted["video"] + 60
+            await _until(lambda: counted["video"] >= later, "more video while muted")
+            assert counted["audio"] == at_mute, "muted audio still reaches the viewer"
+
+            # A join through B is the home's: the room's event says who joined and still who publishes.
+            async with http.ws_connect(f"{b}/api/screen/ws", headers=host) as ws:
+                await ws.send_json({"type": "subscribe", "topics": [f"room:{room_id}"]})
+                async with http.post(f"{b}/api/rooms/{room_id}/join", headers=other) as answer:
+                    assert answer.status == 200, await answer.text()
+                async with asyncio.timeout(20):
+                    while True:
+                        message = await ws.receive_json()
+                        members = {m["user_id"]: m for m in message.get("members", [])}
+                        if message["type"] == "room" and members.get(other_id, {}).get("present"):
+                            break
+                assert members[member_id]["publishing"] == ["audio", "video"], message
+            # A publish through B goes to the home; logging out through B ends it there.
+            await third.setLocalDescription(await third.createOffer())
+            async with http.post(f"{b}/api/rooms/{room_id}/media/publish", data=third.localDescription.sdp,
+                                 headers={**other, **SDP_HEADERS}) as answer:  # fmt: skip
+                assert answer.status == 201, await answer.text()
+                await third.setRemoteDescription(RTCSessionDescription(sdp=await answer.text(), type="answer"))
+            await connected(third)
+            await _eventually(lambda: _publishing(http, a, host, room_id, other_id), ["audio"])
+            async with http.post(f"{b}/api/auth/logout", headers=other) as answer:
+                assert answer.status == 204, await answer.text()
+            await _eventually(lambda: _publishing(http, b, host, room_id, other_id), [])
+
+            async with http.post(f"{b}/api/rooms/{room_id}/leave", headers=member) as answer:
+                assert answer.status == 200, await answer.text()
+            await _eventually(lambda: _publishing(http, b, host, room_id, member_id), [])
+            await _until(lambda: all(task.done() for task in counting), "the view ends with the source")
+            async with http.delete(f"{b}{published}", headers=member) as answer:  # ended on A already
+                assert answer.status == 404, await answer.text()
+            async with http.post(f"{b}/api/rooms/{room_id}/close", headers=host) as answer:
+                assert answer.status == 200, await answer.text()
+    finally:
+        for task in counting:
+            task.cancel()
+        for pc in (third, viewer, publisher):
+            await pc.close()
+
+
 async def test_a_query_runs_once_and_is_finished_by_the_survivor_when_its_process_dies(cluster: Cluster) -> None:
     """Each asset query runs in one process (its lease): with both alive, every agency is asked once; when the
     process running a query is killed, the other takes it over and completes it by its deadline."""
@@ -373,6 +485,29 @@ async def _status(http: aiohttp.ClientSession, base: str, auth: dict[str, str], 
 async def _streaming(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> list[str]:
     async with http.get(f"{base}/api/media/streaming", headers=auth) as answer:
         return list((await answer.json())["unit_ids"])
+
+
+async def _login(http: aiohttp.ClientSession, base: str, username: str) -> str:
+    async with http.post(f"{base}/api/auth/login", json={"username": username, "password": PASSWORD}) as answer:
+        assert answer.status == 200, await answer.text()
+        return str((await answer.json())["token"])
+
+
+async def _publishing(
+    http: aiohttp.ClientSession, base: str, auth: dict[str, str], room_id: str, user_id: int
+) -> list[str]:
+    async with http.get(f"{base}/api/rooms/{room_id}", headers=auth) as answer:
+        assert answer.status == 200, await answer.text()
+        members = (await answer.json())["room"]["members"]
+        return [kind for m in members if m["user_id"] == user_id for kind in m["publishing"]]
+
+
+async def _until(predicate: Any, what: str, within: float = 30.0) -> None:
+    """Until a count the peers keep reaches its mark (a failure names what never came)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 (aiortc counts in callbacks)
+            await asyncio.sleep(0.05)
+    assert predicate(), what
 
 
 async def _eventually(probe: Any, expected: Any, within: float = 10.0) -> None:

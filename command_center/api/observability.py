@@ -18,7 +18,7 @@ from command_center.api.registry import Registry, json_response
 from command_center.auth import Access, current_user
 from command_center.keys import METRICS, PROCESSES, SETTINGS, STATE, STORE, VERIFIER
 from core.errors import Forbidden
-from courts.visibility import visible_courts
+from courts.visibility import oversees_every_court
 
 log = logging.getLogger(__name__)
 api = Registry()
@@ -63,9 +63,7 @@ async def ops_overview(request: web.Request) -> web.StreamResponse:
     none can be narrowed to a court's share, so only those who oversee every court read it: administrators and
     the supervisors of the top court. A lower court's supervisor is refused (403) rather than shown the courts
     above and beside it."""
-    store = request.app[STORE]
-    courts = await visible_courts(store, current_user(request))
-    if courts is not None and set(courts) != {c.id for c in await store.list_courts()}:
+    if not await oversees_every_court(request.app[STORE], current_user(request)):
         raise Forbidden("the 运维 overview shows this process's figures for every court; it is for administrators "
                         "and supervisors who oversee every court")  # fmt: skip
     state = request.app[STATE]

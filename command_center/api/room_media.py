@@ -5,8 +5,9 @@ WHIP/WHEP in shape (RFC 9725: SDP bodies, 201 with ``Location``, ``ETag`` and IC
 closed room takes nothing (409), the host records. The SFU is ``media.rooms.RoomMedia``; the room's
 unit is watched on its own WHEP route (``command_center.api.media``).
 
-Room sessions live in the process that answered the offer (no forwarding between processes yet; see
-docs/architecture.md).
+A room's sessions all live in its media home, the process that took its first publish (the ``room:<id>``
+lease); a request reaching another process is forwarded there with the caller's credentials
+(``command_center.forwarding``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.rooms import _may_take_part, _room
 from command_center.api.schemas import Strict
 from command_center.auth import Access, current_user
+from command_center.forwarding import on_room_home
 from command_center.keys import MEDIA, ROOM_MEDIA, STORE
 from command_center.media_http import preflight
 from consultations.models import Room, RoomStatus
@@ -81,6 +83,8 @@ async def publish(request: web.Request) -> web.StreamResponse:
     await limited(request, f"user {caller.user.id}")
     room = await _present(request)
     offer = await read_offer(request)
+    if (elsewhere := await on_room_home(request, room.id, offer.encode(), claim=True)) is not None:
+        return elsewhere
     muted = any(m.muted for m in await request.app[STORE].room_members(room.id) if m.user_id == caller.user.id)
     answered = await request.app[ROOM_MEDIA].publish(room, _viewer(request), caller.user.display_name, offer,
                                                       muted=muted)  # fmt: skip
@@ -99,6 +103,8 @@ async def view(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no participant {raw} publishing in room {room.id}")
     user_id = UserId(int(raw))
     offer = await read_offer(request)
+    if (elsewhere := await on_room_home(request, room.id, offer.encode())) is not None:
+        return elsewhere
     rooms = request.app[ROOM_MEDIA]
     if not rooms.media_state(room.id, user_id)["publishing"]:
         raise NotFound(f"participant {user_id} is not publishing in room {room.id}")
@@ -113,6 +119,8 @@ async def patch(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     await limited(request, f"user {caller.user.id}")
     fragment = await read_fragment(request)
+    if (elsewhere := await on_room_home(request, request.match_info["room_id"], fragment)) is not None:
+        return elsewhere
     session = _own_session(request)
     return patched(await request.app[MEDIA].patch(session, request.headers.get("If-Match"), fragment))
 
@@ -123,6 +131,8 @@ async def patch(request: web.Request) -> web.StreamResponse:
 async def end(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     await limited(request, f"user {caller.user.id}")
+    if (elsewhere := await on_room_home(request, request.match_info["room_id"])) is not None:
+        return elsewhere
     session = _own_session(request)
     await request.app[ROOM_MEDIA].end_session(request.match_info["room_id"], session)
     return web.Response(status=200)
@@ -166,6 +176,8 @@ async def record(request: web.Request) -> web.StreamResponse:
     if room.status is not RoomStatus.OPEN:
         raise Conflict(f"room {room.id} is {room.status.value}")
     on = body(request, RecordIn).on
+    if (elsewhere := await on_room_home(request, room.id, await request.read())) is not None:
+        return elsewhere
     keys = await request.app[ROOM_MEDIA].record(room, on)
     await request.app[ROOM_MEDIA].audit_recording(room, caller.user.id, on, keys)
     return json_response(RecordOut(room_id=room.id, recording=on, participants=keys))

@@ -19,6 +19,7 @@ from command_center.api.params import flag, whole_number
 from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import MAX_BIGINT, RowId, Strict
 from command_center.auth import Access, UserCaller, current_user
+from command_center.forwarding import leave_room_home, on_room_home
 from command_center.keys import MEDIA, ROOM_MEDIA, ROOMS, STORE
 from consultations.models import Room, RoomStatus, authorised_for
 from consultations.views import room_view
@@ -161,6 +162,9 @@ async def _end_pinned_views(request: web.Request, room: Room, user_ids: list[Use
 
 
 def _changed(request: web.Request, room: Room) -> None:
+    """The room's members changed: its SFU publishes their state. Only the room's media home knows who publishes,
+    so a route calling this is forwarded there first (``on_room_home``): another process would tell every
+    member's page that nobody publishes."""
     if (media := request.app.get(ROOM_MEDIA)) is not None:
         media.changed(room.id)
 
@@ -256,7 +260,10 @@ async def candidates(request: web.Request) -> web.StreamResponse:
 @api.route("GET", "/api/rooms/{room_id}", summary="One room with its members", tag="rooms", access=COMMANDERS,
            response=RoomOut, errors=(NotFound,))  # fmt: skip
 async def get_room(request: web.Request) -> web.StreamResponse:
-    return await _out(request, await _room(request), current_user(request))
+    room = await _room(request)
+    if (home := await on_room_home(request, room.id)) is not None:  # its media state is known there
+        return home
+    return await _out(request, room, current_user(request))
 
 
 @api.route("POST", "/api/rooms/{room_id}/invite", summary="Invite more people (the host)", tag="rooms",
@@ -266,6 +273,8 @@ async def invite(request: web.Request) -> web.StreamResponse:
     caller = current_user(request)
     store = request.app[STORE]
     user_ids = await _authorised(store, body(request, InviteIn).user_ids, room, "user_ids")
+    if (home := await on_room_home(request, room.id, await request.read())) is not None:  # _changed: see there
+        return home
     await request.app[ROOMS].invite(room, user_ids, caller.user.id)
     _changed(request, room)
     return await _out(request, room, caller)
@@ -279,6 +288,8 @@ async def join(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     if not await _may_take_part(store, caller.user, room):  # authorisation may have changed since the invitation
         raise Forbidden(f"you are not authorised for the courts of room {room.id}")
+    if (home := await on_room_home(request, room.id)) is not None:  # _changed: see there
+        return home
     await request.app[ROOMS].join(room, caller.user.id)
     _changed(request, room)
     return await _out(request, room, caller)
@@ -289,6 +300,8 @@ async def join(request: web.Request) -> web.StreamResponse:
 async def leave(request: web.Request) -> web.StreamResponse:
     room = await _room(request)
     caller = current_user(request)
+    if (home := await on_room_home(request, room.id)) is not None:  # its SFU ends the member's streams there
+        return home
     await request.app[ROOMS].leave(room, caller.user.id)
     if (media := request.app.get(ROOM_MEDIA)) is not None:  # leaving ends one's stream and views
         await media.end_member(room.id, caller.user.id, "left the room")
@@ -302,6 +315,8 @@ async def mute(request: web.Request) -> web.StreamResponse:
     room = await _room(request)
     caller = current_user(request)
     data = body(request, MuteIn)
+    if (home := await on_room_home(request, room.id, await request.read())) is not None:  # silenced at the source
+        return home
     await request.app[ROOMS].mute(room, UserId(data.user_id), muted=data.muted, by=caller.user.id)
     if (media := request.app.get(ROOM_MEDIA)) is not None:  # the participant's audio stops (or resumes) now
         media.mute(room, UserId(data.user_id), muted=data.muted)
@@ -313,9 +328,12 @@ async def mute(request: web.Request) -> web.StreamResponse:
 async def close(request: web.Request) -> web.StreamResponse:
     room = await _room(request)
     caller = current_user(request)
+    if (home := await on_room_home(request, room.id)) is not None:  # every stream ends at the room's home
+        return home
     closed = await request.app[ROOMS].close(room, caller.user.id)
     if (media := request.app.get(ROOM_MEDIA)) is not None:  # every stream and view of the room ends
         await media.end_room(room.id, "the room was closed")
+    await leave_room_home(request, room.id)
     members = [m.user_id for m in await request.app[STORE].room_members(room.id)]
     await _end_pinned_views(request, room, members, "the room was closed")
     return await _out(request, closed, caller)

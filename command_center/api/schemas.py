@@ -75,6 +75,9 @@ class MeOut(BaseModel):
     court_id: str
     user: UserOut | None = None
     unit_id: str | None = None
+    oversees_every_court: bool = Field(
+        False, description="the caller sees every court (admins, the top court's supervisors): what the 运维 page needs"
+    )
 
 
 class CourtIn(Strict):

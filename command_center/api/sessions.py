@@ -17,6 +17,7 @@ from command_center.keys import LOGIN_GATE, LOGIN_THROTTLE, METRICS, PASSWORDS, 
 from command_center.revocation import Revocation, Subject
 from core.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthenticated, ValidationFailed
 from core.ids import UserId
+from courts.visibility import oversees_every_court
 from persistence.models import User
 
 api = Registry()
@@ -149,7 +150,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def me(request: web.Request) -> web.StreamResponse:
     caller = current_caller(request)
     if isinstance(caller, UserCaller):
-        out = MeOut(kind="user", access=caller.access, court_id=caller.court_id, user=UserOut.of(caller.user))
+        out = MeOut(
+            kind="user",
+            access=caller.access,
+            court_id=caller.court_id,
+            user=UserOut.of(caller.user),
+            oversees_every_court=await oversees_every_court(request.app[STORE], caller),
+        )
     elif isinstance(caller, DeviceCaller):
         out = MeOut(kind="device", access=caller.access, court_id=caller.court_id, unit_id=caller.unit.id)
     else:  # not admitted by the route; kept total for the type checker

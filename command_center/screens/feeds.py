@@ -514,16 +514,18 @@ class EntrustedUnitsFeed(UnitsFeed):
 class RoomFeed(Feed):
     """One consultation room's members and their media (``media.rooms``): snapshot = the newest state
     (from the bus, or from the store with no media when the room has published none yet), then each change
-    ``{type: "room", room_id, members: [{user_id, name, present, muted, publishing, speaking}]}``."""
+    ``{type: "room", room_id, recording, members: [{user_id, name, present, muted, publishing, speaking}]}``."""
 
     def __init__(self, room_id: str, bus: EventBus, store: Store) -> None:
         super().__init__(f"room:{room_id}", bus)
         self.room_id = room_id
         self._store = store
         self.members: list[dict[str, Any]] | None = None
+        self.recording = False  # only the room's SFU records, and it says so in its events
 
     async def reload(self) -> None:
         self.members = None
+        self.recording = False
         await super().reload()
         if self.members is None:
             members = await self._store.room_members(self.room_id)
@@ -533,10 +535,11 @@ class RoomFeed(Feed):
 
     def apply(self, event: Event) -> bytes:
         self.members = list(event.data["members"])
+        self.recording = bool(event.data.get("recording", False))
         return orjson.dumps({"type": "room", "topic": self.name, "seq": event.seq, "room_id": self.room_id,
-                             "members": self.members})  # fmt: skip
+                             "recording": self.recording, "members": self.members})  # fmt: skip
 
     def send_snapshot(self, screen: ScreenConnection) -> None:
         snapshot = {"type": "snapshot", "topic": self.name, "seq": self.seq, "room_id": self.room_id,
-                    "members": self.members or []}  # fmt: skip
+                    "recording": self.recording, "members": self.members or []}  # fmt: skip
         screen.send(orjson.dumps(snapshot), topic=self.name, seq=self.seq)

@@ -27,7 +27,7 @@ async function show() {
   const names = await courtNames();
   document.getElementById("whoami").textContent =
     `${t("loggedIn")}: ${me.user.display_name}（${t(`role_${me.user.role}`)} · ${names.get(me.court_id) || me.court_id}）`;
-  document.getElementById("pages").replaceChildren(...pagesFor(me.user.role).map((page) => {
+  document.getElementById("pages").replaceChildren(...pagesFor(me).map((page) => {
     const a = Object.assign(document.createElement("a"), { className: "button", href: page.path, textContent: t(page.key) });
     a.id = `${page.key}-link`;
     return a;

@@ -138,12 +138,13 @@ export class Conference {
     if (this.publisher !== publisher) { await release(publisher.location); pc.close(); }  // left meanwhile
   }
 
-  async unpublish() {
+  async unpublish({ keepalive = false } = {}) {
     const publisher = this.publisher;
     this.publisher = null;
     if (!publisher) return;
-    await release(publisher.location);
+    const released = release(publisher.location, undefined, { keepalive });
     publisher.pc.close();
+    await released;
   }
 
   async watchUnit() {
@@ -275,14 +276,14 @@ export class Conference {
     await play(view.video, view.show, this.t);
   }
 
-  drop(userId) {
+  drop(userId, { keepalive = false } = {}) {
     const view = this.tiles.get(userId);
     if (!view) return;
     this.tiles.delete(userId);
     view.tile.remove();
     view.pc?.close();
     view.video.srcObject = null;
-    release(view.location);
+    release(view.location, undefined, { keepalive });
   }
 
   stopCamera() {
@@ -290,16 +291,19 @@ export class Conference {
     this.camera = null;
   }
 
-  /** Leaving: the camera off, my publication and every view and the unit's video released. Idempotent. */
-  async stop() {
+  /** Leaving: the camera off, my publication and every view and the unit's video released. Idempotent.
+   * ``keepalive`` (the page is going away, pagehide): every DELETE is sent before anything is awaited and
+   * with fetch's keepalive, so it reaches the server after the tab is gone. */
+  async stop({ keepalive = false } = {}) {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.publishTimer);
-    for (const userId of [...this.tiles.keys()]) this.drop(userId);
+    for (const userId of [...this.tiles.keys()]) this.drop(userId, { keepalive });
     this.selfTile?.tile.remove();
     this.stopCamera();
-    await this.unpublish();
-    if (this.stopUnit) { const stop = this.stopUnit; this.stopUnit = null; await stop(); }
+    const stopUnit = this.stopUnit;
+    this.stopUnit = null;
+    await Promise.all([this.unpublish({ keepalive }), stopUnit?.({ keepalive })]);
     this.pinned.srcObject = null;
     this.pinned.muted = true;
     Object.assign(this.pinnedNote, { hidden: true, textContent: "" });

@@ -125,7 +125,8 @@ function renderDuty() {
   document.getElementById("roster").replaceChildren(...(roster.length ? roster : [el("li", { textContent: t("noRoster") })]));
   document.getElementById("log").replaceChildren(...state.log.map((e) => {
     const text = e.text || (e.alarm ? alarmText(e.alarm) : "");
-    return el("li", {}, time(e.at_ms), `${t(`kind_${e.kind}`)} · ${text}`);
+    const who = e.kind === "note" && e.user_id == null ? `（${t("systemNote")}）` : "";  // a step no person took
+    return el("li", {}, time(e.at_ms), `${t(`kind_${e.kind}`)}${who} · ${text}`);
   }));
 }
 

@@ -15,7 +15,6 @@ import { Conference } from "/static/conference.js";
 
 const t = translator("rooms");
 const REFRESH_MS = 2000;
-const ROOM_EVERY = 3;
 // rooms: mine; chosen: the room shown; room/host: its detail and whether I host it; candidates: who may be invited
 // live: the room's socket topic has spoken (its members then come from there); recording: the host's last word
 const state = { me: null, rooms: [], chosen: null, room: null, host: false, candidates: [], refreshes: 0,
@@ -83,10 +82,10 @@ function mergeMembers(known, fresh) {
   return fresh.map((m) => ({ ...old.get(m.user_id), ...m }));
 }
 
-async function stopConference() {
+async function stopConference(options = {}) {
   const leaving = conference;
   conference = null;
-  if (leaving) await leaving.stop();
+  if (leaving) await leaving.stop(options);
 }
 
 /** Starts or ends the 会商 view as my presence in the chosen room says, and hands it the members. */
@@ -207,9 +206,8 @@ function render() {
   renderRoom();
 }
 
-/** The rooms, and the chosen room unless its socket speaks for it (full: after this page's own action). The
- * topic carries the members, not whether the room is recorded: that (and the title, the status) is read every
- * ROOM_EVERY refreshes while the socket speaks, the members then staying the socket's. */
+/** The rooms, and the chosen room unless its socket speaks for it (full: after this page's own action, or
+ * when the room leaves the open list). The topic carries the members and whether the room is recorded. */
 async function refresh(full = false) {
   try {
     state.rooms = (await api("/api/rooms")).rooms;
@@ -217,13 +215,13 @@ async function refresh(full = false) {
     const changed = listed ? listed.status !== state.room?.status : state.room?.status === "open";  // closed: unlisted
     const stale = !state.live || full || changed || state.room?.id !== state.chosen;
     follow(state.chosen);
-    if (state.chosen && (stale || state.refreshes % ROOM_EVERY === 0)) {
+    if (state.chosen && stale) {
       const body = await api(`/api/rooms/${state.chosen}`);
       if (body.host && state.room?.id !== body.room.id) {  // the host's invite list: this room's candidates
         const query = body.room.operation_id ? { operation_id: body.room.operation_id } : { case_id: body.room.case_id };
         state.candidates = (await api(`/api/rooms/candidates?${new URLSearchParams(query)}`)).candidates;
       }
-      state.room = stale ? body.room : { ...body.room, members: state.room.members };
+      state.room = body.room;
       state.host = body.host;
       if (!state.live) settle(body.room.id, body.room.members);
       if (typeof body.room.recording === "boolean") state.recording = body.room.recording;
@@ -260,7 +258,7 @@ async function start() {
     if (!await act(`/api/rooms/${state.chosen}/leave`)) { expected = null; render(); }  // still in the room
   });
   document.getElementById("record").addEventListener("click", setRecording);
-  window.addEventListener("pagehide", () => { stopConference(); });
+  window.addEventListener("pagehide", () => { stopConference({ keepalive: true }); });  // a closed tab frees its sessions
   document.getElementById("close").addEventListener("click", () => act(`/api/rooms/${state.chosen}/close`));
   document.getElementById("invite-button").addEventListener("click", () => {
     const chosen = document.getElementById("more").value;

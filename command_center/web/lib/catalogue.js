@@ -17,7 +17,8 @@ const common = {
     // operations
     op_search: "搜查", op_seizure: "查封扣押", op_eviction: "强制迁出", op_detention: "拘传拘留",
     planned: "准备中", under_way: "进行中", concluded: "已结束", cancelled: "已撤销",
-    notForRole: "当前角色（{role}）不使用此页面", speed: "速度", battery: "电量", fix: "定位时间",
+    notForRole: "当前角色（{role}）不使用此页面", notEveryCourt: "此页面显示本系统所有法院的数据，仅供管理员和统管全部法院的主管使用",
+    speed: "速度", battery: "电量", fix: "定位时间",
     court: "法院", status: "状态", hasVideo: "有视频",
   },
   en: {
@@ -31,7 +32,8 @@ const common = {
     alarm_query_same_person: "same person, several cases", alarm_evidence_mismatch: "recording altered or missing",
     op_search: "search", op_seizure: "seizure", op_eviction: "eviction", op_detention: "detention",
     planned: "planned", under_way: "under way", concluded: "concluded", cancelled: "cancelled",
-    notForRole: "this page is not for the {role} role", speed: "speed", battery: "battery", fix: "fix time",
+    notForRole: "this page is not for the {role} role", notEveryCourt: "this page shows every court's figures: it is for administrators and supervisors who oversee every court",
+    speed: "speed", battery: "battery", fix: "fix time",
     court: "court", status: "status", hasVideo: "video",
   },
 };
@@ -103,7 +105,7 @@ const console_ = {
         notSigned: "未签到", go_to: "前往地点", search: "搜查", seize: "查封扣押", start_recording: "开始录像",
         stop_recording: "停止录像", call_back: "回电", queued: "待下发", delivered: "已下发", acknowledged: "已接收",
         in_progress: "执行中", done: "已完成", failed: "未完成", signedIn: "签到成功", sent: "任务已下发",
-        metres: "米", eta: "预计", minutes: "分钟", noUnits: "附近没有待命单兵", kind_note: "记录",
+        metres: "米", eta: "预计", minutes: "分钟", noUnits: "附近没有待命单兵", kind_note: "记录", systemNote: "系统",
         kind_alarm_raised: "告警", kind_alarm_acknowledged: "确认告警", kind_alarm_resolved: "处置告警",
         kind_alarm_false_alarm: "误报", kind_task_sent: "派警", noRoster: "今日未排班（由监督员排班）", times: "次",
         mapTitle: "地图 · 单兵、电子围栏与行动目标", draw: "绘制围栏", fenceName: "围栏名称", saveFence: "保存围栏",
@@ -125,7 +127,7 @@ const console_ = {
         stop_recording: "stop recording", call_back: "call back", queued: "queued", delivered: "delivered",
         acknowledged: "acknowledged", in_progress: "in progress", done: "done", failed: "failed",
         signedIn: "signed in", sent: "task sent", metres: "m", eta: "ETA", minutes: "min",
-        noUnits: "no available unit nearby", kind_note: "note", kind_alarm_raised: "alarm",
+        noUnits: "no available unit nearby", kind_note: "note", systemNote: "system", kind_alarm_raised: "alarm",
         kind_alarm_acknowledged: "alarm acknowledged", kind_alarm_resolved: "alarm resolved",
         kind_alarm_false_alarm: "false alarm", kind_task_sent: "task",
         noRoster: "no roster today (a supervisor sets it)", times: "×",

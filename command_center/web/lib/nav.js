@@ -4,7 +4,8 @@
 import { api, whoAmI } from "./api.js";
 import { onLanguage } from "./i18n.js";
 
-/** Each page and the roles it serves (the same sets as its API routes). */
+/** Each page and the roles it serves (the same sets as its API routes); everyCourt: only for those who see every
+ * court (GET /api/me's oversees_every_court), as the 运维 overview's figures are the whole process's. */
 export const PAGES = [
   { path: "/wall", key: "wall", roles: ["operator", "judge", "supervisor", "admin"] },
   { path: "/console", key: "console", roles: ["operator", "supervisor", "admin"] },
@@ -12,16 +13,19 @@ export const PAGES = [
   { path: "/replay", key: "replay", roles: ["operator", "judge", "supervisor", "admin"] },
   { path: "/entrustments", key: "entrust", roles: ["operator", "supervisor", "admin"] },
   { path: "/rooms", key: "rooms", roles: ["operator", "supervisor", "admin"] },
-  { path: "/ops", key: "ops", roles: ["supervisor", "admin"] },
+  { path: "/ops", key: "ops", roles: ["supervisor", "admin"], everyCourt: true },
 ];
 
-export const pagesFor = (role) => PAGES.filter((page) => page.roles.includes(role));
+/** Whether the page serves this user (me: GET /api/me). */
+const serves = (page, me) => page.roles.includes(me.user.role) && (!page.everyCourt || me.oversees_every_court);
+
+export const pagesFor = (me) => PAGES.filter((page) => serves(page, me));
 
 /** Fills #nav with the pages the user's role may use (the current one marked) and a link home. */
 export function renderNav(me, t) {
   const nav = document.getElementById("nav");
   if (!nav) return;
-  const links = [{ path: "/", key: "home" }, ...pagesFor(me.user.role)].filter((p) => p.path !== location.pathname);
+  const links = [{ path: "/", key: "home" }, ...pagesFor(me)].filter((p) => p.path !== location.pathname);
   nav.replaceChildren(...links.map((page) => {
     const a = Object.assign(document.createElement("a"), { href: page.path, textContent: t(page.key) });
     a.dataset.page = page.key;
@@ -54,10 +58,10 @@ export function showWho(me, t) {
 export async function guard(pageKey, t) {
   const me = await whoAmI();
   const page = PAGES.find((p) => p.key === pageKey);
-  if (!page || page.roles.includes(me.user.role)) return me;
+  if (!page || serves(page, me)) return me;
   const main = document.querySelector("main") || document.body;
-  const note = Object.assign(document.createElement("p"), { className: "refused", id: "refused",
-    textContent: t("notForRole").replace("{role}", t(`role_${me.user.role}`)) });
+  const why = page.roles.includes(me.user.role) ? t("notEveryCourt") : t("notForRole").replace("{role}", t(`role_${me.user.role}`));
+  const note = Object.assign(document.createElement("p"), { className: "refused", id: "refused", textContent: why });
   main.replaceChildren(note);
   main.hidden = false;
   document.querySelectorAll("header button:not(#lang)").forEach((button) => { button.hidden = true; });

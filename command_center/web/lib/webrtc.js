@@ -27,8 +27,13 @@ export async function negotiateSession(pc, path, credential = token(), gatherMs 
   return { location, etag, notForwarded };
 }
 
-export async function release(location, credential = token()) {
-  if (location) await fetch(location, { method: "DELETE", headers: { Authorization: `Bearer ${credential}` } }).catch(() => null);
+/** Ends a session (DELETE its Location). ``keepalive``: the request outlives the page (sent on pagehide, so a
+ * closed tab frees its sessions at once instead of when they time out). */
+export async function release(location, credential = token(), { keepalive = false } = {}) {
+  if (location) {
+    await fetch(location, { method: "DELETE", keepalive, headers: { Authorization: `Bearer ${credential}` } })
+      .catch(() => null);
+  }
 }
 
 /** A receive-only viewer of a unit (video and audio) playing into a <video> element; resolves to its close(),
@@ -46,8 +51,8 @@ export async function watch(unitId, video) {
     pc.close();
     throw exc;
   }
-  const close = async () => {
-    await release(session.location);
+  const close = async ({ keepalive = false } = {}) => {
+    await release(session.location, token(), { keepalive });
     pc.close();
     video.srcObject = null;
   };
