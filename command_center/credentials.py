@@ -34,6 +34,9 @@ SYSTEM_PREFIX = "cc_y_"  # the case-management system's client (立案系统)
 MIN_PASSWORD_LENGTH = 10
 #: zxcvbn's score (0-4) a new password must reach: 3 is "safely unguessable", about 10^10 guesses.
 MIN_PASSWORD_SCORE = 3
+#: zxcvbn refuses longer input (its matching grows fast: 256 repeated characters cost it 0.8 s), so a longer
+#: passphrase is judged by its first 72 characters; the rest adds to it unjudged.
+JUDGED_CHARACTERS = 72
 
 
 class Passwords:
@@ -71,11 +74,14 @@ def check_password_strength(password: str, *, username: str, display_name: str, 
         problem = "must have at most 256 characters"
     else:
         names = [n for n in (username, display_name) if n]
-        verdict = zxcvbn(password, user_inputs=names + [part for n in names for part in n.split()])
+        verdict = zxcvbn(password[:JUDGED_CHARACTERS], user_inputs=names + [part for n in names for part in n.split()])
         if verdict["score"] < MIN_PASSWORD_SCORE:
             feedback = verdict["feedback"]
             hints = " ".join(h for h in [feedback.get("warning") or "", *feedback.get("suggestions", [])] if h)
-            problem = f"too easy to guess (strength {verdict['score']} of 4, at least {MIN_PASSWORD_SCORE} needed)"
+            judged = "" if len(password) <= JUDGED_CHARACTERS else f" in its first {JUDGED_CHARACTERS} characters"
+            problem = (
+                f"too easy to guess{judged} (strength {verdict['score']} of 4, at least {MIN_PASSWORD_SCORE} needed)"
+            )
             problem += f": {hints}" if hints else ""
     if problem:
         raise ValidationFailed(f"{field}: {problem}", details=[{"field": field, "problem": problem}])

@@ -90,6 +90,7 @@ async def test_device_registration_shows_the_secret_once_and_it_authenticates(wo
         "court_id": "HLJ0103",
         "user": None,
         "unit_id": "HLJ0103-U07",
+        "oversees_every_court": False,
     }
     duplicate = await world.client.post(
         "/api/units",
@@ -372,3 +373,19 @@ async def test_another_origin_gets_no_cors_and_cannot_open_a_socket(world: World
     await ws.send_json({"type": "ping"})
     assert (await ws.receive_json(timeout=5))["type"] == "pong"
     await ws.close()
+
+
+async def test_a_password_longer_than_the_estimator_takes_is_judged_not_a_server_error(world: World) -> None:
+    """zxcvbn refuses input over 72 characters (schemathesis found the 500): a long passphrase is judged by its
+    first 72 characters, so a strong one is taken and a long run of one character is refused with the reason."""
+    user = {"display_name": "钱法官", "role": "judge", "court_id": "HLJ0102"}
+    strong = "宽严相济 correct horse battery staple 执行到位 " * 6  # 228 characters
+    taken = await world.client.post("/api/users", headers=world.auth("admin"),
+                                    json={**user, "username": "qian", "password": strong})  # fmt: skip
+    assert taken.status == 201, await taken.text()
+    login = await world.client.post("/api/auth/login", json={"username": "qian", "password": strong})
+    assert login.status == 200
+    weak = await world.client.post("/api/users", headers=world.auth("admin"),
+                                   json={**user, "username": "sun", "password": "0" * 256})  # fmt: skip
+    assert weak.status == 422
+    assert "in its first 72 characters" in (await _json(weak))["error"]["message"]
