@@ -19,6 +19,7 @@ from config.settings import MediaSettings
 from core.ids import UnitId
 from media.evidence import SEGMENT_ACTION
 from media.recording import recover, sha256_of
+from media.verification import SegmentVerifier
 from tests.conftest import AppFactory, World
 from tests.media_support import UNIT, UnitPeer, eventually, loopback  # noqa: F401 (fixture)
 
@@ -212,7 +213,7 @@ async def test_the_server_re_reads_its_segments_and_counts_altered_and_missing_o
     metrics = await (await world.client.get("/metrics", headers=admin)).text()
     for result, n in (("ok", 2 * len(segments) - 2), ("mismatch", 1), ("missing", 1)):
         assert f'cc_recording_segment_verifications_total{{result="{result}"}} {float(n)}' in metrics, result
-    overview = await (await world.client.get("/api/ops/overview", headers=world.auth("supervisor"))).json()
+    overview = await (await world.client.get("/api/ops/overview", headers=admin)).json()  # every court's figures
     assert overview["verifications"]["totals"] == {"ok": 2 * len(segments) - 2, "mismatch": 1, "missing": 1}
     problems = overview["verifications"]["last"]["problems"]
     assert {str(segments[0]["file"]), str(segments[1]["file"])} == {p.split(":")[0] for p in problems}
@@ -239,3 +240,30 @@ async def test_the_leader_verifies_periodically_with_its_setting(make_world: App
     verifier = world.client.app[VERIFIER]
     await eventually(lambda: verifier.totals["mismatch"] >= 2, within=10, what="two periodic passes")
     assert verifier.totals["ok"] == 0 and verifier.totals["missing"] == 0
+
+
+async def test_a_verification_asked_for_while_one_runs_gets_that_ones_result(tmp_path: Path) -> None:
+    """Single flight: each pass re-reads every file, so calls during a pass share it rather than queue more."""
+    started, release = asyncio.Event(), asyncio.Event()
+    reads = 0
+
+    async def audited() -> list[dict[str, object]]:
+        nonlocal reads
+        reads += 1
+        started.set()
+        await release.wait()
+        return []
+
+    verifier = SegmentVerifier(audited, tmp_path)
+    first = asyncio.create_task(verifier.run())
+    await started.wait()
+    others = [asyncio.create_task(verifier.run()) for _ in range(3)]
+    await asyncio.sleep(0)  # the others are waiting on the running pass
+    release.set()
+    runs = await asyncio.gather(first, *others)
+    assert reads == 1 and all(run is runs[0] for run in runs)
+    started.clear()
+    later = asyncio.create_task(verifier.run())  # once a pass is over, the next call makes a new one
+    await started.wait()
+    assert reads == 2
+    assert (await later) is not runs[0]
