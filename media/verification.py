@@ -5,7 +5,7 @@ its SHA-256 and size compared with the chain's, off the event loop (``media.evid
 ``media.verify_interval_seconds`` and on demand (``POST /api/ops/verify-recordings``), so an altered or lost
 segment shows on the 运维 page and in ``cc_recording_segment_verifications_total{result}`` without anyone
 running the CLI. A mismatch or a missing file is logged as an error naming the file and handed to
-``on_problem`` (the composition root raises an alarm for the unit's court: 录像校验异常).
+``on_problem`` (the composition root raises an alarm for the unit's or the room's court: 录像校验异常).
 """
 
 from __future__ import annotations
