@@ -498,7 +498,7 @@ def _start_segment_verifier(
 ) -> SegmentVerifier:
     """Recorded segments re-hashed against the audit chain: by the leader every ``media.verify_interval_seconds``
     (0: only on demand), so tampering or loss shows on the 运维 page, in the metrics and as an alarm for the
-    unit's court (one live alarm per segment)."""
+    unit's court, or a consultation room's court for a participant's recording (one live alarm per segment)."""
 
     async def audited() -> list[dict[str, Any]]:
         found, after = [], 0
@@ -508,10 +508,17 @@ def _start_segment_verifier(
         return found
 
     async def alarm(details: dict[str, Any], check: SegmentCheck) -> None:
-        unit = await store.get_unit(UnitId(str(details["unit_id"])))
+        source = str(details["unit_id"])
+        about = {"file": check.file, "result": check.result, "problem": check.problem,
+                 "session_id": details.get("session_id")}  # fmt: skip
+        if source.startswith("room:"):  # a consultation room participant's (media.rooms.participant_key)
+            room = await store.get_room(source.removeprefix("room:").rpartition(":")[0])
+            await alarms.raise_(AlarmKind.EVIDENCE_MISMATCH, check.file, court_id=room.court_id,
+                                details={"room_id": room.id, "room_title": room.title, **about})  # fmt: skip
+            return
+        unit = await store.get_unit(UnitId(source))
         await alarms.raise_(AlarmKind.EVIDENCE_MISMATCH, check.file, court_id=unit.court_id, unit_id=unit.id,
-                            details={"unit_name": unit.name, "file": check.file, "result": check.result,
-                                     "problem": check.problem, "session_id": details.get("session_id")})  # fmt: skip
+                            details={"unit_name": unit.name, **about})  # fmt: skip
 
     verifier = SegmentVerifier(audited, settings.data_dir / "recordings", on_problem=alarm)
     app[VERIFIER] = verifier

@@ -545,9 +545,11 @@ class GbService:
             peer.send(request.serialise())
 
     # broadcast (语音广播, GB/T 28181-2016 §9.12) ---------------------------------------------------------
-    async def broadcast(self, unit_id: UnitId, *, within_seconds: float) -> tuple[sip.SipMessage, Registration]:
+    async def broadcast(self, unit_id: UnitId, *, within_seconds: float) -> tuple[sip.SipMessage, Registration, Peer]:
         """Notify the unit's device of a broadcast and wait for its INVITE for the audio (answer it with
-        ``accept_broadcast``). ``DeviceUnavailable`` when not registered here or no INVITE comes in time."""
+        ``accept_broadcast`` over the returned peer, the one the INVITE came on; the registration keeps its
+        own: an INVITE never moves where the device is signalled). ``DeviceUnavailable`` when not registered
+        here or no INVITE comes in time."""
         registration = self.registration(unit_id)
         if registration is None or registration.peer.closed:
             raise DeviceUnavailable(f"unit {unit_id} is not registered as a GB/T 28181 device on this server")
@@ -567,12 +569,10 @@ class GbService:
         finally:
             if self._broadcasts.get(device_id) is waiter:
                 del self._broadcasts[device_id]
-        registration.peer = peer
-        return invite, registration
+        return invite, registration, peer
 
-    def accept_broadcast(self, invite: sip.SipMessage, registration: Registration, answer: bytes) -> Dialog:
+    def accept_broadcast(self, invite: sip.SipMessage, registration: Registration, peer: Peer, answer: bytes) -> Dialog:
         """Answer the device's broadcast INVITE 200 with ``answer`` (our SDP); the call is hung up with ``bye``."""
-        peer = registration.peer
         local_tag = sip.new_tag()
         local_host, local_port = peer.local
         contact = f"<sip:{self._settings.platform_id}@{local_host}:{local_port}>"
@@ -591,9 +591,9 @@ class GbService:
         log.info("gb28181: device %s (unit %s) takes the broadcast audio", device_id, registration.unit.id)
         return dialog
 
-    def refuse(self, invite: sip.SipMessage, registration: Registration, status: int) -> None:
+    def refuse(self, invite: sip.SipMessage, peer: Peer, status: int) -> None:
         """Answer a device's broadcast INVITE with an error (its SDP cannot be served)."""
-        self._reply(registration.peer, sip.response(invite, status))
+        self._reply(peer, sip.response(invite, status))
 
     def _device_invite(self, msg: sip.SipMessage, peer: Peer) -> None:
         """A device's INVITE: for the broadcast we notified it of (GB/T 28181 §9.12), else refused."""

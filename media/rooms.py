@@ -21,7 +21,8 @@ What the room adds to the hub:
   Matroska segments, hashed into the audit chain like a unit's (``recording verify`` checks them).
 
 One task (``run``) ticks the speaking detectors (with DTX a silent sender sends nothing), notices sources
-that ended (connection lost, replaced, revoked) and publishes the rooms whose state changed, coalesced.
+that ended (connection lost, replaced, revoked), publishes the rooms whose state changed, coalesced, and
+forgets a room once its last source here has ended (unless it is recorded), so rooms do not pile up.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class _RoomState:
     participants: dict[UserId, _Participant] = field(default_factory=dict)
     recording: bool = False
     last_sent: Any = None  # the media state last published (only changes are published)
+    opening: int = 0  # publishes being answered (the room is not idle meanwhile)
 
 
 class RoomMedia:
@@ -125,7 +127,11 @@ class RoomMedia:
             )
         participant.muted = muted
         unit = Unit(participant.key, name, UnitKind.HANDHELD, room.court_id, None, datetime.now(UTC))
-        answered = await self._hub.publish(unit, offer_sdp, owner=viewer, participant=True)
+        state.opening += 1
+        try:
+            answered = await self._hub.publish(unit, offer_sdp, owner=viewer, participant=True)
+        finally:
+            state.opening -= 1
         source = self._hub.find(answered.id)
         if isinstance(source, Publisher):
             self._wire(room.id, participant, source)
@@ -256,6 +262,9 @@ class RoomMedia:
         for room_id in dirty:
             await self._bus.publish(room_topic(room_id), {"room_id": room_id, "recording": self.recording(room_id),
                                                           "members": await self.members_view(room_id)})  # fmt: skip
+        for room_id, state in list(self._rooms.items()):
+            if self._idle(state) and room_id not in self._dirty:
+                del self._rooms[room_id]  # its last session ended (its final state is published): forget it
         while self._turns:  # each turn leaves the queue once audited (the audit log away: kept for next time)
             pending = self._turns[0]
             room, user_id, _started, duration = pending
@@ -272,6 +281,22 @@ class RoomMedia:
         if state is None:
             state = self._rooms[room.id] = _RoomState(room)
         return state
+
+    def held(self) -> frozenset[str]:
+        """The rooms whose state this process holds: those with a source here, being published or recorded."""
+        return frozenset(self._rooms)
+
+    def _idle(self, state: _RoomState) -> bool:
+        """No source of the room left here (nor being answered) and not recorded: nothing to keep. A recorded
+        room keeps its state so a member who publishes again is recorded (``end_room`` or stopping frees it)."""
+        if state.opening or state.recording:
+            return False
+        for participant in state.participants.values():
+            if self._hub.publisher(participant.key) is not None:
+                return False
+            if participant.latest is not None and self._hub.find(participant.latest.id) is not None:
+                return False
+        return True
 
     def _sources(self, participant: _Participant) -> list[Publisher]:
         """The participant's current source and a newer one waiting to take over, if any."""

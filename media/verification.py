@@ -5,7 +5,7 @@ its SHA-256 and size compared with the chain's, off the event loop (``media.evid
 ``media.verify_interval_seconds`` and on demand (``POST /api/ops/verify-recordings``), so an altered or lost
 segment shows on the 运维 page and in ``cc_recording_segment_verifications_total{result}`` without anyone
 running the CLI. A mismatch or a missing file is logged as an error naming the file and handed to
-``on_problem`` (the composition root raises an alarm for the unit's court: 录像校验异常).
+``on_problem`` (the composition root raises an alarm for the unit's or the room's court: 录像校验异常).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class VerificationRun:
 
 
 class SegmentVerifier:
-    """Re-hashes the recorded segments under ``root`` against the chain; one pass at a time."""
+    """Re-hashes the recorded segments under ``root`` against the chain; one pass at a time, shared."""
 
     def __init__(self, audited: Audited, root: Path, *, on_problem: OnProblem | None = None) -> None:
         self._audited = audited
@@ -49,29 +49,47 @@ class SegmentVerifier:
         self._on_problem = on_problem
         self.totals = dict.fromkeys(RESULTS, 0)  # since this process started, for the metrics
         self.last: VerificationRun | None = None
-        self._lock = asyncio.Lock()
+        self._running: asyncio.Future[VerificationRun] | None = None
 
     async def run(self) -> VerificationRun:
-        """One pass over every audited segment; a pass already running is waited for, then another is made."""
-        async with self._lock:
-            segments = await self._audited()
-            checks = await asyncio.to_thread(lambda: [check_segment(d, self._root) for d in segments])
-            counts = dict.fromkeys(RESULTS, 0)
-            problems = []
-            for details, check in zip(segments, checks, strict=True):
-                counts[check.result] += 1
-                if check.problem is not None:
-                    log.error("recording: evidence segment %s: %s", check.result, check.problem)
-                    problems.append(check.problem)
-                    await self._tell(details, check)
-            for result, n in counts.items():
-                self.totals[result] += n
-            self.last = VerificationRun(time.time(), counts, problems[:MAX_PROBLEMS])
-            if problems:
-                log.error("recording: %d of %d segments do not match the audit chain", len(problems), len(checks))
-            else:
-                log.info("recording: %d segments match the audit chain", len(checks))
-            return self.last
+        """One pass over every audited segment; a call while a pass runs gets that pass's result (single
+        flight: each pass re-reads every file, so callers must not be able to queue them)."""
+        if self._running is not None:
+            return await asyncio.shield(self._running)
+        running = self._running = asyncio.get_running_loop().create_future()
+        running.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody waits
+        try:
+            result = await self._pass()
+        except Exception as exc:
+            running.set_exception(exc)
+            raise
+        except BaseException:
+            running.cancel()
+            raise
+        finally:
+            self._running = None
+        running.set_result(result)
+        return result
+
+    async def _pass(self) -> VerificationRun:
+        segments = await self._audited()
+        checks = await asyncio.to_thread(lambda: [check_segment(d, self._root) for d in segments])
+        counts = dict.fromkeys(RESULTS, 0)
+        problems = []
+        for details, check in zip(segments, checks, strict=True):
+            counts[check.result] += 1
+            if check.problem is not None:
+                log.error("recording: evidence segment %s: %s", check.result, check.problem)
+                problems.append(check.problem)
+                await self._tell(details, check)
+        for result, n in counts.items():
+            self.totals[result] += n
+        self.last = VerificationRun(time.time(), counts, problems[:MAX_PROBLEMS])
+        if problems:
+            log.error("recording: %d of %d segments do not match the audit chain", len(problems), len(checks))
+        else:
+            log.info("recording: %d segments match the audit chain", len(checks))
+        return self.last
 
     async def _tell(self, details: dict[str, Any], check: SegmentCheck) -> None:
         if self._on_problem is None:

@@ -240,6 +240,7 @@ async def _bad_tokens(world: World) -> dict[str, dict[str, str]]:
 #: intermediate court) is outside the scope: the refusal it must get says why.
 SCOPED: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/ops/overview"): {S: "supervisors who oversee every court"},  # process-wide figures
+    ("POST", "/api/ops/verify-recordings"): {S: "supervisors who oversee every court"},  # every court's files
 }
 
 

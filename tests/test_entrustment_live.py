@@ -224,3 +224,26 @@ async def test_a_stale_leader_cannot_mark_an_entrustment_overdue(store: Store) -
 
 def _fields(e: Entrustment) -> dict[str, Any]:
     return {name: getattr(e, name) for name in e.__dataclass_fields__}
+
+
+async def test_the_asking_court_never_gets_positions_from_before_the_unit_was_assigned(world: World) -> None:
+    """The entrusted feed follows the receiving court's topic, whose history holds the unit's track from before
+    the assignment: a screen asking to resume from the topic's start gets a snapshot (the unit where it is
+    now), never those earlier positions."""
+    receiving = await open_screen(world, "aihui", "units")
+    await _report(world, AIHUI_UNIT, 1, 50.2111)
+    await _unit_seen(receiving, "units.HLJ1102", AIHUI_UNIT, 50.2111)
+    await _report(world, AIHUI_UNIT, 2, 50.2222)
+    await _unit_seen(receiving, "units.HLJ1102", AIHUI_UNIT, 50.2222)
+    e = await _entrust(world)
+    path = f"/api/entrustments/{e['id']}"
+    await _json(await world.client.post(f"{path}/accept", json={}, headers=world.auth("aihui")), 200)
+    await _json(await world.client.put(f"{path}/units", json={"unit_ids": [AIHUI_UNIT]},
+                                       headers=world.auth("aihui")), 200)  # fmt: skip
+    following = f"entrusted:{e['id']}"
+    asking = await open_screen(world, "daoli", following, resume={following: 0})
+    await _report(world, AIHUI_UNIT, 3, 50.2450)
+    await _unit_seen(asking, following, AIHUI_UNIT, 50.2450)
+    assert not _mentions(asking.messages, "50.2111")
+    first = next(m for m in asking.messages if m.get("topic") == following)
+    assert first["type"] == "snapshot" and [u["unit_id"] for u in first["units"]] == [AIHUI_UNIT]

@@ -16,9 +16,11 @@ import pytest
 
 from command_center.keys import AUDIT, MEDIA, VERIFIER
 from config.settings import MediaSettings
-from core.ids import UnitId
+from consultations.models import Room, RoomStatus
+from core.ids import CourtId, UnitId, UserId
 from media.evidence import SEGMENT_ACTION
 from media.recording import recover, sha256_of
+from media.verification import SegmentVerifier
 from tests.conftest import AppFactory, World
 from tests.media_support import UNIT, UnitPeer, eventually, loopback  # noqa: F401 (fixture)
 
@@ -212,7 +214,7 @@ async def test_the_server_re_reads_its_segments_and_counts_altered_and_missing_o
     metrics = await (await world.client.get("/metrics", headers=admin)).text()
     for result, n in (("ok", 2 * len(segments) - 2), ("mismatch", 1), ("missing", 1)):
         assert f'cc_recording_segment_verifications_total{{result="{result}"}} {float(n)}' in metrics, result
-    overview = await (await world.client.get("/api/ops/overview", headers=world.auth("supervisor"))).json()
+    overview = await (await world.client.get("/api/ops/overview", headers=admin)).json()  # every court's figures
     assert overview["verifications"]["totals"] == {"ok": 2 * len(segments) - 2, "mismatch": 1, "missing": 1}
     problems = overview["verifications"]["last"]["problems"]
     assert {str(segments[0]["file"]), str(segments[1]["file"])} == {p.split(":")[0] for p in problems}
@@ -239,3 +241,58 @@ async def test_the_leader_verifies_periodically_with_its_setting(make_world: App
     verifier = world.client.app[VERIFIER]
     await eventually(lambda: verifier.totals["mismatch"] >= 2, within=10, what="two periodic passes")
     assert verifier.totals["ok"] == 0 and verifier.totals["missing"] == 0
+
+
+async def test_a_verification_asked_for_while_one_runs_gets_that_ones_result(tmp_path: Path) -> None:
+    """Single flight: each pass re-reads every file, so calls during a pass share it rather than queue more."""
+    started, release = asyncio.Event(), asyncio.Event()
+    reads = 0
+
+    async def audited() -> list[dict[str, object]]:
+        nonlocal reads
+        reads += 1
+        started.set()
+        await release.wait()
+        return []
+
+    verifier = SegmentVerifier(audited, tmp_path)
+    first = asyncio.create_task(verifier.run())
+    await started.wait()
+    others = [asyncio.create_task(verifier.run()) for _ in range(3)]
+    await asyncio.sleep(0)  # the others are waiting on the running pass
+    release.set()
+    runs = await asyncio.gather(first, *others)
+    assert reads == 1 and all(run is runs[0] for run in runs)
+    started.clear()
+    later = asyncio.create_task(verifier.run())  # once a pass is over, the next call makes a new one
+    await started.wait()
+    assert reads == 2
+    assert (await later) is not runs[0]
+
+
+async def test_an_altered_or_lost_room_recording_raises_an_alarm_for_the_rooms_court(
+    make_world: AppFactory, tmp_path: Path
+) -> None:
+    """A consultation room participant's segments are keyed ``room:<room>:<user>`` (no unit): an altered or a
+    lost one still raises 录像校验异常, on the room's court's wall."""
+    world = await make_world(media=MediaSettings(record_sessions=False))
+    me = await (await world.client.get("/api/me", headers=world.auth("operator"))).json()
+    host = UserId(me["user"]["id"])
+    await world.store.add_room(Room("r1", "会商", CourtId("HLJ0102"), (CourtId("HLJ0102"),), None, None, None, host,
+                                    RoomStatus.OPEN, 0, None))  # fmt: skip
+    key = f"room:r1:{host}"
+    folder = tmp_path / "recordings" / key / "s1"
+    folder.mkdir(parents=True)
+    (folder / "00001.mkv").write_bytes(b"not what was sealed")
+    for n in (1, 2):  # the second was never written (lost)
+        details = {"file": f"{key}/s1/{n:05d}.mkv", "unit_id": key, "session_id": "s1", "bytes": 19,
+                   "sha256": "0" * 64}  # fmt: skip
+        await world.client.app[AUDIT].record(SEGMENT_ACTION, None, details=details)
+    found = await (await world.client.post("/api/ops/verify-recordings", headers=world.auth("admin"))).json()
+    assert found["counts"] == {"ok": 0, "mismatch": 1, "missing": 1}
+    listed = await (await world.client.get("/api/alarms", headers=world.auth("admin"))).json()
+    raised = {a["subject"]: a for a in listed["alarms"] if a["kind"] == "evidence_mismatch"}
+    assert set(raised) == {f"{key}/s1/00001.mkv", f"{key}/s1/00002.mkv"}
+    where = {(a["court_id"], a["unit_id"], a["details"]["room_id"]) for a in raised.values()}
+    assert where == {("HLJ0102", None, "r1")}
+    assert {a["details"]["result"] for a in raised.values()} == {"mismatch", "missing"}

@@ -107,6 +107,19 @@ async def test_the_ops_overview_is_for_those_who_oversee_every_court(world: Worl
         assert "node" in overview and "units" in overview
 
 
+async def test_verifying_the_recordings_is_for_those_who_oversee_every_court(world: World) -> None:
+    """Its answer names the recorded files of every court: refused (403, the overview's wording) to a lower
+    court's supervisor, as the overview is."""
+    await world.add_user("top_sup", Role.SUPERVISOR, "HLJ")
+    world.tokens["top_sup"] = await world.login("top_sup")
+    refused = await world.client.post("/api/ops/verify-recordings", headers=world.auth("supervisor"))
+    assert refused.status == 403
+    assert "supervisors who oversee every court" in (await refused.json())["error"]["message"]
+    for who in ("top_sup", "admin"):
+        run = await _json(await world.client.post("/api/ops/verify-recordings", headers=world.auth(who)), 200)
+        assert set(run["counts"]) == {"ok", "mismatch", "missing"}
+
+
 # c. the entrustments' rate ----------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import pytest
 from command_center.credentials import lookup_hash, new_device_secret
 from config.settings import StoreSettings
 from consultations.models import Room, RoomStatus, authorised_for
-from core.ids import CourtId, UnitId, UserId
+from core.ids import CaseId, CourtId, UnitId, UserId
 from persistence.models import Role, UnitKind
 from query_control.audit import verify
 from tests.conftest import POSTGRES_DSN, AppFactory, World, fresh_pg_schema
@@ -181,6 +181,25 @@ async def test_a_cross_court_operations_room_admits_the_courts_whose_units_take_
     aihui = await world.client.post("/api/rooms", json=ask | {"invited": [await _id(world, "aihui")]},
                                     headers=world.auth("operator"))  # fmt: skip
     assert aihui.status == 422
+
+
+async def test_a_room_pins_only_a_unit_of_its_courts(world: World) -> None:
+    """The intermediate court's operator sees Nangang's unit, but a room on a Daoli case involves Daoli alone:
+    pinning Nangang's unit there is refused (422); and a room that pins another court's unit anyway (stored so
+    before this rule) opens no view of it to a member outside that court."""
+    case_id = await _daoli_case(world)
+    ask = {"title": "道里会商", "case_id": case_id, "unit_id": NANGANG_UNIT}
+    refused = await world.client.post("/api/rooms", json=ask, headers=world.auth("operator"))
+    assert refused.status == 422
+    assert "unit_id: HLJ0103-U01 is not a unit of the room's courts (HLJ0102)" in await refused.text()
+    daoli = UserId(await _id(world, "daoli"))
+    await world.store.add_room(Room("old", "旧会商", CourtId("HLJ0102"), (CourtId("HLJ0102"),), None, CaseId(case_id),
+                                    UnitId(NANGANG_UNIT), daoli, RoomStatus.OPEN, 0, None))  # fmt: skip
+    await world.store.invite_to_room("old", [daoli], invited_by=daoli, at_ms=0)
+    await _post(world, "daoli", "/api/rooms/old/join", 200)
+    sdp = {**world.auth("daoli"), "Content-Type": "application/sdp"}
+    watched = await world.client.post(f"/api/whep/{NANGANG_UNIT}", data="v=0\r\n", headers=sdp)
+    assert watched.status == 403
 
 
 async def test_bad_requests_get_precise_answers(world: World) -> None:

@@ -39,6 +39,7 @@ from tests.media_support import (  # noqa: F401 (loopback is a fixture)
     new_pc,
 )
 from tests.test_media_recording import _cli
+from tests.test_rooms import TARGET
 
 pytestmark = pytest.mark.usefixtures("loopback")
 NANGANG = "HLJ0103-U01"
@@ -414,17 +415,21 @@ async def test_a_revoked_session_ends_its_room_streams(
 async def test_a_member_from_another_court_watches_the_pinned_unit_only_while_in_the_room(
     media_world: World, room: tuple[str, dict[str, int], dict[str, Participant]]
 ) -> None:
-    """The pinned unit is Nangang's (HLJ0103), outside Daoli's court: Daoli's operator watches it while present
-    in the room, and that view ends when they leave."""
+    """The pinned unit is Nangang's (HLJ0103), outside Daoli's court, in a room of an operation both courts'
+    units take part in: Daoli's operator watches it while present in the room, and that view ends when they
+    leave."""
     world = media_world
     _room_id, ids, _people = room
     secret = new_device_secret()
     await world.store.add_unit(unit_id=UnitId(NANGANG), name="南岗一号", kind=UnitKind.BODY_CAMERA,
                                court_id=CourtId("HLJ0103"), secret_hash=lookup_hash(secret))  # fmt: skip
-    case = await world.store.add_case(case_number="(2026)黑0102执10号", court_id=CourtId("HLJ0102"), title="王某案",
-                                      created_by=None, created_ms=0)  # fmt: skip
+    plan = {"kind": "search", "title": "联合搜查", "court_id": "HLJ01", "onsite_commander": "王警官",
+            "target": TARGET, "unit_ids": [UNIT, NANGANG]}  # fmt: skip
+    planned = await world.client.post("/api/operations", json=plan, headers=world.auth("operator"))
+    assert planned.status == 201, await planned.text()
+    operation_id = (await planned.json())["operation"]["id"]
     response = await world.client.post("/api/rooms", headers=world.auth("supervisor"), json={
-        "title": "跨区会商", "case_id": case.id, "unit_id": NANGANG, "invited": [ids["daoli"]]})  # fmt: skip
+        "title": "跨区会商", "operation_id": operation_id, "unit_id": NANGANG, "invited": [ids["daoli"]]})  # fmt: skip
     assert response.status == 201, await response.text()
     room_id = (await response.json())["room"]["id"]
     unit = UnitPeer(world, video="video/VP8")
@@ -446,3 +451,32 @@ async def test_a_member_from_another_court_watches_the_pinned_unit_only_while_in
     finally:
         await viewer.close()
         await unit.close()
+
+
+async def test_recording_a_room_is_rate_limited_like_its_other_media_requests(make_world: AppFactory) -> None:
+    """``POST /api/rooms/{id}/recording`` counts against the caller's ``media.requests_per_minute``: past it, 429."""
+    world = await make_world(media=MediaSettings(record_sessions=False, requests_per_minute=3))
+    room_id, _ids = await _room(world)
+    path = f"/api/rooms/{room_id}/recording"
+    for on in (True, False, True):
+        answer = await world.client.post(path, json={"on": on}, headers=world.auth("supervisor"))
+        assert answer.status == 200, await answer.text()
+    refused = await world.client.post(path, json={"on": False}, headers=world.auth("supervisor"))
+    assert refused.status == 429 and "Retry-After" in refused.headers
+
+
+async def test_a_rooms_media_state_is_freed_when_its_last_session_ends(
+    media_world: World, room: tuple[str, dict[str, int], dict[str, Participant]]
+) -> None:
+    """Not only when the room is closed: once its last source here has ended, the process holds nothing of
+    the room (and members see that nobody publishes)."""
+    world = media_world
+    room_id, ids, people = room
+    rooms = world.client.app[ROOM_MEDIA]
+    await _join(world, room_id, "operator")
+    await people["operator"].publish()
+    assert room_id in rooms.held()
+    ended = await world.client.delete(people["operator"].location, headers=world.auth("operator"))
+    assert ended.status == 200
+    await eventually(lambda: room_id not in rooms.held(), what="the room's state freed")
+    assert rooms.media_state(room_id, UserId(ids["operator"]))["publishing"] == []

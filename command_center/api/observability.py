@@ -26,6 +26,13 @@ PROCESSES_TIMEOUT = 2.0  # seconds the cluster's list may take (Redis) before th
 
 METRICS_READERS = frozenset({Access.ADMIN, Access.SCRAPER})
 OPS_READERS = frozenset({Access.SUPERVISOR, Access.ADMIN})
+EVERY_COURT_ONLY = "it is for administrators and supervisors who oversee every court"
+
+
+async def _require_every_court(request: web.Request, what: str) -> None:
+    """``Forbidden`` unless the caller oversees every court (``what`` says why the route is process-wide)."""
+    if not await oversees_every_court(request.app[STORE], current_user(request)):
+        raise Forbidden(f"{what}; {EVERY_COURT_ONLY}")
 
 
 @api.route("GET", "/metrics", summary="Prometheus metrics of this process (text exposition format)",
@@ -63,9 +70,7 @@ async def ops_overview(request: web.Request) -> web.StreamResponse:
     none can be narrowed to a court's share, so only those who oversee every court read it: administrators and
     the supervisors of the top court. A lower court's supervisor is refused (403) rather than shown the courts
     above and beside it."""
-    if not await oversees_every_court(request.app[STORE], current_user(request)):
-        raise Forbidden("the 运维 overview shows this process's figures for every court; it is for administrators "
-                        "and supervisors who oversee every court")  # fmt: skip
+    await _require_every_court(request, "the 运维 overview shows this process's figures for every court")
     state = request.app[STATE]
     probes = await state.probe()
     try:
@@ -116,8 +121,12 @@ class VerificationOut(BaseModel):
 
 @api.route("POST", "/api/ops/verify-recordings", summary="Re-read every recorded segment on this process's disk "
            "and check it against the audit chain now", tag="system", access=OPS_READERS,
-           response=VerificationOut)  # fmt: skip
+           response=VerificationOut, errors=(Forbidden,))  # fmt: skip
 async def verify_recordings(request: web.Request) -> web.StreamResponse:
-    """On demand what the leader does every ``media.verify_interval_seconds``; counted in the same series."""
+    """On demand what the leader does every ``media.verify_interval_seconds``; counted in the same series.
+
+    Its answer names the files of every court, so, like the overview, only for those who oversee every court;
+    a call while a pass runs gets that pass's result (``SegmentVerifier.run``), so calls do not queue passes."""
+    await _require_every_court(request, "the recordings' check names the files of every court")
     run = await request.app[VERIFIER].run()
     return json_response(VerificationOut(finished=run.finished, counts=run.counts, problems=run.problems))

@@ -167,10 +167,11 @@ async def session_options(request: web.Request) -> web.StreamResponse:
 
 @api.route("POST", "/api/rooms/{room_id}/recording", summary="Start or stop recording the room as evidence (the "
            "host): each participant's stream its own hashed segments", tag="rooms", access=MEMBERS,
-           body=RecordIn, response=RecordOut, errors=(NotFound, Conflict))  # fmt: skip
+           body=RecordIn, response=RecordOut, errors=(NotFound, Conflict, TooManyRequests))  # fmt: skip
 async def record(request: web.Request) -> web.StreamResponse:
-    room = await _room(request)
     caller = current_user(request)
+    await limited(request, f"user {caller.user.id}")
+    room = await _room(request)
     if caller.user.id != room.host_id:
         raise Forbidden("only the room's host may record it")
     if room.status is not RoomStatus.OPEN:

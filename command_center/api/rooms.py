@@ -136,9 +136,18 @@ async def _probe(request: web.Request, title: str, operation_id: str | None, cas
 
 async def watches_pinned_unit(store: Store, user_id: UserId, unit_id: UnitId) -> bool:
     """Whether the user is present in an open room that pins this unit: a member from another court involved
-    (a cross-court operation's) watches the room's unit on its WHEP route though it is outside their courts."""
+    (a cross-court operation's) watches the room's unit on its WHEP route though it is outside their courts.
+    Only a unit of one of the room's courts: a room never opens a view of another court's unit."""
+    unit_court: CourtId | None = None
     for room in await store.rooms_of(user_id, statuses=(RoomStatus.OPEN,)):
         if room.unit_id != unit_id:
+            continue
+        if unit_court is None:
+            try:
+                unit_court = (await store.get_unit(unit_id)).court_id
+            except NotFound:
+                return False
+        if unit_court not in room.court_ids:
             continue
         if any(m.user_id == user_id and m.present for m in await store.room_members(room.id)):
             return True
@@ -212,6 +221,9 @@ async def open_room(request: web.Request) -> web.StreamResponse:
             unit = None
         if unit is None or (seen is not None and unit.court_id not in seen):
             raise ValidationFailed(f"unit_id: {data.unit_id} is not a unit of your courts")
+        if unit.court_id not in probe.court_ids:
+            raise ValidationFailed(f"unit_id: {data.unit_id} is not a unit of the room's courts "
+                                   f"({', '.join(probe.court_ids)})")  # fmt: skip
         unit_id = unit.id
     invited = await _authorised(store, data.invited, probe, "invited")
     room = await request.app[ROOMS].open(

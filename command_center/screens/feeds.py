@@ -457,8 +457,12 @@ class EntrustedUnitsFeed(UnitsFeed):
         return frozenset(shown)
 
     async def reload(self) -> None:
+        """The units shown now, and no history: the receiving court's topic holds the units' positions from
+        before they were assigned, which the asking court must never get (a screen resuming from before now
+        gets a snapshot, as ``Feed.attach`` does for a seq below the floor)."""
         self.shown = await self._shown_units()
-        await Feed.reload(self)
+        self.seq = self._floor = await self._bus.last_seq(self.topic)
+        self._ring.clear()
         units = [await self._store.get_unit(UnitId(u)) for u in sorted(self.shown)]
         latest = await self._store.latest_positions([u.id for u in units])
         states = await self._store.unit_states([u.id for u in units])

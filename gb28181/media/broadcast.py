@@ -96,17 +96,17 @@ class Talkback:
             self._hang_up("the video ended")
 
     async def _open(self) -> None:
-        invite, registration = await self._service.broadcast(self._unit.id, within_seconds=self._within)
+        invite, registration, peer = await self._service.broadcast(self._unit.id, within_seconds=self._within)
         try:
-            offer = parse_audio_offer(invite.body)
+            offer = parse_audio_offer(invite.body, registration.peer.address[0])
         except SdpError:
-            self._service.refuse(invite, registration, 488)
+            self._service.refuse(invite, peer, 488)
             raise
         loop = asyncio.get_running_loop()
         self._socket, _ = await loop.create_datagram_endpoint(_Sender, local_addr=(self._host, 0))
         port = self._socket.get_extra_info("sockname")[1]
-        answer = audio_answer(self._platform_id, self._media_address() or registration.peer.local[0], port, offer)
-        self._dialog = self._service.accept_broadcast(invite, registration, answer)
+        answer = audio_answer(self._platform_id, self._media_address() or peer.local[0], port, offer)
+        self._dialog = self._service.accept_broadcast(invite, registration, peer, answer)
         self._dialog.on_bye = lambda: self._hang_up("the device hung up", bye=False)
         self._offer, self._target = offer, (offer.address, offer.port)
         self.calls += 1

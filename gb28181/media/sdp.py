@@ -8,6 +8,7 @@ may repeat or change ``y=``; either SSRC is accepted.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 
@@ -92,9 +93,30 @@ class AudioOffer:
     ssrc: int | None  # its y= line: the SSRC to send with
 
 
-def parse_audio_offer(body: bytes) -> AudioOffer:
+def check_media_address(address: str, device_address: str) -> None:
+    """``SdpError`` unless ``address`` (an offer's ``c=``) is the IP literal ``device_address`` (see below)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise SdpError(f"the connection address {address[:60]!r} is not an IP address") from None
+    if ip.is_multicast or ip.is_unspecified:
+        raise SdpError(f"the connection address {address} is not a device's own address")
+    try:
+        device = ipaddress.ip_address(device_address)
+    except ValueError:
+        device = None
+    if ip.is_loopback and ip != device:
+        raise SdpError(f"the connection address {address} is loopback")
+    if ip != device:
+        raise SdpError(f"the connection address {address} is not the device's ({device_address})")
+
+
+def parse_audio_offer(body: bytes, device_address: str) -> AudioOffer:
     """The device's audio offer; ``SdpError`` unless it takes G.711A (PCMA, payload 8) over RTP/UDP, the one
-    form sent here (PS-wrapped audio and RTP over TCP are not)."""
+    form sent here (PS-wrapped audio and RTP over TCP are not), at ``device_address``, the IP the device
+    registered from: the operator's voice goes to the device and nowhere else. ``c=`` must be an IP literal (a
+    hostname would be looked up, blocking, on every 20 ms packet), never multicast or unspecified, and loopback
+    only for a device that itself signals from that loopback address (one on this host)."""
     text = body.decode("utf-8", errors="replace")
     address, port, formats, transport, ssrc = "", -1, [], "", None
     names: dict[int, str] = {}
@@ -122,6 +144,7 @@ def parse_audio_offer(body: bytes) -> AudioOffer:
         raise SdpError("the offer has no audio section")
     if not address:
         raise SdpError("the offer has no connection address")
+    check_media_address(address, device_address)
     if transport.upper() != "RTP/AVP":
         raise SdpError(f"audio over {transport} is not sent here; offer RTP/AVP")
     pcma = [f for f in formats if names.get(f, "PCMA" if f == PCMA_PAYLOAD else "") == "PCMA"]

@@ -21,6 +21,7 @@ from aiortc.mediastreams import AudioStreamTrack
 from command_center.keys import GB28181, GB_LIVE
 from core.ids import UnitId
 from gb28181 import sip
+from gb28181.media import broadcast
 from gb28181.media.broadcast import Talkback
 from gb28181.media.rtp import parse_rtp
 from media.frames import Feed
@@ -194,3 +195,49 @@ async def test_device_invites_the_platform_did_not_ask_for_or_cannot_serve_are_r
             await talkback
         raw.close()
         impostor.close()
+
+
+async def test_broadcast_audio_goes_only_to_the_registered_device(
+    gb_media: None, make_world: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broadcast INVITE whose offer names a hostname or another (loopback) address than the one the device
+    registered from: 488, nothing sent; an INVITE from another port of the device's host does not move where
+    the device is signalled (its registration keeps its address)."""
+    monkeypatch.setattr(broadcast, "RETRY_SECONDS", 0.0)  # ask again on the next frame
+    world = await make_world()
+    password = await add_gb_unit(world, UNIT, DEVICE)
+    raw = RawDevice(sip_port(world))
+    side = RawDevice(sip_port(world))  # the same host, another port
+    service = world.client.app[GB28181]
+    sdp = "Content-Type: Application/SDP\r\n"
+    track = EncodedTrack("audio", Feed(50, gated=False))
+    talkback: asyncio.Task[None] | None = None
+    try:
+        reply = await raw.register(DEVICE, password)
+        assert reply is not None and reply.status == 200
+        registration = service.registration(UnitId(UNIT))
+        assert registration is not None
+        registered_at = registration.peer.address
+        unit = await world.store.get_unit(UnitId(UNIT))
+        speaker = Talkback(service, unit, track, host="127.0.0.1", media_address=lambda: "", platform_id=PLATFORM,
+                           within_seconds=5, idle_seconds=1)  # fmt: skip
+        talkback = asyncio.create_task(speaker.run())
+        for n, address in enumerate(("localhost", "127.0.0.2")):
+            track.feed.push(make_packet(b"\xd5" * 160, n * 160, 8_000), keyframe=False)
+            track.wake()
+            await _next(raw, lambda m: m.is_request and b"<CmdType>Broadcast</CmdType>" in m.body)
+            offer = f"v=0\r\nc=IN IP4 {address}\r\nt=0 0\r\nm=audio 9 RTP/AVP 8\r\ny=0200000099\r\n".encode()
+            invite = side.request("INVITE", DEVICE, headers=sdp, body=offer)
+            await asyncio.get_running_loop().sock_sendto(side.sock, invite, ("127.0.0.1", side.port))
+            final = await _next(side, lambda m: not m.is_request and m.cseq[1] == "INVITE" and m.status >= 200)
+            assert final.status == 488, address
+            assert speaker.calls == 0 and speaker.sent == 0
+            assert registration.peer.address == registered_at
+        reply = await raw.message(DEVICE, keepalive(DEVICE))
+        assert reply is not None and reply.status == 200
+    finally:
+        track.stop()
+        if talkback is not None:
+            await talkback
+        raw.close()
+        side.close()

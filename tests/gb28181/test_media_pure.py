@@ -270,11 +270,12 @@ def test_a_viewer_gets_g711_but_never_aac() -> None:
 
 def test_a_broadcast_offer_must_take_pcma_over_rtp_udp() -> None:
     offer = parse_audio_offer(b"v=0\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\nm=audio 9000 RTP/AVP 8\r\na=recvonly\r\n"
-                              b"y=0200000099\r\n")  # fmt: skip
+                              b"y=0200000099\r\n", "192.0.2.7")  # fmt: skip
     assert offer == AudioOffer("192.0.2.7", 9000, 8, 200_000_099)
     answer = audio_answer("34020000002000000001", "10.1.2.3", 30010, offer).decode()
     assert "m=audio 30010 RTP/AVP 8\r\n" in answer and "a=sendonly\r\n" in answer and "y=0200000099\r\n" in answer
-    dynamic = parse_audio_offer(b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 RTP/AVP 97\r\na=rtpmap:97 PCMA/8000\r\n")
+    dynamic = parse_audio_offer(b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 RTP/AVP 97\r\na=rtpmap:97 PCMA/8000\r\n",
+                                "192.0.2.7")  # fmt: skip
     assert dynamic.payload_type == 97 and dynamic.ssrc is None
     for body, why in (
         (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 9000 RTP/AVP 96\r\na=rtpmap:96 PS/90000\r\n", "PCMA"),
@@ -284,7 +285,23 @@ def test_a_broadcast_offer_must_take_pcma_over_rtp_udp() -> None:
         (b"v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio x RTP/AVP 8\r\n", "malformed"),
     ):
         with pytest.raises(SdpError, match=why):
-            parse_audio_offer(body)
+            parse_audio_offer(body, "192.0.2.7")
+
+
+def test_a_broadcast_offer_sends_only_to_the_device_that_registered() -> None:
+    """The audio goes to the IP the device signals from: no hostname (a blocking lookup per packet), no other
+    host, no loopback, multicast or unspecified address; loopback only for a device on this host."""
+    for address, device, why in (
+        ("camera.example", "192.0.2.7", "not an IP address"),
+        ("192.0.2.8", "192.0.2.7", "not the device's"),
+        ("127.0.0.1", "192.0.2.7", "loopback"),
+        ("127.0.0.2", "127.0.0.1", "loopback"),
+        ("224.0.0.1", "192.0.2.7", "not a device's own"),
+        ("0.0.0.0", "192.0.2.7", "not a device's own"),
+    ):
+        with pytest.raises(SdpError, match=why):
+            parse_audio_offer(f"v=0\r\nc=IN IP4 {address}\r\nm=audio 9000 RTP/AVP 8\r\n".encode(), device)
+    assert parse_audio_offer(b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 9000 RTP/AVP 8\r\n", "127.0.0.1").port == 9000
 
 
 def test_talkback_is_planned_in_the_units_codec() -> None:
