@@ -51,6 +51,8 @@ STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", EventBus)
 CLUSTER = web.AppKey("cluster", Coordinator)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+#: The secret the server processes share, signing a request one forwards to another (``forwarding``).
+HOP_SECRET = web.AppKey("hop_secret", str)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginGuard)
 LOGIN_GATE = web.AppKey("login_gate", VerifyGate)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.cluster import NGINX, Cluster
 from bench.harness import free_port, fresh_store_url
+from command_center.forwarding import FORWARDED_BY, hop_headers
 from config.settings import StoreSettings
 from core.ids import UnitId
 from field_device.client import TelemetryClient
@@ -330,6 +332,7 @@ async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through
                 await publisher.setRemoteDescription(RTCSessionDescription(sdp=await answer.text(), type="answer"))
             await connected(publisher)
             await _eventually(lambda: _publishing(http, b, host, room_id, member_id), ["audio", "video"])
+            await _forged_hops_are_refused(http, cluster, b, member, room_id, member_id)
 
             viewer.addTransceiver("video", direction="recvonly")
             viewer.addTransceiver("audio", direction="recvonly")
@@ -477,6 +480,35 @@ async def test_killing_a_process_loses_nothing_and_the_survivor_leads(workdir: P
 
 
 # helpers --------------------------------------------------------------------------------------------------
+async def _forged_hops_are_refused(
+    http: aiohttp.ClientSession, cluster: Cluster, b: str, member: dict[str, str], room_id: str, member_id: int
+) -> None:
+    """A client claiming a forward (no MAC, a guessed secret, a stale or another request's MAC) is refused on
+    B and B does not answer for A's room: the member stays present and publishing. A hop signed with the
+    cluster's secret is honoured (B answers itself: it knows nobody publishing)."""
+    leave = f"/api/rooms/{room_id}/leave"
+    store = build_store(StoreSettings(url=cluster.env["CC_STORE__URL"]))
+    await store.open()
+    try:
+        secret = await store.cluster_secret()
+    finally:
+        await store.close()
+    forged = [{FORWARDED_BY: "node-b"}, hop_headers("guessed", "POST", leave, "node-b"),
+              hop_headers(secret, "POST", leave, "node-b", now=time.time() - 120),
+              hop_headers(secret, "GET", f"/api/rooms/{room_id}", "node-b")]  # fmt: skip
+    for headers in forged:
+        async with http.post(f"{b}{leave}", headers={**member, **headers}) as answer:
+            assert answer.status == 403, await answer.text()
+    async with http.get(f"{b}/api/rooms/{room_id}", headers=member) as answer:
+        members = {m["user_id"]: m for m in (await answer.json())["room"]["members"]}
+    assert members[member_id]["present"] and members[member_id]["publishing"] == ["audio", "video"], members
+    signed = hop_headers(secret, "GET", f"/api/rooms/{room_id}", "node-b")
+    async with http.get(f"{b}/api/rooms/{room_id}", headers={**member, **signed}) as answer:
+        assert answer.status == 200, await answer.text()
+        members = {m["user_id"]: m for m in (await answer.json())["room"]["members"]}
+    assert members[member_id]["publishing"] == [], "a signed hop is answered where it arrives"
+
+
 async def _status(http: aiohttp.ClientSession, base: str, auth: dict[str, str], unit: str) -> str:
     async with http.get(f"{base}/api/units/{unit}/live", headers=auth) as answer:
         return str((await answer.json())["status"])
