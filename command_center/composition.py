@@ -57,6 +57,7 @@ from command_center.keys import (
     METRICS,
     OPERATIONS,
     PASSWORDS,
+    PINNED_VIEWS,
     PROCESSES,
     REPORTS,
     REVOCATIONS,
@@ -75,6 +76,7 @@ from command_center.loop_lag import sample_forever, watch_lag
 from command_center.media_http import MEDIA_RATES, MediaRateGuard, MediaRates
 from command_center.metrics import Metrics
 from command_center.metrics_state import StateCollector, StateReader
+from command_center.pinned_views import PinnedViews
 from command_center.request_rates import Allowance, RequestRates
 from command_center.revocation import Revocations
 from command_center.screens.hub import ScreenHub
@@ -467,8 +469,13 @@ async def _start_media(
 async def _start_room_media(
     stack: AsyncExitStack, app: web.Application, media: MediaHub, bus: EventBus, store: Store, audit: AuditLog
 ) -> None:
-    """The consultation rooms' SFU on the media hub; its one task ticks who speaks and publishes room state."""
+    """The consultation rooms' SFU on the media hub; its one task ticks who speaks and publishes room state. And
+    the end, on every process, of views of a room's pinned unit that only the room admitted."""
     rooms = RoomMedia(media, bus, store, audit)
+    pinned = PinnedViews(bus, media)  # a member's views of the room's unit end on every process
+    await pinned.start()
+    stack.push_async_callback(pinned.close)
+    app[PINNED_VIEWS] = pinned
     task = asyncio.create_task(rooms.run(), name="room-media")
 
     async def stop() -> None:

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="needs nginx (Debian 
 
 PASSWORD = "cluster-operator-password"
 UNIT = "HLJ0102-C1"
+PINNED = "HLJ0103-P1"  # Nangang's: outside op1's court (Daoli), watched only through a room
 QUIET = [f"HLJ0102-Q{n}" for n in range(1, 7)]  # units that fall silent
 __all__ = ["loopback"]  # the fixture, used by the media test
 
@@ -75,7 +76,9 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster.add_user("op2", "operator", PASSWORD)  # a third centre in a consultation room
     cluster.add_user("judge1", "judge", PASSWORD, court="HLJ0102")
     cluster.add_user("sup1", "supervisor", PASSWORD, court="HLJ0102")  # registers the judge's case
+    cluster.add_user("sup01", "supervisor", PASSWORD, court="HLJ01")  # hosts a room pinning another court's unit
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3", "HLJ0102-C4")}  # type: ignore[attr-defined]
+    cluster.secrets[PINNED] = cluster.add_device(PINNED, court="HLJ0103")  # type: ignore[attr-defined]
     for quiet in QUIET:
         cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
     try:
@@ -480,6 +483,74 @@ async def test_killing_a_process_loses_nothing_and_the_survivor_leads(workdir: P
 
 
 # helpers --------------------------------------------------------------------------------------------------
+async def test_a_pinned_unit_view_on_one_process_ends_when_the_member_leaves_or_the_room_closes_through_the_other(
+    cluster: Cluster, loopback: None
+) -> None:
+    """Nangang's unit streams on A; Daoli's operator watches it on A only because a room pins it. Their leave,
+    and later the host's close, both answered by B, end that view on A."""
+    a, b = (s.url for s in cluster.servers)
+    unit = MediaUnit(a, cluster.secrets[PINNED], talkback=False, label="P1")  # type: ignore[attr-defined]
+    await unit.start()
+    viewers: list[Any] = []
+    try:
+        async with session() as http:
+            host = {"Authorization": f"Bearer {await _login(http, b, 'sup01')}"}
+            member = {"Authorization": f"Bearer {await _login(http, a, 'op1')}"}
+            clerk = {"Authorization": f"Bearer {await _login(http, b, 'sup1')}"}
+            async with http.get(f"{a}/api/me", headers=member) as answer:
+                member_id = (await answer.json())["user"]["id"]
+            case = {"case_number": "(2026)黑0102执32号", "title": "跨区会商案", "judge_ids": [],
+                    "parties": [{"kind": "person", "name": "王五", "identifier": "11010519491231002X"}]}  # fmt: skip
+            async with http.post(f"{b}/api/cases", json=case, headers=clerk) as answer:
+                assert answer.status == 201, await answer.text()
+                case_id = (await answer.json())["id"]
+            opened = {"title": "跨区会商", "case_id": case_id, "unit_id": PINNED, "invited": [member_id]}
+            async with http.post(f"{b}/api/rooms", headers=host, json=opened) as answer:
+                assert answer.status == 201, await answer.text()
+                room_id = (await answer.json())["room"]["id"]
+            await _eventually(lambda: _streaming(http, a, host), [PINNED], within=20)
+
+            async def watch_on_a() -> asyncio.Task[None]:
+                """Join the room and watch the pinned unit on A; the task ends when the view ends."""
+                async with http.post(f"{a}/api/rooms/{room_id}/join", headers=member) as answer:
+                    assert answer.status == 200, await answer.text()
+                viewer = new_pc()
+                viewers.append(viewer)
+                viewer.addTransceiver("video", direction="recvonly")
+                tracks: asyncio.Queue[Any] = asyncio.Queue()
+                viewer.on("track", tracks.put_nowait)
+                await viewer.setLocalDescription(await viewer.createOffer())
+                async with http.post(f"{a}/api/whep/{PINNED}", data=viewer.localDescription.sdp,
+                                     headers={**member, **SDP_HEADERS}) as answer:  # fmt: skip
+                    assert answer.status == 201, await answer.text()
+                    sdp = await answer.text()
+                await viewer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                await connected(viewer)
+                track = await asyncio.wait_for(tracks.get(), 10)
+                await asyncio.wait_for(track.recv(), 15)
+
+                async def drain() -> None:
+                    with contextlib.suppress(MediaStreamError):
+                        while True:
+                            await track.recv()
+
+                return asyncio.ensure_future(drain())
+
+            watching = await watch_on_a()
+            async with http.post(f"{b}/api/rooms/{room_id}/leave", headers=member) as answer:
+                assert answer.status == 200, await answer.text()
+            await _until(watching.done, "the view on A ends when the member leaves through B")
+
+            watching = await watch_on_a()
+            async with http.post(f"{b}/api/rooms/{room_id}/close", headers=host) as answer:
+                assert answer.status == 200, await answer.text()
+            await _until(watching.done, "the view on A ends when the host closes the room through B")
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await unit.close()
+
+
 async def _forged_hops_are_refused(
     http: aiohttp.ClientSession, cluster: Cluster, b: str, member: dict[str, str], room_id: str, member_id: int
 ) -> None:
