@@ -3,8 +3,9 @@
 A unit reporting to one process shows on a screen of the other with the same sequence numbers, and the
 screen resumes without a gap when it moves from one process to the other; a command given on either
 process changes the unit on both; an offline unit raises one alarm, not one per process; a viewer
-reaching the other process sees the unit's video; killing a process (-9) loses and doubles no position
-and its leadership passes to the survivor.
+reaching the other process sees the unit's video; a client claiming to be a forwarding process is refused;
+a room member's view of the room's pinned unit ends when they leave through the other process; killing a
+process (-9) loses and doubles no position and its leadership passes to the survivor.
 """
 
 from __future__ import annotations
@@ -396,6 +397,74 @@ async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through
             await pc.close()
 
 
+async def test_a_pinned_unit_view_on_one_process_ends_when_the_member_leaves_or_the_room_closes_through_the_other(
+    cluster: Cluster, loopback: None
+) -> None:
+    """Nangang's unit streams on A; Daoli's operator watches it on A only because a room pins it. Their leave,
+    and later the host's close, both answered by B, end that view on A."""
+    a, b = (s.url for s in cluster.servers)
+    unit = MediaUnit(a, cluster.secrets[PINNED], talkback=False, label="P1")  # type: ignore[attr-defined]
+    await unit.start()
+    viewers: list[Any] = []
+    try:
+        async with session() as http:
+            host = {"Authorization": f"Bearer {await _login(http, b, 'sup01')}"}
+            member = {"Authorization": f"Bearer {await _login(http, a, 'op1')}"}
+            clerk = {"Authorization": f"Bearer {await _login(http, b, 'sup1')}"}
+            async with http.get(f"{a}/api/me", headers=member) as answer:
+                member_id = (await answer.json())["user"]["id"]
+            case = {"case_number": "(2026)黑0102执32号", "title": "跨区会商案", "judge_ids": [],
+                    "parties": [{"kind": "person", "name": "王五", "identifier": "11010519491231002X"}]}  # fmt: skip
+            async with http.post(f"{b}/api/cases", json=case, headers=clerk) as answer:
+                assert answer.status == 201, await answer.text()
+                case_id = (await answer.json())["id"]
+            opened = {"title": "跨区会商", "case_id": case_id, "unit_id": PINNED, "invited": [member_id]}
+            async with http.post(f"{b}/api/rooms", headers=host, json=opened) as answer:
+                assert answer.status == 201, await answer.text()
+                room_id = (await answer.json())["room"]["id"]
+            await _eventually(lambda: _streaming(http, a, host), [PINNED], within=20)
+
+            async def watch_on_a() -> asyncio.Task[None]:
+                """Join the room and watch the pinned unit on A; the task ends when the view ends."""
+                async with http.post(f"{a}/api/rooms/{room_id}/join", headers=member) as answer:
+                    assert answer.status == 200, await answer.text()
+                viewer = new_pc()
+                viewers.append(viewer)
+                viewer.addTransceiver("video", direction="recvonly")
+                tracks: asyncio.Queue[Any] = asyncio.Queue()
+                viewer.on("track", tracks.put_nowait)
+                await viewer.setLocalDescription(await viewer.createOffer())
+                async with http.post(f"{a}/api/whep/{PINNED}", data=viewer.localDescription.sdp,
+                                     headers={**member, **SDP_HEADERS}) as answer:  # fmt: skip
+                    assert answer.status == 201, await answer.text()
+                    sdp = await answer.text()
+                await viewer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                await connected(viewer)
+                track = await asyncio.wait_for(tracks.get(), 10)
+                await asyncio.wait_for(track.recv(), 15)
+
+                async def drain() -> None:
+                    with contextlib.suppress(MediaStreamError):
+                        while True:
+                            await track.recv()
+
+                return asyncio.ensure_future(drain())
+
+            watching = await watch_on_a()
+            async with http.post(f"{b}/api/rooms/{room_id}/leave", headers=member) as answer:
+                assert answer.status == 200, await answer.text()
+            await _until(watching.done, "the view on A ends when the member leaves through B")
+
+            watching = await watch_on_a()
+            async with http.post(f"{b}/api/rooms/{room_id}/close", headers=host) as answer:
+                assert answer.status == 200, await answer.text()
+            await _until(watching.done, "the view on A ends when the host closes the room through B")
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await unit.close()
+
+
 async def test_a_query_runs_once_and_is_finished_by_the_survivor_when_its_process_dies(cluster: Cluster) -> None:
     """Each asset query runs in one process (its lease): with both alive, every agency is asked once; when the
     process running a query is killed, the other takes it over and completes it by its deadline."""
@@ -483,74 +552,6 @@ async def test_killing_a_process_loses_nothing_and_the_survivor_leads(workdir: P
 
 
 # helpers --------------------------------------------------------------------------------------------------
-async def test_a_pinned_unit_view_on_one_process_ends_when_the_member_leaves_or_the_room_closes_through_the_other(
-    cluster: Cluster, loopback: None
-) -> None:
-    """Nangang's unit streams on A; Daoli's operator watches it on A only because a room pins it. Their leave,
-    and later the host's close, both answered by B, end that view on A."""
-    a, b = (s.url for s in cluster.servers)
-    unit = MediaUnit(a, cluster.secrets[PINNED], talkback=False, label="P1")  # type: ignore[attr-defined]
-    await unit.start()
-    viewers: list[Any] = []
-    try:
-        async with session() as http:
-            host = {"Authorization": f"Bearer {await _login(http, b, 'sup01')}"}
-            member = {"Authorization": f"Bearer {await _login(http, a, 'op1')}"}
-            clerk = {"Authorization": f"Bearer {await _login(http, b, 'sup1')}"}
-            async with http.get(f"{a}/api/me", headers=member) as answer:
-                member_id = (await answer.json())["user"]["id"]
-            case = {"case_number": "(2026)黑0102执32号", "title": "跨区会商案", "judge_ids": [],
-                    "parties": [{"kind": "person", "name": "王五", "identifier": "11010519491231002X"}]}  # fmt: skip
-            async with http.post(f"{b}/api/cases", json=case, headers=clerk) as answer:
-                assert answer.status == 201, await answer.text()
-                case_id = (await answer.json())["id"]
-            opened = {"title": "跨区会商", "case_id": case_id, "unit_id": PINNED, "invited": [member_id]}
-            async with http.post(f"{b}/api/rooms", headers=host, json=opened) as answer:
-                assert answer.status == 201, await answer.text()
-                room_id = (await answer.json())["room"]["id"]
-            await _eventually(lambda: _streaming(http, a, host), [PINNED], within=20)
-
-            async def watch_on_a() -> asyncio.Task[None]:
-                """Join the room and watch the pinned unit on A; the task ends when the view ends."""
-                async with http.post(f"{a}/api/rooms/{room_id}/join", headers=member) as answer:
-                    assert answer.status == 200, await answer.text()
-                viewer = new_pc()
-                viewers.append(viewer)
-                viewer.addTransceiver("video", direction="recvonly")
-                tracks: asyncio.Queue[Any] = asyncio.Queue()
-                viewer.on("track", tracks.put_nowait)
-                await viewer.setLocalDescription(await viewer.createOffer())
-                async with http.post(f"{a}/api/whep/{PINNED}", data=viewer.localDescription.sdp,
-                                     headers={**member, **SDP_HEADERS}) as answer:  # fmt: skip
-                    assert answer.status == 201, await answer.text()
-                    sdp = await answer.text()
-                await viewer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-                await connected(viewer)
-                track = await asyncio.wait_for(tracks.get(), 10)
-                await asyncio.wait_for(track.recv(), 15)
-
-                async def drain() -> None:
-                    with contextlib.suppress(MediaStreamError):
-                        while True:
-                            await track.recv()
-
-                return asyncio.ensure_future(drain())
-
-            watching = await watch_on_a()
-            async with http.post(f"{b}/api/rooms/{room_id}/leave", headers=member) as answer:
-                assert answer.status == 200, await answer.text()
-            await _until(watching.done, "the view on A ends when the member leaves through B")
-
-            watching = await watch_on_a()
-            async with http.post(f"{b}/api/rooms/{room_id}/close", headers=host) as answer:
-                assert answer.status == 200, await answer.text()
-            await _until(watching.done, "the view on A ends when the host closes the room through B")
-    finally:
-        for viewer in viewers:
-            await viewer.close()
-        await unit.close()
-
-
 async def _forged_hops_are_refused(
     http: aiohttp.ClientSession, cluster: Cluster, b: str, member: dict[str, str], room_id: str, member_id: int
 ) -> None:
