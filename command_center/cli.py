@@ -297,6 +297,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         async def init(store: Store) -> int:
             count = await import_courts(store, args.courts)
             print(f"courts: {count} imported from {args.courts}")
+            await store.cluster_secret()  # made once: every server process signs forwarded requests with it
             login = await ensure_first_admin(store, Passwords(settings.auth), settings.data_dir)
             if login is not None:
                 print(f"first admin login: username '{login[0]}', password '{login[1]}'")

@@ -8,27 +8,67 @@ process. That process finds the holder of the unit's media lease (``media:<unit>
 address; the holder authenticates, authorises and audits it as usual and its answer (SDP with its own ICE
 candidates) goes back unchanged, so the media then flows between the caller and the holding process. A
 forwarded request is never forwarded again.
+
+A forwarded request is handled where it arrives, so the hop is authenticated: the forwarding process signs
+the method, path and query, its node id and the time with the secret every process shares (kept in the
+database, ``cluster_secret``). A request naming a forwarder without a valid MAC no older or newer than
+``HOP_SKEW_SECONDS`` is refused (403): else any client could make a process that is not the room's home
+answer for the room (and publish a wrong room state), or end views there that run on in the home.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import time
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from cluster.port import media_lease, room_lease
-from command_center.keys import CLUSTER, HTTP_CLIENT, MEDIA
-from core.errors import ServiceUnavailable
+from command_center.keys import CLUSTER, HOP_SECRET, HTTP_CLIENT, MEDIA
+from core.errors import Forbidden, ServiceUnavailable
 from core.ids import UnitId
 
 log = logging.getLogger(__name__)
 
 FORWARDED_BY = "X-CC-Forwarded-By"
+FORWARDED_AT = "X-CC-Forwarded-At"  # unix seconds when the hop was signed
+FORWARDED_MAC = "X-CC-Forwarded-MAC"  # hex HMAC-SHA256 (``hop_mac``)
+HOP_SKEW_SECONDS = 30
 PASSED_ON = ("Authorization", "Content-Type", "Accept", "Accept-Language", "If-Match")
 PASSED_BACK = ("Content-Type", "Location", "ETag", "Accept-Patch", "Retry-After")  # Link: below, each one
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=20)
+
+
+def hop_mac(secret: str, method: str, path_qs: str, node: str, at: str) -> str:
+    """The MAC of one hop: what is asked (method, path and query), by which process, when."""
+    message = "\n".join((method.upper(), path_qs, node, at)).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def hop_headers(secret: str, method: str, path_qs: str, node: str, now: float | None = None) -> dict[str, str]:
+    """The headers that make a request a forwarded one, signed."""
+    at = str(int(time.time() if now is None else now))
+    return {FORWARDED_BY: node, FORWARDED_AT: at, FORWARDED_MAC: hop_mac(secret, method, path_qs, node, at)}
+
+
+def forwarded(request: web.Request) -> bool:
+    """Whether another process of the cluster forwarded this request (then it is handled here); 403 when it
+    claims so without a valid, fresh MAC."""
+    node = request.headers.get(FORWARDED_BY)
+    if node is None:
+        return False
+    at, mac = request.headers.get(FORWARDED_AT, ""), request.headers.get(FORWARDED_MAC, "")
+    expected = hop_mac(request.app[HOP_SECRET], request.method, request.rel_url.path_qs, node, at)
+    fresh = at.isdigit() and abs(time.time() - int(at)) <= HOP_SKEW_SECONDS
+    if not (fresh and hmac.compare_digest(mac.encode(), expected.encode())):
+        log.warning("forwarding: %s %s claims to be forwarded by %r without a valid, fresh MAC; refused",
+                    request.method, request.path, node[:64])  # fmt: skip
+        raise Forbidden("this request claims to be forwarded by another server process, unsigned")
+    return True
 
 
 async def on_unit_node(request: web.Request, unit_id: UnitId, body: bytes = b"") -> web.Response | None:
@@ -47,7 +87,7 @@ async def on_room_home(
     becomes it; if another process took it first, the request goes there."""
     cluster = request.app[CLUSTER]
     lease = room_lease(room_id)
-    if not cluster.shared or request.headers.get(FORWARDED_BY) or cluster.holds(lease):
+    if not cluster.shared or forwarded(request) or cluster.holds(lease):
         return None
     if claim:
         try:
@@ -73,7 +113,7 @@ async def leave_room_home(request: web.Request, room_id: str) -> None:
 async def on_holder(request: web.Request, lease: str, body: bytes, what: str) -> web.Response | None:
     """Forward the request to the process holding ``lease``; None when no other live process holds it."""
     cluster = request.app[CLUSTER]
-    if not cluster.shared or request.headers.get(FORWARDED_BY):
+    if not cluster.shared or forwarded(request):
         return None
     try:
         node = await cluster.holder(lease)
@@ -84,7 +124,7 @@ async def on_holder(request: web.Request, lease: str, body: bytes, what: str) ->
     if url is None:  # held nowhere, or its process died and the lease lapses shortly
         return None
     headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
-    headers[FORWARDED_BY] = cluster.node_id
+    headers |= hop_headers(request.app[HOP_SECRET], request.method, request.rel_url.path_qs, cluster.node_id)
     try:
         async with request.app[HTTP_CLIENT].request(
             request.method, url + request.rel_url.path_qs, data=body, headers=headers, timeout=FORWARD_TIMEOUT

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys a
     from alarms.desk import AlarmDesk
     from command_center.idle_sockets import IdleSockets
     from command_center.metrics_state import StateReader
+    from command_center.pinned_views import PinnedViews
     from command_center.revocation import Revocations
     from command_center.screens.hub import ScreenHub
     from consultations.desk import RoomDesk
@@ -51,6 +52,8 @@ STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", EventBus)
 CLUSTER = web.AppKey("cluster", Coordinator)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+#: The secret the server processes share, signing a request one forwards to another (``forwarding``).
+HOP_SECRET = web.AppKey("hop_secret", str)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginGuard)
 LOGIN_GATE = web.AppKey("login_gate", VerifyGate)
@@ -78,6 +81,7 @@ REPORTS: web.AppKey[ReportPool] = web.AppKey("report_pool")
 TILE_ARCHIVE: web.AppKey[TileArchive] = web.AppKey("tile_archive")
 TICKETS = web.AppKey("tickets", TicketBook)
 REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
+PINNED_VIEWS: web.AppKey[PinnedViews] = web.AppKey("pinned_views")
 IDLE_UNIT_SOCKETS: web.AppKey[IdleSockets] = web.AppKey("idle_unit_sockets")
 GB28181: web.AppKey[GbService] = web.AppKey("gb28181")  # present only when gb28181.enabled
 GB28181_SIP: web.AppKey[SipServer] = web.AppKey("gb28181_sip")  # its sockets; ``port`` is the one bound

@@ -114,6 +114,14 @@ class TelemetryStore(Protocol):
     async def unit_states(self, unit_ids: Sequence[UnitId] | None = None) -> dict[UnitId, UnitState]: ...
 
 
+class ClusterStore(Protocol):
+    """What the server processes of one deployment share through the database."""
+
+    async def cluster_secret(self) -> str:
+        """The secret signing a request one process forwards to another; generated once, on first use."""
+        ...
+
+
 class Store(
     CourtStore,
     UserStore,
@@ -131,6 +139,7 @@ class Store(
     OperationCourtStore,
     EntrustmentStore,
     RoomStore,
+    ClusterStore,
     Protocol,
 ):
     """Everything, for the composition root and the tools that touch every table (bootstrap, the CLI, the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from persistence.alarms_sql import AlarmsSql
 from persistence.cases_sql import CaseSourceSql
+from persistence.cluster_sql import ClusterSql
 from persistence.core_sql import CoreSql
 from persistence.cross_court_sql import CrossCourtSql
 from persistence.database import Database
@@ -33,6 +34,7 @@ class SqlStore(
     GbSql,
     CrossCourtSql,
     RoomsSql,
+    ClusterSql,
     CoreSql,
 ):
     def __init__(self, database: Database) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,6 +48,11 @@ def _cli(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedPro
     )
 
 
+def _cluster_secrets(tmp_path: Path) -> list[tuple[str]]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "cli.db")) as db:
+        return db.execute("SELECT secret FROM cluster_secret").fetchall()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -65,8 +72,11 @@ def test_init_user_and_device_commands(tmp_path: Path) -> None:
     assert "courts: 8 imported" in init.stdout and "first admin login: username 'admin'" in init.stdout
     secret_file = tmp_path / "first-admin-password"
     assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    made = _cluster_secrets(tmp_path)
+    assert len(made) == 1 and len(made[0][0]) == 64  # the secret forwarded requests are signed with
     again = _cli(tmp_path, "init")  # idempotent: no second admin, same login shown
     assert secret_file.read_text().strip() in again.stdout
+    assert _cluster_secrets(tmp_path) == made
 
     assert _cli(tmp_path, "migrate").stdout.strip() == "applied: nothing (up to date)"
 

@@ -3,14 +3,16 @@
 A unit reporting to one process shows on a screen of the other with the same sequence numbers, and the
 screen resumes without a gap when it moves from one process to the other; a command given on either
 process changes the unit on both; an offline unit raises one alarm, not one per process; a viewer
-reaching the other process sees the unit's video; killing a process (-9) loses and doubles no position
-and its leadership passes to the survivor.
+reaching the other process sees the unit's video; a client claiming to be a forwarding process is refused;
+a room member's view of the room's pinned unit ends when they leave through the other process; killing a
+process (-9) loses and doubles no position and its leadership passes to the survivor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.cluster import NGINX, Cluster
 from bench.harness import free_port, fresh_store_url
+from command_center.forwarding import FORWARDED_BY, hop_headers
 from config.settings import StoreSettings
 from core.ids import UnitId
 from field_device.client import TelemetryClient
@@ -38,6 +41,7 @@ pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="needs nginx (Debian 
 
 PASSWORD = "cluster-operator-password"
 UNIT = "HLJ0102-C1"
+PINNED = "HLJ0103-P1"  # Nangang's: outside op1's court (Daoli), watched only through a room
 QUIET = [f"HLJ0102-Q{n}" for n in range(1, 7)]  # units that fall silent
 __all__ = ["loopback"]  # the fixture, used by the media test
 
@@ -73,7 +77,9 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster.add_user("op2", "operator", PASSWORD)  # a third centre in a consultation room
     cluster.add_user("judge1", "judge", PASSWORD, court="HLJ0102")
     cluster.add_user("sup1", "supervisor", PASSWORD, court="HLJ0102")  # registers the judge's case
+    cluster.add_user("sup01", "supervisor", PASSWORD, court="HLJ01")  # hosts a room pinning another court's unit
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3", "HLJ0102-C4")}  # type: ignore[attr-defined]
+    cluster.secrets[PINNED] = cluster.add_device(PINNED, court="HLJ0103")  # type: ignore[attr-defined]
     for quiet in QUIET:
         cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
     try:
@@ -330,6 +336,7 @@ async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through
                 await publisher.setRemoteDescription(RTCSessionDescription(sdp=await answer.text(), type="answer"))
             await connected(publisher)
             await _eventually(lambda: _publishing(http, b, host, room_id, member_id), ["audio", "video"])
+            await _forged_hops_are_refused(http, cluster, b, member, room_id, member_id)
 
             viewer.addTransceiver("video", direction="recvonly")
             viewer.addTransceiver("audio", direction="recvonly")
@@ -388,6 +395,74 @@ async def test_a_room_publishing_on_one_process_is_viewed_muted_and_left_through
             task.cancel()
         for pc in (third, viewer, publisher):
             await pc.close()
+
+
+async def test_a_pinned_unit_view_on_one_process_ends_when_the_member_leaves_or_the_room_closes_through_the_other(
+    cluster: Cluster, loopback: None
+) -> None:
+    """Nangang's unit streams on A; Daoli's operator watches it on A only because a room pins it. Their leave,
+    and later the host's close, both answered by B, end that view on A."""
+    a, b = (s.url for s in cluster.servers)
+    unit = MediaUnit(a, cluster.secrets[PINNED], talkback=False, label="P1")  # type: ignore[attr-defined]
+    await unit.start()
+    viewers: list[Any] = []
+    try:
+        async with session() as http:
+            host = {"Authorization": f"Bearer {await _login(http, b, 'sup01')}"}
+            member = {"Authorization": f"Bearer {await _login(http, a, 'op1')}"}
+            clerk = {"Authorization": f"Bearer {await _login(http, b, 'sup1')}"}
+            async with http.get(f"{a}/api/me", headers=member) as answer:
+                member_id = (await answer.json())["user"]["id"]
+            case = {"case_number": "(2026)黑0102执32号", "title": "跨区会商案", "judge_ids": [],
+                    "parties": [{"kind": "person", "name": "王五", "identifier": "11010519491231002X"}]}  # fmt: skip
+            async with http.post(f"{b}/api/cases", json=case, headers=clerk) as answer:
+                assert answer.status == 201, await answer.text()
+                case_id = (await answer.json())["id"]
+            opened = {"title": "跨区会商", "case_id": case_id, "unit_id": PINNED, "invited": [member_id]}
+            async with http.post(f"{b}/api/rooms", headers=host, json=opened) as answer:
+                assert answer.status == 201, await answer.text()
+                room_id = (await answer.json())["room"]["id"]
+            await _eventually(lambda: _streaming(http, a, host), [PINNED], within=20)
+
+            async def watch_on_a() -> asyncio.Task[None]:
+                """Join the room and watch the pinned unit on A; the task ends when the view ends."""
+                async with http.post(f"{a}/api/rooms/{room_id}/join", headers=member) as answer:
+                    assert answer.status == 200, await answer.text()
+                viewer = new_pc()
+                viewers.append(viewer)
+                viewer.addTransceiver("video", direction="recvonly")
+                tracks: asyncio.Queue[Any] = asyncio.Queue()
+                viewer.on("track", tracks.put_nowait)
+                await viewer.setLocalDescription(await viewer.createOffer())
+                async with http.post(f"{a}/api/whep/{PINNED}", data=viewer.localDescription.sdp,
+                                     headers={**member, **SDP_HEADERS}) as answer:  # fmt: skip
+                    assert answer.status == 201, await answer.text()
+                    sdp = await answer.text()
+                await viewer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                await connected(viewer)
+                track = await asyncio.wait_for(tracks.get(), 10)
+                await asyncio.wait_for(track.recv(), 15)
+
+                async def drain() -> None:
+                    with contextlib.suppress(MediaStreamError):
+                        while True:
+                            await track.recv()
+
+                return asyncio.ensure_future(drain())
+
+            watching = await watch_on_a()
+            async with http.post(f"{b}/api/rooms/{room_id}/leave", headers=member) as answer:
+                assert answer.status == 200, await answer.text()
+            await _until(watching.done, "the view on A ends when the member leaves through B")
+
+            watching = await watch_on_a()
+            async with http.post(f"{b}/api/rooms/{room_id}/close", headers=host) as answer:
+                assert answer.status == 200, await answer.text()
+            await _until(watching.done, "the view on A ends when the host closes the room through B")
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await unit.close()
 
 
 async def test_a_query_runs_once_and_is_finished_by_the_survivor_when_its_process_dies(cluster: Cluster) -> None:
@@ -477,6 +552,35 @@ async def test_killing_a_process_loses_nothing_and_the_survivor_leads(workdir: P
 
 
 # helpers --------------------------------------------------------------------------------------------------
+async def _forged_hops_are_refused(
+    http: aiohttp.ClientSession, cluster: Cluster, b: str, member: dict[str, str], room_id: str, member_id: int
+) -> None:
+    """A client claiming a forward (no MAC, a guessed secret, a stale or another request's MAC) is refused on
+    B and B does not answer for A's room: the member stays present and publishing. A hop signed with the
+    cluster's secret is honoured (B answers itself: it knows nobody publishing)."""
+    leave = f"/api/rooms/{room_id}/leave"
+    store = build_store(StoreSettings(url=cluster.env["CC_STORE__URL"]))
+    await store.open()
+    try:
+        secret = await store.cluster_secret()
+    finally:
+        await store.close()
+    forged = [{FORWARDED_BY: "node-b"}, hop_headers("guessed", "POST", leave, "node-b"),
+              hop_headers(secret, "POST", leave, "node-b", now=time.time() - 120),
+              hop_headers(secret, "GET", f"/api/rooms/{room_id}", "node-b")]  # fmt: skip
+    for headers in forged:
+        async with http.post(f"{b}{leave}", headers={**member, **headers}) as answer:
+            assert answer.status == 403, await answer.text()
+    async with http.get(f"{b}/api/rooms/{room_id}", headers=member) as answer:
+        members = {m["user_id"]: m for m in (await answer.json())["room"]["members"]}
+    assert members[member_id]["present"] and members[member_id]["publishing"] == ["audio", "video"], members
+    signed = hop_headers(secret, "GET", f"/api/rooms/{room_id}", "node-b")
+    async with http.get(f"{b}/api/rooms/{room_id}", headers={**member, **signed}) as answer:
+        assert answer.status == 200, await answer.text()
+        members = {m["user_id"]: m for m in (await answer.json())["room"]["members"]}
+    assert members[member_id]["publishing"] == [], "a signed hop is answered where it arrives"
+
+
 async def _status(http: aiohttp.ClientSession, base: str, auth: dict[str, str], unit: str) -> str:
     async with http.get(f"{base}/api/units/{unit}/live", headers=auth) as answer:
         return str((await answer.json())["status"])

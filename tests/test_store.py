@@ -25,6 +25,13 @@ async def test_migrations_are_recorded_and_not_reapplied(store: Store) -> None:
     assert health["migrations"] == versions
 
 
+async def test_the_cluster_secret_is_made_once_and_kept(store: Store) -> None:
+    """Every process asking (those starting together too) gets the one secret the first one made."""
+    secret = await store.cluster_secret()
+    assert len(secret) == 64
+    assert {await store.cluster_secret() for _ in range(3)} == {secret}
+
+
 async def test_court_hierarchy_subtree(store: Store) -> None:
     await import_courts(store, COURTS)
     assert await store.court_subtree(CourtId("HLJ01")) == [

@@ -20,13 +20,12 @@ from command_center.api.registry import Registry, body, json_response
 from command_center.api.schemas import MAX_BIGINT, RowId, Strict
 from command_center.auth import Access, UserCaller, current_user
 from command_center.forwarding import leave_room_home, on_room_home
-from command_center.keys import MEDIA, ROOM_MEDIA, ROOMS, STORE
+from command_center.keys import PINNED_VIEWS, ROOM_MEDIA, ROOMS, STORE
 from consultations.models import Room, RoomStatus, authorised_for
 from consultations.views import room_view
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import CaseId, CourtId, UnitId, UserId
 from courts.visibility import visible_courts
-from media.table import Role as MediaRole
 from persistence.models import Role, User
 from persistence.port import Store
 
@@ -155,9 +154,10 @@ async def watches_pinned_unit(store: Store, user_id: UserId, unit_id: UnitId) ->
 
 
 async def _end_pinned_views(request: web.Request, room: Room, user_ids: list[UserId], reason: str) -> None:
-    """Views of the pinned unit that only the room admitted end when the member is no longer in it."""
-    store, hub = request.app[STORE], request.app.get(MEDIA)
-    if room.unit_id is None or hub is None:
+    """Views of the pinned unit that only the room admitted end when the member is no longer in it, on every
+    process (the unit may stream on another one than this)."""
+    store, pinned = request.app[STORE], request.app.get(PINNED_VIEWS)
+    if room.unit_id is None or pinned is None:
         return
     unit = await store.get_unit(room.unit_id)
     outside = set()
@@ -166,8 +166,7 @@ async def _end_pinned_views(request: web.Request, room: Room, user_ids: list[Use
         if seen is not None and unit.court_id not in seen:
             outside.add(user_id)
     if outside:
-        await hub.end_where(lambda s: s.role is MediaRole.VIEWER and s.unit_id == unit.id and s.owner is not None
-                            and s.owner.user_id in outside, reason)  # fmt: skip
+        await pinned.announce(room.id, unit.id, outside, reason)
 
 
 def _changed(request: web.Request, room: Room) -> None:
