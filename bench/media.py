@@ -171,9 +171,11 @@ async def run_streams(
     await asyncio.sleep(seconds)
     for stream in streams:
         stream.measuring = False
+    # frames sent in the window: counted when it closes, not after the wait below (the clips go on sending, and
+    # counting those made about a tenth of the frames look lost)
+    sent = sum(s.sent_count[0] - b for s, b in zip(streams, sent_before, strict=True))
     after = sample(server_pid)
     await asyncio.sleep(FLUSH_EVERY + 0.1)  # the server's loop-lag probe writes a line a second
-    sent = sum(s.sent_count[0] - b for s, b in zip(streams, sent_before, strict=True))
     received = sum(s.received for s in streams)
     latencies = [v for s in streams for v in s.latencies]
     await asyncio.gather(*(pc.close() for s in streams for pc in (s.unit_pc, s.viewer_pc) if pc is not None))

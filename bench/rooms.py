@@ -212,9 +212,9 @@ async def _confer(
     await asyncio.sleep(seconds)
     for receiver in receivers:
         receiver.measuring = False
+    sent = sum(r.sender.count[0] - sent_before[id(r)] for r in receivers)  # in the window, not during the wait below
     after = sample(server.pid)
     await asyncio.sleep(FLUSH_EVERY + 0.1)
-    sent = sum(r.sender.count[0] - sent_before[id(r)] for r in receivers)
     received = sum(r.received for r in receivers)
     latencies = [v for r in receivers for v in r.latencies]
     await asyncio.gather(*(pc.close() for pc in [unit.pc, *(s.pc for s in centres.values()),
