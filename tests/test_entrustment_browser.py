@@ -76,6 +76,8 @@ async def test_two_courts_run_an_entrustment_in_their_consoles(world: World, bro
     await receiving.locator("#received button.assign").click()
     await receiving.wait_for_function(f"() => window.entrustState.entrustments[0]?.unit_ids[0] === '{UNIT}'")
     await receiving.fill("#received input[name=reports]", "已到达现场，正在查封")
+    # the assignment also said 已完成: clear it, so the wait below is for the report's own answer
+    await receiving.evaluate("document.querySelector('#message').textContent = ''")
     await receiving.locator("#received button.reports").click()
     await receiving.wait_for_function("() => document.querySelector('#message').textContent === '已完成'")
 

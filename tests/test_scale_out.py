@@ -42,6 +42,7 @@ pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="needs nginx (Debian 
 PASSWORD = "cluster-operator-password"
 UNIT = "HLJ0102-C1"
 PINNED = "HLJ0103-P1"  # Nangang's: outside op1's court (Daoli), watched only through a room
+PARTNER = "HLJ0102-P2"  # Daoli's unit in the same cross-court operation (never connects)
 QUIET = [f"HLJ0102-Q{n}" for n in range(1, 7)]  # units that fall silent
 __all__ = ["loopback"]  # the fixture, used by the media test
 
@@ -80,6 +81,7 @@ def cluster(workdir: Path, agencies: Path) -> Iterator[Cluster]:
     cluster.add_user("sup01", "supervisor", PASSWORD, court="HLJ01")  # hosts a room pinning another court's unit
     cluster.secrets = {unit: cluster.add_device(unit) for unit in (UNIT, "HLJ0102-C2", "HLJ0102-C3", "HLJ0102-C4")}  # type: ignore[attr-defined]
     cluster.secrets[PINNED] = cluster.add_device(PINNED, court="HLJ0103")  # type: ignore[attr-defined]
+    cluster.secrets[PARTNER] = cluster.add_device(PARTNER)  # type: ignore[attr-defined]
     for quiet in QUIET:
         cluster.secrets[quiet] = cluster.add_device(quiet, offline_after=2)  # type: ignore[attr-defined]
     try:
@@ -410,15 +412,16 @@ async def test_a_pinned_unit_view_on_one_process_ends_when_the_member_leaves_or_
         async with session() as http:
             host = {"Authorization": f"Bearer {await _login(http, b, 'sup01')}"}
             member = {"Authorization": f"Bearer {await _login(http, a, 'op1')}"}
-            clerk = {"Authorization": f"Bearer {await _login(http, b, 'sup1')}"}
             async with http.get(f"{a}/api/me", headers=member) as answer:
                 member_id = (await answer.json())["user"]["id"]
-            case = {"case_number": "(2026)黑0102执32号", "title": "跨区会商案", "judge_ids": [],
-                    "parties": [{"kind": "person", "name": "王五", "identifier": "11010519491231002X"}]}  # fmt: skip
-            async with http.post(f"{b}/api/cases", json=case, headers=clerk) as answer:
+            # a room pins only a unit of its courts: an operation of the intermediate court with a unit of each
+            plan = {"kind": "search", "title": "跨区联合搜查", "court_id": "HLJ01", "onsite_commander": "王警官",
+                    "target": {"lat": 45.7612, "lon": 126.6201, "address": "道里区经纬街 88 号", "radius_m": 150},
+                    "unit_ids": [PINNED, PARTNER]}  # fmt: skip
+            async with http.post(f"{b}/api/operations", json=plan, headers=host) as answer:
                 assert answer.status == 201, await answer.text()
-                case_id = (await answer.json())["id"]
-            opened = {"title": "跨区会商", "case_id": case_id, "unit_id": PINNED, "invited": [member_id]}
+                operation_id = (await answer.json())["operation"]["id"]
+            opened = {"title": "跨区会商", "operation_id": operation_id, "unit_id": PINNED, "invited": [member_id]}
             async with http.post(f"{b}/api/rooms", headers=host, json=opened) as answer:
                 assert answer.status == 201, await answer.text()
                 room_id = (await answer.json())["room"]["id"]

@@ -30,7 +30,10 @@ function step(e, path, label, field) {
   const input = field ? el("input", { maxLength: 1000, placeholder: t(field), name: path }) : null;
   const button = el("button", { type: "button", textContent: t(label), className: path });
   button.addEventListener("click", async () => {
-    const text = input?.value.trim() ?? "";
+    // the row may have been drawn again since this button was made (a step heard on the socket): read the box
+    // that is on the page now, which holds what was typed
+    const shown = input && document.querySelector(`tr[data-entrustment="${e.id}"] input[name="${path}"]`);
+    const text = (shown ?? input)?.value.trim() ?? "";
     const body = path === "reports" ? { text } : path === "accept" ? { note: text } : { reason: text };
     await act(`/api/entrustments/${e.id}/${path}`, { method: "POST", json: body }, input);
   });
