@@ -62,8 +62,13 @@ class Connection(Protocol):
 class Database(Connection, Protocol):
     """The pool (or the one SQLite connection); each call outside ``transaction`` is its own unit of work."""
 
-    def transaction(self) -> AbstractAsyncContextManager[Connection]:
-        """One transaction on one connection, committed when the block ends without an error."""
+    def transaction(self, *, hold: tuple[int, ...] = ()) -> AbstractAsyncContextManager[Connection]:
+        """One transaction on one connection, committed when the block ends without an error.
+
+        ``hold``: the writer lock (``Connection.hold``) the transaction takes first. Callers in this process
+        wait for their turn at it before borrowing a connection: a caller queued at the lock with a pooled
+        connection in hand keeps that connection from every other writer (a hundred submissions
+        queued at the audit chain's lock once held the whole pool, and the agencies' answers waited for it)."""
 
     async def open(self) -> None: ...
 

@@ -6,6 +6,7 @@ errors become ``core.errors`` here and nowhere else. Telemetry batches go in by 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -67,6 +68,7 @@ class PgConnection:
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self._held: set[tuple[int, ...]] = set()  # writer locks this transaction holds (to its end)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
@@ -103,8 +105,11 @@ class PgConnection:
         return value
 
     async def hold(self, *key: int) -> None:
+        if key in self._held:
+            return  # taken by ``transaction(hold=…)`` or an earlier step of this unit: held to its end
         marks = ", ".join(f"${i + 1}" for i in range(len(key)))
         await self.execute(f"SELECT pg_advisory_xact_lock({marks})", *key)
+        self._held.add(key)
 
     def rows_table(
         self, first: int, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
@@ -115,6 +120,31 @@ class PgConnection:
         return f"unnest({arrays}) AS v ({names})", values
 
 
+class _Turns:
+    """This process's queues for the writer locks: one ``asyncio.Lock`` per key while anyone waits or holds
+    it. Across processes the advisory lock still decides; here, waiting costs no pooled connection."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[int, ...], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, key: tuple[int, ...]) -> AsyncIterator[None]:
+        if not key:
+            yield
+            return
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class PgDatabase(PgConnection):
     """The pool; ``transaction`` borrows one connection for a unit of work."""
 
@@ -122,6 +152,7 @@ class PgDatabase(PgConnection):
         super().__init__(_Closed())  # once open, the pool answers each call on a connection of its own
         self._dsn, self._min_size, self._max_size, self._schema = dsn, min_size, max_size, schema
         self._pool: asyncpg.Pool | None = None
+        self._turns = _Turns()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -142,12 +173,16 @@ class PgDatabase(PgConnection):
             await pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield PgConnection(conn)
-        except asyncpg.PostgresError as exc:
-            raise translate(exc) from exc
+    async def transaction(self, *, hold: tuple[int, ...] = ()) -> AsyncIterator[Connection]:
+        async with self._turns.turn(hold):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    unit = PgConnection(conn)
+                    if hold:
+                        await unit.hold(*hold)
+                    yield unit
+            except asyncpg.PostgresError as exc:
+                raise translate(exc) from exc
 
     # dialect-specific units of work -------------------------------------------------------------------
     async def applied_migrations(self) -> list[int]:

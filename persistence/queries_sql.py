@@ -66,7 +66,8 @@ async def _hold_fence(conn: Connection, fence: Fence | None) -> None:
 
 async def _append_audit_in(conn: Connection, draft: AuditDraft) -> AuditEntry:
     """Append one entry inside the caller's transaction, holding ``AUDIT_LOCK`` to its commit (the chain stays
-    one line across processes); a failed write is ServiceUnavailable and rolls the whole unit back."""
+    one line across processes); a failed write is ServiceUnavailable and rolls the whole unit back. Callers
+    open that transaction with ``hold=(AUDIT_LOCK,)``, so they queue for the chain without a connection."""
     try:
         await conn.hold(AUDIT_LOCK)
         last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
@@ -228,7 +229,7 @@ class QueriesSql:
 
     # queries ------------------------------------------------------------------------------------------
     async def add_query(self, query: Query, jobs: Sequence[Job], *, audit: AuditDraft) -> AuditEntry:
-        async with self.database.transaction() as conn:
+        async with self.database.transaction(hold=(AUDIT_LOCK,)) as conn:
             await conn.execute(
                 "INSERT INTO queries (id, case_id, judge_id, reason, created_ms, deadline_ms, completed_ms) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -450,7 +451,7 @@ class QueriesSql:
 
     # audit --------------------------------------------------------------------------------------------
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:
-        async with self.database.transaction() as conn:
+        async with self.database.transaction(hold=(AUDIT_LOCK,)) as conn:
             return await _append_audit_in(conn, draft)
 
     async def audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
@@ -485,8 +486,7 @@ class QueriesSql:
         return [_checkpoint(r) for r in rows]
 
     async def witness_checkpoint(self, checkpoint: Checkpoint, *, received_ms: int) -> bool:
-        async with self.database.transaction() as conn:
-            await conn.hold(_WITNESS_LOCK)
+        async with self.database.transaction(hold=(_WITNESS_LOCK,)) as conn:
             later = await conn.fetch(
                 "SELECT seq, head FROM audit_witness WHERE court = $1 AND seq >= $2 ORDER BY seq DESC",
                 checkpoint.court, checkpoint.seq,

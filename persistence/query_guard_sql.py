@@ -41,8 +41,7 @@ class QueryGuardSql:
     async def claim_query_slot(
         self, judge_id: UserId, key: str, body_hash: str, at_ms: int, since_ms: int, admit: Callable[[list[int]], bool]
     ) -> tuple[QueryRequestKey | None, bool]:
-        async with self.database.transaction() as conn:
-            await conn.hold(_QUERY_SLOT_LOCK, judge_id)  # one judge at a time
+        async with self.database.transaction(hold=(_QUERY_SLOT_LOCK, judge_id)) as conn:  # one judge at a time
             earlier = await conn.fetchrow(
                 "SELECT * FROM query_requests WHERE judge_id = $1 AND key = $2", judge_id, key
             )

@@ -181,7 +181,8 @@ class SqliteDatabase(_SqliteDialect):
             await conn.executemany(sql, rows)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def transaction(self, *, hold: tuple[int, ...] = ()) -> AsyncIterator[Connection]:
+        """``hold`` is already held: one connection, and ``BEGIN IMMEDIATE`` takes the database's write lock."""
         async with self.lock:
             conn = self.connection
             await conn.execute("BEGIN IMMEDIATE")
