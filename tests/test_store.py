@@ -180,6 +180,18 @@ async def test_positions_deduplicate_by_unit_and_sequence(store: Store) -> None:
         await store.insert_positions([_pos("ghost", 1, 1000)])
 
 
+async def test_a_mixed_batch_names_exactly_its_new_keys_and_stores_fixes_exactly(store: Store) -> None:
+    await _units(store)
+    assert await store.insert_positions([_pos("U1", 1, 1000), _pos("U2", 7, 1500)]) == {("U1", 1), ("U2", 7)}
+    odd = Position(UnitId("U2"), 8, 2000, -0.1 + 45.2, 126.123456789012345, None, 0.0, None, -12.5, None, True, 2001)
+    batch = [_pos("U1", 1, 1000), _pos("U1", 2, 2000), _pos("U2", 7, 1500), odd, _pos("U1", 2, 2000), odd]
+    assert await store.insert_positions(batch) == {("U1", 2), ("U2", 8)}
+    assert await store.insert_positions(batch) == set()  # the same batch again: every key a duplicate
+    assert await store.count_positions(UnitId("U1")) == 2 and await store.count_positions(UnitId("U2")) == 2
+    assert (await store.track(UnitId("U2"), since_ms=2000, until_ms=2001)) == [odd]  # every value as sent
+    assert (await store.latest_positions([UnitId("U2")]))[UnitId("U2")] == odd
+
+
 async def test_latest_position_moves_forward_only(store: Store) -> None:
     await _units(store)
     await store.insert_positions([_pos("U1", 10, 10_000, lat=45.0), _pos("U1", 11, 11_000, lat=45.1)])
