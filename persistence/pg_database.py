@@ -193,7 +193,7 @@ class PgDatabase(PgConnection):
         out), and nothing decoded per position: the server spent 9 µs of CPU a position on the old way at
         batches of 250 (encoding each row for COPY, decoding a returned row per new position), 4.7 on this
         (orjson writes the positions, a dataclass each, in one call). A key sent twice in the batch is new
-        once and reported new (its first row is stored); the statement is atomic, so a failure stores none.
+        once and reported new (one of its rows is stored); the statement is atomic, so a failure stores none.
         """
         if not positions:
             return set()
@@ -215,7 +215,10 @@ _BATCH = (
 )  # ``Position``'s fields, as orjson writes a dataclass: ``POSITION_COLUMNS``
 _INSERT_POSITIONS = f"""
 WITH batch AS MATERIALIZED (SELECT {_COLUMNS} FROM {_BATCH}),
-new AS (INSERT INTO positions ({_COLUMNS}) SELECT {_COLUMNS} FROM batch ON CONFLICT DO NOTHING RETURNING unit_id, seq),
+new AS (
+    INSERT INTO positions ({_COLUMNS}) SELECT {_COLUMNS} FROM batch ORDER BY unit_id, seq
+    ON CONFLICT DO NOTHING RETURNING unit_id, seq
+),  -- in key order (as unit_latest below), so two batches sharing keys lock them in the same order
 latest AS (
     INSERT INTO unit_latest ({_COLUMNS})
     SELECT DISTINCT ON (unit_id) {_COLUMNS} FROM batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -190,6 +191,18 @@ async def test_a_mixed_batch_names_exactly_its_new_keys_and_stores_fixes_exactly
     assert await store.count_positions(UnitId("U1")) == 2 and await store.count_positions(UnitId("U2")) == 2
     assert (await store.track(UnitId("U2"), since_ms=2000, until_ms=2001)) == [odd]  # every value as sent
     assert (await store.latest_positions([UnitId("U2")]))[UnitId("U2")] == odd
+
+
+async def test_concurrent_overlapping_batches_name_each_key_new_exactly_once(store: Store) -> None:
+    """The writer commits several batches at once; a key in two of them is new in one, a duplicate in the
+    other (committed by then), whatever order the batches hold it in."""
+    await _units(store)
+    for seq0 in (1, 100):
+        batch = [_pos(unit, seq0 + s, 1000 * (seq0 + s)) for s in range(40) for unit in ("U1", "U2")]
+        orders = (batch, batch[::-1], batch[30:] + batch[:30], batch[::-1])
+        answers = await asyncio.gather(*(store.insert_positions(order) for order in orders))
+        assert sorted(key for answer in answers for key in answer) == sorted((p.unit_id, p.seq) for p in batch)
+    assert await store.count_positions(UnitId("U1")) == 80
 
 
 async def test_latest_position_moves_forward_only(store: Store) -> None:
