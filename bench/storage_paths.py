@@ -5,7 +5,8 @@ SQLAlchemy Core 2.x async, measured in the same run, rounds interleaved.
     python -m bench.storage_paths --calls 200 --batch 500
 
 Paths: ``telemetry`` (one batch of positions into ``positions`` + ``unit_latest``; the shim and the raw
-path both COPY on PostgreSQL, SQLAlchemy uses its multi-row INSERT … ON CONFLICT DO NOTHING RETURNING),
+path both send it as one JSON parameter to one statement on PostgreSQL, SQLAlchemy uses its multi-row
+INSERT … ON CONFLICT DO NOTHING RETURNING),
 ``status`` (the ``unit_state`` upsert) and ``job`` (the compare-and-set ``query_jobs`` attempt count).
 Prints the median microseconds per call of each; SQLAlchemy rows are skipped when it is not installed
 (``pip install -e .[bench]``). The figures chose the shim (docs/storage.md).
@@ -24,6 +25,7 @@ from typing import Any
 
 import aiosqlite
 import asyncpg
+import orjson
 
 from bench.harness import fresh_store_url
 from config.settings import StoreSettings
@@ -86,17 +88,10 @@ _JOB = (
 
 
 def _raw_pg(pool: asyncpg.Pool, batches: Batches, jobs: list[JobId]) -> dict[str, Call]:
-    from persistence.pg_database import _MOVE_NEW_POSITIONS, _UPSERT_LATEST
+    from persistence.pg_database import _INSERT_POSITIONS
 
     async def telemetry(i: int) -> Any:
-        rows = [position_row(p) for p in batches.next()]
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS positions_in (LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            await conn.copy_records_to_table("positions_in", records=rows, columns=POSITION_COLUMNS)
-            await conn.fetch(_MOVE_NEW_POSITIONS)
-            await conn.execute(_UPSERT_LATEST)
+        await pool.fetch(_INSERT_POSITIONS, orjson.dumps(batches.next()).decode())
 
     async def status(i: int) -> Any:
         await pool.execute(_UNIT_STATE, f"u{i % UNITS}", "en_route", False, True, i)

@@ -137,20 +137,10 @@ def parse_position(
         )
     if msg.fix_time_ms < now_ms - MAX_AGE_MS:
         return _reject(index, msg.seq, "fix_time_ms: older than 30 days")
-    return Position(
-        unit_id=unit_id,
-        seq=msg.seq,
-        fix_time_ms=msg.fix_time_ms,
-        lat=msg.lat,
-        lon=msg.lon,
-        accuracy_m=msg.accuracy_m,
-        speed_mps=msg.speed_mps,
-        heading_deg=msg.heading_deg,
-        altitude_m=msg.altitude_m,
-        battery_pct=msg.battery_pct,
-        sos=msg.sos,
-        received_ms=now_ms,
-    )
+    return Position(  # positional (``Position``'s field order): once per message, keywords cost more
+        unit_id, msg.seq, msg.fix_time_ms, msg.lat, msg.lon, msg.accuracy_m, msg.speed_mps, msg.heading_deg,
+        msg.altitude_m, msg.battery_pct, msg.sos, now_ms,
+    )  # fmt: skip
 
 
 def parse_batch(
@@ -161,7 +151,10 @@ def parse_batch(
     Raises ``ValueError`` when the whole batch is unusable (not an object or array, or too long).
     Repeated seqs inside one batch keep the first occurrence and reject the rest.
     """
-    items = [raw] if type(raw) is _Fast or isinstance(raw, Mapping) else raw
+    if type(raw) is _Fast:  # the common message, one checked position: no list, no set of seqs
+        parsed = parse_position(raw, unit_id=unit_id, index=0, now_ms=now_ms, max_future_ms=max_future_ms)
+        return ([], [parsed]) if isinstance(parsed, Rejection) else ([parsed], [])
+    items = [raw] if isinstance(raw, Mapping) else raw
     if not isinstance(items, list):
         raise ValueError(f"expected a position object or an array of them, not {_kind(raw)}")
     if len(items) > limit:

@@ -195,7 +195,8 @@ class Tracker:
         self._units[unit_id] = unit
         live: Position | None = None
         if good:
-            newest = good[0] if len(good) == 1 else max(good, key=live_key)
+            single = len(good) == 1  # nearly every message: no max, no any over a generator
+            newest = good[0] if single else max(good, key=live_key)
             current = self._latest.get(unit_id)
             if current is None or live_key(newest) > live_key(current):
                 live = newest
@@ -206,8 +207,13 @@ class Tracker:
                 if superseded is not None:  # coalesced away before a frame showed it: keep it in the trail
                     pending.track.setdefault(unit_id, []).append(superseded)
                 pending.live[unit_id] = newest
-            sos = any(p.sos for p in good)
-            await self._apply(unit, status.heard(self._states.get(unit_id, NEVER_HEARD), at_ms=now, sos=sos))
+            sos = newest.sos if single else any(p.sos for p in good)
+            old = self._states.get(unit_id, NEVER_HEARD)
+            heard = status.heard(old, at_ms=now, sos=sos)
+            if old.online and heard.sos == old.sos and not self._replicate:
+                self._states[unit_id] = heard  # only last_seen_ms moved: what ``_apply`` would do, without comparing
+            else:
+                await self._apply(unit, heard)
             if live is not None and live.battery_pct is not None:
                 await self._battery(unit, live.battery_pct)
             if live is not None and self._geofences is not None:

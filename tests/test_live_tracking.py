@@ -292,6 +292,27 @@ async def test_sos_raises_an_alarm_until_an_operator_clears_it(world: World) -> 
     assert again.status == 409
 
 
+async def test_an_online_unit_moves_its_last_seen_and_raises_sos_in_a_later_message(world: World) -> None:
+    """A message from a unit already online only moves when it was last heard (the tracker's shortcut past the
+    status machine); one carrying the SOS flag still goes through it and raises the alarm."""
+    tracker = world.client.app[TRACKER]
+    screen = await open_screen(world)
+    unit = await open_unit(world)
+    await send(unit, fix(1))
+    first = tracker.state(UNIT)
+    assert first.online and first.last_seen_ms is not None
+    await asyncio.sleep(0.01)
+    assert (await send(unit, fix(2)))["stored"] == [2]
+    second = tracker.state(UNIT)
+    assert second.last_seen_ms is not None and second.last_seen_ms > first.last_seen_ms
+    assert (second.online, second.sos, second.duty) == (first.online, first.sos, first.duty)
+    await send(unit, fix(3, sos=True))
+    alarm = (await screen.next("alarm", event="raised"))["alarm"]
+    assert alarm["kind"] == "sos" and alarm["unit_id"] == UNIT
+    await screen.unit_update(UNIT, lambda v: v["status"] == "sos")
+    assert tracker.state(UNIT).sos
+
+
 async def test_duty_changes_show_on_the_screen(world: World) -> None:
     screen = await open_screen(world)
     unit = await open_unit(world)

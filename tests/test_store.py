@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -178,6 +179,30 @@ async def test_positions_deduplicate_by_unit_and_sequence(store: Store) -> None:
     assert await store.insert_positions([]) == set()
     with pytest.raises(NotFound):
         await store.insert_positions([_pos("ghost", 1, 1000)])
+
+
+async def test_a_mixed_batch_names_exactly_its_new_keys_and_stores_fixes_exactly(store: Store) -> None:
+    await _units(store)
+    assert await store.insert_positions([_pos("U1", 1, 1000), _pos("U2", 7, 1500)]) == {("U1", 1), ("U2", 7)}
+    odd = Position(UnitId("U2"), 8, 2000, -0.1 + 45.2, 126.123456789012345, None, 0.0, None, -12.5, None, True, 2001)
+    batch = [_pos("U1", 1, 1000), _pos("U1", 2, 2000), _pos("U2", 7, 1500), odd, _pos("U1", 2, 2000), odd]
+    assert await store.insert_positions(batch) == {("U1", 2), ("U2", 8)}
+    assert await store.insert_positions(batch) == set()  # the same batch again: every key a duplicate
+    assert await store.count_positions(UnitId("U1")) == 2 and await store.count_positions(UnitId("U2")) == 2
+    assert (await store.track(UnitId("U2"), since_ms=2000, until_ms=2001)) == [odd]  # every value as sent
+    assert (await store.latest_positions([UnitId("U2")]))[UnitId("U2")] == odd
+
+
+async def test_concurrent_overlapping_batches_name_each_key_new_exactly_once(store: Store) -> None:
+    """The writer commits several batches at once; a key in two of them is new in one, a duplicate in the
+    other (committed by then), whatever order the batches hold it in."""
+    await _units(store)
+    for seq0 in (1, 100):
+        batch = [_pos(unit, seq0 + s, 1000 * (seq0 + s)) for s in range(40) for unit in ("U1", "U2")]
+        orders = (batch, batch[::-1], batch[30:] + batch[:30], batch[::-1])
+        answers = await asyncio.gather(*(store.insert_positions(order) for order in orders))
+        assert sorted(key for answer in answers for key in answer) == sorted((p.unit_id, p.seq) for p in batch)
+    assert await store.count_positions(UnitId("U1")) == 80
 
 
 async def test_latest_position_moves_forward_only(store: Store) -> None:
