@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from aiohttp import web
 
 from command_center.api.registry import Registry, openapi_document
@@ -22,6 +25,14 @@ from config.settings import Settings
 from query_control.agencies import AgencyConfig
 
 API_TITLE = "执行指挥中心 Enforcement Command Centre API"
+
+
+@functools.cache
+def _openapi() -> dict[str, Any]:
+    """The OpenAPI document, built once per process: the routes are fixed at import, and building it (pydantic's
+    JSON schemas of every model) costs about 50 ms of CPU, which every app a process creates paid again (each
+    test's app, each cluster node). Only ever read (served as JSON), never changed."""
+    return openapi_document(Registry(all_endpoints()), title=API_TITLE, version="1")
 
 
 def create_app(
@@ -44,9 +55,8 @@ def create_app(
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
-    registry = Registry(all_endpoints())
-    registry.install(app)
-    app[OPENAPI] = openapi_document(registry, title=API_TITLE, version="1")
+    Registry(all_endpoints()).install(app)
+    app[OPENAPI] = _openapi()
     install_pages(app)
 
     app.cleanup_ctx.append(components(settings, store_schema=store_schema, agencies=agencies))

@@ -89,6 +89,9 @@ class BusSettings(Section):
     history: int = Field(1_000, ge=1)
     #: Prefix of every Redis key and channel, so several deployments can share one Redis.
     namespace: str = "cc"
+    #: Seconds Redis has to confirm a SUBSCRIBE before start-up (or a new subscriber) gives up with a
+    #: TimeoutError (a Redis user that may not subscribe never confirms). Tests of that failure shorten it.
+    subscribe_timeout_seconds: float = Field(10.0, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -14,4 +14,5 @@ def build_bus(settings: BusSettings, *, namespace: str | None = None) -> EventBu
         return MemoryBus(history=settings.history)
     from event_bus.redis import RedisBus
 
-    return RedisBus(settings.url, history=settings.history, namespace=namespace or settings.namespace)
+    return RedisBus(settings.url, history=settings.history, namespace=namespace or settings.namespace,
+                    subscribe_timeout=settings.subscribe_timeout_seconds)  # fmt: skip

@@ -38,8 +38,11 @@ return {seq, ts}
 class RedisBus:
     name = "redis"
 
-    def __init__(self, url: str, *, history: int = 10_000, namespace: str = "cc") -> None:
+    def __init__(
+        self, url: str, *, history: int = 10_000, namespace: str = "cc", subscribe_timeout: float = 10.0
+    ) -> None:
         self._url = url
+        self._subscribe_timeout = subscribe_timeout
         self._history = history
         self._ns = namespace
         self._redis: aioredis.Redis | None = None
@@ -138,7 +141,7 @@ class RedisBus:
         self._confirmed[topic] = confirmed
         self._last_seen[topic] = int(await self.redis.get(self._seq_key(topic)) or 0)
         await self._pubsub.subscribe(self._channel(topic))
-        await asyncio.wait_for(asyncio.shield(confirmed), timeout=10)
+        await asyncio.wait_for(asyncio.shield(confirmed), timeout=self._subscribe_timeout)
 
     async def _read_forever(self) -> None:
         backoff = 0.1

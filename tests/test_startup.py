@@ -25,6 +25,10 @@ from tests.test_cli import ROOT, _env, _free_port
 
 pytestmark = pytest.mark.redis
 
+#: How long Redis has to confirm a subscription here (production: 10 s): the refused one never confirms, so
+#: each test waits this out; the allowed one still has ample time on a loaded machine.
+REFUSED_AFTER_S = 2.0
+
 
 @pytest.fixture(params=["geofences"])
 def restricted_redis(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
@@ -50,7 +54,8 @@ def test_serve_stops_and_says_why_when_a_component_fails_at_start(
     tmp_path: Path, restricted_redis: tuple[str, str]
 ) -> None:
     url, namespace = restricted_redis
-    env = _env(tmp_path) | {"CC_BUS__URL": url, "CC_BUS__NAMESPACE": namespace, "CC_CLUSTER__NODE_ID": namespace}
+    env = _env(tmp_path) | {"CC_BUS__URL": url, "CC_BUS__NAMESPACE": namespace, "CC_CLUSTER__NODE_ID": namespace,
+                            "CC_BUS__SUBSCRIBE_TIMEOUT_SECONDS": str(REFUSED_AFTER_S)}  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "command_center", "serve", "--port", str(_free_port())],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
@@ -78,7 +83,8 @@ async def test_what_started_before_the_failure_is_stopped(
     url, namespace = restricted_redis
     refused = request.node.callspec.params["restricted_redis"]
     settings = Settings(store=StoreSettings(url=f"sqlite:///{tmp_path / 'app.db'}"), data_dir=tmp_path,
-                        bus=BusSettings(url=url, namespace=namespace), auth=FAST_AUTH)  # fmt: skip
+                        bus=BusSettings(url=url, namespace=namespace, subscribe_timeout_seconds=REFUSED_AFTER_S),
+                        auth=FAST_AUTH)  # fmt: skip
     app = create_app(settings)
     runner = web.AppRunner(app)
     with pytest.raises(StartupFailed) as failed:
