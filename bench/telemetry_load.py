@@ -19,6 +19,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -53,17 +54,55 @@ class Figures:
         self.measuring = False
 
 
+class Pacer:
+    """Runs each unit's next send at its time, for all units with one timer ticking every ``TICK`` seconds.
+
+    A timer per position (10,000 a second) woke the loop for one or two sockets at a time; in slots of
+    ``TICK`` the sends of a slot go out together and their acks come back together, so each wake of the loop
+    (an epoll wait, the timer heap) serves dozens of units. A send goes at most ``TICK`` late; the unit stamps
+    its fix time when it sends, so no latency measured includes the wait."""
+
+    TICK = 0.005
+
+    def __init__(self) -> None:
+        self._due: dict[int, list[Callable[[], None]]] = {}
+        self._next_slot = int(time.monotonic() / self.TICK) + 1
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(self.TICK, self._tick)
+
+    def at(self, when: float, send: Callable[[], None]) -> None:
+        """Call ``send`` at ``when`` (time.monotonic()) or within a tick after; a time past goes at the next tick."""
+        slot = max(int(when / self.TICK) + 1, self._next_slot)
+        if (sends := self._due.get(slot)) is None:
+            self._due[slot] = [send]
+        else:
+            sends.append(send)
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    def _tick(self) -> None:
+        now_slot = int(time.monotonic() / self.TICK)
+        while self._next_slot <= now_slot:
+            sends = self._due.pop(self._next_slot, ())
+            self._next_slot += 1
+            for send in sends:
+                send()
+        self._timer = self._loop.call_later(self.TICK, self._tick)
+
+
 class Unit(RawWebSocket):
     """One unit on its own socket (bench/raw_websocket.py: aiohttp's client cost more than the server it drove).
 
     As ``field_device.client`` does, the unit sends a position and waits for its ack before the next; the
-    positions are paced at ``rate`` from the first (one timer per position, no task). ``done`` resolves when
-    the unit has finished: at ``stop`` (its last position acked), or early, counted in ``errors``, when the
-    socket ends under it; the connection or the handshake failing is the caller's unit failure."""
+    positions are paced at ``rate`` from the first (by the ``Pacer``: no timer, no task of its own). ``done``
+    resolves when the unit has finished: at ``stop`` (its last position acked), or early, counted in
+    ``errors``, when the socket ends under it; the connection or the handshake failing is the caller's unit failure."""
 
     def __init__(self, url: SplitResult, unit_id: str, secret: str, rate: float, stop: float, figures: Figures,
-                 rng: random.Random) -> None:  # fmt: skip
+                 rng: random.Random, pacer: Pacer) -> None:  # fmt: skip
         super().__init__("/api/telemetry/ws", url.netloc, secret, rng)
+        self._pacer = pacer
         self.unit_id = unit_id
         self._period = 1 / rate
         self._stop = stop
@@ -77,7 +116,7 @@ class Unit(RawWebSocket):
     def on_open(self) -> None:
         delay = self._rng.uniform(0, self._period)  # spread the units over the second
         self._next_at = time.monotonic() + delay
-        self.loop.call_later(delay, self._send)
+        self._pacer.at(self._next_at, self._send)
 
     def _send(self) -> None:
         """The next position, unless the run is over (then goodbye: its last position is acked already)."""
@@ -114,7 +153,7 @@ class Unit(RawWebSocket):
         if figures.measuring:
             figures.ack_ms.append(now_ms() - self._sent_at)
         self._next_at += self._period
-        self.loop.call_later(max(0.0, self._next_at - time.monotonic()), self._send)
+        self._pacer.at(self._next_at, self._send)
 
     def on_end(self) -> None:
         """The socket ended under the unit: one error, as the aiohttp unit counted a reply that was not a
@@ -123,11 +162,11 @@ class Unit(RawWebSocket):
 
 
 async def run_unit(url: SplitResult, unit_id: str, secret: str, rate: float, stop: float, figures: Figures,
-                   rng: random.Random, connecting: asyncio.Semaphore) -> None:  # fmt: skip
+                   rng: random.Random, pacer: Pacer, connecting: asyncio.Semaphore) -> None:  # fmt: skip
     """Connect one unit and run it to its end (raises what made it fail). ``connecting`` bounds the handshakes
     under way: a server on a busy core accepts slower than the ramp connects, its listen queue overflows and
     units are reset (hundreds at 10,000); the aiohttp units were slow enough to connect that it never did."""
-    unit = Unit(url, unit_id, secret, rate, stop, figures, rng)
+    unit = Unit(url, unit_id, secret, rate, stop, figures, rng, pacer)
     async with connecting:
         await connect(unit, url.hostname or "localhost", url.port or 80)
     await unit.done
@@ -136,12 +175,11 @@ async def run_unit(url: SplitResult, unit_id: str, secret: str, rate: float, sto
 class Screen(RawWebSocket):
     """A screen socket subscribed to ``units``; measuring screens decode every frame, the others count its
     bytes only (a real wall display decodes too, but on its own machine, not on the load generator's core).
-    It reads until ``stop`` + 2 s, then says goodbye."""
+    It reads until ``main`` closes it (``caught_up``)."""
 
-    def __init__(self, url: SplitResult, token: str, stop: float, figures: Figures, last: dict[str, int],
-                 measure: bool, seen: dict[str, set[int]], rng: random.Random) -> None:  # fmt: skip
+    def __init__(self, url: SplitResult, token: str, figures: Figures, last: dict[str, int], measure: bool,
+                 seen: dict[str, set[int]], rng: random.Random) -> None:  # fmt: skip
         super().__init__("/api/screen/ws", url.netloc, token, rng)
-        self._stop = stop
         self._figures = figures
         self._last = last
         self._measure = measure
@@ -151,7 +189,6 @@ class Screen(RawWebSocket):
 
     def on_open(self) -> None:
         self.send_text(orjson.dumps({"type": "subscribe", "topics": ["units"]}))
-        self.loop.call_later(max(0.1, self._stop + 2 - time.monotonic()), self.close)
 
     def on_text(self, payload: bytes) -> None:
         if not self.subscribed.done():
@@ -203,6 +240,18 @@ def shown(data: dict[str, Any], last: dict[str, int], seen: dict[str, set[int]],
         seen.setdefault(track["unit_id"], set()).update(point[0] for point in track["points"])
 
 
+SCREEN_GRACE_S = 10.0  # how long the screens may take to show the units' last positions once all are acked
+
+
+async def caught_up(lasts: list[dict[str, int]], last_sent: dict[str, int], deadline: float) -> None:
+    """Wait until the measuring screens have shown every unit's last position, or ``deadline``: a server on a
+    busy core delivers seconds late, and a screen closed at a fixed time counted those positions as missing."""
+    while time.monotonic() < deadline:
+        if all(last.get(unit_id, 0) >= seq for last in lasts for unit_id, seq in last_sent.items()):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
     figures = Figures()
     rng = random.Random(7)
@@ -220,7 +269,7 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
     stop = start + args.ramp + args.warmup + args.duration
     figures.screen_last = [{} for _ in tokens]
     figures.screen_seen = [{} for _ in tokens]
-    screens = [Screen(unit_url, token, stop, figures, figures.screen_last[i], i < args.measuring_screens,
+    screens = [Screen(unit_url, token, figures, figures.screen_last[i], i < args.measuring_screens,
                       figures.screen_seen[i], rng) for i, token in enumerate(tokens)]  # fmt: skip
     screen_tasks = [asyncio.create_task(run_screen(screen, unit_url)) for screen in screens]
     # the screens see every position only if they are subscribed before the first is sent
@@ -228,8 +277,9 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
     units = []
     secrets = list(plan["units"].items())[: args.units]
     connecting = asyncio.Semaphore(100)
+    pacer = Pacer()
     for i, (unit_id, secret) in enumerate(secrets):
-        units.append(asyncio.create_task(run_unit(unit_url, unit_id, secret, args.rate, stop, figures, rng,
+        units.append(asyncio.create_task(run_unit(unit_url, unit_id, secret, args.rate, stop, figures, rng, pacer,
                                                   connecting)))  # fmt: skip
         if i % 100 == 99:  # open connections in steps, as units come on shift, not all in one instant
             await asyncio.sleep(args.ramp * 100 / len(secrets))
@@ -247,6 +297,10 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
     window = time.monotonic() - measured_from
     sent_in_window = figures.sent - sent_before
     results = await asyncio.gather(*units, return_exceptions=True)
+    pacer.close()
+    await caught_up(figures.screen_last[: args.measuring_screens], figures.last_sent, time.monotonic() + SCREEN_GRACE_S)
+    for screen in screens:
+        screen.close()
     await asyncio.gather(*screen_tasks, return_exceptions=True)
     if probe is not None:
         probe.cancel()
