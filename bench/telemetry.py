@@ -23,7 +23,8 @@ Two more lines per load:
 - ``cpu per position``: the server's CPU time per position ingested (fan-out to the screens included),
   against a bare aiohttp WebSocket ingest of the same units' messages (receive, ``orjson.loads``, ack;
   bench/ingest_baseline.py) on the same core, driven by the same load generator without screens right
-  after; and their ratio (target: at most 2x).
+  after (with that run's load generator CPU share and loop lag max: the baseline is the server's only while
+  they are small); and their ratio (target: at most 2x).
 
 The JSON on stderr carries ``ours.loop_lag_ms``, ``ours.server_cpu_us_per_position`` and ``bare_ingest``.
 """
@@ -176,6 +177,7 @@ async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: P
     """A bare aiohttp ingest (bench/ingest_baseline.py) on the same core, driven by the same load generator
     with the same units and no screens: its CPU per position is what receiving, parsing and acking cost."""
     port = free_port()
+    lag_file = plan_file.parent / "bare-load-lag.jsonl"
     server = await asyncio.create_subprocess_exec(
         *pinned(0, [sys.executable, "-m", "bench.ingest_baseline", "--port", str(port)]), cwd=ROOT
     )
@@ -186,25 +188,25 @@ async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: P
         load = await asyncio.create_subprocess_exec(
             *pinned(1, [sys.executable, "-m", "bench.telemetry_load", "--url", url, "--plan", str(plan_file),
                         "--units", str(units), "--screens", "0", "--duration", str(args.duration),
-                        "--ramp", str(max(3.0, units / 1000))]),
+                        "--ramp", str(max(3.0, units / 1000)), "--lag-file", str(lag_file)]),
             cwd=ROOT, stdout=subprocess.PIPE, limit=64 * 1024 * 1024,
         )  # fmt: skip
         assert load.stdout is not None
-        before = after = None
+        before = after = load_before = load_after = None
         result: dict[str, Any] = {}
         async for line in load.stdout:
             message = json.loads(line)
             if message.get("event") == "measuring":
-                before = sample(server.pid)
+                before, load_before = sample(server.pid), sample(load.pid)
             elif message.get("event") == "measured":
-                after = sample(server.pid)
+                after, load_after = sample(server.pid), sample(load.pid)
             else:
                 result = message
         await load.wait()
     finally:
         server.send_signal(2)
         await server.wait()
-    if before is None or after is None:
+    if before is None or after is None or load_before is None or load_after is None:
         raise RuntimeError("the load generator did not report its measuring window")
     share = cpu_share(before, after)
     return {
@@ -215,6 +217,9 @@ async def run_ingest_baseline(args: argparse.Namespace, units: int, plan_file: P
         # nothing measured (every unit failed to connect: see unit_failures) is reported, not divided by
         "cpu_us_per_position": round(share / result["positions_per_s"] * 1e6, 1) if result["positions_per_s"] else nan,
         "unit_failures": result["unit_failures"],
+        # the generator's own cost and stalls: the baseline measures the server only while these are small
+        "load_cpu_share": round(cpu_share(load_before, load_after), 3),
+        "load_loop_lag_ms": loop_lag(lag_file, before.at, after.at),
     }
 
 
@@ -275,8 +280,9 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
     print(f"cpu per position  ours {ours['server_cpu_us_per_position']:.0f} µs; bare aiohttp ingest "
           "(receive, orjson, ack) "
           f"{bare['cpu_us_per_position']:.0f} µs at {bare['positions_per_s']:.0f} positions/s "
-          f"(ack p99 {bare['ack_ms']['p99']:.0f} ms, waited for a core {bare['waited_for_cpu_share'] * 100:.0f}%); "
-          f"ratio {ratio:.1f}x")  # fmt: skip
+          f"(ack p99 {bare['ack_ms']['p99']:.0f} ms, waited for a core {bare['waited_for_cpu_share'] * 100:.0f}%; "
+          f"its load generator {bare['load_cpu_share'] * 100:.0f}% of a core, lag max "
+          f"{bare['load_loop_lag_ms']['max']:.0f} ms); ratio {ratio:.1f}x")  # fmt: skip
     ceiling = base["flat_positions_per_s"] or float("nan")
     print(
         f"baseline          bare websockets.broadcast, same frames: p50 {base['paced_ms']['p50']:.0f} ms, "
