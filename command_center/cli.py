@@ -219,18 +219,21 @@ async def _unlock(settings: Settings, store: Store, username: str) -> int:
 
 
 #: ``gc.set_threshold`` of a serving process (and of the benchmarks' load generators, bench/harness.py).
-COLLECTOR_THRESHOLDS = (50_000, 2, 1_000)
+COLLECTOR_THRESHOLDS = (25_000, 0, 6_000)
 
 
 def _tune_garbage_collector() -> None:
     """Fewer and bounded collector passes; each one stops the event loop for as long as it walks.
 
-    A young pass every 50,000 net allocations (the default, 700, walks a busy server's young objects
-    thousands of times a second). A middle pass after every second young one: it walks at most about three
-    young generations' worth (150,000 objects, tens of milliseconds); at 20, as before, it walked up to a
-    million objects that piled up under load (10,000 units: 440 ms stalls). What survives it is long-lived
-    (sockets, the units' newest positions and states) and is walked again only by a full pass, kept as rare
-    as before (every 2,000 young passes, and only once the old generation grew by a quarter)."""
+    A young pass every 25,000 net allocations (the default, 700, walks a busy server's young objects
+    thousands of times a second), and every second pass a middle one (threshold 0: the middle generation
+    holds only what survived the one young pass before). A pass walks what the young and middle generations
+    hold, and under load nearly all of it survives (connections, batches waiting for their commit): at
+    (50,000, 2) a middle pass walked three young passes' worth, about 170,000 objects at 5,000 units
+    (200-400 ms stalls at 10,000 units); now at most about 80,000. What survives a middle pass is long-lived
+    and walked again only by a full pass: after 6,000 middle passes (they now come about six times as often
+    as before: as rare in time as 1,000 were), and only once the old generation grew by a quarter.
+    Measured with ``bench.telemetry`` and a pass log (objects walked per pass), see the commit."""
     gc.collect()
     gc.freeze()  # what exists at start (modules, settings) is never garbage: leave it out of every pass
     gc.set_threshold(*COLLECTOR_THRESHOLDS)

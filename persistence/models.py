@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from core.ids import CourtId, UnitId, UserId
 
 
@@ -76,9 +78,13 @@ class Unit:
     offline_after_seconds: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """One GPS fix of a unit, as validated from its telemetry. Times are epoch milliseconds."""
+class Position(msgspec.Struct, frozen=True, gc=False):
+    """One GPS fix of a unit, as validated from its telemetry. Times are epoch milliseconds.
+
+    A msgspec Struct that the garbage collector does not track (``gc=False``: it holds only numbers and a
+    string, so it can never be part of a cycle). Tens of thousands are created a second and each unit's
+    newest lives until the next fix, long enough to be promoted; as a dataclass each was one more object
+    every collector pass walked. Constructed, compared and hashed as the frozen dataclass it replaces."""
 
     unit_id: UnitId
     seq: int
