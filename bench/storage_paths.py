@@ -25,7 +25,7 @@ from typing import Any
 
 import aiosqlite
 import asyncpg
-import orjson
+import msgspec
 
 from bench.harness import fresh_store_url
 from config.settings import StoreSettings
@@ -91,7 +91,7 @@ def _raw_pg(pool: asyncpg.Pool, batches: Batches, jobs: list[JobId]) -> dict[str
     from persistence.pg_database import _INSERT_POSITIONS
 
     async def telemetry(i: int) -> Any:
-        await pool.fetch(_INSERT_POSITIONS, orjson.dumps(batches.next()).decode())
+        await pool.fetch(_INSERT_POSITIONS, msgspec.json.encode(batches.next()).decode())
 
     async def status(i: int) -> Any:
         await pool.execute(_UNIT_STATE, f"u{i % UNITS}", "en_route", False, True, i)
