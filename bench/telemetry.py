@@ -247,6 +247,8 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
     delivered = ours["screen_positions_per_s"] * screens / ours["measuring_screens"]
     offered = ours["positions_per_s"] * screens
     print(f"\n== {units} units at 1 Hz, {screens} screens ({ours['window_s']} s measured)")
+    print(f"connected         {ours['connected']} of {units} units in {ours['connect_s']:.1f} s from the first "
+          "(the window starts once all are, after the warm-up)")  # fmt: skip
     print(f"ingest            {ours['positions_per_s']:>10.0f} positions/s   (ack p50 {ours['ack_ms']['p50']:.0f} ms, "
           f"p99 {ours['ack_ms']['p99']:.0f} ms)")  # fmt: skip
     print(f"unit -> screen    p50 {ours['screen_ms']['p50']:.0f} ms   p99 {ours['screen_ms']['p99']:.0f} ms   "

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import random
 import sys
 import time
@@ -52,6 +53,9 @@ class Figures:
         self.screen_last: list[dict[str, int]] = []
         self.screen_seen: list[dict[str, set[int]]] = []  # per measuring screen: unit → fix times shown (trails too)
         self.measuring = False
+        self.connected = 0  # units whose socket is open (handshake done)
+        self.all_connected = asyncio.Event()
+        self.units_expected = 0
 
 
 class Pacer:
@@ -114,9 +118,17 @@ class Unit(RawWebSocket):
         self._awaiting = False  # a position is out, its ack not yet in
 
     def on_open(self) -> None:
+        figures = self._figures
+        figures.connected += 1
+        if figures.connected == figures.units_expected:
+            figures.all_connected.set()
         delay = self._rng.uniform(0, self._period)  # spread the units over the second
         self._next_at = time.monotonic() + delay
         self._pacer.at(self._next_at, self._send)
+
+    def stop_at(self, stop: float) -> None:
+        """When the unit sends no more (set once every unit is connected: the warm-up and window follow)."""
+        self._stop = stop
 
     def _send(self) -> None:
         """The next position, unless the run is over (then goodbye: its last position is acked already)."""
@@ -161,12 +173,10 @@ class Unit(RawWebSocket):
         self._figures.errors += 1
 
 
-async def run_unit(url: SplitResult, unit_id: str, secret: str, rate: float, stop: float, figures: Figures,
-                   rng: random.Random, pacer: Pacer, connecting: asyncio.Semaphore) -> None:  # fmt: skip
+async def run_unit(unit: Unit, url: SplitResult, connecting: asyncio.Semaphore) -> None:
     """Connect one unit and run it to its end (raises what made it fail). ``connecting`` bounds the handshakes
     under way: a server on a busy core accepts slower than the ramp connects, its listen queue overflows and
     units are reset (hundreds at 10,000); the aiohttp units were slow enough to connect that it never did."""
-    unit = Unit(url, unit_id, secret, rate, stop, figures, rng, pacer)
     async with connecting:
         await connect(unit, url.hostname or "localhost", url.port or 80)
     await unit.done
@@ -240,6 +250,7 @@ def shown(data: dict[str, Any], last: dict[str, int], seen: dict[str, set[int]],
         seen.setdefault(track["unit_id"], set()).update(point[0] for point in track["points"])
 
 
+CONNECT_WITHIN_S = 300.0  # every unit connected by then, or the window starts with those that are
 SCREEN_GRACE_S = 10.0  # how long the screens may take to show the units' last positions once all are acked
 
 
@@ -266,7 +277,7 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
             async with http.post(f"{args.url}/api/auth/login", json=plan["screen_login"]) as response:
                 tokens.append((await response.json())["token"])
     start = time.monotonic()
-    stop = start + args.ramp + args.warmup + args.duration
+    stop = math.inf  # until every unit is connected: then the warm-up and the measuring window
     figures.screen_last = [{} for _ in tokens]
     figures.screen_seen = [{} for _ in tokens]
     screens = [Screen(unit_url, token, figures, figures.screen_last[i], i < args.measuring_screens,
@@ -276,14 +287,25 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
     await asyncio.wait_for(asyncio.gather(*(screen.subscribed for screen in screens)), 30)
     units = []
     secrets = list(plan["units"].items())[: args.units]
+    figures.units_expected = len(secrets)
     connecting = asyncio.Semaphore(100)
     pacer = Pacer()
-    for i, (unit_id, secret) in enumerate(secrets):
-        units.append(asyncio.create_task(run_unit(unit_url, unit_id, secret, args.rate, stop, figures, rng, pacer,
-                                                  connecting)))  # fmt: skip
+    unit_sockets = [Unit(unit_url, unit_id, secret, args.rate, stop, figures, rng, pacer)
+                    for unit_id, secret in secrets]  # fmt: skip
+    for i, unit in enumerate(unit_sockets):
+        units.append(asyncio.create_task(run_unit(unit, unit_url, connecting)))
         if i % 100 == 99:  # open connections in steps, as units come on shift, not all in one instant
             await asyncio.sleep(args.ramp * 100 / len(secrets))
-    await asyncio.sleep(max(0.0, start + args.ramp + args.warmup - time.monotonic()))
+    # The window measures units at their rate, not a server still accepting the ramp's connections (each costs
+    # a handshake and a few queries: at 10,000 units they outlasted a fixed ramp and filled the window).
+    all_units = asyncio.ensure_future(figures.all_connected.wait())
+    await asyncio.wait([all_units, *units], timeout=CONNECT_WITHIN_S, return_when=asyncio.FIRST_COMPLETED)
+    all_units.cancel()
+    connect_s = time.monotonic() - start
+    stop = time.monotonic() + args.warmup + args.duration
+    for unit in unit_sockets:
+        unit.stop_at(stop)
+    await asyncio.sleep(args.warmup)
     # every unit's socket, protocol and task lives to the end: out of the collector's way (a pass over them
     # stalled this loop for hundreds of milliseconds); freezing is O(1), nothing is traversed here
     gc.freeze()
@@ -312,6 +334,10 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
     ]
     return {
         "units": len(secrets),
+        # seconds from the first unit's connect until all were connected (the ramp offers them at
+        # --ramp's pace; a server slower to accept takes longer), and how many were
+        "connect_s": round(connect_s, 1),
+        "connected": figures.connected,
         "screens": args.screens,
         "window_s": round(window, 2),
         "positions_per_s": round(sent_in_window / window, 1),
