@@ -42,6 +42,7 @@ class GroupCommit(Generic[T, R]):
                 await asyncio.shield(self._task)
 
     async def _drain(self) -> None:
+        live: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
@@ -63,7 +64,9 @@ class GroupCommit(Generic[T, R]):
                         future.set_result(result)
         finally:
             self._task = None
-            for _, future in self._queue:  # only when cancelled mid-flush
+            # Only when cancelled mid-flush: the batch being written and the ones behind it are told so (their
+            # callers would otherwise wait for ever); what the cancelled transaction did is rolled back.
+            for _, future in [*live, *self._queue]:
                 if not future.done():
                     future.cancel()
             self._queue = []

@@ -71,3 +71,19 @@ async def test_a_cancelled_caller_is_skipped_and_close_waits_for_the_rest() -> N
     await group.close()
     assert recorder.batches == [[1], [3]]
     assert await first == 10 and await kept == 30
+
+
+async def test_a_flush_cancelled_mid_write_tells_every_waiting_caller() -> None:
+    """The writer task cancelled (shutdown) while a batch is in the database: its callers and those queued
+    behind it are cancelled, none waits for ever."""
+    recorder = Recorder()
+    group = GroupCommit(recorder.flush)
+    writing = asyncio.create_task(group.submit(1))
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(group.submit(2))
+    await asyncio.sleep(0)
+    (drain,) = [t for t in asyncio.all_tasks() if t.get_name() == "group-commit"]
+    drain.cancel()
+    done, pending = await asyncio.wait([writing, queued], timeout=5)
+    assert not pending and all(t.cancelled() for t in done)
+    assert recorder.batches == [[1]]
