@@ -20,6 +20,7 @@ from persistence.port import Store
 
 if TYPE_CHECKING:  # these modules import the auth layer, which reads the keys above
     from alarms.desk import AlarmDesk
+    from command_center.forwarding import HopNonces
     from command_center.idle_sockets import IdleSockets
     from command_center.metrics_state import StateReader
     from command_center.pinned_views import PinnedViews
@@ -54,6 +55,8 @@ CLUSTER = web.AppKey("cluster", Coordinator)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 #: The secret the server processes share, signing a request one forwards to another (``forwarding``).
 HOP_SECRET = web.AppKey("hop_secret", str)
+#: The nonces of forwarded requests already taken here (``forwarding.HopNonces``): a hop is taken once.
+HOP_NONCES: web.AppKey[HopNonces] = web.AppKey("hop_nonces")
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginGuard)
 LOGIN_GATE = web.AppKey("login_gate", VerifyGate)

@@ -558,9 +558,10 @@ async def test_killing_a_process_loses_nothing_and_the_survivor_leads(workdir: P
 async def _forged_hops_are_refused(
     http: aiohttp.ClientSession, cluster: Cluster, b: str, member: dict[str, str], room_id: str, member_id: int
 ) -> None:
-    """A client claiming a forward (no MAC, a guessed secret, a stale or another request's MAC) is refused on
-    B and B does not answer for A's room: the member stays present and publishing. A hop signed with the
-    cluster's secret is honoured (B answers itself: it knows nobody publishing)."""
+    """A client claiming a forward (no MAC, a guessed secret, a stale or another request's MAC, a MAC made for
+    another credential) is refused on B and B does not answer for A's room: the member stays present and
+    publishing. A hop signed with the cluster's secret is honoured once (B answers itself: it knows nobody
+    publishing); the same hop sent again is refused."""
     leave = f"/api/rooms/{room_id}/leave"
     store = build_store(StoreSettings(url=cluster.env["CC_STORE__URL"]))
     await store.open()
@@ -577,11 +578,17 @@ async def _forged_hops_are_refused(
     async with http.get(f"{b}/api/rooms/{room_id}", headers=member) as answer:
         members = {m["user_id"]: m for m in (await answer.json())["room"]["members"]}
     assert members[member_id]["present"] and members[member_id]["publishing"] == ["audio", "video"], members
-    signed = hop_headers(secret, "GET", f"/api/rooms/{room_id}", "node-b")
+    unsigned_for = hop_headers(secret, "GET", f"/api/rooms/{room_id}", "node-b", "Bearer someone-else")
+    async with http.get(f"{b}/api/rooms/{room_id}", headers={**member, **unsigned_for}) as answer:
+        assert answer.status == 403, "a hop signed for another credential"
+    signed = hop_headers(secret, "GET", f"/api/rooms/{room_id}", "node-b", member["Authorization"])
     async with http.get(f"{b}/api/rooms/{room_id}", headers={**member, **signed}) as answer:
         assert answer.status == 200, await answer.text()
         members = {m["user_id"]: m for m in (await answer.json())["room"]["members"]}
     assert members[member_id]["publishing"] == [], "a signed hop is answered where it arrives"
+    async with http.get(f"{b}/api/rooms/{room_id}", headers={**member, **signed}) as answer:
+        assert answer.status == 403, "the same hop sent again (a replay) is refused"
+        assert "already handled" in (await answer.json())["error"]["message"]
 
 
 async def _status(http: aiohttp.ClientSession, base: str, auth: dict[str, str], unit: str) -> str:
