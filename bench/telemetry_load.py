@@ -48,7 +48,7 @@ class Figures:
         self.ack_ms: list[float] = []
         self.screen_ms: list[float] = []
         self.screen_positions = 0  # positions seen by the measuring screens
-        self.screen_bytes = 0  # bytes read by the other screens
+        self.screen_bytes = 0  # bytes read by the other screens in the measuring window
         self.last_sent: dict[str, int] = {}
         self.screen_last: list[dict[str, int]] = []
         self.screen_seen: list[dict[str, set[int]]] = []  # per measuring screen: unit → fix times shown (trails too)
@@ -204,7 +204,8 @@ class Screen(RawWebSocket):
         if not self.subscribed.done():
             self.subscribed.set_result(None)
         if not self._measure:
-            self._figures.screen_bytes += len(payload)
+            if self._figures.measuring:  # a rate over the window: not what came while connecting or warming up
+                self._figures.screen_bytes += len(payload)
             return
         data = orjson.loads(payload)
         if data["type"] in ("frame", "snapshot"):
