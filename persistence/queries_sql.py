@@ -338,6 +338,17 @@ class QueriesSql:
                 *args,
             )  # RETURNING *: SQLite returns no other table's columns, PostgreSQL v's too (named apart)
             ended = {r["id"]: r for r in rows}
+            completing: dict[str, int] = {}  # query → the latest of its completing outcomes in this batch
+            for o in outcomes_in:
+                if o.completes_query and o.job_id in ended:
+                    query_id = ended[o.job_id]["query_id"]
+                    completing[query_id] = max(o.at_ms, completing.get(query_id, o.at_ms))
+            if completing:  # after every outcome of the batch is in: the query's other last jobs may be among them
+                await conn.executemany(
+                    "UPDATE queries SET completed_ms = $2 WHERE id = $1 AND completed_ms IS NULL AND NOT EXISTS"
+                    " (SELECT 1 FROM query_jobs WHERE query_id = $1 AND status = 'pending')",
+                    sorted(completing.items()),
+                )
             drafts = [(ended[o.job_id], a) for o in outcomes_in if o.job_id in ended for a in o.assets]
             if drafts:
                 found, args = conn.rows_table(

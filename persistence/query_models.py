@@ -177,6 +177,9 @@ class JobOutcome:
     error: str | None = None
     assets: Sequence[AssetDraft] = ()
     fence: Fence | None = None  # the query's lease grant it is recorded under (None: unfenced)
+    #: Among the query's last jobs running: when this outcome is recorded and no job of the query is left pending,
+    #: the query completes at ``at_ms`` in the same transaction (one write, not two, before the screen is told).
+    completes_query: bool = False
 
 
 @dataclass(frozen=True, slots=True)

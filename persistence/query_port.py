@@ -123,7 +123,9 @@ class QueryStore(AuditStore, Protocol):
         """Record the outcomes (and assets) of distinct jobs in one transaction; per outcome, in order, the
         job and all its assets, or None when the job had already ended. An answer replaces ``pending`` or
         ``timed_out`` (a late answer is kept); a failure replaces only ``pending``. An outcome whose
-        ``fence`` is stale is not recorded (a FencedOut in its place); the others are."""
+        ``fence`` is stale is not recorded (a FencedOut in its place); the others are. An outcome recorded
+        with ``completes_query`` also completes its query at its ``at_ms`` when none of the query's jobs is
+        left pending (and it was not complete already); nothing is timed out that way."""
 
     async def complete_query(self, query_id: QueryId, at_ms: int, *, fence: Fence | None = None) -> list[Job]:
         """Mark the query complete and its pending jobs timed out; return the jobs marked now. FencedOut

@@ -5,8 +5,9 @@ Per job (one party at one agency): per-agency concurrency limit (a semaphore), c
 timeout, bounded retries with full-jitter backoff for transient errors, and the job id as Idempotency-Key.
 Jobs are persisted before anything is sent and every attempt is counted before it goes out, so a restart
 resumes what was pending (``resume_pending``) and an agency that did answer replays its answer instead of
-acting twice. At the deadline the query completes: jobs still pending are marked timed out; an attempt in
-flight may still answer (within its agency's timeout), and that late answer is stored and streamed.
+acting twice. The query completes when its last job ends, in the transaction that records that job's outcome
+(so the screen learns it one write sooner), or at the deadline: jobs still pending are marked timed out; an
+attempt in flight may still answer (within its agency's timeout), and that late answer is stored and streamed.
 Every change of a job is published on the bus topic ``query.<id>`` for the judge's screen.
 
 With several server processes a query runs in one of them: the one holding its lease ``query:<id>``. A
@@ -110,6 +111,13 @@ class Broker:
         self._gateway = gateway
         self._deadline = deadline_seconds
         self._runs: dict[QueryId, asyncio.Task[None]] = {}
+        #: Per running query (until its run completes it), the jobs not yet recorded as ended, and those of them
+        #: whose outcome is being written: the outcome of the last one completes the query in its own transaction
+        #: (``JobOutcome.completes_query``).
+        self._unended: dict[QueryId, set[JobId]] = {}
+        self._recording: dict[QueryId, set[JobId]] = {}
+        #: Queries completed that way, with the completion time stored, for their run to announce.
+        self._completed_by_outcome: dict[QueryId, int] = {}
         self._random = random.Random()
         self._closed = False
         # Answers arrive in bursts (a hundred queries fan out at once): their writes share transactions.
@@ -220,6 +228,8 @@ class Broker:
         whose lease was taken over while it was paused stops at its next write (FencedOut)."""
         log_context.bind(query_id=query.id)  # this task's own context: its lines and its jobs' carry the query
         parties = {p.id: p for p in case.parties}
+        self._unended[query.id] = {job.id for job in jobs if job.status is JobStatus.PENDING}
+        self._recording[query.id] = set()
         tasks = [
             asyncio.create_task(self._fenced_job(query, parties[job.party_id], job, fence), name=f"job:{job.id}")
             for job in jobs
@@ -229,12 +239,17 @@ class Broker:
             pending: set[asyncio.Task[None]] = set()
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=max(0.0, query.deadline_ms / 1000 - time.time()))
-            completed = now_ms()
-            try:
-                timed_out = await self._store.complete_query(query.id, completed, fence=fence)
-            except FencedOut as refused:
-                log.warning("query %s: not completed here: %s", query.id, refused.message)
-                return
+            self._unended.pop(query.id, None)  # from here this run completes the query (a late answer never does)
+            completed_by_outcome = self._completed_by_outcome.pop(query.id, None)
+            if completed_by_outcome is not None:  # the last job's outcome completed it: nothing was left pending
+                completed, timed_out = completed_by_outcome, []
+            else:
+                completed = now_ms()
+                try:
+                    timed_out = await self._store.complete_query(query.id, completed, fence=fence)
+                except FencedOut as refused:
+                    log.warning("query %s: not completed here: %s", query.id, refused.message)
+                    return
             for job in timed_out:
                 self.ended_jobs[(job.agency_id, job.status.value)] += 1
                 await self._publish_job(query, parties, job, [])
@@ -247,6 +262,9 @@ class Broker:
             if pending:
                 await asyncio.wait(pending)  # late answers: in-flight attempts end within their agency timeout
         finally:
+            self._unended.pop(query.id, None)
+            self._recording.pop(query.id, None)
+            self._completed_by_outcome.pop(query.id, None)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -330,9 +348,26 @@ class Broker:
         *,
         fence: Fence | None,
     ) -> None:
-        ended = await self._outcomes.submit(JobOutcome(job.id, status, now_ms(), error, assets, fence))
+        # The run's last job to end completes the query with its outcome, in the same write: the other jobs have
+        # ended, or their outcomes are queued before this one (the group commit keeps the order). Otherwise, or
+        # when one of those writes fails, the run completes the query once every job has returned.
+        unended, recording = self._unended.get(query.id), self._recording.get(query.id)
+        completes = unended is not None and recording is not None and unended - {job.id} <= recording
+        outcome = JobOutcome(job.id, status, now_ms(), error, assets, fence, completes_query=completes)
+        if recording is not None:
+            recording.add(job.id)
+        try:
+            ended = await self._outcomes.submit(outcome)
+        finally:
+            if recording is not None:
+                recording.discard(job.id)
         if isinstance(ended, FencedOut):
             raise ended
+        if unended is not None:
+            unended.discard(job.id)  # recorded now, or it had ended before
+        # The outcomes queued before this one have resumed their callers already (in order): none left unended
+        # means every job of the query had ended in this transaction, which therefore completed the query.
+        completed = completes and ended is not None and unended is not None and not unended
         if ended is None:
             return  # already ended (e.g. failed after the deadline marked it timed out): keep that
         self.ended_jobs[(job.agency_id, status.value)] += 1
@@ -341,6 +376,8 @@ class Broker:
         log.log(logging.INFO if error else logging.DEBUG, "query %s: %s at %s → %s%s",
                 query.id, party.id, job.agency_id, status.value, why)  # fmt: skip
         await self._publish_job(query, {party.id: party}, *ended)
+        if completed:
+            self._completed_by_outcome[query.id] = outcome.at_ms  # announced by the run, after this job
 
     async def _publish_job(self, query: Query, parties: dict[PartyId, Party], job: Job, assets: list[Asset]) -> None:
         agency = self._gateway.agencies.get(job.agency_id)

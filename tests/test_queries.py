@@ -71,6 +71,25 @@ async def test_every_agency_answers_and_streams_to_the_judges_screen(tmp_path: P
         assert (await verify(world.store)).ok
 
 
+async def test_the_last_answer_completes_the_query_in_the_same_write(tmp_path: Path) -> None:
+    """The query is complete when its last agency's answer is stored, not one write later: the stored and
+    announced completion time is that answer's."""
+    quick, slow = (a.id for a in test_agencies()[:2])
+    agencies = test_agencies({quick: {"latency_median_ms": 50, "latency_sigma": 0.1},
+                              slow: {"latency_median_ms": 600, "latency_sigma": 0.1}})  # fmt: skip
+    async with running_fleet(agencies) as (_, pointed), query_app(tmp_path, pointed) as world:
+        case = await open_case(world)
+        person = case["parties"][0]["id"]
+        query = await submit(world, case["id"], party_ids=[person], agency_ids=[quick, slow])
+        screen = await open_query_screen(world, query["id"])
+        await screen.pump(lambda s: s.complete)
+        final = await wait_complete(world, query["id"])
+        last_answer = max(j["answered_ms"] for j in final["jobs"])
+        assert final["completed_ms"] == last_answer
+        [complete] = [m for m in screen.messages if m["type"] == "query_update" and m["event"] == "complete"]
+        assert complete["completed_ms"] == last_answer and complete["timed_out"] == []
+
+
 async def test_only_a_judge_assigned_to_the_case_may_query_or_watch(tmp_path: Path) -> None:
     async with running_fleet(test_agencies()) as (_, pointed), query_app(tmp_path, pointed) as world:
         case = await open_case(world)

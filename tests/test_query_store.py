@@ -88,6 +88,39 @@ async def test_cases_with_parties_and_judges(store: Store) -> None:
         await store.set_case_judges(CaseId(999), [other])
 
 
+async def test_the_last_jobs_outcome_completes_its_query_in_the_same_write(store: Store) -> None:
+    case_id, judge = await _case(store)
+    party = (await store.get_case(case_id)).parties[0].id
+    query = Query(QueryId("q1"), case_id, judge, "查控", 1, 30_001)
+    jobs = [_job("q1", f"j{i}", party, f"bank-{i}") for i in range(3)]
+    await store.add_query(query, jobs, audit=submit_audit(query, jobs))
+    [first] = await store.finish_jobs([JobOutcome(JobId("j0"), JobStatus.NO_ASSETS, 7)])
+    assert first is not None and (await store.get_query(QueryId("q1"))).completed_ms is None
+    # an outcome that does not end its job (it had ended) completes nothing; nor one that leaves a job pending
+    assert await store.finish_jobs([JobOutcome(JobId("j0"), JobStatus.FAILED, 8, "x", completes_query=True)]) == [None]
+    [second] = await store.finish_jobs([JobOutcome(JobId("j1"), JobStatus.NO_ASSETS, 8, completes_query=True)])
+    assert second is not None and [q.id for q in await store.running_queries()] == ["q1"]
+    assert {j.id: j.status for j in await store.query_jobs(QueryId("q1"))}[JobId("j2")] is JobStatus.PENDING
+    [last] = await store.finish_jobs([JobOutcome(JobId("j2"), JobStatus.ANSWERED, 9, completes_query=True)])
+    assert isinstance(last, tuple) and last[0].status is JobStatus.ANSWERED
+    assert (await store.get_query(QueryId("q1"))).completed_ms == 9 and await store.running_queries() == []
+    assert await store.complete_query(QueryId("q1"), 30_001) == []  # the run's own completion changes nothing
+    assert (await store.get_query(QueryId("q1"))).completed_ms == 9
+
+
+async def test_the_last_jobs_ending_together_complete_their_query_once(store: Store) -> None:
+    case_id, judge = await _case(store)
+    party = (await store.get_case(case_id)).parties[0].id
+    query = Query(QueryId("q1"), case_id, judge, "查控", 1, 30_001)
+    jobs = [_job("q1", f"j{i}", party, f"bank-{i}") for i in range(2)]
+    await store.add_query(query, jobs, audit=submit_audit(query, jobs))
+    ended = await store.finish_jobs(
+        [JobOutcome(JobId("j0"), JobStatus.NO_ASSETS, 12, completes_query=True),
+         JobOutcome(JobId("j1"), JobStatus.NO_ASSETS, 11, completes_query=True)]
+    )  # fmt: skip
+    assert None not in ended and (await store.get_query(QueryId("q1"))).completed_ms == 12
+
+
 async def test_jobs_move_forward_only_and_late_answers_are_kept(store: Store) -> None:
     case_id, judge = await _case(store)
     party = (await store.get_case(case_id)).parties[0].id
