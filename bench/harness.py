@@ -228,8 +228,10 @@ def lag_line(lag: dict[str, Any]) -> str:
 
 def stalls(path: Path, start: float, end: float, *, top: int = 6) -> dict[str, Any]:
     """The server's loop stalls within [start, end] from its stall tracer's file (command_center/stall_trace.py):
-    how many, the longest, how many had a collector pass in them, and the code sampled most often while the
-    loop stood still (each stack cut to its innermost three frames, so one site adds up across callers)."""
+    how many, the longest, their total, what that time went to (the loop thread's own CPU, its wait for a core,
+    the other threads' CPU: see the tracer), how many had a collector pass in them, and the code sampled most
+    often while the loop stood still (each stack cut to its innermost three frames, so one site adds up across
+    callers)."""
     found = [s for s in (json.loads(line) for line in (path.read_text().splitlines() if path.exists() else []))
              if start <= s["at"] <= end]  # fmt: skip
     sites: dict[str, int] = {}
@@ -237,6 +239,10 @@ def stalls(path: Path, start: float, end: float, *, top: int = 6) -> dict[str, A
         for count, stack in stall["stacks"]:
             site = " <- ".join(stack.split(" <- ")[:3])
             sites[site] = sites.get(site, 0) + count
+    spent = {
+        key: round(sum(s.get(key, 0.0) for s in found)) for key in ("loop_cpu_ms", "loop_waited_ms", "others_cpu_ms")
+    }
     return {"count": len(found), "max_ms": max((s["stall_ms"] for s in found), default=0.0),
+            "total_ms": round(sum(s["stall_ms"] for s in found)), **spent,
             "with_gc": sum(1 for s in found if s["gc_ms"]),
             "sites": sorted(([n, site] for site, n in sites.items()), reverse=True)[:top]}  # fmt: skip

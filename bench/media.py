@@ -14,6 +14,11 @@ Baseline, in the same run: the same load through aiortc's ordinary path (``bench
 once, ``MediaRelay``, re-encode per viewer and for a ``MediaRecorder``) at ``--baseline`` streams; its CPU per
 stream against the passthrough's gives the streams-per-core ratio. (Its frames are re-encoded, so the bytes
 differ and latency is not matched there; frames received are counted.)
+
+The load's own event-loop lag is printed beside the server's: a stall of the load (both ends of every stream
+live in it) counts in the latencies as much as one of the server. ``--stall-trace`` also runs the server's
+stall tracer (``server.stall_trace_file``, command_center/stall_trace.py) and prints what its loop ran in the
+stalls of the measuring window.
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from bench.harness import ROOT, Server, answers, free_port, loop_lag, loop_lag_env, percentile, sample
+from bench.harness import ROOT, Server, answers, free_port, loop_lag, loop_lag_env, percentile, sample, stalls
 from bench.telemetry import prepare
-from command_center.loop_lag import FLUSH_EVERY
+from command_center.loop_lag import FLUSH_EVERY, sample_forever
 from media import passthrough
 from media.ice import restrict_host_addresses
 
@@ -207,7 +212,9 @@ async def _count(track: MediaStreamTrack, stream: Stream) -> None:
         pass
 
 
-async def passthrough_level(clip: list[tuple[bytes, bool]], count: int, seconds: float, work: Path) -> dict[str, Any]:
+async def passthrough_level(
+    clip: list[tuple[bytes, bool]], count: int, seconds: float, work: Path, *, stall_trace: bool = False
+) -> dict[str, Any]:
     db = work / f"media-{count}"
     db.mkdir()
     url = f"sqlite:///{db / 'bench.db'}"
@@ -219,9 +226,11 @@ async def passthrough_level(clip: list[tuple[bytes, bool]], count: int, seconds:
            "CC_MEDIA__MAX_SESSIONS_PER_USER": str(4 * count + 8),
            "CC_MEDIA__MAX_SESSIONS_PER_COURT": str(4 * count + 8),
            "CC_MEDIA__SEGMENT_SECONDS": "10",
-           **loop_lag_env(db / "loop-lag.jsonl")}  # fmt: skip
+           **loop_lag_env(db / "loop-lag.jsonl"),
+           **({"CC_SERVER__STALL_TRACE_FILE": str(db / "stalls.jsonl")} if stall_trace else {})}  # fmt: skip
     server = Server(env, port=port, core=0)
     server.start(db / "server.log")
+    probe = asyncio.create_task(sample_forever(db / "load-lag.jsonl"))  # this process: units and viewers
     try:
         await server.wait_healthy()
         secrets = list(plan["units"].items())
@@ -235,9 +244,15 @@ async def passthrough_level(clip: list[tuple[bytes, bool]], count: int, seconds:
                 match_bytes=True, seconds=seconds, server_pid=server.pid,
             )  # fmt: skip
         result["rss_per_session_mib"] = result["rss_mib"] / (2 * count)
-        result["loop_lag_ms"] = loop_lag(db / "loop-lag.jsonl", *result.pop("window"))
+        window = result.pop("window")
+        result["loop_lag_ms"] = loop_lag(db / "loop-lag.jsonl", *window)
+        result["load_loop_lag_ms"] = loop_lag(db / "load-lag.jsonl", *window)
+        if stall_trace:
+            result["stalls"] = stalls(db / "stalls.jsonl", *window)
         return result
     finally:
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)  # its last line is written before the folder goes
         server.stop()
 
 
@@ -282,8 +297,10 @@ async def run(args: argparse.Namespace) -> None:
         print(header, flush=True)
         results = []
         for count in [int(n) for n in args.streams.split(",")]:
-            results.append(("passthrough", await passthrough_level(clip, count, args.seconds, work)))
+            level = await passthrough_level(clip, count, args.seconds, work, stall_trace=args.stall_trace)
+            results.append(("passthrough", level))
             _print(*results[-1])
+            _print_loads(level)
         if args.baseline:
             results.append(("decode path", await baseline_level(clip, args.baseline, args.seconds, work)))
             _print(*results[-1])
@@ -305,12 +322,29 @@ def _print(name: str, r: dict[str, Any]) -> None:
           f"{lag_text:>16}", flush=True)  # fmt: skip
 
 
+def _print_loads(r: dict[str, Any]) -> None:
+    load = r["load_loop_lag_ms"]
+    print(f"  load generator loop lag p99/max {load['p99']:.0f}/{load['max']:.0f} ms (its stalls count in the "
+          "latencies too)", flush=True)  # fmt: skip
+    if "stalls" in r:
+        found = r["stalls"]
+        print(f"  server stalls: {found['count']} (longest {found['max_ms']:.0f} ms, {found['total_ms']} ms in all, "
+              f"{found['with_gc']} with a collector pass); in them the loop ran {found['loop_cpu_ms']} ms, waited "
+              f"for a core {found['loop_waited_ms']} ms, other threads ran {found['others_cpu_ms']} ms; "
+              "sampled most while stalled:", flush=True)  # fmt: skip
+        for count, site in found["sites"]:
+            print(f"    {count:>4}  {site}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", default="10,20,40", help="comma-separated numbers of concurrent streams")
     parser.add_argument("--baseline", type=int, default=4, help="streams through the decode path (0: skip)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument(
+        "--stall-trace", action="store_true", help="run the server's stall tracer and print its window's stalls"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

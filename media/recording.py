@@ -2,9 +2,13 @@
 decoded or re-encoded — in segments; each finished segment is hashed (SHA-256) and entered in the
 hash-chained audit log, so a recording can later be verified against the chain (``recording verify``).
 
-Frames come from the passthrough tap on the event loop and go through a bounded queue to one writer thread
-per session (muxing and file I/O stay off the loop; a full queue drops frames and counts them instead of
-growing memory). A segment starts on a video keyframe (the hub asks the unit for one when recording starts
+Frames come from the passthrough tap on the event loop and are gathered for one writer thread shared by
+every recording of the process (muxing and file I/O stay off the loop). One thread, not one per session: the
+server runs on one core, where the kernel shares the core out per thread, so forty writer threads busy at once
+(each sealing its segment: the sessions of a restart start, and rotate, together) left the event loop a
+fortieth of the core and stalled it for 100 ms and more. Against a single writer it keeps at least half. Each
+session may have ``QUEUE_FRAMES`` frames waiting; beyond, its frames are dropped and counted instead of growing
+memory. A segment starts on a video keyframe (the hub asks the unit for one when recording starts
 and at each rotation) and is written as ``NNNNN.mkv.part``; when it is complete it is renamed to ``.mkv``
 and hashed. G.711 (GB/T 28181 devices) is written as the 16-bit PCM its codes stand for (``media.g711``: a
 lossless table lookup, since FFmpeg's Matroska muxer refuses G.711 itself); AAC as its ADTS frames, which the
@@ -16,11 +20,11 @@ audited as recovered.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import fractions
 import hashlib
 import logging
-import queue
 import struct
 import threading
 import time
@@ -37,6 +41,7 @@ from media import g711
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 2_000  # about a minute of video and audio; beyond it frames are dropped and counted
+WRITE_EVERY = 0.05  # seconds between the writer thread's turns (what gathered meanwhile is written in one go)
 GAP_MS = 500  # a pause of the video longer than this is reported as a gap of the recording
 OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 312, 48_000, 0, 0)  # RFC 7845 §5.1, stereo 48 kHz
 CODECS = {"video/vp8": "vp8", "video/h264": "h264", "video/h265": "hevc", "audio/opus": "opus", "audio/aac": "aac",
@@ -105,6 +110,55 @@ class _Open:
     dropped_before: int = 0  # the recorder's drop count when this segment opened
 
 
+_Frame = tuple[str, bytes, int, int, bool]  # kind, data, timestamp, clock rate, keyframe
+
+
+class _Writer:
+    """The one thread that writes every recording of the process: muxes frames, seals and hashes segments.
+
+    The event loop only appends to a deque (no lock, no wake-up); the thread takes what has gathered every
+    ``WRITE_EVERY``. Waking the writer for each frame (a queue's ``put``) cost the loop about a quarter of its
+    time at 40 streams: on one core, every wake-up switched to the writer thread, which then needed the GIL the
+    loop held. Recording is not live: a frame written 50 ms later is as good (a closing recording wakes the
+    thread at once, as its session waits for the last segment). Started with the first recording
+    and never stopped (20 empty polls a second cost nothing). Each recorder's work is done in the order it was
+    queued, so a recording's frames and its end stay in order; one recorder's failure ends that recording only."""
+
+    def __init__(self) -> None:
+        self._work: collections.deque[tuple[SessionRecorder, _Frame | None]] = collections.deque()
+        self._wake = threading.Event()  # a recording closing: its caller waits, so no need to wait for the turn
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def put(self, recorder: SessionRecorder, item: _Frame | None) -> None:
+        """Queue a frame, or the end of a recording (None); from the event loop."""
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
+                    self._thread.start()
+        self._work.append((recorder, item))
+        if item is None:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(WRITE_EVERY)
+            self._wake.clear()  # before taking the work: a close queued meanwhile wakes the next turn at once
+            while self._work:
+                recorder, item = self._work.popleft()
+                try:
+                    if item is None:
+                        recorder._end()
+                    else:
+                        recorder._take(item)
+                except Exception:  # the thread serves every recording: one's bug must not end the others
+                    log.exception("recording of %s/%s: the writer failed", recorder.unit_id, recorder.session_id)
+
+
+_WRITER = _Writer()
+
+
 class SessionRecorder:
     """One unit session's recording. ``frame`` is called on the event loop for every encoded frame."""
 
@@ -127,25 +181,33 @@ class SessionRecorder:
         self._on_segment = on_segment
         self._want_keyframe = want_keyframe
         self._loop = asyncio.get_running_loop()
-        self._queue: queue.Queue[tuple[str, bytes, int, int, bool] | None] = queue.Queue(QUEUE_FRAMES)
+        self._queued = 0  # frames handed to the writer (event loop only)
+        self._written = 0  # of those, frames the writer has taken (writer thread only)
         self._pending: list[concurrent.futures.Future[None]] = []  # audit entries being written
+        self._ended: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._closing = False
         self.dropped = 0  # frames lost to a full queue
         self.segments = 0
-        self._thread = threading.Thread(target=self._write, name=f"recorder-{unit_id}", daemon=True)
+        # writer thread only:
+        self._current: _Open | None = None
+        self._index = 0
+        self._failed = False
         private_dir(self.folder)  # evidence: the server's user only (0700 folders, 0600 segments)
-        self._thread.start()
         want_keyframe()
 
     def frame(self, kind: str, data: bytes, timestamp: int, clock_rate: int, keyframe: bool) -> None:
-        try:
-            self._queue.put_nowait((kind, data, timestamp, clock_rate, keyframe))
-        except queue.Full:
+        if self._closing or self._queued - self._written >= QUEUE_FRAMES:
             self.dropped += 1
+            return
+        self._queued += 1
+        _WRITER.put(self, (kind, data, timestamp, clock_rate, keyframe))
 
     async def close(self) -> None:
-        """Finish the open segment (hashed and audited) and stop the writer."""
-        await asyncio.to_thread(self._queue.put, None)
-        await asyncio.to_thread(self._thread.join)
+        """Finish the open segment (hashed and audited) once the frames queued before are written."""
+        if not self._closing:
+            self._closing = True
+            _WRITER.put(self, None)
+        await asyncio.wrap_future(self._ended)
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in self._pending), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -153,36 +215,50 @@ class SessionRecorder:
                           exc_info=result)  # fmt: skip
 
     # writer thread ----------------------------------------------------------------------------------
-    def _write(self) -> None:
-        current: _Open | None = None
-        index = 0
+    def _take(self, item: _Frame) -> None:
+        """One frame: into the open segment, sealing it first when it is due and this frame may start the next."""
+        self._written += 1
+        if self._failed:
+            return
+        kind, data, timestamp, clock_rate, keyframe = item
+        if kind not in self.media:
+            return
         try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    break
-                kind, data, timestamp, clock_rate, keyframe = item
-                if kind not in self.media:
-                    continue
-                has_video = "video" in self.media
-                if current is not None and time.monotonic() - current.opened >= self.segment_seconds:
-                    if not has_video or (kind == "video" and keyframe):
-                        self._finish(current)
-                        current = None
-                    elif not current.asked:  # rotate on the next keyframe, which the unit is asked for now
-                        current.asked = True
-                        self._loop.call_soon_threadsafe(self._want_keyframe)
-                if current is None:
-                    if has_video and not (kind == "video" and keyframe):
-                        continue  # a segment must open on a keyframe to play on its own
-                    index += 1
-                    current = self._open(index, data if kind == "video" else None)
-                self._mux(current, kind, data, timestamp, clock_rate, keyframe)
+            has_video = "video" in self.media
+            current = self._current
+            if current is not None and time.monotonic() - current.opened >= self.segment_seconds:
+                if not has_video or (kind == "video" and keyframe):
+                    self._current = None
+                    self._finish(current)
+                    current = None
+                elif not current.asked:  # rotate on the next keyframe, which the unit is asked for now
+                    current.asked = True
+                    self._loop.call_soon_threadsafe(self._want_keyframe)
+            if current is None:
+                if has_video and not (kind == "video" and keyframe):
+                    return  # a segment must open on a keyframe to play on its own
+                self._index += 1
+                current = self._current = self._open(self._index, data if kind == "video" else None)
+            self._mux(current, kind, data, timestamp, clock_rate, keyframe)
         except Exception:
             log.exception("recording of %s/%s failed", self.unit_id, self.session_id)
+            self._failed = True
+            self._seal_open()
+
+    def _end(self) -> None:
+        """The recording is closing: seal what is open, then let ``close`` go on."""
+        try:
+            self._seal_open()
         finally:
-            if current is not None:
+            self._ended.set_result(None)
+
+    def _seal_open(self) -> None:
+        current, self._current = self._current, None
+        if current is not None:
+            try:
                 self._finish(current)
+            except Exception:
+                log.exception("recording of %s/%s: the last segment was not sealed", self.unit_id, self.session_id)
 
     def _open(self, index: int, keyframe: bytes | None) -> _Open:
         path = private_file(self.folder / f"{index:05d}.mkv.part")

@@ -178,6 +178,48 @@ async def test_pauses_of_the_video_are_reported_with_each_segment(tmp_path: Path
     assert segment.details(tmp_path)["longest_gap_ms"] == 1233 and segment.dropped == 0
 
 
+async def test_sessions_recorded_at_once_share_one_writer_thread_and_each_is_sealed_whole(tmp_path: Path) -> None:
+    """On the server's one core the kernel shares time out per thread: a writer thread per session left the event
+    loop a small share whenever the sessions sealed their segments together. Every recording goes through one
+    writer, and each still gets all its frames, in order, in a hashed segment of its own."""
+    import fractions
+    import threading
+
+    import numpy as np
+
+    from media.recording import Segment, SessionRecorder
+
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = 160, 120, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, 30)
+    packets = []
+    for i in range(30):
+        image = np.full((120, 160, 3), i * 8, np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        packets.extend(encoder.encode(frame))
+    done: list[Segment] = []
+
+    async def keep(segment: Segment) -> None:
+        done.append(segment)
+
+    threads_before = {t.ident for t in threading.enumerate()}
+    recorders = [SessionRecorder(tmp_path, UNIT, f"s{n}", {"video": "video/VP8"}, segment_seconds=3600,
+                                 on_segment=keep, want_keyframe=lambda: None) for n in range(8)]  # fmt: skip
+    for i, packet in enumerate(packets):
+        for recorder in recorders:  # interleaved, as frames of several units arrive
+            recorder.frame("video", bytes(packet), i * 3000, 90_000, bool(packet.is_keyframe))
+    started = [t for t in threading.enumerate() if t.ident not in threads_before]
+    await asyncio.gather(*(recorder.close() for recorder in recorders))
+    assert len(started) <= 1, [t.name for t in started]  # none when an earlier test started the shared writer
+    assert sorted(s.session_id for s in done) == [f"s{n}" for n in range(8)]
+    for segment in done:
+        assert segment.video_frames == len(packets) and segment.dropped == 0
+        assert segment.sha256 == sha256_of(segment.path)
+        with av.open(str(segment.path)) as container:
+            assert [bytes(p) for p in container.demux(video=0) if p.size] == [bytes(p) for p in packets]
+
+
 async def test_the_server_re_reads_its_segments_and_counts_altered_and_missing_ones(
     make_world: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

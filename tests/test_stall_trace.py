@@ -32,6 +32,30 @@ async def test_a_stall_is_written_with_the_stack_that_held_the_loop(tmp_path: Pa
     assert "_serialise_everything_at_once <- " in top and "test_a_stall_is_written" in top, top
 
 
+def _busy(seconds: float) -> None:
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+async def test_a_stall_says_whether_the_loop_ran_or_waited(tmp_path: Path) -> None:
+    """Samples are taken only where the loop thread lets go of the GIL, so they cannot say where a stall's time
+    went: the kernel's accounting does. A stall of computing shows as the loop's CPU; one spent blocked (here a
+    sleep: as waiting for the GIL or a blocking call would) does not."""
+    path = tmp_path / "stalls.jsonl"
+    async with StallTracer(path, threshold_ms=50):
+        await asyncio.sleep(0.05)
+        _busy(0.3)
+        await asyncio.sleep(0.05)
+        _serialise_everything_at_once()
+        await asyncio.sleep(0.05)
+    busy, blocked = list(read(path))
+    assert busy["loop_cpu_ms"] >= 250, busy  # type: ignore[operator]
+    assert blocked["loop_cpu_ms"] < 100 <= blocked["stall_ms"], blocked  # type: ignore[operator]
+    for stall in (busy, blocked):
+        assert stall["loop_waited_ms"] >= 0 and stall["others_cpu_ms"] >= 0, stall  # type: ignore[operator]
+
+
 async def test_a_loop_that_keeps_turning_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "stalls.jsonl"
     async with StallTracer(path, threshold_ms=50):

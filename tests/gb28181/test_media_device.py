@@ -148,9 +148,15 @@ async def test_a_camera_is_invited_watched_recorded_and_hung_up(
         await stop(call)
     assert "BYE sip:" in (tmp_path / "sipp.msg").read_text(errors="replace")
 
+    root = tmp_path / "recordings"
+
+    def all_sealed() -> bool:  # the recorder seals the last segment after the session has ended
+        sealed = list(root.glob("*/*/*.mkv"))
+        return bool(sealed) and not list(root.glob("*/*/*.part")) and hub.counts.segments_sealed == len(sealed)
+
+    await eventually(all_sealed, what="the last segment sealed and audited")
     segments = [e.details for e in await world.store.audit_entries() if e.action == SEGMENT_ACTION]
     assert segments and all(s["unit_id"] == UNIT for s in segments)
-    root = tmp_path / "recordings"
     for details in segments:
         path = root / str(details["file"])
         assert sha256_of(path) == details["sha256"]
