@@ -91,7 +91,7 @@ class RedisBus:
                 sub.close()
         self._subscribers.clear()
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
             self._pubsub = None
         if self._redis is not None:
             await self._redis.aclose()

@@ -34,36 +34,25 @@ Report = Callable[[Unit, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def answer(ingest: Ingest, unit: Unit, message: str | bytes, report: Report | None = None) -> bytes:
-    """The reply to one data-channel message (JSON text, pre-serialised)."""
+    """The reply to one data-channel message (JSON text, pre-serialised).
+
+    One coroutine from the message to its ack (the ingest's own aside): under load a second's worth of
+    messages wait for their commit at once, and every coroutine each is more work for the loop and for the
+    garbage collector's passes."""
     if isinstance(message, bytes):
         return error("bad_request", "send JSON text messages")
     if len(message) > MAX_MESSAGE:
         return error("payload_too_large", f"message larger than {MAX_MESSAGE} bytes")
-    checked = decode_position(message)  # the common message, parsed and checked at once
-    if checked is not None:
-        return await _ingest(ingest, unit, checked)
-    try:
-        data = orjson.loads(message)
-    except orjson.JSONDecodeError as exc:
-        return error("invalid_json", f"not JSON: {exc}")
-    if isinstance(data, dict) and data.get("type") == "task_update":
-        if report is None:
-            return error("bad_request", "task updates go over the telemetry WebSocket")
+    data: object = decode_position(message)  # the common message, parsed and checked at once
+    if data is None:
         try:
-            return orjson.dumps(await report(unit, data))
-        except AppError as exc:
-            return error(exc.code, exc.message)
-        except Exception as exc:
-            if store_unavailable(exc):
-                return error("unavailable", "the database is unavailable; report the task again")
-            log.exception("unit %s: a task update failed", unit.id)
-            return error("internal", "internal error; it has been logged")
-    if isinstance(data, list) and len(data) > MAX_BATCH:
-        return error("validation_failed", f"{len(data)} positions in one message; limit {MAX_BATCH}")
-    return await _ingest(ingest, unit, data)
-
-
-async def _ingest(ingest: Ingest, unit: Unit, data: object) -> bytes:
+            data = orjson.loads(message)
+        except orjson.JSONDecodeError as exc:
+            return error("invalid_json", f"not JSON: {exc}")
+        if isinstance(data, dict) and data.get("type") == "task_update":
+            return await _report(report, unit, data)
+        if isinstance(data, list) and len(data) > MAX_BATCH:
+            return error("validation_failed", f"{len(data)} positions in one message; limit {MAX_BATCH}")
     try:
         ack = await ingest(unit, data)
     except ValueError as exc:
@@ -76,6 +65,20 @@ async def _ingest(ingest: Ingest, unit: Unit, data: object) -> bytes:
         log.exception("unit %s: a telemetry message failed", unit.id)
         return error("internal", "internal error; it has been logged; nothing was stored, send it again")
     return orjson.dumps(ack.as_dict())
+
+
+async def _report(report: Report | None, unit: Unit, data: dict[str, Any]) -> bytes:
+    if report is None:
+        return error("bad_request", "task updates go over the telemetry WebSocket")
+    try:
+        return orjson.dumps(await report(unit, data))
+    except AppError as exc:
+        return error(exc.code, exc.message)
+    except Exception as exc:
+        if store_unavailable(exc):
+            return error("unavailable", "the database is unavailable; report the task again")
+        log.exception("unit %s: a task update failed", unit.id)
+        return error("internal", "internal error; it has been logged")
 
 
 def error(code: str, message: str) -> bytes:

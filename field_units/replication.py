@@ -13,8 +13,9 @@ court's topic already; a process that needs another process's newest positions r
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
+
+from msgspec.structs import replace
 
 from persistence.models import Duty, UnitState
 
@@ -35,7 +36,7 @@ def state_delta(old: UnitState, new: UnitState) -> dict[str, Any]:
 
 def apply_delta(state: UnitState, delta: dict[str, Any]) -> UnitState:
     """Fold a status delta (from any process) into a state."""
-    return dataclasses.replace(
+    return replace(
         state,
         duty=Duty(delta["duty"]) if "duty" in delta else state.duty,
         sos=bool(delta["sos"]) if "sos" in delta else state.sos,
@@ -47,4 +48,4 @@ def heard_at(state: UnitState, last_seen_ms: int) -> UnitState:
     """Another process heard the unit at this time (last heard never moves back)."""
     if state.last_seen_ms is not None and state.last_seen_ms >= last_seen_ms:
         return state
-    return dataclasses.replace(state, last_seen_ms=int(last_seen_ms))
+    return replace(state, last_seen_ms=int(last_seen_ms))

@@ -8,7 +8,7 @@ raised SOS is the most urgent thing on the wall. Times are milliseconds; nothing
 
 from __future__ import annotations
 
-from dataclasses import replace
+from msgspec.structs import replace
 
 from core.errors import Conflict
 from persistence.models import Duty, Status, UnitState

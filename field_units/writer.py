@@ -23,6 +23,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 from core.errors import AppError, ServiceUnavailable
 from core.ids import UnitId
@@ -36,14 +37,12 @@ Key = tuple[UnitId, int]
 ANSWER_SLICE = 256  # callers answered per turn of the loop once their batch is committed
 
 
-class _Request:
-    """One caller's positions and the future it waits on (one per message on the hot path: kept lean)."""
+@dataclass(slots=True)
+class _Batch:
+    """What one flush commits: the callers' positions and, in the same order, the futures they wait on."""
 
-    __slots__ = ("done", "positions")
-
-    def __init__(self, positions: Sequence[Position], done: asyncio.Future[AbstractSet[Key]]) -> None:
-        self.positions = positions
-        self.done = done
+    positions: list[Sequence[Position]]
+    waiters: list[asyncio.Future[AbstractSet[Key]]]
 
 
 class PositionWriter:
@@ -54,7 +53,11 @@ class PositionWriter:
         self._max_batch = max_batch
         self._max_delay = max_delay
         self._max_pending = max_pending
-        self._queue: deque[_Request] = deque()
+        # Each caller's positions and its future, in two queues kept in step (not an object per caller: under
+        # load a second's worth of callers wait here, and every one more tracked object each is walked by the
+        # garbage collector's passes).
+        self._queue: deque[Sequence[Position]] = deque()
+        self._waiters: deque[asyncio.Future[AbstractSet[Key]]] = deque()
         self._pending = 0
         self._has_work = asyncio.Event()  # set while anything is queued (or on close)
         self._full = asyncio.Event()  # set when a whole batch is waiting: flush without the delay
@@ -96,31 +99,36 @@ class PositionWriter:
             flush.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flush
-        for request in self._queue:
-            if not request.done.done():
-                request.done.set_exception(ServiceUnavailable("server is shutting down; resend later"))
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(ServiceUnavailable("server is shutting down; resend later"))
         self._queue.clear()
+        self._waiters.clear()
 
-    async def write(self, positions: Sequence[Position]) -> AbstractSet[Key]:
-        """Commit the positions; return the keys that were new (the others were stored before).
+    def write(self, positions: Sequence[Position]) -> asyncio.Future[AbstractSet[Key]]:
+        """Queue the positions for commit; await the answer: the keys that were new (the others were stored before).
 
-        The set answers for the whole batch the positions were committed in (one set shared by its callers,
-        not one built per caller): ask it about your own keys only."""
+        A plain function returning the future the caller awaits (no coroutine per call: one is written per
+        telemetry message). The set answers for the whole batch the positions were committed in (one set
+        shared by its callers, not one built per caller): ask it about your own keys only. Raises
+        ``ServiceUnavailable`` at once when the writer is not running or too much is waiting."""
+        done: asyncio.Future[AbstractSet[Key]] = asyncio.get_running_loop().create_future()
         if not positions:
-            return frozenset()
+            done.set_result(frozenset())
+            return done
         if self._closing or self._task is None:
             raise ServiceUnavailable("position writer is not running")
         if self._pending + len(positions) > self._max_pending:
             raise ServiceUnavailable(
                 f"{self._pending} positions are waiting for the database; resend later (nothing was stored)"
             )
-        request = _Request(positions, asyncio.get_running_loop().create_future())
-        self._queue.append(request)
+        self._queue.append(positions)
+        self._waiters.append(done)
         self._pending += len(positions)
         self._has_work.set()
         if self._pending >= self._max_batch:
             self._full.set()
-        return await request.done
+        return done
 
     async def _run(self) -> None:
         try:
@@ -131,7 +139,7 @@ class PositionWriter:
                         await asyncio.wait_for(self._full.wait(), self._max_delay)
                 await self._slots.acquire()  # while every slot commits, the next batch fills up meanwhile
                 batch = self._take_batch()
-                if batch:
+                if batch.waiters:
                     flush = asyncio.create_task(self._flush(batch), name="position-writer-flush")
                     self._flushes.add(flush)
                     flush.add_done_callback(self._flush_done)
@@ -151,28 +159,30 @@ class PositionWriter:
         if not flush.cancelled() and flush.exception() is not None:
             log.error("position writer: a flush failed", exc_info=flush.exception())
 
-    def _take_batch(self) -> list[_Request]:
-        batch: list[_Request] = []
+    def _take_batch(self) -> _Batch:
+        batch = _Batch([], [])
         count = 0
-        while self._queue and (not batch or count + len(self._queue[0].positions) <= self._max_batch):
-            request = self._queue.popleft()
-            batch.append(request)
-            count += len(request.positions)
+        queue = self._queue
+        while queue and (not batch.positions or count + len(queue[0]) <= self._max_batch):
+            positions = queue.popleft()
+            batch.positions.append(positions)
+            batch.waiters.append(self._waiters.popleft())
+            count += len(positions)
         if self._pending - count < self._max_batch and not self._closing:
             self._full.clear()
         return batch
 
-    async def _flush(self, batch: list[_Request]) -> None:
+    async def _flush(self, batch: _Batch) -> None:
         try:
             await self._commit(batch)
         except asyncio.CancelledError:  # closing cut it short: its callers resend (their units keep them)
-            for request in batch:
-                if not request.done.done():
-                    request.done.set_exception(ServiceUnavailable("server is shutting down; resend later"))
+            for waiter in batch.waiters:
+                if not waiter.done():
+                    waiter.set_exception(ServiceUnavailable("server is shutting down; resend later"))
             raise
 
-    async def _commit(self, batch: list[_Request]) -> None:
-        positions = [p for request in batch for p in request.positions]
+    async def _commit(self, batch: _Batch) -> None:
+        positions = [p for caller in batch.positions for p in caller]
         while True:
             try:
                 inserted = await self._store.insert_positions(positions)
@@ -191,23 +201,24 @@ class PositionWriter:
             self.written += len(positions)
             self._pending -= len(positions)
             new = frozenset(inserted)
-            for start in range(0, len(batch), self._answer_slice):
+            waiters = batch.waiters
+            for start in range(0, len(waiters), self._answer_slice):
                 if start:
                     await asyncio.sleep(0)  # the callers answered so far run before the next slice is woken
-                for request in batch[start : start + self._answer_slice]:
-                    if not request.done.done():
-                        request.done.set_result(new)
+                for waiter in waiters[start : start + self._answer_slice]:
+                    if not waiter.done():
+                        waiter.set_result(new)
             return
 
-    async def _flush_one_by_one(self, batch: list[_Request]) -> None:
-        for request in batch:
+    async def _flush_one_by_one(self, batch: _Batch) -> None:
+        for positions, waiter in zip(batch.positions, batch.waiters, strict=True):
             try:
-                inserted = await self._store.insert_positions(request.positions)
+                inserted = await self._store.insert_positions(positions)
             except Exception as exc:
-                if not request.done.done():
-                    request.done.set_exception(exc)
+                if not waiter.done():
+                    waiter.set_exception(exc)
             else:
-                self.written += len(request.positions)
-                if not request.done.done():
-                    request.done.set_result(frozenset(inserted))
-            self._pending -= len(request.positions)
+                self.written += len(positions)
+                if not waiter.done():
+                    waiter.set_result(frozenset(inserted))
+            self._pending -= len(positions)

@@ -130,9 +130,14 @@ class Status(StrEnum):
     OFFLINE = "offline"
 
 
-@dataclass(frozen=True, slots=True)
-class UnitState:
-    """The facts a unit's status is made of; transitions live in ``field_units.status``."""
+class UnitState(msgspec.Struct, frozen=True, gc=False):
+    """The facts a unit's status is made of; transitions live in ``field_units.status``.
+
+    Untracked by the garbage collector, as ``Position`` (scalars only: never part of a cycle). Every message
+    replaces its unit's state, and the old one has usually been promoted by then: as a tracked dataclass each
+    replacement left one more object in the young generation (the collector's count is net, so the death of
+    the old state did not start a pass), and a pass came only once ~100,000 of them had piled up: 60 ms of
+    walking in one go, in process; over 100 ms in the server at 10,000 units."""
 
     duty: Duty = Duty.AVAILABLE
     sos: bool = False

@@ -52,7 +52,7 @@ async def test_a_batch_held_up_in_the_database_does_not_hold_up_the_next(pg_stor
         locked = blocker.transaction()
         await locked.start()
         await blocker.execute("SELECT 1 FROM unit_latest WHERE unit_id = 'U0' FOR UPDATE")
-        held = asyncio.create_task(writer.write([_pos("U0", 2)]))  # waits for the lock, inside its transaction
+        held = writer.write([_pos("U0", 2)])  # waits for the lock, inside its transaction
         me = await blocker.fetchval("SELECT pg_backend_pid()")
         waiting = "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
         for _ in range(1000):  # until the writer's transaction waits for our lock

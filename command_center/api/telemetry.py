@@ -75,6 +75,7 @@ async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSoc
     unit = caller.unit
     tracker = request.app[TRACKER]
     tasks = request.app[TASKS]
+    ingest, report = tracker.ingest, tasks.report  # bound once, not once per message
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
     # Revoking the unit closes this socket (4401); ``watch.ended`` is set first, so nothing more is stored.
     watch = request.app[REVOCATIONS].watch_socket(caller, ws)
@@ -92,7 +93,7 @@ async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSoc
                     if watch.ended:
                         break
                     if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                        await _reply(ws, await answer(tracker.ingest, unit, message.data, tasks.report))
+                        await _reply(ws, await answer(ingest, unit, message.data, report))
                     elif message.type is WSMsgType.PING:  # autoping is off: answer the unit's pings here
                         await ws.pong(message.data)
     except ConnectionError:
