@@ -401,9 +401,12 @@ class Tracker:
             if self._cluster is not None and not self._cluster.holds(LEADER):
                 continue  # another process is the leader and sweeps for everyone
             now = self._clock_ms()
-            for unit_id, state in list(self._states.items()):
-                if not state.online:
-                    continue
+            # Units heard within the shortest silence limit of any are skipped without looking further: at
+            # 10,000 units nearly all of them, every second (a per-unit check cost about 1 % of the server).
+            overrides = [u.offline_after_seconds for u in self._units.values() if u.offline_after_seconds is not None]
+            recent = now - min([default_ms, *(int(s * 1000) for s in overrides)])
+            silent = [(u, s) for u, s in self._states.items() if s.online and (s.last_seen_ms or 0) <= recent]
+            for unit_id, state in silent:
                 unit = self._units.get(unit_id)
                 if unit is None:
                     continue
