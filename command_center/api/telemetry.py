@@ -68,7 +68,10 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_WS_MESSAGE, autoping=False)
     await ws.prepare(request)
     with log_context.bound(unit_id=unit.id, connection_id=secrets.token_hex(4)):
-        return await _serve_unit(request, caller, ws)
+        # A task of its own (context copied, cancelled with this one): every message resumes the socket's
+        # coroutine twice (received, committed), and from here each resume would go down through the
+        # request handler and a dozen middleware frames first.
+        return await asyncio.create_task(_serve_unit(request, caller, ws), name=f"unit-socket:{unit.id}")
 
 
 async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSocketResponse) -> web.WebSocketResponse:
