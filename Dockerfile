@@ -11,7 +11,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /srv/command-centre
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY core core
 COPY config config
 COPY persistence persistence
@@ -31,7 +31,7 @@ COPY maps maps
 COPY gb28181 gb28181
 # field_device/ (the unit's own code) and simulators/ are not part of the server and stay out of its image.
 COPY --from=web /web/node_modules node_modules
-RUN pip install . && useradd --system --home /srv/command-centre cc && mkdir -p /var/lib/command-centre \
+RUN pip install -c constraints.txt . && useradd --system --home /srv/command-centre cc && mkdir -p /var/lib/command-centre \
     && chown cc /var/lib/command-centre
 
 USER cc

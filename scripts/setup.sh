@@ -15,11 +15,11 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
 stamp=".venv/.installed${extras}"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "setup: installing Python packages into .venv${extras:+ (with test tools)}…"
   log=.venv/setup.log
-  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".${extras}"; } \
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -c constraints.txt -e ".${extras}"; } \
       >"$log" 2>&1; then
     grep -v "is ignored: it is neither a file nor a directory" "$log" | tail -40 >&2
     echo "setup: pip install failed (full log: $log)" >&2
