@@ -116,8 +116,10 @@ class Broker:
         #: (``JobOutcome.completes_query``).
         self._unended: dict[QueryId, set[JobId]] = {}
         self._recording: dict[QueryId, set[JobId]] = {}
-        #: Queries completed that way, with the completion time stored, for their run to announce.
+        #: Queries completed that way, with the completion time stored, and those of them already announced on the
+        #: bus (by the last of their jobs to publish, ``_announce``; the run announces the others).
         self._completed_by_outcome: dict[QueryId, int] = {}
+        self._announced: set[QueryId] = set()
         self._random = random.Random()
         self._closed = False
         # Answers arrive in bursts (a hundred queries fan out at once): their writes share transactions.
@@ -253,9 +255,11 @@ class Broker:
             for job in timed_out:
                 self.ended_jobs[(job.agency_id, job.status.value)] += 1
                 await self._publish_job(query, parties, job, [])
-            await self._publish(
-                query.id, {"event": "complete", "completed_ms": completed, "timed_out": [j.id for j in timed_out]}
-            )
+            if query.id not in self._announced:
+                self._announced.add(query.id)
+                await self._publish(
+                    query.id, {"event": "complete", "completed_ms": completed, "timed_out": [j.id for j in timed_out]}
+                )
             log.info("query %s: complete, %d of %d jobs timed out", query.id, len(timed_out), len(jobs))
             if self._on_feedback is not None:
                 self._on_feedback(max(0.0, (completed - query.created_ms) / 1000))
@@ -265,6 +269,7 @@ class Broker:
             self._unended.pop(query.id, None)
             self._recording.pop(query.id, None)
             self._completed_by_outcome.pop(query.id, None)
+            self._announced.discard(query.id)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -357,27 +362,45 @@ class Broker:
         if recording is not None:
             recording.add(job.id)
         try:
-            ended = await self._outcomes.submit(outcome)
+            await self._record(query, party, job, outcome, unended)
         finally:
             if recording is not None:
-                recording.discard(job.id)
+                recording.discard(job.id)  # written and published (or given up)
+        if recording is not None and not recording:
+            await self._announce(query.id)
+
+    async def _record(
+        self, query: Query, party: Party, job: Job, outcome: JobOutcome, unended: set[JobId] | None
+    ) -> None:
+        """Write the outcome (in the next group commit) and publish the job's new state."""
+        ended = await self._outcomes.submit(outcome)
         if isinstance(ended, FencedOut):
             raise ended
         if unended is not None:
             unended.discard(job.id)  # recorded now, or it had ended before
         # The outcomes queued before this one have resumed their callers already (in order): none left unended
         # means every job of the query had ended in this transaction, which therefore completed the query.
-        completed = completes and ended is not None and unended is not None and not unended
+        completed = outcome.completes_query and ended is not None and unended is not None and not unended
         if ended is None:
             return  # already ended (e.g. failed after the deadline marked it timed out): keep that
-        self.ended_jobs[(job.agency_id, status.value)] += 1
+        self.ended_jobs[(job.agency_id, outcome.status.value)] += 1
         # An answer per agency per query is routine (the store and the screens have it); failures are news.
-        why = f" ({error})" if error else ""
-        log.log(logging.INFO if error else logging.DEBUG, "query %s: %s at %s → %s%s",
-                query.id, party.id, job.agency_id, status.value, why)  # fmt: skip
+        why = f" ({outcome.error})" if outcome.error else ""
+        log.log(logging.INFO if outcome.error else logging.DEBUG, "query %s: %s at %s → %s%s",
+                query.id, party.id, job.agency_id, outcome.status.value, why)  # fmt: skip
         await self._publish_job(query, {party.id: party}, *ended)
         if completed:
-            self._completed_by_outcome[query.id] = outcome.at_ms  # announced by the run, after this job
+            self._completed_by_outcome[query.id] = outcome.at_ms  # announced once every job's state is published
+
+    async def _announce(self, query_id: QueryId) -> None:
+        """Publish that the query is complete as soon as the write that completed it has returned and every
+        job's state it changed is on the bus (their publishers have all returned), not when the run next
+        wakes: a screen that sees ``complete`` has every job's final state before it."""
+        completed = self._completed_by_outcome.get(query_id)
+        if completed is None or query_id in self._announced:
+            return
+        self._announced.add(query_id)
+        await self._publish(query_id, {"event": "complete", "completed_ms": completed, "timed_out": []})
 
     async def _publish_job(self, query: Query, parties: dict[PartyId, Party], job: Job, assets: list[Asset]) -> None:
         agency = self._gateway.agencies.get(job.agency_id)
