@@ -6,8 +6,9 @@ timeout, bounded retries with full-jitter backoff for transient errors, and the 
 Jobs are persisted before anything is sent and every attempt is counted before it goes out, so a restart
 resumes what was pending (``resume_pending``) and an agency that did answer replays its answer instead of
 acting twice. The query completes when its last job ends, in the transaction that records that job's outcome
-(so the screen learns it one write sooner), or at the deadline: jobs still pending are marked timed out; an
-attempt in flight may still answer (within its agency's timeout), and that late answer is stored and streamed.
+(so the screen learns it one write sooner; the task that published that job's state announces it at once), or
+at the deadline: jobs still pending are marked timed out; an attempt in flight may still answer (within its
+agency's timeout), and that late answer is stored and streamed.
 Every change of a job is published on the bus topic ``query.<id>`` for the judge's screen.
 
 With several server processes a query runs in one of them: the one holding its lease ``query:<id>``. A
@@ -395,9 +396,10 @@ class Broker:
     async def _announce(self, query_id: QueryId) -> None:
         """Publish that the query is complete as soon as the write that completed it has returned and every
         job's state it changed is on the bus (their publishers have all returned), not when the run next
-        wakes: a screen that sees ``complete`` has every job's final state before it."""
+        wakes: a screen that sees ``complete`` has every job's final state before it. Once the run has taken over
+        (its deadline came, ``_unended`` dropped) the run announces, with the jobs it timed out."""
         completed = self._completed_by_outcome.get(query_id)
-        if completed is None or query_id in self._announced:
+        if completed is None or query_id in self._announced or query_id not in self._unended:
             return
         self._announced.add(query_id)
         await self._publish(query_id, {"event": "complete", "completed_ms": completed, "timed_out": []})
