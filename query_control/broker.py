@@ -125,7 +125,11 @@ class Broker:
         self._closed = False
         # Answers arrive in bursts (a hundred queries fan out at once): their writes share transactions.
         self._attempts = GroupCommit[tuple[JobId, Fence | None], int | FencedOut | None](self._count_attempts)
-        self._outcomes = GroupCommit[JobOutcome, tuple[Job, list[Asset]] | FencedOut | None](store.finish_jobs)
+        # The outcome that completes its query is answered first in its batch: its caller publishes and announces
+        # the completion without waiting for the hundreds of callers queued before it to run.
+        self._outcomes = GroupCommit[tuple[QueryId, JobOutcome], tuple[Job, list[Asset]] | FencedOut | None](
+            self._record_outcomes, first=lambda item: item[1].completes_query
+        )
 
     async def close(self) -> None:
         """Stop every query run; their pending jobs stay pending in the store for the next start."""
@@ -139,6 +143,19 @@ class Broker:
         self._runs.clear()
         await self._attempts.close()
         await self._outcomes.close()
+
+    async def _record_outcomes(
+        self, items: list[tuple[QueryId, JobOutcome]]
+    ) -> Sequence[tuple[Job, list[Asset]] | FencedOut | None]:
+        """One group commit of outcomes. The jobs recorded (or found ended already) leave their query's unended set
+        here, before any caller resumes: the caller of the outcome that completed a query sees none left whatever
+        order the callers of the batch resume in."""
+        results = await self._store.finish_jobs([outcome for _, outcome in items])
+        for (query_id, outcome), result in zip(items, results, strict=True):
+            unended = self._unended.get(query_id)
+            if unended is not None and not isinstance(result, FencedOut):
+                unended.discard(outcome.job_id)
+        return results
 
     async def _count_attempts(self, items: list[tuple[JobId, Fence | None]]) -> list[int | FencedOut | None]:
         job_ids = [job_id for job_id, _ in items]
@@ -374,13 +391,11 @@ class Broker:
         self, query: Query, party: Party, job: Job, outcome: JobOutcome, unended: set[JobId] | None
     ) -> None:
         """Write the outcome (in the next group commit) and publish the job's new state."""
-        ended = await self._outcomes.submit(outcome)
+        ended = await self._outcomes.submit((query.id, outcome))
         if isinstance(ended, FencedOut):
             raise ended
-        if unended is not None:
-            unended.discard(job.id)  # recorded now, or it had ended before
-        # The outcomes queued before this one have resumed their callers already (in order): none left unended
-        # means every job of the query had ended in this transaction, which therefore completed the query.
+        # The outcomes of this write and of those before it have left ``unended`` (``_record_outcomes``): none left
+        # means every job of the query had ended by this transaction, which therefore completed the query.
         completed = outcome.completes_query and ended is not None and unended is not None and not unended
         if ended is None:
             return  # already ended (e.g. failed after the deadline marked it timed out): keep that
