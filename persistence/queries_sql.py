@@ -131,7 +131,8 @@ _ASSET_COLUMNS = [
 #: ``finish_jobs`` in one PostgreSQL statement (``QueriesSql._finish_jobs_in_one_statement``). Its parts see one
 #: snapshot, so the completion check leaves out the jobs this statement ends, and the assets come back from the
 #: insert (with any the snapshot held already). Each part reads what the one before returned: the fences are
-#: locked before a job is touched, the jobs ended before the query completes or an asset goes in.
+#: locked before a job is touched, the jobs ended before the query completes or an asset goes in. ``done`` is read
+#: by no other part: PostgreSQL runs a data-modifying part all the same.
 _FINISH_JOBS = """
 WITH held AS (
     INSERT INTO lease_fences (name, epoch) SELECT name, epoch FROM unnest($8::text[], $9::bigint[]) AS f (name, epoch)
@@ -166,8 +167,7 @@ WITH held AS (
 SELECT (SELECT json_object_agg(name, epoch) FROM held) AS held,
     (SELECT json_agg(e) FROM ended AS e) AS ended,
     (SELECT json_agg(a ORDER BY a.id) FROM (SELECT * FROM found
-        UNION ALL SELECT * FROM assets WHERE job_id IN (SELECT id FROM ended)) AS a) AS assets,
-    (SELECT count(*) FROM done) AS completed
+        UNION ALL SELECT * FROM assets WHERE job_id IN (SELECT id FROM ended)) AS a) AS assets
 """
 
 
