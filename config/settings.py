@@ -72,6 +72,17 @@ class StoreSettings(Section):
     #: Connection pool bounds for PostgreSQL.
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(10, ge=1)
+    #: Of ``pool_max``, connections kept for the query broker's grouped writes of agencies' answers (two writers,
+    #: one each), which audit appends, submissions and reads cannot borrow.
+    pool_reserved: int = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _reservation_leaves_a_shared_connection(self) -> StoreSettings:
+        if self.pool_reserved >= self.pool_max:
+            raise ValueError(
+                f"store.pool_reserved ({self.pool_reserved}) must be below store.pool_max ({self.pool_max})"
+            )
+        return self
 
     @field_validator("url")
     @classmethod

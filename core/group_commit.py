@@ -21,9 +21,19 @@ class GroupCommit(Generic[T, R]):
     """``await submit(item)`` → the item's result from ``flush(batch)``, which must return one result per
     item, in order. A flush that raises fails every item of its batch with that exception."""
 
-    def __init__(self, flush: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        flush: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 500,
+        first: Callable[[T], bool] | None = None,
+    ) -> None:
+        """``first``: the items whose callers are answered before the rest of their batch (they resume first,
+        in order, then the others in order); a caller at the end of a batch of hundreds otherwise waits for
+        every caller before it to run."""
         self._flush = flush
         self._max_batch = max_batch
+        self._first = first
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # flushes run, for health and benchmarks
@@ -59,7 +69,11 @@ class GroupCommit(Generic[T, R]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(live, results, strict=True):
+                answered = list(zip(live, results, strict=True))
+                if self._first is not None:
+                    first = self._first
+                    answered.sort(key=lambda pair: not first(pair[0][0]))  # stable: queue order within each part
+                for (_, future), result in answered:
                     if not future.done():
                         future.set_result(result)
         finally:

@@ -19,4 +19,6 @@ def build_store(settings: StoreSettings, *, schema: str | None = None) -> Store:
         return SqliteStore(url.removeprefix("sqlite://").removeprefix("/"))
     from persistence.postgres import PostgresStore
 
-    return PostgresStore(url, min_size=settings.pool_min, max_size=settings.pool_max, schema=schema)
+    return PostgresStore(
+        url, min_size=settings.pool_min, max_size=settings.pool_max, schema=schema, reserved=settings.pool_reserved
+    )

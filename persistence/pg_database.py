@@ -149,11 +149,16 @@ class _Turns:
 class PgDatabase(PgConnection):
     """The pool; ``transaction`` borrows one connection for a unit of work."""
 
-    def __init__(self, dsn: str, *, min_size: int, max_size: int, schema: str | None) -> None:
+    def __init__(self, dsn: str, *, min_size: int, max_size: int, schema: str | None, reserved: int = 0) -> None:
+        """``reserved``: connections of the pool kept for ``transaction(reserved=True)``; every other unit of work
+        (single statements included) shares the remaining ``max_size - reserved``."""
+        if not 0 <= reserved < max_size:
+            raise ValueError(f"reserved connections ({reserved}) must be fewer than the pool's {max_size}")
         super().__init__(_Closed())  # once open, the pool answers each call on a connection of its own
         self._dsn, self._min_size, self._max_size, self._schema = dsn, min_size, max_size, schema
         self._pool: asyncpg.Pool | None = None
         self._turns = _Turns()
+        self._shared = asyncio.Semaphore(max_size - reserved)  # borrowers outside the reservation, at most
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -174,8 +179,8 @@ class PgDatabase(PgConnection):
             await pool.close()
 
     @asynccontextmanager
-    async def transaction(self, *, hold: tuple[int, ...] = ()) -> AsyncIterator[Connection]:
-        async with self._turns.turn(hold):
+    async def transaction(self, *, hold: tuple[int, ...] = (), reserved: bool = False) -> AsyncIterator[Connection]:
+        async with self._turns.turn(hold), self._share(reserved):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     unit = PgConnection(conn)
@@ -185,9 +190,44 @@ class PgDatabase(PgConnection):
             except asyncpg.PostgresError as exc:
                 raise translate(exc) from exc
 
+    @asynccontextmanager
+    async def autocommit(self, *, reserved: bool = False) -> AsyncIterator[Connection]:
+        async with self._share(reserved), self.pool.acquire() as conn:
+            yield PgConnection(conn)
+
+    @asynccontextmanager
+    async def _share(self, reserved: bool = False) -> AsyncIterator[None]:
+        """A turn among the borrowers outside the reservation (at once for a reserved unit of work)."""
+        if reserved:
+            yield
+            return
+        async with self._shared:
+            yield
+
+    # single statements: each borrows a shared connection for itself -----------------------------------
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._share():
+            return await super().fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._share():
+            return await super().fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._share():
+            return await super().fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        async with self._share():
+            return await super().execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._share():
+            await super().executemany(sql, rows)
+
     # dialect-specific units of work -------------------------------------------------------------------
     async def applied_migrations(self) -> list[int]:
-        async with self.pool.acquire() as conn:
+        async with self._share(), self.pool.acquire() as conn:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
                 " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
@@ -199,7 +239,7 @@ class PgDatabase(PgConnection):
         apply each one exactly once."""
         done: list[int] = []
         await self.applied_migrations()
-        async with self.pool.acquire() as conn:
+        async with self._share(), self.pool.acquire() as conn:
             for migration in migrations:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
@@ -218,7 +258,8 @@ class PgDatabase(PgConnection):
         return done
 
     async def version(self) -> str:
-        return str(await self.pool.fetchval("SHOW server_version"))
+        async with self._share():
+            return str(await self.pool.fetchval("SHOW server_version"))
 
     async def insert_positions(self, positions: Sequence[Position]) -> set[tuple[UnitId, int]]:
         """The batch as one JSON parameter, read by one statement: the new rows, each unit's latest fix, and
@@ -233,7 +274,8 @@ class PgDatabase(PgConnection):
         if not positions:
             return set()
         try:
-            old = await self.pool.fetch(_INSERT_POSITIONS, msgspec.json.encode(positions).decode())
+            async with self._share():
+                old = await self.pool.fetch(_INSERT_POSITIONS, msgspec.json.encode(positions).decode())
         except asyncpg.PostgresError as exc:
             raise translate(exc) from exc
         new = {(p.unit_id, p.seq) for p in positions}

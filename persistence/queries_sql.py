@@ -128,6 +128,49 @@ _ASSET_COLUMNS = [
 ]  # fmt: skip
 
 
+#: ``finish_jobs`` in one PostgreSQL statement (``QueriesSql._finish_jobs_in_one_statement``). Its parts see one
+#: snapshot, so the completion check leaves out the jobs this statement ends, and the assets come back from the
+#: insert (with any the snapshot held already). Each part reads what the one before returned: the fences are
+#: locked before a job is touched, the jobs ended before the query completes or an asset goes in. ``done`` is read
+#: by no other part: PostgreSQL runs a data-modifying part all the same.
+_FINISH_JOBS = """
+WITH held AS (
+    INSERT INTO lease_fences (name, epoch) SELECT name, epoch FROM unnest($8::text[], $9::bigint[]) AS f (name, epoch)
+    ORDER BY name
+    ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch WHERE lease_fences.epoch <= excluded.epoch
+    RETURNING name, epoch
+), v AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bool[])
+        AS v (v_id, v_status, v_error, v_at_ms, v_lease, v_epoch, v_completes)
+    WHERE v_lease IS NULL OR EXISTS (SELECT FROM held WHERE held.name = v_lease AND held.epoch = v_epoch)
+), ended AS (
+    UPDATE query_jobs AS j SET status = v.v_status, error = v.v_error, updated_ms = v.v_at_ms,
+        answered_ms = CASE WHEN v.v_status IN ('answered', 'no_assets') THEN v.v_at_ms END
+    FROM v WHERE j.id = v.v_id
+        AND (j.status = 'pending' OR (j.status = 'timed_out' AND v.v_status IN ('answered', 'no_assets')))
+    RETURNING j.*, v.v_at_ms, v.v_completes
+), done AS (
+    UPDATE queries AS q SET completed_ms = c.at_ms
+    FROM (SELECT query_id, max(v_at_ms) AS at_ms FROM ended WHERE v_completes GROUP BY query_id) AS c
+    WHERE q.id = c.query_id AND q.completed_ms IS NULL AND NOT EXISTS (
+        SELECT FROM query_jobs AS p WHERE p.query_id = c.query_id AND p.status = 'pending'
+            AND p.id NOT IN (SELECT id FROM ended))
+    RETURNING q.id
+), found AS (
+    INSERT INTO assets (query_id, job_id, agency_id, party_id, kind, ref, description, value_cents, details)
+    SELECT e.query_id, e.id, e.agency_id, e.party_id, a.kind, a.ref, a.description, a.value_cents, a.details
+    FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::text[]) WITH ORDINALITY
+        AS a (job_id, kind, ref, description, value_cents, details, n)
+    JOIN ended AS e ON e.id = a.job_id ORDER BY a.n
+    ON CONFLICT (job_id, ref) DO NOTHING RETURNING *
+)
+SELECT (SELECT json_object_agg(name, epoch) FROM held) AS held,
+    (SELECT json_agg(e) FROM ended AS e) AS ended,
+    (SELECT json_agg(a ORDER BY a.id) FROM (SELECT * FROM found
+        UNION ALL SELECT * FROM assets WHERE job_id IN (SELECT id FROM ended)) AS a) AS assets
+"""
+
+
 def _unit_of(details: dict[str, Any]) -> str | None:
     """The unit an entry is about, kept beside the hashed details (migration 030) so a unit's entries are found
     through an index; readers still take the unit from the hashed details, the column only finds the rows."""
@@ -305,7 +348,7 @@ class QueriesSql:
         self, job_ids: Sequence[JobId], at_ms: int, *, fences: Sequence[Fence | None] = ()
     ) -> dict[JobId, int | FencedOut]:
         fenced = list(fences) or [None] * len(job_ids)
-        async with self.database.transaction() as conn:
+        async with self.database.transaction(reserved=True) as conn:  # the broker's grouped write: see the port
             held = await _hold_fences(conn, fenced)
             allowed = [j for j, f in zip(job_ids, fenced, strict=True) if admitted(f, held)]
             rows = await conn.fetch(
@@ -323,7 +366,9 @@ class QueriesSql:
         ids = [o.job_id for o in outcomes]
         if len(set(ids)) != len(ids):
             raise ValueError("finish_jobs: a job may end only once per call")
-        async with self.database.transaction() as conn:
+        if self.database.dialect == "postgres":
+            return await self._finish_jobs_in_one_statement(outcomes)
+        async with self.database.transaction(reserved=True) as conn:  # the broker's grouped write: see the port
             held = await _hold_fences(conn, [o.fence for o in outcomes])
             stale = [o for o in outcomes if not admitted(o.fence, held)]
             outcomes_in = [o for o in outcomes if admitted(o.fence, held)]
@@ -369,6 +414,40 @@ class QueriesSql:
         return [
             refused[o.job_id] if o.job_id in refused
             else (self._job(ended[o.job_id]), assets[o.job_id]) if o.job_id in ended else None
+            for o in outcomes
+        ]  # fmt: skip
+
+    async def _finish_jobs_in_one_statement(
+        self, outcomes: Sequence[JobOutcome]
+    ) -> list[tuple[Job, list[Asset]] | FencedOut | None]:
+        """``finish_jobs`` on PostgreSQL: the same steps as one statement (``_FINISH_JOBS``), atomic alone.
+
+        The steps as separate statements in a transaction took five or six round trips, and during a burst of
+        answers each waited for a turn of the server's busy event loop: a batch of 20 outcomes took 25-50 ms to
+        store in a 100-query run though PostgreSQL did 2 ms of it; the last answer of a query waited for that
+        write, and for the one before it. One round trip here."""
+        newest = newest_per_lease(o.fence for o in outcomes)
+        drafts = [(o.job_id, a) for o in outcomes for a in o.assets]
+        async with self.database.autocommit(reserved=True) as conn:  # the broker's grouped write: see the port
+            row = await conn.fetchrow(
+                _FINISH_JOBS,
+                [o.job_id for o in outcomes], [o.status.value for o in outcomes], [o.error for o in outcomes],
+                [o.at_ms for o in outcomes], [None if o.fence is None else o.fence.name for o in outcomes],
+                [None if o.fence is None else o.fence.epoch for o in outcomes],
+                [o.completes_query for o in outcomes], list(newest), list(newest.values()),
+                [j for j, _ in drafts], [a.kind for _, a in drafts], [a.ref for _, a in drafts],
+                [a.description for _, a in drafts], [a.value_cents for _, a in drafts],
+                [_dumps(a.details) for _, a in drafts],
+            )  # fmt: skip
+        assert row is not None  # one row, always
+        held: dict[str, int] = json.loads(row["held"] or "{}")
+        ended = {r["id"]: self._job(r) for r in json.loads(row["ended"] or "[]")}
+        assets: dict[str, list[Asset]] = {job_id: [] for job_id in ended}
+        for r in json.loads(row["assets"] or "[]"):
+            assets[r["job_id"]].append(self._asset(r))
+        return [
+            refusal(o.fence) if o.fence is not None and not admitted(o.fence, held)
+            else (ended[o.job_id], assets[o.job_id]) if o.job_id in ended else None
             for o in outcomes
         ]  # fmt: skip
 

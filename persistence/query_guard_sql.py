@@ -10,7 +10,7 @@ from persistence.database import Database, Row
 from persistence.query_guard_port import QueriedParty, QueryRequestKey
 
 #: First key of the per-judge advisory lock taken while a query request is counted against the limits.
-_QUERY_SLOT_LOCK = 0x51534C54
+QUERY_SLOT_LOCK = 0x51534C54
 
 
 def _key(row: Row) -> QueryRequestKey:
@@ -41,7 +41,7 @@ class QueryGuardSql:
     async def claim_query_slot(
         self, judge_id: UserId, key: str, body_hash: str, at_ms: int, since_ms: int, admit: Callable[[list[int]], bool]
     ) -> tuple[QueryRequestKey | None, bool]:
-        async with self.database.transaction(hold=(_QUERY_SLOT_LOCK, judge_id)) as conn:  # one judge at a time
+        async with self.database.transaction(hold=(QUERY_SLOT_LOCK, judge_id)) as conn:  # one judge at a time
             earlier = await conn.fetchrow(
                 "SELECT * FROM query_requests WHERE judge_id = $1 AND key = $2", judge_id, key
             )

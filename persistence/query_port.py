@@ -117,7 +117,9 @@ class QueryStore(AuditStore, Protocol):
         """Count one more request of each pending job before it is sent, in one transaction; the new
         counts of the jobs that were still pending (the others are absent: nothing must be sent).
         ``fences`` (one per job, or empty: none) are checked in the same transaction (``core.fencing``):
-        a job whose lease grant is stale is not counted and maps to a FencedOut; the others go ahead."""
+        a job whose lease grant is stale is not counted and maps to a FencedOut; the others go ahead.
+        On a connection kept for the broker's grouped writes (``Database.transaction(reserved=True)``), as
+        ``finish_jobs``: a burst of other traffic cannot hold up the agencies' requests or answers."""
 
     async def finish_jobs(self, outcomes: Sequence[JobOutcome]) -> list[tuple[Job, list[Asset]] | FencedOut | None]:
         """Record the outcomes (and assets) of distinct jobs in one transaction; per outcome, in order, the

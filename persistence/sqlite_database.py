@@ -181,8 +181,9 @@ class SqliteDatabase(_SqliteDialect):
             await conn.executemany(sql, rows)
 
     @asynccontextmanager
-    async def transaction(self, *, hold: tuple[int, ...] = ()) -> AsyncIterator[Connection]:
-        """``hold`` is already held: one connection, and ``BEGIN IMMEDIATE`` takes the database's write lock."""
+    async def transaction(self, *, hold: tuple[int, ...] = (), reserved: bool = False) -> AsyncIterator[Connection]:
+        """``hold`` is already held: one connection, and ``BEGIN IMMEDIATE`` takes the database's write lock;
+        ``reserved`` too: there is no other connection to keep."""
         async with self.lock:
             conn = self.connection
             await conn.execute("BEGIN IMMEDIATE")
@@ -193,6 +194,12 @@ class SqliteDatabase(_SqliteDialect):
                 raise
             else:
                 await conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def autocommit(self, *, reserved: bool = False) -> AsyncIterator[Connection]:
+        """The one connection, held meanwhile (``reserved``: there is no other to keep)."""
+        async with self.lock:
+            yield self.connection
 
     # dialect-specific units of work -------------------------------------------------------------------
     async def applied_migrations(self) -> list[int]:

@@ -6,8 +6,9 @@ timeout, bounded retries with full-jitter backoff for transient errors, and the 
 Jobs are persisted before anything is sent and every attempt is counted before it goes out, so a restart
 resumes what was pending (``resume_pending``) and an agency that did answer replays its answer instead of
 acting twice. The query completes when its last job ends, in the transaction that records that job's outcome
-(so the screen learns it one write sooner), or at the deadline: jobs still pending are marked timed out; an
-attempt in flight may still answer (within its agency's timeout), and that late answer is stored and streamed.
+(so the screen learns it one write sooner; the task that published that job's state announces it at once), or
+at the deadline: jobs still pending are marked timed out; an attempt in flight may still answer (within its
+agency's timeout), and that late answer is stored and streamed.
 Every change of a job is published on the bus topic ``query.<id>`` for the judge's screen.
 
 With several server processes a query runs in one of them: the one holding its lease ``query:<id>``. A
@@ -116,13 +117,19 @@ class Broker:
         #: (``JobOutcome.completes_query``).
         self._unended: dict[QueryId, set[JobId]] = {}
         self._recording: dict[QueryId, set[JobId]] = {}
-        #: Queries completed that way, with the completion time stored, for their run to announce.
+        #: Queries completed that way, with the completion time stored, and those of them already announced on the
+        #: bus (by the last of their jobs to publish, ``_announce``; the run announces the others).
         self._completed_by_outcome: dict[QueryId, int] = {}
+        self._announced: set[QueryId] = set()
         self._random = random.Random()
         self._closed = False
         # Answers arrive in bursts (a hundred queries fan out at once): their writes share transactions.
         self._attempts = GroupCommit[tuple[JobId, Fence | None], int | FencedOut | None](self._count_attempts)
-        self._outcomes = GroupCommit[JobOutcome, tuple[Job, list[Asset]] | FencedOut | None](store.finish_jobs)
+        # The outcome that completes its query is answered first in its batch: its caller publishes and announces
+        # the completion without waiting for the hundreds of callers queued before it to run.
+        self._outcomes = GroupCommit[tuple[QueryId, JobOutcome], tuple[Job, list[Asset]] | FencedOut | None](
+            self._record_outcomes, first=lambda item: item[1].completes_query
+        )
 
     async def close(self) -> None:
         """Stop every query run; their pending jobs stay pending in the store for the next start."""
@@ -136,6 +143,19 @@ class Broker:
         self._runs.clear()
         await self._attempts.close()
         await self._outcomes.close()
+
+    async def _record_outcomes(
+        self, items: list[tuple[QueryId, JobOutcome]]
+    ) -> Sequence[tuple[Job, list[Asset]] | FencedOut | None]:
+        """One group commit of outcomes. The jobs recorded (or found ended already) leave their query's unended set
+        here, before any caller resumes: the caller of the outcome that completed a query sees none left whatever
+        order the callers of the batch resume in."""
+        results = await self._store.finish_jobs([outcome for _, outcome in items])
+        for (query_id, outcome), result in zip(items, results, strict=True):
+            unended = self._unended.get(query_id)
+            if unended is not None and not isinstance(result, FencedOut):
+                unended.discard(outcome.job_id)
+        return results
 
     async def _count_attempts(self, items: list[tuple[JobId, Fence | None]]) -> list[int | FencedOut | None]:
         job_ids = [job_id for job_id, _ in items]
@@ -253,9 +273,11 @@ class Broker:
             for job in timed_out:
                 self.ended_jobs[(job.agency_id, job.status.value)] += 1
                 await self._publish_job(query, parties, job, [])
-            await self._publish(
-                query.id, {"event": "complete", "completed_ms": completed, "timed_out": [j.id for j in timed_out]}
-            )
+            if query.id not in self._announced:
+                self._announced.add(query.id)
+                await self._publish(
+                    query.id, {"event": "complete", "completed_ms": completed, "timed_out": [j.id for j in timed_out]}
+                )
             log.info("query %s: complete, %d of %d jobs timed out", query.id, len(timed_out), len(jobs))
             if self._on_feedback is not None:
                 self._on_feedback(max(0.0, (completed - query.created_ms) / 1000))
@@ -265,6 +287,7 @@ class Broker:
             self._unended.pop(query.id, None)
             self._recording.pop(query.id, None)
             self._completed_by_outcome.pop(query.id, None)
+            self._announced.discard(query.id)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -357,27 +380,44 @@ class Broker:
         if recording is not None:
             recording.add(job.id)
         try:
-            ended = await self._outcomes.submit(outcome)
+            await self._record(query, party, job, outcome, unended)
         finally:
             if recording is not None:
-                recording.discard(job.id)
+                recording.discard(job.id)  # written and published (or given up)
+        if recording is not None and not recording:
+            await self._announce(query.id)
+
+    async def _record(
+        self, query: Query, party: Party, job: Job, outcome: JobOutcome, unended: set[JobId] | None
+    ) -> None:
+        """Write the outcome (in the next group commit) and publish the job's new state."""
+        ended = await self._outcomes.submit((query.id, outcome))
         if isinstance(ended, FencedOut):
             raise ended
-        if unended is not None:
-            unended.discard(job.id)  # recorded now, or it had ended before
-        # The outcomes queued before this one have resumed their callers already (in order): none left unended
-        # means every job of the query had ended in this transaction, which therefore completed the query.
-        completed = completes and ended is not None and unended is not None and not unended
+        # The outcomes of this write and of those before it have left ``unended`` (``_record_outcomes``): none left
+        # means every job of the query had ended by this transaction, which therefore completed the query.
+        completed = outcome.completes_query and ended is not None and unended is not None and not unended
         if ended is None:
             return  # already ended (e.g. failed after the deadline marked it timed out): keep that
-        self.ended_jobs[(job.agency_id, status.value)] += 1
+        self.ended_jobs[(job.agency_id, outcome.status.value)] += 1
         # An answer per agency per query is routine (the store and the screens have it); failures are news.
-        why = f" ({error})" if error else ""
-        log.log(logging.INFO if error else logging.DEBUG, "query %s: %s at %s → %s%s",
-                query.id, party.id, job.agency_id, status.value, why)  # fmt: skip
+        why = f" ({outcome.error})" if outcome.error else ""
+        log.log(logging.INFO if outcome.error else logging.DEBUG, "query %s: %s at %s → %s%s",
+                query.id, party.id, job.agency_id, outcome.status.value, why)  # fmt: skip
         await self._publish_job(query, {party.id: party}, *ended)
         if completed:
-            self._completed_by_outcome[query.id] = outcome.at_ms  # announced by the run, after this job
+            self._completed_by_outcome[query.id] = outcome.at_ms  # announced once every job's state is published
+
+    async def _announce(self, query_id: QueryId) -> None:
+        """Publish that the query is complete as soon as the write that completed it has returned and every
+        job's state it changed is on the bus (their publishers have all returned), not when the run next
+        wakes: a screen that sees ``complete`` has every job's final state before it. Once the run has taken over
+        (its deadline came, ``_unended`` dropped) the run announces, with the jobs it timed out."""
+        completed = self._completed_by_outcome.get(query_id)
+        if completed is None or query_id in self._announced or query_id not in self._unended:
+            return
+        self._announced.add(query_id)
+        await self._publish(query_id, {"event": "complete", "completed_ms": completed, "timed_out": []})
 
     async def _publish_job(self, query: Query, parties: dict[PartyId, Party], job: Job, assets: list[Asset]) -> None:
         agency = self._gateway.agencies.get(job.agency_id)

@@ -87,3 +87,22 @@ async def test_a_flush_cancelled_mid_write_tells_every_waiting_caller() -> None:
     done, pending = await asyncio.wait([writing, queued], timeout=5)
     assert not pending and all(t.cancelled() for t in done)
     assert recorder.batches == [[1]]
+
+
+async def test_the_items_marked_first_resume_before_the_rest_of_their_batch() -> None:
+    """The answer that completes a query sits anywhere in a batch of hundreds; its caller need not wait for
+    every caller queued before it to run."""
+    recorder = Recorder()
+    group = GroupCommit(recorder.flush, first=lambda item: item % 2 == 0)
+    resumed: list[int] = []
+
+    async def caller(item: int) -> None:
+        await group.submit(item)
+        resumed.append(item)
+
+    tasks = [asyncio.create_task(caller(i)) for i in range(1, 7)]
+    await asyncio.sleep(0)
+    recorder.release.set()
+    await asyncio.gather(*tasks)
+    assert recorder.batches == [[1, 2, 3, 4, 5, 6]]  # written in queue order
+    assert resumed == [2, 4, 6, 1, 3, 5]

@@ -8,8 +8,15 @@ import asyncio
 import asyncpg
 import pytest
 
+from command_center.bootstrap import import_courts
+from core.ids import AgencyId, CourtId, JobId, QueryId
+from persistence.models import Role
 from persistence.pg_database import PgDatabase
-from tests.conftest import POSTGRES_DSN
+from persistence.postgres import PostgresStore
+from persistence.queries_sql import AUDIT_LOCK
+from persistence.query_guard_sql import QUERY_SLOT_LOCK
+from persistence.query_models import AuditDraft, Job, JobOutcome, JobStatus, PartyKind, Query, submit_audit
+from tests.conftest import COURTS_FILE, POSTGRES_DSN
 
 pytestmark = pytest.mark.postgres
 
@@ -84,3 +91,58 @@ async def test_writers_queued_at_a_lock_leave_the_pool_to_everyone_else() -> Non
     finally:
         await other_process.close()
         await db.close()
+
+
+async def test_the_brokers_grouped_writes_have_connections_no_other_traffic_can_take(pg_schema: str) -> None:
+    """Submissions queued at their judges' locks and an audit append at the chain's lock once held every pooled
+    connection, and agencies' answers waited for one. The broker's grouped writes (attempts counted, outcomes
+    recorded) now run on connections kept for them: they go through while every other connection is taken,
+    and the readers that come after wait for a shared one instead of borrowing a kept one."""
+    store = PostgresStore(POSTGRES_DSN, schema=pg_schema, max_size=4, reserved=2)
+    await store.open()
+    await store.migrate()
+    await import_courts(store, COURTS_FILE)
+    judges = [
+        await store.add_user(
+            username=f"j{i}", display_name="j", password_hash="h", role=Role.JUDGE, court_id=CourtId("HLJ0102")
+        )
+        for i in range(4)
+    ]
+    case = await store.add_case(
+        case_number="(2026)黑0102执1号", court_id=CourtId("HLJ0102"), title="t", created_by=judges[0].id,
+        created_ms=1, parties=[(PartyKind.PERSON, "张三", "11010519491231002X")], judge_ids=[judges[0].id],
+    )  # fmt: skip
+    query = Query(QueryId("q1"), case.id, judges[0].id, "查控", 1, 30_001)
+    job = Job(JobId("j1"), query.id, case.parties[0].id, AgencyId("bank-1"), JobStatus.PENDING, 0, None, 1, 1)
+    await store.add_query(query, [job], audit=submit_audit(query, [job]))
+    other_process = await asyncpg.connect(POSTGRES_DSN)  # holds the locks, as another server process would
+    try:
+        async with other_process.transaction():
+            await other_process.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+            for judge in judges:
+                await other_process.execute("SELECT pg_advisory_xact_lock($1, $2)", QUERY_SLOT_LOCK, judge.id)
+            audit = asyncio.create_task(store.append_audit(AuditDraft("query.watch", judges[0].id, 2, "看")))
+            claims = [asyncio.create_task(store.claim_query_slot(j.id, "k", "h", 2, 0, lambda _: True)) for j in judges]
+            for _ in range(100):  # until the shared connections wait at the locks in the database
+                waiting = await other_process.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                if waiting >= 2:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # the other writers, had they found a connection, would be waiting by now
+            reader = asyncio.create_task(store.get_query(query.id))
+            counted = await asyncio.wait_for(store.start_job_attempts([job.id], 3), 5.0)
+            [ended] = await asyncio.wait_for(store.finish_jobs([JobOutcome(job.id, JobStatus.NO_ASSETS, 4)]), 5.0)
+            assert counted == {job.id: 1} and isinstance(ended, tuple) and ended[0].status is JobStatus.NO_ASSETS
+            assert not reader.done()  # every shared connection waits at a lock: the kept ones were not lent
+        await asyncio.wait_for(asyncio.gather(audit, reader, *claims), 5.0)
+        assert all(created for _, created in [c.result() for c in claims])
+    finally:
+        await other_process.close()
+        await store.close()
+
+
+def test_a_reservation_leaves_a_shared_connection() -> None:
+    with pytest.raises(ValueError, match="fewer than"):
+        PgDatabase(POSTGRES_DSN, min_size=1, max_size=2, schema=None, reserved=2)

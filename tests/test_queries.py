@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from command_center.keys import BUS
 from config.settings import StoreSettings
 from core.ids import QueryId
+from event_bus.port import Event
 from persistence.query_models import JobStatus
 from query_control.audit import verify
 from tests.conftest import POSTGRES_DSN
@@ -88,6 +92,35 @@ async def test_the_last_answer_completes_the_query_in_the_same_write(tmp_path: P
         assert final["completed_ms"] == last_answer
         [complete] = [m for m in screen.messages if m["type"] == "query_update" and m["event"] == "complete"]
         assert complete["completed_ms"] == last_answer and complete["timed_out"] == []
+
+
+async def test_completion_is_announced_when_the_last_answer_is_stored_and_published(tmp_path: Path) -> None:
+    """The screen learns that the query is complete from the task that stored and published its last answer,
+    right after it, not when the query's run next wakes (a few turns of a busy event loop later); and after
+    every job's final state, so a screen that sees ``complete`` has them all."""
+    quick, slow = (a.id for a in test_agencies()[:2])
+    agencies = test_agencies({quick: {"latency_median_ms": 50, "latency_sigma": 0.1},
+                              slow: {"latency_median_ms": 400, "latency_sigma": 0.1}})  # fmt: skip
+    async with running_fleet(agencies) as (_, pointed), query_app(tmp_path, pointed) as world:
+        bus = world.client.app[BUS]
+        publish = bus.publish
+        announced_by: list[str] = []
+
+        async def watched(topic: str, data: Mapping[str, Any]) -> Event:
+            if data.get("event") == "complete":
+                task = asyncio.current_task()
+                announced_by.append(task.get_name() if task is not None else "")
+            return await publish(topic, data)
+
+        bus.publish = watched  # type: ignore[method-assign]  # the real bus still publishes; we note who asked
+        case = await open_case(world)
+        person = case["parties"][0]["id"]
+        query = await submit(world, case["id"], party_ids=[person], agency_ids=[quick, slow])
+        screen = await open_query_screen(world, query["id"])
+        await screen.pump(lambda s: s.complete)
+        assert announced_by == [f"job:{j['job_id']}" for j in query["jobs"] if j["agency_id"] == slow]
+        events = [m["event"] for m in screen.messages if m["type"] == "query_update"]
+        assert events[-1] == "complete" and all(j["status"] != "pending" for j in screen.jobs.values())
 
 
 async def test_only_a_judge_assigned_to_the_case_may_query_or_watch(tmp_path: Path) -> None:
