@@ -179,6 +179,9 @@ async def test_positions_deduplicate_by_unit_and_sequence(store: Store) -> None:
     assert await store.insert_positions([]) == set()
     with pytest.raises(NotFound):
         await store.insert_positions([_pos("ghost", 1, 1000)])
+    with pytest.raises(NotFound):  # beside a known unit: the batch is refused whole
+        await store.insert_positions([_pos("U1", 4, 4000), _pos("ghost", 2, 2000)])
+    assert await store.count_positions(UnitId("U1")) == 3 and await store.count_positions(UnitId("ghost")) == 0
 
 
 async def test_a_mixed_batch_names_exactly_its_new_keys_and_stores_fixes_exactly(store: Store) -> None:
