@@ -5,4 +5,4 @@
 -- positions has a unit_latest row, so it cannot be deleted either. What changes is the cost: the key on
 -- positions took a row lock on the unit (FOR KEY SHARE) and wrote it to the WAL for every position, 30 % of
 -- the database's CPU on 10,000 positions a second (bench.telemetry).
-ALTER TABLE positions DROP CONSTRAINT positions_unit_id_fkey;
+ALTER TABLE positions DROP CONSTRAINT IF EXISTS positions_unit_id_fkey;
