@@ -11,6 +11,8 @@ to the same number of screens (bench/broadcast_baseline.py).
 
 Two more lines per load:
 
+- ``ack p99 by 5 s``: the ack p99 of each 5-second slice of the window; a run at the edge of its server's core can
+  change regime midway (tens or hundreds of ms, then about a second: every unit's position in flight at once).
 - ``stalls`` (with ``--stall-trace``): each stall of the server's loop over 50 ms in the window and the code it ran
   meanwhile (``server.stall_trace_file``, command_center/stall_trace.py).
 - ``event loop``: the server's event-loop lag p99 and max over the measuring window, sampled every 10 ms
@@ -251,6 +253,11 @@ def report(units: int, ours: dict[str, Any], base: dict[str, Any], screens: int,
           "(the window starts once all are, after the warm-up)")  # fmt: skip
     print(f"ingest            {ours['positions_per_s']:>10.0f} positions/s   (ack p50 {ours['ack_ms']['p50']:.0f} ms, "
           f"p99 {ours['ack_ms']['p99']:.0f} ms)")  # fmt: skip
+    by_slice = ", ".join(f"{p99:.0f}" for p99 in ours["ack_ms"]["p99_by_slice"])
+    print(
+        f"ack p99 by {ours['ack_ms']['slice_s']:.0f} s    {by_slice} ms (each slice of the window: at the edge of "
+        "its core a run can flip between a few hundred ms and about a second, every unit's position in flight)"
+    )
     print(f"unit -> screen    p50 {ours['screen_ms']['p50']:.0f} ms   p99 {ours['screen_ms']['p99']:.0f} ms   "
           f"max {ours['screen_ms']['max']:.0f} ms")  # fmt: skip
     print(f"to screens        {delivered:>10.0f} positions/s   ({delivered / max(1, offered):.2f} of offered; "

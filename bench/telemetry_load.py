@@ -13,6 +13,7 @@ collector's passes before the measuring window. The lag of its own loop goes to 
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import gc
 import json
@@ -33,6 +34,16 @@ from bench.harness import percentile, tune_gc
 from bench.raw_websocket import RawWebSocket, connect
 from command_center.loop_lag import sample_forever
 
+SLICE_MS = 5_000  # the window's acks are also reported per slice this long: a run may change regime midway
+
+
+def ack_p99_by_slice(figures: Figures) -> list[float]:
+    """Ack p99 in each slice of the window: whether a run stayed below its server's core, or when it went over."""
+    slices: dict[int, list[float]] = {}
+    for latency, index in zip(figures.ack_ms, figures.ack_slice, strict=True):
+        slices.setdefault(index, []).append(latency)
+    return [percentile(slices[index], 99) for index in sorted(slices)]
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -46,6 +57,10 @@ class Figures:
         self.rejected = 0
         self.errors = 0
         self.ack_ms: list[float] = []
+        #: Per ack in ``ack_ms``, the slice of the window (``SLICE_S`` long) its position was sent in: an array
+        #: of machine integers, nothing more for this process's collector to walk.
+        self.ack_slice = array.array("I")
+        self.window_start_ms = 0
         self.screen_ms: list[float] = []
         self.screen_positions = 0  # positions seen by the measuring screens
         self.screen_bytes = 0  # bytes read by the other screens in the measuring window
@@ -164,6 +179,7 @@ class Unit(RawWebSocket):
         figures.rejected += len(ack["rejected"])
         if figures.measuring:
             figures.ack_ms.append(now_ms() - self._sent_at)
+            figures.ack_slice.append(max(0, self._sent_at - figures.window_start_ms) // SLICE_MS)
         self._next_at += self._period
         self._pacer.at(self._next_at, self._send)
 
@@ -311,6 +327,7 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
     # stalled this loop for hundreds of milliseconds); freezing is O(1), nothing is traversed here
     gc.freeze()
     print(json.dumps({"event": "measuring"}), flush=True)
+    figures.window_start_ms = now_ms()
     figures.measuring = True
     sent_before = figures.sent
     measured_from = time.monotonic()
@@ -349,7 +366,12 @@ async def main(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
         "errors": figures.errors,
         "unit_failures": unit_failures[:5],
         "unit_failure_count": len(unit_failures),
-        "ack_ms": {"p50": percentile(figures.ack_ms, 50), "p99": percentile(figures.ack_ms, 99)},
+        "ack_ms": {
+            "p50": percentile(figures.ack_ms, 50),
+            "p99": percentile(figures.ack_ms, 99),
+            "p99_by_slice": ack_p99_by_slice(figures),
+            "slice_s": SLICE_MS / 1000,
+        },
         "screen_ms": {
             "p50": percentile(figures.screen_ms, 50),
             "p99": percentile(figures.screen_ms, 99),
