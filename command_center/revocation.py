@@ -310,7 +310,7 @@ class Revocations:
         unit_ids = {c.unit_id for c in credentials if c.unit_id is not None}
         ended = 0
         if unit_ids:
-            revoked = {str(u.id) for u in await self._store.list_units(None) if u.revoked_at is not None}
+            revoked = await self._store.revoked_unit_ids()
             for unit_id in unit_ids & revoked:
                 ended += await self.apply(Revocation(Subject.UNIT, unit_id, "revoked"))
         for session_hash in {c.session_hash for c in credentials if c.session_hash is not None}:

@@ -180,6 +180,19 @@ async def test_a_revocation_no_event_announced_is_found_by_the_recheck(world: Wo
     assert await closed(screen.ws) == (4401, "revoked")
 
 
+async def test_a_unit_revoked_with_no_event_is_found_by_the_recheck(world: World) -> None:
+    """The same for a device: revoked straight in the store, its telemetry socket is closed by the recheck,
+    which asks the store for the revoked units only; a unit not revoked keeps its socket."""
+    unit = await open_unit(world)
+    assert (await send(unit, fix(1)))["stored"] == [1]
+    revocations = world.client.app[REVOCATIONS]
+    assert await revocations.recheck() == 0
+    await world.store.revoke_unit(UnitId(UNIT))
+    assert await world.store.revoked_unit_ids() == {UnitId(UNIT)}
+    assert await revocations.recheck() == 1
+    assert await closed(unit) == (4401, "revoked")
+
+
 @pytest.mark.usefixtures("loopback")
 async def test_a_viewers_whep_session_and_talkback_end_on_logout(world: World) -> None:
     unit = UnitPeer(world, video="video/VP8", audio=True, talkback=True, channel=False)
