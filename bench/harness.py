@@ -19,6 +19,9 @@ from typing import IO, Any
 import aiohttp
 import asyncpg
 
+from command_center.loop_lag import FLUSH_EVERY
+from command_center.loop_lag import INTERVAL as LAG_INTERVAL
+
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POSTGRES_ADMIN = os.environ.get("CC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -201,14 +204,26 @@ def loop_lag_env(path: Path) -> dict[str, str]:
 
 def loop_lag(path: Path, start: float, end: float) -> dict[str, Any]:
     """The server's event-loop lag p99 and max within [start, end] (time.monotonic), from its probe's file
-    (command_center/loop_lag.py): a line written at ``at`` holds the second of samples before it."""
+    (command_center/loop_lag.py).
+
+    A line written at ``at`` holds the second of samples before it, the last one taken at ``at``; each sample
+    began ``INTERVAL`` plus its lag before it was taken, so walking back from ``at`` dates every sample, and
+    only those taken in the window count. Counting whole lines took in what followed the window: at its end
+    every unit of bench.telemetry closes its socket at once, a stall of about 200 ms that the window's own
+    seconds did not have. Collector passes are not dated: those of every line reaching into the window count.
+    """
     lags: list[float] = []
     pauses: list[list[float]] = []
     for line in path.read_text().splitlines() if path.exists() else []:
         entry = json.loads(line)
-        if start < entry["at"] <= end + 1.0:
-            lags.extend(entry["lag_ms"])
-            pauses.extend(entry.get("gc_ms", []))
+        if not start < entry["at"] <= end + FLUSH_EVERY + 1.0:
+            continue
+        pauses.extend(entry.get("gc_ms", []))
+        taken = entry["at"]
+        for lag in reversed(entry["lag_ms"]):
+            if start < taken <= end:
+                lags.append(lag)
+            taken -= LAG_INTERVAL + lag / 1000
     return {"p99": percentile(lags, 99), "max": max(lags, default=float("nan")), "samples": len(lags),
             "gc_passes": len(pauses), "gc_max_ms": max((ms for _, ms in pauses), default=0.0),
             "gc_max_generation": max(pauses, key=lambda p: p[1], default=[-1, 0])[0],
