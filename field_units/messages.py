@@ -26,7 +26,7 @@ MAX_BATCH = 500  # positions in one message, as on the WebSocket
 
 
 class Answer(Protocol):
-    def as_dict(self) -> dict[str, Any]: ...
+    def encode(self) -> bytes: ...  # the answer as JSON (``Tracker.ingest``: an ``Ack``)
 
 
 Ingest = Callable[[Unit, object], Awaitable[Answer]]
@@ -64,7 +64,7 @@ async def answer(ingest: Ingest, unit: Unit, message: str | bytes, report: Repor
             return error("unavailable", "the database is unavailable; nothing was stored, send it again")
         log.exception("unit %s: a telemetry message failed", unit.id)
         return error("internal", "internal error; it has been logged; nothing was stored, send it again")
-    return orjson.dumps(ack.as_dict())
+    return ack.encode()
 
 
 async def _report(report: Report | None, unit: Unit, data: dict[str, Any]) -> bytes:

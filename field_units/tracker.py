@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+import orjson
+
 from alarms.desk import AlarmDesk
 from alarms.models import AlarmKind
 from cluster.port import LEADER, Coordinator
@@ -60,9 +63,11 @@ class PositionCounts:
     overloaded: int = 0  # refused because the database is behind (503: the unit keeps and resends them)
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """The answer to one batch, sent only after the stored positions are committed."""
+class Ack(msgspec.Struct, frozen=True):
+    """The answer to one batch, sent only after the stored positions are committed.
+
+    One is built and sent per telemetry message: a Struct because a frozen dataclass sets each field through
+    ``object.__setattr__`` (construction, ``as_dict`` and ``orjson`` took 1.2 µs, ``encode`` of a Struct 0.3)."""
 
     stored: list[int]
     duplicates: list[int]
@@ -75,6 +80,12 @@ class Ack:
             "duplicates": self.duplicates,
             "rejected": [r.as_dict() for r in self.rejected],
         }
+
+    def encode(self) -> bytes:
+        """``as_dict`` as JSON; the ack of nearly every message (one position, stored) without building it."""
+        if len(self.stored) == 1 and not self.duplicates and not self.rejected:
+            return b'{"type":"ack","stored":[%d],"duplicates":[],"rejected":[]}' % self.stored[0]
+        return orjson.dumps(self.as_dict())
 
 
 @dataclass

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 import orjson
@@ -110,11 +111,13 @@ async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSoc
     return ws
 
 
-async def _reply(ws: web.WebSocketResponse, data: bytes) -> None:
-    """Send pre-serialised JSON as a text message (a closed socket raises ConnectionError)."""
+def _reply(ws: web.WebSocketResponse, data: bytes) -> Awaitable[None]:
+    """Send pre-serialised JSON as a text message (a closed socket raises ConnectionError).
+
+    Not a coroutine of its own: it hands back aiohttp's send to await, one coroutine less per message."""
     if ws.closed:
         raise ConnectionError("the unit's socket is closed")
-    await ws.send_frame(data, WSMsgType.TEXT)
+    return ws.send_frame(data, WSMsgType.TEXT)
 
 
 @api.route(
