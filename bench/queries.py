@@ -287,7 +287,7 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 print(
                     f"{'Q':>5} {'feedback p50':>12} {'p99':>7} {'baseline p50':>12} {'p99':>7} {'ratio':>6} "
-                    f"{'overhead p50':>12} {'p99':>6} {'Δ vs bare p50':>13} {'p99':>6} {'ans→screen p99':>14} "
+                    f"{'overhead p50':>12} {'p99':>8} {'Δ vs bare p50':>13} {'p99':>6} {'ans→screen p99':>14} "
                     f"{'q/s':>5} {'≤30 s':>6} {'failed':>6}"
                 )
                 people = iter(range(len(cases)))
@@ -311,7 +311,7 @@ async def run(args: argparse.Namespace) -> None:
                     print(
                         f"{count:>5} {percentile(feedback, 50):>11.2f}s {percentile(feedback, 99):>6.2f}s "
                         f"{percentile(base, 50):>11.2f}s {percentile(base, 99):>6.2f}s {ratio:>6.2f} "
-                        f"{percentile(overhead, 50):>10.1f}ms {percentile(overhead, 99):>4.0f}ms "
+                        f"{percentile(overhead, 50):>10.1f}ms {percentile(overhead, 99):>6.1f}ms "
                         f"{percentile(paired, 50) * 1000:>11.0f}ms {percentile(paired, 99) * 1000:>4.0f}ms "
                         f"{percentile(screen, 99):>12.1f}ms {len(results) / wall:>5.1f} {within:>6.0%} "
                         f"{sum(reasons.values()):>6}",
