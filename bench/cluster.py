@@ -36,16 +36,20 @@ class Tls:
 
 
 def render_nginx(upstreams: list[str], port: int, workdir: Path, per_address: int | None = None,
-                 tls: Tls | None = None) -> str:  # fmt: skip
+                 tls: Tls | None = None, connections: int | None = None) -> str:  # fmt: skip
     """config/nginx/nginx.conf with these upstreams, this port and a pid file in ``workdir``; ``per_address``
     replaces its cap on connections from one client address (a benchmark's thousands of units all come from
-    127.0.0.1, where in service they come from as many addresses).
+    127.0.0.1, where in service they come from as many addresses); ``connections``, the connections (and open
+    files) each worker may hold: a proxied unit takes two, and one worker may get most of them.
 
     With ``tls``, HTTPS on ``port`` with that certificate and the redirect on ``tls.http_port``, as in service;
     without, plain HTTP on ``port`` and no redirect (benchmarks measure the app, not the proxy's TLS)."""
     text = (ROOT / "config" / "nginx" / "nginx.conf").read_text()
     if per_address is not None:
         text = re.sub(r"limit_conn per_address \d+;", f"limit_conn per_address {per_address};", text)
+    if connections is not None:
+        text = re.sub(r"worker_connections \d+;", f"worker_connections {connections};", text)
+        text = text.replace("worker_processes auto;", f"worker_processes auto;\nworker_rlimit_nofile {connections};")
     servers = "\n        ".join(f"server {u} max_fails=1 fail_timeout=3s;" for u in upstreams)
     text = re.sub(r"^\s*server .*# cc:upstreams.*\n", "", text, flags=re.M)
     text = text.replace("        keepalive 64;", f"        {servers}\n        keepalive 64;")
@@ -68,11 +72,13 @@ class Cluster:
     def __init__(self, workdir: Path, *, processes: int, store_url: str, redis_url: str = "redis://127.0.0.1:6379/0",
                  env: dict[str, str] | None = None, core: int | None = None,
                  per_address: int | None = None, tls: Tls | None = None,
-                 sample_loop_lag: bool = False) -> None:  # fmt: skip
-        """``tls``: nginx serves HTTPS with that certificate (and redirects plain HTTP), as in service."""
+                 sample_loop_lag: bool = False, connections: int | None = None) -> None:  # fmt: skip
+        """``tls``: nginx serves HTTPS with that certificate (and redirects plain HTTP), as in service;
+        ``per_address`` and ``connections``: nginx's caps (``render_nginx``)."""
         self.workdir = workdir
         self.tls = tls
         self.per_address = per_address
+        self.connections = connections
         self.namespace = f"cluster-{uuid.uuid4().hex[:8]}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
         self.env |= {"CC_STORE__URL": store_url, "CC_BUS__URL": redis_url, "CC_BUS__NAMESPACE": self.namespace,
@@ -130,7 +136,7 @@ class Cluster:
     def spawn_proxy(self) -> None:
         conf = self.workdir / "nginx.conf"
         conf.write_text(render_nginx([f"127.0.0.1:{s.port}" for s in self.servers], self.proxy_port, self.workdir,
-                                     self.per_address, self.tls))  # fmt: skip
+                                     self.per_address, self.tls, self.connections))  # fmt: skip
         log = (self.workdir / "nginx.log").open("wb")
         self._nginx = subprocess.Popen([str(NGINX), "-p", str(self.workdir), "-c", str(conf), "-g", "daemon off;"],
                                        stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
