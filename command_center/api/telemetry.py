@@ -38,6 +38,7 @@ DEVICE = frozenset({Access.DEVICE})
 COMMANDERS = frozenset({Access.OPERATOR, Access.SUPERVISOR, Access.ADMIN})
 MAX_TRACK_MS = 24 * 3_600_000
 MAX_WS_MESSAGE = MAX_MESSAGE
+SOCKET_ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)  # where ``async for`` over a socket stops
 
 
 class TelemetryBatchIn(BaseModel):
@@ -92,7 +93,13 @@ async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSoc
     try:
         with idle.watching(ws, abort=transport.abort if transport is not None else lambda: None):
             async with tasks.channel(unit, push):
-                async for message in ws:
+                # ``receive`` in a loop, not ``async for`` (whose ``__anext__`` is a coroutine more per message), and
+                # the message let go before the next is awaited: between messages every idle socket held both,
+                # and a collector pass walked 10,000 of each among the ~130,000 objects it took 50 ms over.
+                while True:
+                    message = await ws.receive()
+                    if message.type in SOCKET_ENDED:
+                        break
                     idle.heard(ws)
                     if watch.ended:
                         break
@@ -100,6 +107,7 @@ async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSoc
                         await _reply(ws, await answer(ingest, unit, message.data, report))
                     elif message.type is WSMsgType.PING:  # autoping is off: answer the unit's pings here
                         await ws.pong(message.data)
+                    del message
     except ConnectionError:
         pass  # the unit went away while we wrote to it
     except Exception:  # never an HTTP error on an upgraded connection: close it properly instead
