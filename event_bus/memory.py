@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from event_bus.port import Event, Subscription
+from event_bus.port import Event, Subscription, encode_data
 
 
 class MemoryBus:
@@ -42,7 +42,7 @@ class MemoryBus:
         kept = self._history.get(topic)
         if kept is None:
             kept = self._history[topic] = deque(maxlen=self._history_size)
-        kept.append((seq, event.ts, orjson.dumps(data)))
+        kept.append((seq, event.ts, encode_data(data)))
         for sub in self._subscribers.get(topic, ()):
             sub.offer(event)
         return event

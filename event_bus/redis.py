@@ -20,7 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from event_bus.port import Event, Subscription
+from event_bus.port import Event, Subscription, encode_data
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class RedisBus:
 
     # publishing ---------------------------------------------------------------------------------------
     async def publish(self, topic: str, data: Mapping[str, Any]) -> Event:
-        payload = orjson.dumps(data)
+        payload = encode_data(data)
         seq, ts = await self._script(
             keys=[self._seq_key(topic), self._stream_key(topic), self._channel(topic)],
             args=[payload, self._history],

@@ -33,7 +33,7 @@ from field_units import status
 from field_units.geofence_watch import GeofenceWatch
 from field_units.replication import STATES_TOPIC, apply_delta, heard_at, state_delta
 from field_units.telemetry import Rejection, parse_batch
-from field_units.views import unit_view, units_topic
+from field_units.views import EncodedView, encode_view, unit_view, units_topic
 from field_units.writer import PositionWriter
 from persistence.models import Duty, Position, Status, Unit, UnitState
 from persistence.port import TelemetryStore, UnitStore
@@ -189,6 +189,10 @@ class Tracker:
         if unit is None:
             raise NotFound(f"unit {unit_id} does not exist")
         return unit_view(unit, self.state(unit_id), self._latest.get(unit_id))
+
+    def _encoded_view(self, unit_id: UnitId) -> EncodedView:
+        """``view`` serialised, for the bus (a unit in ``_pending`` is in ``_units``: ``ingest`` put it there)."""
+        return encode_view(self._units[unit_id], self._states.get(unit_id, NEVER_HEARD), self._latest.get(unit_id))
 
     async def live_view(self, unit_id: UnitId) -> dict[str, Any]:
         """``view``, for a unit registered after this process started too."""
@@ -350,7 +354,7 @@ class Tracker:
     async def _publish_pending(self) -> None:
         pending, self._pending = self._pending, {}
         for court_id, changes in pending.items():
-            units = [self.view(unit_id) for unit_id in sorted(changes.units)]
+            units = [self._encoded_view(unit_id) for unit_id in sorted(changes.units)]
             track = [
                 {"unit_id": unit_id, "points": [[p.fix_time_ms, p.lat, p.lon] for p in sorted(points, key=_fix)]}
                 for unit_id, points in changes.track.items()

@@ -99,19 +99,30 @@ class Position(msgspec.Struct, frozen=True, gc=False):
     sos: bool
     received_ms: int
 
-    def view(self) -> dict[str, Any]:
+    def shown(self) -> PositionView:
         """The position as screens see it (docs/protocols.md, UnitView.position)."""
-        return {
-            "seq": self.seq,
-            "fix_time_ms": self.fix_time_ms,
-            "lat": self.lat,
-            "lon": self.lon,
-            "accuracy_m": self.accuracy_m,
-            "speed_mps": self.speed_mps,
-            "heading_deg": self.heading_deg,
-            "altitude_m": self.altitude_m,
-            "battery_pct": self.battery_pct,
-        }
+        return PositionView(self.seq, self.fix_time_ms, self.lat, self.lon, self.accuracy_m, self.speed_mps,
+                            self.heading_deg, self.altitude_m, self.battery_pct)  # fmt: skip
+
+    def view(self) -> dict[str, Any]:
+        """``shown`` as a dict (an API response)."""
+        view: dict[str, Any] = msgspec.to_builtins(self.shown())
+        return view
+
+
+class PositionView(msgspec.Struct, frozen=True, gc=False):
+    """What screens see of a Position: all but the unit (the view is the unit's), SOS (the unit's status
+    shows it) and when the server received it. A Struct, so a unit's view is serialised by msgspec at once."""
+
+    seq: int
+    fix_time_ms: int
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    speed_mps: float | None
+    heading_deg: float | None
+    altitude_m: float | None
+    battery_pct: float | None
 
 
 class Duty(StrEnum):

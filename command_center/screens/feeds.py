@@ -28,7 +28,7 @@ from entrustments.models import LIVE_ENTRUSTMENTS, Entrustment
 from entrustments.views import entrustment_view, entrustments_topic
 from event_bus.port import Event, EventBus, SubscriberLagged
 from field_units.tasks import tasks_topic
-from field_units.views import unit_view, units_topic
+from field_units.views import EncodedView, encode_view, encoded_views, units_topic
 from operations.models import LIVE_OPERATIONS
 from operations.views import operation_view, operations_topic
 from persistence.models import UnitState
@@ -192,26 +192,26 @@ class UnitsFeed(Feed):
         latest = await self._store.latest_positions(ids)
         states = await self._store.unit_states(ids)
         self.units = {
-            u.id: orjson.dumps(unit_view(u, states.get(u.id, UnitState()), latest.get(u.id)))
+            u.id: encode_view(u, states.get(u.id, UnitState()), latest.get(u.id)).json
             for u in units
             if u.revoked_at is None
         }
 
     def apply(self, event: Event) -> bytes | None:
-        views: list[dict[str, Any]] = event.data["units"]
+        views = encoded_views(event.data["units"])
         if self._latency is not None:
             now_ms = time.time() * 1000
             for view in views:
-                if view["status"] != "offline" and view["last_seen_ms"] is not None:
-                    self._latency(max(0.0, now_ms - view["last_seen_ms"]) / 1000)
+                if view.status != "offline" and view.last_seen_ms is not None:
+                    self._latency(max(0.0, now_ms - view.last_seen_ms) / 1000)
         return self._frame(event, views, event.data["track"])
 
-    def _frame(self, event: Event, views: list[dict[str, Any]], track: list[dict[str, Any]]) -> bytes:
+    def _frame(self, event: Event, views: list[EncodedView], track: list[dict[str, Any]]) -> bytes:
         """Keep each view's bytes as the unit's newest, and the frame made of them (docs/protocols.md)."""
         encoded = []
         for view in views:
-            encoded.append(raw := orjson.dumps(view))
-            self.units[view["unit_id"]] = raw
+            encoded.append(view.json)
+            self.units[view.unit_id] = view.json
         head = {"type": "frame", "topic": self.name, "seq": event.seq, "ts_ms": int(event.ts * 1000)}
         return b"".join((orjson.dumps(head)[:-1], b',"units":[', b",".join(encoded), b'],"track":',
                          orjson.dumps(track), b"}"))  # fmt: skip
@@ -241,10 +241,10 @@ class UnitFeed(UnitsFeed):
         if unit.revoked_at is None:
             latest = await self._store.latest_positions([unit.id])
             states = await self._store.unit_states([unit.id])
-            self.units[unit.id] = orjson.dumps(unit_view(unit, states.get(unit.id, UnitState()), latest.get(unit.id)))
+            self.units[unit.id] = encode_view(unit, states.get(unit.id, UnitState()), latest.get(unit.id)).json
 
     def apply(self, event: Event) -> bytes | None:
-        views = [v for v in event.data["units"] if v["unit_id"] == self.unit_id]
+        views = [v for v in encoded_views(event.data["units"]) if v.unit_id == self.unit_id]
         track = [t for t in event.data["track"] if t["unit_id"] == self.unit_id]
         if not views and not track:
             return None
@@ -473,10 +473,10 @@ class EntrustedUnitsFeed(UnitsFeed):
         units = [await self._store.get_unit(UnitId(u)) for u in sorted(self.shown)]
         latest = await self._store.latest_positions([u.id for u in units])
         states = await self._store.unit_states([u.id for u in units])
-        self.units = {u.id: orjson.dumps(unit_view(u, states.get(u.id, UnitState()), latest.get(u.id))) for u in units}
+        self.units = {u.id: encode_view(u, states.get(u.id, UnitState()), latest.get(u.id)).json for u in units}
 
     def apply(self, event: Event) -> bytes | None:
-        views = [v for v in event.data["units"] if v["unit_id"] in self.shown]
+        views = [v for v in encoded_views(event.data["units"]) if v.unit_id in self.shown]
         track = [t for t in event.data["track"] if t["unit_id"] in self.shown]
         if not views and not track:
             return None
