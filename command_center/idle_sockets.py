@@ -26,9 +26,12 @@ class IdleSockets:
     def __init__(self, idle_seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.idle_seconds = idle_seconds
         self._clock = clock
-        self._heard: dict[web.WebSocketResponse, float] = {}
-        self._pinged: dict[web.WebSocketResponse, float] = {}  # sockets pinged, and when
-        self._abort: dict[web.WebSocketResponse, Callable[[], None]] = {}
+        # Keyed by ``id(ws)``: aiohttp's responses hash in Python (``hash(id(self))``), a frame more for every
+        # message; the socket itself is kept in ``_sockets`` while it is watched, so its id is not reused.
+        self._sockets: dict[int, web.WebSocketResponse] = {}
+        self._heard: dict[int, float] = {}
+        self._pinged: dict[int, float] = {}  # sockets pinged, and when
+        self._abort: dict[int, Callable[[], None]] = {}
         self.cut = 0  # sockets cut for silence, for tests and health
 
     def __len__(self) -> int:
@@ -36,39 +39,42 @@ class IdleSockets:
 
     def heard(self, ws: web.WebSocketResponse) -> None:
         """The socket received something (a message or a pong): called for every message, kept to a store."""
-        self._heard[ws] = self._clock()
+        self._heard[id(ws)] = self._clock()
 
     @contextlib.contextmanager
     def watching(self, ws: web.WebSocketResponse, abort: Callable[[], None]) -> Iterator[None]:
         """Watch ``ws`` while the block runs; ``abort`` cuts its connection (the transport's ``abort``)."""
-        self._heard[ws] = self._clock()
-        self._abort[ws] = abort
+        key = id(ws)
+        self._sockets[key] = ws
+        self._heard[key] = self._clock()
+        self._abort[key] = abort
         try:
             yield
         finally:
-            del self._heard[ws], self._abort[ws]
-            self._pinged.pop(ws, None)
+            del self._heard[key], self._abort[key], self._sockets[key]
+            self._pinged.pop(key, None)
 
     async def sweep(self) -> None:
         """Ping the sockets silent for ``idle_seconds``; cut those pinged half of it ago and silent since."""
         now = self._clock()
-        for ws, heard in list(self._heard.items()):
-            if ws not in self._abort:
+        for key, ws in list(self._sockets.items()):  # the sockets held: no id is reused during the sweep
+            if self._sockets.get(key) is not ws:
                 continue  # its handler ended while an earlier ping of this sweep was sent
-            pinged = self._pinged.get(ws)
+            heard = self._heard[key]
+            pinged = self._pinged.get(key)
             if pinged is not None and heard >= pinged:
-                del self._pinged[ws]  # it answered (or spoke): silent no more
+                del self._pinged[key]  # it answered (or spoke): silent no more
                 pinged = None
             if now - heard < self.idle_seconds:
                 continue
             if pinged is None:
-                self._pinged[ws] = now
+                self._pinged[key] = now
                 with contextlib.suppress(ConnectionError, RuntimeError):  # closing already: its handler ends
                     await ws.ping()
-            elif now - pinged >= self.idle_seconds / 2 and ws in self._abort:
+            elif now - pinged >= self.idle_seconds / 2 and self._sockets.get(key) is ws:
                 log.info("a unit socket was silent for %.0f s and did not answer a ping: cut", now - heard)
                 self.cut += 1
-                self._abort[ws]()
+                self._abort[key]()
 
     async def sweep_forever(self) -> None:
         while True:
