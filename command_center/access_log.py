@@ -48,8 +48,7 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request: client, time, method, path (query values left out), status, size, duration."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        app = getattr(request, "app", None)
-        mode = "all" if app is None else app[SETTINGS].observability.access_log
+        mode = _mode(request)
         if not worth_logging(mode, request.path, response.status):
             return
         now = datetime.datetime.now(datetime.UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
@@ -70,3 +69,14 @@ class AccessLogger(AbstractAccessLogger):
             request.headers.get("User-Agent", "-"),
             extra={"http": http},
         )
+
+
+def _mode(request: web.BaseRequest) -> str:
+    """The app's ``observability.access_log``; ``errors`` for a request aiohttp refused before routing (an
+    unparsable head, TLS on the plain port), which reached no app: ``request.app`` asserts on such a request
+    (and fails otherwise under ``python -O``), which would put a traceback in the log for every one of them."""
+    try:
+        app = request.app  # type: ignore[attr-defined]  # a BaseRequest (no application) has none
+    except (AttributeError, AssertionError):
+        return "errors"
+    return str(app[SETTINGS].observability.access_log)

@@ -12,6 +12,7 @@ from command_center.api.registry import Registry, openapi_document
 from command_center.api.routes import all_endpoints
 from command_center.composition import components
 from command_center.keys import OPENAPI, SETTINGS
+from command_center.logs import quiet_unparsable_requests
 from command_center.media_http import media_cors
 from command_center.middleware import (
     body_in_time,
@@ -55,6 +56,7 @@ def create_app(
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
+    quiet_unparsable_requests()  # a client's garbage is one line in the log, not a traceback
     Registry(all_endpoints()).install(app)
     app[OPENAPI] = _openapi()
     install_pages(app)

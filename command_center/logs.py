@@ -14,6 +14,7 @@ import sys
 from typing import Any, Literal
 
 import orjson
+from aiohttp.http_exceptions import BadHttpMessage
 
 from core import log_context
 
@@ -64,3 +65,29 @@ def configure_logging(log_format: Literal["json", "text"], level: int = logging.
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class UnparsableRequests(logging.Filter):
+    """aiohttp logs a request it could not parse (a header without a colon, a line too long) at ERROR with a
+    traceback. It is the client's fault, answered 400, and the access log has its line: here it becomes one
+    INFO line naming the client and the kind of mistake, so a client sending garbage cannot fill the log with
+    tracebacks, nor put what it sent there. (Traffic that is not HTTP at all, TLS on the plain port, aiohttp
+    already logs at DEBUG.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage) and record.levelno >= logging.ERROR:
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else "unknown"
+            # The kind of mistake only: aiohttp's message quotes the offending line, which may hold a credential
+            # (an ``Authorization`` line without its colon), and no secret goes into a log.
+            record.msg, record.args = "unparsable request from %s (answered 400): %s", (client, type(exc).__name__)
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_unparsable_requests() -> None:
+    """Install ``UnparsableRequests`` on aiohttp's server logger (once, however many apps are built)."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, UnparsableRequests) for f in server.filters):
+        server.addFilter(UnparsableRequests())
