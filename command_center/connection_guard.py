@@ -181,6 +181,12 @@ class GuardedConnection(asyncio.Protocol):
         elif self._timer is None and not body and not self._handling():
             self._arm()  # the first bytes of the next request's head
         self._upgraded = bool(self._handler._upgraded) and self._timer is None
+        if self._upgraded and self._transport is not None:
+            # From here each call is a WebSocket message for aiohttp's handler, nothing for the guard: hand
+            # them to the handler directly (a Python call less per telemetry message). The transport reads a
+            # protocol's ``data_received`` when the protocol is set (uvloop), so it is set again.
+            self.data_received = self._handler.data_received  # type: ignore[method-assign]
+            self._transport.set_protocol(self)
 
     def eof_received(self) -> bool | None:
         if self._address is not None:

@@ -100,15 +100,23 @@ class GeofenceWatch:
 
     async def observe(self, unit: Unit, position: Position) -> list[FenceEvent]:
         """Check the unit's newest position; act on the crossings it completes."""
+        events = self.crossings(unit, position)
+        await self.act(unit, events)
+        return events
+
+    def crossings(self, unit: Unit, position: Position) -> list[FenceEvent]:
+        """The crossings the unit's newest position completes (debounced), not yet acted on: see ``act``."""
         if not self._fences:
             return []
         scope = self._scopes.get(unit.court_id, frozenset({unit.court_id}))
         inside = {f for f in self._index.containing(position.lat, position.lon) if self._fences[f].court_id in scope}
-        events = self._debouncer.update(unit.id, position.fix_time_ms, inside)
+        return self._debouncer.update(unit.id, position.fix_time_ms, inside)
+
+    async def act(self, unit: Unit, events: list[FenceEvent]) -> None:
+        """Raise or clear the alarms of crossings ``crossings`` found."""
         for event in events:
             self.events += 1
             await self._act(unit, event)
-        return events
 
     async def _act(self, unit: Unit, event: FenceEvent) -> None:
         fence = self._fences.get(event.fence_id)

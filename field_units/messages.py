@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import orjson
 
@@ -38,36 +38,65 @@ async def answer(ingest: Ingest, unit: Unit, message: str | bytes, report: Repor
 
     One coroutine from the message to its ack (the ingest's own aside): under load a second's worth of
     messages wait for their commit at once, and every coroutine each is more work for the loop and for the
-    garbage collector's passes."""
+    garbage collector's passes. (The WebSocket takes its messages without one: ``command_center.unit_socket``.)"""
+    try:
+        data = decode(message)
+    except Refused as refused:
+        return refused.reply
+    if is_task_update(data):
+        return await report_task(report, unit, data)
+    try:
+        ack = await ingest(unit, data)
+    except Exception as exc:
+        return failure(unit, exc)
+    return ack.encode()
+
+
+class Refused(Exception):
+    """A message refused before any processing; ``reply`` is the error to send back."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def decode(message: str | bytes) -> object:
+    """The message's content: positions to ingest, or a task update (``is_task_update``).
+
+    Raises ``Refused`` for a binary message, one too large, text that is not JSON or too many positions."""
     if isinstance(message, bytes):
-        return error("bad_request", "send JSON text messages")
+        raise Refused(error("bad_request", "send JSON text messages"))
     if len(message) > MAX_MESSAGE:
-        return error("payload_too_large", f"message larger than {MAX_MESSAGE} bytes")
+        raise Refused(error("payload_too_large", f"message larger than {MAX_MESSAGE} bytes"))
     data: object = decode_position(message)  # the common message, parsed and checked at once
     if data is None:
         try:
             data = orjson.loads(message)
         except orjson.JSONDecodeError as exc:
-            return error("invalid_json", f"not JSON: {exc}")
-        if isinstance(data, dict) and data.get("type") == "task_update":
-            return await _report(report, unit, data)
+            raise Refused(error("invalid_json", f"not JSON: {exc}")) from None
         if isinstance(data, list) and len(data) > MAX_BATCH:
-            return error("validation_failed", f"{len(data)} positions in one message; limit {MAX_BATCH}")
-    try:
-        ack = await ingest(unit, data)
-    except ValueError as exc:
+            raise Refused(error("validation_failed", f"{len(data)} positions in one message; limit {MAX_BATCH}"))
+    return data
+
+
+def is_task_update(data: object) -> TypeGuard[dict[str, Any]]:
+    return isinstance(data, dict) and data.get("type") == "task_update"
+
+
+def failure(unit: Unit, exc: BaseException) -> bytes:
+    """The error to answer a message whose ingest raised ``exc`` with (the connection outlives any failure)."""
+    if isinstance(exc, ValueError):
         return error("validation_failed", str(exc))
-    except AppError as exc:  # e.g. the database is down and the buffer full: the unit keeps and resends
+    if isinstance(exc, AppError):  # e.g. the database is down and the buffer full: the unit keeps and resends
         return error(exc.code, exc.message)
-    except Exception as exc:  # the connection outlives any failure: the unit keeps the message and resends
-        if store_unavailable(exc):
-            return error("unavailable", "the database is unavailable; nothing was stored, send it again")
-        log.exception("unit %s: a telemetry message failed", unit.id)
-        return error("internal", "internal error; it has been logged; nothing was stored, send it again")
-    return ack.encode()
+    if store_unavailable(exc):
+        return error("unavailable", "the database is unavailable; nothing was stored, send it again")
+    log.error("unit %s: a telemetry message failed", unit.id, exc_info=exc)
+    return error("internal", "internal error; it has been logged; nothing was stored, send it again")
 
 
-async def _report(report: Report | None, unit: Unit, data: dict[str, Any]) -> bytes:
+async def report_task(report: Report | None, unit: Unit, data: dict[str, Any]) -> bytes:
+    """The reply to a unit's task update."""
     if report is None:
         return error("bad_request", "task updates go over the telemetry WebSocket")
     try:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,7 +35,8 @@ from field_units.geofence_watch import GeofenceWatch
 from field_units.replication import STATES_TOPIC, apply_delta, heard_at, state_delta
 from field_units.telemetry import Rejection, parse_batch
 from field_units.views import EncodedView, encode_view, unit_view, units_topic
-from field_units.writer import PositionWriter
+from field_units.writer import CommitWaiter, Key, PositionWriter
+from maps.geofences import FenceEvent
 from persistence.models import Duty, Position, Status, Unit, UnitState
 from persistence.port import TelemetryStore, UnitStore
 
@@ -95,6 +97,27 @@ class _Pending:
     units: set[UnitId] = field(default_factory=set)
     live: dict[UnitId, Position] = field(default_factory=dict)  # the position each unit shows this tick
     track: dict[UnitId, list[Position]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Taken:
+    """A telemetry message validated and shown live, not yet stored (``Tracker.take``).
+
+    ``state``, ``battery_low`` and ``crossings`` are what is left for ``Tracker.settle``: almost always
+    nothing (``settled``)."""
+
+    unit: Unit
+    good: list[Position]
+    bad: list[Rejection]
+    started: float  # perf_counter when it arrived, for the ack-time histogram
+    live: Position | None = None  # the position the unit now shows, if one of these moved it
+    state: UnitState | None = None  # a status change to apply (stored, alarms)
+    battery_low: bool | None = None  # the low-battery alarm to raise (True) or clear (False)
+    crossings: list[FenceEvent] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        return self.state is None and self.battery_low is None and not self.crossings
 
 
 class Tracker:
@@ -203,47 +226,85 @@ class Tracker:
     # telemetry ----------------------------------------------------------------------------------------
     async def ingest(self, unit: Unit, raw: object) -> Ack:
         """Validate, show live, store durably, answer. Raises ValueError for an unusable batch."""
+        taken = self.take(unit, raw)
+        if not taken.settled:
+            await self.settle(taken)
+        committed: asyncio.Future[AbstractSet[Key]] = asyncio.get_running_loop().create_future()
+        self.store(taken, committed)
+        return self.acknowledge(taken, await committed)
+
+    def take(self, unit: Unit, raw: object) -> Taken:
+        """Validate and show live, without waiting for anything: what ``ingest`` does before the write.
+
+        Split out so a unit's socket can take nearly every message in one synchronous call and be answered
+        from the commit (``command_center.unit_socket``), instead of resuming a chain of coroutines twice a
+        message. What needs the store or the alarm desk (a status change, a battery or geofence alarm) is
+        left in the result for ``settle``. Raises ValueError for an unusable batch."""
         started = time.perf_counter()
         now = self._clock_ms()
         good, bad = parse_batch(raw, unit_id=unit.id, now_ms=now, limit=MAX_BATCH, max_future_ms=self._skew_ms)
         unit_id = unit.id
         self._units[unit_id] = unit
-        live: Position | None = None
-        if good:
-            single = len(good) == 1  # nearly every message: no max, no any over a generator
-            newest = good[0] if single else max(good, key=live_key)
-            current = self._latest.get(unit_id)
-            if current is None or live_key(newest) > live_key(current):
-                live = newest
-                self._latest[unit_id] = newest
-                pending = self._court(unit)
-                pending.units.add(unit_id)
-                superseded = pending.live.get(unit_id)
-                if superseded is not None:  # coalesced away before a frame showed it: keep it in the trail
-                    pending.track.setdefault(unit_id, []).append(superseded)
-                pending.live[unit_id] = newest
-            sos = newest.sos if single else any(p.sos for p in good)
-            old = self._states.get(unit_id, NEVER_HEARD)
-            heard = status.heard(old, at_ms=now, sos=sos)
-            if old.online and heard.sos == old.sos and not self._replicate:
-                self._states[unit_id] = heard  # only last_seen_ms moved: what ``_apply`` would do, without comparing
-            else:
-                await self._apply(unit, heard)
-            if live is not None and live.battery_pct is not None:
-                await self._battery(unit, live.battery_pct)
-            if live is not None and self._geofences is not None:
-                await self._geofences.observe(unit, live)  # the newest position only: a backlog is history
-        counts = self.position_counts
-        counts.invalid += len(bad)
+        taken = Taken(unit, good, bad, started)
+        self.position_counts.invalid += len(bad)
+        if not good:
+            return taken
+        single = len(good) == 1  # nearly every message: no max, no any over a generator
+        newest = good[0] if single else max(good, key=live_key)
+        current = self._latest.get(unit_id)
+        if current is None or live_key(newest) > live_key(current):
+            taken.live = newest
+            self._latest[unit_id] = newest
+            pending = self._court(unit)
+            pending.units.add(unit_id)
+            superseded = pending.live.get(unit_id)
+            if superseded is not None:  # coalesced away before a frame showed it: keep it in the trail
+                pending.track.setdefault(unit_id, []).append(superseded)
+            pending.live[unit_id] = newest
+        sos = newest.sos if single else any(p.sos for p in good)
+        old = self._states.get(unit_id, NEVER_HEARD)
+        heard = status.heard(old, at_ms=now, sos=sos)
+        if old.online and heard.sos == old.sos and not self._replicate:
+            self._states[unit_id] = heard  # only last_seen_ms moved: what ``_apply`` would do, without comparing
+        else:
+            taken.state = heard
+        live = taken.live
+        if live is not None and live.battery_pct is not None:
+            taken.battery_low = self._battery_change(unit_id, live.battery_pct)
+        if live is not None and self._geofences is not None:
+            taken.crossings = self._geofences.crossings(unit, live)  # the newest position only: a backlog is history
+        return taken
+
+    async def settle(self, taken: Taken) -> None:
+        """What ``take`` left for the store and the alarm desk, in the order ``take`` found it."""
+        unit = taken.unit
+        if taken.state is not None:
+            await self._apply(unit, taken.state)
+        if taken.battery_low is not None:
+            assert taken.live is not None and taken.live.battery_pct is not None
+            await self._battery_alarm(unit, taken.live.battery_pct, raised=taken.battery_low)
+        if taken.crossings:
+            assert self._geofences is not None
+            await self._geofences.act(unit, taken.crossings)
+
+    def store(self, taken: Taken, waiter: CommitWaiter) -> None:
+        """Hand the positions to the writer, which tells ``waiter`` once they are committed (then
+        ``acknowledge``). Raises ``ServiceUnavailable`` at once when the writer cannot take them (nothing was
+        stored)."""
         try:
-            inserted = await self._writer.write(good)
+            self._writer.enqueue(taken.good, waiter)
         except ServiceUnavailable:
-            counts.overloaded += len(good)
+            self.position_counts.overloaded += len(taken.good)
             raise
+
+    def acknowledge(self, taken: Taken, inserted: AbstractSet[Key]) -> Ack:
+        """The answer once the positions are committed (``inserted``: the new keys of their batch)."""
+        unit_id = taken.unit.id
+        live = taken.live
         stored: list[int] = []
         duplicates: list[int] = []
         late: list[Position] = []
-        for p in good:
+        for p in taken.good:
             if (unit_id, p.seq) in inserted:
                 stored.append(p.seq)
                 if p is not live:
@@ -251,12 +312,13 @@ class Tracker:
             else:
                 duplicates.append(p.seq)
         if late:
-            self._court(unit).track.setdefault(unit_id, []).extend(late)
+            self._court(taken.unit).track.setdefault(unit_id, []).extend(late)
+        counts = self.position_counts
         counts.stored += len(stored)
         counts.duplicate += len(duplicates)
         if self._on_ack is not None:
-            self._on_ack(time.perf_counter() - started)
-        return Ack(stored, duplicates, bad)
+            self._on_ack(time.perf_counter() - taken.started)
+        return Ack(stored, duplicates, taken.bad)
 
     async def heard_from(self, unit: Unit, *, sos: bool = False) -> None:
         """A unit spoke without a position (a GB/T 28181 keepalive or alarm): online, SOS raised if asked,
@@ -326,18 +388,27 @@ class Tracker:
             # The positions still go to the writer, which holds them for the database; the status shows live.
             log.exception("unit %s: status %s could not be stored or alarmed", unit.id, new.status.value)
 
-    async def _battery(self, unit: Unit, percent: float) -> None:
-        """Low-battery alarm below the threshold; cleared only once charged a few points above it, so a
-        reading that wobbles around the threshold does not raise and clear it over and over."""
+    def _battery_change(self, unit_id: UnitId, percent: float) -> bool | None:
+        """Whether the low-battery alarm is raised (True) or cleared (False) by this reading, None if neither.
+
+        Cleared only once charged a few points above the threshold, so a reading that wobbles around it
+        does not raise and clear it over and over."""
         low = self._settings.low_battery_percent
-        if percent < low and unit.id not in self._low_battery:
-            self._low_battery.add(unit.id)
+        if percent < low and unit_id not in self._low_battery:
+            self._low_battery.add(unit_id)
+            return True
+        if percent >= low + BATTERY_HYSTERESIS and unit_id in self._low_battery:
+            self._low_battery.discard(unit_id)
+            return False
+        return None
+
+    async def _battery_alarm(self, unit: Unit, percent: float, *, raised: bool) -> None:
+        if raised:
             details = {"unit_name": unit.name, "battery_pct": percent}
             await self._alarms.raise_(
                 AlarmKind.LOW_BATTERY, unit.id, court_id=unit.court_id, unit_id=unit.id, details=details
             )
-        elif percent >= low + BATTERY_HYSTERESIS and unit.id in self._low_battery:
-            self._low_battery.discard(unit.id)
+        else:
             await self._alarms.clear(AlarmKind.LOW_BATTERY, unit.id)
 
     # background loops ---------------------------------------------------------------------------------
@@ -457,4 +528,4 @@ def _alarm_changes(old: UnitState, new: UnitState) -> list[tuple[AlarmKind, bool
     return changes
 
 
-__all__ = ["Ack", "Duty", "Status", "Tracker"]
+__all__ = ["Ack", "Duty", "Status", "Taken", "Tracker"]

@@ -54,8 +54,8 @@ _encode = msgspec.json.Encoder().encode
 
 def _view(unit: Unit, state: UnitState, position: Position | None) -> UnitView:
     shown = None if position is None else position.shown()
-    status = state.status.value
-    return UnitView(unit.id, unit.name, unit.kind.value, unit.court_id, status, state.online, shown, state.last_seen_ms)
+    # The enum members themselves (StrEnums, written as their strings): ``.value`` is a Python property call.
+    return UnitView(unit.id, unit.name, unit.kind, unit.court_id, state.status, state.online, shown, state.last_seen_ms)
 
 
 def unit_view(unit: Unit, state: UnitState, position: Position | None) -> dict[str, Any]:

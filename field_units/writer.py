@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Protocol
 
 from core.errors import AppError, ServiceUnavailable
 from core.ids import UnitId
@@ -37,12 +38,25 @@ Key = tuple[UnitId, int]
 ANSWER_SLICE = 256  # callers answered per turn of the loop once their batch is committed
 
 
+class CommitWaiter(Protocol):
+    """Told once what became of the positions handed to ``PositionWriter.enqueue``, by the writer itself.
+
+    An ``asyncio.Future`` is one (``write`` hands one back to await). A unit's socket is another
+    (``command_center.unit_socket``): told directly, it writes the ack there and then, without a future, a
+    done callback and a scheduled call for each of 10,000 messages a second. ``set_result`` and
+    ``set_exception`` must not raise: the writer tells the rest of the batch just after."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: AbstractSet[Key], /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 @dataclass(slots=True)
 class _Batch:
-    """What one flush commits: the callers' positions and, in the same order, the futures they wait on."""
+    """What one flush commits: the callers' positions and, in the same order, who waits for them."""
 
     positions: list[Sequence[Position]]
-    waiters: list[asyncio.Future[AbstractSet[Key]]]
+    waiters: list[CommitWaiter]
 
 
 class PositionWriter:
@@ -57,7 +71,7 @@ class PositionWriter:
         # load a second's worth of callers wait here, and every one more tracked object each is walked by the
         # garbage collector's passes).
         self._queue: deque[Sequence[Position]] = deque()
-        self._waiters: deque[asyncio.Future[AbstractSet[Key]]] = deque()
+        self._waiters: deque[CommitWaiter] = deque()
         self._pending = 0
         self._has_work = asyncio.Event()  # set while anything is queued (or on close)
         self._full = asyncio.Event()  # set when a whole batch is waiting: flush without the delay
@@ -108,14 +122,19 @@ class PositionWriter:
     def write(self, positions: Sequence[Position]) -> asyncio.Future[AbstractSet[Key]]:
         """Queue the positions for commit; await the answer: the keys that were new (the others were stored before).
 
-        A plain function returning the future the caller awaits (no coroutine per call: one is written per
-        telemetry message). The set answers for the whole batch the positions were committed in (one set
-        shared by its callers, not one built per caller): ask it about your own keys only. Raises
-        ``ServiceUnavailable`` at once when the writer is not running or too much is waiting."""
+        A plain function returning the future the caller awaits (no coroutine per call). The set answers for
+        the whole batch the positions were committed in (one set shared by its callers, not one built per
+        caller): ask it about your own keys only. Raises ``ServiceUnavailable`` at once when the writer is not
+        running or too much is waiting."""
         done: asyncio.Future[AbstractSet[Key]] = asyncio.get_running_loop().create_future()
+        self.enqueue(positions, done)
+        return done
+
+    def enqueue(self, positions: Sequence[Position], waiter: CommitWaiter) -> None:
+        """``write``, telling ``waiter`` (see ``CommitWaiter``) instead of a future of its own."""
         if not positions:
-            done.set_result(frozenset())
-            return done
+            waiter.set_result(frozenset())
+            return
         if self._closing or self._task is None:
             raise ServiceUnavailable("position writer is not running")
         if self._pending + len(positions) > self._max_pending:
@@ -123,12 +142,11 @@ class PositionWriter:
                 f"{self._pending} positions are waiting for the database; resend later (nothing was stored)"
             )
         self._queue.append(positions)
-        self._waiters.append(done)
+        self._waiters.append(waiter)
         self._pending += len(positions)
         self._has_work.set()
         if self._pending >= self._max_batch:
             self._full.set()
-        return done
 
     async def _run(self) -> None:
         try:

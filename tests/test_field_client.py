@@ -15,7 +15,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from command_center.keys import TRACKER
+from command_center.unit_socket import UnitSocket
 from core.ids import UnitId
 from field_device.client import TelemetryClient
 from field_device.outbox import JournalledOutbox, Outbox, OutboxFull, seq_floor
@@ -206,18 +206,17 @@ async def test_an_ack_lost_with_the_link_means_a_resend_answered_duplicate(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server stored the position but the link dropped before its ack came: no loss, no second row."""
-    tracker = world.client.app[TRACKER]
-    ingest = tracker.ingest
+    answer = UnitSocket.set_result  # the unit socket is told of the commit, and acks then
     slow = asyncio.Event()
     slow.set()
 
-    async def ingest_then_wait(unit: Any, raw: object) -> Any:
-        ack = await ingest(unit, raw)
-        if slow.is_set():
-            await asyncio.sleep(0.5)  # durable already; the answer is late
-        return ack
+    def answer_late(socket: UnitSocket, new: Any) -> None:
+        if slow.is_set():  # durable already; the answer is late
+            asyncio.get_running_loop().call_later(0.5, answer, socket, new)
+        else:
+            answer(socket, new)
 
-    monkeypatch.setattr(tracker, "ingest", ingest_then_wait)
+    monkeypatch.setattr(UnitSocket, "set_result", answer_late)
     client = TelemetryClient(base(world), world.device_secret, label=UNIT, backoff=(0.05, 0.1))
     await client.start()
     try:

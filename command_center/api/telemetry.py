@@ -10,7 +10,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable
 from typing import Annotated, Any
 
 import orjson
@@ -21,11 +20,12 @@ from command_center.api.params import epoch_ms
 from command_center.api.registry import Registry, body, json_response
 from command_center.auth import PEOPLE, Access, DeviceCaller, current_caller, current_device
 from command_center.keys import IDLE_UNIT_SOCKETS, REVOCATIONS, STORE, TASKS, TRACKER
+from command_center.unit_socket import UnitSocket
 from core import log_context
 from core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.ids import UnitId
 from courts.visibility import require_visible
-from field_units.messages import MAX_MESSAGE, answer
+from field_units.messages import MAX_MESSAGE
 from field_units.tracker import MAX_BATCH
 from maps.tracks import MAX_SHOWN_POINTS, read_track, simplify_within
 from persistence.models import Duty
@@ -78,17 +78,19 @@ async def telemetry_socket(request: web.Request) -> web.StreamResponse:
 
 async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSocketResponse) -> web.WebSocketResponse:
     unit = caller.unit
-    tracker = request.app[TRACKER]
     tasks = request.app[TASKS]
-    ingest, report = tracker.ingest, tasks.report  # bound once, not once per message
     log.info("unit %s: telemetry socket open from %s", unit.id, request.remote)
     # Revoking the unit closes this socket (4401); ``watch.ended`` is set first, so nothing more is stored.
     watch = request.app[REVOCATIONS].watch_socket(caller, ws)
     idle = request.app[IDLE_UNIT_SOCKETS]
     transport = request.transport
+    messages = UnitSocket(ws, transport, unit, request.app[TRACKER], tasks.report)
+    handle = messages.handle
 
     async def push(message: dict[str, Any]) -> None:
-        await _reply(ws, orjson.dumps(message))
+        if ws.closed:
+            raise ConnectionError("the unit's socket is closed")
+        await ws.send_frame(orjson.dumps(message), WSMsgType.TEXT)
 
     try:
         with idle.watching(ws, abort=transport.abort if transport is not None else lambda: None):
@@ -104,7 +106,9 @@ async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSoc
                     if watch.ended:
                         break
                     if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                        await _reply(ws, await answer(ingest, unit, message.data, report))
+                        waiting = handle(message.data)  # nearly always taken at once, answered from its commit
+                        if waiting is not None:
+                            await waiting
                     elif message.type is WSMsgType.PING:  # autoping is off: answer the unit's pings here
                         await ws.pong(message.data)
                     del message
@@ -117,15 +121,6 @@ async def _serve_unit(request: web.Request, caller: DeviceCaller, ws: web.WebSoc
         await watch.settle()
     log.info("unit %s: telemetry socket closed (%s)", unit.id, ws.close_code)
     return ws
-
-
-def _reply(ws: web.WebSocketResponse, data: bytes) -> Awaitable[None]:
-    """Send pre-serialised JSON as a text message (a closed socket raises ConnectionError).
-
-    Not a coroutine of its own: it hands back aiohttp's send to await, one coroutine less per message."""
-    if ws.closed:
-        raise ConnectionError("the unit's socket is closed")
-    return ws.send_frame(data, WSMsgType.TEXT)
 
 
 @api.route(
