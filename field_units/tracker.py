@@ -34,7 +34,7 @@ from field_units import status
 from field_units.geofence_watch import GeofenceWatch
 from field_units.replication import STATES_TOPIC, apply_delta, heard_at, state_delta
 from field_units.telemetry import Rejection, parse_batch
-from field_units.views import EncodedView, encode_view, unit_view, units_topic
+from field_units.views import encode_view, unit_view, units_topic
 from field_units.writer import CommitWaiter, Key, PositionWriter
 from maps.geofences import FenceEvent
 from persistence.models import Duty, Position, Status, Unit, UnitState
@@ -99,12 +99,12 @@ class _Pending:
     track: dict[UnitId, list[Position]] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class Taken:
+class Taken(msgspec.Struct, gc=False):
     """A telemetry message validated and shown live, not yet stored (``Tracker.take``).
 
     ``state``, ``battery_low`` and ``crossings`` are what is left for ``Tracker.settle``: almost always
-    nothing (``settled``)."""
+    nothing (``settled``). A Struct untracked by the collector (one is made for every message and lives until
+    its commit; it is never part of a cycle)."""
 
     unit: Unit
     good: list[Position]
@@ -113,7 +113,7 @@ class Taken:
     live: Position | None = None  # the position the unit now shows, if one of these moved it
     state: UnitState | None = None  # a status change to apply (stored, alarms)
     battery_low: bool | None = None  # the low-battery alarm to raise (True) or clear (False)
-    crossings: list[FenceEvent] = field(default_factory=list)
+    crossings: list[FenceEvent] | None = None
 
     @property
     def settled(self) -> bool:
@@ -212,10 +212,6 @@ class Tracker:
         if unit is None:
             raise NotFound(f"unit {unit_id} does not exist")
         return unit_view(unit, self.state(unit_id), self._latest.get(unit_id))
-
-    def _encoded_view(self, unit_id: UnitId) -> EncodedView:
-        """``view`` serialised, for the bus (a unit in ``_pending`` is in ``_units``: ``ingest`` put it there)."""
-        return encode_view(self._units[unit_id], self._states.get(unit_id, NEVER_HEARD), self._latest.get(unit_id))
 
     async def live_view(self, unit_id: UnitId) -> dict[str, Any]:
         """``view``, for a unit registered after this process started too."""
@@ -424,8 +420,11 @@ class Tracker:
 
     async def _publish_pending(self) -> None:
         pending, self._pending = self._pending, {}
+        known, states, latest = self._units, self._states, self._latest
         for court_id, changes in pending.items():
-            units = [self._encoded_view(unit_id) for unit_id in sorted(changes.units)]
+            # Each changed unit's ``view``, serialised for the bus (a unit in ``_pending`` is in ``_units``: ``take``
+            # put it there); one comprehension, not a method call a unit: 10,000 of them a second.
+            units = [encode_view(known[u], states.get(u, NEVER_HEARD), latest.get(u)) for u in sorted(changes.units)]
             track = [
                 {"unit_id": unit_id, "points": [[p.fix_time_ms, p.lat, p.lon] for p in sorted(points, key=_fix)]}
                 for unit_id, points in changes.track.items()

@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 import websockets
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 
 from command_center import unit_socket
+from command_center.unit_socket import text_frame
 from tests.conftest import World
 from tests.test_live_tracking import UNIT, fix, open_unit, send
 
@@ -80,3 +83,19 @@ async def test_a_unit_that_never_reads_is_cut(
     assert any("sent and not read; cutting the connection" in r.getMessage() for r in caplog.records)
     unit = await open_unit(world)
     assert (await send(unit, fix(1)))["stored"] == [1]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65_535, 65_536, 200_000])
+def test_a_text_frame_reads_back_whole_with_a_websocket_library(size: int) -> None:
+    """``text_frame`` writes the unit's answers itself: another implementation reads them back whole, at
+    each boundary of the length's three encodings."""
+    payload = bytes(i % 251 for i in range(size))
+    reader = StreamReader()
+    reader.feed_data(text_frame(payload))
+    reader.feed_eof()
+    parser = Frame.parse(reader.read_exact, mask=False)
+    with pytest.raises(StopIteration) as parsed:
+        next(parser)
+    frame = parsed.value.value
+    assert (frame.opcode, frame.fin, frame.rsv1, frame.data) == (Opcode.TEXT, True, False, payload)
+    assert reader.at_eof()
