@@ -66,14 +66,16 @@ class UnitSocket:
         returned awaitable finishes taking it (await it before the next message)."""
         if self._in_flight is not None:
             return self._after_previous(message)
-        if not self._has_room():
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() > MAX_UNREAD:
+            self._cut(transport)
             return None
         try:
             data = decode(message)
         except Refused as refused:
             self.send(refused.reply)
             return None
-        if is_task_update(data):
+        if type(data) is dict and is_task_update(data):  # a position (nearly always) is not a dict
             return self._report_task(data)
         try:
             taken = self._take(self._unit, data)
@@ -138,14 +140,10 @@ class UnitSocket:
             self._answered = None
 
     # writing --------------------------------------------------------------------------------------------
-    def _has_room(self) -> bool:
-        """False (and the connection cut) when the unit has left too much of what we sent it unread."""
-        transport = self._transport
-        if transport is None or transport.get_write_buffer_size() <= MAX_UNREAD:
-            return True
+    def _cut(self, transport: asyncio.Transport) -> None:
+        """The unit has left more than ``MAX_UNREAD`` bytes of what we sent it unread: cut the connection."""
         log.warning("unit %s: over %d bytes sent and not read; cutting the connection", self._unit.id, MAX_UNREAD)
         transport.abort()
-        return False
 
     def send(self, reply: bytes) -> None:
         """Write a text message now, from the writer as well as from the task; a closed socket drops it (the
